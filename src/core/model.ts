@@ -1,0 +1,201 @@
+// The neutral model: what crosses the bridge, independent of any network.
+// Every adapter converts its own events into these types and renders deliveries from them.
+
+export type NetworkId = 'matrix' | 'signal' | 'whatsapp'
+export type RemoteNetworkId = Exclude<NetworkId, 'matrix'>
+export const NETWORKS: readonly NetworkId[] = ['matrix', 'signal', 'whatsapp']
+export const REMOTE_NETWORKS: readonly RemoteNetworkId[] = ['signal', 'whatsapp']
+
+export const NETWORK_LABEL: Record<NetworkId, string> = {
+  matrix: 'Matrix',
+  signal: 'Signal',
+  whatsapp: 'WhatsApp',
+}
+
+/** A person on one network. `id` is stable and holds no phone number (Signal: ACI; WhatsApp: the adapter's
+ * stable person id; Matrix: the MXID). */
+export interface Person {
+  network: NetworkId
+  id: string
+  displayName: string
+  /** Set when the event was typed on a relay account's own phone: it speaks as that account's person. */
+  viaRelayAccount?: boolean
+  avatar?: { url: string } | { data: Buffer; mimetype: string }
+}
+
+// ---- Rich text --------------------------------------------------------------------------------------
+// Plain text plus ranges in UTF-16 code units (the unit of JS strings and of Signal's offsets).
+// Ranges may overlap. This shape maps directly onto Signal text styles and is easy to render as
+// Matrix HTML or WhatsApp markup.
+
+export type InlineStyle = 'bold' | 'italic' | 'strikethrough' | 'monospace' | 'spoiler' | 'code_block' | 'blockquote'
+export interface StyleRange {
+  start: number
+  length: number
+  style: InlineStyle
+}
+export interface LinkRange {
+  start: number
+  length: number
+  url: string
+}
+/** A mention covers the visible text of the mention (e.g. "@Alice") and points at a person. */
+export interface MentionRange {
+  start: number
+  length: number
+  person: Pick<Person, 'network' | 'id'> & { displayName?: string }
+}
+export interface RichText {
+  text: string
+  styles: StyleRange[]
+  links: LinkRange[]
+  mentions: MentionRange[]
+}
+
+export const plainText = (text: string): RichText => ({ text, styles: [], links: [], mentions: [] })
+
+// ---- Attachments ------------------------------------------------------------------------------------
+
+export type AttachmentKind = 'image' | 'video' | 'audio' | 'voice' | 'file' | 'sticker'
+export interface Attachment {
+  kind: AttachmentKind
+  mimetype: string
+  filename: string
+  size: number
+  width?: number
+  height?: number
+  durationMs?: number
+  /** Content-addressed id in the media store (core/media.ts). Bytes never travel inside queue rows. */
+  mediaId: string
+}
+
+export interface Location {
+  latitude: number
+  longitude: number
+  name?: string
+}
+
+export interface MessageContent {
+  /** `notice` is bot output: it is never relayed to Signal or WhatsApp. */
+  kind: 'text' | 'emote' | 'notice'
+  body: RichText
+  attachments: Attachment[]
+  location?: Location
+}
+
+// ---- Inbound events ---------------------------------------------------------------------------------
+
+/** Where an event happened: a chat on one network. Matrix: room id; Signal: group id; WhatsApp: group JID. */
+export interface ChatRef {
+  network: NetworkId
+  id: string
+}
+
+interface InboundBase {
+  chat: ChatRef
+  sender: Person
+  /** The event's own durable id on its network (Matrix event id, Signal `aci:timestamp`, WhatsApp key id). */
+  remoteId: string
+  /** Milliseconds since the epoch, as the origin network stamped it. */
+  timestamp: number
+  /** The relay login that received it (remote networks); lets the core tell which login speaks for whom. */
+  loginId?: string
+}
+
+export interface InboundMessage extends InboundBase {
+  kind: 'message'
+  content: MessageContent
+  /** Remote id (on the same network) of the message this one replies to. */
+  replyTo?: string
+}
+export interface InboundEdit extends InboundBase {
+  kind: 'edit'
+  /** Remote id of the message (or of its latest revision) being edited. */
+  target: string
+  content: MessageContent
+}
+export interface InboundDelete extends InboundBase {
+  kind: 'delete'
+  target: string
+}
+export interface InboundReaction extends InboundBase {
+  kind: 'reaction'
+  target: string
+  emoji: string
+  removed: boolean
+}
+export interface InboundChatUpdate extends InboundBase {
+  kind: 'chat_update'
+  name?: string
+  topic?: string
+}
+
+export type InboundEvent = InboundMessage | InboundEdit | InboundDelete | InboundReaction | InboundChatUpdate
+
+// ---- Deliveries (what the core asks an adapter to send) --------------------------------------------
+
+/** A copy of a bridged message on one network, as recorded in the message map. */
+export interface CopyRef {
+  remoteId: string
+  /** Who sent that copy on its network: the relay account, a ghost, or the original author. */
+  authorId: string
+  /** When the copy was sent (ms), for edit/delete windows. */
+  sentAt: number
+  /** Adapter-private data recorded with the copy (e.g. the WhatsApp key and content for quoting). */
+  extra?: Record<string, unknown>
+}
+
+/** Where to deliver: a chat on the target network and, for Signal/WhatsApp, the relay login that sends. */
+export interface DeliveryTarget {
+  network: NetworkId
+  chatId: string
+  loginId?: string
+  /** The portal's Matrix room, for adapters that need it (always set). */
+  roomId: string
+}
+
+interface DeliveryBase {
+  target: DeliveryTarget
+  sender: Person
+  /** Stable per delivery: adapters that can fix a message id (WhatsApp `messageId`) use it for idempotency. */
+  deliveryId: string
+}
+export interface MessageDelivery extends DeliveryBase {
+  kind: 'message'
+  content: MessageContent
+  replyTo?: CopyRef
+  /** When the sender is a person the relay speaks for, the rendered prefix already sits in `content`. */
+  relayed: boolean
+}
+export interface EditDelivery extends DeliveryBase {
+  kind: 'edit'
+  content: MessageContent
+  /** The latest revision of the copy on this network (Signal wants the latest; others ignore revisions). */
+  of: CopyRef
+  /** The original copy (for windows counted from the first send). */
+  original: CopyRef
+  relayed: boolean
+}
+export interface DeleteDelivery extends DeliveryBase {
+  kind: 'delete'
+  of: CopyRef
+}
+export interface ReactionDelivery extends DeliveryBase {
+  kind: 'reaction'
+  of: CopyRef
+  emoji: string
+  removed: boolean
+  /** The previous reaction copy when this removes a reaction that the adapter sent itself. */
+  previous?: CopyRef
+}
+
+export type Delivery = MessageDelivery | EditDelivery | DeleteDelivery | ReactionDelivery
+
+/** What a successful send produced on the target network. */
+export interface SendResult {
+  /** The remote id of the new copy (for edits: of the new revision). Omitted when nothing new was created. */
+  remoteId?: string
+  authorId?: string
+  sentAt?: number
+  extra?: Record<string, unknown>
+}

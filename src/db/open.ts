@@ -1,0 +1,32 @@
+import type { Db } from './types.ts'
+import { openPostgres, type QueryObserver } from './postgres.ts'
+import { openPglite } from './pglite.ts'
+
+/** PostgreSQL when a URI is configured; otherwise the embedded PGlite under data_dir. */
+export async function openDatabase(uri: string, dataDir: string, observe?: QueryObserver): Promise<Db> {
+  if (uri) {
+    const db = openPostgres(uri, observe)
+    try {
+      await db.query('SELECT 1')
+    } catch (err) {
+      await db.close().catch(() => {})
+      throw new Error(
+        `Cannot connect to PostgreSQL at database.uri (${redactUri(uri)}): ${(err as Error).message}. ` +
+          'Check that the server runs and the URI, user and password are right.',
+        { cause: err },
+      )
+    }
+    return db
+  }
+  return openPglite(dataDir, observe)
+}
+
+export function redactUri(uri: string): string {
+  try {
+    const u = new URL(uri)
+    if (u.password) u.password = '***'
+    return u.toString()
+  } catch {
+    return '(unparseable URI)'
+  }
+}

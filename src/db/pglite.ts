@@ -1,0 +1,89 @@
+// Embedded PostgreSQL (WebAssembly), one connection in this process. A second process on the same
+// directory would corrupt it, so we hold a lock file with our pid while it is open.
+import { PGlite } from '@electric-sql/pglite'
+import { mkdir, open, readFile, rm } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { Db, Queryable, QueryResult } from './types.ts'
+import type { QueryObserver } from './postgres.ts'
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+async function takeLock(path: string): Promise<void> {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fh = await open(path, 'wx')
+      await fh.writeFile(String(process.pid))
+      await fh.close()
+      return
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+      const pid = Number((await readFile(path, 'utf8').catch(() => '')).trim())
+      if (pid && pid !== process.pid && alive(pid)) {
+        throw new Error(
+          `The embedded database in ${join(path, '..')} is already in use by another relay-bridge process (pid ${pid}). ` +
+            'Stop that process, or give this one its own data_dir or a PostgreSQL database.uri.',
+        )
+      }
+      await rm(path, { force: true }) // stale lock from a process that died
+    }
+  }
+  throw new Error(`Could not lock the embedded database at ${path}.`)
+}
+
+export async function openPglite(dataDir: string, observe?: QueryObserver): Promise<Db> {
+  const dir = join(dataDir, 'pglite')
+  await mkdir(dir, { recursive: true })
+  const lock = join(dataDir, 'pglite.lock')
+  await takeLock(lock)
+  let pg: PGlite
+  try {
+    pg = await PGlite.create(dir)
+  } catch (err) {
+    await rm(lock, { force: true })
+    throw err
+  }
+  return wrapPglite(pg, observe, () => rm(lock, { force: true }))
+}
+
+/** An in-memory embedded database (tests and the benchmark's baseline). */
+export async function openPgliteMemory(observe?: QueryObserver): Promise<Db> {
+  return wrapPglite(await PGlite.create(), observe, async () => {})
+}
+
+function wrapPglite(pg: PGlite, observe: QueryObserver | undefined, afterClose: () => Promise<void>): Db {
+  const wrap = (q: Pick<PGlite, 'query' | 'exec'>): Queryable => ({
+    async query<R>(sql: string, params: unknown[] = []): Promise<QueryResult<R>> {
+      const t = performance.now()
+      let ok = false
+      try {
+        const res = await q.query<R>(sql, params)
+        ok = true
+        return { rows: res.rows, rowCount: res.affectedRows || res.rows.length }
+      } finally {
+        observe?.(performance.now() - t, ok)
+      }
+    },
+    async exec(sql: string) {
+      await q.exec(sql)
+    },
+  })
+  const base = wrap(pg)
+  return {
+    kind: 'pglite',
+    query: base.query,
+    exec: base.exec,
+    transaction: work => pg.transaction(tx => work(wrap(tx))),
+    session: work => work(base),
+    async close() {
+      await pg.close()
+      await afterClose()
+    },
+  }
+}

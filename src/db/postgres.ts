@@ -1,0 +1,61 @@
+import pg from 'pg'
+import type { Db, Queryable, QueryResult } from './types.ts'
+
+// int8 (bigint) columns hold millisecond timestamps and ids far below 2^53: read them as numbers.
+pg.types.setTypeParser(20, (v: string) => Number(v))
+
+export type QueryObserver = (ms: number, ok: boolean) => void
+
+function wrap(client: pg.Pool | pg.PoolClient, observe?: QueryObserver): Queryable {
+  return {
+    async query<R>(sql: string, params: unknown[] = []): Promise<QueryResult<R>> {
+      const t = performance.now()
+      let ok = false
+      try {
+        const res = await client.query(sql, params)
+        ok = true
+        return { rows: res.rows as R[], rowCount: res.rowCount ?? 0 }
+      } finally {
+        observe?.(performance.now() - t, ok)
+      }
+    },
+    async exec(sql: string) {
+      await client.query(sql)
+    },
+  }
+}
+
+export function openPostgres(uri: string, observe?: QueryObserver): Db {
+  const pool = new pg.Pool({ connectionString: uri, max: 10, connectionTimeoutMillis: 5000 })
+  // An idle client losing its connection (server restart) must not crash the process.
+  pool.on('error', () => {})
+  const base = wrap(pool, observe)
+  return {
+    kind: 'postgres',
+    query: base.query,
+    exec: base.exec,
+    async transaction(work) {
+      const client = await pool.connect()
+      try {
+        await client.query('BEGIN')
+        const result = await work(wrap(client, observe))
+        await client.query('COMMIT')
+        return result
+      } catch (err) {
+        await client.query('ROLLBACK').catch(() => {})
+        throw err
+      } finally {
+        client.release()
+      }
+    },
+    async session(work) {
+      const client = await pool.connect()
+      try {
+        return await work(wrap(client, observe))
+      } finally {
+        client.release()
+      }
+    },
+    close: () => pool.end(),
+  }
+}

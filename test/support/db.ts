@@ -1,0 +1,37 @@
+// Both databases the bridge supports, for tests that touch the database: a fresh PostgreSQL database on
+// the server named by RELAY_BRIDGE_TEST_DATABASE_URI (CI starts one), and a fresh in-memory PGlite.
+import { randomBytes } from 'node:crypto'
+import pg from 'pg'
+import { openPostgres } from '../../src/db/postgres.ts'
+import { openPgliteMemory } from '../../src/db/pglite.ts'
+import { migrate } from '../../src/db/migrate.ts'
+import type { Db } from '../../src/db/types.ts'
+
+export const ADMIN_URI = process.env.RELAY_BRIDGE_TEST_DATABASE_URI ?? ''
+if (!ADMIN_URI && process.env.CI) throw new Error('CI must set RELAY_BRIDGE_TEST_DATABASE_URI (see .ci/run).')
+
+export type DbKind = 'postgres' | 'pglite'
+/** The kinds to run database tests on: both in CI, PGlite alone where no server is configured. */
+export const DB_KINDS: DbKind[] = ADMIN_URI ? ['postgres', 'pglite'] : ['pglite']
+
+/** Creates an empty PostgreSQL database and returns its URI. */
+export async function createPostgresDatabase(): Promise<string> {
+  const name = `rbtest_${randomBytes(6).toString('hex')}`
+  const admin = new pg.Client({ connectionString: ADMIN_URI })
+  await admin.connect()
+  try {
+    await admin.query(`CREATE DATABASE ${name}`)
+  } finally {
+    await admin.end()
+  }
+  const uri = new URL(ADMIN_URI)
+  uri.pathname = `/${name}`
+  return uri.toString()
+}
+
+/** A fresh, migrated database of the given kind. */
+export async function freshDb(kind: DbKind, opts: { migrate?: boolean } = {}): Promise<Db> {
+  const db = kind === 'postgres' ? openPostgres(await createPostgresDatabase()) : await openPgliteMemory()
+  if (opts.migrate !== false) await migrate(db)
+  return db
+}
