@@ -174,6 +174,8 @@ export interface EditDelivery extends DeliveryBase {
   of: CopyRef
   /** The original copy (for windows counted from the first send). */
   original: CopyRef
+  /** How many edits this message has had on the target network before this one. */
+  editCount: number
   relayed: boolean
 }
 export interface DeleteDelivery extends DeliveryBase {
