@@ -79,7 +79,9 @@ CREATE TABLE message_copies (
   chat_id    text NOT NULL,
   remote_id  text NOT NULL,
   message_id bigint NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
-  role       text NOT NULL CHECK (role IN ('original', 'revision')),
+  -- original: the message itself; revision: an edit of it; action: a deletion or reaction removal,
+  -- kept only so that a redelivered event is recognised.
+  role       text NOT NULL CHECK (role IN ('original', 'revision', 'action')),
   is_origin  boolean NOT NULL,            -- the copy the event arrived as (not one the bridge sent)
   author_id  text NOT NULL,
   sent_at    bigint NOT NULL,             -- ms since epoch
@@ -106,3 +108,9 @@ CREATE TABLE outbox (
   finished_at     timestamptz
 );
 CREATE INDEX outbox_open ON outbox (network, chat_id, id) WHERE state IN ('pending', 'sending', 'held');
+
+-- The bot's direct chat with each person (logins and management happen there).
+CREATE TABLE direct_chats (
+  mxid    text PRIMARY KEY,
+  room_id text NOT NULL UNIQUE
+);

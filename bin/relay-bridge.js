@@ -1,0 +1,9 @@
+#!/usr/bin/env node
+// Runs the compiled CLI when the package was built (npm installs, Docker), else the TypeScript sources
+// directly (a checkout, on Node >= 22.18 which strips types natively).
+import { existsSync } from 'node:fs'
+
+const dist = new URL('../dist/cli.js', import.meta.url)
+const entry = existsSync(dist) ? dist : new URL('../src/cli.ts', import.meta.url)
+const { main } = await import(entry.href)
+process.exitCode = await main(process.argv)

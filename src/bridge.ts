@@ -1,0 +1,230 @@
+// Puts the bridge together: database, homeserver client and endpoint, the core, and the networks.
+import type { Server } from 'node:http'
+import type { Logger } from 'pino'
+import QRCode from 'qrcode'
+import type { Config } from './config.ts'
+import { Commands } from './core/commands/index.ts'
+import { Deliverer } from './core/deliver.ts'
+import { SqlLoginStore } from './core/logins.ts'
+import { FileMediaStore, type MediaStore } from './core/media.ts'
+import { MessageMap } from './core/messages.ts'
+import type { InboundEvent, NetworkId, RemoteNetworkId } from './core/model.ts'
+import type { ConnectionState, NetworkContext, Participant, RemoteNetwork } from './core/network.ts'
+import { Outbox } from './core/outbox.ts'
+import { PortalStore, type Portal } from './core/portals.ts'
+import { SenderNames } from './core/render.ts'
+import { Router } from './core/router.ts'
+import { migrate } from './db/migrate.ts'
+import { openDatabase } from './db/open.ts'
+import type { Db } from './db/types.ts'
+import { checkHomeserver } from './homeserver-check.ts'
+import { createLogger } from './log.ts'
+import { AppserviceServer } from './matrix/appservice.ts'
+import { MatrixClientApi, type HomeserverApi } from './matrix/client.ts'
+import { MatrixEvents } from './matrix/events.ts'
+import { Ghosts } from './matrix/ghosts.ts'
+import { Inbox } from './matrix/inbox.ts'
+import { MatrixParticipant } from './matrix/participant.ts'
+import { BotRooms } from './matrix/rooms.ts'
+import { Metrics, startMetricsServer } from './metrics.ts'
+
+export interface BridgeDeps {
+  log?: Logger
+  db?: Db
+  api?: HomeserverApi
+  /** The Signal and WhatsApp adapters; by default built from the config. */
+  networks?: RemoteNetwork[]
+  /** Shorter delays for tests. */
+  timings?: { backoff?: { initialMs: number; maxMs: number; maxAttempts: number }; inboxRetryMs?: number; homeserverRetryMs?: number; maintenanceMs?: number }
+}
+
+export interface Bridge {
+  readonly port: number
+  readonly metricsPort: number | undefined
+  readonly db: Db
+  readonly outbox: Outbox
+  readonly router: Router
+  readonly portals: PortalStore
+  readonly logins: SqlLoginStore
+  stop(): Promise<void>
+}
+
+async function defaultNetworks(config: Config): Promise<RemoteNetwork[]> {
+  const { SignalNetwork } = await import('./signal/network.ts')
+  const { WhatsAppNetwork } = await import('./whatsapp/network.ts')
+  const [min, max] = config.whatsapp.send_pace_ms
+  return [new SignalNetwork({ daemonUrl: config.signal.daemon_url }), new WhatsAppNetwork({ paceMs: [min, max] })]
+}
+
+export async function startBridge(config: Config, deps: BridgeDeps = {}): Promise<Bridge> {
+  const log = deps.log ?? createLogger(config.logging.level)
+  const metrics = new Metrics()
+  const db = deps.db ?? await openDatabase(config.database.uri, config.data_dir, metrics.observeQuery)
+  const applied = await migrate(db)
+  if (applied.length) log.info({ applied }, 'Applied database migrations')
+  const domain = config.homeserver.domain
+  const botMxid = `@${config.appservice.bot.username}:${domain}`
+  const api = deps.api ?? new MatrixClientApi({
+    homeserverUrl: config.homeserver.address, asToken: config.appservice.as_token, domain,
+    botLocalpart: config.appservice.bot.username, log: log.child({ part: 'matrix' }),
+  })
+  const media: MediaStore = new FileMediaStore(config.data_dir)
+  const portals = new PortalStore(db)
+  await portals.load()
+  const logins = new SqlLoginStore(db)
+  const inbox = new Inbox(db)
+  const rooms = new BotRooms({ api, db, botMxid })
+  const ghosts = new Ghosts({ db, api, media, domain, botMxid, log })
+  const networks = new Map<RemoteNetworkId, RemoteNetwork>()
+  for (const n of deps.networks ?? await defaultNetworks(config)) networks.set(n.network, n)
+  const participants = new Map<NetworkId, Participant>([['matrix', new MatrixParticipant({ api, ghosts, media, domain, log })]])
+  for (const [id, n] of networks) participants.set(id, n)
+
+  const deliverer = new Deliverer({
+    db, log, portals, logins, participants, names: new SenderNames(), rooms,
+    template: config.bridge.relay.message_format, reactions: config.bridge.relay.reactions,
+  })
+  const outbox = new Outbox({
+    db, log: log.child({ part: 'outbox' }), dispatch: deliverer.dispatch, onFailed: deliverer.onFailed,
+    onSent: row => metrics.deliveries.inc({ network: row.network, result: 'sent' }),
+    holdRetentionMs: config.bridge.hold_retention_hours * 3_600_000,
+    ...(deps.timings?.backoff ? { backoff: deps.timings.backoff } : {}),
+  })
+
+  /** A remote group with no portal spoke: make a room for it and invite the relay's owner. */
+  const createPortal = async (event: InboundEvent): Promise<Portal | undefined> => {
+    if (!config.bridge.auto_create_portals || event.chat.network === 'matrix' || !event.loginId) return undefined
+    const network = event.chat.network
+    const login = await logins.get(event.loginId)
+    const adapter = networks.get(network)
+    if (!login || !adapter) return undefined
+    const group = (await adapter.listGroups(login).catch(() => [])).find(g => g.id === event.chat.id)
+    const name = group?.name || `${network === 'signal' ? 'Signal' : 'WhatsApp'} group`
+    const roomId = await rooms.createPortalRoom({ name, invite: [login.ownerMxid] })
+    const portal = await portals.link(await portals.create(roomId, { name, creator: login.ownerMxid }), network, event.chat.id, login.id)
+    await rooms.setBridgeInfo(roomId, network, { network, id: event.chat.id, name }, login.ownerMxid)
+    log.info({ network, room: roomId }, 'Created a portal room for a group that spoke')
+    return portal
+  }
+  const router = new Router({
+    db, portals, outbox, log, createPortal,
+    onChatUpdate: async (portal, event) => {
+      if (!event.name || event.name === portal.name) return
+      await portals.setName(portal, event.name)
+      await rooms.setRoomName(portal.roomId, event.name)
+    },
+  })
+  const commands = new Commands({
+    prefix: config.bridge.command_prefix, permissions: config.bridge.permissions, portals, logins, networks, rooms, outbox,
+    log: log.child({ part: 'commands' }), qrPng: data => QRCode.toBuffer(data, { type: 'png', margin: 2, scale: 8 }),
+  })
+  const events = new MatrixEvents({
+    db, inbox, api, router, commands, rooms, ghosts, portals, media, domain, botMxid,
+    permissions: config.bridge.permissions, log: log.child({ part: 'matrix-events' }),
+    ...(deps.timings?.inboxRetryMs ? { retryDelayMs: deps.timings.inboxRetryMs } : {}),
+  })
+  const appservice = new AppserviceServer({
+    hsToken: config.appservice.hs_token, maxBodyBytes: config.appservice.max_body_bytes, inbox, log, metrics,
+    onStored: () => events.kick(),
+    onUserQuery: mxid => ghosts.exists(mxid),
+  })
+  const port = await appservice.listen(config.appservice.port, config.appservice.hostname)
+  log.info({ port }, 'Listening for the homeserver')
+
+  /** Tells a login's owner, and the rooms it relays, something in Matrix only. */
+  const notify = async (loginId: string, text: string): Promise<void> => {
+    const login = await logins.get(loginId)
+    if (!login) return
+    const targets = new Set<string>()
+    for (const p of portals.all()) if (p.signalLogin === loginId || p.whatsappLogin === loginId) targets.add(p.roomId)
+    targets.add(await rooms.directRoom(login.ownerMxid).catch(() => ''))
+    targets.delete('')
+    for (const room of targets) await rooms.notice(room, text).catch(err => log.warn({ err: (err as Error).message }, 'Could not send a notice'))
+  }
+  const context = (network: RemoteNetworkId): NetworkContext => ({
+    log: log.child({ part: network }), db, media, metrics: metrics.registry, logins,
+    receive: async event => {
+      await router.receive(event)
+    },
+    reportState: async (loginId: string, state: ConnectionState, message?: string) => {
+      const previous = await logins.setState(loginId, state, message ?? null)
+      metrics.loginState.set({ network, login: loginId }, state === 'connected' ? 1 : 0)
+      if (state === 'connected' && previous !== 'connected') {
+        const released = await outbox.release(network)
+        if (released > 0) log.info({ network, released }, 'Sending messages held while the relay was away')
+      }
+    },
+    notify,
+    isBridgedChat: (n, chatId) => portals.find(n, chatId) !== undefined,
+    findCopy: async (n, chatId, remoteId) => {
+      const found = await MessageMap.find(db, n, chatId, remoteId)
+      return found ? { extra: found.copy.extra ?? {} } : undefined
+    },
+  })
+
+  let metricsServer: Server | undefined
+  if (config.metrics.enabled) {
+    metricsServer = await startMetricsServer(metrics, {
+      health: async () => {
+        await db.query('SELECT 1')
+        const all = await logins.list()
+        return { ok: true, details: { logins: all.map(l => ({ id: l.id, network: l.network, state: l.state })), inbox: await inbox.pendingCount() } }
+      },
+    }, config.metrics.hostname, config.metrics.port)
+  }
+
+  // The homeserver may be down or misconfigured: keep running (transactions still arrive) and retry.
+  let stopped = false
+  let hsTimer: NodeJS.Timeout | undefined
+  const retryMs = deps.timings?.homeserverRetryMs ?? 15_000
+  const check = async (attempt: number): Promise<void> => {
+    const result = await checkHomeserver(api, config, log)
+    if (result !== 'ok' && result !== 'hs_cannot_reach_bridge' && !stopped) {
+      const delay = Math.min(retryMs * 2 ** attempt, 300_000)
+      log.warn(`Retrying the homeserver in ${Math.round(delay / 1000)} s.`)
+      hsTimer = setTimeout(() => void check(attempt + 1), delay)
+    }
+  }
+  await check(0)
+
+  for (const [id, n] of networks) {
+    await n.start(context(id)).catch(err => log.error({ network: id, err: (err as Error).message }, `The ${id} connection did not start; relaying to it waits`))
+  }
+  await outbox.start()
+  events.kick()
+  const maintenance = setInterval(() => {
+    void Promise.all([inbox.prune(), outbox.expireHeld(), outbox.prune()])
+      .catch(err => log.warn({ err: (err as Error).message }, 'Maintenance failed'))
+  }, deps.timings?.maintenanceMs ?? 60_000)
+
+  return {
+    port,
+    metricsPort: metricsServer ? (metricsServer.address() as { port: number }).port : undefined,
+    db, outbox, router, portals, logins,
+    async stop() {
+      stopped = true
+      clearTimeout(hsTimer)
+      clearInterval(maintenance)
+      await appservice.close()
+      await events.stop()
+      await outbox.stop()
+      for (const n of networks.values()) await n.stop().catch(() => {})
+      await new Promise<void>(resolve => (metricsServer ? metricsServer.close(() => resolve()) : resolve()))
+      if (!deps.db) await db.close()
+    },
+  }
+}
+
+/** `relay-bridge start`: run until SIGINT/SIGTERM. */
+export async function runBridge(config: Config): Promise<void> {
+  const log = createLogger(config.logging.level)
+  const bridge = await startBridge(config, { log })
+  await new Promise<void>(resolve => {
+    const stop = (signal: string) => {
+      log.info({ signal }, 'Stopping')
+      void bridge.stop().finally(resolve)
+    }
+    process.once('SIGINT', () => stop('SIGINT'))
+    process.once('SIGTERM', () => stop('SIGTERM'))
+  })
+}

@@ -1,0 +1,104 @@
+// What every command handler gets, and the permission rules they share.
+import type { Logger } from 'pino'
+import { UserError } from '../errors.ts'
+import type { SqlLoginStore } from '../logins.ts'
+import { REMOTE_NETWORKS, type RemoteNetworkId } from '../model.ts'
+import type { Login, RemoteNetwork } from '../network.ts'
+import type { Outbox } from '../outbox.ts'
+import type { Portal, PortalStore } from '../portals.ts'
+import type { MatrixRooms } from '../rooms.ts'
+
+export type Level = 'none' | 'relay' | 'user' | 'admin'
+const RANK: Record<Level, number> = { none: 0, relay: 1, user: 2, admin: 3 }
+
+export interface CommandEnv {
+  prefix: string
+  permissions: Record<string, 'relay' | 'user' | 'admin'>
+  portals: PortalStore
+  logins: SqlLoginStore
+  networks: Map<RemoteNetworkId, RemoteNetwork>
+  rooms: MatrixRooms
+  outbox: Outbox
+  log: Logger
+  /** Renders a QR code as a PNG. */
+  qrPng: (data: string) => Promise<Buffer>
+}
+
+export interface CommandRequest {
+  roomId: string
+  sender: string
+  /** The direct chat between the sender and the bot (no prefix needed there). */
+  isDirect: boolean
+  args: string[]
+}
+
+export interface Ctx extends CommandRequest {
+  env: CommandEnv
+  level: Level
+  portal: Portal | undefined
+  reply(text: string): Promise<void>
+}
+
+/** bridge.permissions: an exact user id wins over a server name, which wins over "*". */
+export function levelOf(mxid: string, permissions: Record<string, string>): Level {
+  const server = mxid.slice(mxid.indexOf(':') + 1)
+  const level = permissions[mxid] ?? permissions[server] ?? permissions['*']
+  return level === 'relay' || level === 'user' || level === 'admin' ? level : 'none'
+}
+
+export function requireLevel(ctx: Ctx, needed: Level): void {
+  if (RANK[ctx.level] >= RANK[needed]) return
+  throw new UserError(needed === 'admin'
+    ? 'Only bridge admins can do that. Ask the operator of this bridge.'
+    : 'You are not allowed to manage this bridge. Ask the operator to give you the "user" permission in bridge.permissions.')
+}
+
+/** Commands that change what a room is linked to also need power in that room. */
+export async function requireRoomPower(ctx: Ctx): Promise<void> {
+  if (ctx.isDirect) throw new UserError(`Run this in the room you want to bridge, not in our direct chat.`)
+  if (ctx.level === 'admin') return
+  const { user, stateDefault } = await ctx.env.rooms.powerLevels(ctx.roomId, ctx.sender)
+  if (user < stateDefault) {
+    throw new UserError(`You need power level ${stateDefault} in this room to change its bridge (you have ${user}). Ask a room admin.`)
+  }
+}
+
+export function parseNetwork(arg: string | undefined, usage: string): RemoteNetworkId {
+  const n = arg?.toLowerCase()
+  if (n === 'signal' || n === 'whatsapp') return n
+  throw new UserError(arg ? `“${arg}” is not a network I know. Say signal or whatsapp, e.g. \`${usage}\`.` : `Say which network, e.g. \`${usage}\`.`)
+}
+
+export function networkOf(ctx: Ctx, network: RemoteNetworkId): RemoteNetwork {
+  const n = ctx.env.networks.get(network)
+  if (!n) throw new UserError(`${label(network)} is not enabled on this bridge.`)
+  return n
+}
+
+export const label = (n: RemoteNetworkId): string => (n === 'signal' ? 'Signal' : 'WhatsApp')
+
+/**
+ * Which login acts for a command: the one named, else the room's relay on that network, else the
+ * sender's own, else (for admins) any.
+ */
+export async function pickLogin(ctx: Ctx, network: RemoteNetworkId, named?: string): Promise<Login> {
+  const { logins } = ctx.env
+  const all = await logins.list(network)
+  if (named) {
+    const login = all.find(l => l.id === named)
+    if (!login) throw new UserError(`There is no ${label(network)} login “${named}”. \`logins\` lists them.`)
+    if (login.ownerMxid !== ctx.sender && ctx.level !== 'admin') throw new UserError(`The login ${named} belongs to someone else; only they or an admin can use it.`)
+    return login
+  }
+  const relay = ctx.portal && (network === 'signal' ? ctx.portal.signalLogin : ctx.portal.whatsappLogin)
+  const choice = all.find(l => l.id === relay) ?? all.find(l => l.ownerMxid === ctx.sender) ?? (ctx.level === 'admin' ? all[0] : undefined)
+  if (!choice) throw new UserError(`You have no ${label(network)} login yet. Link one with \`login ${network}\`.`)
+  return choice
+}
+
+export function describeState(login: Login): string {
+  const state = { connected: 'connected', connecting: 'connecting', disconnected: 'disconnected', logged_out: 'logged out' }[login.state]
+  return login.stateMessage ? `${state} (${login.stateMessage})` : state
+}
+
+export { REMOTE_NETWORKS }

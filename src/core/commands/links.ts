@@ -1,0 +1,114 @@
+// Linking a room to groups, and choosing who relays: groups, link, create, unlink, set, unset.
+import { UserError } from '../errors.ts'
+import type { RemoteNetworkId } from '../model.ts'
+import type { GroupInfo } from '../network.ts'
+import { chatOf, type Portal } from '../portals.ts'
+import { label, networkOf, parseNetwork, pickLogin, requireLevel, requireRoomPower, type Ctx } from './context.ts'
+
+async function portalHere(ctx: Ctx): Promise<Portal> {
+  if (ctx.portal) return ctx.portal
+  ctx.portal = await ctx.env.portals.create(ctx.roomId, { creator: ctx.sender })
+  return ctx.portal
+}
+
+function refuseEncrypted(ctx: Ctx): void {
+  if (ctx.portal?.encrypted) {
+    throw new UserError('This room is encrypted, and relay-bridge cannot read encrypted rooms yet. Create an unencrypted room, invite me there and link it instead.')
+  }
+}
+
+export async function groups(ctx: Ctx): Promise<void> {
+  requireLevel(ctx, 'user')
+  const network = parseNetwork(ctx.args[0], 'groups signal')
+  const login = await pickLogin(ctx, network, ctx.args[1])
+  const list = await networkOf(ctx, network).listGroups(login)
+  if (list.length === 0) return ctx.reply(`The ${label(network)} account ${login.id} is in no groups yet.`)
+  const lines = list.map(g => {
+    const linked = ctx.env.portals.find(network, g.id)
+    return `• ${g.name || '(no name)'} — ${g.memberCount} members — \`${g.id}\`${linked ? ' (already linked)' : ''}`
+  })
+  await ctx.reply(`${label(network)} groups of ${login.id}:\n${lines.join('\n')}\nLink one here with \`link ${network} <id>\`.`)
+}
+
+async function attach(ctx: Ctx, network: RemoteNetworkId, group: GroupInfo, loginId: string): Promise<Portal> {
+  const { portals, rooms } = ctx.env
+  const other = portals.find(network, group.id)
+  const portal = await portalHere(ctx)
+  if (other && other.id !== portal.id) {
+    throw new UserError(`That ${label(network)} group is already linked to another room (${other.roomId}). Run \`unlink ${network}\` there first.`)
+  }
+  const current = chatOf(portal, network)
+  if (current && current !== group.id) {
+    throw new UserError(`This room is already linked to a ${label(network)} group. Run \`unlink ${network}\` first if you want to switch.`)
+  }
+  const linked = await portals.link(portal, network, group.id, loginId)
+  if (!linked.name && group.name) await portals.setName(linked, group.name)
+  await rooms.setBridgeInfo(ctx.roomId, network, { network, id: group.id, name: group.name }, portal.creator ?? ctx.sender)
+  ctx.portal = portals.get(portal.id)
+  // Messages held because the room had no group or relay can go now.
+  await ctx.env.outbox.release(network, [group.id])
+  return linked
+}
+
+export async function link(ctx: Ctx): Promise<void> {
+  requireLevel(ctx, 'user')
+  const network = parseNetwork(ctx.args[0], 'link signal <group id or invite link>')
+  const target = ctx.args[1]
+  if (!target) throw new UserError(`Say which group: \`link ${network} <group id or invite link>\`. \`groups ${network}\` lists the ones I am in.`)
+  await requireRoomPower(ctx)
+  refuseEncrypted(ctx)
+  const login = await pickLogin(ctx, network, ctx.args[2])
+  const group = await networkOf(ctx, network).joinGroup(login, target)
+  await attach(ctx, network, group, login.id)
+  await ctx.reply(`Linked this room to the ${label(network)} group “${group.name}” (${group.memberCount} members), relayed by ${login.id}.`)
+}
+
+export async function create(ctx: Ctx): Promise<void> {
+  requireLevel(ctx, 'user')
+  const network = parseNetwork(ctx.args[0], 'create whatsapp [name]')
+  await requireRoomPower(ctx)
+  refuseEncrypted(ctx)
+  if (ctx.portal && chatOf(ctx.portal, network)) {
+    throw new UserError(`This room is already linked to a ${label(network)} group. Run \`unlink ${network}\` first.`)
+  }
+  const login = await pickLogin(ctx, network)
+  const name = ctx.args.slice(1).join(' ').trim() || ctx.portal?.name || 'Relay bridge'
+  const group = await networkOf(ctx, network).createGroup(login, name)
+  await attach(ctx, network, group, login.id)
+  await ctx.reply(`Created the ${label(network)} group “${group.name}” and linked it here.` +
+    (group.inviteLink ? ` Share this link so people can join: ${group.inviteLink}` : ''))
+}
+
+export async function unlink(ctx: Ctx): Promise<void> {
+  requireLevel(ctx, 'user')
+  const network = parseNetwork(ctx.args[0], 'unlink signal')
+  await requireRoomPower(ctx)
+  const groupId = ctx.portal && chatOf(ctx.portal, network)
+  if (!ctx.portal || !groupId) throw new UserError(`This room is not linked to a ${label(network)} group.`)
+  ctx.portal = await ctx.env.portals.unlink(ctx.portal, network)
+  await ctx.env.rooms.clearBridgeInfo(ctx.roomId, network, groupId)
+  await ctx.reply(`Unlinked the ${label(network)} group. Link it again any time with \`link ${network} ${groupId}\`.`)
+}
+
+export async function set(ctx: Ctx): Promise<void> {
+  requireLevel(ctx, 'user')
+  const network = parseNetwork(ctx.args[0], 'set signal [login]')
+  await requireRoomPower(ctx)
+  const login = await pickLogin(ctx, network, ctx.args[1])
+  const portal = await portalHere(ctx)
+  ctx.portal = await ctx.env.portals.setRelay(portal, network, login.id)
+  const group = chatOf(ctx.portal, network)
+  if (group) await ctx.env.outbox.release(network, [group])
+  await ctx.reply(`${login.id} now relays this room on ${label(network)}.`)
+}
+
+export async function unset(ctx: Ctx): Promise<void> {
+  requireLevel(ctx, 'user')
+  const network = parseNetwork(ctx.args[0], 'unset signal')
+  await requireRoomPower(ctx)
+  if (!ctx.portal || !(network === 'signal' ? ctx.portal.signalLogin : ctx.portal.whatsappLogin)) {
+    throw new UserError(`No ${label(network)} relay is set in this room.`)
+  }
+  ctx.portal = await ctx.env.portals.setRelay(ctx.portal, network, null)
+  await ctx.reply(`No account relays this room on ${label(network)} now; messages for ${label(network)} wait until you \`set ${network}\` again.`)
+}

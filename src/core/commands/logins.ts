@@ -1,0 +1,76 @@
+// Linking relay accounts: login, logins, logout. A QR code or pairing code is a credential in flight, so
+// logins always happen in the direct chat with the bot.
+import { UserError } from '../errors.ts'
+import type { LoginUi } from '../network.ts'
+import { describeState, label, networkOf, parseNetwork, pickLogin, requireLevel, type Ctx } from './context.ts'
+
+/** Shows login progress in the direct chat; a rotating QR code replaces its previous image. */
+function chatUi(ctx: Ctx, roomId: string): LoginUi {
+  const { rooms, qrPng } = ctx.env
+  let qrEvent: string | undefined
+  return {
+    async showQr(data, caption) {
+      const png = await qrPng(data)
+      const first = qrEvent === undefined
+      qrEvent = first ? await rooms.image(roomId, png, caption) : (await rooms.image(roomId, png, caption, qrEvent), qrEvent)
+      // Desktop users cannot scan their own screen: give them the link as text too.
+      if (first && data.startsWith('sgnl://')) await rooms.notice(roomId, `On a computer? Open this link with Signal Desktop: ${data}`)
+    },
+    async showCode(code, caption) {
+      await rooms.notice(roomId, `${caption}\n\n${code}`)
+    },
+    async say(text) {
+      await rooms.notice(roomId, text)
+    },
+  }
+}
+
+export async function login(ctx: Ctx): Promise<void> {
+  requireLevel(ctx, 'user')
+  const network = parseNetwork(ctx.args[0], 'login whatsapp')
+  const phone = ctx.args[1]
+  if (phone !== undefined && (network !== 'whatsapp' || !/^\+?[0-9 ()-]{6,20}$/.test(phone))) {
+    throw new UserError(network === 'whatsapp'
+      ? 'A pairing code needs the phone number in international form, e.g. `login whatsapp +15550100042`.'
+      : 'Signal links only by QR code: run `login signal` with no number.')
+  }
+  const adapter = networkOf(ctx, network)
+  const { rooms, log } = ctx.env
+  const dm = ctx.isDirect ? ctx.roomId : await rooms.directRoom(ctx.sender)
+  if (!ctx.isDirect) await ctx.reply(`I sent you a direct message to continue: a login code is a credential and does not belong in a shared room.`)
+  const ui = chatUi(ctx, dm)
+  await ui.say(`Linking a ${label(network)} account as a relay…`)
+  // The login waits for a person to scan a code: run it in the background, not in the command queue.
+  void adapter.login({ ownerMxid: ctx.sender, ...(phone ? { phoneNumber: phone.replace(/[^0-9]/g, '') } : {}) }, ui)
+    .then(async l => {
+      await ui.say(`Linked! The ${label(network)} account is now login ${l.id}. In a bridged room, \`set ${network} ${l.id}\` makes it the relay.`)
+      await ctx.env.outbox.release(network)
+    })
+    .catch(async (err: unknown) => {
+      const text = err instanceof UserError ? err.message : `The login failed: ${(err as Error).message}. Try \`login ${network}\` again.`
+      log.warn({ network, err: (err as Error).message }, 'Login failed')
+      await ui.say(text).catch(() => {})
+    })
+}
+
+export async function logins(ctx: Ctx): Promise<void> {
+  requireLevel(ctx, 'user')
+  const all = await ctx.env.logins.list()
+  const mine = ctx.level === 'admin' ? all : all.filter(l => l.ownerMxid === ctx.sender)
+  if (mine.length === 0) return ctx.reply('No relay accounts are linked yet. Link one with `login signal` or `login whatsapp`.')
+  // Numbers only in the direct chat: a shared room is no place for them.
+  const lines = mine.map(l => `• ${l.id} — ${label(l.network)}${ctx.isDirect ? ` ${l.address}` : ''} — ${describeState(l)}${l.ownerMxid !== ctx.sender ? ` — owner ${l.ownerMxid}` : ''}`)
+  await ctx.reply(`Relay accounts:\n${lines.join('\n')}`)
+}
+
+export async function logout(ctx: Ctx): Promise<void> {
+  requireLevel(ctx, 'user')
+  const id = ctx.args[0]
+  if (!id) throw new UserError('Say which login: `logout <login>`. `logins` lists them.')
+  const found = await ctx.env.logins.get(id)
+  if (!found) throw new UserError(`There is no login “${id}”. \`logins\` lists them.`)
+  const l = await pickLogin(ctx, found.network, id)
+  await networkOf(ctx, l.network).logout(l)
+  await ctx.env.logins.setState(l.id, 'logged_out', 'logged out by its owner')
+  await ctx.reply(`Logged out ${l.id}. Rooms it relayed keep their links; their ${label(l.network)} messages wait until you link an account again (\`login ${l.network}\`).`)
+}

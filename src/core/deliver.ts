@@ -1,0 +1,146 @@
+// Step 4 of the flow: turn a queued row into a Delivery for its network, send it, and say what to record.
+// Also the one place that decides how a failure is reported: in Matrix, never on Signal or WhatsApp.
+import type { Logger } from 'pino'
+import type { Db, Queryable } from '../db/types.ts'
+import { DeliveryError } from './errors.ts'
+import { MessageMap } from './messages.ts'
+import { NETWORK_LABEL, type Delivery, type DeliveryTarget, type MessageContent, type NetworkId, type Person, type SendResult } from './model.ts'
+import type { LoginStore, Participant } from './network.ts'
+import type { OutboxRow } from './outbox.ts'
+import { chatOf, loginOf, type PortalStore } from './portals.ts'
+import { renderReactionNote, renderRelayed, type ReactionPolicy, type SenderNames } from './render.ts'
+import type { MatrixRooms } from './rooms.ts'
+
+export interface DelivererOptions {
+  db: Db
+  log: Logger
+  portals: PortalStore
+  logins: LoginStore
+  participants: Map<NetworkId, Participant>
+  names: SenderNames
+  rooms: MatrixRooms
+  template: string
+  reactions: ReactionPolicy
+}
+
+type Record = (tx: Queryable) => Promise<void>
+
+interface Payload {
+  sender: Person
+  content?: MessageContent
+  replyTo?: number
+  emoji?: string
+  removed?: boolean
+  target?: number
+}
+
+export class Deliverer {
+  private readonly opts: DelivererOptions
+  constructor(opts: DelivererOptions) {
+    this.opts = opts
+  }
+
+  dispatch = async (row: OutboxRow): Promise<Record | void> => {
+    const { portals, participants, db } = this.opts
+    const portal = portals.get(row.portal_id)
+    if (!portal) throw new DeliveryError('permanent', 'The room was unbridged before this message could be delivered.')
+    if (chatOf(portal, row.network) !== row.chat_id) {
+      throw new DeliveryError('permanent', `The ${NETWORK_LABEL[row.network]} group was unlinked before this message could be delivered.`)
+    }
+    const participant = participants.get(row.network)
+    if (!participant) throw new DeliveryError('hold', `The ${NETWORK_LABEL[row.network]} connection is not running.`)
+    const target: DeliveryTarget = { network: row.network, chatId: row.chat_id, roomId: portal.roomId }
+    if (row.network !== 'matrix') {
+      const loginId = loginOf(portal, row.network)
+      if (!loginId) {
+        throw new DeliveryError('hold', `No ${NETWORK_LABEL[row.network]} relay is set for this room. Use \`set ${row.network}\` to choose one.`)
+      }
+      target.loginId = loginId
+    }
+    const p = row.payload as unknown as Payload
+    const relayed = row.network !== 'matrix'
+    const name = await this.opts.names.nameFor(db, portal.id, p.sender)
+    const sender = { ...p.sender, displayName: name }
+    const render = (c: MessageContent): MessageContent => relayed ? renderRelayed(c, p.sender, name, { template: this.opts.template }) : c
+    const deliveryId = `rb${row.id}`
+    const base = { target, sender, deliveryId }
+    const messageId = row.message_id!
+    const send = (d: Delivery): Promise<SendResult> => participant.send(d)
+    const copies = (id: number) => MessageMap.copiesOn(db, id, row.network)
+    switch (row.op) {
+      case 'message': {
+        const replyTo = p.replyTo ? (await copies(p.replyTo)).original : undefined
+        const result = await send({ ...base, kind: 'message', content: render(p.content!), relayed, ...(replyTo ? { replyTo } : {}) })
+        return this.copyRecorder(row, messageId, result, 'original')
+      }
+      case 'edit': {
+        const { original, latest, revisions } = await copies(messageId)
+        if (!original || !latest) {
+          throw new DeliveryError('permanent', `This edit was not sent to ${NETWORK_LABEL[row.network]}, because the original message never arrived there.`, { reason: 'm.event_not_handled' })
+        }
+        const result = await send({ ...base, kind: 'edit', content: render(p.content!), of: latest, original, editCount: revisions, relayed })
+        return this.copyRecorder(row, messageId, result, 'revision')
+      }
+      case 'delete': {
+        const { original } = await copies(messageId)
+        if (!original) return // it never arrived there: nothing to delete
+        await send({ ...base, kind: 'delete', of: original })
+        return
+      }
+      case 'reaction':
+        return this.reaction(row, p, base, relayed, name)
+    }
+  }
+
+  private async reaction(row: OutboxRow, p: Payload, base: Pick<Delivery, 'target' | 'sender' | 'deliveryId'>, relayed: boolean, name: string): Promise<Record | void> {
+    const participant = this.opts.participants.get(row.network)!
+    const { db } = this.opts
+    const reactionId = row.message_id!
+    const targetCopy = (await MessageMap.copiesOn(db, p.target!, row.network)).original
+    const own = (await MessageMap.copiesOn(db, reactionId, row.network)).original
+    const policy: ReactionPolicy = relayed ? this.opts.reactions : 'emoji'
+    if (policy === 'drop' || !targetCopy) return
+    if (policy === 'message') {
+      if (p.removed) {
+        if (own) await participant.send({ ...base, kind: 'delete', of: own })
+        return
+      }
+      const content = renderReactionNote(p.sender, name, p.emoji!, { template: this.opts.template })
+      const result = await participant.send({ ...base, kind: 'message', content, relayed: true, replyTo: targetCopy })
+      return this.copyRecorder(row, reactionId, result, 'original')
+    }
+    const result = await participant.send({
+      ...base, kind: 'reaction', of: targetCopy, emoji: p.emoji!, removed: p.removed === true,
+      ...(own ? { previous: own } : {}),
+    })
+    if (!p.removed) return this.copyRecorder(row, reactionId, result, 'original')
+  }
+
+  private copyRecorder(row: OutboxRow, messageId: number, result: SendResult, role: 'original' | 'revision'): Record | void {
+    if (!result.remoteId) return
+    const remoteId = result.remoteId
+    return async tx => {
+      await MessageMap.addCopy(tx, {
+        network: row.network, chatId: row.chat_id, remoteId, messageId, role, isOrigin: false,
+        authorId: result.authorId ?? '', sentAt: result.sentAt ?? Date.now(), extra: result.extra,
+      })
+    }
+  }
+
+  /** A delivery failed for good: a notice and a message-status event in the Matrix room, nowhere else. */
+  onFailed = async (row: OutboxRow, error: DeliveryError): Promise<void> => {
+    const portal = this.opts.portals.get(row.portal_id)
+    if (!portal || row.network === 'matrix' && !portal.roomId) return
+    const p = row.payload as unknown as Payload
+    const where = NETWORK_LABEL[row.network]
+    const what = row.op === 'message' ? 'A message' : row.op === 'edit' ? 'An edit' : row.op === 'delete' ? 'A deletion' : 'A reaction'
+    const who = p.sender?.displayName ? ` from ${p.sender.displayName}` : ''
+    await this.opts.rooms.notice(portal.roomId, `⚠️ ${what}${who} was not delivered to ${where}: ${error.userMessage}`)
+    const matrixCopy = row.message_id ? (await MessageMap.copiesOn(this.opts.db, row.message_id, 'matrix')).original : undefined
+    if (matrixCopy && row.network !== 'matrix') {
+      await this.opts.rooms.messageStatus(portal.roomId, matrixCopy.remoteId, row.network, 'FAIL_PERMANENT',
+        { reason: error.reason, message: error.userMessage, internal: error.message })
+    }
+  }
+}
+

@@ -1,0 +1,122 @@
+// The message map: each logical message and its copy on every network. Replies, edits, deletions and
+// reactions resolve through it, across restarts.
+import type { Queryable } from '../db/types.ts'
+import type { CopyRef, NetworkId, Person } from './model.ts'
+
+export interface MessageRow {
+  id: number
+  portal_id: number
+  kind: 'message' | 'reaction'
+  origin_network: NetworkId
+  sender_network: NetworkId
+  sender_id: string
+  sender_name: string
+  relates_to: number | null
+  emoji: string | null
+  edit_count: number
+  deleted: boolean
+}
+
+interface CopyRow {
+  network: NetworkId
+  chat_id: string
+  remote_id: string
+  message_id: number
+  role: 'original' | 'revision' | 'action'
+  is_origin: boolean
+  author_id: string
+  sent_at: number
+  extra: Record<string, unknown> | null
+}
+
+export interface FoundCopy {
+  message: MessageRow
+  copy: CopyRow
+}
+
+const toRef = (c: CopyRow): CopyRef => ({
+  remoteId: c.remote_id,
+  authorId: c.author_id,
+  sentAt: c.sent_at,
+  ...(c.extra ? { extra: c.extra } : {}),
+})
+
+export const MessageMap = {
+  async find(q: Queryable, network: NetworkId, chatId: string, remoteId: string): Promise<FoundCopy | undefined> {
+    const { rows } = await q.query<CopyRow & { m: MessageRow }>(
+      `SELECT c.*, row_to_json(m) AS m FROM message_copies c JOIN messages m ON m.id = c.message_id
+       WHERE c.network = $1 AND c.chat_id = $2 AND c.remote_id = $3`,
+      [network, chatId, remoteId],
+    )
+    const r = rows[0]
+    if (!r) return undefined
+    const { m, ...copy } = r
+    return { message: m, copy }
+  },
+
+  async get(q: Queryable, id: number): Promise<MessageRow | undefined> {
+    const { rows } = await q.query<MessageRow>('SELECT * FROM messages WHERE id = $1', [id])
+    return rows[0]
+  },
+
+  async create(
+    q: Queryable,
+    m: { portalId: number; kind: 'message' | 'reaction'; origin: NetworkId; sender: Person; relatesTo?: number; emoji?: string },
+  ): Promise<number> {
+    const { rows } = await q.query<{ id: number }>(
+      `INSERT INTO messages (portal_id, kind, origin_network, sender_network, sender_id, sender_name, relates_to, emoji)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id`,
+      [m.portalId, m.kind, m.origin, m.sender.network, m.sender.id, m.sender.displayName, m.relatesTo ?? null, m.emoji ?? null],
+    )
+    return rows[0]!.id
+  },
+
+  /** Records a copy. Returns false when this remote id is already known (a redelivery or an echo). */
+  async addCopy(
+    q: Queryable,
+    c: { network: NetworkId; chatId: string; remoteId: string; messageId: number; role: 'original' | 'revision' | 'action';
+      isOrigin: boolean; authorId: string; sentAt: number; extra?: Record<string, unknown> | undefined },
+  ): Promise<boolean> {
+    const res = await q.query(
+      `INSERT INTO message_copies (network, chat_id, remote_id, message_id, role, is_origin, author_id, sent_at, extra)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb) ON CONFLICT DO NOTHING`,
+      [c.network, c.chatId, c.remoteId, c.messageId, c.role, c.isOrigin, c.authorId, c.sentAt,
+        c.extra ? JSON.stringify(c.extra) : null],
+    )
+    return res.rowCount > 0
+  },
+
+  /** The first copy of a message on a network, and its latest revision there. */
+  async copiesOn(q: Queryable, messageId: number, network: NetworkId): Promise<{ original?: CopyRef; latest?: CopyRef; revisions: number }> {
+    const { rows } = await q.query<CopyRow>(
+      `SELECT * FROM message_copies WHERE message_id = $1 AND network = $2 AND role <> 'action'
+       ORDER BY sent_at, role DESC`,
+      [messageId, network],
+    )
+    const original = rows.find(r => r.role === 'original')
+    const last = rows.at(-1)
+    return {
+      ...(original ? { original: toRef(original) } : {}),
+      ...(last ? { latest: toRef(last) } : {}),
+      revisions: rows.filter(r => r.role === 'revision').length,
+    }
+  },
+
+  /** The live reaction of one person with one emoji on a message. */
+  async findReaction(q: Queryable, targetId: number, sender: Pick<Person, 'network' | 'id'>, emoji: string): Promise<MessageRow | undefined> {
+    const { rows } = await q.query<MessageRow>(
+      `SELECT * FROM messages WHERE relates_to = $1 AND sender_network = $2 AND sender_id = $3 AND emoji = $4
+       AND kind = 'reaction' AND NOT deleted ORDER BY id DESC LIMIT 1`,
+      [targetId, sender.network, sender.id, emoji],
+    )
+    return rows[0]
+  },
+
+  async markDeleted(q: Queryable, id: number): Promise<void> {
+    await q.query('UPDATE messages SET deleted = true WHERE id = $1', [id])
+  },
+
+  async countEdit(q: Queryable, id: number): Promise<void> {
+    await q.query('UPDATE messages SET edit_count = edit_count + 1 WHERE id = $1', [id])
+  },
+}

@@ -1,0 +1,233 @@
+// The delivery queue: one ordered queue per target chat, in the database so that it survives restarts.
+// A queue delivers its rows strictly in order; a row waiting for a retry or held for a logged-out relay
+// holds back the rows behind it, which is what keeps a conversation in order.
+import type { Logger } from 'pino'
+import type { Db, Queryable } from '../db/types.ts'
+import { asDeliveryError, DeliveryError } from './errors.ts'
+import type { NetworkId } from './model.ts'
+
+export interface OutboxRow {
+  id: number
+  portal_id: number
+  message_id: number | null
+  network: NetworkId
+  chat_id: string
+  op: 'message' | 'edit' | 'delete' | 'reaction'
+  payload: Record<string, unknown>
+  state: 'pending' | 'sending' | 'sent' | 'failed' | 'held'
+  attempts: number
+  next_attempt_at: Date
+  created_at: Date
+}
+
+export interface NewDelivery {
+  portalId: number
+  messageId: number | null
+  network: NetworkId
+  chatId: string
+  op: OutboxRow['op']
+  payload: Record<string, unknown>
+}
+
+/** Sends one row; returns what must be recorded in the same transaction that marks it sent. */
+export type Dispatch = (row: OutboxRow) => Promise<((tx: Queryable) => Promise<void>) | void>
+
+export interface OutboxOptions {
+  db: Db
+  log: Logger
+  dispatch: Dispatch
+  /** A delivery failed for good (or was held past retention): report it, in Matrix only. */
+  onFailed: (row: OutboxRow, error: DeliveryError) => Promise<void>
+  onSent?: (row: OutboxRow) => void
+  backoff?: { initialMs: number; maxMs: number; maxAttempts: number }
+  holdRetentionMs: number
+  now?: () => number
+}
+
+const queueKey = (network: string, chatId: string): string => `${network}\u0000${chatId}`
+
+export class Outbox {
+  private readonly opts: Required<Pick<OutboxOptions, 'backoff' | 'now'>> & OutboxOptions
+  private readonly running = new Map<string, Promise<void>>()
+  private readonly again = new Set<string>()
+  private readonly timers = new Map<string, NodeJS.Timeout>()
+  private stopped = false
+
+  constructor(opts: OutboxOptions) {
+    this.opts = { backoff: { initialMs: 1000, maxMs: 300_000, maxAttempts: 15 }, now: Date.now, ...opts }
+  }
+
+  /** Adds deliveries inside the caller's transaction; call kick() after it commits. */
+  static async enqueue(tx: Queryable, deliveries: NewDelivery[]): Promise<void> {
+    if (deliveries.length === 0) return
+    const params: unknown[] = []
+    const values = deliveries.map((d, i) => {
+      params.push(d.portalId, d.messageId, d.network, d.chatId, d.op, JSON.stringify(d.payload))
+      const b = i * 6
+      return `($${b + 1}, $${b + 2}, $${b + 3}, $${b + 4}, $${b + 5}, $${b + 6}::jsonb)`
+    })
+    await tx.query(
+      `INSERT INTO outbox (portal_id, message_id, network, chat_id, op, payload) VALUES ${values.join(', ')}`,
+      params,
+    )
+  }
+
+  /** Resumes what the last run left: rows caught mid-send are sent again (at-least-once). */
+  async start(): Promise<void> {
+    const { db, log } = this.opts
+    const { rowCount } = await db.query(`UPDATE outbox SET state = 'pending' WHERE state = 'sending'`)
+    if (rowCount > 0) log.warn({ deliveries: rowCount }, 'Deliveries were in flight when the bridge last stopped; sending them again')
+    const { rows } = await db.query<{ network: string; chat_id: string }>(
+      `SELECT DISTINCT network, chat_id FROM outbox WHERE state = 'pending'`,
+    )
+    for (const r of rows) this.kick(r.network, r.chat_id)
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true
+    for (const t of this.timers.values()) clearTimeout(t)
+    this.timers.clear()
+    await Promise.allSettled([...this.running.values()])
+  }
+
+  /** Makes sure the queue for this chat is being worked on. */
+  kick(network: string, chatId: string): void {
+    if (this.stopped) return
+    const key = queueKey(network, chatId)
+    if (this.running.has(key)) {
+      this.again.add(key)
+      return
+    }
+    const t = this.timers.get(key)
+    if (t) {
+      clearTimeout(t)
+      this.timers.delete(key)
+    }
+    const run = this.work(network, chatId)
+      .catch(err => this.opts.log.error({ err: (err as Error).message, network }, 'A delivery queue stopped on an error; retrying in a moment'))
+      .finally(() => {
+        this.running.delete(key)
+        if (this.again.delete(key)) this.kick(network, chatId)
+      })
+    this.running.set(key, run)
+  }
+
+  /** Held deliveries for a network (a relay came back) go out again, in order. */
+  async release(network: NetworkId, chatIds?: string[]): Promise<number> {
+    const { rows } = await this.opts.db.query<{ chat_id: string }>(
+      `UPDATE outbox SET state = 'pending', next_attempt_at = now() WHERE state = 'held' AND network = $1
+       ${chatIds ? 'AND chat_id = ANY($2)' : ''} RETURNING chat_id`,
+      chatIds ? [network, chatIds] : [network],
+    )
+    for (const chat of new Set(rows.map(r => r.chat_id))) this.kick(network, chat)
+    return rows.length
+  }
+
+  /** Fails held deliveries older than the retention, so nobody waits forever without being told. */
+  async expireHeld(): Promise<void> {
+    const { rows } = await this.opts.db.query<OutboxRow>(
+      `UPDATE outbox SET state = 'failed', finished_at = now(), last_error = 'held past retention'
+       WHERE state = 'held' AND created_at < $1 RETURNING *`,
+      [new Date(this.opts.now() - this.opts.holdRetentionMs)],
+    )
+    for (const row of rows) {
+      await this.opts.onFailed(row, new DeliveryError('permanent',
+        'The relay account was logged out for longer than the bridge holds messages, so this one was dropped.',
+        { reason: 'm.event_too_old' }))
+    }
+  }
+
+  private backoffMs(attempts: number, retryAfterMs?: number): number {
+    const { initialMs, maxMs } = this.opts.backoff
+    const base = Math.min(maxMs, initialMs * 2 ** Math.max(0, attempts - 1))
+    const jittered = base * (0.75 + Math.random() * 0.5)
+    return Math.max(jittered, retryAfterMs ?? 0)
+  }
+
+  private async work(network: string, chatId: string): Promise<void> {
+    const { db } = this.opts
+    while (!this.stopped) {
+      const { rows } = await db.query<OutboxRow>(
+        `SELECT * FROM outbox WHERE network = $1 AND chat_id = $2 AND state IN ('pending', 'sending', 'held')
+         ORDER BY id LIMIT 50`,
+        [network, chatId],
+      )
+      if (rows.length === 0) return
+      for (const row of rows) {
+        if (this.stopped) return
+        if (row.state === 'held') return // the whole queue waits for release()
+        const wait = new Date(row.next_attempt_at).getTime() - this.opts.now()
+        if (wait > 0) {
+          this.wakeLater(network, chatId, wait)
+          return
+        }
+        if (!(await this.attempt(row))) return
+      }
+    }
+  }
+
+  private wakeLater(network: string, chatId: string, ms: number): void {
+    const key = queueKey(network, chatId)
+    clearTimeout(this.timers.get(key))
+    this.timers.set(key, setTimeout(() => {
+      this.timers.delete(key)
+      this.kick(network, chatId)
+    }, Math.min(ms, 2 ** 31 - 1)))
+  }
+
+  /** One attempt; true when the queue may go on to the next row. */
+  private async attempt(row: OutboxRow): Promise<boolean> {
+    const { db, log } = this.opts
+    await db.query(`UPDATE outbox SET state = 'sending', attempts = attempts + 1 WHERE id = $1`, [row.id])
+    const attempts = row.attempts + 1
+    try {
+      const record = await this.opts.dispatch({ ...row, attempts })
+      await db.transaction(async tx => {
+        if (record) await record(tx)
+        await tx.query(`UPDATE outbox SET state = 'sent', finished_at = now(), last_error = NULL WHERE id = $1`, [row.id])
+      })
+      this.opts.onSent?.(row)
+      return true
+    } catch (err) {
+      const e = asDeliveryError(err)
+      const internal = e.message.slice(0, 500)
+      if (e.disposition === 'hold') {
+        await db.query(`UPDATE outbox SET state = 'held', last_error = $2 WHERE id = $1`, [row.id, internal])
+        log.info({ id: row.id, network: row.network }, 'Delivery held until the relay account is back')
+        return false
+      }
+      if (e.disposition === 'transient' && attempts < this.opts.backoff.maxAttempts) {
+        const delay = this.backoffMs(attempts, e.retryAfterMs)
+        await db.query(
+          `UPDATE outbox SET state = 'pending', last_error = $2, next_attempt_at = $3 WHERE id = $1`,
+          [row.id, internal, new Date(this.opts.now() + delay)],
+        )
+        log.warn({ id: row.id, network: row.network, attempts, delayMs: Math.round(delay), err: internal }, 'Delivery failed; will retry')
+        this.wakeLater(row.network, row.chat_id, delay)
+        return false
+      }
+      await db.query(`UPDATE outbox SET state = 'failed', finished_at = now(), last_error = $2 WHERE id = $1`, [row.id, internal])
+      log.warn({ id: row.id, network: row.network, attempts, err: internal }, 'Delivery failed for good')
+      const final = e.disposition === 'permanent' ? e : new DeliveryError('permanent',
+        `${e.userMessage} The bridge gave up after ${attempts} attempts.`, { cause: e, internal })
+      await this.opts.onFailed({ ...row, attempts }, final).catch(err2 =>
+        log.error({ err: (err2 as Error).message }, 'Could not report a failed delivery in Matrix'))
+      return true // a failed row does not block the ones behind it
+    }
+  }
+
+  /** Counts per network and state, for `status` and metrics. */
+  async counts(portalId?: number): Promise<Array<{ network: string; state: string; n: number }>> {
+    const { rows } = await this.opts.db.query<{ network: string; state: string; n: number }>(
+      `SELECT network, state, count(*)::int AS n FROM outbox
+       WHERE state IN ('pending', 'sending', 'held', 'failed') ${portalId ? 'AND portal_id = $1' : ''}
+       GROUP BY network, state`,
+      portalId ? [portalId] : [],
+    )
+    return rows
+  }
+
+  async prune(): Promise<void> {
+    await this.opts.db.query(`DELETE FROM outbox WHERE state IN ('sent', 'failed') AND finished_at < now() - interval '7 days'`)
+  }
+}

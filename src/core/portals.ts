@@ -1,0 +1,156 @@
+// Portals: one Matrix room, at most one Signal group, at most one WhatsApp group, and the login that
+// relays on each side. Kept in memory too: every inbound event asks "which portal?", and one process
+// owns the table.
+import type { Db, Queryable } from '../db/types.ts'
+import type { NetworkId, RemoteNetworkId } from './model.ts'
+
+export interface Portal {
+  id: number
+  roomId: string
+  name: string
+  signalGroup: string | null
+  signalLogin: string | null
+  whatsappGroup: string | null
+  whatsappLogin: string | null
+  creator: string | null
+  encrypted: boolean
+}
+
+interface PortalRow {
+  id: number
+  room_id: string
+  name: string
+  signal_group: string | null
+  signal_login: string | null
+  whatsapp_group: string | null
+  whatsapp_login: string | null
+  creator: string | null
+  encrypted: boolean
+}
+
+const fromRow = (r: PortalRow): Portal => ({
+  id: r.id,
+  roomId: r.room_id,
+  name: r.name,
+  signalGroup: r.signal_group,
+  signalLogin: r.signal_login,
+  whatsappGroup: r.whatsapp_group,
+  whatsappLogin: r.whatsapp_login,
+  creator: r.creator,
+  encrypted: r.encrypted,
+})
+
+/** The chat id of a portal on a network (the room id on Matrix). */
+export function chatOf(portal: Portal, network: NetworkId): string | null {
+  if (network === 'matrix') return portal.roomId
+  return network === 'signal' ? portal.signalGroup : portal.whatsappGroup
+}
+
+export function loginOf(portal: Portal, network: RemoteNetworkId): string | null {
+  return network === 'signal' ? portal.signalLogin : portal.whatsappLogin
+}
+
+const COLUMN = {
+  signal: { group: 'signal_group', login: 'signal_login' },
+  whatsapp: { group: 'whatsapp_group', login: 'whatsapp_login' },
+} as const
+
+export class PortalStore {
+  private readonly db: Db
+  private readonly byId = new Map<number, Portal>()
+  private readonly byChat = new Map<string, Portal>()
+
+  constructor(db: Db) {
+    this.db = db
+  }
+
+  async load(): Promise<void> {
+    const { rows } = await this.db.query<PortalRow>('SELECT * FROM portals')
+    this.byId.clear()
+    this.byChat.clear()
+    for (const r of rows) this.remember(fromRow(r))
+  }
+
+  private key(network: NetworkId, chatId: string): string {
+    return `${network}\u0000${chatId}`
+  }
+
+  private remember(p: Portal): Portal {
+    const old = this.byId.get(p.id)
+    if (old) for (const n of ['matrix', 'signal', 'whatsapp'] as const) {
+      const c = chatOf(old, n)
+      if (c) this.byChat.delete(this.key(n, c))
+    }
+    this.byId.set(p.id, p)
+    for (const n of ['matrix', 'signal', 'whatsapp'] as const) {
+      const c = chatOf(p, n)
+      if (c) this.byChat.set(this.key(n, c), p)
+    }
+    return p
+  }
+
+  all(): Portal[] {
+    return [...this.byId.values()]
+  }
+
+  get(id: number): Portal | undefined {
+    return this.byId.get(id)
+  }
+
+  byRoom(roomId: string): Portal | undefined {
+    return this.byChat.get(this.key('matrix', roomId))
+  }
+
+  find(network: NetworkId, chatId: string): Portal | undefined {
+    return this.byChat.get(this.key(network, chatId))
+  }
+
+  async create(roomId: string, opts: { name?: string; creator?: string; encrypted?: boolean } = {}): Promise<Portal> {
+    const { rows } = await this.db.query<PortalRow>(
+      `INSERT INTO portals (room_id, name, creator, encrypted) VALUES ($1, $2, $3, $4)
+       ON CONFLICT (room_id) DO UPDATE SET room_id = EXCLUDED.room_id RETURNING *`,
+      [roomId, opts.name ?? '', opts.creator ?? null, opts.encrypted ?? false],
+    )
+    return this.remember(fromRow(rows[0]!))
+  }
+
+  private async update(sql: string, params: unknown[], q: Queryable = this.db): Promise<Portal> {
+    const { rows } = await q.query<PortalRow>(sql, params)
+    if (!rows[0]) throw new Error('The portal no longer exists.')
+    return this.remember(fromRow(rows[0]))
+  }
+
+  /** Links a group; the caller has checked that no other portal holds it. */
+  link(portal: Portal, network: RemoteNetworkId, groupId: string, loginId: string | null): Promise<Portal> {
+    const c = COLUMN[network]
+    return this.update(
+      `UPDATE portals SET ${c.group} = $2, ${c.login} = COALESCE($3, ${c.login}) WHERE id = $1 RETURNING *`,
+      [portal.id, groupId, loginId],
+    )
+  }
+
+  unlink(portal: Portal, network: RemoteNetworkId): Promise<Portal> {
+    return this.update(`UPDATE portals SET ${COLUMN[network].group} = NULL WHERE id = $1 RETURNING *`, [portal.id])
+  }
+
+  setRelay(portal: Portal, network: RemoteNetworkId, loginId: string | null): Promise<Portal> {
+    return this.update(`UPDATE portals SET ${COLUMN[network].login} = $2 WHERE id = $1 RETURNING *`, [portal.id, loginId])
+  }
+
+  setName(portal: Portal, name: string): Promise<Portal> {
+    return this.update('UPDATE portals SET name = $2 WHERE id = $1 RETURNING *', [portal.id, name])
+  }
+
+  setEncrypted(portal: Portal, encrypted: boolean): Promise<Portal> {
+    return this.update('UPDATE portals SET encrypted = $2 WHERE id = $1 RETURNING *', [portal.id, encrypted])
+  }
+
+  async remove(portal: Portal): Promise<void> {
+    await this.db.query('DELETE FROM portals WHERE id = $1', [portal.id])
+    this.byId.delete(portal.id)
+    for (const n of ['matrix', 'signal', 'whatsapp'] as const) {
+      const c = chatOf(portal, n)
+      if (c) this.byChat.delete(this.key(n, c))
+    }
+  }
+}

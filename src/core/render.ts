@@ -1,0 +1,101 @@
+// How relayed messages look on Signal and WhatsApp: the sender's name and network in bold, then the text.
+import type { Queryable } from '../db/types.ts'
+import { NETWORK_LABEL, plainText, type MessageContent, type Person, type RichText } from './model.ts'
+import { concat } from './richtext.ts'
+
+export type ReactionPolicy = 'message' | 'emoji' | 'drop'
+
+export interface RenderOptions {
+  /** e.g. "{name} ({network}): {message}" */
+  template: string
+}
+
+function bolded(text: string): RichText {
+  const rt = plainText(text)
+  // The trailing separator (": ") stays plain, so the name reads as a label.
+  const end = text.replace(/[\s:]+$/u, '').length
+  if (end > 0) rt.styles.push({ start: 0, length: end, style: 'bold' })
+  return rt
+}
+
+function fill(part: string, name: string, network: string): string {
+  return part.replaceAll('{name}', name).replaceAll('{network}', network)
+}
+
+/** "Alice (Signal)": the label a sender gets on the other networks. */
+export function senderLabel(sender: Person, name: string, template: string): string {
+  const before = template.split('{message}')[0] ?? ''
+  return fill(before, name, NETWORK_LABEL[sender.network]).replace(/[\s:]+$/u, '')
+}
+
+/** Puts the sender's label in front of a message's text (or its caption). */
+export function renderRelayed(content: MessageContent, sender: Person, name: string, opts: RenderOptions): MessageContent {
+  const network = NETWORK_LABEL[sender.network]
+  if (content.kind === 'emote') {
+    const label = senderLabel(sender, name, opts.template)
+    return { ...content, kind: 'text', body: concat(plainText('* '), bolded(label), plainText(' '), content.body) }
+  }
+  const [before = '', after = ''] = opts.template.split('{message}')
+  const body = content.body.text.length > 0 || content.attachments.length === 0 ? content.body : plainText('')
+  const prefix = content.body.text.length > 0 || content.attachments.length === 0
+    ? bolded(fill(before, name, network))
+    : bolded(`${fill(before, name, network).replace(/[\s:]+$/u, '')}:`)
+  return { ...content, body: concat(prefix, body, plainText(fill(after, name, network))) }
+}
+
+/** A reaction from someone the relay speaks for, as a short line (policy "message"). */
+export function renderReactionNote(sender: Person, name: string, emoji: string, opts: RenderOptions): MessageContent {
+  return {
+    kind: 'text',
+    body: concat(bolded(senderLabel(sender, name, opts.template)), plainText(` reacted ${emoji}`)),
+    attachments: [],
+  }
+}
+
+/** A short stable tag that tells two people with the same name apart, without revealing any number. */
+export function shortTag(id: string): string {
+  let h = 2166136261
+  for (let i = 0; i < id.length; i++) h = Math.imul(h ^ id.charCodeAt(i), 16777619)
+  return (h >>> 0).toString(16).padStart(8, '0').slice(0, 4)
+}
+
+/**
+ * Remembers who has spoken in each portal under which name, so two senders sharing a name on one network
+ * are shown as "Alice #4f2a" and "Alice #09c1". Loaded lazily per portal from the message map.
+ */
+export class SenderNames {
+  private readonly portals = new Map<number, Map<string, Set<string>>>()
+
+  private key(network: string, name: string): string {
+    return `${network}\u0000${name.trim().toLowerCase()}`
+  }
+
+  private async load(q: Queryable, portalId: number): Promise<Map<string, Set<string>>> {
+    let names = this.portals.get(portalId)
+    if (names) return names
+    names = new Map()
+    const { rows } = await q.query<{ sender_network: string; sender_id: string; sender_name: string }>(
+      `SELECT DISTINCT sender_network, sender_id, sender_name FROM
+         (SELECT sender_network, sender_id, sender_name FROM messages WHERE portal_id = $1 ORDER BY id DESC LIMIT 2000) recent`,
+      [portalId],
+    )
+    for (const r of rows) this.add(names, r.sender_network, r.sender_name, r.sender_id)
+    this.portals.set(portalId, names)
+    return names
+  }
+
+  private add(names: Map<string, Set<string>>, network: string, name: string, id: string): void {
+    const k = this.key(network, name)
+    let ids = names.get(k)
+    if (!ids) names.set(k, (ids = new Set()))
+    ids.add(id)
+  }
+
+  /** Records the sender and returns the name to show for them. */
+  async nameFor(q: Queryable, portalId: number, sender: Person): Promise<string> {
+    const names = await this.load(q, portalId)
+    this.add(names, sender.network, sender.displayName, sender.id)
+    const clash = (names.get(this.key(sender.network, sender.displayName))?.size ?? 0) > 1
+    return clash ? `${sender.displayName} #${shortTag(sender.id)}` : sender.displayName
+  }
+}

@@ -1,0 +1,156 @@
+// Step 3 of the flow of one message: in one database transaction, record the event (a unique key on its
+// remote id makes a redelivery a no-op) and queue one delivery per other network of the portal.
+import type { Logger } from 'pino'
+import type { Db, Queryable } from '../db/types.ts'
+import { MessageMap, type FoundCopy } from './messages.ts'
+import type { ChatRef, InboundEvent, NetworkId, Person } from './model.ts'
+import { NETWORKS } from './model.ts'
+import { Outbox, type NewDelivery } from './outbox.ts'
+import { chatOf, type Portal, type PortalStore } from './portals.ts'
+
+export type RouteResult = 'queued' | 'duplicate' | 'no_portal' | 'unknown_target' | 'not_allowed' | 'ignored'
+
+export interface RouterOptions {
+  db: Db
+  portals: PortalStore
+  outbox: Outbox
+  log: Logger
+  /** Creates a portal for a remote group that has none yet (auto_create_portals), or declines. */
+  createPortal?: (event: InboundEvent) => Promise<Portal | undefined>
+  /** A group's name or topic changed. */
+  onChatUpdate?: (portal: Portal, event: Extract<InboundEvent, { kind: 'chat_update' }>) => Promise<void>
+}
+
+class Duplicate extends Error {}
+
+export class Router {
+  private readonly opts: RouterOptions
+  private readonly creating = new Map<string, Promise<Portal | undefined>>()
+
+  constructor(opts: RouterOptions) {
+    this.opts = opts
+  }
+
+  private async portalFor(event: InboundEvent): Promise<Portal | undefined> {
+    const { portals, createPortal } = this.opts
+    const existing = portals.find(event.chat.network, event.chat.id)
+    if (existing || event.chat.network === 'matrix' || event.kind !== 'message' || !createPortal) return existing
+    // Two messages from a new group arriving together must make one room, not two.
+    const key = `${event.chat.network}:${event.chat.id}`
+    let pending = this.creating.get(key)
+    if (!pending) {
+      pending = createPortal(event).finally(() => this.creating.delete(key))
+      this.creating.set(key, pending)
+    }
+    return pending
+  }
+
+  async receive(event: InboundEvent): Promise<RouteResult> {
+    const portal = await this.portalFor(event)
+    if (!portal) return 'no_portal'
+    if (event.kind === 'chat_update') {
+      await this.opts.onChatUpdate?.(portal, event)
+      return 'queued'
+    }
+    const targets = NETWORKS.filter(n => n !== event.chat.network && chatOf(portal, n) !== null)
+    let deliveries: NewDelivery[] = []
+    let result: RouteResult
+    try {
+      result = await this.opts.db.transaction(async tx => {
+        const out = await this.record(tx, portal, event, targets)
+        if (typeof out === 'string') return out
+        deliveries = out
+        await Outbox.enqueue(tx, deliveries)
+        return 'queued'
+      })
+    } catch (err) {
+      if (err instanceof Duplicate) return 'duplicate'
+      throw err
+    }
+    for (const d of deliveries) this.opts.outbox.kick(d.network, d.chatId)
+    return result
+  }
+
+  private async origin(tx: Queryable, event: InboundEvent, messageId: number, role: 'original' | 'revision' | 'action'): Promise<void> {
+    const added = await MessageMap.addCopy(tx, {
+      network: event.chat.network, chatId: event.chat.id, remoteId: event.remoteId, messageId, role,
+      isOrigin: true, authorId: event.sender.id, sentAt: event.timestamp,
+    })
+    if (!added) throw new Duplicate()
+  }
+
+  private async target(tx: Queryable, chat: ChatRef, remoteId: string): Promise<FoundCopy | undefined> {
+    return MessageMap.find(tx, chat.network, chat.id, remoteId)
+  }
+
+  private async record(tx: Queryable, portal: Portal, event: Exclude<InboundEvent, { kind: 'chat_update' }>, targets: NetworkId[]): Promise<NewDelivery[] | RouteResult> {
+    const { chat } = event
+    if (await this.target(tx, chat, event.remoteId)) return 'duplicate'
+    const sender: Person = event.sender
+    const fanOut = (op: NewDelivery['op'], messageId: number, payload: Record<string, unknown>, to = targets): NewDelivery[] =>
+      to.map(network => ({ portalId: portal.id, messageId, network, chatId: chatOf(portal, network)!, op, payload: { sender, ...payload } }))
+
+    switch (event.kind) {
+      case 'message': {
+        // Notices are bot output: on Matrix they stay in Matrix (this ends the notice ping-pong of
+        // double-bridged rooms).
+        const to = event.content.kind === 'notice' ? targets.filter(n => n === 'matrix') : targets
+        const reply = event.replyTo ? await this.target(tx, chat, event.replyTo) : undefined
+        const id = await MessageMap.create(tx, { portalId: portal.id, kind: 'message', origin: chat.network, sender })
+        await this.origin(tx, event, id, 'original')
+        return fanOut('message', id, { content: event.content, ...(reply ? { replyTo: reply.message.id } : {}) }, to)
+      }
+      case 'edit': {
+        const found = await this.target(tx, chat, event.target)
+        if (!found || found.message.kind !== 'message') return 'unknown_target'
+        if (!sameSender(found, sender)) return 'not_allowed'
+        await this.origin(tx, event, found.message.id, 'revision')
+        await MessageMap.countEdit(tx, found.message.id)
+        return fanOut('edit', found.message.id, { content: event.content })
+      }
+      case 'delete': {
+        const found = await this.target(tx, chat, event.target)
+        if (!found || found.message.deleted) return 'unknown_target'
+        // Matrix checks redaction power itself; Signal and WhatsApp senders may delete only their own.
+        if (chat.network !== 'matrix' && !sameSender(found, sender)) return 'not_allowed'
+        await this.origin(tx, event, found.message.id, 'action')
+        await MessageMap.markDeleted(tx, found.message.id)
+        if (found.message.kind === 'reaction') {
+          return fanOut('reaction', found.message.id, { emoji: found.message.emoji, removed: true, target: found.message.relates_to })
+        }
+        return fanOut('delete', found.message.id, {})
+      }
+      case 'reaction': {
+        const found = await this.target(tx, chat, event.target)
+        if (!found || found.message.kind !== 'message') return 'unknown_target'
+        const target = found.message.id
+        if (event.removed) {
+          const live = await MessageMap.findReaction(tx, target, sender, event.emoji)
+          if (!live) return 'unknown_target'
+          await this.origin(tx, event, live.id, 'action')
+          await MessageMap.markDeleted(tx, live.id)
+          return fanOut('reaction', live.id, { emoji: event.emoji, removed: true, target })
+        }
+        const out: NewDelivery[] = []
+        // On Signal and WhatsApp a new reaction replaces the person's previous one on that message.
+        if (chat.network !== 'matrix') {
+          const { rows } = await tx.query<{ id: number; emoji: string }>(
+            `SELECT id, emoji FROM messages WHERE relates_to = $1 AND sender_network = $2 AND sender_id = $3
+             AND kind = 'reaction' AND NOT deleted`, [target, sender.network, sender.id])
+          for (const old of rows) {
+            await MessageMap.markDeleted(tx, old.id)
+            out.push(...fanOut('reaction', old.id, { emoji: old.emoji, removed: true, target }))
+          }
+        }
+        const id = await MessageMap.create(tx, { portalId: portal.id, kind: 'reaction', origin: chat.network, sender, relatesTo: target, emoji: event.emoji })
+        await this.origin(tx, event, id, 'original')
+        out.push(...fanOut('reaction', id, { emoji: event.emoji, removed: false, target }))
+        return out
+      }
+    }
+  }
+}
+
+function sameSender(found: FoundCopy, sender: Person): boolean {
+  return found.message.sender_network === sender.network && found.message.sender_id === sender.id
+}

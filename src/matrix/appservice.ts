@@ -1,0 +1,218 @@
+// The homeserver → appservice HTTP API (spec v1.x and the legacy un-prefixed paths). Written on
+// node:http rather than with the bot-sdk's Appservice or matrix-appservice-bridge: the spec's error codes,
+// constant-time token checks, a body limit and persist-before-acknowledge are the whole point of this
+// layer, and neither framework does them (matrix-appservice.md §0).
+import { createHash, timingSafeEqual } from 'node:crypto'
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { Logger } from 'pino'
+import { eventTypeLabel, type Metrics } from '../metrics.ts'
+import type { Inbox, MatrixEvent } from './inbox.ts'
+
+export interface AppserviceOptions {
+  hsToken: string
+  maxBodyBytes: number
+  inbox: Inbox
+  log: Logger
+  metrics: Metrics
+  /** Called after a transaction's events are stored. */
+  onStored?: () => void
+  /** Homeserver asks whether a user in our namespace exists; true after creating it. */
+  onUserQuery?: (userId: string) => Promise<boolean>
+  /** A ping from the homeserver (spec v1.7). */
+  onPing?: (transactionId: string | undefined) => void
+}
+
+class HttpError extends Error {
+  readonly status: number
+  readonly errcode: string
+  constructor(status: number, errcode: string, message: string) {
+    super(message)
+    this.status = status
+    this.errcode = errcode
+  }
+}
+
+const digest = (s: string): Buffer => createHash('sha256').update(s).digest()
+
+function send(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body)
+  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) })
+  res.end(text)
+}
+
+async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  const declared = Number(req.headers['content-length'])
+  if (Number.isFinite(declared) && declared > limit) {
+    req.resume()
+    throw new HttpError(413, 'M_TOO_LARGE', `Request body is over the ${limit}-byte limit`)
+  }
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length
+    if (size > limit) {
+      req.resume()
+      throw new HttpError(413, 'M_TOO_LARGE', `Request body is over the ${limit}-byte limit`)
+    }
+    chunks.push(chunk)
+  }
+  return Buffer.concat(chunks)
+}
+
+/** A room event the bridge can store: anything else in `events` is skipped, never refused (a refused
+ * transaction is retried forever by the homeserver). */
+function isStorableEvent(e: unknown): e is MatrixEvent {
+  if (typeof e !== 'object' || e === null || Array.isArray(e)) return false
+  const ev = e as Record<string, unknown>
+  return (
+    typeof ev.event_id === 'string' && ev.event_id.length > 0 && ev.event_id.length <= 255 &&
+    typeof ev.type === 'string' && ev.type.length <= 255 &&
+    typeof ev.room_id === 'string' && typeof ev.sender === 'string' &&
+    typeof ev.content === 'object' && ev.content !== null && !Array.isArray(ev.content)
+  )
+}
+
+const ROUTE = /^(?:\/_matrix\/app\/v1)?\/(transactions|users|rooms)\/([^/]+)$/
+
+export class AppserviceServer {
+  private server: Server | undefined
+  private readonly hsDigest: Buffer
+  /** A retry that arrives while the first attempt is still storing waits for it instead of racing it. */
+  private readonly inFlight = new Map<string, Promise<void>>()
+
+  private readonly opts: AppserviceOptions
+
+  constructor(opts: AppserviceOptions) {
+    this.opts = opts
+    this.hsDigest = digest(opts.hsToken)
+  }
+
+  listen(port: number, hostname: string): Promise<number> {
+    const server = createServer((req, res) => {
+      this.handle(req, res).catch((err: unknown) => {
+        const e = err instanceof HttpError ? err : new HttpError(500, 'M_UNKNOWN', 'Internal error')
+        if (!(err instanceof HttpError)) this.opts.log.error({ err }, 'Unexpected error in the appservice endpoint')
+        if (!res.headersSent) send(res, e.status, { errcode: e.errcode, error: e.message })
+        else res.end()
+      })
+    })
+    this.server = server
+    return new Promise((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(port, hostname, () => {
+        server.off('error', reject)
+        const addr = server.address()
+        resolve(typeof addr === 'object' && addr ? addr.port : port)
+      })
+    })
+  }
+
+  async close(): Promise<void> {
+    const server = this.server
+    if (!server) return
+    await new Promise<void>(resolve => {
+      server.close(() => resolve())
+      server.closeAllConnections()
+    })
+  }
+
+  private authenticate(req: IncomingMessage, url: URL): void {
+    const header = req.headers.authorization
+    const bearer = header?.startsWith('Bearer ') ? header.slice(7) : undefined
+    const query = url.searchParams.get('access_token') ?? undefined
+    if (bearer === undefined && query === undefined) {
+      throw new HttpError(401, 'M_UNAUTHORIZED', 'Missing access token')
+    }
+    // Transitional homeservers send both; then they must agree.
+    for (const token of [bearer, query]) {
+      if (token !== undefined && !timingSafeEqual(digest(token), this.hsDigest)) {
+        throw new HttpError(403, 'M_FORBIDDEN', 'Invalid access token')
+      }
+    }
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://localhost')
+    const path = url.pathname
+    if (path === '/_matrix/app/v1/ping') {
+      if (req.method !== 'POST') throw new HttpError(405, 'M_UNRECOGNIZED', 'Method not allowed')
+      this.authenticate(req, url)
+      const body = await this.readJson(req)
+      const txn = (body as { transaction_id?: unknown }).transaction_id
+      this.opts.onPing?.(typeof txn === 'string' ? txn : undefined)
+      return send(res, 200, {})
+    }
+    const match = ROUTE.exec(path)
+    if (!match) throw new HttpError(404, 'M_UNRECOGNIZED', 'Unrecognized request')
+    const [, kind, rawId] = match as unknown as [string, string, string]
+    const expected = kind === 'transactions' ? 'PUT' : 'GET'
+    if (req.method !== expected) throw new HttpError(405, 'M_UNRECOGNIZED', 'Method not allowed')
+    this.authenticate(req, url)
+    const id = decodeURIComponent(rawId)
+    if (kind === 'transactions') return this.transaction(req, res, id)
+    if (kind === 'users') {
+      const exists = (await this.opts.onUserQuery?.(id)) ?? false
+      return exists ? send(res, 200, {}) : send(res, 404, { errcode: 'M_NOT_FOUND', error: 'No such user' })
+    }
+    // One room per portal, created by the bridge: there are no aliases to conjure rooms from.
+    return send(res, 404, { errcode: 'M_NOT_FOUND', error: 'No such room alias' })
+  }
+
+  private async readJson(req: IncomingMessage): Promise<unknown> {
+    const raw = await readBody(req, this.opts.maxBodyBytes)
+    if (raw.length === 0) return {}
+    try {
+      return JSON.parse(raw.toString('utf8'))
+    } catch {
+      throw new HttpError(400, 'M_NOT_JSON', 'Body is not valid JSON')
+    }
+  }
+
+  private async transaction(req: IncomingMessage, res: ServerResponse, txnId: string): Promise<void> {
+    const { metrics, inbox, log } = this.opts
+    let body: unknown
+    try {
+      body = await this.readJson(req)
+    } catch (err) {
+      metrics.transactions.inc({ result: err instanceof HttpError && err.status === 413 ? 'too_large' : 'bad_json' })
+      throw err
+    }
+    if (typeof body !== 'object' || body === null || Array.isArray(body) || !Array.isArray((body as { events?: unknown }).events)) {
+      metrics.transactions.inc({ result: 'bad_json' })
+      throw new HttpError(400, 'M_BAD_JSON', 'A transaction is an object with an "events" array')
+    }
+    const running = this.inFlight.get(txnId)
+    if (running) {
+      await running
+      metrics.transactions.inc({ result: 'duplicate' })
+      return send(res, 200, {})
+    }
+    const work = (async () => {
+      if (await inbox.seenTransaction(txnId)) {
+        metrics.transactions.inc({ result: 'duplicate' })
+        return
+      }
+      const all = (body as { events: unknown[] }).events
+      const events = all.filter(isStorableEvent)
+      if (events.length < all.length) {
+        log.warn({ txnId, skipped: all.length - events.length }, 'Skipped malformed events in a transaction')
+      }
+      await inbox.storeTransaction(txnId, events)
+      for (const e of events) metrics.events.inc({ type: eventTypeLabel(e.type) })
+      metrics.transactions.inc({ result: 'stored' })
+      this.opts.onStored?.()
+    })()
+    this.inFlight.set(txnId, work)
+    try {
+      await work
+    } catch (err) {
+      // Not acknowledged: the homeserver keeps the transaction and retries it.
+      metrics.transactions.inc({ result: 'db_error' })
+      log.error({ txnId, err: (err as Error).message }, 'Could not store a transaction; the homeserver will retry it')
+      throw new HttpError(500, 'M_UNKNOWN', 'Could not store the transaction; retry later')
+    } finally {
+      this.inFlight.delete(txnId)
+    }
+    send(res, 200, {})
+  }
+}

@@ -1,0 +1,220 @@
+// Works through the inbox: each stored Matrix event becomes a command, a relayed event, or bookkeeping.
+// Rooms are worked on in parallel, each room's events strictly in order.
+import type { Logger } from 'pino'
+import type { Db } from '../db/types.ts'
+import type { Commands } from '../core/commands/index.ts'
+import { levelOf } from '../core/commands/context.ts'
+import type { MediaStore } from '../core/media.ts'
+import type { Person } from '../core/model.ts'
+import type { PortalStore } from '../core/portals.ts'
+import type { Router } from '../core/router.ts'
+import type { HomeserverApi } from './client.ts'
+import { isTransientMatrixError } from './client-errors.ts'
+import { fromMatrix, Unsupported } from './convert.ts'
+import { parseGhost, type Ghosts } from './ghosts.ts'
+import type { Inbox, InboxRow, MatrixEvent } from './inbox.ts'
+import type { BotRooms } from './rooms.ts'
+
+export interface MatrixEventsOptions {
+  db: Db
+  inbox: Inbox
+  api: HomeserverApi
+  router: Router
+  commands: Commands
+  rooms: BotRooms
+  ghosts: Ghosts
+  portals: PortalStore
+  media: MediaStore
+  domain: string
+  botMxid: string
+  permissions: Record<string, 'relay' | 'user' | 'admin'>
+  log: Logger
+  batchSize?: number
+  /** Attempts before an event that keeps failing is given up on (and reported). */
+  maxAttempts?: number
+  retryDelayMs?: number
+}
+
+export class MatrixEvents {
+  private readonly opts: MatrixEventsOptions
+  private readonly names = new Map<string, string | null>()
+  private readonly warnedEncrypted = new Set<string>()
+  private running: Promise<void> | undefined
+  private again = false
+  private stopped = false
+  private retryTimer: NodeJS.Timeout | undefined
+
+  constructor(opts: MatrixEventsOptions) {
+    this.opts = opts
+  }
+
+  /** New events were stored: work through the inbox. */
+  kick(): void {
+    if (this.stopped) return
+    if (this.running) {
+      this.again = true
+      return
+    }
+    this.running = this.drain()
+      .catch(err => {
+        this.opts.log.error({ err: (err as Error).message }, 'Could not work through the inbox; retrying shortly')
+        this.retryLater()
+      })
+      .finally(() => {
+        this.running = undefined
+        if (this.again) {
+          this.again = false
+          this.kick()
+        }
+      })
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true
+    clearTimeout(this.retryTimer)
+    await this.running
+  }
+
+  private retryLater(): void {
+    clearTimeout(this.retryTimer)
+    this.retryTimer = setTimeout(() => this.kick(), this.opts.retryDelayMs ?? 2000)
+  }
+
+  private async drain(): Promise<void> {
+    const { inbox, db } = this.opts
+    for (;;) {
+      const rows = await inbox.pending(this.opts.batchSize ?? 200)
+      if (rows.length === 0 || this.stopped) return
+      const byRoom = new Map<string, InboxRow[]>()
+      for (const r of rows) {
+        const list = byRoom.get(r.event.room_id) ?? []
+        list.push(r)
+        byRoom.set(r.event.room_id, list)
+      }
+      const done: number[] = []
+      let failed = false
+      await Promise.all([...byRoom.values()].map(async list => {
+        for (const row of list) {
+          if (await this.processRow(row)) done.push(row.id)
+          else {
+            failed = true
+            return // later events of this room wait, to keep its order
+          }
+        }
+      }))
+      if (done.length > 0) await db.query('UPDATE inbox SET processed_at = now() WHERE id = ANY($1::bigint[])', [done])
+      if (failed) {
+        this.retryLater()
+        return
+      }
+    }
+  }
+
+  /** true when the row is finished with (handled, or given up on). */
+  private async processRow(row: InboxRow): Promise<boolean> {
+    try {
+      await this.handle(row.event)
+      return true
+    } catch (err) {
+      const attempts = row.attempts + 1
+      const message = (err as Error).message
+      await this.opts.inbox.recordFailure(row.id, message)
+      const giveUp = attempts >= (this.opts.maxAttempts ?? 10) || !isTransientMatrixError(err) && !isDbError(err)
+      this.opts.log.warn({ eventId: row.event.event_id, attempts, err: message, giveUp }, 'Could not handle a Matrix event')
+      if (giveUp && this.opts.portals.byRoom(row.event.room_id)) {
+        await this.opts.rooms.notice(row.event.room_id, `⚠️ A message could not be relayed: ${message}`).catch(() => {})
+      }
+      return giveUp
+    }
+  }
+
+  private async displayName(roomId: string, mxid: string): Promise<string> {
+    const key = `${roomId}\u0000${mxid}`
+    let name = this.names.get(key)
+    if (name === undefined) {
+      const { rows } = await this.opts.db.query<{ displayname: string | null }>(
+        'SELECT displayname FROM room_members WHERE room_id = $1 AND mxid = $2', [roomId, mxid])
+      name = rows[0]?.displayname ?? null
+      if (!rows[0]) {
+        const state = await this.opts.api.getState(roomId, 'm.room.member', mxid, this.opts.botMxid).catch(() => undefined)
+        name = typeof state?.displayname === 'string' ? state.displayname : null
+      }
+      this.names.set(key, name)
+    }
+    return name || mxid.slice(1, mxid.indexOf(':'))
+  }
+
+  private async member(ev: MatrixEvent): Promise<void> {
+    const { db, botMxid, api, rooms, log } = this.opts
+    const target = ev.state_key!
+    const membership = String(ev.content.membership ?? '')
+    const displayname = typeof ev.content.displayname === 'string' ? ev.content.displayname : null
+    await db.query(
+      `INSERT INTO room_members (room_id, mxid, displayname, membership) VALUES ($1, $2, $3, $4)
+       ON CONFLICT (room_id, mxid) DO UPDATE SET displayname = EXCLUDED.displayname, membership = EXCLUDED.membership`,
+      [ev.room_id, target, displayname, membership])
+    this.names.set(`${ev.room_id}\u0000${target}`, displayname)
+    if (target === botMxid && membership === 'invite') {
+      const level = levelOf(ev.sender, this.opts.permissions)
+      if (level === 'user' || level === 'admin') {
+        await api.join(botMxid, ev.room_id)
+        if (ev.content.is_direct === true) await rooms.rememberDirect(ev.sender, ev.room_id)
+        log.info({ room: ev.room_id }, 'Joined a room on invitation')
+      } else {
+        await api.leave(botMxid, ev.room_id, 'You are not allowed to use this bridge.').catch(() => {})
+      }
+    }
+    const ghost = parseGhost(target, this.opts.domain)
+    if (ghost && (membership === 'leave' || membership === 'ban')) await this.opts.ghosts.forgetMembership(target, ev.room_id)
+  }
+
+  private async handle(ev: MatrixEvent): Promise<void> {
+    const { botMxid, domain, portals, commands, rooms, router, media, api } = this.opts
+    if (ev.type === 'm.room.member' && typeof ev.state_key === 'string') return this.member(ev)
+    // Whatever our bot and ghosts sent comes back to us: it is never relayed again.
+    if (ev.sender === botMxid || parseGhost(ev.sender, domain)) return
+    const portal = portals.byRoom(ev.room_id)
+    if (ev.type === 'm.room.encryption' && typeof ev.state_key === 'string') {
+      if (portal) {
+        await portals.setEncrypted(portal, true)
+        await rooms.notice(ev.room_id, 'This room is now encrypted. relay-bridge cannot read encrypted rooms yet, so messages here are no longer relayed. Use an unencrypted room for the bridge.')
+      }
+      return
+    }
+    if (ev.type === 'm.room.encrypted') {
+      if (portal && !this.warnedEncrypted.has(ev.room_id)) {
+        this.warnedEncrypted.add(ev.room_id)
+        await rooms.notice(ev.room_id, 'I cannot read encrypted messages yet, so they are not relayed. Use an unencrypted room for the bridge.')
+      }
+      if (portal) await rooms.messageStatus(ev.room_id, ev.event_id, 'signal', 'FAIL_PERMANENT', { reason: 'com.beeper.undecryptable_event', message: 'The bridge cannot read encrypted messages.' })
+      return
+    }
+    if (ev.type === 'm.room.name' && typeof ev.state_key === 'string') {
+      if (portal && typeof ev.content.name === 'string') await portals.setName(portal, ev.content.name)
+      return
+    }
+    if (typeof ev.state_key === 'string') return
+    if (ev.type === 'm.room.message' && (ev.content.msgtype === 'm.text' || ev.content.msgtype === undefined) && typeof ev.content.body === 'string') {
+      const isDirect = !portal && (await rooms.isDirect(ev.room_id)) === ev.sender
+      const args = commands.parse(ev.content.body, isDirect)
+      if (args) return commands.run({ roomId: ev.room_id, sender: ev.sender, isDirect, args })
+    }
+    if (!portal) return
+    const sender: Person = { network: 'matrix', id: ev.sender, displayName: await this.displayName(ev.room_id, ev.sender) }
+    const event = await fromMatrix(ev, {
+      sender, media,
+      download: mxc => api.downloadMedia(mxc),
+      isGhost: mxid => parseGhost(mxid, domain),
+    })
+    if (event instanceof Unsupported) {
+      this.opts.log.debug({ eventId: ev.event_id, reason: event.reason }, 'Not relayed')
+      return
+    }
+    await router.receive(event)
+  }
+}
+
+function isDbError(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code
+  return typeof code === 'string' && (/^[0-9A-Z]{5}$/.test(code) || code.startsWith('ECONN'))
+}
