@@ -1,0 +1,306 @@
+// The Signal adapter: one signal-cli daemon, one event stream per relay login, deliveries through send.ts.
+import type { Logger } from 'pino'
+import { Counter, Gauge } from 'prom-client'
+import type { ConnectionState, GroupInfo, Login, LoginRequest, LoginUi, NetworkContext, RemoteNetwork } from '../core/network.ts'
+import type { Delivery, SendResult } from '../core/model.ts'
+import { UserError } from '../core/errors.ts'
+import { SignalClient, SignalRpcError, isAccountGone } from './client.ts'
+import { SignalEventStream, type StreamTimings } from './events.ts'
+import { completeEvent, convertInner, meaningfulName, neutralLabel, type Converted } from './convert.ts'
+import { sendDelivery } from './send.ts'
+import { linkDevice } from './login.ts'
+import type { GroupJson } from './types.ts'
+
+export interface SignalTimings extends Partial<StreamTimings> {
+  /** Timeout of ordinary RPC calls (finishLink has none). */
+  rpcTimeoutMs?: number
+  /** How often listAccounts is polled to notice an unlinked device (§11.3: 30–60 s). */
+  pollAccountsMs?: number
+  /** First delay before retrying an event the core could not record; doubles up to 30 s. */
+  receiveRetryMs?: number
+}
+
+export interface SignalNetworkOptions {
+  daemonUrl: string
+  timings?: SignalTimings
+}
+
+const GROUP_ID = /^[A-Za-z0-9+/]{43}=$/
+const GROUP_LINK = /^https:\/\/signal\.group\/#\S+$/
+const MAX_GROUP_NAME = 32
+const unlinkedSentence = 'The Signal relay account is no longer linked to the bridge (removed on the phone, or unused for weeks). Its owner can re-link it with `!relay login signal`; messages wait until then.'
+
+interface Runner {
+  login: Login
+  stream: SignalEventStream
+  chain: Promise<void>
+  stopped: boolean
+}
+
+export class SignalNetwork implements RemoteNetwork {
+  readonly network = 'signal' as const
+  readonly client: SignalClient
+  private readonly opts: SignalNetworkOptions
+  private ctx: NetworkContext | undefined
+  private log: Logger | undefined
+  private readonly runners = new Map<string, Runner>()
+  private readonly states = new Map<string, ConnectionState>()
+  /** Profile names seen on envelopes, to name mentioned people (a mention carries no display name). */
+  private readonly names = new Map<string, string>()
+  private poller: NodeJS.Timeout | undefined
+  private metrics: { state: Gauge<'login' | 'state'>; sends: Counter<'kind' | 'outcome'>; events: Counter<'outcome'> } | undefined
+
+  constructor(opts: SignalNetworkOptions) {
+    this.opts = opts
+    this.client = new SignalClient({ daemonUrl: opts.daemonUrl, ...(opts.timings?.rpcTimeoutMs ? { timeoutMs: opts.timings.rpcTimeoutMs } : {}) })
+  }
+
+  async start(ctx: NetworkContext): Promise<void> {
+    this.ctx = ctx
+    this.log = ctx.log.child({ network: 'signal' })
+    this.metrics = signalMetrics(ctx)
+    for (const login of await ctx.logins.list('signal')) {
+      // An unlinked login stays down until its owner re-links it: its stream would only answer 400.
+      if (login.state === 'logged_out') this.states.set(login.id, 'logged_out')
+      else this.run(login)
+    }
+    this.poller = setInterval(() => void this.pollAccounts(), this.opts.timings?.pollAccountsMs ?? 45_000)
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.poller)
+    await Promise.all([...this.runners.values()].map(r => this.halt(r)))
+  }
+
+  state(loginId: string): ConnectionState {
+    return this.states.get(loginId) ?? 'disconnected'
+  }
+
+  send(delivery: Delivery): Promise<SendResult> {
+    const ctx = this.need()
+    return sendDelivery(delivery, {
+      client: this.client,
+      media: ctx.media,
+      log: this.log!,
+      login: async id => (id ? ctx.logins.get(id) : undefined),
+      onAccountGone: login => this.markUnlinked(login),
+      onOutcome: (kind, outcome) => this.metrics?.sends.inc({ kind, outcome }),
+    })
+  }
+
+  async login(request: LoginRequest, ui: LoginUi): Promise<Login> {
+    const ctx = this.need()
+    const { number, aci } = await linkDevice(this.client, ui, request.signal)
+    const login = await ctx.logins.save({
+      network: 'signal',
+      address: number,
+      personId: aci,
+      displayName: neutralLabel(aci),
+      ownerMxid: request.ownerMxid,
+      metadata: { deviceName: 'relay-bridge', linkedAt: Date.now() },
+      state: 'connecting',
+    })
+    // A newly linked account only appears on a fresh stream (§3.4).
+    const old = this.runners.get(login.id)
+    if (old) await this.halt(old)
+    this.run(login)
+    await ui.say('The Signal account is linked. Add it to a group, then use `!relay link signal <group>` in a room.')
+    return login
+  }
+
+  async logout(login: Login): Promise<void> {
+    const runner = this.runners.get(login.id)
+    if (runner) await this.halt(runner)
+    const sentence =
+      'The bridge stopped using this Signal account. signal-cli cannot remove its own link: on the phone, open Signal → Settings → Linked devices and remove "relay-bridge". Portals stay; re-link any time with `!relay login signal`.'
+    this.setState(login.id, 'logged_out', sentence)
+    await this.ctx?.notify(login.id, sentence)
+  }
+
+  async listGroups(login: Login): Promise<GroupInfo[]> {
+    const groups = await this.rpc<GroupJson[]>(login, 'listGroups', {})
+    return groups.filter(g => g.isMember).map(toGroupInfo)
+  }
+
+  async joinGroup(login: Login, idOrLink: string): Promise<GroupInfo> {
+    const input = idOrLink.trim()
+    if (GROUP_LINK.test(input)) {
+      const joined = await this.rpc<{ groupId: string; onlyRequested?: boolean }>(login, 'joinGroup', { uri: input }, 'That Signal group link did not work; it may have been reset. Ask for a fresh link.')
+      if (joined.onlyRequested) {
+        throw new UserError('The Signal group needs an admin to approve new members. An admin must approve the relay account in the group settings, then try again.')
+      }
+      return this.groupById(login, joined.groupId)
+    }
+    if (GROUP_ID.test(input)) return this.groupById(login, input)
+    throw new UserError('Give a Signal group id (44 characters, from `!relay groups signal`) or an invite link starting with https://signal.group/#.')
+  }
+
+  async createGroup(login: Login, name: string): Promise<GroupInfo> {
+    if ([...name].length > MAX_GROUP_NAME) throw new UserError(`Signal group names can have at most ${MAX_GROUP_NAME} characters; choose a shorter name.`)
+    // No groupId: create. The link lets WhatsApp and Matrix people be invited later.
+    const created = await this.rpc<{ groupId: string }>(login, 'updateGroup', { name, link: 'enabled' })
+    return this.groupById(login, created.groupId)
+  }
+
+  // ---- internals --------------------------------------------------------------------------------------
+
+  private need(): NetworkContext {
+    if (!this.ctx) throw new Error('SignalNetwork.start() has not been called.')
+    return this.ctx
+  }
+
+  private async groupById(login: Login, groupId: string): Promise<GroupInfo> {
+    const [g] = await this.rpc<GroupJson[]>(login, 'listGroups', { groupId }, 'The relay account is not in that Signal group. Add it to the group (or use an invite link), then try again.')
+    if (!g || !g.isMember) throw new UserError('The relay account is not a member of that Signal group yet. Add it to the group, then try again.')
+    return toGroupInfo(g)
+  }
+
+  /** An account-bound call for commands: daemon trouble becomes a sentence for the person who asked. */
+  private async rpc<T>(login: Login, method: string, params: Record<string, unknown>, onUserError?: string): Promise<T> {
+    try {
+      return await this.client.call<T>(method, { ...params, account: login.address })
+    } catch (err) {
+      if (isAccountGone(err)) {
+        await this.markUnlinked(login)
+        throw new UserError(unlinkedSentence)
+      }
+      if (err instanceof SignalRpcError && err.code === -1 && onUserError) throw new UserError(onUserError)
+      if (err instanceof SignalRpcError) throw new UserError(`Signal refused the request (error ${err.code}). Try again; if it persists, check the signal-cli logs.`)
+      throw new UserError('The Signal daemon is unreachable. Check that signal-cli is running, then try again.')
+    }
+  }
+
+  private run(login: Login): void {
+    const runner: Runner = { login, chain: Promise.resolve(), stopped: false, stream: undefined as unknown as SignalEventStream }
+    runner.stream = new SignalEventStream(
+      { daemonUrl: this.opts.daemonUrl, account: login.address, timings: this.opts.timings ?? {}, log: this.log!.child({ login: login.id }) },
+      {
+        // Events of one account are recorded strictly in arrival order.
+        onEvent: inner => (runner.chain = runner.chain.then(() => this.handle(runner, inner))),
+        onState: state => {
+          if (!runner.stopped) this.setState(login.id, state)
+        },
+        onGone: () => void this.markUnlinked(login),
+      },
+    )
+    this.runners.set(login.id, runner)
+    runner.stream.start()
+  }
+
+  private async halt(runner: Runner): Promise<void> {
+    runner.stopped = true
+    if (this.runners.get(runner.login.id) === runner) this.runners.delete(runner.login.id)
+    await runner.stream.stop()
+  }
+
+  private async handle(runner: Runner, inner: unknown): Promise<void> {
+    const ctx = this.need()
+    const login = runner.login
+    const self = { loginId: login.id, aci: login.personId, displayName: login.displayName }
+    this.learnName(inner)
+    const result = convertInner(inner, self, aci => this.names.get(aci))
+    if (result.exception) {
+      // Decrypt or identity failures (§6): logged, never relayed. The type holds no number or text.
+      this.log!.warn({ login: login.id, type: result.exception.type }, 'Signal could not decrypt or trust an incoming message; it is not relayed')
+      this.metrics?.events.inc({ outcome: 'exception' })
+      return
+    }
+    if (result.skipped) this.log!.debug({ login: login.id, reason: result.skipped }, 'Signal event ignored')
+    for (const c of result.events) {
+      const chat = c.event.chat.id
+      // Unknown groups still pass messages (the core may create a portal); the rest needs a portal.
+      if (c.event.kind !== 'message' && !ctx.isBridgedChat('signal', chat)) continue
+      await this.deliverInbound(runner, c)
+    }
+  }
+
+  /** Never drops an event: retries until the core has recorded it, or the runner stops. */
+  private async deliverInbound(runner: Runner, c: Converted): Promise<void> {
+    const ctx = this.need()
+    let delay = this.opts.timings?.receiveRetryMs ?? 500
+    for (;;) {
+      try {
+        const event = await completeEvent(c, {
+          media: ctx.media,
+          getAttachment: async id => Buffer.from((await this.client.call<{ data: string }>('getAttachment', { account: runner.login.address, id })).data, 'base64'),
+          getSticker: async (packId, stickerId) =>
+            Buffer.from((await this.client.call<{ data: string }>('getSticker', { account: runner.login.address, packId, stickerId })).data, 'base64'),
+          groupName: async groupId => {
+            const [g] = await this.client.call<GroupJson[]>('listGroups', { account: runner.login.address, groupId })
+            return g?.name ?? undefined
+          },
+        })
+        await ctx.receive(event)
+        this.metrics?.events.inc({ outcome: 'received' })
+        return
+      } catch (err) {
+        if (err instanceof SignalRpcError && err.code === -1) {
+          // The file or sticker is gone for good (§4.4): relay the rest rather than block the account's queue.
+          this.log!.warn({ login: runner.login.id, code: err.code }, 'A Signal attachment could not be fetched; relaying without it')
+          c = { ...c, media: [], longText: undefined }
+          continue
+        }
+        if (runner.stopped) return
+        this.log!.warn({ login: runner.login.id, err: (err as Error).message, retryInMs: delay }, 'Could not record a Signal event; retrying')
+        await new Promise(resolve => setTimeout(resolve, delay))
+        delay = Math.min(delay * 2, 30_000)
+      }
+    }
+  }
+
+  private learnName(inner: unknown): void {
+    const env = (inner as { envelope?: { sourceUuid?: unknown; sourceName?: unknown } } | null)?.envelope
+    if (typeof env?.sourceUuid !== 'string') return
+    const name = meaningfulName(typeof env.sourceName === 'string' ? env.sourceName : undefined)
+    if (name) this.names.set(env.sourceUuid.toLowerCase(), name)
+  }
+
+  private async pollAccounts(): Promise<void> {
+    if (this.runners.size === 0) return
+    let numbers: Set<string>
+    try {
+      numbers = new Set((await this.client.listAccounts()).map(a => a.number))
+    } catch {
+      return // daemon down: the stream state already says so
+    }
+    for (const r of [...this.runners.values()]) {
+      if (!numbers.has(r.login.address)) await this.markUnlinked(r.login)
+    }
+  }
+
+  private async markUnlinked(login: Login): Promise<void> {
+    if (this.states.get(login.id) === 'logged_out') return
+    const runner = this.runners.get(login.id)
+    if (runner) await this.halt(runner)
+    this.log?.warn({ login: login.id }, 'Signal relay account is no longer in the daemon (unlinked)')
+    this.setState(login.id, 'logged_out', unlinkedSentence)
+    await this.ctx?.notify(login.id, unlinkedSentence).catch(err => this.log?.error({ err }, 'Could not notify about an unlinked Signal login'))
+  }
+
+  private setState(loginId: string, state: ConnectionState, message?: string): void {
+    if (this.states.get(loginId) === state) return
+    this.states.set(loginId, state)
+    for (const s of ['connecting', 'connected', 'disconnected', 'logged_out'] as const) this.metrics?.state.set({ login: loginId, state: s }, s === state ? 1 : 0)
+    this.ctx?.reportState(loginId, state, message).catch(err => this.log?.error({ err }, 'Could not record a Signal login state'))
+  }
+}
+
+export function toGroupInfo(g: GroupJson): GroupInfo {
+  return {
+    id: g.id,
+    name: g.name ?? '',
+    memberCount: g.members?.length ?? 0,
+    ...(g.groupInviteLink ? { inviteLink: g.groupInviteLink } : {}),
+  }
+}
+
+/** Stream state and send outcomes, labelled by login id and kind only: never numbers. */
+export function signalMetrics(ctx: Pick<NetworkContext, 'metrics'>) {
+  const reg = ctx.metrics
+  const get = <T>(name: string, make: () => T): T => (reg.getSingleMetric(name) as T | undefined) ?? make()
+  return {
+    state: get('relay_bridge_signal_stream_state', () => new Gauge({ name: 'relay_bridge_signal_stream_state', help: 'Signal event stream state per login (1 = current state)', labelNames: ['login', 'state'] as const, registers: [reg] })),
+    sends: get('relay_bridge_signal_sends_total', () => new Counter({ name: 'relay_bridge_signal_sends_total', help: 'Signal deliveries by kind and outcome (partial = some members missed it)', labelNames: ['kind', 'outcome'] as const, registers: [reg] })),
+    events: get('relay_bridge_signal_events_total', () => new Counter({ name: 'relay_bridge_signal_events_total', help: 'Signal events received by outcome', labelNames: ['outcome'] as const, registers: [reg] })),
+  }
+}

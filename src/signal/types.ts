@@ -1,0 +1,116 @@
+// The JSON signal-cli emits and answers with (signal-cli.md §4, §5). Schemas validate only what the bridge
+// reads; unknown fields are stripped (0.14.x keeps adding optional fields), and every field the daemon may
+// emit as null is nullish here (§4.1).
+import { z } from 'zod'
+
+const ts = z.number().int().nonnegative()
+const str = z.string().nullish()
+
+export const AttachmentJson = z.object({
+  contentType: z.string().nullish(),
+  filename: str,
+  id: z.string().nullish(),
+  size: z.number().nullish(),
+  width: z.number().nullish(),
+  height: z.number().nullish(),
+  caption: str,
+})
+export type AttachmentJson = z.infer<typeof AttachmentJson>
+
+const MentionJson = z.object({ uuid: z.string().nullish(), start: z.number().int(), length: z.number().int() })
+const TextStyleJson = z.object({ style: z.string(), start: z.number().int(), length: z.number().int() })
+
+export const GroupInfoJson = z.object({
+  groupId: z.string(),
+  groupName: str,
+  revision: z.number().nullish(),
+  type: z.string().nullish(),
+})
+
+export const DataMessageJson = z.object({
+  timestamp: ts,
+  message: str,
+  isExpirationUpdate: z.boolean().nullish(),
+  mentions: z.array(MentionJson).nullish(),
+  textStyles: z.array(TextStyleJson).nullish(),
+  attachments: z.array(AttachmentJson).nullish(),
+  sticker: z.object({ packId: z.string(), stickerId: z.number().int() }).nullish(),
+  quote: z
+    .object({ id: ts, author: str, authorUuid: str })
+    .nullish(),
+  reaction: z
+    .object({
+      emoji: z.string(),
+      targetAuthor: str,
+      targetAuthorUuid: str,
+      targetSentTimestamp: ts,
+      isRemove: z.boolean().nullish(),
+    })
+    .nullish(),
+  remoteDelete: z.object({ timestamp: ts }).nullish(),
+  groupInfo: GroupInfoJson.nullish(),
+})
+export type DataMessageJson = z.infer<typeof DataMessageJson>
+
+export const EditMessageJson = z.object({ targetSentTimestamp: ts, dataMessage: DataMessageJson })
+export type EditMessageJson = z.infer<typeof EditMessageJson>
+
+// A sync transcript unwraps the dataMessage fields beside destination* (§4.9).
+export const SentMessageJson = DataMessageJson.partial({ timestamp: true }).extend({
+  destination: str,
+  destinationUuid: str,
+  editMessage: EditMessageJson.nullish(),
+})
+
+export const EnvelopeJson = z.object({
+  source: str,
+  sourceUuid: str,
+  sourceName: str,
+  sourceDevice: z.number().nullish(),
+  timestamp: ts.nullish(),
+  dataMessage: DataMessageJson.nullish(),
+  editMessage: EditMessageJson.nullish(),
+  syncMessage: z.object({ sentMessage: SentMessageJson.nullish() }).nullish(),
+  typingMessage: z.unknown().optional(),
+  receiptMessage: z.unknown().optional(),
+})
+export type EnvelopeJson = z.infer<typeof EnvelopeJson>
+
+/** The SSE `data` object (§3.2, §4.0). */
+export const InnerJson = z.object({
+  envelope: EnvelopeJson,
+  account: z.string().nullish(),
+  exception: z.object({ message: str, type: str }).nullish(),
+})
+export type InnerJson = z.infer<typeof InnerJson>
+
+export type SendResultType =
+  | 'SUCCESS'
+  | 'NETWORK_FAILURE'
+  | 'UNREGISTERED_FAILURE'
+  | 'IDENTITY_FAILURE'
+  | 'RATE_LIMIT_FAILURE'
+  | 'INVALID_PRE_KEY_FAILURE'
+
+export interface SendResultEntry {
+  recipientAddress: { uuid: string | null; number: string | null; username?: string | null }
+  groupId?: string
+  type: SendResultType | string
+  token?: string
+  retryAfterSeconds?: number
+}
+export interface SendResultJson {
+  timestamp: number
+  results?: SendResultEntry[]
+}
+
+/** A `listGroups` entry. Members are objects since 0.13.x; the man page's plain strings are tolerated. */
+export interface GroupJson {
+  id: string
+  name: string | null
+  description?: string | null
+  isMember: boolean
+  isBlocked?: boolean
+  members?: Array<{ number: string | null; uuid: string | null } | string>
+  groupInviteLink?: string | null
+}

@@ -1,0 +1,312 @@
+// A faithful fake of `signal-cli daemon --http` in multi-account mode, over real HTTP (signal-cli.md §3, §5,
+// §7, §10, §11.5). Where the notes are unsure it takes the stricter reading.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { AddressInfo, Socket } from 'node:net'
+import { randomBytes, randomUUID } from 'node:crypto'
+import type { Envelope } from './signal-envelopes.ts'
+import { RpcFault, handleRpc, type RpcState } from './signal-daemon-rpc.ts'
+
+export interface FakeDaemonOptions {
+  /** 'on-connection' queues events while no stream is attached; 'on-start' discards them (§3.4). */
+  receiveMode?: 'on-connection' | 'on-start'
+  keepaliveMs?: number
+  /** ≤0.14.3: status line and headers only arrive with the first keepalive (§3.3). */
+  delayHeaders?: boolean
+  /** Add fields the bridge does not know to every event and result (0.14.x keeps adding some). */
+  unknownFields?: boolean
+  /** How long finishLink waits for a scan before -1 "Link request timed out". */
+  linkTimeoutMs?: number
+  port?: number
+}
+
+export interface FakeAccount {
+  number: string
+  aci: string
+  name: string
+}
+export interface FakeGroup {
+  id: string
+  name: string
+  description: string
+  members: Array<{ number: string | null; uuid: string }>
+  admins: string[]
+  inviteLink: string | null
+  /** joinGroup by link only requests membership (admin approval). */
+  requiresApproval: boolean
+}
+export interface RecordedCall {
+  method: string
+  params: Record<string, unknown>
+  id: unknown
+}
+
+interface Stream {
+  res: ServerResponse
+  accounts: Set<string>
+  keepalive: NodeJS.Timeout
+}
+
+export class FakeSignalDaemon implements RpcState {
+  readonly opts: Required<Omit<FakeDaemonOptions, 'port'>>
+  readonly accounts = new Map<string, FakeAccount>()
+  /** Accounts dropped by unlink(): gone from listAccounts, -32602 on calls, 400 on new streams. */
+  readonly unlinked = new Map<string, FakeAccount>()
+  readonly groups = new Map<string, FakeGroup>()
+  readonly attachments = new Map<string, Buffer>()
+  readonly stickers = new Map<string, Buffer>()
+  /** Every RPC call, in arrival order, for assertions. */
+  readonly calls: RecordedCall[] = []
+  /** Faults to answer the next calls of a method with, in order. */
+  readonly faults = new Map<string, RpcFault[]>()
+  /** Per-recipient result type of a send; return undefined for SUCCESS. */
+  recipientResult: (member: { number: string | null; uuid: string }, method: string) => string | undefined = () => undefined
+  /** Optional: before the drop, sends fail with every recipient NETWORK_FAILURE (§11.5). */
+  readonly failingAccounts = new Set<string>()
+  readonly pendingLinks = new Map<string, { used: boolean; finish?: (r: FakeAccount | Error) => void }>()
+  private readonly queued = new Map<string, unknown[]>()
+  private readonly streams = new Set<Stream>()
+  private readonly sockets = new Set<Socket>()
+  private readonly waiters: Array<() => void> = []
+  private server: Server | undefined
+  private port: number
+  private lastTimestamp = 0
+
+  constructor(opts: FakeDaemonOptions = {}) {
+    this.opts = {
+      receiveMode: opts.receiveMode ?? 'on-connection',
+      keepaliveMs: opts.keepaliveMs ?? 15_000,
+      delayHeaders: opts.delayHeaders ?? false,
+      unknownFields: opts.unknownFields ?? false,
+      linkTimeoutMs: opts.linkTimeoutMs ?? 60_000,
+    }
+    this.port = opts.port ?? 0
+  }
+
+  static async start(opts: FakeDaemonOptions = {}): Promise<FakeSignalDaemon> {
+    const d = new FakeSignalDaemon(opts)
+    await d.listen()
+    return d
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`
+  }
+
+  async listen(): Promise<void> {
+    const server = createServer((req, res) => void this.handle(req, res))
+    server.on('connection', s => {
+      this.sockets.add(s)
+      s.on('close', () => this.sockets.delete(s))
+    })
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(this.port, '127.0.0.1', () => resolve())
+    })
+    this.port = (server.address() as AddressInfo).port
+    this.server = server
+  }
+
+  /** Stops listening and cuts every connection (streams included). */
+  async stop(): Promise<void> {
+    this.dropStreams()
+    for (const s of this.sockets) s.destroy()
+    const server = this.server
+    this.server = undefined
+    if (server) await new Promise<void>(resolve => server.close(() => resolve()))
+  }
+
+  /** A daemon restart on the same port: streams cut, state kept. */
+  async restart(): Promise<void> {
+    await this.stop()
+    await this.listen()
+  }
+
+  /** Refuses connections for `ms` (daemon down), then comes back on the same port. */
+  async goAway(ms: number): Promise<void> {
+    await this.stop()
+    setTimeout(() => void this.listen(), ms)
+  }
+
+  // ---- accounts, groups, events --------------------------------------------------------------------
+
+  addAccount(a: { number: string; aci?: string; name?: string }): FakeAccount {
+    const account = { number: a.number, aci: a.aci ?? randomUUID(), name: a.name ?? 'Relay' }
+    this.unlinked.delete(a.number)
+    this.accounts.set(a.number, account)
+    return account
+  }
+
+  addGroup(g: { id?: string; name: string; members: Array<{ number: string | null; aci: string }>; link?: boolean; requiresApproval?: boolean }): FakeGroup {
+    const id = g.id ?? randomBytes(32).toString('base64')
+    const group: FakeGroup = {
+      id,
+      name: g.name,
+      description: '',
+      members: g.members.map(m => ({ number: m.number, uuid: m.aci })),
+      admins: g.members.slice(0, 1).map(m => m.aci),
+      inviteLink: g.link === false ? null : `https://signal.group/#${randomBytes(24).toString('base64url')}`,
+      requiresApproval: g.requiresApproval ?? false,
+    }
+    this.groups.set(id, group)
+    return group
+  }
+
+  /** Receives an envelope for `account`: to every attached stream, else queued or lost by receive mode. */
+  push(account: string, envelope: Envelope, exception?: { message: string; type: string }): void {
+    if (!this.accounts.has(account)) return // an unlinked account receives nothing (§11.1)
+    // Key order on the wire: exception, envelope, account (§4.0).
+    const inner: Record<string, unknown> = {
+      ...(exception ? { exception } : {}),
+      envelope: this.opts.unknownFields ? { ...envelope, futureField: { x: 1 } } : envelope,
+      account,
+    }
+    const targets = [...this.streams].filter(s => s.accounts.has(account))
+    if (targets.length === 0) {
+      if (this.opts.receiveMode === 'on-connection') this.queued.set(account, [...(this.queued.get(account) ?? []), inner])
+      return
+    }
+    for (const s of targets) this.writeEvent(s, inner)
+  }
+
+  /** The phone removed the device: the account vanishes, open streams stay up with keepalives only (§11.5). */
+  unlink(account: string): void {
+    const a = this.accounts.get(account)
+    if (!a) return
+    this.accounts.delete(account)
+    this.unlinked.set(account, a)
+    this.queued.delete(account)
+    for (const s of this.streams) s.accounts.delete(account)
+  }
+
+  /** The next `count` calls of `method` answer with this JSON-RPC error. */
+  fail(method: string, code: number, message: string, data: unknown = null, count = 1): void {
+    const list = this.faults.get(method) ?? []
+    for (let i = 0; i < count; i++) list.push(new RpcFault(code, message, data))
+    this.faults.set(method, list)
+  }
+
+  /** Cuts every open event stream (the client must reconnect). */
+  dropStreams(): void {
+    for (const s of this.streams) this.closeStream(s)
+  }
+
+  streamCount(account?: string): number {
+    return [...this.streams].filter(s => !account || s.accounts.has(account)).length
+  }
+
+  /** Resolves once `check()` holds, re-evaluated after every call, stream and link change. */
+  async until(check: () => boolean, timeoutMs = 10_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs
+    while (!check()) {
+      if (Date.now() > deadline) throw new Error('FakeSignalDaemon.until timed out')
+      await new Promise<void>(resolve => {
+        const t = setTimeout(resolve, 25)
+        this.waiters.push(() => {
+          clearTimeout(t)
+          resolve()
+        })
+      })
+    }
+  }
+
+  async waitForCall(method: string, predicate: (c: RecordedCall) => boolean = () => true, from = 0): Promise<RecordedCall> {
+    let found: RecordedCall | undefined
+    await this.until(() => (found = this.calls.slice(from).find(c => c.method === method && predicate(c))) !== undefined)
+    return found!
+  }
+
+  callsOf(method: string): RecordedCall[] {
+    return this.calls.filter(c => c.method === method)
+  }
+
+  /** The person scans the QR code: the oldest waiting finishLink returns this account's number. */
+  async scanLink(a: { number: string; aci?: string; name?: string }): Promise<void> {
+    await this.until(() => [...this.pendingLinks.values()].some(l => l.finish))
+    const link = [...this.pendingLinks.values()].find(l => l.finish)!
+    const finish = link.finish!
+    link.finish = undefined
+    if (this.accounts.has(a.number)) {
+      finish(new RpcFault(-1, `The user ${a.number} already exists\nDelete "/var/lib/signal-cli/data/${a.number}" before trying again.`))
+      return
+    }
+    finish(this.addAccount(a))
+  }
+
+  nextTimestamp(): number {
+    this.lastTimestamp = Math.max(Date.now(), this.lastTimestamp + 1)
+    return this.lastTimestamp
+  }
+
+  notify(): void {
+    for (const w of this.waiters.splice(0)) w()
+  }
+
+  hasStream(account: string): boolean {
+    return this.streamCount(account) > 0
+  }
+
+  // ---- HTTP ----------------------------------------------------------------------------------------
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://x')
+    if (url.pathname === '/api/v1/check') {
+      res.writeHead(req.method === 'GET' ? 200 : 405, { 'Content-Length': '0' }).end()
+      return
+    }
+    if (url.pathname === '/api/v1/events') {
+      if (req.method !== 'GET') return void res.writeHead(405, { 'Content-Length': '0' }).end()
+      return this.openStream(req, res, url)
+    }
+    if (url.pathname !== '/api/v1/rpc') return void res.writeHead(404, { 'Content-Length': '0' }).end()
+    if (req.method !== 'POST') return void res.writeHead(405, { 'Content-Length': '0' }).end()
+    if (!(req.headers['content-type'] ?? '').startsWith('application/json')) {
+      return void res.writeHead(415, { 'Content-Length': '0' }).end()
+    }
+    const chunks: Buffer[] = []
+    for await (const c of req) chunks.push(c as Buffer)
+    const answer = await handleRpc(this, Buffer.concat(chunks).toString('utf8'))
+    this.notify()
+    if (answer === undefined) return void res.writeHead(201, { 'Content-Length': '0' }).end()
+    const body = JSON.stringify(answer)
+    res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) }).end(body)
+  }
+
+  private openStream(req: IncomingMessage, res: ServerResponse, url: URL): void {
+    // URLSearchParams form-decodes: a raw `+` becomes a space and the lookup fails, as on the real server (§3.1).
+    const wanted = url.searchParams.get('account')
+    let accounts: Set<string>
+    if (wanted !== null) {
+      if (!this.accounts.has(wanted)) return void res.writeHead(400, { 'Content-Length': '0' }).end()
+      accounts = new Set([wanted])
+    } else {
+      accounts = new Set(this.accounts.keys()) // only the accounts existing now (§3.4)
+    }
+    res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Transfer-Encoding': 'chunked' })
+    if (!this.opts.delayHeaders) res.flushHeaders()
+    const stream: Stream = {
+      res,
+      accounts,
+      keepalive: setInterval(() => res.write(':\n'), this.opts.keepaliveMs),
+    }
+    this.streams.add(stream)
+    req.on('close', () => this.closeStream(stream))
+    for (const a of accounts) {
+      const queued = this.queued.get(a) ?? []
+      this.queued.delete(a)
+      for (const inner of queued) this.writeEvent(stream, inner)
+    }
+    this.notify()
+  }
+
+  private writeEvent(s: Stream, inner: unknown): void {
+    // Exactly `event:receive`, `data:{json}`, blank line: no space after the colon, no id (§3.2).
+    s.res.write(`event:receive\ndata:${JSON.stringify(inner)}\n\n`)
+  }
+
+  private closeStream(s: Stream): void {
+    if (!this.streams.delete(s)) return
+    clearInterval(s.keepalive)
+    s.res.destroy()
+    this.notify()
+  }
+}

@@ -1,0 +1,133 @@
+// A fake NetworkContext for the Signal adapter's tests: events collected in arrays, logins in memory.
+import { createHash, randomUUID } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import pino from 'pino'
+import { Registry } from 'prom-client'
+import type { ConnectionState, Login, LoginStore, LoginUi, NetworkContext } from '../../src/core/network.ts'
+import type { InboundEvent, RemoteNetworkId } from '../../src/core/model.ts'
+import type { MediaStore } from '../../src/core/media.ts'
+import type { Db } from '../../src/db/types.ts'
+
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
+export const sharedFixture = (name: string): unknown =>
+  JSON.parse(readFileSync(path.resolve(repoRoot, '../shared/fixtures/signal', name), 'utf8'))
+export const ownFixture = (name: string): unknown => JSON.parse(readFileSync(path.resolve(repoRoot, 'test/fixtures/signal', name), 'utf8'))
+
+export class MemoryMedia implements MediaStore {
+  readonly files = new Map<string, Buffer>()
+  async put(data: Buffer): Promise<string> {
+    const id = createHash('sha256').update(data).digest('hex')
+    this.files.set(id, data)
+    return id
+  }
+  async get(id: string): Promise<Buffer> {
+    const b = this.files.get(id)
+    if (!b) throw new Error(`no media ${id}`)
+    return b
+  }
+  async remove(id: string): Promise<void> {
+    this.files.delete(id)
+  }
+}
+
+export class MemoryLogins implements LoginStore {
+  readonly rows = new Map<string, Login>()
+  async get(id: string) {
+    return this.rows.get(id)
+  }
+  async list(network?: RemoteNetworkId) {
+    return [...this.rows.values()].filter(l => !network || l.network === network)
+  }
+  async save(l: Omit<Login, 'id' | 'state' | 'stateMessage'> & { state?: ConnectionState }): Promise<Login> {
+    const existing = [...this.rows.values()].find(r => r.network === l.network && r.address === l.address)
+    const row: Login = { ...l, id: existing?.id ?? randomUUID(), state: l.state ?? 'disconnected', stateMessage: null }
+    this.rows.set(row.id, row)
+    return row
+  }
+  async remove(id: string) {
+    this.rows.delete(id)
+  }
+}
+
+export interface TestContext extends NetworkContext {
+  received: InboundEvent[]
+  states: Array<{ loginId: string; state: ConnectionState; message?: string }>
+  notices: Array<{ loginId: string; text: string }>
+  bridged: Set<string>
+  /** Makes the next `n` receive() calls fail (the core could not commit). */
+  failReceives: number
+  logins: MemoryLogins
+  media: MemoryMedia
+  /** Resolves once `check` holds, re-checked whenever the context sees something. */
+  until(check: () => boolean, timeoutMs?: number): Promise<void>
+}
+
+export function testContext(): TestContext {
+  const waiters: Array<() => void> = []
+  const poke = () => waiters.splice(0).forEach(w => w())
+  const ctx: TestContext = {
+    log: pino({ level: process.env.LOG_LEVEL ?? 'silent' }),
+    db: undefined as unknown as Db,
+    media: new MemoryMedia(),
+    metrics: new Registry(),
+    logins: new MemoryLogins(),
+    received: [],
+    states: [],
+    notices: [],
+    bridged: new Set(),
+    failReceives: 0,
+    async receive(event) {
+      if (ctx.failReceives > 0) {
+        ctx.failReceives--
+        poke()
+        throw new Error('database unavailable')
+      }
+      ctx.received.push(event)
+      poke()
+    },
+    async reportState(loginId, state, message) {
+      ctx.states.push({ loginId, state, ...(message ? { message } : {}) })
+      const row = ctx.logins.rows.get(loginId)
+      if (row) ctx.logins.rows.set(loginId, { ...row, state, stateMessage: message ?? null })
+      poke()
+    },
+    async notify(loginId, text) {
+      ctx.notices.push({ loginId, text })
+      poke()
+    },
+    isBridgedChat: (_n, chatId) => ctx.bridged.has(chatId),
+    findCopy: async () => undefined,
+    async until(check, timeoutMs = 10_000) {
+      const deadline = Date.now() + timeoutMs
+      while (!check()) {
+        if (Date.now() > deadline) throw new Error('timed out waiting for the Signal adapter')
+        await new Promise<void>(resolve => {
+          const t = setTimeout(resolve, 25)
+          waiters.push(() => {
+            clearTimeout(t)
+            resolve()
+          })
+        })
+      }
+    },
+  }
+  return ctx
+}
+
+export function testUi() {
+  const shown: Array<{ kind: 'qr' | 'code' | 'say'; data: string; caption?: string }> = []
+  const ui: LoginUi = {
+    async showQr(data, caption) {
+      shown.push({ kind: 'qr', data, caption })
+    },
+    async showCode(data, caption) {
+      shown.push({ kind: 'code', data, caption })
+    },
+    async say(text) {
+      shown.push({ kind: 'say', data: text })
+    },
+  }
+  return { ui, shown }
+}
