@@ -1,0 +1,415 @@
+// The appservice's calls to the homeserver (client-server API with identity assertion, §2 of
+// matrix-appservice.md). The rest of the bridge depends only on `HomeserverApi`: tests substitute it, and a
+// future encryption layer wraps it (every outgoing room event passes through sendEvent/sendState).
+//
+// HTTP goes through the bot-sdk's MatrixClient.doRequest, which already does Bearer auth, JSON, keep-alive
+// and Retry-After parsing. We never use its impersonateUserId(): that is shared mutable state on the client,
+// and two ghosts sending at once would race on it. `user_id` goes into each call's own query instead.
+import { MatrixClient, MatrixError } from '@vector-im/matrix-bot-sdk'
+import type { Logger } from 'pino'
+import { routeBotSdkLogs } from './client-log.ts'
+import {
+  isMatrixErrcode,
+  isUnrecognized,
+  MatrixApiError,
+  MatrixConnectionError,
+  pingFailureOf,
+} from './client-errors.ts'
+
+export type JsonObject = Record<string, unknown>
+
+export interface StateEventInput {
+  type: string
+  state_key?: string
+  content: JsonObject
+}
+
+export interface CreateRoomOptions {
+  name?: string
+  topic?: string
+  invite?: string[]
+  is_direct?: boolean
+  initial_state?: StateEventInput[]
+  preset?: 'private_chat' | 'trusted_private_chat' | 'public_chat'
+  power_level_content_override?: JsonObject
+  room_version?: string
+}
+
+export interface PowerLevels {
+  users?: Record<string, number>
+  users_default?: number
+  events?: Record<string, number>
+  events_default?: number
+  state_default?: number
+  ban?: number
+  kick?: number
+  redact?: number
+  invite?: number
+  [key: string]: unknown
+}
+
+export interface Profile {
+  displayName?: string
+  avatarUrl?: string
+}
+
+export interface DownloadedMedia {
+  data: Buffer
+  mimetype: string
+}
+
+/** What the bridge needs from the homeserver. `asUser` is the full MXID to act as (the bot or a ghost). */
+export interface HomeserverApi {
+  readonly domain: string
+  readonly botUserId: string
+  /** `@localpart:domain`. */
+  userId(localpart: string): string
+
+  whoami(asUser?: string): Promise<{ userId: string; deviceId?: string }>
+  /** 'exists' when the homeserver says M_USER_IN_USE: registration is idempotent for the bridge. */
+  registerUser(localpart: string): Promise<'created' | 'exists'>
+  setDisplayName(userId: string, displayName: string): Promise<void>
+  setAvatarUrl(userId: string, avatarUrl: string): Promise<void>
+  /** undefined when the user has no profile (404). */
+  getProfile(userId: string): Promise<Profile | undefined>
+
+  uploadMedia(data: Uint8Array, mimetype: string, filename?: string, asUser?: string): Promise<string>
+  downloadMedia(mxc: string): Promise<DownloadedMedia>
+
+  createRoom(asUser: string, options: CreateRoomOptions): Promise<string>
+  invite(asUser: string, roomId: string, userId: string, reason?: string): Promise<void>
+  /** Returns the room id joined (the argument may be an alias). */
+  join(asUser: string, roomIdOrAlias: string, viaServers?: string[]): Promise<string>
+  leave(asUser: string, roomId: string, reason?: string): Promise<void>
+
+  /** `txnId` comes from the caller and must be stable across retries of the same logical send. `ts` sets
+   * origin_server_ts (the remote network's send time). Returns the event id. */
+  sendEvent(asUser: string, roomId: string, type: string, content: JsonObject, txnId: string, ts?: number): Promise<string>
+  sendState(asUser: string, roomId: string, type: string, stateKey: string, content: JsonObject, ts?: number): Promise<string>
+  /** undefined when no such state event exists (404). Read as `asUser`, the bot by default. */
+  getState(roomId: string, type: string, stateKey?: string, asUser?: string): Promise<JsonObject | undefined>
+  getPowerLevels(roomId: string, asUser?: string): Promise<PowerLevels | undefined>
+  redact(asUser: string, roomId: string, eventId: string, txnId: string, reason?: string): Promise<string>
+  getJoinedMembers(roomId: string, asUser?: string): Promise<Record<string, Profile>>
+
+  /** AS → HS ping (spec v1.7). 'unsupported' on homeservers older than the endpoint; throws
+   * AppservicePingError (with an operator hint) when the homeserver cannot reach the bridge. */
+  pingAppservice(appserviceId: string, transactionId: string): Promise<{ durationMs: number } | 'unsupported'>
+}
+
+export interface MatrixClientApiOptions {
+  homeserverUrl: string
+  asToken: string
+  domain: string
+  botLocalpart: string
+  log: Logger
+  /** Per-request timeout; uploads and downloads get the same. */
+  requestTimeoutMs?: number
+}
+
+interface RequestOptions {
+  asUser?: string | undefined
+  query?: Record<string, string | number | boolean | string[] | undefined>
+  body?: JsonObject | Buffer
+  contentType?: string
+  /** Return the raw response with a Buffer body (media downloads). */
+  raw?: boolean
+}
+
+interface RawResponse {
+  statusCode: number
+  headers: Record<string, string | string[] | undefined>
+  body: unknown
+}
+
+const enc = encodeURIComponent
+const CONNECTION_CODES = new Set([
+  'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ESOCKETTIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE', 'EHOSTUNREACH',
+  'ENETUNREACH', 'ECONNABORTED', 'UND_ERR_SOCKET',
+])
+
+export class MatrixClientApi implements HomeserverApi {
+  readonly domain: string
+  readonly botUserId: string
+  private readonly http: MatrixClient
+  private readonly timeoutMs: number
+  private readonly log: Logger
+  /** Set once the authenticated media endpoint answered M_UNRECOGNIZED: old servers stay old. */
+  private legacyMediaOnly = false
+
+  constructor(opts: MatrixClientApiOptions) {
+    this.domain = opts.domain
+    this.botUserId = `@${opts.botLocalpart}:${opts.domain}`
+    this.timeoutMs = opts.requestTimeoutMs ?? 60_000
+    this.log = opts.log.child({ module: 'matrix-client' })
+    routeBotSdkLogs(opts.log)
+    this.http = new MatrixClient(opts.homeserverUrl, opts.asToken)
+  }
+
+  userId(localpart: string): string {
+    return `@${localpart}:${this.domain}`
+  }
+
+  async whoami(asUser?: string): Promise<{ userId: string; deviceId?: string }> {
+    const res = await this.request('GET', '/_matrix/client/v3/account/whoami', { asUser })
+    return { userId: String(res['user_id']), ...(typeof res['device_id'] === 'string' ? { deviceId: res['device_id'] } : {}) }
+  }
+
+  async registerUser(localpart: string): Promise<'created' | 'exists'> {
+    try {
+      // inhibit_login: servers without the legacy login API (MAS, spec v1.17) refuse registration without it,
+      // and the bridge never needs a per-user access token anyway.
+      await this.request('POST', '/_matrix/client/v3/register', {
+        body: { type: 'm.login.application_service', username: localpart, inhibit_login: true },
+      })
+      return 'created'
+    } catch (err) {
+      if (isMatrixErrcode(err, 'M_USER_IN_USE')) return 'exists'
+      throw err
+    }
+  }
+
+  async setDisplayName(userId: string, displayName: string): Promise<void> {
+    await this.request('PUT', `/_matrix/client/v3/profile/${enc(userId)}/displayname`, {
+      asUser: userId,
+      body: { displayname: displayName },
+    })
+  }
+
+  async setAvatarUrl(userId: string, avatarUrl: string): Promise<void> {
+    await this.request('PUT', `/_matrix/client/v3/profile/${enc(userId)}/avatar_url`, {
+      asUser: userId,
+      body: { avatar_url: avatarUrl },
+    })
+  }
+
+  async getProfile(userId: string): Promise<Profile | undefined> {
+    try {
+      const res = await this.request('GET', `/_matrix/client/v3/profile/${enc(userId)}`, { asUser: this.botUserId })
+      return toProfile(res['displayname'], res['avatar_url'])
+    } catch (err) {
+      if (err instanceof MatrixApiError && err.status === 404) return undefined
+      throw err
+    }
+  }
+
+  async uploadMedia(data: Uint8Array, mimetype: string, filename?: string, asUser?: string): Promise<string> {
+    const res = await this.request('POST', '/_matrix/media/v3/upload', {
+      asUser: asUser ?? this.botUserId,
+      query: { filename },
+      body: Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength),
+      contentType: mimetype,
+    })
+    const uri = res['content_uri']
+    if (typeof uri !== 'string' || !uri.startsWith('mxc://')) {
+      throw new MatrixApiError({ status: 502, errcode: undefined, error: 'upload answered without a content_uri' })
+    }
+    return uri
+  }
+
+  async downloadMedia(mxc: string): Promise<DownloadedMedia> {
+    const m = /^mxc:\/\/([^/]+)\/([^/?#]+)$/.exec(mxc)
+    if (!m) {
+      // A client-side refusal, but typed like the server's so that it classifies as permanent.
+      throw new MatrixApiError({ status: 400, errcode: 'M_INVALID_PARAM', error: `not an mxc:// URI: ${mxc.slice(0, 80)}` })
+    }
+    const tail = `${enc(m[1]!)}/${enc(m[2]!)}`
+    if (!this.legacyMediaOnly) {
+      try {
+        return toMedia(await this.rawRequest(`/_matrix/client/v1/media/download/${tail}`))
+      } catch (err) {
+        // Authenticated media is spec v1.11; older servers only have the v3 media paths. A plain 404 may also
+        // mean "no such media", so only M_UNRECOGNIZED is remembered for later calls.
+        if (!(err instanceof MatrixApiError) || !(err.status === 404 || err.errcode === 'M_UNRECOGNIZED')) throw err
+        if (err.errcode === 'M_UNRECOGNIZED') this.legacyMediaOnly = true
+      }
+    }
+    return toMedia(await this.rawRequest(`/_matrix/media/v3/download/${tail}`, { allow_remote: 'true' }))
+  }
+
+  async createRoom(asUser: string, options: CreateRoomOptions): Promise<string> {
+    const res = await this.request('POST', '/_matrix/client/v3/createRoom', { asUser, body: { ...options } })
+    return String(res['room_id'])
+  }
+
+  async invite(asUser: string, roomId: string, userId: string, reason?: string): Promise<void> {
+    await this.request('POST', `/_matrix/client/v3/rooms/${enc(roomId)}/invite`, {
+      asUser,
+      body: { user_id: userId, ...(reason ? { reason } : {}) },
+    })
+  }
+
+  async join(asUser: string, roomIdOrAlias: string, viaServers?: string[]): Promise<string> {
+    const res = await this.request('POST', `/_matrix/client/v3/join/${enc(roomIdOrAlias)}`, {
+      asUser,
+      query: viaServers?.length ? { server_name: viaServers, via: viaServers } : {},
+      body: {},
+    })
+    return String(res['room_id'])
+  }
+
+  async leave(asUser: string, roomId: string, reason?: string): Promise<void> {
+    await this.request('POST', `/_matrix/client/v3/rooms/${enc(roomId)}/leave`, {
+      asUser,
+      body: reason ? { reason } : {},
+    })
+  }
+
+  async sendEvent(asUser: string, roomId: string, type: string, content: JsonObject, txnId: string, ts?: number): Promise<string> {
+    const res = await this.request('PUT', `/_matrix/client/v3/rooms/${enc(roomId)}/send/${enc(type)}/${enc(txnId)}`, {
+      asUser,
+      query: { ts },
+      body: content,
+    })
+    return String(res['event_id'])
+  }
+
+  async sendState(asUser: string, roomId: string, type: string, stateKey: string, content: JsonObject, ts?: number): Promise<string> {
+    const res = await this.request('PUT', `/_matrix/client/v3/rooms/${enc(roomId)}/state/${enc(type)}/${enc(stateKey)}`, {
+      asUser,
+      query: { ts },
+      body: content,
+    })
+    return String(res['event_id'])
+  }
+
+  async getState(roomId: string, type: string, stateKey = '', asUser?: string): Promise<JsonObject | undefined> {
+    try {
+      return await this.request('GET', `/_matrix/client/v3/rooms/${enc(roomId)}/state/${enc(type)}/${enc(stateKey)}`, {
+        asUser: asUser ?? this.botUserId,
+      })
+    } catch (err) {
+      if (isMatrixErrcode(err, 'M_NOT_FOUND')) return undefined
+      throw err
+    }
+  }
+
+  async getPowerLevels(roomId: string, asUser?: string): Promise<PowerLevels | undefined> {
+    return (await this.getState(roomId, 'm.room.power_levels', '', asUser)) as PowerLevels | undefined
+  }
+
+  async redact(asUser: string, roomId: string, eventId: string, txnId: string, reason?: string): Promise<string> {
+    const res = await this.request('PUT', `/_matrix/client/v3/rooms/${enc(roomId)}/redact/${enc(eventId)}/${enc(txnId)}`, {
+      asUser,
+      body: reason ? { reason } : {},
+    })
+    return String(res['event_id'])
+  }
+
+  async getJoinedMembers(roomId: string, asUser?: string): Promise<Record<string, Profile>> {
+    const res = await this.request('GET', `/_matrix/client/v3/rooms/${enc(roomId)}/joined_members`, {
+      asUser: asUser ?? this.botUserId,
+    })
+    const joined = (res['joined'] ?? {}) as Record<string, Record<string, unknown>>
+    const out: Record<string, Profile> = {}
+    for (const [id, p] of Object.entries(joined)) out[id] = toProfile(p['display_name'], p['avatar_url'])
+    return out
+  }
+
+  async pingAppservice(appserviceId: string, transactionId: string): Promise<{ durationMs: number } | 'unsupported'> {
+    try {
+      const res = await this.request('POST', `/_matrix/client/v1/appservice/${enc(appserviceId)}/ping`, {
+        body: { transaction_id: transactionId },
+      })
+      return { durationMs: Number(res['duration_ms'] ?? 0) }
+    } catch (err) {
+      if (isUnrecognized(err) || (err instanceof MatrixApiError && err.status === 405)) return 'unsupported'
+      const failure = err instanceof MatrixApiError ? pingFailureOf(err) : undefined
+      if (failure) throw failure
+      throw err
+    }
+  }
+
+  // ---- HTTP ------------------------------------------------------------------------------------------
+
+  private async request(method: string, path: string, opts: RequestOptions = {}): Promise<JsonObject> {
+    const res = await this.call(method, path, opts)
+    return res && typeof res === 'object' ? (res as JsonObject) : {}
+  }
+
+  private async rawRequest(path: string, query: Record<string, string> = {}): Promise<RawResponse> {
+    return (await this.call('GET', path, { query, raw: true })) as RawResponse
+  }
+
+  private async call(method: string, path: string, opts: RequestOptions): Promise<unknown> {
+    const qs: Record<string, string | string[]> = {}
+    for (const [k, v] of Object.entries(opts.query ?? {})) {
+      if (v === undefined) continue
+      qs[k] = Array.isArray(v) ? v : String(v)
+    }
+    if (opts.asUser) qs['user_id'] = opts.asUser
+    const started = Date.now()
+    try {
+      return await this.http.doRequest(
+        method, path, qs, opts.body ?? null, this.timeoutMs, opts.raw ?? false,
+        opts.contentType ?? 'application/json', opts.raw ?? false,
+      )
+    } catch (err) {
+      const typed = toTypedError(err, `${method} ${path}`)
+      this.log.debug({ request: `${method} ${path}`, ms: Date.now() - started, err: typed.message }, 'homeserver call failed')
+      throw typed
+    }
+  }
+}
+
+function toProfile(displayName: unknown, avatarUrl: unknown): Profile {
+  return {
+    ...(typeof displayName === 'string' ? { displayName } : {}),
+    ...(typeof avatarUrl === 'string' ? { avatarUrl } : {}),
+  }
+}
+
+function toMedia(res: RawResponse): DownloadedMedia {
+  const type = res.headers['content-type']
+  const mimetype = (Array.isArray(type) ? type[0] : type) ?? 'application/octet-stream'
+  const data = Buffer.isBuffer(res.body) ? res.body : Buffer.from(String(res.body ?? ''))
+  return { data, mimetype }
+}
+
+function parseBody(body: unknown): Record<string, unknown> | undefined {
+  if (body && typeof body === 'object' && !Buffer.isBuffer(body)) return body as Record<string, unknown>
+  const text = Buffer.isBuffer(body) ? body.toString('utf8') : typeof body === 'string' ? body : undefined
+  if (!text) return undefined
+  try {
+    const parsed: unknown = JSON.parse(text)
+    return parsed && typeof parsed === 'object' ? (parsed as Record<string, unknown>) : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/** The bot-sdk throws a MatrixError (JSON error body), the raw response (any other non-2xx, and every error
+ * of a raw request, whose body stays a Buffer), or the `request` library's socket error. */
+function toTypedError(err: unknown, request: string): Error {
+  if (err instanceof MatrixApiError || err instanceof MatrixConnectionError) return err
+  if (err instanceof MatrixError) {
+    return new MatrixApiError({
+      status: err.statusCode, errcode: err.errcode, error: err.error, retryAfterMs: err.retryAfterMs,
+      body: parseBody(err.body), request,
+    })
+  }
+  if (err && typeof err === 'object' && typeof (err as RawResponse).statusCode === 'number') {
+    const res = err as RawResponse
+    const body = parseBody(res.body)
+    const retry = body?.['retry_after_ms']
+    const header = res.headers?.['retry-after']
+    const retryAfterMs = typeof retry === 'number' ? retry : typeof header === 'string' && /^\d+$/.test(header) ? Number(header) * 1000 : undefined
+    return new MatrixApiError({
+      status: res.statusCode,
+      errcode: typeof body?.['errcode'] === 'string' ? body['errcode'] : undefined,
+      error: typeof body?.['error'] === 'string' ? body['error'] : undefined,
+      retryAfterMs, body, request,
+    })
+  }
+  if (err instanceof Error) {
+    const code = (err as Error & { code?: unknown }).code
+    const codeStr = typeof code === 'string' ? code : undefined
+    if (codeStr && (CONNECTION_CODES.has(codeStr) || codeStr.startsWith('E'))) {
+      return new MatrixConnectionError(`${request}: homeserver unreachable (${codeStr})`, codeStr, err)
+    }
+    return err
+  }
+  return new Error(`${request}: ${String(err)}`)
+}
+
+export * from './client-errors.ts'

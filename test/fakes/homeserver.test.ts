@@ -1,0 +1,208 @@
+// The fake homeserver's transaction pushing, proven against a tiny recording appservice: the behaviour
+// the bridge's idempotency rests on (same txnId and body until a 2xx, order, restarts at 1, echoes).
+import { pino } from 'pino'
+import { afterEach, describe, expect, it } from 'vitest'
+import { MatrixClientApi } from '../../src/matrix/client.ts'
+import { FakeHomeserver, MatrixFault, type FakeHomeserverOptions } from './homeserver.ts'
+import { RecordingAppservice } from './homeserver/recording-appservice.ts'
+
+const cleanups: (() => Promise<void>)[] = []
+afterEach(async () => {
+  while (cleanups.length) await cleanups.pop()!()
+})
+
+const ADMIN = '@admin:example.org'
+
+async function setup(opts: FakeHomeserverOptions = {}) {
+  const as = await RecordingAppservice.start()
+  const hs = await FakeHomeserver.start(opts)
+  cleanups.push(() => as.stop(), () => hs.stop())
+  hs.setAppserviceUrl(as.url)
+  hs.createUser(ADMIN, { displayname: 'Admin' })
+  const api = new MatrixClientApi({
+    homeserverUrl: hs.url, asToken: hs.registration.as_token, domain: hs.domain, botLocalpart: 'relaybot', log: pino({ level: 'silent' }),
+  })
+  return { as, hs, api }
+}
+
+/** A room the bot has joined, so everything in it is pushed. */
+async function botRoom(hs: FakeHomeserver, api: MatrixClientApi): Promise<string> {
+  const room = await hs.createRoom(ADMIN, { invite: [api.botUserId], name: 'Family' })
+  await api.join(api.botUserId, room)
+  return room
+}
+
+const bodies = (as: RecordingAppservice) => as.accepted.flatMap((t) => (t.body['events'] as { content: { body?: string } }[]))
+
+describe('transaction pushing', () => {
+  it('retries the same txnId with a byte-identical body until the appservice answers 200', async () => {
+    const { as, hs, api } = await setup()
+    as.failNext = 3
+    const room = await botRoom(hs, api)
+    await hs.waitForPushIdle()
+    const puts = as.requests.filter((r) => r.method === 'PUT')
+    expect(puts.slice(0, 4).map((r) => r.path)).toEqual(Array(4).fill('/_matrix/app/v1/transactions/1'))
+    expect(new Set(puts.slice(0, 4).map((r) => r.text)).size).toBe(1)
+    expect(puts.every((r) => r.authorization === `Bearer ${hs.registration.hs_token}` && r.query['access_token'] === undefined)).toBe(true)
+    expect(hs.transactions.slice(0, 4).map((t) => [t.txnId, t.attempt, t.status])).toEqual([['1', 1, 500], ['1', 2, 500], ['1', 3, 500], ['1', 4, 200]])
+    // Everything about the room reached the appservice exactly once, starting with the invite.
+    const events = hs.pushedEvents
+    expect(new Set(events.map((e) => e.event_id)).size).toBe(events.length)
+    expect(events[0]).toMatchObject({ type: 'm.room.member', state_key: api.botUserId, content: { membership: 'invite' }, room_id: room })
+  })
+
+  it('also retries when nothing listens, then delivers once the appservice is back', async () => {
+    const { as, hs, api } = await setup()
+    await as.stop()
+    hs.setAppserviceUrl('http://127.0.0.1:1')
+    await hs.createRoom(ADMIN, { invite: [api.botUserId] })
+    await hs.waitFor(() => hs.transactions.length >= 3)
+    expect(hs.transactions.every((t) => t.txnId === '1' && t.status === undefined)).toBe(true)
+    const as2 = await RecordingAppservice.start()
+    cleanups.push(() => as2.stop())
+    hs.setAppserviceUrl(as2.url)
+    await as2.waitFor(() => as2.accepted.length === 1)
+    expect(as2.accepted[0]!.txnId).toBe('1')
+  })
+
+  it('pushes one transaction at a time, in order', async () => {
+    const { as, hs, api } = await setup({ maxEventsPerTransaction: 2 })
+    as.delayMs = 15
+    const room = await botRoom(hs, api)
+    for (let i = 0; i < 9; i++) await hs.sendMessage(ADMIN, room, `m${i}`)
+    await hs.waitFor(() => bodies(as).filter((c) => c.content.body?.startsWith('m')).length === 9)
+    expect(as.maxConcurrent).toBe(1)
+    expect(bodies(as).map((e) => e.content.body).filter((b) => b?.startsWith('m'))).toEqual(Array.from({ length: 9 }, (_, i) => `m${i}`))
+    expect(as.accepted.map((t) => Number(t.txnId))).toEqual(as.accepted.map((_, i) => i + 1))
+    expect(as.accepted.every((t) => (t.body['events'] as unknown[]).length <= 2)).toBe(true)
+  })
+
+  it('legacy mode: un-prefixed path with ?access_token= and no Authorization header', async () => {
+    const { as, hs, api } = await setup({ transactionStyle: 'legacy' })
+    await botRoom(hs, api)
+    await hs.waitForPushIdle()
+    const put = as.requests.find((r) => r.method === 'PUT')!
+    expect(put.path).toBe('/transactions/1')
+    expect(put.query['access_token']).toBe(hs.registration.hs_token)
+    expect(put.authorization).toBeUndefined()
+  })
+
+  it('can restart txn ids at 1, like Synapse on SQLite after a restart', async () => {
+    const { as, hs, api } = await setup()
+    const room = await botRoom(hs, api)
+    await hs.waitForPushIdle()
+    await hs.sendMessage(ADMIN, room, 'before restart')
+    await hs.waitForPushIdle()
+    const before = as.accepted.map((t) => t.txnId)
+    hs.resetTxnIds()
+    await hs.sendMessage(ADMIN, room, 'after restart')
+    await hs.waitForPushIdle()
+    const last = as.accepted.at(-1)!
+    expect(before).toContain('1')
+    expect(last.txnId).toBe('1')
+    expect((last.body['events'] as { content: { body: string } }[])[0]!.content.body).toBe('after restart')
+  })
+
+  it('holds transactions while paused and sends them on resume', async () => {
+    const { as, hs, api } = await setup()
+    const room = await botRoom(hs, api)
+    await hs.waitForPushIdle()
+    const seen = as.requests.length
+    hs.pause()
+    await hs.sendMessage(ADMIN, room, 'held')
+    expect(hs.pushIdle).toBe(false)
+    expect(as.requests.length).toBe(seen)
+    hs.resume()
+    await as.waitFor(() => bodies(as).some((e) => e.content.body === 'held'))
+  })
+
+  it('only pushes events from rooms with an appservice user in them, plus invites to its users', async () => {
+    const { as, hs, api } = await setup()
+    const quiet = await hs.createRoom(ADMIN, { name: 'not bridged' })
+    await hs.sendMessage(ADMIN, quiet, 'private')
+    const room = await botRoom(hs, api)
+    await hs.sendMessage(ADMIN, room, 'public')
+    await as.waitFor(() => bodies(as).some((e) => e.content.body === 'public'))
+    expect(bodies(as).some((e) => e.content.body === 'private')).toBe(false)
+    expect(hs.pushedEvents.every((e) => e.room_id === room)).toBe(true)
+  })
+
+  it('echoes what the appservice sent, with unsigned.transaction_id', async () => {
+    const { as, hs, api } = await setup()
+    const room = await botRoom(hs, api)
+    const id = await api.sendEvent(api.botUserId, room, 'm.room.message', { msgtype: 'm.notice', body: 'hello' }, 'txn-abc', 1234)
+    const echo = await hs.waitFor(() => hs.pushedEvents.find((e) => e.event_id === id))
+    expect(echo).toMatchObject({ sender: api.botUserId, origin_server_ts: 1234, unsigned: { transaction_id: 'txn-abc' } })
+    expect(hs.pushedEvents.find((e) => e.type === 'm.room.name')?.unsigned?.['transaction_id']).toBeUndefined()
+  })
+
+  it('asks the appservice about an unknown namespaced user before inviting it', async () => {
+    const { as, hs } = await setup()
+    await hs.createRoom(ADMIN, { invite: ['@signal_zed:example.org'] })
+    expect(as.requests.find((r) => r.method === 'GET')).toMatchObject({ path: '/_matrix/app/v1/users/@signal_zed:example.org' })
+  })
+})
+
+describe('ephemeral events', () => {
+  for (const [mode, keys] of [['stable', ['ephemeral']], ['unstable', ['de.sorunome.msc2409.ephemeral']], ['both', ['ephemeral', 'de.sorunome.msc2409.ephemeral']]] as const) {
+    it(`puts them under ${keys.join(' and ')} in ${mode} mode`, async () => {
+      const { as, hs } = await setup({ ephemeralKey: mode })
+      hs.sendTyping('!r:example.org', [ADMIN])
+      const txn = await as.waitFor(() => as.accepted[0])
+      expect(Object.keys(txn.body).sort()).toEqual(['events', ...keys].sort())
+      for (const k of keys) expect(txn.body[k]).toEqual([{ type: 'm.typing', room_id: '!r:example.org', content: { user_ids: [ADMIN] } }])
+    })
+  }
+
+  it('are not pushed when the registration does not ask for them', async () => {
+    const { as, hs } = await setup({ registration: { receive_ephemeral: false, 'de.sorunome.msc2409.push_ephemeral': false } })
+    hs.sendTyping('!r:example.org', [ADMIN])
+    expect(hs.pushIdle).toBe(true)
+    expect(as.requests).toEqual([])
+  })
+})
+
+describe('client-server strictness', () => {
+  async function raw(hs: FakeHomeserver, path: string, init: RequestInit = {}) {
+    const res = await fetch(`${hs.url}${path}`, init)
+    return { status: res.status, body: await res.json() as Record<string, unknown> }
+  }
+
+  it('needs the as_token', async () => {
+    const { hs } = await setup()
+    expect(await raw(hs, '/_matrix/client/v3/account/whoami')).toMatchObject({ status: 401, body: { errcode: 'M_MISSING_TOKEN' } })
+    expect(await raw(hs, '/_matrix/client/v3/account/whoami', { headers: { Authorization: 'Bearer nope' } })).toMatchObject({ status: 401, body: { errcode: 'M_UNKNOWN_TOKEN' } })
+    expect(await raw(hs, '/_matrix/client/v3/nothing', { headers: { Authorization: `Bearer ${hs.registration.as_token}` } })).toMatchObject({ status: 404, body: { errcode: 'M_UNRECOGNIZED' } })
+  })
+
+  it('register without inhibit_login is refused like on MAS servers, allowed when configured', async () => {
+    const { hs } = await setup()
+    const init = (username: string): RequestInit => ({ method: 'POST', headers: { Authorization: `Bearer ${hs.registration.as_token}` }, body: JSON.stringify({ type: 'm.login.application_service', username }) })
+    expect(await raw(hs, '/_matrix/client/v3/register', init('signal_a'))).toMatchObject({ status: 400, body: { errcode: 'M_APPSERVICE_LOGIN_UNSUPPORTED' } })
+    const old = await FakeHomeserver.start({ requireInhibitLogin: false })
+    cleanups.push(() => old.stop())
+    expect(await raw(old, '/_matrix/client/v3/register', init('signal_a'))).toMatchObject({ status: 200, body: { user_id: '@signal_a:example.org', access_token: expect.any(String) } })
+  })
+
+  it('helpers refuse what Synapse refuses: users in exclusive namespaces, events from non-members', async () => {
+    const { hs } = await setup()
+    expect(() => hs.createUser('@whatsapp_x:example.org')).toThrow(MatrixFault)
+    hs.createUser('@eve:example.org')
+    const room = await hs.createRoom(ADMIN)
+    await expect(hs.sendMessage('@eve:example.org', room, 'hi')).rejects.toMatchObject({ errcode: 'M_FORBIDDEN' })
+  })
+
+  it('a global display name change is copied into every joined room', async () => {
+    const { hs } = await setup()
+    const room = await hs.createRoom(ADMIN)
+    await hs.setDisplayName(ADMIN, 'The Admin')
+    expect(hs.timeline(room).at(-1)).toMatchObject({ type: 'm.room.member', state_key: ADMIN, content: { membership: 'join', displayname: 'The Admin' } })
+  })
+
+  it('encrypted rooms carry m.room.encrypted from real users', async () => {
+    const { hs } = await setup()
+    const room = await hs.createRoom(ADMIN, { encrypted: true })
+    await hs.sendMessage(ADMIN, room, 'secret')
+    expect(hs.timeline(room).at(-1)).toMatchObject({ type: 'm.room.encrypted', content: { algorithm: 'm.megolm.v1.aes-sha2' } })
+  })
+})

@@ -1,0 +1,317 @@
+// The client-server endpoints an appservice calls, with Synapse's checks: the as_token, `user_id`
+// assertion, registration rules, membership, power levels, transaction-id idempotency, `ts` for AS users.
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { CreateRoomInput, HomeserverState } from './state.ts'
+import type { TransactionPusher } from './pusher.ts'
+import { MatrixFault, newMediaId, type FakeHomeserverOptions, type InjectedFault, type RecordedCall } from './types.ts'
+
+export interface StoredMedia {
+  data: Buffer
+  mimetype: string
+  filename: string | undefined
+  uploader: string
+}
+
+interface Ctx {
+  method: string
+  query: URLSearchParams
+  body: unknown
+  raw: Buffer
+  headers: IncomingMessage['headers']
+  /** Set by authenticate(). */
+  user: string | undefined
+}
+
+type Answer = { status: number; json: unknown } | { status: number; bytes: Buffer; mimetype: string; filename?: string | undefined }
+type Handler = (ctx: Ctx, m: string[]) => Promise<Answer> | Answer
+const ok = (json: unknown): Answer => ({ status: 200, json })
+const LOCALPART = /^[a-z0-9._=\-/+]+$/
+
+export class ClientApi {
+  readonly media = new Map<string, StoredMedia>()
+  /** Checked after authentication, before the endpoint runs. */
+  readonly faults: InjectedFault[] = []
+  private readonly routes: [string, RegExp, Handler][]
+  private readonly s: HomeserverState
+  private readonly pusher: TransactionPusher
+  private readonly opts: Required<Pick<FakeHomeserverOptions, 'pingSupported' | 'pingTimeoutMs' | 'authenticatedMedia' | 'legacyMedia' | 'requireInhibitLogin'>>
+  private readonly record: (call: RecordedCall) => void
+
+  constructor(state: HomeserverState, pusher: TransactionPusher, opts: ClientApi['opts'], record: (call: RecordedCall) => void) {
+    this.s = state
+    this.pusher = pusher
+    this.opts = opts
+    this.record = record
+    const C = '/_matrix/client/v3'
+    const R = `${C}/rooms/([^/]+)`
+    this.routes = [
+      ['GET', /^\/_matrix\/client\/versions$/, () => ok({ versions: ['v1.1', 'v1.7', 'v1.11', 'v1.13'], unstable_features: {} })],
+      ['POST', re(`${C}/register`), (c) => this.register(c)],
+      ['GET', re(`${C}/account/whoami`), (c) => ok({ user_id: c.user, is_guest: false })],
+      ['GET', re(`${C}/profile/([^/]+)`), (_c, m) => this.getProfile(m[1]!)],
+      ['PUT', re(`${C}/profile/([^/]+)/(displayname|avatar_url)`), (c, m) => this.setProfile(c, m[1]!, m[2] as 'displayname' | 'avatar_url')],
+      ['POST', re(`${C}/createRoom`), (c) => this.createRoom(c)],
+      ['POST', re(`${R}/invite`), (c, m) => this.invite(c, m[1]!)],
+      ['POST', re(`${C}/join/([^/]+)`), (c, m) => this.join(c, m[1]!)],
+      ['POST', re(`${R}/join`), (c, m) => this.join(c, m[1]!)],
+      ['POST', re(`${R}/leave`), (c, m) => { this.s.leave(c.user!, m[1]!, str(obj(c.body)['reason'])); return ok({}) }],
+      ['PUT', re(`${R}/send/([^/]+)/([^/]+)`), (c, m) => this.send(c, m[1]!, m[2]!, m[3]!)],
+      ['PUT', re(`${R}/state/([^/]+)(?:/([^/]*))?`), (c, m) => this.putState(c, m[1]!, m[2]!, m[3] ?? '')],
+      ['GET', re(`${R}/state/([^/]+)(?:/([^/]*))?`), (c, m) => this.getState(c, m[1]!, m[2]!, m[3] ?? '')],
+      ['GET', re(`${R}/state`), (c, m) => ok([...this.s.requireJoined(m[1]!, c.user!).state.values()])],
+      ['PUT', re(`${R}/redact/([^/]+)/([^/]+)`), (c, m) => this.redact(c, m[1]!, m[2]!, m[3]!)],
+      ['GET', re(`${R}/joined_members`), (c, m) => this.joinedMembers(c, m[1]!)],
+      ['POST', re('/_matrix/media/v3/upload'), (c) => this.upload(c)],
+      ['GET', re('/_matrix/client/v1/media/download/([^/]+)/([^/]+)(?:/[^/]*)?'), (_c, m) => this.download(m[1]!, m[2]!, 'authenticated')],
+      ['GET', re('/_matrix/media/v3/download/([^/]+)/([^/]+)(?:/[^/]*)?'), (_c, m) => this.download(m[1]!, m[2]!, 'legacy')],
+      ['POST', re('/_matrix/client/v1/appservice/([^/]+)/ping'), (c, m) => this.ping(c, m[1]!)],
+    ]
+  }
+
+  async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://fake')
+    const raw = await readAll(req)
+    const path = decodePath(url.pathname)
+    const ctx: Ctx = { method: req.method ?? 'GET', query: url.searchParams, body: undefined, raw, headers: req.headers, user: undefined }
+    let answer: Answer
+    try {
+      answer = await this.dispatch(ctx, url.pathname)
+    } catch (err) {
+      const fault = err instanceof MatrixFault ? err : new MatrixFault(500, 'M_UNKNOWN', `fake homeserver bug: ${(err as Error).message}`)
+      answer = { status: fault.status, json: fault.toJSON() }
+    }
+    const query = Object.fromEntries([...url.searchParams.entries()].filter(([k]) => k !== 'access_token'))
+    this.record({
+      method: ctx.method, path, query, user: ctx.user, status: answer.status, at: Date.now(),
+      body: ctx.body, response: 'json' in answer ? answer.json : { bytes: answer.bytes.length },
+    })
+    if ('json' in answer) {
+      const text = JSON.stringify(answer.json)
+      res.writeHead(answer.status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) })
+      res.end(text)
+    } else {
+      res.writeHead(answer.status, {
+        'Content-Type': answer.mimetype, 'Content-Length': answer.bytes.length,
+        ...(answer.filename ? { 'Content-Disposition': `inline; filename="${answer.filename}"` } : {}),
+      })
+      res.end(answer.bytes)
+    }
+  }
+
+  private async dispatch(ctx: Ctx, rawPath: string): Promise<Answer> {
+    let methodMismatch = false
+    for (const [method, pattern, handler] of this.routes) {
+      const m = pattern.exec(rawPath)
+      if (!m) continue
+      if (method !== ctx.method) {
+        methodMismatch = true
+        continue
+      }
+      const args = m.map((part) => (part === undefined ? part : decodeURIComponent(part))) as string[]
+      if (!rawPath.startsWith('/_matrix/client/versions')) this.authenticate(ctx)
+      this.injectedFault(ctx, decodePath(rawPath))
+      if (ctx.raw.length && !rawPath.startsWith('/_matrix/media/v3/upload')) {
+        try {
+          ctx.body = JSON.parse(ctx.raw.toString('utf8'))
+        } catch {
+          throw new MatrixFault(400, 'M_NOT_JSON', 'Content not JSON.')
+        }
+      } else if (ctx.raw.length) {
+        ctx.body = { bytes: ctx.raw.length }
+      }
+      return await handler(ctx, args)
+    }
+    if (methodMismatch) throw new MatrixFault(405, 'M_UNRECOGNIZED', 'Unrecognized request')
+    throw new MatrixFault(404, 'M_UNRECOGNIZED', 'Unrecognized request')
+  }
+
+  private injectedFault(ctx: Ctx, path: string): void {
+    const i = this.faults.findIndex((f) =>
+      (f.method === undefined || f.method === ctx.method) &&
+      (f.user === undefined || f.user === ctx.user) &&
+      (f.path === undefined || (typeof f.path === 'string' ? path.includes(f.path) : f.path.test(path))))
+    if (i < 0) return
+    const f = this.faults[i]!
+    f.times = (f.times ?? 1) - 1
+    if (f.times <= 0) this.faults.splice(i, 1)
+    throw new MatrixFault(f.status, f.errcode ?? 'M_UNKNOWN', f.error ?? 'injected fault',
+      f.retryAfterMs !== undefined ? { retry_after_ms: f.retryAfterMs } : {})
+  }
+
+  private authenticate(ctx: Ctx): void {
+    const header = ctx.headers.authorization
+    const token = header?.startsWith('Bearer ') ? header.slice(7) : (ctx.query.get('access_token') ?? undefined)
+    if (!token) throw new MatrixFault(401, 'M_MISSING_TOKEN', 'Missing access token.')
+    if (token !== this.s.registration.as_token) throw new MatrixFault(401, 'M_UNKNOWN_TOKEN', 'Unrecognised access token.', { soft_logout: false })
+    const asserted = ctx.query.get('user_id')
+    if (asserted === null || asserted === this.s.botUserId) {
+      ctx.user = this.s.botUserId
+      return
+    }
+    if (!this.s.isAsUser(asserted)) throw new MatrixFault(403, 'M_FORBIDDEN', `Application service cannot masquerade as this user (${asserted}).`)
+    if (!this.s.users.has(asserted)) throw new MatrixFault(403, 'M_FORBIDDEN', `Application service has not registered this user (${asserted})`)
+    ctx.user = asserted
+  }
+
+  /** `ts` is honoured for appservice users only; every caller here is one. */
+  private ts(ctx: Ctx): number | undefined {
+    const v = ctx.query.get('ts')
+    if (v === null) return undefined
+    if (!/^\d+$/.test(v)) throw new MatrixFault(400, 'M_INVALID_PARAM', 'ts must be an integer')
+    return Number(v)
+  }
+
+  private register(ctx: Ctx): Answer {
+    const body = obj(ctx.body)
+    if (body['type'] !== 'm.login.application_service') throw new MatrixFault(400, 'M_BAD_JSON', 'Invalid login type for application service registration')
+    const username = str(body['username'])
+    if (!username) throw new MatrixFault(400, 'M_MISSING_PARAM', 'Missing username')
+    if (!LOCALPART.test(username)) throw new MatrixFault(400, 'M_INVALID_USERNAME', 'User ID can only contain characters a-z, 0-9, or \'=_-./+\'')
+    const userId = `@${username}:${this.s.domain}`
+    if (!this.s.isAsUser(userId)) throw new MatrixFault(400, 'M_EXCLUSIVE', 'Invalid user localpart for this application service.')
+    const inhibit = body['inhibit_login'] === true
+    if (!inhibit && this.opts.requireInhibitLogin) {
+      throw new MatrixFault(400, 'M_APPSERVICE_LOGIN_UNSUPPORTED', 'This server does not support logging in as an application service user; set inhibit_login')
+    }
+    if (this.s.users.has(userId)) throw new MatrixFault(400, 'M_USER_IN_USE', 'User ID already taken.')
+    this.s.users.set(userId, { id: userId, displayname: username })
+    return ok(inhibit ? { user_id: userId, home_server: this.s.domain } : { user_id: userId, home_server: this.s.domain, access_token: `syt_${username}_fake`, device_id: 'FAKEDEVICE' })
+  }
+
+  private getProfile(userId: string): Answer {
+    const u = this.s.users.get(userId)
+    if (!u) throw new MatrixFault(404, 'M_NOT_FOUND', 'Profile was not found')
+    return ok(this.s.profileContent(userId))
+  }
+
+  private setProfile(ctx: Ctx, userId: string, field: 'displayname' | 'avatar_url'): Answer {
+    if (userId !== ctx.user) throw new MatrixFault(403, 'M_FORBIDDEN', `Cannot set another user's ${field}`)
+    const value = obj(ctx.body)[field]
+    if (value !== undefined && value !== null && typeof value !== 'string') throw new MatrixFault(400, 'M_BAD_JSON', `'${field}' must be a string`)
+    this.s.setProfileField(userId, field, typeof value === 'string' ? value : undefined)
+    return ok({})
+  }
+
+  private async createRoom(ctx: Ctx): Promise<Answer> {
+    const body = obj(ctx.body)
+    const invite = Array.isArray(body['invite']) ? (body['invite'] as string[]) : []
+    for (const id of invite) await this.ensureQueried(id)
+    const roomId = this.s.createRoom(ctx.user!, body as CreateRoomInput)
+    return ok({ room_id: roomId })
+  }
+
+  private async invite(ctx: Ctx, roomId: string): Promise<Answer> {
+    const body = obj(ctx.body)
+    const target = str(body['user_id'])
+    if (!target) throw new MatrixFault(400, 'M_MISSING_PARAM', 'Missing user_id')
+    await this.ensureQueried(target)
+    this.s.invite(ctx.user!, roomId, target, undefined, str(body['reason']))
+    return ok({})
+  }
+
+  /** Inviting a not-yet-existing user in the namespace makes Synapse ask the appservice first. */
+  async ensureQueried(userId: string): Promise<void> {
+    if (userId === this.s.botUserId || !this.s.isAsUser(userId) || this.s.users.has(userId)) return
+    await this.pusher.queryUser(userId)
+  }
+
+  private join(ctx: Ctx, target: string): Answer {
+    if (target.startsWith('#')) throw new MatrixFault(404, 'M_NOT_FOUND', 'Room alias not found')
+    this.s.join(ctx.user!, target)
+    return ok({ room_id: target })
+  }
+
+  private send(ctx: Ctx, roomId: string, type: string, txnId: string): Answer {
+    const prior = this.s.txnLookup(ctx.user!, 'send', txnId)
+    if (prior) return ok({ event_id: prior })
+    const ts = this.ts(ctx)
+    const ev = this.s.send(ctx.user!, roomId, type, obj(ctx.body), { txnId, ...(ts !== undefined ? { ts } : {}) })
+    this.s.txnRemember(ctx.user!, 'send', txnId, ev.event_id)
+    return ok({ event_id: ev.event_id })
+  }
+
+  private putState(ctx: Ctx, roomId: string, type: string, stateKey: string): Answer {
+    const ts = this.ts(ctx)
+    const ev = this.s.send(ctx.user!, roomId, type, obj(ctx.body), { stateKey, ...(ts !== undefined ? { ts } : {}) })
+    return ok({ event_id: ev.event_id })
+  }
+
+  private getState(ctx: Ctx, roomId: string, type: string, stateKey: string): Answer {
+    this.s.requireJoined(roomId, ctx.user!)
+    const ev = this.s.stateEvent(roomId, type, stateKey)
+    if (!ev) throw new MatrixFault(404, 'M_NOT_FOUND', 'Event not found.')
+    return ok(ev.content)
+  }
+
+  private redact(ctx: Ctx, roomId: string, eventId: string, txnId: string): Answer {
+    const prior = this.s.txnLookup(ctx.user!, 'redact', txnId)
+    if (prior) return ok({ event_id: prior })
+    const ev = this.s.redact(ctx.user!, roomId, eventId, str(obj(ctx.body)['reason']), { txnId })
+    this.s.txnRemember(ctx.user!, 'redact', txnId, ev.event_id)
+    return ok({ event_id: ev.event_id })
+  }
+
+  private joinedMembers(ctx: Ctx, roomId: string): Answer {
+    this.s.requireJoined(roomId, ctx.user!)
+    const joined: Record<string, Record<string, unknown>> = {}
+    for (const id of this.s.joinedMembers(roomId)) {
+      const c = this.s.stateEvent(roomId, 'm.room.member', id)!.content
+      joined[id] = { ...(c['displayname'] !== undefined ? { display_name: c['displayname'] } : {}), ...(c['avatar_url'] !== undefined ? { avatar_url: c['avatar_url'] } : {}) }
+    }
+    return ok({ joined })
+  }
+
+  private upload(ctx: Ctx): Answer {
+    if (!ctx.raw.length) throw new MatrixFault(400, 'M_BAD_JSON', 'Upload body is empty')
+    const id = newMediaId()
+    this.media.set(id, {
+      data: Buffer.from(ctx.raw), mimetype: String(ctx.headers['content-type'] ?? 'application/octet-stream'),
+      filename: ctx.query.get('filename') ?? undefined, uploader: ctx.user!,
+    })
+    return ok({ content_uri: `mxc://${this.s.domain}/${id}` })
+  }
+
+  private download(server: string, mediaId: string, path: 'authenticated' | 'legacy'): Answer {
+    if (path === 'authenticated' && !this.opts.authenticatedMedia) throw new MatrixFault(404, 'M_UNRECOGNIZED', 'Unrecognized request')
+    if (path === 'legacy' && !this.opts.legacyMedia) throw new MatrixFault(404, 'M_NOT_FOUND', 'Not found')
+    const m = server === this.s.domain ? this.media.get(mediaId) : undefined
+    if (!m) throw new MatrixFault(404, 'M_NOT_FOUND', 'Not found')
+    return { status: 200, bytes: m.data, mimetype: m.mimetype, filename: m.filename }
+  }
+
+  private async ping(ctx: Ctx, appserviceId: string): Promise<Answer> {
+    if (!this.opts.pingSupported) throw new MatrixFault(400, 'M_UNRECOGNIZED', 'Unrecognized request')
+    if (appserviceId !== this.s.registration.id) throw new MatrixFault(403, 'M_FORBIDDEN', 'Provided appservice ID does not match the one this access token belongs to')
+    const result = await this.pusher.ping(str(obj(ctx.body)['transaction_id']), this.opts.pingTimeoutMs)
+    return { status: result.status, json: result.body }
+  }
+}
+
+// The client encodes path segments; match on the raw path so that an encoded "/" stays inside its segment.
+function re(path: string): RegExp {
+  return new RegExp(`^${path}$`)
+}
+
+function decodePath(p: string): string {
+  try {
+    return decodeURIComponent(p)
+  } catch {
+    return p
+  }
+}
+
+function obj(v: unknown): Record<string, unknown> {
+  if (v && typeof v === 'object' && !Array.isArray(v)) return v as Record<string, unknown>
+  if (v === undefined) return {}
+  throw new MatrixFault(400, 'M_BAD_JSON', 'Body must be a JSON object')
+}
+
+function str(v: unknown): string | undefined {
+  return typeof v === 'string' ? v : undefined
+}
+
+async function readAll(req: IncomingMessage): Promise<Buffer> {
+  const chunks: Buffer[] = []
+  for await (const c of req as AsyncIterable<Buffer>) chunks.push(c)
+  return Buffer.concat(chunks)
+}
