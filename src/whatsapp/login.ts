@@ -1,0 +1,111 @@
+// Linking a relay account: QR codes (rotating) or a pairing code, then the 515 restart WhatsApp always
+// sends after a link, then `open` with the account's identity (reference §7, §12).
+import { randomUUID } from 'node:crypto'
+import { Boom } from '@hapi/boom'
+import { DisconnectReason, jidNormalizedUser, type BaileysEventMap, type Contact } from '@whiskeysockets/baileys'
+import { UserError } from '../core/errors.ts'
+import type { Login, LoginRequest, LoginUi, NetworkContext } from '../core/network.ts'
+import { loadAuth, moveAuth } from './auth.ts'
+import type { People } from './people.ts'
+import { ignoreJid, type TtlCache, type WaPort, type WaSocketFactory } from './socket.ts'
+
+export interface LoginDeps {
+  ctx: NetworkContext
+  factory: WaSocketFactory
+  people: People
+  retryCache: TtlCache
+  timeoutMs: number
+}
+
+const AGAIN = 'Type `!relay login whatsapp` to try again.'
+export const QR_CAPTION =
+  'Scan this code with WhatsApp on the relay phone: Settings → Linked devices → Link a device. The code changes every 20 seconds or so.'
+export const CODE_CAPTION =
+  'On the relay phone open WhatsApp → Linked devices → Link a device → Link with phone number instead, and type this code.'
+
+function failure(err: unknown): UserError {
+  const code = err instanceof Boom ? err.output.statusCode : undefined
+  if (code === DisconnectReason.timedOut) return new UserError(`The code expired before the phone linked it. ${AGAIN}`)
+  if (code === DisconnectReason.loggedOut || code === DisconnectReason.forbidden)
+    return new UserError(`WhatsApp refused to link the bridge (code ${code}). Check the relay phone's account, then ${AGAIN.toLowerCase()}`)
+  if (code === 405) return new UserError('WhatsApp refused the bridge\'s client version (405): relay-bridge needs an upgrade before it can link.')
+  return new UserError(`Linking WhatsApp failed (${code ?? (err as Error)?.message ?? 'unknown error'}). ${AGAIN}`)
+}
+
+/** Runs one login to completion; resolves with the saved login (auth rows already under its id). */
+export async function linkWhatsApp(deps: LoginDeps, req: LoginRequest, ui: LoginUi): Promise<Login> {
+  const { ctx, factory } = deps
+  const pendingId = `pending-${randomUUID()}`
+  const auth = await loadAuth(ctx.db, pendingId, ctx.log)
+  const digits = req.phoneNumber?.replace(/\D/g, '')
+  if (req.phoneNumber !== undefined && !/^\d{7,15}$/.test(digits ?? ''))
+    throw new UserError('Give the relay phone number in international form with its country code, for example +15550100042.')
+  let sock: WaPort | undefined
+  try {
+    const user = await new Promise<Contact>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new UserError(`Nobody linked the bridge in time. ${AGAIN}`)), deps.timeoutMs)
+      const fail = (err: unknown) => {
+        clearTimeout(timer)
+        reject(err)
+      }
+      req.signal?.addEventListener('abort', () => fail(new UserError(`The login was cancelled. ${AGAIN}`)), { once: true })
+      let codeShown = false
+      const connect = () => {
+        const s = factory(auth.state, {
+          logger: ctx.log,
+          shouldIgnoreJid: ignoreJid(() => []),
+          getMessage: async () => undefined,
+          cachedGroupMetadata: async () => undefined,
+          msgRetryCounterCache: deps.retryCache,
+        })
+        sock = s
+        s.ev.on('creds.update', () => void auth.saveCreds().catch(fail))
+        s.ev.on('connection.update', (u: BaileysEventMap['connection.update']) => {
+          if (u.qr) {
+            if (digits === undefined) void ui.showQr(u.qr, QR_CAPTION).catch(fail)
+            else if (!codeShown) {
+              codeShown = true
+              void s.requestPairingCode(digits).then(code => ui.showCode(code, CODE_CAPTION)).catch(err => fail(failure(err)))
+            }
+          }
+          if (u.connection === 'open') {
+            clearTimeout(timer)
+            if (s.user) resolve(s.user)
+            else reject(new UserError(`WhatsApp opened the connection without saying which account it is. ${AGAIN}`))
+          }
+          if (u.connection === 'close') {
+            const code = (u.lastDisconnect?.error as Boom | undefined)?.output?.statusCode
+            // Always sent right after a successful link: reconnect with the now registered creds.
+            if (code === DisconnectReason.restartRequired) {
+              void ui.say('The phone linked the bridge; connecting…').catch(() => {})
+              connect()
+            } else fail(failure(u.lastDisconnect?.error))
+          }
+        })
+      }
+      connect()
+    })
+    // The session reopens the account under its final id; end this socket before moving its rows.
+    await sock?.end(undefined).catch(() => {})
+    await auth.saveCreds()
+    const who = await deps.people.resolve(user.lid, user.id, user.name)
+    if (!who) throw new UserError(`WhatsApp gave the bridge an account id it cannot read. ${AGAIN}`)
+    const address = jidNormalizedUser(user.id)
+    const login = await ctx.logins.save({
+      network: 'whatsapp',
+      address,
+      personId: who.id,
+      displayName: user.name || user.notify || 'WhatsApp relay',
+      ownerMxid: req.ownerMxid,
+      metadata: { linkedAt: Date.now() },
+      state: 'connecting',
+    })
+    await moveAuth(ctx.db, pendingId, login.id)
+    return login
+  } catch (err) {
+    await auth.wipe().catch(() => {})
+    throw err instanceof UserError ? err : failure(err)
+  } finally {
+    await sock?.end(undefined).catch(() => {})
+  }
+}

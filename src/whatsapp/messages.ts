@@ -1,0 +1,60 @@
+// wa_messages: every message the bridge sent (Baileys asks getMessage for it when a recipient retries
+// decryption; quotes and edits need its key) and recent inbound ones of bridged groups (for quoting).
+import type { WAMessageKey, proto } from '@whiskeysockets/baileys'
+import type { Db } from '../db/types.ts'
+import { decodeJson, encodeJson } from './auth.ts'
+
+export interface StoredMessage {
+  key: WAMessageKey
+  message: proto.IMessage
+  fromBridge: boolean
+}
+
+export class MessageStore {
+  readonly #db: Db
+  readonly #now: () => number
+  constructor(db: Db, now: () => number = Date.now) {
+    this.#db = db
+    this.#now = now
+  }
+
+  async put(loginId: string, key: WAMessageKey, message: proto.IMessage, fromBridge: boolean): Promise<void> {
+    if (!key.id || !key.remoteJid) return
+    await this.#db.query(
+      `INSERT INTO wa_messages (login_id, msg_id, chat_jid, from_bridge, key, message, created_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7)
+       ON CONFLICT (login_id, msg_id) DO UPDATE SET key = EXCLUDED.key, message = EXCLUDED.message,
+         from_bridge = wa_messages.from_bridge OR EXCLUDED.from_bridge`,
+      [loginId, key.id, key.remoteJid, fromBridge, encodeJson(key), encodeJson(message), this.#now()],
+    )
+  }
+
+  async get(loginId: string, id: string): Promise<StoredMessage | undefined> {
+    const row = (
+      await this.#db.query<{ key: string; message: string; from_bridge: boolean }>(
+        'SELECT key, message, from_bridge FROM wa_messages WHERE login_id = $1 AND msg_id = $2',
+        [loginId, id],
+      )
+    ).rows[0]
+    return row ? { key: decodeJson(row.key), message: decodeJson(row.message), fromBridge: row.from_bridge } : undefined
+  }
+
+  /** What Baileys' getMessage answers: only content this bridge sent. */
+  async sentContent(loginId: string, id: string): Promise<proto.IMessage | undefined> {
+    const m = await this.get(loginId, id)
+    return m?.fromBridge ? m.message : undefined
+  }
+
+  async isOwnSend(loginId: string, id: string): Promise<boolean> {
+    const { rows } = await this.#db.query(
+      'SELECT 1 FROM wa_messages WHERE login_id = $1 AND msg_id = $2 AND from_bridge',
+      [loginId, id],
+    )
+    return rows.length > 0
+  }
+
+  /** Inbound copies are only needed for quoting recent messages; sent ones for retries and edits. */
+  async prune(maxAgeMs: number): Promise<void> {
+    await this.#db.query('DELETE FROM wa_messages WHERE created_at < $1 AND NOT from_bridge', [this.#now() - maxAgeMs])
+  }
+}

@@ -1,0 +1,190 @@
+// Deliveries to a WhatsApp group through the portal's relay login: content, replies, edits (15-minute
+// window, else a quoted correction), deletes (~48 h), reactions, idempotent ids and per-group pacing.
+import { createHash } from 'node:crypto'
+import { Boom } from '@hapi/boom'
+import type { AnyMessageContent, MiscMessageGenerationOptions, WAMessage, WAMessageKey } from '@whiskeysockets/baileys'
+import type { Logger } from 'pino'
+import { DeliveryError } from '../core/errors.ts'
+import type { MediaStore } from '../core/media.ts'
+import type { CopyRef, Delivery, MessageContent, SendResult } from '../core/model.ts'
+import { plainText } from '../core/model.ts'
+import { concat } from '../core/richtext.ts'
+import type { MessageStore } from './messages.ts'
+import type { People } from './people.ts'
+import { mediaContent, renderText, takesCaption } from './render.ts'
+import type { GroupCache, WaPort } from './socket.ts'
+
+export const EDIT_WINDOW_MS = 15 * 60_000
+export const DELETE_WINDOW_MS = 48 * 60 * 60_000
+
+export interface Connected {
+  sock: WaPort
+  loginId: string
+  personId: string
+}
+
+export interface SenderDeps {
+  /** The open socket of a login, or a DeliveryError ('hold' when logged out, 'transient' when reconnecting). */
+  connection(loginId: string | undefined): Connected
+  groups: GroupCache
+  people: People
+  store: MessageStore
+  media: MediaStore
+  log: Logger
+  now: () => number
+  paceMs: [number, number]
+  /** Ids about to be sent: their echo may arrive before sendMessage resolves. */
+  inFlight: Set<string>
+  onSent?(ok: boolean, kind: Delivery['kind']): void
+}
+
+/** A WhatsApp-looking id derived from the delivery, so a retried delivery reuses it. */
+export function messageIdFor(deliveryId: string, part = 0): string {
+  return `3EB0${createHash('sha256').update(`${deliveryId}#${part}`).digest('hex').slice(0, 18).toUpperCase()}`
+}
+
+const LINK_HINT = 'Link the group again with `!relay link whatsapp <group>` once the relay account is back in it.'
+
+/** Maps a Baileys failure onto what the outbox should do next. */
+export function classify(err: unknown): DeliveryError {
+  if (err instanceof DeliveryError) return err
+  const status = err instanceof Boom ? err.output.statusCode : undefined
+  const text = `${(err as Error)?.message ?? err} ${JSON.stringify((err as Boom)?.data ?? '')}`
+  if (status === 401) return new DeliveryError('hold', 'The WhatsApp relay account is logged out; the message will be sent after it is linked again.', { cause: err, internal: text })
+  if (/not-a-participant|item-not-found|not-authorized|forbidden/i.test(text) || status === 403 || status === 404) {
+    return new DeliveryError('permanent', `The WhatsApp relay account is no longer in this group (or the group is gone), so the message was not delivered. ${LINK_HINT}`, { cause: err, internal: text })
+  }
+  if (/rate-overlimit/i.test(text) || status === 429)
+    return new DeliveryError('transient', 'WhatsApp is rate limiting the relay account; the message will be retried.', { cause: err, internal: text, retryAfterMs: 30_000 })
+  return new DeliveryError('transient', 'WhatsApp did not accept the message yet; it will be retried.', { cause: err, internal: text })
+}
+
+export class Sender {
+  readonly #d: SenderDeps
+  readonly #queues = new Map<string, Promise<unknown>>()
+  readonly #lastSend = new Map<string, number>()
+  constructor(deps: SenderDeps) {
+    this.#d = deps
+  }
+
+  send(delivery: Delivery): Promise<SendResult> {
+    const chat = delivery.target.chatId
+    const run = (this.#queues.get(chat) ?? Promise.resolve()).catch(() => {}).then(() => this.#paced(chat, delivery))
+    this.#queues.set(chat, run)
+    return run
+  }
+
+  async #paced(chat: string, delivery: Delivery): Promise<SendResult> {
+    const [min, max] = this.#d.paceMs
+    if (max > 0) {
+      const gap = min + Math.random() * (max - min)
+      const wait = (this.#lastSend.get(chat) ?? 0) + gap - Date.now()
+      if (wait > 0) await new Promise(r => setTimeout(r, wait))
+    }
+    try {
+      const res = await this.#dispatch(delivery)
+      this.#d.onSent?.(true, delivery.kind)
+      return res
+    } catch (err) {
+      this.#d.onSent?.(false, delivery.kind)
+      throw classify(err)
+    } finally {
+      this.#lastSend.set(chat, Date.now())
+    }
+  }
+
+  async #dispatch(delivery: Delivery): Promise<SendResult> {
+    const conn = this.#d.connection(delivery.target.loginId)
+    const chat = delivery.target.chatId
+    switch (delivery.kind) {
+      case 'message':
+        return this.#sendContent(conn, chat, delivery.deliveryId, delivery.content, delivery.replyTo)
+      case 'edit': {
+        const age = this.#d.now() - delivery.original.sentAt
+        if (age <= EDIT_WINDOW_MS && delivery.original.authorId === conn.personId) {
+          const key = await this.#keyFor(conn, chat, delivery.original)
+          const group = await this.#d.groups.load(conn.sock, chat).catch(() => undefined)
+          const r = await renderText(delivery.content.body, this.#d.people, group)
+          return this.#one(conn, chat, { text: r.text, mentions: r.mentions, edit: key }, messageIdFor(delivery.deliveryId))
+        }
+        // Past WhatsApp's window: a new message quoting the original, marked as a correction.
+        const body = concat(plainText('✏️ '), delivery.content.body)
+        return this.#sendContent(conn, chat, delivery.deliveryId, { ...delivery.content, body }, delivery.original)
+      }
+      case 'delete': {
+        if (this.#d.now() - delivery.of.sentAt > DELETE_WINDOW_MS)
+          throw new DeliveryError('permanent', 'WhatsApp only deletes messages for everyone within about two days of sending, so this older message stays in the WhatsApp group.')
+        const key = await this.#keyFor(conn, chat, delivery.of)
+        const parts = Array.isArray(delivery.of.extra?.parts) ? (delivery.of.extra.parts as string[]) : [key.id]
+        for (const [i, id] of parts.entries())
+          await this.#one(conn, chat, { delete: { ...key, id } }, messageIdFor(delivery.deliveryId, i))
+        return {}
+      }
+      case 'reaction': {
+        const key = await this.#keyFor(conn, chat, delivery.of)
+        const text = delivery.removed ? '' : delivery.emoji
+        return this.#one(conn, chat, { react: { text, key } }, messageIdFor(delivery.deliveryId))
+      }
+    }
+  }
+
+  async #sendContent(conn: Connected, chat: string, deliveryId: string, content: MessageContent, replyTo?: CopyRef): Promise<SendResult> {
+    const group = await this.#d.groups.load(conn.sock, chat)
+    const rendered = await renderText(content.body, this.#d.people, group)
+    const parts: AnyMessageContent[] = []
+    const [first, ...rest] = content.attachments
+    const textPart: AnyMessageContent = { text: rendered.text, mentions: rendered.mentions }
+    if (first) {
+      if (!takesCaption(first) && rendered.text) parts.push(textPart)
+      parts.push(mediaContent(first, await this.#d.media.get(first.mediaId), takesCaption(first) ? rendered : undefined))
+      for (const a of rest) parts.push(mediaContent(a, await this.#d.media.get(a.mediaId)))
+    } else if (content.location) {
+      const { latitude, longitude, name } = content.location
+      if (rendered.text && rendered.text !== name) parts.push(textPart)
+      parts.push({ location: { degreesLatitude: latitude, degreesLongitude: longitude, ...(name ? { name } : {}) } })
+    } else {
+      parts.push(textPart)
+    }
+    const quoted = replyTo ? await this.#quoted(conn, chat, replyTo) : undefined
+    const ids: string[] = []
+    let firstResult: SendResult | undefined
+    for (const [i, part] of parts.entries()) {
+      const res = await this.#one(conn, chat, part, messageIdFor(deliveryId, i), i === 0 ? quoted : undefined)
+      ids.push(res.remoteId!)
+      firstResult ??= res
+    }
+    return { ...firstResult, extra: { ...firstResult?.extra, parts: ids } }
+  }
+
+  async #one(conn: Connected, chat: string, content: AnyMessageContent, messageId: string, quoted?: WAMessage): Promise<SendResult> {
+    const options: MiscMessageGenerationOptions = { messageId }
+    if (quoted) options.quoted = quoted
+    if ('text' in content) Object.assign(content, { linkPreview: null })
+    this.#d.inFlight.add(messageId)
+    try {
+      const sent = await conn.sock.sendMessage(chat, content, options)
+      const key = sent?.key ?? { remoteJid: chat, id: messageId, fromMe: true }
+      if (sent?.message) await this.#d.store.put(conn.loginId, key, sent.message, true)
+      return { remoteId: key.id ?? messageId, authorId: conn.personId, sentAt: this.#d.now(), extra: { key: { remoteJid: key.remoteJid, id: key.id, fromMe: true } } }
+    } finally {
+      this.#d.inFlight.delete(messageId)
+    }
+  }
+
+  async #keyFor(conn: Connected, chat: string, copy: CopyRef): Promise<WAMessageKey> {
+    const k = copy.extra?.key as WAMessageKey | undefined
+    if (k?.id) return k
+    const stored = await this.#d.store.get(conn.loginId, copy.remoteId)
+    if (stored) return stored.key
+    if (copy.authorId === conn.personId) return { remoteJid: chat, id: copy.remoteId, fromMe: true }
+    const who = await this.#d.people.byId(copy.authorId)
+    return { remoteJid: chat, id: copy.remoteId, fromMe: false, ...(who ? { participant: who.jid } : {}) }
+  }
+
+  /** A quote needs the key and some content; the content comes from wa_messages when the bridge kept it. */
+  async #quoted(conn: Connected, chat: string, copy: CopyRef): Promise<WAMessage> {
+    const key = await this.#keyFor(conn, chat, copy)
+    const stored = await this.#d.store.get(conn.loginId, copy.remoteId)
+    return { key, message: stored?.message ?? { conversation: '' } }
+  }
+}

@@ -1,0 +1,238 @@
+// One open WhatsApp account (a login): its socket, reconnects per disconnect reason (reference §3/§12),
+// and the event wiring that feeds the core, the people table, the group cache and the phone watch.
+import { Boom } from '@hapi/boom'
+import { DisconnectReason, jidDecode, type BaileysEventMap, type WAMessage } from '@whiskeysockets/baileys'
+import type { ConnectionState, Login, NetworkContext } from '../core/network.ts'
+import { loadAuth, lockLogin, type LoginLock, type StoredAuth } from './auth.ts'
+import { toInbound } from './convert.ts'
+import type { MessageStore } from './messages.ts'
+import type { People } from './people.ts'
+import type { PhoneWatch } from './phone.ts'
+import { ignoreJid, type GroupCache, type MediaDownloader, type TtlCache, type WaPort, type WaSocketFactory, type WaSocketOptions } from './socket.ts'
+
+export interface SessionDeps {
+  ctx: NetworkContext
+  factory: WaSocketFactory
+  download: MediaDownloader
+  people: People
+  store: MessageStore
+  groups: GroupCache
+  phone: PhoneWatch
+  retryCache: TtlCache
+  reconnect: { initialMs: number; maxMs: number }
+  inFlight: Set<string>
+  onState(loginId: string, state: ConnectionState): void
+}
+
+export const RELINK = 'Type `!relay login whatsapp` in a direct chat with the bridge bot to link it again.'
+
+const statusOf = (err: unknown): number | undefined => (err instanceof Boom ? err.output.statusCode : (err as Boom | undefined)?.output?.statusCode)
+
+export class Session {
+  readonly login: Login
+  state: ConnectionState = 'connecting'
+  sock: WaPort | undefined
+  /** Set once the session will not reconnect by itself (stopped, logged out, replaced, refused). */
+  stopped = false
+  readonly #d: SessionDeps
+  #auth: StoredAuth | undefined
+  #lock: LoginLock | undefined
+  #attempts = 0
+  #timer: NodeJS.Timeout | undefined
+  #chain: Promise<unknown> = Promise.resolve()
+  #loggingOut = false
+
+  constructor(login: Login, deps: SessionDeps) {
+    this.login = login
+    this.#d = deps
+  }
+
+  get #log() {
+    return this.#d.ctx.log.child({ login: this.login.id })
+  }
+
+  async open(): Promise<void> {
+    this.#lock = await lockLogin(this.#d.ctx.db, this.login.id)
+    if (!this.#lock) {
+      this.stopped = true
+      await this.#setState('disconnected', 'Another relay-bridge process has this WhatsApp account open; run only one bridge per account.')
+      return
+    }
+    this.#auth = await loadAuth(this.#d.ctx.db, this.login.id, this.#log)
+    this.#connect()
+  }
+
+  #connect(): void {
+    const auth = this.#auth!
+    const ownUsers = () => [this.login.address, String(auth.state.creds.me?.id ?? ''), String(auth.state.creds.me?.lid ?? '')].map(j => j.split(/[:@]/, 1)[0]!)
+    const opts: WaSocketOptions = {
+      logger: this.#d.ctx.log,
+      shouldIgnoreJid: ignoreJid(ownUsers),
+      getMessage: async key => (key.id ? this.#d.store.sentContent(this.login.id, key.id) : undefined),
+      cachedGroupMetadata: async jid => this.#d.groups.get(jid),
+      msgRetryCounterCache: this.#d.retryCache,
+    }
+    const sock = this.#d.factory(auth.state, opts)
+    this.sock = sock
+    sock.ev.on('connection.update', u => void this.#serial(() => this.#onConnection(sock, u)))
+    sock.ev.on('creds.update', () => void this.#serial(() => auth.saveCreds()))
+    sock.ev.on('messages.upsert', ({ messages }) => void this.#serial(async () => { for (const m of messages) await this.#onMessage(m) }))
+    sock.ev.on('groups.update', updates => void this.#serial(() => this.#onGroupsUpdate(updates)))
+    sock.ev.on('groups.upsert', metas => void this.#serial(async () => {
+      for (const m of metas) {
+        this.#d.groups.set(m)
+        await this.#learnParticipants(m.participants)
+      }
+    }))
+    sock.ev.on('group-participants.update', u => void this.#serial(async () => {
+      this.#d.groups.forget(u.id)
+      await this.#learnParticipants(u.participants)
+    }))
+    sock.ev.on('lid-mapping.update', ({ lid, pn }) => void this.#serial(() => this.#d.people.link(lid, pn)))
+    sock.ev.on('message-receipt.update', receipts => {
+      if (receipts.some(r => this.#isPhone(r.key.participant))) void this.#serial(() => this.#d.phone.seen(this.login.id))
+    })
+  }
+
+  /** Events are handled one at a time, in order: an edit never overtakes the message it edits. */
+  #serial(work: () => Promise<unknown>): Promise<unknown> {
+    this.#chain = this.#chain.then(work).catch((err: unknown) => this.#log.error({ err: (err as Error).message }, 'WhatsApp event handling failed'))
+    return this.#chain
+  }
+
+  async #onConnection(sock: WaPort, u: BaileysEventMap['connection.update']): Promise<void> {
+    if (sock !== this.sock) return
+    if (u.qr) {
+      // A socket asking for a QR has no valid creds: only a new link helps.
+      this.stopped = true
+      await sock.end(undefined)
+      return this.#loggedOut('WhatsApp asked the bridge to be linked again.')
+    }
+    if (u.connection === 'open') {
+      this.#attempts = 0
+      await this.#setState('connected')
+      await this.#d.phone.check(this.login.id)
+      return
+    }
+    if (u.connection !== 'close' || this.stopped) return
+    const err = u.lastDisconnect?.error
+    const code = statusOf(err)
+    const type = (err as Boom | undefined)?.data?.attrs?.type as string | undefined
+    this.#log.info({ code, type }, 'WhatsApp connection closed')
+    if (code === DisconnectReason.restartRequired) return this.#connect()
+    if (code === DisconnectReason.loggedOut) {
+      this.stopped = true
+      if (this.#loggingOut) return
+      return this.#loggedOut(
+        'WhatsApp logged the relay account out of the bridge: the device was unlinked from the phone, usually because the relay phone was offline for about 14 days.',
+      )
+    }
+    if (code === DisconnectReason.connectionReplaced) {
+      this.stopped = true
+      const text = 'Another client connected to WhatsApp with the same relay account, so the bridge stopped using it. Make sure only one relay-bridge process runs for this account, then restart the bridge.'
+      await this.#setState('disconnected', text)
+      await this.#d.ctx.notify(this.login.id, text)
+      return
+    }
+    if (code === DisconnectReason.forbidden || code === DisconnectReason.multideviceMismatch || code === 402 || code === 406 || code === 405) {
+      this.stopped = true
+      const text = code === 405
+        ? 'WhatsApp refused the bridge\'s client version (405). Upgrade relay-bridge, then restart it.'
+        : `WhatsApp refused the relay account (code ${code}); it may be restricted or banned. Check the relay phone, then ${RELINK.charAt(0).toLowerCase()}${RELINK.slice(1)}`
+      await this.#setState('disconnected', text)
+      await this.#d.ctx.notify(this.login.id, text)
+      return
+    }
+    // 428, 408, 500, 503 and anything unknown: back off and try again.
+    const { initialMs, maxMs } = this.#d.reconnect
+    const delay = Math.min(maxMs, initialMs * 2 ** this.#attempts++) * (code === DisconnectReason.unavailableService ? 2 : 1)
+    await this.#setState('connecting', 'Reconnecting to WhatsApp.')
+    this.#timer = setTimeout(() => {
+      if (!this.stopped) this.#connect()
+    }, Math.min(delay, maxMs))
+  }
+
+  async #loggedOut(reason: string): Promise<void> {
+    await this.#auth?.wipe()
+    await this.#lock?.release()
+    this.#lock = undefined
+    const text = `${reason} Relaying to WhatsApp is paused and messages are kept until it is back. ${RELINK}`
+    await this.#setState('logged_out', text)
+    await this.#d.ctx.notify(this.login.id, text)
+  }
+
+  async #setState(state: ConnectionState, message?: string): Promise<void> {
+    this.state = state
+    this.#d.onState(this.login.id, state)
+    await this.#d.ctx.reportState(this.login.id, state, message)
+  }
+
+  #isPhone(jid: string | null | undefined): boolean {
+    if (!jid) return false
+    const d = jidDecode(jid)
+    const own = [this.login.address, this.#auth?.state.creds.me?.lid ?? ''].map(j => j.split(/[:@]/, 1)[0])
+    return !!d && own.includes(d.user) && !d.device
+  }
+
+  async #onMessage(msg: WAMessage): Promise<void> {
+    const { ctx, store, inFlight } = this.#d
+    const id = msg.key.id
+    if (msg.key.fromMe && id && inFlight.has(id)) return // echo racing our own sendMessage
+    if (msg.key.fromMe && id && !(await store.isOwnSend(this.login.id, id)) && this.#isPhone(msg.key.participant ?? msg.participant ?? msg.key.remoteJid))
+      await this.#d.phone.seen(this.login.id)
+    const chat = msg.key.remoteJid
+    if (msg.message && id && chat && !msg.key.fromMe && ctx.isBridgedChat('whatsapp', chat)) await store.put(this.login.id, msg.key, msg.message, false)
+    const me = await this.#d.people.byId(this.login.personId)
+    const event = await toInbound(msg, {
+      loginId: this.login.id,
+      self: { personId: this.login.personId, displayName: this.login.displayName || me?.name || 'WhatsApp relay' },
+      people: this.#d.people,
+      media: ctx.media,
+      log: this.#log,
+      download: m => this.#d.download(m, this.sock!),
+      isOwnSend: i => store.isOwnSend(this.login.id, i),
+    })
+    if (event) await ctx.receive(event)
+  }
+
+  async #onGroupsUpdate(updates: BaileysEventMap['groups.update']): Promise<void> {
+    for (const u of updates) {
+      if (!u.id) continue
+      this.#d.groups.forget(u.id)
+      if (u.subject == null && u.desc == null) continue
+      const author = u.author ? await this.#d.people.resolve(u.author, u.authorPn) : undefined
+      const sender = author
+        ? { network: 'whatsapp' as const, id: author.id, displayName: author.name ?? 'WhatsApp' }
+        : { network: 'whatsapp' as const, id: this.login.personId, displayName: this.login.displayName }
+      const at = Number(u.subjectTime ?? 0) * 1000 || Date.now()
+      await this.#d.ctx.receive({
+        kind: 'chat_update', chat: { network: 'whatsapp', id: u.id }, sender, remoteId: `${u.id}/subject/${at}`, timestamp: at, loginId: this.login.id,
+        ...(u.subject != null ? { name: u.subject } : {}), ...(u.desc != null ? { topic: u.desc } : {}),
+      })
+    }
+  }
+
+  async #learnParticipants(participants: Array<{ id: string; lid?: string | undefined; phoneNumber?: string | undefined }>): Promise<void> {
+    for (const p of participants) {
+      const lid = p.lid ?? (p.id.endsWith('@lid') ? p.id : undefined)
+      const pn = p.phoneNumber ?? (p.id.endsWith('@s.whatsapp.net') ? p.id : undefined)
+      if (lid && pn) await this.#d.people.link(lid, pn)
+    }
+  }
+
+  async logout(): Promise<void> {
+    this.#loggingOut = true
+    this.stopped = true
+    await this.sock?.logout().catch(() => {})
+    await this.#loggedOut('The relay account was logged out of WhatsApp by a command.')
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true
+    clearTimeout(this.#timer)
+    await this.sock?.end(undefined).catch(() => {})
+    await this.#chain
+    await this.#lock?.release()
+    this.#lock = undefined
+  }
+}

@@ -1,0 +1,127 @@
+// A NetworkContext built for WhatsApp adapter tests: events the core would receive are collected, logins
+// live in memory, media in a Map. The full bridge wiring is tested elsewhere.
+import { createHash, randomUUID } from 'node:crypto'
+import pino from 'pino'
+import { Registry } from 'prom-client'
+import { vi } from 'vitest'
+import type { MediaStore } from '../../src/core/media.ts'
+import type { InboundEvent, RemoteNetworkId } from '../../src/core/model.ts'
+import type { ConnectionState, Login, LoginStore, LoginUi, NetworkContext } from '../../src/core/network.ts'
+import type { Db } from '../../src/db/types.ts'
+import { WhatsAppNetwork, type WhatsAppNetworkOptions } from '../../src/whatsapp/network.ts'
+import { FakeWhatsApp, GROUP } from '../fakes/whatsapp-socket.ts'
+import { freshDb, type DbKind } from '../support/db.ts'
+
+export class MemoryLogins implements LoginStore {
+  readonly rows = new Map<string, Login>()
+  async get(id: string) {
+    return this.rows.get(id)
+  }
+  async list(network?: RemoteNetworkId) {
+    return [...this.rows.values()].filter(l => !network || l.network === network)
+  }
+  async save(l: Omit<Login, 'id' | 'state' | 'stateMessage'> & { state?: ConnectionState }) {
+    const old = [...this.rows.values()].find(r => r.network === l.network && r.address === l.address)
+    const login: Login = { ...l, id: old?.id ?? randomUUID(), state: l.state ?? 'disconnected', stateMessage: null }
+    this.rows.set(login.id, login)
+    return login
+  }
+  async remove(id: string) {
+    this.rows.delete(id)
+  }
+}
+
+export class MemoryMedia implements MediaStore {
+  readonly blobs = new Map<string, Buffer>()
+  async put(data: Buffer) {
+    const id = createHash('sha256').update(data).digest('hex')
+    this.blobs.set(id, data)
+    return id
+  }
+  async get(id: string) {
+    const b = this.blobs.get(id)
+    if (!b) throw new Error(`no media ${id}`)
+    return b
+  }
+  async remove(id: string) {
+    this.blobs.delete(id)
+  }
+}
+
+export interface Harness {
+  db: Db
+  ctx: NetworkContext
+  received: InboundEvent[]
+  states: Array<{ loginId: string; state: ConnectionState; message?: string }>
+  notices: Array<{ loginId: string; text: string }>
+  logins: MemoryLogins
+  media: MemoryMedia
+  bridged: Set<string>
+}
+
+export function makeContext(db: Db, logins = new MemoryLogins(), media = new MemoryMedia()): Harness {
+  const h: Omit<Harness, 'ctx'> = { db, received: [], states: [], notices: [], logins, media, bridged: new Set([GROUP]) }
+  const ctx: NetworkContext = {
+    log: pino({ level: 'silent' }),
+    db,
+    media,
+    metrics: new Registry(),
+    logins,
+    receive: async e => void h.received.push(e),
+    reportState: async (loginId, state, message) => {
+      h.states.push({ loginId, state, ...(message ? { message } : {}) })
+      const l = logins.rows.get(loginId)
+      if (l) logins.rows.set(loginId, { ...l, state, stateMessage: message ?? null })
+    },
+    notify: async (loginId, text) => void h.notices.push({ loginId, text }),
+    isBridgedChat: (_n, chat) => h.bridged.has(chat),
+    findCopy: async () => undefined,
+  }
+  return { ...h, ctx }
+}
+
+export function recordingUi() {
+  const shown: Array<{ kind: 'qr' | 'code' | 'say'; data: string }> = []
+  const ui: LoginUi = {
+    showQr: async data => void shown.push({ kind: 'qr', data }),
+    showCode: async data => void shown.push({ kind: 'code', data }),
+    say: async data => void shown.push({ kind: 'say', data }),
+  }
+  return { ui, shown }
+}
+
+export const FAST: WhatsAppNetworkOptions = { paceMs: [0, 0], reconnect: { initialMs: 5, maxMs: 20 }, phoneCheckMs: 0, loginTimeoutMs: 5000 }
+
+/** A migrated database, a fake WhatsApp, a started network and a login linked by QR. */
+export async function linked(kind: DbKind = 'pglite', opts: WhatsAppNetworkOptions = {}) {
+  const db = await freshDb(kind)
+  const wa = new FakeWhatsApp()
+  await wa.start()
+  const h = makeContext(db)
+  const net = new WhatsAppNetwork({ ...FAST, socketFactory: wa.factory, ...opts })
+  await net.start(h.ctx)
+  const { ui, shown } = recordingUi()
+  const pending = net.login({ ownerMxid: '@owner:example.org' }, ui)
+  await vi.waitFor(() => {
+    if (!shown.some(s => s.kind === 'qr')) throw new Error('no QR yet')
+  })
+  wa.scanQr()
+  const login = await pending
+  await vi.waitFor(() => {
+    if (net.state(login.id) !== 'connected') throw new Error('not connected')
+  })
+  const close = async () => {
+    await net.stop()
+    await wa.stop()
+    await db.close()
+  }
+  return { ...h, wa, net, login, shown, close }
+}
+
+export async function until<T>(f: () => T | undefined | Promise<T | undefined>): Promise<T> {
+  return vi.waitFor(async () => {
+    const v = await f()
+    if (v === undefined || v === false) throw new Error('not yet')
+    return v
+  }, { timeout: 5000, interval: 5 })
+}

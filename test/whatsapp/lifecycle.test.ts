@@ -1,0 +1,141 @@
+// Linking, restarts and disconnects of the relay account (reference §3, §7, §11, §12).
+import { afterEach, describe, expect, it } from 'vitest'
+import { WhatsAppNetwork } from '../../src/whatsapp/network.ts'
+import { dbKeyStore } from '../../src/whatsapp/auth.ts'
+import { FakeWhatsApp, GROUP } from '../fakes/whatsapp-socket.ts'
+import { DB_KINDS, freshDb } from '../support/db.ts'
+import { FAST, linked, makeContext, recordingUi, until } from './harness.ts'
+
+const ALICE = { lid: '201000000000042@lid', pn: '15550100042@s.whatsapp.net' }
+const cleanups: Array<() => Promise<void>> = []
+afterEach(async () => {
+  for (const c of cleanups.splice(0)) await c()
+})
+const sendable = (loginId: string) => ({ kind: 'message' as const, target: { network: 'whatsapp' as const, chatId: GROUP, loginId, roomId: '!r:x' }, sender: { network: 'signal' as const, id: 'a', displayName: 'A' }, deliveryId: `d${Math.random()}`, content: { kind: 'text' as const, body: { text: 'hi', styles: [], links: [], mentions: [] }, attachments: [] }, relayed: true })
+
+describe('linking', () => {
+  it('a QR login shows each rotated code, survives the 515 restart and saves a login without a number in its person id', async () => {
+    const db = await freshDb('pglite')
+    const wa = new FakeWhatsApp()
+    const h = makeContext(db)
+    const net = new WhatsAppNetwork({ ...FAST, socketFactory: wa.factory })
+    await net.start(h.ctx)
+    cleanups.push(async () => (await net.stop(), await db.close()))
+    const { ui, shown } = recordingUi()
+    const pending = net.login({ ownerMxid: '@o:x' }, ui)
+    await until(() => shown.some(s => s.kind === 'qr'))
+    wa.rotateQr()
+    await until(() => shown.filter(s => s.kind === 'qr').length === 2)
+    expect(new Set(shown.filter(s => s.kind === 'qr').map(s => s.data)).size).toBe(2)
+    wa.scanQr()
+    const login = await pending
+    expect(login).toMatchObject({ network: 'whatsapp', address: '15550100000@s.whatsapp.net', personId: '201000000000001' })
+    await until(() => net.state(login.id) === 'connected')
+    expect(wa.sockets.length).toBe(3) // QR socket, post-515 socket, the session's socket
+  })
+
+  it('a pairing-code login shows the code instead of QR codes', async () => {
+    const db = await freshDb('pglite')
+    const wa = new FakeWhatsApp()
+    const h = makeContext(db)
+    const net = new WhatsAppNetwork({ ...FAST, socketFactory: wa.factory })
+    await net.start(h.ctx)
+    cleanups.push(async () => (await net.stop(), await db.close()))
+    const { ui, shown } = recordingUi()
+    const pending = net.login({ ownerMxid: '@o:x', phoneNumber: '+1 555 010 0000' }, ui)
+    await until(() => shown.some(s => s.kind === 'code'))
+    expect(shown.find(s => s.kind === 'code')?.data).toBe('K7QW2M9X')
+    expect(shown.some(s => s.kind === 'qr')).toBe(false)
+    wa.acceptPairingCode()
+    await until(() => net.state((await_(pending)) ?? '') === 'connected')
+  })
+
+  it('a code nobody scans ends in a sentence that says how to retry', async () => {
+    const db = await freshDb('pglite')
+    const wa = new FakeWhatsApp()
+    const net = new WhatsAppNetwork({ ...FAST, socketFactory: wa.factory })
+    await net.start(makeContext(db).ctx)
+    cleanups.push(async () => (await net.stop(), await db.close()))
+    const { ui, shown } = recordingUi()
+    const pending = net.login({ ownerMxid: '@o:x' }, ui).catch(e => e)
+    await until(() => shown.length > 0)
+    for (let i = 0; i < 6; i++) wa.rotateQr()
+    expect((await pending).message).toMatch(/!relay login whatsapp/)
+  })
+})
+
+let resolved: string | undefined
+function await_(p: Promise<{ id: string }>): string | undefined {
+  void p.then(l => (resolved = l.id))
+  return resolved
+}
+
+describe.each(DB_KINDS)('auth state on %s', kind => {
+  it('a restarted bridge reconnects with the stored creds and keys, no new QR', async () => {
+    const env = await linked(kind)
+    const { db, wa, logins } = env
+    await env.net.stop()
+    const h2 = makeContext(db, logins)
+    const net2 = new WhatsAppNetwork({ ...FAST, socketFactory: wa.factory })
+    await net2.start(h2.ctx)
+    cleanups.push(async () => (await net2.stop(), await wa.stop(), await db.close()))
+    await until(() => net2.state(env.login.id) === 'connected')
+    expect(wa.current!.auth.creds.registered).toBe(true)
+    const keys = await dbKeyStore(db, env.login.id).get('app-state-sync-key', ['AAAA'])
+    expect(keys.AAAA?.constructor.name).toBe('AppStateSyncKeyData')
+    expect(h2.received.length).toBe(0)
+  })
+})
+
+describe('disconnects', () => {
+  it('401 (unlinked on the phone) wipes the auth, marks the login logged out, notifies, and holds sends', async () => {
+    const env = await linked()
+    cleanups.push(env.close)
+    env.wa.unlinkedLive()
+    await until(() => env.net.state(env.login.id) === 'logged_out')
+    expect(env.states.at(-1)).toMatchObject({ state: 'logged_out' })
+    expect(env.notices.at(-1)?.text).toMatch(/14 days.*!relay login whatsapp/s)
+    expect((await env.db.query('SELECT 1 FROM wa_auth WHERE login_id = $1', [env.login.id])).rows).toHaveLength(0)
+    expect(await env.net.send(sendable(env.login.id)).catch(e => e)).toMatchObject({ disposition: 'hold' })
+  })
+
+  it('440 (replaced) stops without a reconnect loop', async () => {
+    const env = await linked()
+    cleanups.push(env.close)
+    const sockets = env.wa.sockets.length
+    env.wa.replaced()
+    await until(() => env.notices.find(n => /only one relay-bridge/.test(n.text)))
+    await new Promise(r => setTimeout(r, 50)) // several reconnect delays (FAST: 5–20 ms) pass
+    expect(env.wa.sockets.length).toBe(sockets)
+    expect(env.net.state(env.login.id)).toBe('disconnected')
+  })
+
+  it('after a dropped connection (428) the bridge reconnects and relays the append backlog', async () => {
+    const env = await linked()
+    cleanups.push(env.close)
+    env.wa.addGroup({ id: GROUP, subject: 'G', members: [ALICE] })
+    const before = env.wa.current
+    env.wa.disconnect(428)
+    await until(() => env.wa.current !== before && env.net.state(env.login.id) === 'connected')
+    env.wa.deliver({ id: 'B1', from: ALICE, type: 'append', message: { conversation: 'while you were away' } })
+    expect(await until(() => env.received.find(e => e.remoteId === 'B1'))).toMatchObject({ kind: 'message' })
+  })
+
+  it('warns once a day after 12 days without a phone sighting; a sighting resets it', async () => {
+    let now = Date.now()
+    const env = await linked('pglite', { now: () => now })
+    cleanups.push(env.close)
+    now += 11 * 86400_000
+    await env.net.checkPhones()
+    expect(env.notices).toHaveLength(0)
+    now += 2 * 86400_000
+    await env.net.checkPhones()
+    await env.net.checkPhones()
+    expect(env.notices.filter(n => /not been seen for 13 days/.test(n.text))).toHaveLength(1)
+    env.wa.phoneActivity('typed')
+    await until(async () => (await env.net.phoneLastSeen(env.login.id)) === now)
+    now += 86400_000
+    await env.net.checkPhones()
+    expect(env.notices).toHaveLength(1)
+  })
+})
