@@ -29,6 +29,7 @@ async function takeLock(path: string): Promise<void> {
         throw new Error(
           `The embedded database in ${join(path, '..')} is already in use by another relay-bridge process (pid ${pid}). ` +
             'Stop that process, or give this one its own data_dir or a PostgreSQL database.uri.',
+          { cause: err },
         )
       }
       await rm(path, { force: true }) // stale lock from a process that died

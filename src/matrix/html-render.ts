@@ -105,7 +105,10 @@ function renderHtml(text: string, spans: Span[]): string {
   const points = new Set<number>([0, n])
   for (const sp of spans) {
     points.add(sp.start).add(sp.end)
-    if (sp.block) blockEnds.add(sp.end), blockEdges.add(sp.start).add(sp.end)
+    if (sp.block) {
+      blockEnds.add(sp.end)
+      blockEdges.add(sp.start).add(sp.end)
+    }
     startsAt.set(sp.start, [...(startsAt.get(sp.start) ?? []), sp])
   }
   const sorted = [...points].sort((a, b) => a - b)

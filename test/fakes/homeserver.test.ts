@@ -128,7 +128,7 @@ describe('transaction pushing', () => {
   })
 
   it('echoes what the appservice sent, with unsigned.transaction_id', async () => {
-    const { as, hs, api } = await setup()
+    const { hs, api } = await setup()
     const room = await botRoom(hs, api)
     const id = await api.sendEvent(api.botUserId, room, 'm.room.message', { msgtype: 'm.notice', body: 'hello' }, 'txn-abc', 1234)
     const echo = await hs.waitFor(() => hs.pushedEvents.find((e) => e.event_id === id))

@@ -1,0 +1,64 @@
+// `relay-bridge login signal|whatsapp`: link a relay account from a terminal, printing the QR code there.
+// Only the linking step runs here (no event streams), so a running bridge loses nothing meanwhile; the
+// bridge picks the new login up at its next start, or at once when it is linked with `!relay login`.
+import QRCode from 'qrcode'
+import type { Config } from './config.ts'
+import { SqlLoginStore } from './core/logins.ts'
+import type { LoginUi, NetworkContext } from './core/network.ts'
+import { migrate } from './db/migrate.ts'
+import { openDatabase } from './db/open.ts'
+
+export function terminalUi(out: NodeJS.WritableStream = process.stdout): LoginUi {
+  return {
+    async showQr(data, caption) {
+      out.write(`\n${await QRCode.toString(data, { type: 'terminal', small: true })}\n${caption}\n`)
+      if (data.startsWith('sgnl://')) out.write(`On a computer? Open this link with Signal Desktop: ${data}\n`)
+    },
+    async showCode(code, caption) {
+      out.write(`\n${caption}\n\n    ${code}\n\n`)
+    },
+    async say(text) {
+      out.write(`${text}\n`)
+    },
+  }
+}
+
+export async function terminalLogin(config: Config, network: 'signal' | 'whatsapp', opts: { phone?: string; owner: string }): Promise<void> {
+  const owner = opts.owner || `@admin:${config.homeserver.domain}`
+  const db = await openDatabase(config.database.uri, config.data_dir)
+  try {
+    await migrate(db)
+    const logins = new SqlLoginStore(db)
+    const ui = terminalUi()
+    if (network === 'signal') {
+      const { SignalClient } = await import('./signal/client.ts')
+      const { linkDevice } = await import('./signal/login.ts')
+      const { neutralLabel } = await import('./signal/convert.ts')
+      const { number, aci } = await linkDevice(new SignalClient({ daemonUrl: config.signal.daemon_url }), ui)
+      const login = await logins.save({
+        network: 'signal', address: number, personId: aci, displayName: neutralLabel(aci), ownerMxid: owner,
+        metadata: { linkedAt: Date.now() }, state: 'disconnected',
+      })
+      await ui.say(`Linked as login ${login.id}, owned by ${owner}. Restart the bridge (or it will connect at its next start).`)
+    } else {
+      const { linkWhatsApp } = await import('./whatsapp/login.ts')
+      const { People } = await import('./whatsapp/people.ts')
+      const { baileysSocketFactory, TtlCache } = await import('./whatsapp/socket.ts')
+      const { pino } = await import('pino')
+      const { Registry } = await import('prom-client')
+      const { FileMediaStore } = await import('./core/media.ts')
+      // Only linking runs here: nothing is received, so the context refuses to relay.
+      const ctx: NetworkContext = {
+        log: pino({ level: 'warn' }), db, media: new FileMediaStore(config.data_dir), metrics: new Registry(), logins,
+        receive: async () => {}, reportState: async () => {}, notify: async () => {},
+        isBridgedChat: () => false, findCopy: async () => undefined,
+      }
+      const login = await linkWhatsApp(
+        { ctx, factory: baileysSocketFactory, people: new People(db, Date.now), retryCache: new TtlCache(3_600_000), timeoutMs: 180_000 },
+        { ownerMxid: owner, ...(opts.phone ? { phoneNumber: opts.phone.replace(/[^0-9]/g, '') } : {}) }, ui)
+      await ui.say(`Linked as login ${login.id}, owned by ${owner}. Restart the bridge to start relaying with it.`)
+    }
+  } finally {
+    await db.close()
+  }
+}
