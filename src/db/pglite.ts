@@ -2,6 +2,7 @@
 // directory would corrupt it, so we hold a lock file with our pid while it is open.
 import { PGlite } from '@electric-sql/pglite'
 import { mkdir, open, readFile, rm } from 'node:fs/promises'
+import { hostname } from 'node:os'
 import { join } from 'node:path'
 import type { Db, Queryable, QueryResult } from './types.ts'
 import type { QueryObserver } from './postgres.ts'
@@ -15,24 +16,30 @@ function alive(pid: number): boolean {
   }
 }
 
+/** The lock file holds "pid@hostname": in containers every process may be pid 1, so a pid alone cannot tell
+ * a live holder on another host from a stale lock. */
 async function takeLock(path: string): Promise<void> {
+  const me = `${process.pid}@${hostname()}`
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       const fh = await open(path, 'wx')
-      await fh.writeFile(String(process.pid))
+      await fh.writeFile(me)
       await fh.close()
       return
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
-      const pid = Number((await readFile(path, 'utf8').catch(() => '')).trim())
-      if (pid && pid !== process.pid && alive(pid)) {
+      const holder = (await readFile(path, 'utf8').catch(() => '')).trim()
+      const [pidText, host] = holder.split('@')
+      const pid = Number(pidText)
+      const sameHost = host === undefined || host === hostname()
+      if (holder && (!sameHost || (pid && pid !== process.pid && alive(pid)))) {
         throw new Error(
-          `The embedded database in ${join(path, '..')} is already in use by another relay-bridge process (pid ${pid}). ` +
-            'Stop that process, or give this one its own data_dir or a PostgreSQL database.uri.',
+          `The embedded database in ${join(path, '..')} is already in use by another relay-bridge process (${holder}). ` +
+            `Stop that process, or give this one its own data_dir or a PostgreSQL database.uri. If no such process runs any more, delete ${path}.`,
           { cause: err },
         )
       }
-      await rm(path, { force: true }) // stale lock from a process that died
+      await rm(path, { force: true }) // stale lock from a process that died on this host
     }
   }
   throw new Error(`Could not lock the embedded database at ${path}.`)

@@ -98,7 +98,7 @@ export class SignalClient {
     }
     if (res.status !== 200 || typeof res.data !== 'object' || res.data === null) {
       throw new SignalUnreachableError(
-        `The signal-cli daemon at ${this.daemonUrl} answered ${method} with HTTP ${res.status}; check that SIGNAL_CLI_URL points at signal-cli daemon --http.`,
+        `The signal-cli daemon at ${this.daemonUrl} answered ${method} with HTTP ${res.status}; check that signal.daemon_url points at a signal-cli daemon started with --http.`,
         { status: res.status },
       )
     }
