@@ -1,0 +1,182 @@
+// An in-memory network that implements the adapter contract, for the core's own tests: groups, logins,
+// sends and inbound events, with failures on demand. It knows nothing of Signal or WhatsApp wire formats.
+import { DeliveryError, UserError } from '../../src/core/errors.ts'
+import { plainText, type Delivery, type InboundEvent, type MessageContent, type RemoteNetworkId, type SendResult } from '../../src/core/model.ts'
+import type { ConnectionState, GroupInfo, Login, LoginRequest, LoginUi, NetworkContext, RemoteNetwork } from '../../src/core/network.ts'
+
+export interface MemoryGroup {
+  id: string
+  name: string
+  members: string[]
+  inviteLink: string
+}
+
+export interface Sent {
+  delivery: Delivery
+  remoteId: string
+  /** The text as a member of the group would see it. */
+  text: string
+}
+
+type Failure = { disposition: 'transient' | 'permanent' | 'hold'; message: string; times: number }
+
+export class MemoryNetwork implements RemoteNetwork {
+  readonly network: RemoteNetworkId
+  readonly groups = new Map<string, MemoryGroup>()
+  readonly sent: Sent[] = []
+  private ctx: NetworkContext | undefined
+  private readonly states = new Map<string, ConnectionState>()
+  private failures: Failure[] = []
+  private counter = 0
+  private waiters: Array<() => void> = []
+  /** Logins waiting for the test to "scan" their code. */
+  private pendingLogins: Array<(address: string) => void> = []
+
+  constructor(network: RemoteNetworkId) {
+    this.network = network
+  }
+
+  async start(ctx: NetworkContext): Promise<void> {
+    this.ctx = ctx
+    for (const l of await ctx.logins.list(this.network)) {
+      if (l.state !== 'logged_out') await this.setState(l.id, 'connected')
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.ctx = undefined
+  }
+
+  private need(): NetworkContext {
+    if (!this.ctx) throw new Error('memory network not started')
+    return this.ctx
+  }
+
+  state(loginId: string): ConnectionState {
+    return this.states.get(loginId) ?? 'disconnected'
+  }
+
+  async setState(loginId: string, state: ConnectionState, message?: string): Promise<void> {
+    this.states.set(loginId, state)
+    await this.need().reportState(loginId, state, message)
+  }
+
+  // ---- test controls --------------------------------------------------------------------------
+
+  addGroup(name: string, members: string[] = []): MemoryGroup {
+    const id = `${this.network}-group-${++this.counter}`
+    const g = { id, name, members, inviteLink: `https://invite.example/${id}` }
+    this.groups.set(id, g)
+    return g
+  }
+
+  /** The next `times` sends fail this way. */
+  failNext(disposition: Failure['disposition'], message: string, times = 1): void {
+    this.failures.push({ disposition, message, times })
+  }
+
+  /** The person scans the code shown by a pending `login`. */
+  scan(address: string): void {
+    const next = this.pendingLogins.shift()
+    if (!next) throw new Error('no login is waiting for a scan')
+    next(address)
+  }
+
+  get loginsWaiting(): number {
+    return this.pendingLogins.length
+  }
+
+  /** Something a person typed in a group: goes through the bridge like a real inbound event. */
+  async say(groupId: string, from: { id: string; name: string }, text: string, extra: { replyTo?: string; remoteId?: string; loginId?: string } = {}): Promise<string> {
+    const remoteId = extra.remoteId ?? `${this.network}-in-${++this.counter}`
+    await this.inbound({
+      kind: 'message', chat: { network: this.network, id: groupId }, sender: { network: this.network, id: from.id, displayName: from.name },
+      remoteId, timestamp: Date.now(), content: { kind: 'text', body: plainText(text), attachments: [] },
+      ...(extra.replyTo ? { replyTo: extra.replyTo } : {}), ...(extra.loginId ? { loginId: extra.loginId } : {}),
+    })
+    return remoteId
+  }
+
+  async inbound(event: InboundEvent): Promise<void> {
+    await this.need().receive(event)
+  }
+
+  /** Resolves once `count` sends have been recorded. */
+  async waitForSent(count: number, timeoutMs = 10_000): Promise<Sent[]> {
+    const deadline = Date.now() + timeoutMs
+    while (this.sent.length < count) {
+      if (Date.now() > deadline) throw new Error(`${this.network}: expected ${count} sends, got ${this.sent.length}: ${JSON.stringify(this.sent.map(s => s.text))}`)
+      await new Promise<void>(resolve => {
+        this.waiters.push(resolve)
+        setTimeout(resolve, 50)
+      })
+    }
+    return this.sent
+  }
+
+  // ---- the contract -----------------------------------------------------------------------------
+
+  async send(d: Delivery): Promise<SendResult> {
+    if (d.target.loginId && this.state(d.target.loginId) === 'logged_out') {
+      throw new DeliveryError('hold', 'The relay account is logged out.')
+    }
+    const f = this.failures[0]
+    if (f) {
+      if (--f.times <= 0) this.failures.shift()
+      throw new DeliveryError(f.disposition, f.message)
+    }
+    if (!this.groups.has(d.target.chatId)) throw new DeliveryError('permanent', 'The group does not exist.')
+    const remoteId = `${this.network}-out-${++this.counter}`
+    this.sent.push({ delivery: d, remoteId, text: describe(d) })
+    for (const w of this.waiters.splice(0)) w()
+    return { remoteId, authorId: d.target.loginId ?? 'relay', sentAt: Date.now() }
+  }
+
+  async login(request: LoginRequest, ui: LoginUi): Promise<Login> {
+    const ctx = this.need()
+    await ui.showQr(`memory://${this.network}/login/${++this.counter}`, 'Scan this code.')
+    const address = await new Promise<string>(resolve => this.pendingLogins.push(resolve))
+    const login = await ctx.logins.save({
+      network: this.network, address, personId: `person-${address}`, displayName: `Relay ${address}`,
+      ownerMxid: request.ownerMxid, metadata: {},
+    })
+    await this.setState(login.id, 'connected')
+    return login
+  }
+
+  async logout(login: Login): Promise<void> {
+    this.states.set(login.id, 'logged_out')
+  }
+
+  async listGroups(): Promise<GroupInfo[]> {
+    return [...this.groups.values()].map(g => ({ id: g.id, name: g.name, memberCount: g.members.length }))
+  }
+
+  async joinGroup(_login: Login, idOrLink: string): Promise<GroupInfo> {
+    const g = [...this.groups.values()].find(x => x.id === idOrLink || x.inviteLink === idOrLink)
+    if (!g) throw new UserError(`I am not in a group “${idOrLink}”.`)
+    return { id: g.id, name: g.name, memberCount: g.members.length, inviteLink: g.inviteLink }
+  }
+
+  async createGroup(_login: Login, name: string): Promise<GroupInfo> {
+    const g = this.addGroup(name)
+    return { id: g.id, name: g.name, memberCount: 1, inviteLink: g.inviteLink }
+  }
+}
+
+function textOf(c: MessageContent): string {
+  return c.body.text + c.attachments.map(a => ` [${a.kind}: ${a.filename}]`).join('')
+}
+
+function describe(d: Delivery): string {
+  switch (d.kind) {
+    case 'message':
+      return `${textOf(d.content)}${d.replyTo ? ` (reply to ${d.replyTo.remoteId})` : ''}`
+    case 'edit':
+      return `edit ${d.of.remoteId}: ${textOf(d.content)}`
+    case 'delete':
+      return `delete ${d.of.remoteId}`
+    case 'reaction':
+      return `${d.removed ? 'unreact' : 'react'} ${d.emoji} on ${d.of.remoteId}`
+  }
+}

@@ -1,0 +1,109 @@
+// Runs the real bridge (in this process) against the fake homeserver and two in-memory networks, the way
+// scenario tests for the core drive it: people talk in Matrix through the homeserver, and in the groups
+// through the networks.
+import { pino } from 'pino'
+import { startBridge, type Bridge } from '../../src/bridge.ts'
+import type { Config } from '../../src/config.ts'
+import type { Db } from '../../src/db/types.ts'
+import { buildRegistration } from '../../src/registration.ts'
+import { FakeHomeserver, type FakeEvent } from '../fakes/homeserver.ts'
+import { MemoryNetwork, type MemoryGroup } from '../fakes/memory-network.ts'
+import { tempDir, testConfig } from './config.ts'
+import { freshDb, type DbKind } from './db.ts'
+
+export const ALICE = '@alice:example.org'
+export const ADMIN = '@admin:example.org'
+export const STRANGER = '@mallory:elsewhere.example'
+
+export interface Scenario {
+  hs: FakeHomeserver
+  bridge: Bridge
+  signal: MemoryNetwork
+  whatsapp: MemoryNetwork
+  db: Db
+  config: Config
+  /** Restarts the bridge on the same database and networks' state (a new process would see the same). */
+  restart(): Promise<void>
+  stop(): Promise<void>
+  /** Sends `!relay …` as `user` in `room` and waits for the bot's next notice there. */
+  command(user: string, room: string, text: string): Promise<string>
+  botNotices(room: string): string[]
+}
+
+export async function scenario(kind: DbKind, opts: { configure?: (raw: Record<string, any>) => void } = {}): Promise<Scenario> {
+  const db = await freshDb(kind, { migrate: false })
+  const dataDir = await tempDir()
+  const hs = await FakeHomeserver.start({ retryBackoff: { initialMs: 5, maxMs: 50 } })
+  let config = testConfig({ homeserver: hs.url, dataDir, extra: opts.configure })
+  // The fake homeserver loads the registration the bridge would generate.
+  Object.assign(hs.registration, buildRegistration(config))
+  const signal = new MemoryNetwork('signal')
+  const whatsapp = new MemoryNetwork('whatsapp')
+  const log = pino({ level: process.env.TEST_LOG ?? 'silent' })
+  const timings = { backoff: { initialMs: 20, maxMs: 200, maxAttempts: 4 }, inboxRetryMs: 50, homeserverRetryMs: 50, maintenanceMs: 3_600_000 }
+  const boot = async () => {
+    const bridge = await startBridge(config, { log, db, networks: [signal, whatsapp], timings })
+    hs.setAppserviceUrl(`http://127.0.0.1:${bridge.port}`)
+    // Later starts reuse the port the homeserver knows.
+    config = { ...config, appservice: { ...config.appservice, port: bridge.port } }
+    return bridge
+  }
+  const s: Scenario = {
+    hs, signal, whatsapp, db, config,
+    bridge: await boot(),
+    async restart() {
+      await s.bridge.stop()
+      s.bridge = await boot()
+    },
+    async stop() {
+      await s.bridge.stop()
+      await hs.stop()
+      await db.close()
+    },
+    async command(user, room, text) {
+      const before = s.botNotices(room).length
+      await hs.sendMessage(user, room, text)
+      await hs.waitFor(() => s.botNotices(room).length > before, { what: `a reply to "${text}"` })
+      return s.botNotices(room)[before]!
+    },
+    botNotices(room) {
+      return hs.timeline(room)
+        .filter((e: FakeEvent) => e.sender === hs.botUserId && e.type === 'm.room.message' && (e.content as { msgtype?: string }).msgtype === 'm.notice' && !(e.content as Record<string, unknown>)['m.new_content'])
+        .map((e: FakeEvent) => String((e.content as { body?: string }).body))
+    },
+  }
+  return s
+}
+
+/** A room with the bot in it, created by `owner` (power 100). */
+export async function roomWithBot(s: Scenario, owner = ALICE, members: string[] = []): Promise<string> {
+  for (const u of [owner, ...members]) if (!s.hs.profile(u)) s.hs.createUser(u, { displayname: u.slice(1, u.indexOf(':')).replace(/^./, c => c.toUpperCase()) })
+  const room = await s.hs.createRoom(owner, { invite: [s.hs.botUserId, ...members], name: 'Family' })
+  for (const m of members) await s.hs.join(m, room)
+  await s.hs.waitFor(() => s.hs.membership(room, s.hs.botUserId) === 'join', { what: 'the bot to join' })
+  return room
+}
+
+/** A relay login on the network, linked through `login` in the owner's direct chat. */
+export async function linkedLogin(s: Scenario, network: MemoryNetwork, owner = ALICE, address = `${network.network}-relay`): Promise<string> {
+  const dm = await s.hs.createRoom(owner, { invite: [s.hs.botUserId], isDirect: true })
+  await s.hs.waitFor(() => s.hs.membership(dm, s.hs.botUserId) === 'join', { what: 'the bot to join the direct chat' })
+  await s.hs.sendMessage(owner, dm, `login ${network.network}`)
+  await s.hs.waitFor(() => network.loginsWaiting > 0, { what: 'the login to wait for a scan' })
+  network.scan(address)
+  await s.hs.waitFor(() => s.botNotices(dm).some(n => n.startsWith('Linked!')), { what: 'the login to finish' })
+  const id = /login ([a-z]+-[0-9a-f]+)/.exec(s.botNotices(dm).find(n => n.startsWith('Linked!'))!)![1]!
+  return id
+}
+
+/** A room bridged to a fresh Signal group and a fresh WhatsApp group, each with its relay set. */
+export async function bridgedRoom(s: Scenario, owner = ALICE, members: string[] = []): Promise<{ room: string; sg: MemoryGroup; wg: MemoryGroup }> {
+  const room = await roomWithBot(s, owner, members)
+  const sg = s.signal.addGroup('Family (Signal)', ['sig-bob', 'sig-carol'])
+  const wg = s.whatsapp.addGroup('Family (WhatsApp)', ['wa-dave'])
+  const sigLogin = (await s.bridge.logins.list('signal'))[0]?.id ?? await linkedLogin(s, s.signal, owner)
+  const waLogin = (await s.bridge.logins.list('whatsapp'))[0]?.id ?? await linkedLogin(s, s.whatsapp, owner)
+  await s.command(owner, room, `!relay link signal ${sg.id} ${sigLogin}`)
+  await s.command(owner, room, `!relay link whatsapp ${wg.id} ${waLogin}`)
+  return { room, sg, wg }
+}
