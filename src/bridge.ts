@@ -17,6 +17,7 @@ import { Router } from './core/router.ts'
 import { migrate } from './db/migrate.ts'
 import { openDatabase } from './db/open.ts'
 import type { Db } from './db/types.ts'
+import { timed } from './db/timed.ts'
 import { checkHomeserver } from './homeserver-check.ts'
 import { createLogger } from './log.ts'
 import { AppserviceServer } from './matrix/appservice.ts'
@@ -59,7 +60,8 @@ async function defaultNetworks(config: Config): Promise<RemoteNetwork[]> {
 export async function startBridge(config: Config, deps: BridgeDeps = {}): Promise<Bridge> {
   const log = deps.log ?? createLogger(config.logging.level)
   const metrics = new Metrics()
-  const db = deps.db ?? await openDatabase(config.database.uri, config.data_dir, metrics.observeQuery)
+  const own = deps.db ? undefined : await openDatabase(config.database.uri, config.data_dir)
+  const db = timed(deps.db ?? own!, metrics.observeQuery)
   const applied = await migrate(db)
   if (applied.length) log.info({ applied }, 'Applied database migrations')
   const domain = config.homeserver.domain
@@ -210,7 +212,7 @@ export async function startBridge(config: Config, deps: BridgeDeps = {}): Promis
       await outbox.stop()
       for (const n of networks.values()) await n.stop().catch(() => {})
       await new Promise<void>(resolve => (metricsServer ? metricsServer.close(() => resolve()) : resolve()))
-      if (!deps.db) await db.close()
+      await own?.close()
     },
   }
 }

@@ -1,11 +1,11 @@
 import type { Db } from './types.ts'
-import { openPostgres, type QueryObserver } from './postgres.ts'
+import { openPostgres } from './postgres.ts'
 import { openPglite } from './pglite.ts'
 
 /** PostgreSQL when a URI is configured; otherwise the embedded PGlite under data_dir. */
-export async function openDatabase(uri: string, dataDir: string, observe?: QueryObserver): Promise<Db> {
+export async function openDatabase(uri: string, dataDir: string): Promise<Db> {
   if (uri) {
-    const db = openPostgres(uri, observe)
+    const db = openPostgres(uri)
     try {
       await db.query('SELECT 1')
     } catch (err) {
@@ -18,7 +18,7 @@ export async function openDatabase(uri: string, dataDir: string, observe?: Query
     }
     return db
   }
-  return openPglite(dataDir, observe)
+  return openPglite(dataDir)
 }
 
 export function redactUri(uri: string): string {

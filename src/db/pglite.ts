@@ -5,7 +5,6 @@ import { mkdir, open, readFile, rm } from 'node:fs/promises'
 import { hostname } from 'node:os'
 import { join } from 'node:path'
 import type { Db, Queryable, QueryResult } from './types.ts'
-import type { QueryObserver } from './postgres.ts'
 
 function alive(pid: number): boolean {
   try {
@@ -45,7 +44,7 @@ async function takeLock(path: string): Promise<void> {
   throw new Error(`Could not lock the embedded database at ${path}.`)
 }
 
-export async function openPglite(dataDir: string, observe?: QueryObserver): Promise<Db> {
+export async function openPglite(dataDir: string): Promise<Db> {
   const dir = join(dataDir, 'pglite')
   await mkdir(dir, { recursive: true })
   const lock = join(dataDir, 'pglite.lock')
@@ -57,26 +56,19 @@ export async function openPglite(dataDir: string, observe?: QueryObserver): Prom
     await rm(lock, { force: true })
     throw err
   }
-  return wrapPglite(pg, observe, () => rm(lock, { force: true }))
+  return wrapPglite(pg, () => rm(lock, { force: true }))
 }
 
 /** An in-memory embedded database (tests and the benchmark's baseline). */
-export async function openPgliteMemory(observe?: QueryObserver): Promise<Db> {
-  return wrapPglite(await PGlite.create(), observe, async () => {})
+export async function openPgliteMemory(): Promise<Db> {
+  return wrapPglite(await PGlite.create(), async () => {})
 }
 
-function wrapPglite(pg: PGlite, observe: QueryObserver | undefined, afterClose: () => Promise<void>): Db {
+function wrapPglite(pg: PGlite, afterClose: () => Promise<void>): Db {
   const wrap = (q: Pick<PGlite, 'query' | 'exec'>): Queryable => ({
     async query<R>(sql: string, params: unknown[] = []): Promise<QueryResult<R>> {
-      const t = performance.now()
-      let ok = false
-      try {
-        const res = await q.query<R>(sql, params)
-        ok = true
-        return { rows: res.rows, rowCount: res.affectedRows || res.rows.length }
-      } finally {
-        observe?.(performance.now() - t, ok)
-      }
+      const res = await q.query<R>(sql, params)
+      return { rows: res.rows, rowCount: res.affectedRows || res.rows.length }
     },
     async exec(sql: string) {
       await q.exec(sql)

@@ -4,20 +4,11 @@ import type { Db, Queryable, QueryResult } from './types.ts'
 // int8 (bigint) columns hold millisecond timestamps and ids far below 2^53: read them as numbers.
 pg.types.setTypeParser(20, (v: string) => Number(v))
 
-export type QueryObserver = (ms: number, ok: boolean) => void
-
-function wrap(client: pg.Pool | pg.PoolClient, observe?: QueryObserver): Queryable {
+function wrap(client: pg.Pool | pg.PoolClient): Queryable {
   return {
     async query<R>(sql: string, params: unknown[] = []): Promise<QueryResult<R>> {
-      const t = performance.now()
-      let ok = false
-      try {
-        const res = await client.query(sql, params)
-        ok = true
-        return { rows: res.rows as R[], rowCount: res.rowCount ?? 0 }
-      } finally {
-        observe?.(performance.now() - t, ok)
-      }
+      const res = await client.query(sql, params)
+      return { rows: res.rows as R[], rowCount: res.rowCount ?? 0 }
     },
     async exec(sql: string) {
       await client.query(sql)
@@ -25,11 +16,11 @@ function wrap(client: pg.Pool | pg.PoolClient, observe?: QueryObserver): Queryab
   }
 }
 
-export function openPostgres(uri: string, observe?: QueryObserver): Db {
+export function openPostgres(uri: string): Db {
   const pool = new pg.Pool({ connectionString: uri, max: 10, connectionTimeoutMillis: 5000 })
   // An idle client losing its connection (server restart) must not crash the process.
   pool.on('error', () => {})
-  const base = wrap(pool, observe)
+  const base = wrap(pool)
   return {
     kind: 'postgres',
     query: base.query,
@@ -38,7 +29,7 @@ export function openPostgres(uri: string, observe?: QueryObserver): Db {
       const client = await pool.connect()
       try {
         await client.query('BEGIN')
-        const result = await work(wrap(client, observe))
+        const result = await work(wrap(client))
         await client.query('COMMIT')
         return result
       } catch (err) {
@@ -51,7 +42,7 @@ export function openPostgres(uri: string, observe?: QueryObserver): Db {
     async session(work) {
       const client = await pool.connect()
       try {
-        return await work(wrap(client, observe))
+        return await work(wrap(client))
       } finally {
         client.release()
       }
