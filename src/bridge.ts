@@ -17,6 +17,8 @@ import { Router } from './core/router.ts'
 import { migrate } from './db/migrate.ts'
 import { openDatabase } from './db/open.ts'
 import type { Db } from './db/types.ts'
+import type { SignalNetworkOptions } from './signal/network.ts'
+import type { WhatsAppNetworkOptions } from './whatsapp/network.ts'
 import { timed } from './db/timed.ts'
 import { checkHomeserver } from './homeserver-check.ts'
 import { createLogger } from './log.ts'
@@ -50,11 +52,19 @@ export interface Bridge {
   stop(): Promise<void>
 }
 
-async function defaultNetworks(config: Config): Promise<RemoteNetwork[]> {
+/** The Signal and WhatsApp adapters as the config describes them; `overrides` lets a test entry inject
+ * the fake WhatsApp socket and shorter delays while everything else stays as in production. */
+export async function buildNetworks(
+  config: Config,
+  overrides: { signal?: Partial<SignalNetworkOptions>; whatsapp?: Partial<WhatsAppNetworkOptions> } = {},
+): Promise<RemoteNetwork[]> {
   const { SignalNetwork } = await import('./signal/network.ts')
   const { WhatsAppNetwork } = await import('./whatsapp/network.ts')
   const [min, max] = config.whatsapp.send_pace_ms
-  return [new SignalNetwork({ daemonUrl: config.signal.daemon_url }), new WhatsAppNetwork({ paceMs: [min, max] })]
+  return [
+    new SignalNetwork({ daemonUrl: config.signal.daemon_url, ...overrides.signal }),
+    new WhatsAppNetwork({ paceMs: [min, max], ...overrides.whatsapp }),
+  ]
 }
 
 export async function startBridge(config: Config, deps: BridgeDeps = {}): Promise<Bridge> {
@@ -78,7 +88,7 @@ export async function startBridge(config: Config, deps: BridgeDeps = {}): Promis
   const rooms = new BotRooms({ api, db, botMxid })
   const ghosts = new Ghosts({ db, api, media, domain, botMxid, log })
   const networks = new Map<RemoteNetworkId, RemoteNetwork>()
-  for (const n of deps.networks ?? await defaultNetworks(config)) networks.set(n.network, n)
+  for (const n of deps.networks ?? await buildNetworks(config)) networks.set(n.network, n)
   const participants = new Map<NetworkId, Participant>([['matrix', new MatrixParticipant({ api, ghosts, media, domain, log })]])
   for (const [id, n] of networks) participants.set(id, n)
 
@@ -218,9 +228,10 @@ export async function startBridge(config: Config, deps: BridgeDeps = {}): Promis
 }
 
 /** `relay-bridge start`: run until SIGINT/SIGTERM. */
-export async function runBridge(config: Config): Promise<void> {
-  const log = createLogger(config.logging.level)
-  const bridge = await startBridge(config, { log })
+export async function runBridge(config: Config, deps: BridgeDeps = {}, onReady?: (bridge: Bridge) => void): Promise<void> {
+  const log = deps.log ?? createLogger(config.logging.level)
+  const bridge = await startBridge(config, { ...deps, log })
+  onReady?.(bridge)
   await new Promise<void>(resolve => {
     const stop = (signal: string) => {
       log.info({ signal }, 'Stopping')

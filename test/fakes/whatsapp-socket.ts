@@ -137,6 +137,13 @@ export class FakeWhatsApp {
     this.groups.set(id, { id, subject: spec.subject, addressingMode: mode as GroupMetadata['addressingMode'], participants, owner: undefined })
     return id
   }
+  /** Someone joins (e.g. by the invite link). */
+  addMember(groupId: string, member: Sender): void {
+    const g = this.groups.get(groupId)
+    if (!g) throw new Error(`fake: no group ${groupId}`)
+    const id = (g.addressingMode === 'pn' ? (member.pn ?? member.lid) : (member.lid ?? member.pn))!
+    g.participants.push({ id, ...(member.lid ? { lid: member.lid } : {}), ...(member.pn ? { phoneNumber: member.pn } : {}), admin: null })
+  }
   removeSelfFrom(groupId: string): void {
     const g = this.groups.get(groupId)
     if (g) g.participants = g.participants.filter(p => p.lid !== `${this.account.lid}@lid`)

@@ -1,0 +1,168 @@
+// End-to-end: the real bridge process (test/e2e/entry.ts, which is runBridge with the fake WhatsApp socket
+// injected) against the fake homeserver and the fake signal-cli daemon, both real HTTP servers in the test
+// process. People drive it only the way people do: Matrix messages and commands, Signal envelopes, WhatsApp
+// messages.
+import { fork, type ChildProcess } from 'node:child_process'
+import { createServer } from 'node:net'
+import { readFile, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { stringify } from 'yaml'
+import { validateConfig } from '../../src/config.ts'
+import { buildRegistration } from '../../src/registration.ts'
+import { FakeHomeserver, type FakeEvent } from '../fakes/homeserver.ts'
+import { FakeSignalDaemon } from '../fakes/signal-daemon.ts'
+import { AS_TOKEN, HS_TOKEN, tempDir } from '../support/config.ts'
+import { createPostgresDatabase, type DbKind } from '../support/db.ts'
+
+const ENTRY = fileURLToPath(new URL('./entry.ts', import.meta.url))
+
+export interface WaSent {
+  jid: string
+  id: string
+  content: Record<string, any>
+  quotedId: string | null
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise(resolve => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port
+      s.close(() => resolve(port))
+    })
+  })
+}
+
+export class E2E {
+  readonly hs: FakeHomeserver
+  readonly daemon: FakeSignalDaemon
+  readonly dir: string
+  readonly configPath: string
+  readonly sentLog: string
+  readonly databaseUri: string
+  child: ChildProcess | undefined
+  private output = ''
+  private nextId = 1
+  private readonly pending = new Map<number, { resolve: (v: any) => void; reject: (e: Error) => void }>()
+
+  private constructor(hs: FakeHomeserver, daemon: FakeSignalDaemon, dir: string, databaseUri: string) {
+    this.hs = hs
+    this.daemon = daemon
+    this.dir = dir
+    this.databaseUri = databaseUri
+    this.configPath = join(dir, 'config.yaml')
+    this.sentLog = join(dir, 'whatsapp-sent.log')
+  }
+
+  static async create(kind: DbKind, opts: { databaseUri?: string; env?: NodeJS.ProcessEnv; configure?: (raw: Record<string, any>) => void } = {}): Promise<E2E> {
+    const dir = await tempDir('rb-e2e-')
+    const hs = await FakeHomeserver.start({ retryBackoff: { initialMs: 20, maxMs: 500 } })
+    const daemon = await FakeSignalDaemon.start({ receiveMode: 'on-connection', keepaliveMs: 1000 })
+    const uri = opts.databaseUri ?? (kind === 'postgres' ? await createPostgresDatabase() : '')
+    const e = new E2E(hs, daemon, dir, uri)
+    const port = await freePort()
+    const raw: Record<string, any> = {
+      homeserver: { address: hs.url, domain: 'example.org' },
+      appservice: { address: `http://127.0.0.1:${port}`, hostname: '127.0.0.1', port, id: 'relay-bridge', bot: { username: 'relaybot', displayname: 'Relay bridge' }, as_token: AS_TOKEN, hs_token: HS_TOKEN },
+      database: { uri },
+      data_dir: join(dir, 'data'),
+      signal: { daemon_url: daemon.url },
+      whatsapp: { send_pace_ms: [0, 0] },
+      bridge: { permissions: { '*': 'relay', 'example.org': 'user', '@admin:example.org': 'admin' } },
+      metrics: { enabled: false, port: 0 },
+      logging: { level: process.env.TEST_LOG ?? 'warn' },
+    }
+    opts.configure?.(raw)
+    await writeFile(e.configPath, stringify(raw))
+    Object.assign(hs.registration, buildRegistration(validateConfig(raw, 'e2e')))
+    hs.setAppserviceUrl(`http://127.0.0.1:${port}`)
+    await e.start(opts.env)
+    return e
+  }
+
+  /** Starts the bridge process and waits until it listens. */
+  async start(env: NodeJS.ProcessEnv = {}): Promise<void> {
+    const child = fork(ENTRY, [this.configPath, this.sentLog], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'], env: { ...process.env, ...env } })
+    this.child = child
+    child.stdout!.on('data', (d: Buffer) => (this.output = (this.output + d).slice(-200_000)))
+    child.stderr!.on('data', (d: Buffer) => (this.output = (this.output + d).slice(-200_000)))
+    child.on('message', (m: { id?: number; result?: unknown; error?: string }) => {
+      if (m.id === undefined) return
+      const p = this.pending.get(m.id)
+      this.pending.delete(m.id)
+      if (m.error !== undefined) p?.reject(new Error(m.error))
+      else p?.resolve(m.result)
+    })
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`the bridge did not start:\n${this.output}`)), 30_000)
+      child.on('message', (m: { ready?: boolean }) => {
+        if (m.ready) {
+          clearTimeout(timer)
+          resolve()
+        }
+      })
+      child.once('exit', code => {
+        clearTimeout(timer)
+        reject(new Error(`the bridge exited with ${code} during start:\n${this.output}`))
+      })
+    })
+  }
+
+  /** Kills the bridge process with a real signal and waits for it to be gone. */
+  async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    const child = this.child
+    if (!child || child.exitCode !== null || child.signalCode !== null) return
+    const gone = new Promise<void>(resolve => child.once('exit', () => resolve()))
+    child.kill(signal)
+    await gone
+    for (const p of this.pending.values()) p.reject(new Error('the bridge process went away'))
+    this.pending.clear()
+  }
+
+  logs(): string {
+    return this.output
+  }
+
+  /** Calls a method of the fake WhatsApp inside the bridge process. */
+  wa<T = any>(method: string, ...args: unknown[]): Promise<T> {
+    const id = this.nextId++
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { resolve, reject })
+      this.child!.send({ id, method, args })
+    })
+  }
+
+  async waSent(): Promise<WaSent[]> {
+    const text = await readFile(this.sentLog, 'utf8').catch(() => '')
+    return text.split('\n').filter(Boolean).map(l => JSON.parse(l) as WaSent)
+  }
+
+  async waitForWaSent(check: (sent: WaSent[]) => boolean, what: string, timeoutMs = 20_000): Promise<WaSent[]> {
+    const end = Date.now() + timeoutMs
+    for (;;) {
+      const sent = await this.waSent()
+      if (check(sent)) return sent
+      if (Date.now() > end) throw new Error(`timed out waiting for WhatsApp: ${what}; sent: ${JSON.stringify(sent.map(s => s.content))}\n${this.output.slice(-5000)}`)
+      await new Promise(r => setTimeout(r, 50))
+    }
+  }
+
+  botEvents(room: string): FakeEvent[] {
+    return this.hs.timeline(room).filter(e => e.sender === this.hs.botUserId && e.type === 'm.room.message')
+  }
+
+  notices(room: string): string[] {
+    return this.botEvents(room).filter(e => (e.content as any).msgtype === 'm.notice' && !(e.content as any)['m.new_content']).map(e => String((e.content as any).body))
+  }
+
+  async waitForNotice(room: string, match: RegExp, timeoutMs = 20_000): Promise<string> {
+    await this.hs.waitFor(() => this.notices(room).some(n => match.test(n)), { timeoutMs, what: `a notice matching ${match} (logs:\n${this.output.slice(-3000)})` })
+    return this.notices(room).find(n => match.test(n))!
+  }
+
+  async stop(): Promise<void> {
+    await this.kill('SIGTERM')
+    await this.daemon.stop()
+    await this.hs.stop()
+  }
+}
