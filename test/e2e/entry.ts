@@ -25,8 +25,17 @@ wa.sent.push = (...records: SentRecord[]) => {
   return push(...records)
 }
 
-// Plain data only crosses IPC; the fake's protobuf objects go through JSON.
-const plain = (v: unknown): unknown => (v === undefined ? null : JSON.parse(JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? String(x) : x))))
+// IPC uses structured clone ('advanced' serialization), so bytes cross as bytes; protobuf objects are
+// turned into plain data first (no prototypes, no functions).
+function plain(v: unknown): unknown {
+  if (v === undefined || v === null) return null
+  if (v instanceof Uint8Array || typeof v !== 'object') return typeof v === 'bigint' || typeof v === 'function' ? String(v) : v
+  if (typeof (v as { toNumber?: unknown }).toNumber === 'function') return (v as { toNumber(): number }).toNumber() // Long
+  if (Array.isArray(v)) return v.map(plain)
+  const out: Record<string, unknown> = {}
+  for (const [k, x] of Object.entries(v)) if (typeof x !== 'function') out[k] = plain(x)
+  return out
+}
 
 process.on('message', (msg: { id: number; method: string; args: unknown[] }) => {
   void (async () => {

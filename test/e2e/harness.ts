@@ -82,7 +82,7 @@ export class E2E {
 
   /** Starts the bridge process and waits until it listens. */
   async start(env: NodeJS.ProcessEnv = {}): Promise<void> {
-    const child = fork(ENTRY, [this.configPath, this.sentLog], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'], env: { ...process.env, ...env } })
+    const child = fork(ENTRY, [this.configPath, this.sentLog], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'], serialization: 'advanced', env: { ...process.env, ...env } })
     this.child = child
     child.stdout!.on('data', (d: Buffer) => (this.output = (this.output + d).slice(-200_000)))
     child.stderr!.on('data', (d: Buffer) => (this.output = (this.output + d).slice(-200_000)))
@@ -147,6 +147,17 @@ export class E2E {
     }
   }
 
+  /** Polls a check that spans several fakes (each fake's own waits only wake on its own changes). */
+  async until<T>(check: () => T | undefined | false | Promise<T | undefined | false>, what: string, timeoutMs = 20_000): Promise<T> {
+    const end = Date.now() + timeoutMs
+    for (;;) {
+      const v = await check()
+      if (v) return v
+      if (Date.now() > end) throw new Error(`timed out waiting for ${what}\n${this.output.slice(-5000)}`)
+      await new Promise(r => setTimeout(r, 25))
+    }
+  }
+
   botEvents(room: string): FakeEvent[] {
     return this.hs.timeline(room).filter(e => e.sender === this.hs.botUserId && e.type === 'm.room.message')
   }
@@ -161,6 +172,7 @@ export class E2E {
   }
 
   async stop(): Promise<void> {
+    if (process.env.E2E_DEBUG) console.log(this.output)
     await this.kill('SIGTERM')
     await this.daemon.stop()
     await this.hs.stop()

@@ -10,6 +10,7 @@ import { TransactionPusher } from './homeserver/pusher.ts'
 import { HomeserverState } from './homeserver/state.ts'
 import {
   MatrixFault,
+  newMediaId,
   type AppserviceRegistration,
   type FakeEvent,
   type FakeHomeserverOptions,
@@ -303,6 +304,13 @@ export class FakeHomeserver {
 
   rooms(): string[] {
     return [...this.state.rooms.keys()]
+  }
+
+  /** A real user uploads a file to the media repository (as their client would); returns the mxc URI. */
+  uploadAs(userId: string, data: Buffer, mimetype: string, filename?: string): string {
+    const id = newMediaId()
+    this.api.media.set(id, { data: Buffer.from(data), mimetype, filename, uploader: userId })
+    return `mxc://${this.domain}/${id}`
   }
 
   profile(userId: string): { displayname?: string; avatar_url?: string } | undefined {
