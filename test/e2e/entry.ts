@@ -2,7 +2,8 @@
 // WhatsApp socket injected. The fake cannot cross a process boundary, so the test drives it over IPC:
 // {id, method, args} in, {id, result | error} out. Every WhatsApp send is also appended to a file
 // before it returns, so a test can count deliveries across a SIGKILL.
-import { appendFileSync } from 'node:fs'
+import { appendFileSync, existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
+import type { GroupMetadata } from '@whiskeysockets/baileys'
 import { runBridge } from '../../src/bridge.ts'
 import { buildNetworks } from '../../src/bridge.ts'
 import { loadConfig } from '../../src/config.ts'
@@ -17,6 +18,25 @@ const send = process.send.bind(process)
 
 const wa = new FakeWhatsApp()
 await wa.start()
+
+// WhatsApp's servers outlive the bridge: the fake's groups and invites are kept in a file beside the sent
+// log, so a restarted bridge (even after SIGKILL) finds the same world.
+const worldFile = `${sentLog}.world.json`
+if (existsSync(worldFile)) {
+  const world = JSON.parse(readFileSync(worldFile, 'utf8')) as { groups: [string, GroupMetadata][]; invites: [string, string][] }
+  for (const [id, g] of world.groups) wa.groups.set(id, g)
+  for (const [code, id] of world.invites) wa.invites.set(code, id)
+}
+let saved = ''
+const saveWorld = () => {
+  const now = JSON.stringify({ groups: [...wa.groups], invites: [...wa.invites] })
+  if (now !== saved) {
+    writeFileSync(`${worldFile}.tmp`, now)
+    renameSync(`${worldFile}.tmp`, worldFile)
+    saved = now
+  }
+}
+setInterval(saveWorld, 20).unref()
 const push = wa.sent.push.bind(wa.sent)
 wa.sent.push = (...records: SentRecord[]) => {
   for (const r of records) {
@@ -43,6 +63,7 @@ process.on('message', (msg: { id: number; method: string; args: unknown[] }) => 
       const target = wa as unknown as Record<string, (...a: unknown[]) => unknown>
       if (typeof target[msg.method] !== 'function') throw new Error(`FakeWhatsApp has no method ${msg.method}`)
       const result = await target[msg.method]!.apply(wa, msg.args)
+      saveWorld()
       send({ id: msg.id, result: plain(result) })
     } catch (err) {
       send({ id: msg.id, error: (err as Error).message })

@@ -171,6 +171,14 @@ export class E2E {
     return this.notices(room).find(n => match.test(n))!
   }
 
+  /** Types a command as `user` in `room` and returns the bot's next notice there. */
+  async command(user: string, room: string, text: string): Promise<string> {
+    const before = this.notices(room).length
+    await this.hs.sendMessage(user, room, text)
+    await this.hs.waitFor(() => this.notices(room).length > before, { timeoutMs: 20_000, what: `a reply to ${text}` })
+    return this.notices(room)[before]!
+  }
+
   async stop(): Promise<void> {
     if (process.env.E2E_DEBUG) console.log(this.output)
     await this.kill('SIGTERM')

@@ -59,11 +59,9 @@ export async function setUpPortal(e: E2E): Promise<Portal> {
   await e.hs.waitForEvent(room, ev => ev.sender === `@signal_${BOB.aci}:example.org` && (ev.content as any).body === 'is anyone here?')
 
   // The operator makes the WhatsApp group from the room.
-  await e.hs.sendMessage(ADMIN, room, '!relay create whatsapp')
-  const created = await e.waitForNotice(room, /Created the WhatsApp group/)
-  expect(created).toMatch(/Share this link so people can join: https:\/\/chat\.whatsapp\.com\//)
-  await e.hs.sendMessage(ADMIN, room, '!relay status')
-  const status = await e.waitForNotice(room, /This room is bridged/)
+  const created = await e.command(ADMIN, room, '!relay create whatsapp')
+  expect(created).toMatch(/Created the WhatsApp group[\s\S]*Share this link so people can join: https:\/\/chat\.whatsapp\.com\//)
+  const status = await e.command(ADMIN, room, '!relay status')
   const wg = /WhatsApp: group `([^`]+)`/.exec(status)![1]!
   expect(status).toMatch(/Signal: group `[^`]+`; relayed by sig-[0-9a-f]+, connected/)
   expect(status).toMatch(/WhatsApp: group `[^`]+`; relayed by wa-[0-9a-f]+, connected/)
