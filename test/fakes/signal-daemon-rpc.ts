@@ -25,6 +25,8 @@ export interface RpcState {
   readonly failingAccounts: Set<string>
   readonly pendingLinks: Map<string, { used: boolean; finish?: (r: FakeAccount | Error) => void }>
   recipientResult(member: { number: string | null; uuid: string }, method: string): string | undefined
+  /** What a RATE_LIMIT_FAILURE result says to wait. */
+  readonly retryAfterSeconds: number
   nextTimestamp(): number
   notify(): void
   hasStream(account: string): boolean
@@ -52,11 +54,13 @@ async function one(state: RpcState, req: unknown): Promise<unknown> {
   try {
     if (typeof r.method !== 'string') throw new RpcFault(-32600, 'method field must be set')
     const params = (r.params ?? {}) as Params
-    state.calls.push({ method: r.method, params, id })
+    const call: RecordedCall = { method: r.method, params, id }
+    state.calls.push(call)
     state.notify()
     const fault = state.faults.get(r.method)?.shift()
     if (fault) throw fault
     const result = await dispatch(state, r.method, params)
+    call.result = result
     return isNotification ? undefined : { jsonrpc: '2.0', result, id }
   } catch (err) {
     if (isNotification) return undefined
@@ -128,7 +132,7 @@ function sendResult(state: RpcState, account: FakeAccount, g: FakeGroup, method:
         recipientAddress: { uuid: m.uuid, number: m.number, username: null },
         groupId: g.id,
         type,
-        ...(type === 'RATE_LIMIT_FAILURE' ? { retryAfterSeconds: 30 } : {}),
+        ...(type === 'RATE_LIMIT_FAILURE' ? { retryAfterSeconds: state.retryAfterSeconds } : {}),
       }
     })
   const response = { timestamp, results }

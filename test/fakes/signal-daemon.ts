@@ -38,6 +38,8 @@ export interface RecordedCall {
   method: string
   params: Record<string, unknown>
   id: unknown
+  /** The result the daemon answered with (absent for errors). */
+  result?: unknown
 }
 
 interface Stream {
@@ -59,6 +61,8 @@ export class FakeSignalDaemon implements RpcState {
   /** Faults to answer the next calls of a method with, in order. */
   readonly faults = new Map<string, RpcFault[]>()
   /** Per-recipient result type of a send; return undefined for SUCCESS. */
+  /** `retryAfterSeconds` of RATE_LIMIT_FAILURE results (the server's usual answer is in this range). */
+  retryAfterSeconds = 30
   recipientResult: (member: { number: string | null; uuid: string }, method: string) => string | undefined = () => undefined
   /** Optional: before the drop, sends fail with every recipient NETWORK_FAILURE (§11.5). */
   readonly failingAccounts = new Set<string>()

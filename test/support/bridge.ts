@@ -5,6 +5,7 @@ import { pino } from 'pino'
 import { startBridge, type Bridge } from '../../src/bridge.ts'
 import type { Config } from '../../src/config.ts'
 import type { Db } from '../../src/db/types.ts'
+import type { RemoteNetwork } from '../../src/core/network.ts'
 import { buildRegistration } from '../../src/registration.ts'
 import { FakeHomeserver, type FakeEvent } from '../fakes/homeserver.ts'
 import { MemoryNetwork, type MemoryGroup } from '../fakes/memory-network.ts'
@@ -22,15 +23,24 @@ export interface Scenario {
   whatsapp: MemoryNetwork
   db: Db
   config: Config
-  /** Restarts the bridge on the same database and networks' state (a new process would see the same). */
-  restart(): Promise<void>
+  /** Restarts the bridge on the same database and networks' state (a new process would see the same);
+   * `whileStopped` runs between the stop and the start. */
+  restart(whileStopped?: () => Promise<void>): Promise<void>
   stop(): Promise<void>
   /** Sends `!relay …` as `user` in `room` and waits for the bot's next notice there. */
   command(user: string, room: string, text: string): Promise<string>
   botNotices(room: string): string[]
 }
 
-export async function scenario(kind: DbKind, opts: { configure?: (raw: Record<string, any>) => void } = {}): Promise<Scenario> {
+export interface ScenarioOptions {
+  configure?: (raw: Record<string, any>) => void
+  /** Builds the bridge's networks at every (re)start, as a new process would; the in-memory pair by default. */
+  networks?: () => RemoteNetwork[]
+  /** The outbox's retry schedule (default: four quick attempts). */
+  backoff?: { initialMs: number; maxMs: number; maxAttempts: number }
+}
+
+export async function scenario(kind: DbKind, opts: ScenarioOptions = {}): Promise<Scenario> {
   const db = await freshDb(kind, { migrate: false })
   const dataDir = await tempDir()
   const hs = await FakeHomeserver.start({ retryBackoff: { initialMs: 5, maxMs: 50 } })
@@ -40,9 +50,9 @@ export async function scenario(kind: DbKind, opts: { configure?: (raw: Record<st
   const signal = new MemoryNetwork('signal')
   const whatsapp = new MemoryNetwork('whatsapp')
   const log = pino({ level: process.env.TEST_LOG ?? 'silent' })
-  const timings = { backoff: { initialMs: 20, maxMs: 200, maxAttempts: 4 }, inboxRetryMs: 50, homeserverRetryMs: 50, maintenanceMs: 3_600_000 }
+  const timings = { backoff: opts.backoff ?? { initialMs: 20, maxMs: 200, maxAttempts: 4 }, inboxRetryMs: 50, homeserverRetryMs: 50, maintenanceMs: 3_600_000 }
   const boot = async () => {
-    const bridge = await startBridge(config, { log, db, networks: [signal, whatsapp], timings })
+    const bridge = await startBridge(config, { log, db, networks: opts.networks?.() ?? [signal, whatsapp], timings })
     hs.setAppserviceUrl(`http://127.0.0.1:${bridge.port}`)
     // Later starts reuse the port the homeserver knows.
     config = { ...config, appservice: { ...config.appservice, port: bridge.port } }
@@ -51,8 +61,9 @@ export async function scenario(kind: DbKind, opts: { configure?: (raw: Record<st
   const s: Scenario = {
     hs, signal, whatsapp, db, config,
     bridge: await boot(),
-    async restart() {
+    async restart(whileStopped) {
       await s.bridge.stop()
+      await whileStopped?.()
       s.bridge = await boot()
     },
     async stop() {

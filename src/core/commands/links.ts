@@ -43,7 +43,9 @@ async function attach(ctx: Ctx, network: RemoteNetworkId, group: GroupInfo, logi
   }
   const linked = await portals.link(portal, network, group.id, loginId)
   if (!linked.name && group.name) await portals.setName(linked, group.name)
+  // The link stands without the m.bridge marker: a bot invited with power level 0 may not set state.
   await rooms.setBridgeInfo(ctx.roomId, network, { network, id: group.id, name: group.name }, portal.creator ?? ctx.sender)
+    .catch((err: unknown) => ctx.env.log.warn({ err: (err as Error).message }, 'Could not mark the room as bridged (m.bridge); the bot may need a higher power level'))
   ctx.portal = portals.get(portal.id)
   // Messages held because the room had no group or relay can go now.
   await ctx.env.outbox.release(network, [group.id])
@@ -87,6 +89,7 @@ export async function unlink(ctx: Ctx): Promise<void> {
   if (!ctx.portal || !groupId) throw new UserError(`This room is not linked to a ${label(network)} group.`)
   ctx.portal = await ctx.env.portals.unlink(ctx.portal, network)
   await ctx.env.rooms.clearBridgeInfo(ctx.roomId, network, groupId)
+    .catch((err: unknown) => ctx.env.log.warn({ err: (err as Error).message }, 'Could not clear the room’s m.bridge marker; the bot may need a higher power level'))
   await ctx.reply(`Unlinked the ${label(network)} group. Link it again any time with \`link ${network} ${groupId}\`.`)
 }
 

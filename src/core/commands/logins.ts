@@ -28,7 +28,8 @@ function chatUi(ctx: Ctx, roomId: string): LoginUi {
 export async function login(ctx: Ctx): Promise<void> {
   requireLevel(ctx, 'user')
   const network = parseNetwork(ctx.args[0], 'login whatsapp')
-  const phone = ctx.args[1]
+  // People type numbers with spaces (`+1 555 010 0000`): everything after the network is the number.
+  const phone = ctx.args.length > 1 ? ctx.args.slice(1).join(' ') : undefined
   if (phone !== undefined && (network !== 'whatsapp' || !/^\+?[0-9 ()-]{6,20}$/.test(phone))) {
     throw new UserError(network === 'whatsapp'
       ? 'A pairing code needs the phone number in international form, e.g. `login whatsapp +15550100042`.'

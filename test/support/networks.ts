@@ -1,0 +1,144 @@
+// The scenario harness with the real adapters: the bridge runs in-process against the fake homeserver,
+// a fake signal-cli daemon (real HTTP, SSE) and a fake WhatsApp (Baileys-shaped sockets). People log in
+// and link groups with the commands they would type.
+import { vi } from 'vitest'
+import type { WhatsAppNetworkOptions } from '../../src/whatsapp/network.ts'
+import { WhatsAppNetwork } from '../../src/whatsapp/network.ts'
+import { SignalNetwork, type SignalTimings } from '../../src/signal/network.ts'
+import type { FakeEvent } from '../fakes/homeserver.ts'
+import { FakeSignalDaemon, type FakeAccount, type FakeDaemonOptions } from '../fakes/signal-daemon.ts'
+import type { FakeSender } from '../fakes/signal-envelopes.ts'
+import { FakeWhatsApp } from '../fakes/whatsapp-socket.ts'
+import { ALICE, roomWithBot, scenario, type Scenario, type ScenarioOptions } from './bridge.ts'
+import type { DbKind } from './db.ts'
+
+export const SIGNAL_TIMINGS: SignalTimings = { watchdogMs: 2000, backoffInitialMs: 20, backoffMaxMs: 200, pollAccountsMs: 100, receiveRetryMs: 20, rpcTimeoutMs: 2000 }
+export const WHATSAPP_OPTIONS: WhatsAppNetworkOptions = { paceMs: [0, 0], reconnect: { initialMs: 5, maxMs: 50 }, phoneCheckMs: 0, loginTimeoutMs: 10_000 }
+
+/** The Signal relay account (a phone linked through the bridge) and two group members. */
+export const SIG_RELAY = { number: '+15550100001', aci: '5f0c2a9e-3b7d-4e61-9a2c-7d1e8b4f6a30', name: 'Relay' }
+export const SIG_BOB: FakeSender = { number: '+15550100002', aci: 'a3e91c47-0d52-4b8e-b6f1-2c9d7e0a5b14', name: 'Bob' }
+export const SIG_CAROL: FakeSender = { number: null, aci: 'e7b2d019-6c4a-4f3e-8d25-91a0c6f3b7e8', name: 'Carol' }
+/** WhatsApp group members, by LID with their phone-number JID. */
+export const WA_DAVE = { lid: '201000000000042@lid', pn: '15550100042@s.whatsapp.net' }
+export const WA_ERIN = { lid: '201000000000043@lid', pn: '15550100043@s.whatsapp.net' }
+
+export interface RealScenario extends Scenario {
+  daemon: FakeSignalDaemon
+  wa: FakeWhatsApp
+  /** The adapters of the bridge running now (a restart builds new ones, as a new process would). */
+  signalNet: SignalNetwork
+  whatsappNet: WhatsAppNetwork
+}
+
+export async function realScenario(kind: DbKind, opts: { daemon?: FakeDaemonOptions; whatsapp?: WhatsAppNetworkOptions; signal?: SignalTimings; configure?: (raw: Record<string, any>) => void; backoff?: ScenarioOptions['backoff'] } = {}): Promise<RealScenario> {
+  const daemon = await FakeSignalDaemon.start({ keepaliveMs: 500, ...opts.daemon })
+  const wa = new FakeWhatsApp()
+  await wa.start()
+  const current: { signal?: SignalNetwork; whatsapp?: WhatsAppNetwork } = {}
+  const base = await scenario(kind, {
+    ...(opts.configure ? { configure: opts.configure } : {}),
+    ...(opts.backoff ? { backoff: opts.backoff } : {}),
+    networks: () => {
+      current.signal = new SignalNetwork({ daemonUrl: daemon.url, timings: { ...SIGNAL_TIMINGS, ...opts.signal } })
+      current.whatsapp = new WhatsAppNetwork({ ...WHATSAPP_OPTIONS, socketFactory: wa.factory, ...opts.whatsapp })
+      return [current.signal, current.whatsapp]
+    },
+  })
+  const stopBase = base.stop.bind(base)
+  const s = base as RealScenario
+  Object.defineProperties(s, {
+    daemon: { value: daemon },
+    wa: { value: wa },
+    signalNet: { get: () => current.signal },
+    whatsappNet: { get: () => current.whatsapp },
+  })
+  s.stop = async () => {
+    await stopBase()
+    await daemon.stop()
+    await wa.stop()
+  }
+  return s
+}
+
+const contentOf = (e: FakeEvent) => e.content as Record<string, any>
+
+/** Waits for something outside the homeserver (a fake network's state): re-checked every few ms. */
+export function until<T>(check: () => T | undefined | null | false, what = 'a condition', timeoutMs = 5000): Promise<T> {
+  return vi.waitFor(() => {
+    const v = check()
+    if (!v) throw new Error(`still waiting for ${what}`)
+    return v
+  }, { timeout: timeoutMs, interval: 10 })
+}
+
+/** Events the bot posted in a room, of a msgtype (edits excluded). */
+export function botEvents(s: Scenario, room: string, msgtype: string): FakeEvent[] {
+  return s.hs.timeline(room).filter(e => e.sender === s.hs.botUserId && e.type === 'm.room.message' && contentOf(e).msgtype === msgtype && !contentOf(e)['m.new_content'])
+}
+
+/** The owner's direct chat with the bot. */
+export async function directChat(s: Scenario, owner = ALICE): Promise<string> {
+  if (!s.hs.profile(owner)) s.hs.createUser(owner, { displayname: owner.slice(1, owner.indexOf(':')).replace(/^./, c => c.toUpperCase()) })
+  const dm = await s.hs.createRoom(owner, { invite: [s.hs.botUserId], isDirect: true })
+  await s.hs.waitFor(() => s.hs.membership(dm, s.hs.botUserId) === 'join', { what: 'the bot to join the direct chat' })
+  return dm
+}
+
+export async function waitForNotice(s: Scenario, room: string, match: RegExp, what = String(match)): Promise<string> {
+  return s.hs.waitFor(() => s.botNotices(room).find(n => match.test(n)), { what: `a bot notice ${what}` })
+}
+
+const loginIdIn = (notice: string) => /login ([a-z]+-[0-9a-f]+)/.exec(notice)![1]!
+
+/** `login signal` in the direct chat, the phone scans the QR code; returns the login id. */
+export async function loginSignal(s: RealScenario, dm: string, account: { number: string; aci: string; name?: string } = SIG_RELAY, owner = ALICE): Promise<string> {
+  const before = s.botNotices(dm).length
+  await s.hs.sendMessage(owner, dm, 'login signal')
+  await s.hs.waitFor(() => botEvents(s, dm, 'm.image').length > 0, { what: 'the Signal QR code' })
+  await s.daemon.scanLink(account)
+  const linked = await s.hs.waitFor(() => s.botNotices(dm).slice(before).find(n => n.startsWith('Linked!')), { what: 'the Signal login to finish' })
+  await s.daemon.until(() => s.daemon.hasStream(account.number))
+  return loginIdIn(linked)
+}
+
+/** `login whatsapp` in the direct chat, the phone scans the QR code; returns the login id. */
+export async function loginWhatsApp(s: RealScenario, dm: string, owner = ALICE): Promise<string> {
+  const before = s.botNotices(dm).length
+  const images = botEvents(s, dm, 'm.image').length
+  await s.hs.sendMessage(owner, dm, 'login whatsapp')
+  await s.hs.waitFor(() => botEvents(s, dm, 'm.image').length > images, { what: 'the WhatsApp QR code' })
+  s.wa.scanQr()
+  const linked = await s.hs.waitFor(() => s.botNotices(dm).slice(before).find(n => n.startsWith('Linked!')), { what: 'the WhatsApp login to finish' })
+  const id = loginIdIn(linked)
+  await until(() => s.whatsappNet.state(id) === 'connected', 'the WhatsApp session to connect')
+  return id
+}
+
+/** A Signal group the relay account is in, with Bob and Carol. */
+export function signalGroup(s: RealScenario, name = 'Family (Signal)', members: FakeSender[] = [SIG_BOB, SIG_CAROL]): string {
+  return s.daemon.addGroup({ name, members: [SIG_RELAY, ...members.map(m => ({ number: m.number, aci: m.aci }))] }).id
+}
+
+/** A room bridged to a Signal group (and a WhatsApp group when `whatsapp` is set) by the commands people type. */
+export async function bridgedRoom(s: RealScenario, o: { signal?: boolean; whatsapp?: boolean; owner?: string } = {}): Promise<{ room: string; dm: string; signalGroup?: string; whatsappGroup?: string; signalLogin?: string; whatsappLogin?: string }> {
+  const owner = o.owner ?? ALICE
+  const dm = await directChat(s, owner)
+  const room = await roomWithBot(s, owner)
+  const out: Awaited<ReturnType<typeof bridgedRoom>> = { room, dm }
+  if (o.signal !== false) {
+    out.signalLogin = await loginSignal(s, dm)
+    out.signalGroup = signalGroup(s)
+    const reply = await s.command(owner, room, `!relay link signal ${out.signalGroup}`)
+    if (!reply.startsWith('Linked this room')) throw new Error(`link signal failed: ${reply}`)
+  }
+  if (o.whatsapp) {
+    out.whatsappLogin = await loginWhatsApp(s, dm)
+    out.whatsappGroup = s.wa.addGroup({ subject: 'Family (WhatsApp)', members: [WA_DAVE, WA_ERIN] })
+    const reply = await s.command(owner, room, `!relay link whatsapp ${out.whatsappGroup}`)
+    if (!reply.startsWith('Linked this room')) throw new Error(`link whatsapp failed: ${reply}`)
+  }
+  return out
+}
+
+export type { FakeAccount }

@@ -1,0 +1,140 @@
+// WhatsApp and Matrix (and Signal) through the whole bridge: the real WhatsAppNetwork against the fake
+// socket, the real bridge against the fake homeserver. Each kind of content both ways, and replies,
+// edits, revokes and reactions landing on the right copies.
+import { proto } from '@whiskeysockets/baileys'
+import { afterEach, describe, expect, it } from 'vitest'
+import type { FakeEvent } from '../fakes/homeserver.ts'
+import { groupText } from '../fakes/signal-envelopes.ts'
+import { ALICE } from '../support/bridge.ts'
+import { DB_KINDS } from '../support/db.ts'
+import { SIG_BOB, SIG_RELAY, WA_DAVE, WA_ERIN, bridgedRoom, realScenario, until, type RealScenario } from '../support/networks.ts'
+import { content, settled, upload } from '../support/relay.ts'
+
+const PNG = Buffer.from('89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489', 'hex')
+const { ProtocolMessage } = proto.Message
+
+describe.each(DB_KINDS)('WhatsApp through the bridge on %s', kind => {
+  let s: RealScenario
+  afterEach(async () => s?.stop())
+
+  async function setup(withSignal = false) {
+    s = await realScenario(kind)
+    const r = await bridgedRoom(s, { signal: withSignal, whatsapp: true })
+    return { room: r.room, group: r.whatsappGroup!, signalGroup: r.signalGroup }
+  }
+  const said = (room: string, match: (e: FakeEvent) => boolean) => s.hs.waitForEvent(room, match)
+  const ghostMessages = (room: string) => s.hs.timeline(room).filter(e => e.sender.startsWith('@whatsapp_') && e.type === 'm.room.message')
+  /** What the relay sent to the group, after `from`. */
+  const sentTo = (group: string, from = 0) => s.wa.sent.slice(from).filter(m => m.jid === group)
+
+  it('a WhatsApp message appears in Matrix as the sender’s ghost under their push name, with formatting and a mention', async () => {
+    const { room, group } = await setup()
+    s.wa.deliver({ chat: group, from: WA_ERIN, pushName: 'Erin', message: { conversation: 'hello' } })
+    await said(room, e => content(e).body === 'hello')
+    s.wa.deliver({ chat: group, from: WA_DAVE, pushName: 'Dave', message: { extendedTextMessage: { text: 'hi @201000000000043, *really* _soon_', contextInfo: { mentionedJid: [WA_ERIN.lid] } } } })
+    const ev = await said(room, e => String(content(e).body).startsWith('hi '))
+    expect(s.hs.profile(ev.sender)?.displayname).toBe('Dave (WhatsApp)')
+    expect(ev.sender).not.toContain('15550100042') // no phone number in the ghost id
+    expect(content(ev).body).toBe('hi @Erin, really soon')
+    expect(content(ev).formatted_body).toMatch(/<strong>really<\/strong> <em>soon<\/em>/)
+    expect(content(ev)['m.mentions']?.user_ids).toHaveLength(1)
+  })
+
+  it('a WhatsApp user’s quoted reply to a Matrix message arrives in Matrix as a reply to the original event', async () => {
+    const { room, group } = await setup()
+    const original = await s.hs.sendMessage(ALICE, room, 'dinner at 8?')
+    const copy = await until(() => sentTo(group)[0])
+    await settled(s)
+    s.wa.deliver({
+      chat: group, from: WA_DAVE, pushName: 'Dave',
+      message: { extendedTextMessage: { text: 'yes!', contextInfo: { stanzaId: copy.id, participant: `${s.wa.account.lid}@lid`, quotedMessage: { conversation: '*Alice (Matrix)*: dinner at 8?' } } } },
+    })
+    const reply = await said(room, e => content(e).body === 'yes!')
+    expect(content(reply)['m.relates_to']).toEqual({ 'm.in_reply_to': { event_id: original } })
+  })
+
+  it('a WhatsApp edit replaces the ghost’s message, a reaction annotates it, a revoke redacts it', async () => {
+    const { room, group } = await setup()
+    const msg = s.wa.deliver({ chat: group, from: WA_DAVE, pushName: 'Dave', message: { conversation: 'helo' } })
+    const ev = await said(room, e => content(e).body === 'helo')
+    s.wa.deliver({ chat: group, from: WA_DAVE, pushName: 'Dave', message: { protocolMessage: { type: ProtocolMessage.Type.MESSAGE_EDIT, key: msg.key, editedMessage: { conversation: 'hello' } } } })
+    const edit = await said(room, e => content(e)['m.relates_to']?.rel_type === 'm.replace')
+    expect(content(edit)['m.relates_to'].event_id).toBe(ev.event_id)
+    expect(content(edit)['m.new_content'].body).toBe('hello')
+    s.wa.deliver({ chat: group, from: WA_ERIN, pushName: 'Erin', message: { reactionMessage: { key: msg.key, text: '😂', senderTimestampMs: Date.now() } } })
+    const r = await said(room, e => e.type === 'm.reaction')
+    expect(content(r)['m.relates_to']).toEqual({ rel_type: 'm.annotation', event_id: ev.event_id, key: '😂' })
+    s.wa.deliver({ chat: group, from: WA_DAVE, pushName: 'Dave', message: { protocolMessage: { type: ProtocolMessage.Type.REVOKE, key: msg.key } } })
+    await said(room, e => e.type === 'm.room.redaction' && (e.redacts ?? content(e).redacts) === ev.event_id)
+  })
+
+  it('a WhatsApp photo with a caption arrives in Matrix as an image with its bytes; a message that failed to decrypt does not', async () => {
+    const { room, group } = await setup()
+    const media = await s.wa.uploadMedia(PNG, 'image')
+    s.wa.undecryptable({ chat: group, from: WA_DAVE, pushName: 'Dave' })
+    s.wa.deliver({ chat: group, from: WA_DAVE, pushName: 'Dave', message: { imageMessage: { ...media, mimetype: 'image/png', caption: 'our cat', width: 1, height: 1 } } })
+    const image = await said(room, e => content(e).msgtype === 'm.image')
+    expect(s.hs.media(content(image).url)?.data.equals(PNG)).toBe(true)
+    await settled(s)
+    expect(ghostMessages(room).map(e => content(e).msgtype === 'm.image' ? 'image' : content(e).body)).toEqual(expect.arrayContaining(['image']))
+    expect(ghostMessages(room).some(e => content(e).body === '')).toBe(false)
+  })
+
+  it('a Matrix message reaches the WhatsApp group with the sender in bold; a reply quotes the WhatsApp original; edit, redaction and reaction hit the relay’s copy', async () => {
+    const { room, group } = await setup()
+    const daves = s.wa.deliver({ chat: group, from: WA_DAVE, pushName: 'Dave', message: { conversation: 'who is coming?' } })
+    const daveEvent = await said(room, e => content(e).body === 'who is coming?')
+    const mine = await s.hs.sendMessage(ALICE, room, { msgtype: 'm.text', body: 'me', format: 'org.matrix.custom.html', formatted_body: '<em>me</em>', 'm.relates_to': { 'm.in_reply_to': { event_id: daveEvent.event_id } } })
+    const reply = await until(() => sentTo(group)[0])
+    expect(reply.content.text).toBe('*Alice (Matrix)*: _me_')
+    expect(reply.options.quotedId).toBe(daves.key.id)
+    await s.hs.sendMessage(ALICE, room, { msgtype: 'm.text', body: '* me too', 'm.new_content': { msgtype: 'm.text', body: 'me too' }, 'm.relates_to': { rel_type: 'm.replace', event_id: mine } })
+    const edit = await until(() => sentTo(group)[1])
+    expect(edit.content).toMatchObject({ text: '*Alice (Matrix)*: me too', edit: { id: reply.id, fromMe: true } })
+    await s.hs.redact(ALICE, room, mine)
+    const revoke = await until(() => sentTo(group)[2])
+    expect(revoke.content).toMatchObject({ delete: { id: reply.id, fromMe: true } })
+    await s.hs.sendEvent(ALICE, room, 'm.reaction', { 'm.relates_to': { rel_type: 'm.annotation', event_id: daveEvent.event_id, key: '👍' } })
+    // `reactions: message`: the relay says it in a short message quoting Dave's.
+    const note = await until(() => sentTo(group)[3])
+    expect(note.content.text).toContain('👍')
+    expect(note.options.quotedId).toBe(daves.key.id)
+  })
+
+  it('a Matrix image goes to WhatsApp as an image message with its caption', async () => {
+    const { room, group } = await setup()
+    const mxc = await upload(s, PNG, 'image/png', 'cat.png')
+    await s.hs.sendMessage(ALICE, room, { msgtype: 'm.image', body: 'our cat', filename: 'cat.png', url: mxc, info: { mimetype: 'image/png', size: PNG.length } })
+    const sent = await until(() => sentTo(group)[0])
+    expect(sent.message.message?.imageMessage).toMatchObject({ mimetype: 'image/png', caption: '*Alice (Matrix)*: our cat' })
+  })
+
+  it('a WhatsApp user’s reply to a Signal user’s message arrives on Signal as a quote of the Signal original', async () => {
+    const { room, group, signalGroup } = await setup(true)
+    const bobs = groupText(SIG_BOB, signalGroup!, 'who brings cake?')
+    s.daemon.push(SIG_RELAY.number, bobs)
+    const relayCopy = await until(() => sentTo(group)[0])
+    expect(relayCopy.content.text).toBe('*Bob (Signal)*: who brings cake?')
+    await settled(s)
+    s.wa.deliver({
+      chat: group, from: WA_DAVE, pushName: 'Dave',
+      message: { extendedTextMessage: { text: 'I do', contextInfo: { stanzaId: relayCopy.id, participant: `${s.wa.account.lid}@lid`, quotedMessage: { conversation: String(relayCopy.content.text) } } } },
+    })
+    const onSignal = await s.daemon.waitForCall('send', c => String(c.params.message).endsWith('I do'))
+    expect(onSignal.params).toMatchObject({ groupId: signalGroup, message: 'Dave (WhatsApp): I do', quoteTimestamp: bobs.timestamp, quoteAuthor: SIG_BOB.aci })
+    await said(room, e => content(e).body === 'I do')
+  })
+
+  it('a Signal user’s quote of the relay’s copy of a Matrix message arrives on WhatsApp quoting the relay’s WhatsApp copy', async () => {
+    const { group, room, signalGroup } = await setup(true)
+    await s.hs.sendMessage(ALICE, room, 'pizza tonight')
+    const toSignal = await s.daemon.waitForCall('send')
+    const toWhatsApp = await until(() => sentTo(group)[0])
+    await settled(s)
+    const stamp = (toSignal.result as { timestamp: number }).timestamp
+    s.daemon.push(SIG_RELAY.number, groupText(SIG_BOB, signalGroup!, 'yum', { quote: { author: { ...SIG_RELAY }, id: stamp, text: 'Alice (Matrix): pizza tonight' } }))
+    const quoted = await until(() => sentTo(group).find(m => String(m.content.text).endsWith('yum')))
+    expect(quoted.content.text).toBe('*Bob (Signal)*: yum')
+    expect(quoted.options.quotedId).toBe(toWhatsApp.id)
+  })
+})
