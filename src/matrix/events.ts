@@ -182,9 +182,12 @@ export class MatrixEvents {
       return
     }
     if (ev.type === 'm.room.encrypted') {
-      if (portal && !this.warnedEncrypted.has(ev.room_id)) {
+      // Outside portals too: a command typed in an encrypted room or direct chat must not meet silence.
+      if (!this.warnedEncrypted.has(ev.room_id)) {
         this.warnedEncrypted.add(ev.room_id)
-        await rooms.notice(ev.room_id, 'I cannot read encrypted messages yet, so they are not relayed. Use an unencrypted room for the bridge.')
+        await rooms.notice(ev.room_id, portal
+          ? 'I cannot read encrypted messages yet, so they are not relayed. Use an unencrypted room for the bridge.'
+          : 'I cannot read encrypted messages yet, so I cannot see commands here. Talk to me in an unencrypted room.')
       }
       if (portal) await rooms.messageStatus(ev.room_id, ev.event_id, 'signal', 'FAIL_PERMANENT', { reason: 'com.beeper.undecryptable_event', message: 'The bridge cannot read encrypted messages.' })
       return

@@ -18,7 +18,7 @@ export interface Sent {
   text: string
 }
 
-type Failure = { disposition: 'transient' | 'permanent' | 'hold'; message: string; times: number }
+type Failure = { disposition: 'transient' | 'permanent' | 'hold'; message: string; times: number; retryAfterMs?: number }
 
 export class MemoryNetwork implements RemoteNetwork {
   readonly network: RemoteNetworkId
@@ -70,9 +70,33 @@ export class MemoryNetwork implements RemoteNetwork {
     return g
   }
 
-  /** The next `times` sends fail this way. */
-  failNext(disposition: Failure['disposition'], message: string, times = 1): void {
-    this.failures.push({ disposition, message, times })
+  /** The next `times` sends fail this way (a transient failure may ask for a retry no sooner than `retryAfterMs`). */
+  failNext(disposition: Failure['disposition'], message: string, times = 1, opts: { retryAfterMs?: number } = {}): void {
+    this.failures.push({ disposition, message, times, ...opts })
+  }
+
+  /** What was sent to one group, in order. */
+  sentTo(chatId: string): Sent[] {
+    return this.sent.filter(x => x.delivery.target.chatId === chatId)
+  }
+
+  /** Resolves with the first truthy value of `check`, re-evaluated after every send. */
+  async waitFor<T>(check: () => T | undefined | null | false, what = 'a condition', timeoutMs = 10_000): Promise<T> {
+    const deadline = Date.now() + timeoutMs
+    for (;;) {
+      const value = check()
+      if (value) return value
+      if (Date.now() > deadline) throw new Error(`${this.network}: timed out waiting for ${what}; sent: ${JSON.stringify(this.sent.map(s => s.text))}`)
+      await new Promise<void>(resolve => {
+        this.waiters.push(resolve)
+        setTimeout(resolve, 50)
+      })
+    }
+  }
+
+  /** Resolves once `count` sends to one group have been recorded. */
+  waitForSentTo(chatId: string, count: number, timeoutMs = 10_000): Promise<Sent[]> {
+    return this.waitFor(() => this.sentTo(chatId).length >= count && this.sentTo(chatId), `${count} sends to ${chatId}`, timeoutMs)
   }
 
   /** The person scans the code shown by a pending `login`. */
@@ -123,7 +147,7 @@ export class MemoryNetwork implements RemoteNetwork {
     const f = this.failures[0]
     if (f) {
       if (--f.times <= 0) this.failures.shift()
-      throw new DeliveryError(f.disposition, f.message)
+      throw new DeliveryError(f.disposition, f.message, f.retryAfterMs !== undefined ? { retryAfterMs: f.retryAfterMs } : {})
     }
     if (!this.groups.has(d.target.chatId)) throw new DeliveryError('permanent', 'The group does not exist.')
     const remoteId = `${this.network}-out-${++this.counter}`

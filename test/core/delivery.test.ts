@@ -1,0 +1,126 @@
+// The delivery queue: pending deliveries survive a restart and go out once, in order; a delivery that fails
+// for good is reported in Matrix only; a logged-out relay holds deliveries until it is back.
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { ALICE, bridgedRoom, scenario, type Scenario } from '../support/bridge.ts'
+import { DB_KINDS } from '../support/db.ts'
+import { botEvents, content, settled, until } from '../support/relay.ts'
+
+describe.each(DB_KINDS)('delivery on %s', kind => {
+  let s: Scenario
+  let own: Scenario | undefined
+  afterEach(async () => {
+    await own?.stop()
+    own = undefined
+  })
+
+  const outboxRows = async (chatId: string) =>
+    (await s.db.query<{ state: string; attempts: number }>('SELECT state, attempts FROM outbox WHERE chat_id = $1 ORDER BY id', [chatId])).rows
+
+  it('deliveries pending when the bridge stops go out after the restart, once each, in order', async () => {
+    s = own = await scenario(kind)
+    const { room, sg, wg } = await bridgedRoom(s)
+    // Signal is down and asks for a retry much later: the queue for the group waits behind the first message.
+    s.signal.failNext('transient', 'Signal is unreachable.', 1, { retryAfterMs: 3_600_000 })
+    for (const text of ['first', 'second', 'third']) await s.hs.sendMessage(ALICE, room, text)
+    await s.whatsapp.waitForSentTo(wg.id, 3)
+    const rows = await until(async () => {
+      const r = await outboxRows(sg.id)
+      return r.length === 3 && r[0]!.attempts === 1 && r[0]!.state === 'pending' && r
+    }, 'the first Signal delivery to fail once')
+    expect(rows.map(r => r.state)).toEqual(['pending', 'pending', 'pending'])
+    expect(rows[0]!.attempts).toBe(1)
+    expect(s.signal.sentTo(sg.id)).toEqual([])
+    // The hour passes while the bridge is down.
+    await s.restart(async () => {
+      await s.db.query(`UPDATE outbox SET next_attempt_at = now() WHERE state = 'pending'`)
+    })
+    const sent = await s.signal.waitForSentTo(sg.id, 3)
+    await settled(s)
+    expect(sent.map(x => x.text)).toEqual(['Alice (Matrix): first', 'Alice (Matrix): second', 'Alice (Matrix): third'])
+    expect(s.signal.sentTo(sg.id)).toHaveLength(3)
+    expect(s.whatsapp.sentTo(wg.id)).toHaveLength(3)
+    expect((await outboxRows(sg.id)).map(r => r.state)).toEqual(['sent', 'sent', 'sent'])
+  })
+
+  describe('with one bridge for the rest', () => {
+    let shared: Scenario
+    beforeAll(async () => {
+      shared = await scenario(kind)
+    })
+    afterAll(async () => shared?.stop())
+    // Each test uses its own room and groups; `s` points at the shared bridge so the helpers above work.
+    beforeAll(() => {
+      s = shared
+    })
+
+    it('a delivery that fails for good is a notice and a message-status event in Matrix, and nothing in the other group', async () => {
+      const { room, sg, wg } = await bridgedRoom(s)
+      s.signal.failNext('permanent', 'The group refused this message.')
+      const event = await s.hs.sendMessage(ALICE, room, 'doomed on Signal')
+      const status = await s.hs.waitForEvent(room, e => e.type === 'com.beeper.message_send_status')
+      expect(status.sender).toBe(s.hs.botUserId)
+      expect(content(status)).toMatchObject({
+        network: 'signal', status: 'FAIL_PERMANENT', message: 'The group refused this message.',
+        'm.relates_to': { rel_type: 'm.reference', event_id: event },
+      })
+      expect(s.botNotices(room).filter(n => n.startsWith('⚠️'))).toEqual(['⚠️ A message from Alice was not delivered to Signal: The group refused this message.'])
+      // The queue goes on behind the failed row.
+      await s.hs.sendMessage(ALICE, room, 'next one')
+      await s.signal.waitForSentTo(sg.id, 1)
+      await settled(s)
+      expect(s.signal.sentTo(sg.id).map(x => x.text)).toEqual(['Alice (Matrix): next one'])
+      expect(s.whatsapp.sentTo(wg.id).map(x => x.text)).toEqual(['Alice (Matrix): doomed on Signal', 'Alice (Matrix): next one'])
+      expect((await outboxRows(sg.id)).map(r => r.state)).toEqual(['failed', 'sent'])
+    })
+
+    it('a Signal message that WhatsApp refuses is reported in Matrix as a notice; Signal sees nothing of it', async () => {
+      const { room, sg, wg } = await bridgedRoom(s)
+      s.whatsapp.failNext('permanent', 'WhatsApp refused the message.')
+      await s.signal.say(sg.id, { id: 'aci-bob', name: 'Bob' }, 'from signal')
+      await s.hs.waitFor(() => s.botNotices(room).some(n => n.startsWith('⚠️')), { what: 'the failure notice' })
+      const ghostEvent = await s.hs.waitForEvent(room, e => e.sender === '@signal_aci-bob:example.org' && e.type === 'm.room.message')
+      // A status event needs the message's Matrix copy, which may still be on its way when WhatsApp refuses.
+      for (const status of botEvents(s, room, 'com.beeper.message_send_status')) {
+        expect(content(status)).toMatchObject({ network: 'whatsapp', status: 'FAIL_PERMANENT', 'm.relates_to': { event_id: ghostEvent.event_id } })
+      }
+      expect(s.botNotices(room).filter(n => n.startsWith('⚠️'))).toEqual(['⚠️ A message from Bob was not delivered to WhatsApp: WhatsApp refused the message.'])
+      await settled(s)
+      expect(s.signal.sentTo(sg.id)).toEqual([])
+      expect(s.whatsapp.sentTo(wg.id)).toEqual([])
+    })
+
+    it('a transient failure that never heals is given up after the last attempt and reported the same way', async () => {
+      const { room, sg, wg } = await bridgedRoom(s)
+      s.signal.failNext('transient', 'Signal timed out.', 4)
+      await s.hs.sendMessage(ALICE, room, 'unlucky')
+      await s.hs.waitForEvent(room, e => e.type === 'com.beeper.message_send_status')
+      expect(s.botNotices(room).filter(n => n.startsWith('⚠️'))).toEqual(['⚠️ A message from Alice was not delivered to Signal: Signal timed out. The bridge gave up after 4 attempts.'])
+      await settled(s)
+      expect(s.signal.sentTo(sg.id)).toEqual([])
+      expect(s.whatsapp.sentTo(wg.id)).toHaveLength(1)
+    })
+
+    it('a relay reported logged out holds deliveries (not failed, nobody told of a failure); connected again, they go out in order', async () => {
+      const { room, sg, wg } = await bridgedRoom(s)
+      const loginId = s.bridge.portals.byRoom(room)!.signalLogin!
+      await s.signal.setState(loginId, 'logged_out', 'the phone was offline for 14 days')
+      for (const text of ['one', 'two', 'three']) await s.hs.sendMessage(ALICE, room, text)
+      await s.whatsapp.waitForSentTo(wg.id, 3)
+      await settled(s)
+      const held = await outboxRows(sg.id)
+      expect(held[0]!.state).toBe('held')
+      expect(held.some(r => r.state === 'failed')).toBe(false)
+      expect(s.signal.sentTo(sg.id)).toEqual([])
+      expect(botEvents(s, room, 'com.beeper.message_send_status')).toEqual([])
+      expect(s.botNotices(room).filter(n => n.startsWith('⚠️'))).toEqual([])
+      const status = await s.command(ALICE, room, '!relay status')
+      expect(status).toContain(`relayed by ${loginId}, logged out (the phone was offline for 14 days)`)
+      expect(status).toMatch(/held for Signal/)
+      await s.signal.setState(loginId, 'connected')
+      const sent = await s.signal.waitForSentTo(sg.id, 3)
+      expect(sent.map(x => x.text)).toEqual(['Alice (Matrix): one', 'Alice (Matrix): two', 'Alice (Matrix): three'])
+      await settled(s)
+      expect((await outboxRows(sg.id)).map(r => r.state)).toEqual(['sent', 'sent', 'sent'])
+    })
+  })
+})
