@@ -6,7 +6,7 @@ import { DeliveryError } from './errors.ts'
 import { MessageMap } from './messages.ts'
 import { NETWORK_LABEL, type Delivery, type DeliveryTarget, type MessageContent, type NetworkId, type Person, type SendResult } from './model.ts'
 import type { LoginStore, Participant } from './network.ts'
-import type { OutboxRow } from './outbox.ts'
+import type { OutboxRow, Recorder, SentCopy } from './outbox.ts'
 import { chatOf, loginOf, type PortalStore } from './portals.ts'
 import { renderReactionNote, renderRelayed, type ReactionPolicy, type SenderNames } from './render.ts'
 import type { MatrixRooms } from './rooms.ts'
@@ -23,7 +23,7 @@ export interface DelivererOptions {
   reactions: ReactionPolicy
 }
 
-type Record = (tx: Queryable) => Promise<void>
+type Record = Recorder
 
 interface Payload {
   sender: Person
@@ -116,15 +116,16 @@ export class Deliverer {
     if (!p.removed) return this.copyRecorder(row, reactionId, result, 'original')
   }
 
+  /** The sent copy, as data (the outbox records it in the statement that marks the row sent) and as a function. */
   private copyRecorder(row: OutboxRow, messageId: number, result: SendResult, role: 'original' | 'revision'): Record | void {
     if (!result.remoteId) return
-    const remoteId = result.remoteId
-    return async tx => {
-      await MessageMap.addCopy(tx, {
-        network: row.network, chatId: row.chat_id, remoteId, messageId, role, isOrigin: false,
-        authorId: result.authorId ?? '', sentAt: result.sentAt ?? Date.now(), extra: result.extra,
-      })
+    const copy: SentCopy = {
+      network: row.network, chatId: row.chat_id, remoteId: result.remoteId, messageId, role,
+      authorId: result.authorId ?? '', sentAt: result.sentAt ?? Date.now(), extra: result.extra,
     }
+    return Object.assign(async (tx: Queryable) => {
+      await MessageMap.addCopy(tx, { ...copy, isOrigin: false })
+    }, { copy })
   }
 
   /** A delivery failed for good: a notice and a message-status event in the Matrix room, nowhere else. */

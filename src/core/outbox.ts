@@ -29,8 +29,24 @@ export interface NewDelivery {
   payload: Record<string, unknown>
 }
 
+/** A copy the send produced, as data: recorded in the very statement that marks the row sent. */
+export interface SentCopy {
+  network: NetworkId
+  chatId: string
+  remoteId: string
+  messageId: number
+  role: 'original' | 'revision'
+  authorId: string
+  sentAt: number
+  extra?: Record<string, unknown> | undefined
+}
+
+/** What must be recorded in the same transaction that marks a row sent: a function run in that transaction;
+ * when it carries `copy`, the outbox records that copy itself, in one statement (no transaction round trips). */
+export type Recorder = ((tx: Queryable) => Promise<void>) & { copy?: SentCopy }
+
 /** Sends one row; returns what must be recorded in the same transaction that marks it sent. */
-export type Dispatch = (row: OutboxRow) => Promise<((tx: Queryable) => Promise<void>) | void>
+export type Dispatch = (row: OutboxRow) => Promise<Recorder | void>
 
 export interface OutboxOptions {
   db: Db
@@ -104,7 +120,11 @@ export class Outbox {
       this.timers.delete(key)
     }
     const run = this.work(network, chatId)
-      .catch(err => this.opts.log.error({ err: (err as Error).message, network }, 'A delivery queue stopped on an error; retrying in a moment'))
+      .catch(err => {
+        // Usually the database went away: try the queue again shortly, or it would wait for the next message.
+        this.opts.log.error({ err: (err as Error).message, network }, 'A delivery queue stopped on an error; retrying in a moment')
+        this.wakeLater(network, chatId, 1000)
+      })
       .finally(() => {
         this.running.delete(key)
         if (this.again.delete(key)) this.kick(network, chatId)
@@ -153,17 +173,31 @@ export class Outbox {
         [network, chatId],
       )
       if (rows.length === 0) return
-      for (const row of rows) {
+      // The row already marked 'sending' by the statement that finished the one before it.
+      let claimed = false
+      for (let i = 0; i < rows.length; i++) {
+        const row = rows[i]!
         if (this.stopped) return
-        if (row.state === 'held') return // the whole queue waits for release()
-        const wait = new Date(row.next_attempt_at).getTime() - this.opts.now()
-        if (wait > 0) {
-          this.wakeLater(network, chatId, wait)
-          return
+        if (!claimed) {
+          if (row.state === 'held') return // the whole queue waits for release()
+          const wait = new Date(row.next_attempt_at).getTime() - this.opts.now()
+          if (wait > 0) {
+            this.wakeLater(network, chatId, wait)
+            return
+          }
         }
-        if (!(await this.attempt(row))) return
+        const after = rows[i + 1]
+        const next = after && this.ready(after) ? after : undefined
+        const outcome = await this.attempt(row, claimed, next)
+        if (outcome === 'stop') return
+        claimed = outcome === 'next_claimed'
       }
     }
+  }
+
+  /** Whether a row may be sent now (not held, not waiting for a retry). */
+  private ready(row: OutboxRow): boolean {
+    return row.state !== 'held' && new Date(row.next_attempt_at).getTime() <= this.opts.now()
   }
 
   private wakeLater(network: string, chatId: string, ms: number): void {
@@ -175,26 +209,49 @@ export class Outbox {
     }, Math.min(ms, 2 ** 31 - 1)))
   }
 
-  /** One attempt; true when the queue may go on to the next row. */
-  private async attempt(row: OutboxRow): Promise<boolean> {
+  /** Marks a row sent, records its copy and claims the next row of the queue, atomically. With the copy given
+   * as data this is one statement: one round trip and one commit per delivered row. */
+  private async finish(row: OutboxRow, record: Recorder | void, next: OutboxRow | undefined): Promise<boolean> {
+    const { db } = this.opts
+    const nextId = next && !this.stopped ? next.id : null
+    const claimNext = `UPDATE outbox SET state = 'sending', attempts = attempts + 1 WHERE id = $2 AND state IN ('pending', 'sending') RETURNING id`
+    const markSent = `UPDATE outbox SET state = 'sent', finished_at = now(), last_error = NULL WHERE id = $1`
+    if (!record || record.copy) {
+      const c = record?.copy
+      const { rows } = await db.query<{ claimed: number }>(
+        `WITH done AS (${markSent}), nxt AS (${claimNext})
+         ${c ? `, copy AS (INSERT INTO message_copies (network, chat_id, remote_id, message_id, role, is_origin, author_id, sent_at, extra)
+           VALUES ($3, $4, $5, $6, $7, false, $8, $9, $10::jsonb) ON CONFLICT DO NOTHING)` : ''}
+         SELECT (SELECT count(*)::int FROM nxt) AS claimed`,
+        [row.id, nextId, ...(c ? [c.network, c.chatId, c.remoteId, c.messageId, c.role, c.authorId, c.sentAt, c.extra ? JSON.stringify(c.extra) : null] : [])],
+      )
+      return (rows[0]?.claimed ?? 0) > 0
+    }
+    return db.transaction(async tx => {
+      await record(tx)
+      await tx.query(markSent, [row.id])
+      if (nextId === null) return false
+      return (await tx.query(claimNext.replace('$2', '$1'), [nextId])).rowCount > 0
+    })
+  }
+
+  /** One attempt: 'stop' when the queue must wait, else whether the next row is already claimed. */
+  private async attempt(row: OutboxRow, claimed: boolean, next?: OutboxRow): Promise<'stop' | 'next' | 'next_claimed'> {
     const { db, log } = this.opts
-    await db.query(`UPDATE outbox SET state = 'sending', attempts = attempts + 1 WHERE id = $1`, [row.id])
+    if (!claimed) await db.query(`UPDATE outbox SET state = 'sending', attempts = attempts + 1 WHERE id = $1`, [row.id])
     const attempts = row.attempts + 1
     try {
       const record = await this.opts.dispatch({ ...row, attempts })
-      await db.transaction(async tx => {
-        if (record) await record(tx)
-        await tx.query(`UPDATE outbox SET state = 'sent', finished_at = now(), last_error = NULL WHERE id = $1`, [row.id])
-      })
+      const nextClaimed = await this.finish(row, record, next)
       this.opts.onSent?.(row)
-      return true
+      return nextClaimed ? 'next_claimed' : 'next'
     } catch (err) {
       const e = asDeliveryError(err)
       const internal = e.message.slice(0, 500)
       if (e.disposition === 'hold') {
         await db.query(`UPDATE outbox SET state = 'held', last_error = $2 WHERE id = $1`, [row.id, internal])
         log.info({ id: row.id, network: row.network }, 'Delivery held until the relay account is back')
-        return false
+        return 'stop'
       }
       if (e.disposition === 'transient' && attempts < this.opts.backoff.maxAttempts) {
         const delay = this.backoffMs(attempts, e.retryAfterMs)
@@ -204,7 +261,7 @@ export class Outbox {
         )
         log.warn({ id: row.id, network: row.network, attempts, delayMs: Math.round(delay), err: internal }, 'Delivery failed; will retry')
         this.wakeLater(row.network, row.chat_id, delay)
-        return false
+        return 'stop'
       }
       await db.query(`UPDATE outbox SET state = 'failed', finished_at = now(), last_error = $2 WHERE id = $1`, [row.id, internal])
       log.warn({ id: row.id, network: row.network, attempts, err: internal }, 'Delivery failed for good')
@@ -212,7 +269,7 @@ export class Outbox {
         `${e.userMessage} The bridge gave up after ${attempts} attempts.`, { cause: e, internal })
       await this.opts.onFailed({ ...row, attempts }, final).catch(err2 =>
         log.error({ err: (err2 as Error).message }, 'Could not report a failed delivery in Matrix'))
-      return true // a failed row does not block the ones behind it
+      return 'next' // a failed row does not block the ones behind it
     }
   }
 

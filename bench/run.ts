@@ -1,0 +1,455 @@
+// `npm run bench`: relay-bridge's throughput, latency, memory and scaling against a real PostgreSQL server,
+// the fake signal-cli daemon (HTTP + SSE), the fake WhatsApp socket and the fake homeserver, all answering
+// at once; and the bare Matrix framework (bot-sdk's Appservice) under the same load, in the same run.
+// Without RELAY_BRIDGE_BENCH_DATABASE_URI it starts its own server through scripts/with-postgres.sh.
+import { fork, spawnSync, type ChildProcess } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { writeFile } from 'node:fs/promises'
+import { createServer } from 'node:net'
+import { cpus, totalmem } from 'node:os'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import { initAuthCreds } from '@whiskeysockets/baileys'
+import pg from 'pg'
+import { migrate } from '../src/db/migrate.ts'
+import { openPostgres } from '../src/db/postgres.ts'
+import type { Db } from '../src/db/types.ts'
+import { buildRegistration } from '../src/registration.ts'
+import { encodeJson } from '../src/whatsapp/auth.ts'
+import { FakeHomeserver, type FakeEvent } from '../test/fakes/homeserver.ts'
+import { FakeSignalDaemon, type RecordedCall } from '../test/fakes/signal-daemon.ts'
+import { groupText } from '../test/fakes/signal-envelopes.ts'
+import {
+  ALICE, benchConfig, benchRoomId, nowMs, SIGNAL_ALEX, SIGNAL_LOGIN, SIGNAL_RELAY, signalGroupId, tag, untag,
+  WHATSAPP_LOGIN, whatsappGroupId,
+} from './config.ts'
+import { nextSeq, openLoop, percentiles, Tracker, TransactionPusher, type Net } from './load.ts'
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url))
+const { values: opt } = parseArgs({
+  options: {
+    duration: { type: 'string', default: '30' },
+    'latency-duration': { type: 'string', default: '30' },
+    quick: { type: 'boolean', default: false },
+    'rate-batch50': { type: 'string', default: '3000' },
+    'rate-batch1': { type: 'string', default: '2500' },
+    'rate-remote': { type: 'string', default: '1500' },
+    'latency-rate': { type: 'string', default: '100' },
+    scales: { type: 'string', default: '10,1000,10000' },
+    out: { type: 'string', default: 'bench/results.json' },
+    /** Only these runs (comma-separated: idle, matrix50, matrix1, signal, whatsapp, latency-matrix, latency-signal, latency-whatsapp, baseline). */
+    only: { type: 'string' },
+  },
+})
+const SUSTAINED_S = opt.quick ? 8 : Number(opt.duration)
+const LATENCY_S = opt.quick ? 8 : Number(opt['latency-duration'])
+
+const uri = process.env.RELAY_BRIDGE_BENCH_DATABASE_URI ?? process.env.PG_URI
+if (!uri) {
+  const r = spawnSync(`${ROOT}scripts/with-postgres.sh`, [process.execPath, fileURLToPath(import.meta.url), ...process.argv.slice(2)], { stdio: 'inherit', cwd: ROOT })
+  process.exit(r.status ?? 1)
+}
+const ADMIN_URI = uri
+
+const log = (...a: unknown[]): void => console.error('[bench]', ...a)
+const sleep = (ms: number): Promise<void> => new Promise(r => setTimeout(r, ms))
+const round = (n: number, d = 1): number => (Number.isFinite(n) ? Math.round(n * 10 ** d) / 10 ** d : n)
+
+async function freePort(): Promise<number> {
+  return new Promise(resolve => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as { port: number }).port
+      s.close(() => resolve(p))
+    })
+  })
+}
+
+// ---- processes -----------------------------------------------------------------------------------------
+
+interface Stats { rss: number; maxRss: number; cpuUs: number; events?: number }
+
+class Child {
+  readonly proc: ChildProcess
+  private readonly waiters = new Map<string, Array<(m: any) => void>>()
+  onMessage: (m: any) => void = () => {}
+  constructor(script: string, args: string[] = []) {
+    this.proc = fork(`${ROOT}bench/${script}`, args, {
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      execArgv: ['--disable-warning=DEP0060', ...(process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [])],
+    })
+    this.proc.on('message', (m: any) => {
+      const list = this.waiters.get(m.type)
+      if (list?.length) list.shift()!(m)
+      else this.onMessage(m)
+    })
+  }
+  next<T>(type: string, timeoutMs = 60_000): Promise<T> {
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`bench: no "${type}" from ${this.proc.pid} in ${timeoutMs} ms`)), timeoutMs)
+      const list = this.waiters.get(type) ?? []
+      list.push(m => {
+        clearTimeout(t)
+        resolve(m as T)
+      })
+      this.waiters.set(type, list)
+    })
+  }
+  send(m: unknown): void {
+    this.proc.send(m as object)
+  }
+  async stats(): Promise<Stats> {
+    const p = this.next<Stats>('stats')
+    this.send({ type: 'stats' })
+    return p
+  }
+  async stop(): Promise<void> {
+    const exited = new Promise(r => this.proc.once('exit', r))
+    if (this.proc.exitCode !== null) return
+    this.send({ type: 'stop' })
+    const t = setTimeout(() => this.proc.kill('SIGKILL'), 3000)
+    await exited
+    clearTimeout(t)
+  }
+}
+
+// ---- one world per portal count ------------------------------------------------------------------------
+
+interface World {
+  portals: number
+  dbUri: string
+  db: Db
+  hs: FakeHomeserver
+  daemon: FakeSignalDaemon
+  rooms: string[]
+  /** Portals that also exist as rooms on the fake homeserver (for traffic towards Matrix). */
+  live: number
+  tracker: Tracker
+  bridge?: Child
+  peakRss: number
+}
+
+async function makeWorld(portals: number): Promise<World> {
+  const name = `rbbench_${portals}_${randomBytes(4).toString('hex')}`
+  const admin = new pg.Client({ connectionString: ADMIN_URI })
+  await admin.connect()
+  await admin.query(`CREATE DATABASE ${name}`)
+  await admin.end()
+  const u = new URL(ADMIN_URI)
+  u.pathname = `/${name}`
+  const dbUri = u.toString()
+  const db = openPostgres(dbUri)
+  await migrate(db)
+
+  const tracker = new Tracker()
+  const hs = await FakeHomeserver.start({ retryBackoff: { initialMs: 5, maxMs: 100 } })
+  Object.assign(hs.registration, buildRegistration(benchConfig({ databaseUri: dbUri, homeserver: hs.url, daemonUrl: 'http://127.0.0.1:1', dataDir: '/tmp' })))
+  // Arrivals on Matrix: a ghost's message lands in the room.
+  const state = (hs as unknown as { state: { onEvent: (ev: FakeEvent) => void } }).state
+  const onEvent = state.onEvent
+  state.onEvent = ev => {
+    if (ev.type === 'm.room.message' && /^@(signal|whatsapp)_/.test(ev.sender)) tracker.arrive(untag((ev.content as { body?: unknown }).body), 'matrix')
+    onEvent(ev)
+  }
+  const daemon = await FakeSignalDaemon.start({ keepaliveMs: 15_000 })
+  daemon.addAccount(SIGNAL_RELAY)
+  // Arrivals on Signal: the daemon answers a send (the fake keeps no call log here).
+  daemon.calls.push = (...calls: RecordedCall[]): number => {
+    for (const c of calls) if (c.method === 'send') tracker.arrive(untag(c.params.message), 'signal')
+    return 0
+  }
+  for (let i = 0; i < portals; i++) daemon.addGroup({ id: signalGroupId(i), name: `Bench ${i}`, members: [SIGNAL_RELAY, SIGNAL_ALEX], link: false })
+
+  const live = Math.min(portals, 10)
+  hs.createUser(ALICE, { displayname: 'Alice' })
+  const rooms: string[] = []
+  for (let i = 0; i < portals; i++) {
+    if (i < live) {
+      const room = await hs.createRoom(ALICE, { invite: [hs.botUserId], name: `Bench ${i}` })
+      await hs.join(hs.botUserId, room)
+      rooms.push(room)
+    } else rooms.push(benchRoomId(i))
+  }
+  await seed(db, rooms)
+  return { portals, dbUri, db, hs, daemon, rooms, live, tracker, peakRss: 0 }
+}
+
+/** Logins, WhatsApp creds, portals and room members written straight into the database. */
+async function seed(db: Db, rooms: string[]): Promise<void> {
+  await db.query(
+    `INSERT INTO logins (id, network, address, person_id, display_name, owner_mxid, state) VALUES
+     ($1, 'signal', $2, $3, 'Relay', $7, 'connected'), ($4, 'whatsapp', $5, $6, 'Relay', $7, 'connected')`,
+    [SIGNAL_LOGIN, SIGNAL_RELAY.number, SIGNAL_RELAY.aci, WHATSAPP_LOGIN, '15550100000@s.whatsapp.net', '201000000000001', ALICE])
+  const creds = initAuthCreds()
+  creds.me = { id: '15550100000:7@s.whatsapp.net', lid: '201000000000001:7@lid', name: 'Relay' }
+  creds.registered = true
+  await db.query(`INSERT INTO wa_auth (login_id, kind, key_id, value) VALUES ($1, 'creds', '', $2)`, [WHATSAPP_LOGIN, encodeJson(creds)])
+  const idx = rooms.map((_, i) => i)
+  await db.query(
+    `INSERT INTO portals (room_id, name, signal_group, signal_login, whatsapp_group, whatsapp_login, creator)
+     SELECT r, 'Bench ' || i, s, $4, w, $5, $6 FROM unnest($1::text[], $2::text[], $3::text[], $7::int[]) AS t(r, s, w, i)`,
+    [rooms, idx.map(signalGroupId), idx.map(whatsappGroupId), SIGNAL_LOGIN, WHATSAPP_LOGIN, ALICE, idx])
+  await db.query(
+    `INSERT INTO room_members (room_id, mxid, displayname, membership) SELECT r, $2, 'Alice', 'join' FROM unnest($1::text[]) AS r
+     ON CONFLICT DO NOTHING`, [rooms, ALICE])
+  await db.query('ANALYZE')
+}
+
+/** A fresh bridge process on the world's database, with the queues emptied by the previous run. */
+async function startBridgeProcess(w: World): Promise<Child> {
+  // No RESTART IDENTITY: outbox ids name the homeserver txn ids of ghost sends, which must stay new.
+  await w.db.query('TRUNCATE inbox, appservice_txns, outbox, message_copies, messages, wa_messages CASCADE')
+  const child = new Child('bridge-process.ts')
+  await child.next('up')
+  child.onMessage = (m: { type: string; arrivals?: Array<[number, number]> }) => {
+    if (m.type === 'wa-sent') for (const [s, t] of m.arrivals!) w.tracker.arrive(s, 'whatsapp', t)
+  }
+  const ready = child.next<{ port: number }>('ready', 120_000)
+  child.send({ type: 'start', databaseUri: w.dbUri, homeserver: w.hs.url, daemonUrl: w.daemon.url, portals: w.portals })
+  const { port } = await ready
+  w.hs.setAppserviceUrl(`http://127.0.0.1:${port}`)
+  await w.daemon.until(() => w.daemon.hasStream(SIGNAL_RELAY.number), 30_000)
+  ;(child as Child & { port: number }).port = port
+  w.bridge = child
+  return child
+}
+
+async function stopBridgeProcess(w: World): Promise<Stats | undefined> {
+  if (!w.bridge) return undefined
+  const s = await w.bridge.stats()
+  w.peakRss = Math.max(w.peakRss, s.maxRss)
+  await w.bridge.stop()
+  w.bridge = undefined
+  w.tracker.reset()
+  return s
+}
+
+async function closeWorld(w: World): Promise<void> {
+  await stopBridgeProcess(w)
+  await w.hs.stop()
+  await w.daemon.stop()
+  await w.db.close()
+  const admin = new pg.Client({ connectionString: ADMIN_URI })
+  await admin.connect()
+  await admin.query(`DROP DATABASE IF EXISTS ${new URL(w.dbUri).pathname.slice(1)} WITH (FORCE)`)
+  await admin.end()
+}
+
+// ---- runs ----------------------------------------------------------------------------------------------
+
+type Direction = 'matrix' | 'signal' | 'whatsapp'
+const TARGETS: Record<Direction, Net[]> = { matrix: ['signal', 'whatsapp'], signal: ['matrix', 'whatsapp'], whatsapp: ['matrix', 'signal'] }
+
+interface RunResult {
+  name: string
+  portals: number
+  direction: Direction
+  batch?: number
+  offeredPerS: number
+  durationS: number
+  generated: number
+  /** Messages that reached every other network, per second, over the run after its first fifth. */
+  relayedPerS: number
+  /** Transactions acknowledged (events per second), Matrix direction only. */
+  ackedEventsPerS?: number
+  latencyMs: { p50: number; p95: number; p99: number; max: number }
+  /** Messages still not at every network when the run was cut off. */
+  unfinished: number
+  bridgeCpuUsPerMsg: number
+  bridgeMaxRssMb: number
+}
+
+/** Sends one message per live chat towards Matrix from each remote network and waits: ghosts get registered and joined. */
+async function warmUp(w: World, child: Child): Promise<void> {
+  const seqs: number[] = []
+  const msgs: Array<{ chat: number; id: string; text: string }> = []
+  for (let i = 0; i < w.live; i++) {
+    const s1 = nextSeq()
+    w.tracker.expect(s1, nowMs(), ['matrix'])
+    w.daemon.push(SIGNAL_RELAY.number, groupText(SIGNAL_ALEX, signalGroupId(i), `warm ${tag(s1)}`))
+    const s2 = nextSeq()
+    w.tracker.expect(s2, nowMs(), ['matrix'])
+    msgs.push({ chat: i, id: `WARM${s2}`, text: `warm ${tag(s2)}` })
+    seqs.push(s1, s2)
+  }
+  child.send({ type: 'wa', msgs })
+  const deadline = Date.now() + 30_000
+  while (w.tracker.inFlight > 0 && Date.now() < deadline) await sleep(20)
+  if (w.tracker.inFlight > 0) log(`warm-up: ${w.tracker.inFlight} messages never reached Matrix`)
+  w.tracker.reset()
+}
+
+async function run(w: World, direction: Direction, opts: { rate: number; durationS: number; batch?: number; name: string }): Promise<RunResult> {
+  const child = await startBridgeProcess(w)
+  const port = (child as Child & { port: number }).port
+  if (direction !== 'matrix') await warmUp(w, child)
+  const chats = direction === 'matrix' ? w.portals : w.live
+  const nets = TARGETS[direction]
+  let next = 0
+  const pick = (): number => (next = (next + 1) % chats)
+  const before = await child.stats()
+  const pusher = direction === 'matrix' ? new TransactionPusher(port, opts.batch ?? 1, w.tracker) : undefined
+  const durationMs = opts.durationS * 1000
+  log(`${opts.name}: ${w.portals} portals, ${direction} → ${nets.join(' + ')}, ${opts.rate} msg/s for ${opts.durationS} s${opts.batch ? `, batches of ${opts.batch}` : ''}`)
+  const loop = await openLoop({
+    rate: opts.rate, durationMs,
+    emit: count => {
+      if (pusher) for (let i = 0; i < count; i++) pusher.add(w.rooms[pick()]!, nets)
+      else if (direction === 'signal') {
+        for (let i = 0; i < count; i++) {
+          const s = nextSeq()
+          const env = groupText(SIGNAL_ALEX, signalGroupId(pick()), `Hello from Signal ${tag(s)}`)
+          w.tracker.expect(s, nowMs(), nets)
+          w.daemon.push(SIGNAL_RELAY.number, env)
+        }
+      } else {
+        const msgs = []
+        for (let i = 0; i < count; i++) {
+          const s = nextSeq()
+          msgs.push({ chat: pick(), id: `BENCH${s}`, text: `Hello from WhatsApp ${tag(s)}` })
+          w.tracker.expect(s, nowMs(), nets)
+        }
+        child.send({ type: 'wa', msgs })
+      }
+    },
+  })
+  // Latency runs wait for the tail; saturated runs are cut off after a short grace.
+  const grace = Date.now() + (opts.rate <= 200 ? 10_000 : 2_000)
+  while (w.tracker.inFlight > 0 && Date.now() < grace) await sleep(20)
+  const after = await child.stats()
+  const from = loop.startedAt + durationMs / 5
+  const inWindow = w.tracker.done.filter(([t]) => t >= from && t <= loop.endedAt).length
+  const windowS = (loop.endedAt - from) / 1000
+  const acked = pusher ? pusher.stats.acks.filter(([t]) => t >= from && t <= loop.endedAt).reduce((n, [, e]) => n + e, 0) : undefined
+  const result: RunResult = {
+    name: opts.name, portals: w.portals, direction, ...(opts.batch ? { batch: opts.batch } : {}),
+    offeredPerS: opts.rate, durationS: opts.durationS, generated: loop.generated,
+    relayedPerS: round(inWindow / windowS),
+    ...(acked !== undefined ? { ackedEventsPerS: round(acked / windowS) } : {}),
+    latencyMs: mapValues(percentiles(w.tracker.done.map(([, l]) => l)), v => round(v, 2)),
+    unfinished: w.tracker.inFlight,
+    bridgeCpuUsPerMsg: round((after.cpuUs - before.cpuUs) / Math.max(1, w.tracker.done.length)),
+    bridgeMaxRssMb: round(after.maxRss / 2 ** 20),
+  }
+  pusher?.close()
+  await stopBridgeProcess(w)
+  log(`  relayed ${result.relayedPerS}/s, p50 ${result.latencyMs.p50} ms, p99 ${result.latencyMs.p99} ms, unfinished ${result.unfinished}, ${result.bridgeCpuUsPerMsg} µs CPU/msg`)
+  return result
+}
+
+function mapValues<T extends Record<string, number>>(o: T, f: (v: number) => number): T {
+  return Object.fromEntries(Object.entries(o).map(([k, v]) => [k, f(v)])) as T
+}
+
+async function baseline(rate: number, batch: number, durationS: number): Promise<{ batch: number; offeredPerS: number; ackedEventsPerS: number; ackP99Ms: number; maxRssMb: number }> {
+  const port = await freePort()
+  const child = new Child('baseline-process.ts', [String(port)])
+  await child.next('ready')
+  const pusher = new TransactionPusher(port, batch)
+  const durationMs = durationS * 1000
+  log(`baseline (bot-sdk Appservice): ${rate} msg/s for ${durationS} s, batches of ${batch}`)
+  const loop = await openLoop({ rate, durationMs, emit: count => { for (let i = 0; i < count; i++) pusher.add('!baseline:example.org', []) } })
+  await sleep(1000)
+  const from = loop.startedAt + durationMs / 5
+  const acked = pusher.stats.acks.filter(([t]) => t >= from && t <= loop.endedAt).reduce((n, [, e]) => n + e, 0)
+  const s = await child.stats()
+  pusher.close()
+  await child.stop()
+  const r = { batch, offeredPerS: rate, ackedEventsPerS: round(acked / ((loop.endedAt - from) / 1000)), ackP99Ms: NaN, maxRssMb: round(s.maxRss / 2 ** 20) }
+  log(`  acknowledged ${r.ackedEventsPerS} events/s`)
+  return r
+}
+
+// ---- main ----------------------------------------------------------------------------------------------
+
+const started = Date.now()
+const scales = opt.scales.split(',').map(Number)
+const runs: RunResult[] = []
+const idle: Array<{ portals: number; rssMb: number }> = []
+const peaks: number[] = []
+const rate50 = Number(opt['rate-batch50'])
+const rate1 = Number(opt['rate-batch1'])
+const rateRemote = Number(opt['rate-remote'])
+const latencyRate = Number(opt['latency-rate'])
+
+const only = opt.only ? new Set(opt.only.split(',')) : undefined
+const want = (key: string): boolean => !only || only.has(key)
+const skipped = (batch: number) => ({ batch, offeredPerS: 0, ackedEventsPerS: NaN, ackP99Ms: NaN, maxRssMb: NaN })
+const baselines = want('baseline') ? [await baseline(rate50, 50, SUSTAINED_S), await baseline(rate1, 1, SUSTAINED_S)] : [skipped(50), skipped(1)]
+
+for (const n of scales) {
+  log(`setting up ${n} portals`)
+  const w = await makeWorld(n)
+  try {
+    // Idle: started, connected, nothing to do.
+    if (want('idle')) {
+      const child = await startBridgeProcess(w)
+      await sleep(5000)
+      idle.push({ portals: n, rssMb: round((await child.stats()).rss / 2 ** 20) })
+      log(`  idle RSS with ${n} portals: ${idle.at(-1)!.rssMb} MB`)
+      await stopBridgeProcess(w)
+    }
+    const first = n === scales[0]
+    if (want('matrix50')) runs.push(await run(w, 'matrix', { rate: rate50, durationS: SUSTAINED_S, batch: 50, name: 'sustained' }))
+    if (first && want('matrix1')) runs.push(await run(w, 'matrix', { rate: rate1, durationS: SUSTAINED_S, batch: 1, name: 'sustained' }))
+    if (first && want('signal')) runs.push(await run(w, 'signal', { rate: rateRemote, durationS: SUSTAINED_S, name: 'sustained' }))
+    if (first && want('whatsapp')) runs.push(await run(w, 'whatsapp', { rate: rateRemote, durationS: SUSTAINED_S, name: 'sustained' }))
+    if (want('latency-matrix')) runs.push(await run(w, 'matrix', { rate: latencyRate, durationS: LATENCY_S, batch: 1, name: 'latency' }))
+    if (first && want('latency-signal')) runs.push(await run(w, 'signal', { rate: latencyRate, durationS: LATENCY_S, name: 'latency' }))
+    if (first && want('latency-whatsapp')) runs.push(await run(w, 'whatsapp', { rate: latencyRate, durationS: LATENCY_S, name: 'latency' }))
+  } finally {
+    peaks.push(w.peakRss)
+    await closeWorld(w)
+  }
+}
+
+// ---- report --------------------------------------------------------------------------------------------
+
+const find = (f: (r: RunResult) => boolean): RunResult | undefined => runs.find(f)
+const m50 = find(r => r.name === 'sustained' && r.direction === 'matrix' && r.batch === 50 && r.portals === scales[0])
+const m1 = find(r => r.name === 'sustained' && r.direction === 'matrix' && r.batch === 1 && r.portals === scales[0])
+const lat = (['matrix', 'signal', 'whatsapp'] as const).map(d => find(r => r.name === 'latency' && r.direction === d && r.portals === scales[0]))
+const smallest = find(r => r.name === 'sustained' && r.batch === 50 && r.portals === Math.min(...scales))
+const largest = find(r => r.name === 'sustained' && r.batch === 50 && r.portals === Math.max(...scales))
+const costRatio = smallest && largest ? largest.bridgeCpuUsPerMsg / smallest.bridgeCpuUsPerMsg : NaN
+const wallRatio = smallest && largest ? smallest.relayedPerS / largest.relayedPerS : NaN
+const idle1000 = idle.find(i => i.portals === 1000)?.rssMb
+const targets = {
+  matrixToBothPerS: { target: 2000, batch50: m50?.relayedPerS, batch1: m1?.relayedPerS, met: (m50?.relayedPerS ?? 0) >= 2000 },
+  p99At100PerS: { targetMs: 50, ...Object.fromEntries(lat.map(r => [r?.direction ?? '?', r?.latencyMs.p99])), met: lat.every(r => r && r.latencyMs.p99 <= 50) },
+  scaling: { target: 'cost at the largest portal count within 20 % of the smallest', cpuPerMsgRatio: round(costRatio, 2), wallPerMsgRatio: round(wallRatio, 2), met: costRatio <= 1.2 && wallRatio <= 1.2 },
+  idleRssWith1000Portals: { targetMb: 150, mb: idle1000, met: idle1000 !== undefined && idle1000 <= 150 },
+}
+const results = {
+  when: new Date().toISOString(),
+  machine: { nproc: cpus().length, cpu: cpus()[0]?.model, memoryGb: round(totalmem() / 2 ** 30), node: process.version, postgres: process.env.PG_VERSION ?? 'external (RELAY_BRIDGE_BENCH_DATABASE_URI)' },
+  settings: {
+    sustainedS: SUSTAINED_S, latencyS: LATENCY_S, offered: { batch50: rate50, batch1: rate1, remote: rateRemote, latency: latencyRate },
+    whatsappPacing: 'off (paceMs [0, 0]); production jitters 0.8–2.5 s between two sends to one group',
+    fakes: 'signal-cli daemon (HTTP + SSE) and homeserver in the parent process; WhatsApp socket in the bridge process; all acknowledge at once',
+    postgres: 'a real server on loopback, fsync on; one fresh database per portal count, queues truncated before each run',
+  },
+  baseline: baselines,
+  matrixRatioToBaseline: { batch50: m50 ? round(m50.relayedPerS / baselines[0]!.ackedEventsPerS, 3) : null, batch1: m1 ? round(m1.relayedPerS / baselines[1]!.ackedEventsPerS, 3) : null },
+  idleRss: idle,
+  peakRssMb: round(Math.max(...peaks) / 2 ** 20),
+  runs,
+  targets,
+  wallS: round((Date.now() - started) / 1000),
+}
+await writeFile(`${ROOT}${opt.out}`, JSON.stringify(results, null, 2) + '\n')
+
+const rows = runs.map(r => [
+  r.name, String(r.portals), `${r.direction} → ${TARGETS[r.direction].join('+')}`, r.batch ? String(r.batch) : '-', String(r.offeredPerS),
+  String(r.relayedPerS), String(r.latencyMs.p50), String(r.latencyMs.p95), String(r.latencyMs.p99), String(r.bridgeCpuUsPerMsg), String(r.unfinished),
+])
+const head = ['run', 'portals', 'direction', 'batch', 'offered/s', 'relayed/s', 'p50 ms', 'p95 ms', 'p99 ms', 'CPU µs/msg', 'unfinished']
+const widths = head.map((h, i) => Math.max(h.length, ...rows.map(r => r[i]!.length)))
+const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ')
+console.log(line(head))
+for (const r of rows) console.log(line(r))
+console.log(`baseline (bot-sdk Appservice, ack only): ${baselines.map(b => `batch ${b.batch}: ${b.ackedEventsPerS} events/s`).join(', ')}`)
+console.log(`ratio to baseline: ${JSON.stringify(results.matrixRatioToBaseline)}`)
+console.log(`idle RSS: ${idle.map(i => `${i.portals} portals ${i.rssMb} MB`).join(', ')}; peak ${results.peakRssMb} MB`)
+console.log(`targets: ${JSON.stringify(targets)}`)
+console.log(`wrote ${opt.out} in ${results.wallS} s`)
+process.exit(0)
