@@ -20,6 +20,9 @@ export function openPostgres(uri: string): Db {
   const pool = new pg.Pool({ connectionString: uri, max: 10, connectionTimeoutMillis: 5000 })
   // An idle client losing its connection (server restart) must not crash the process.
   pool.on('error', () => {})
+  // A checked-out client (a transaction, or a session holding an advisory lock) emits 'error' itself when
+  // the server goes away; unheard, that event would end the process. The query in flight fails anyway.
+  pool.on('connect', client => client.on('error', () => {}))
   const base = wrap(pool)
   return {
     kind: 'postgres',

@@ -5,7 +5,8 @@ import { openPglite } from '../../src/db/pglite.ts'
 import { openPostgres } from '../../src/db/postgres.ts'
 import type { Db } from '../../src/db/types.ts'
 import { groupText } from '../fakes/signal-envelopes.ts'
-import { DB_KINDS, type DbKind } from '../support/db.ts'
+import { ADMIN_URI, createPostgresDatabase, DB_KINDS, type DbKind } from '../support/db.ts'
+import { TcpProxy } from './tcp-proxy.ts'
 import { E2E } from './harness.ts'
 import { ADMIN, BOB, SIGNAL_RELAY, setUpPortal, type Portal } from './setup.ts'
 import { join } from 'node:path'
@@ -143,4 +144,43 @@ describe('faults', () => {
     expect(count(['Admin (Matrix): only once'], signalTexts(e, p))).toMatchObject({ delivered: 1, duplicated: 0 })
     expect(count(['*Admin (Matrix)*: only once'], await waTexts(e))).toMatchObject({ delivered: 1, duplicated: 0 })
   }, 90_000)
+
+  it.runIf(ADMIN_URI)('PostgreSQL unavailable for 10 s: transactions are refused so the homeserver retries, and nothing is lost', async () => {
+    const real = new URL(await createPostgresDatabase())
+    const proxy = await TcpProxy.start({ host: real.hostname, port: Number(real.port) })
+    const viaProxy = new URL(real)
+    viaProxy.port = String(proxy.port)
+    try {
+      e = await E2E.create('postgres', { databaseUri: viaProxy.toString() })
+      const p = await setUpPortal(e)
+      const refusedBefore = e.hs.transactions.filter(t => t.status !== undefined && t.status >= 500).length
+      const outage = proxy.cut(10_000)
+      const fromMatrix: string[] = []
+      const fromSignal: string[] = []
+      for (let i = 0; i < 20; i++) {
+        fromMatrix.push(`during outage ${i}`)
+        await e.hs.sendMessage(ADMIN, p.room, { msgtype: 'm.text', body: `during outage ${i}` })
+        if (i % 2 === 0) {
+          fromSignal.push(`signal during outage ${i}`)
+          e.daemon.push(SIGNAL_RELAY.number!, groupText(BOB, p.signalGroup, `signal during outage ${i}`))
+        }
+      }
+      await outage
+      const toSignal = await e.until(() => {
+        const c = count(fromMatrix.map(t => `Admin (Matrix): ${t}`), signalTexts(e!, p))
+        return c.delivered === fromMatrix.length && c
+      }, 'Matrix messages on Signal after the outage', 90_000)
+      const toWhatsApp = await e.until(async () => {
+        const c = count([...fromMatrix.map(t => `*Admin (Matrix)*: ${t}`), ...fromSignal.map(t => `*Bob (Signal)*: ${t}`)], await waTexts(e!))
+        return c.delivered === fromMatrix.length + fromSignal.length && c
+      }, 'everything on WhatsApp after the outage', 90_000)
+      const refused = e.hs.transactions.filter(t => t.status !== undefined && t.status >= 500).length - refusedBefore
+      console.log('database outage:', { refusedTransactions: refused, toSignal, toWhatsApp })
+      expect(refused).toBeGreaterThan(0) // the homeserver was told to retry, not told "fine"
+      expect(toSignal).toMatchObject({ lost: 0, duplicated: 0, outOfOrder: 0 })
+      expect(toWhatsApp).toMatchObject({ lost: 0, duplicated: 0 })
+    } finally {
+      await proxy.stop()
+    }
+  }, 150_000)
 })

@@ -1,0 +1,54 @@
+// A TCP proxy in front of PostgreSQL, so a test can take the database away (connections cut, new ones
+// refused) and bring it back, as a network outage or a database restart would.
+import { createServer, connect, type Server, type Socket } from 'node:net'
+
+export class TcpProxy {
+  readonly port: number
+  private server: Server | undefined
+  private readonly sockets = new Set<Socket>()
+  private readonly target: { host: string; port: number }
+
+  private constructor(port: number, target: { host: string; port: number }) {
+    this.port = port
+    this.target = target
+  }
+
+  static async start(target: { host: string; port: number }): Promise<TcpProxy> {
+    const probe = createServer()
+    const port = await new Promise<number>(r => probe.listen(0, '127.0.0.1', () => r((probe.address() as { port: number }).port)))
+    await new Promise<void>(r => probe.close(() => r()))
+    const proxy = new TcpProxy(port, target)
+    await proxy.listen()
+    return proxy
+  }
+
+  private listen(): Promise<void> {
+    const server = createServer(client => {
+      const upstream = connect(this.target.port, this.target.host)
+      for (const s of [client, upstream]) {
+        this.sockets.add(s)
+        s.on('close', () => this.sockets.delete(s))
+        s.on('error', () => {})
+      }
+      client.pipe(upstream).pipe(client)
+    })
+    this.server = server
+    return new Promise(r => server.listen(this.port, '127.0.0.1', () => r()))
+  }
+
+  /** Cuts every connection and refuses new ones for `ms`, then accepts again. */
+  async cut(ms: number): Promise<void> {
+    const server = this.server
+    this.server = undefined
+    const closed = new Promise<void>(r => (server ? server.close(() => r()) : r()))
+    for (const s of this.sockets) s.destroy()
+    await closed
+    await new Promise(r => setTimeout(r, ms))
+    await this.listen()
+  }
+
+  async stop(): Promise<void> {
+    for (const s of this.sockets) s.destroy()
+    await new Promise<void>(r => (this.server ? this.server.close(() => r()) : r()))
+  }
+}
