@@ -183,4 +183,22 @@ describe('faults', () => {
       await proxy.stop()
     }
   }, 150_000)
+
+  it('a delivery that fails for good on Signal is reported in Matrix only: the WhatsApp group sees no error, no command, no bot reply', async () => {
+    e = await E2E.create('pglite')
+    const p = await setUpPortal(e)
+    const waBefore = (await e.waSent()).length
+    e.daemon.fail('send', -1, `Group not found: ${p.signalGroup}`)
+    const eventId = await e.hs.sendMessage(ADMIN, p.room, { msgtype: 'm.text', body: 'this one fails on Signal' })
+    const notice = await e.waitForNotice(p.room, /was not delivered to Signal/)
+    expect(notice).toMatch(/link signal/) // says what to do next
+    await e.hs.waitFor(() => e!.hs.timeline(p.room).find(ev => ev.type === 'com.beeper.message_send_status' && (ev.content as any)['m.relates_to']?.event_id === eventId),
+      { what: 'a message-status event about the failed message' })
+    await e.waitForWaSent(s => s.some(x => x.content.text === '*Admin (Matrix)*: this one fails on Signal'), 'the message on WhatsApp')
+    await e.hs.sendMessage(ADMIN, p.room, { msgtype: 'm.text', body: 'and the next one goes through' })
+    await e.until(() => signalTexts(e!, p).includes('Admin (Matrix): and the next one goes through'), 'the next message on Signal')
+    const toWhatsApp = (await e.waSent()).slice(waBefore).map(s => String(s.content.text ?? ''))
+    expect(toWhatsApp).toEqual(['*Admin (Matrix)*: this one fails on Signal', '*Admin (Matrix)*: and the next one goes through'])
+    for (const t of [...toWhatsApp, ...signalTexts(e, p)]) expect(t).not.toMatch(/not delivered|⚠️|Group not found|!relay/)
+  }, 60_000)
 })
