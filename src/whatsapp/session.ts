@@ -76,8 +76,8 @@ export class Session {
     this.sock = sock
     sock.ev.on('connection.update', u => void this.#serial(() => this.#onConnection(sock, u)))
     sock.ev.on('creds.update', () => void this.#serial(() => auth.saveCreds()))
-    sock.ev.on('messages.upsert', ({ messages }) => void this.#serial(async () => { for (const m of messages) await this.#onMessage(m) }))
-    sock.ev.on('groups.update', updates => void this.#serial(() => this.#onGroupsUpdate(updates)))
+    sock.ev.on('messages.upsert', ({ messages }) => void this.#serial(async () => { for (const m of messages) await this.#persistently(() => this.#onMessage(m)) }))
+    sock.ev.on('groups.update', updates => void this.#serial(() => this.#persistently(() => this.#onGroupsUpdate(updates))))
     sock.ev.on('groups.upsert', metas => void this.#serial(async () => {
       for (const m of metas) {
         this.#d.groups.set(m)
@@ -192,7 +192,24 @@ export class Session {
       download: m => this.#d.download(m, this.sock!),
       isOwnSend: i => store.isOwnSend(this.login.id, i),
     })
-    if (event) await ctx.receive(event)
+    if (event) await this.#d.ctx.receive(event)
+  }
+
+  /** Baileys has acknowledged the message to WhatsApp already: never drop it. Handling (every step of it
+   * touches the database, which may be away for a while) is retried until it succeeds or the session stops;
+   * it is idempotent, as the core dedupes on the message id. */
+  async #persistently(work: () => Promise<void>): Promise<void> {
+    let delay = 200
+    for (;;) {
+      try {
+        return await work()
+      } catch (err) {
+        if (this.stopped) throw err
+        this.#log.warn({ err: (err as Error).message, retryInMs: delay }, 'Could not record a WhatsApp event; retrying')
+        await new Promise(resolve => setTimeout(resolve, delay))
+        delay = Math.min(delay * 2, 10_000)
+      }
+    }
   }
 
   async #onGroupsUpdate(updates: BaileysEventMap['groups.update']): Promise<void> {
