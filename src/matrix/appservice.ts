@@ -65,11 +65,32 @@ function isStorableEvent(e: unknown): e is MatrixEvent {
   if (typeof e !== 'object' || e === null || Array.isArray(e)) return false
   const ev = e as Record<string, unknown>
   return (
-    typeof ev.event_id === 'string' && ev.event_id.length > 0 && ev.event_id.length <= 255 &&
-    typeof ev.type === 'string' && ev.type.length <= 255 &&
-    typeof ev.room_id === 'string' && typeof ev.sender === 'string' &&
-    typeof ev.content === 'object' && ev.content !== null && !Array.isArray(ev.content)
+    isId(ev.event_id) && ev.event_id.length > 0 && ev.event_id.length <= 255 &&
+    isId(ev.type) && ev.type.length <= 255 &&
+    // A homeserver never sends an event without a user id as its sender; relayed, it would speak for no one.
+    isId(ev.room_id) && ev.room_id.startsWith('!') && isId(ev.sender) && /^@[^:]+:./.test(ev.sender) &&
+    typeof ev.content === 'object' && ev.content !== null && !Array.isArray(ev.content) &&
+    shallowerThan(ev, MAX_EVENT_DEPTH)
   )
+}
+
+/** Ids go into text columns, which hold no NUL; no Matrix id has one, or a lone surrogate. */
+const isId = (v: unknown): v is string => typeof v === 'string' && !v.includes('\u0000') && !LONE_SURROGATE.test(v)
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
+
+/** Deeper than this no homeserver sends (Synapse's JSON parser stops near 1000), and JSON.stringify
+ * overflows the stack near 4000, which would refuse the transaction forever. */
+const MAX_EVENT_DEPTH = 512
+
+function shallowerThan(root: unknown, max: number): boolean {
+  const stack: Array<[unknown, number]> = [[root, 1]]
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!
+    if (typeof v !== 'object' || v === null) continue
+    if (depth > max) return false
+    for (const child of Object.values(v)) if (typeof child === 'object' && child !== null) stack.push([child, depth + 1])
+  }
+  return true
 }
 
 const ROUTE = /^(?:\/_matrix\/app\/v1)?\/(transactions|users|rooms)\/([^/]+)$/
@@ -148,7 +169,13 @@ export class AppserviceServer {
     const expected = kind === 'transactions' ? 'PUT' : 'GET'
     if (req.method !== expected) throw new HttpError(405, 'M_UNRECOGNIZED', 'Method not allowed')
     this.authenticate(req, url)
-    const id = decodeURIComponent(rawId)
+    let id: string
+    try {
+      id = decodeURIComponent(rawId)
+    } catch {
+      throw new HttpError(400, 'M_INVALID_PARAM', 'The path is not valid percent-encoded UTF-8')
+    }
+    if (id.includes('\u0000')) throw new HttpError(400, 'M_INVALID_PARAM', 'The path holds a NUL character')
     if (kind === 'transactions') return this.transaction(req, res, id)
     if (kind === 'users') {
       const exists = (await this.opts.onUserQuery?.(id)) ?? false

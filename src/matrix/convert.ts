@@ -1,4 +1,5 @@
 // Matrix events ↔ the neutral model.
+import { safeFilename } from '../core/filename.ts'
 import type { MediaStore } from '../core/media.ts'
 import { plainText, type Attachment, type AttachmentKind, type InboundEvent, type MessageContent, type NetworkId, type Person } from '../core/model.ts'
 import { htmlToRichText, richTextToMatrix, stripPlainReplyFallback, type MentionResolver } from './html.ts'
@@ -57,25 +58,27 @@ async function attachmentOf(content: Json, kind: AttachmentKind, ctx: ConvertCon
   }
 }
 
-/** File names cross to other networks and filesystems: no path separators, no control characters. */
-export function safeFilename(name: string): string {
-  // eslint-disable-next-line no-control-regex
-  const cleaned = name.replace(/[\u0000-\u001f\u007f/\\]/g, '_').replace(/^\.+/, '_').trim().slice(0, 200)
-  return cleaned.length > 0 ? cleaned : 'file'
-}
+/** File names cross to other networks and filesystems (kept in the core: every network needs it). */
+export { safeFilename }
 
 /** The content of an m.room.message (or m.new_content), or why it is not relayed. */
 async function messageContent(content: Json, ctx: ConvertContext, isReply: boolean): Promise<MessageContent | Unsupported> {
-  const msgtype = str(content.msgtype) ?? 'm.text' // the spec's reply example has none
+  const msgtype = content.msgtype === undefined ? 'm.text' : str(content.msgtype) // the spec's reply example has none
+  if (msgtype === undefined) return new Unsupported('msgtype is not a string')
   switch (msgtype) {
     case 'm.text':
     case 'm.notice':
-    case 'm.emote':
+    case 'm.emote': {
+      // Without a string body there is no message, and an empty one would reach the groups as a bare name.
+      if (typeof content.body !== 'string') return new Unsupported('text without a string body')
+      const body = textOf(content, ctx, isReply)
+      if (body.text.length === 0) return new Unsupported('empty text')
       return {
         kind: msgtype === 'm.notice' ? 'notice' : msgtype === 'm.emote' ? 'emote' : 'text',
-        body: textOf(content, ctx, isReply),
+        body,
         attachments: [],
       }
+    }
     case 'm.location': {
       const geo = /^geo:(-?\d+(?:\.\d+)?),(-?\d+(?:\.\d+)?)/.exec(str(content.geo_uri) ?? '')
       if (!geo) return new Unsupported('location without a geo: URI')

@@ -13,6 +13,16 @@ export interface MatrixEvent {
   unsigned?: Record<string, unknown>
 }
 
+const INSERT_CHUNK = 1000
+
+/** JSON that PostgreSQL's jsonb accepts: it refuses \u0000 and lone surrogates, which JSON (and so a
+ * homeserver) allows in strings. Both become U+FFFD; escapes are matched left to right, so an escaped
+ * backslash before "u0000" is never mistaken for one. */
+export function jsonbText(value: unknown): string {
+  return JSON.stringify(value).replace(/\\(?:u0000|ud[89a-f][0-9a-f]{2}|u[0-9a-f]{4}|[^u])/g, esc =>
+    esc === '\\u0000' || /^\\ud[89a-f]/.test(esc) ? '\\ufffd' : esc)
+}
+
 export interface InboxRow {
   id: number
   event: MatrixEvent
@@ -35,17 +45,18 @@ export class Inbox {
   async storeTransaction(txnId: string, events: MatrixEvent[]): Promise<number> {
     return this.db.transaction(async tx => {
       let stored = 0
-      if (events.length > 0) {
+      // In chunks: one statement takes at most 65535 parameters (Synapse sends 100 events; junk may send more).
+      for (let from = 0; from < events.length; from += INSERT_CHUNK) {
         const params: unknown[] = []
-        const values = events.map((e, i) => {
-          params.push(e.event_id, e.room_id ?? null, e.type, JSON.stringify(e))
+        const values = events.slice(from, from + INSERT_CHUNK).map((e, i) => {
+          params.push(e.event_id, e.room_id ?? null, e.type, jsonbText(e))
           return `($${i * 4 + 1}, $${i * 4 + 2}, $${i * 4 + 3}, $${i * 4 + 4}::jsonb)`
         })
         const res = await tx.query(
           `INSERT INTO inbox (event_id, room_id, type, event) VALUES ${values.join(', ')} ON CONFLICT (event_id) DO NOTHING`,
           params,
         )
-        stored = res.rowCount
+        stored += res.rowCount
       }
       await tx.query('INSERT INTO appservice_txns (txn_id) VALUES ($1) ON CONFLICT (txn_id) DO NOTHING', [txnId])
       return stored

@@ -13,6 +13,7 @@ import type {
 } from '../core/model.ts'
 import { plainText } from '../core/model.ts'
 import { concat, splice, utf8Length } from '../core/richtext.ts'
+import { safeFilename } from '../core/filename.ts'
 import type { MediaStore } from '../core/media.ts'
 import { InnerJson, type AttachmentJson, type DataMessageJson } from './types.ts'
 
@@ -61,11 +62,12 @@ export function neutralLabel(aci: string): string {
 
 /** A profile name worth showing: not empty, not bare punctuation (a published capture has "."), not a number. */
 export function meaningfulName(name: string | null | undefined): string | undefined {
-  const n = name?.trim()
-  if (!n) return undefined
-  if (/^[\p{P}\p{S}\s]*$/u.test(n) && !/\p{Extended_Pictographic}/u.test(n)) return undefined
-  if (/^\+?[\d\s().-]{5,}$/.test(n)) return undefined
-  return n
+  // Invisible format characters (bidi embeddings a phone app wraps numbers in) must not hide a number.
+  const visible = name?.replace(/\p{Cf}/gu, '').trim()
+  if (!visible) return undefined
+  if (/^[\p{P}\p{S}\s]*$/u.test(visible) && !/\p{Extended_Pictographic}/u.test(visible)) return undefined
+  if (/^\+?[\d\s().-]{5,}$/.test(visible)) return undefined
+  return name!.trim()
 }
 
 const aciOf = (s: string | null | undefined): string | undefined =>
@@ -283,7 +285,7 @@ export async function completeEvent(c: Converted, deps: MediaDeps): Promise<Inbo
     attachments.push({
       kind: m.attachmentKind,
       mimetype: m.json.contentType ?? 'application/octet-stream',
-      filename: m.json.filename ?? m.json.id,
+      filename: safeFilename(m.json.filename ?? m.json.id),
       size: bytes.length,
       ...(typeof m.json.width === 'number' ? { width: m.json.width } : {}),
       ...(typeof m.json.height === 'number' ? { height: m.json.height } : {}),

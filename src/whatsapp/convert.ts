@@ -13,6 +13,7 @@ import type {
 } from '../core/model.ts'
 import { plainText } from '../core/model.ts'
 import { concat, splice } from '../core/richtext.ts'
+import { safeFilename } from '../core/filename.ts'
 import { parseMarkup } from './markup.ts'
 import { neutralLabel, type People } from './people.ts'
 
@@ -93,9 +94,18 @@ async function senderOf(msg: WAMessage, deps: InboundDeps): Promise<Person | und
     // Not an echo (checked before): typed on the relay account's own phone.
     return { network: 'whatsapp', id: deps.self.personId, displayName: deps.self.displayName, viaRelayAccount: true }
   }
-  const who = await deps.people.resolve(msg.key.participant ?? msg.participant, msg.key.participantAlt, msg.pushName)
+  const pushName = usableName(msg.pushName)
+  const who = await deps.people.resolve(msg.key.participant ?? msg.participant, msg.key.participantAlt, pushName)
   if (!who) return undefined
-  return { network: 'whatsapp', id: who.id, displayName: msg.pushName || who.name || neutralLabel(who.id) }
+  return { network: 'whatsapp', id: who.id, displayName: pushName ?? usableName(who.name) ?? neutralLabel(who.id) }
+}
+
+/** A push name worth showing: not blank and not a phone number, even wrapped in invisible bidi marks
+ * (design.md, Privacy: a number never crosses to another network). */
+function usableName(name: string | null | undefined): string | undefined {
+  const visible = name?.replace(/\p{Cf}/gu, '').trim()
+  if (!visible || /^\+?[\d\s().-]{5,}$/.test(visible)) return undefined
+  return name!.trim()
 }
 
 function contextOf(c: proto.IMessage): proto.IContextInfo | undefined {
@@ -119,7 +129,7 @@ async function richOf(text: string, ctx: proto.IContextInfo | undefined, deps: I
     const who = await deps.people.resolve(jid)
     if (!who) continue
     // The visible text never keeps the digits: they may be a phone number.
-    const label = `@${who.name ?? neutralLabel(who.id)}`
+    const label = `@${usableName(who.name) ?? neutralLabel(who.id)}`
     const mention = { ...plainText(label), mentions: [{ start: 0, length: label.length, person: { network: 'whatsapp' as const, id: who.id, displayName: label.slice(1) } }] }
     rt = splice(rt, at, token.length, mention)
   }
@@ -161,7 +171,7 @@ async function contentOf(msg: WAMessage, c: proto.IMessage, deps: InboundDeps): 
       if (!card.vcard) continue
       const data = Buffer.from(card.vcard, 'utf8')
       const name = card.displayName || 'contact'
-      attachments.push({ kind: 'file', mimetype: 'text/vcard', filename: `${name.replace(/[\\/]/g, '_')}.vcf`, size: data.length, mediaId: await deps.media.put(data) })
+      attachments.push({ kind: 'file', mimetype: 'text/vcard', filename: safeFilename(`${name}.vcf`), size: data.length, mediaId: await deps.media.put(data) })
     }
     const names = contacts.map(k => k.displayName || 'a contact').join(', ')
     return { kind: 'text', body: plainText(`Shared contact: ${names}`), attachments }
@@ -195,7 +205,7 @@ async function attachmentOf(
   const kind: AttachmentKind = media.kind === 'audio' && node.ptt ? 'voice' : media.kind
   const mimetype = node.mimetype ?? (kind === 'sticker' ? 'image/webp' : 'application/octet-stream')
   const ext = EXT[mimetype.split(';', 1)[0]!.trim()] ?? 'bin'
-  const a: Attachment = { kind, mimetype, filename: node.fileName || `${kind}.${ext}`, size: data.length, mediaId: await deps.media.put(data) }
+  const a: Attachment = { kind, mimetype, filename: safeFilename(node.fileName || `${kind}.${ext}`), size: data.length, mediaId: await deps.media.put(data) }
   if (node.width) a.width = node.width
   if (node.height) a.height = node.height
   if (node.seconds) a.durationMs = node.seconds * 1000
