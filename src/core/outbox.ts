@@ -145,15 +145,28 @@ export class Outbox {
 
   /** Fails held deliveries older than the retention, so nobody waits forever without being told. */
   async expireHeld(): Promise<void> {
+    // The held head of a queue and everything old waiting behind it go together, and each queue is reported
+    // once: a relay away for two weeks must not produce one notice per message.
     const { rows } = await this.opts.db.query<OutboxRow>(
       `UPDATE outbox SET state = 'failed', finished_at = now(), last_error = 'held past retention'
-       WHERE state = 'held' AND created_at < $1 RETURNING *`,
+       WHERE state IN ('held', 'pending') AND created_at < $1
+         AND (network, chat_id) IN (SELECT network, chat_id FROM outbox WHERE state = 'held')
+       RETURNING *`,
       [new Date(this.opts.now() - this.opts.holdRetentionMs)],
     )
-    for (const row of rows) {
-      await this.opts.onFailed(row, new DeliveryError('permanent',
-        'The relay account was logged out for longer than the bridge holds messages, so this one was dropped.',
+    const byQueue = new Map<string, OutboxRow[]>()
+    for (const row of rows.sort((a, b) => a.id - b.id)) {
+      const key = queueKey(row.network, row.chat_id)
+      byQueue.set(key, [...(byQueue.get(key) ?? []), row])
+    }
+    const hours = Math.round(this.opts.holdRetentionMs / 3_600_000)
+    for (const queue of byQueue.values()) {
+      const first = queue[0]!
+      const n = queue.length
+      await this.opts.onFailed(first, new DeliveryError('permanent',
+        `The relay account was logged out for longer than the bridge holds messages (${hours} hours), so ${n === 1 ? 'this message was' : `${n} messages from then on were`} dropped. Link the account again to resume.`,
         { reason: 'm.event_too_old' }))
+      this.kick(first.network, first.chat_id) // newer deliveries wait for the relay again
     }
   }
 

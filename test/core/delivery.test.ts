@@ -122,5 +122,23 @@ describe.each(DB_KINDS)('delivery on %s', kind => {
       await settled(s)
       expect((await outboxRows(sg.id)).map(r => r.state)).toEqual(['sent', 'sent', 'sent'])
     })
+
+    it('deliveries held longer than bridge.hold_retention_hours are dropped with one notice in Matrix, not one per message', async () => {
+      const { room, sg } = await bridgedRoom(s)
+      const loginId = s.bridge.portals.byRoom(room)!.signalLogin!
+      await s.signal.setState(loginId, 'logged_out', 'unlinked')
+      for (const text of ['old one', 'old two', 'old three']) await s.hs.sendMessage(ALICE, room, text)
+      await settled(s)
+      expect((await outboxRows(sg.id))[0]!.state).toBe('held')
+      await s.db.query(`UPDATE outbox SET created_at = now() - interval '15 days' WHERE chat_id = $1`, [sg.id])
+      await s.bridge.outbox.expireHeld()
+      const notices = s.botNotices(room).filter(n => n.startsWith('⚠️'))
+      expect(notices).toHaveLength(1)
+      expect(notices[0]).toMatch(/was not delivered to Signal: The relay account was logged out for longer than the bridge holds messages \(336 hours\), so 3 messages from then on were dropped/)
+      expect((await outboxRows(sg.id)).map(r => r.state)).toEqual(['failed', 'failed', 'failed'])
+      await s.signal.setState(loginId, 'connected')
+      await s.hs.sendMessage(ALICE, room, 'new one')
+      expect((await s.signal.waitForSentTo(sg.id, 1)).map(x => x.text)).toEqual(['Alice (Matrix): new one'])
+    })
   })
 })
