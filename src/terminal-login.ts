@@ -12,7 +12,7 @@ export function terminalUi(out: NodeJS.WritableStream = process.stdout): LoginUi
   return {
     async showQr(data, caption) {
       out.write(`\n${await QRCode.toString(data, { type: 'terminal', small: true })}\n${caption}\n`)
-      if (data.startsWith('sgnl://')) out.write(`On a computer? Open this link with Signal Desktop: ${data}\n`)
+      if (data.startsWith('sgnl://')) out.write(`The same code as a link, in case you cannot scan this screen (for example to show it as a QR code elsewhere): ${data}\n`)
     },
     async showCode(code, caption) {
       out.write(`\n${caption}\n\n    ${code}\n\n`)

@@ -26,7 +26,7 @@ describe.each(DB_KINDS)('Signal login through the bridge on %s', kind => {
     expect(content(qr!).body).toMatch(/Linked devices/)
     expect(s.hs.media(content(qr!).url)?.data.subarray(0, 4).equals(PNG_MAGIC)).toBe(true)
     const uri = (await s.daemon.waitForCall('finishLink')).params.deviceLinkUri as string
-    expect(await waitForNotice(s, dm, /Signal Desktop/)).toContain(uri)
+    expect(await waitForNotice(s, dm, /The same code as a link/)).toContain(uri)
     await s.daemon.scanLink(SIG_RELAY)
     const linked = await waitForNotice(s, dm, /^Linked!/)
     expect(linked).toMatch(/The Signal account is now login sig-[0-9a-f]+/)

@@ -13,8 +13,8 @@ function chatUi(ctx: Ctx, roomId: string): LoginUi {
       const png = await qrPng(data)
       const first = qrEvent === undefined
       qrEvent = first ? await rooms.image(roomId, png, caption) : (await rooms.image(roomId, png, caption, qrEvent), qrEvent)
-      // Desktop users cannot scan their own screen: give them the link as text too.
-      if (first && data.startsWith('sgnl://')) await rooms.notice(roomId, `On a computer? Open this link with Signal Desktop: ${data}`)
+      // Someone reading this on the phone itself cannot scan it: give the code as text too.
+      if (first && data.startsWith('sgnl://')) await rooms.notice(roomId, `The same code as a link, in case you cannot scan this screen (for example to show it as a QR code elsewhere): ${data}`)
     },
     async showCode(code, caption) {
       await rooms.notice(roomId, `${caption}\n\n${code}`)
