@@ -42,6 +42,9 @@ export function lidAndPn(a?: string | null, b?: string | null): { lid?: string; 
 export class People {
   readonly #db: Db
   readonly #now: () => number
+  /** Sightings already recorded exactly so (every message is one; without this, one commit each). Cleared
+   * whenever a sighting changes a row, since a merge can retire a person id that other keys point at. */
+  readonly #known = new Map<string, WaPerson>()
   constructor(db: Db, now: () => number = Date.now) {
     this.#db = db
     this.#now = now
@@ -55,7 +58,11 @@ export class People {
   async resolve(a?: string | null, b?: string | null, name?: string | null): Promise<WaPerson | undefined> {
     const { lid, pn } = lidAndPn(a, b)
     if (!lid && !pn) return undefined
-    return this.#db.transaction(async tx => {
+    const key = `${lid ?? ''}\u0000${pn ?? ''}\u0000${name ?? ''}`
+    const known = this.#known.get(key)
+    if (known) return known
+    let changed = false
+    const person = await this.#db.transaction(async tx => {
       const byLid = lid
         ? (await tx.query<Row>('SELECT * FROM wa_people WHERE lid = $1 FOR UPDATE', [lid])).rows[0]
         : undefined
@@ -63,6 +70,7 @@ export class People {
       let row = byPn ?? byLid
       const now = this.#now()
       if (byLid && byPn && byLid.person_id !== byPn.person_id) {
+        changed = true
         await tx.query('DELETE FROM wa_people WHERE person_id = $1', [byLid.person_id])
         row = { ...byPn, lid: lid ?? null, name: byPn.name ?? byLid.name }
       }
@@ -78,6 +86,7 @@ export class People {
       }
       const merged: Row = { ...row, lid: row.lid ?? lid ?? null, pn: row.pn ?? pn ?? null, name: name || row.name }
       if (merged.lid !== row.lid || merged.pn !== row.pn || merged.name !== row.name || byLid !== byPn) {
+        changed = true
         await tx.query('UPDATE wa_people SET lid = $2, pn = $3, name = $4, updated_at = $5 WHERE person_id = $1', [
           merged.person_id,
           merged.lid,
@@ -88,6 +97,10 @@ export class People {
       }
       return this.#person(merged)
     })
+    if (changed) this.#known.clear()
+    if (this.#known.size > 50_000) this.#known.clear()
+    this.#known.set(key, person)
+    return person
   }
 
   /** Records that a LID and a number are the same person (lid-mapping.update, group metadata). */
