@@ -71,6 +71,29 @@ export class Router {
     return result
   }
 
+  /**
+   * Records several events of chats that already have portals in one transaction (one commit), in order.
+   * Throws if any of them cannot be recorded, leaving nothing recorded: the caller then goes one by one.
+   */
+  async receiveMany(events: InboundEvent[]): Promise<void> {
+    if (events.length === 1) {
+      await this.receive(events[0]!)
+      return
+    }
+    const deliveries: NewDelivery[] = []
+    await this.opts.db.transaction(async tx => {
+      for (const event of events) {
+        const portal = this.opts.portals.find(event.chat.network, event.chat.id)
+        if (!portal || event.kind === 'chat_update') continue
+        const targets = NETWORKS.filter(n => n !== event.chat.network && chatOf(portal, n) !== null)
+        const out = await this.record(tx, portal, event, targets)
+        if (typeof out !== 'string') deliveries.push(...out)
+      }
+      await Outbox.enqueue(tx, deliveries)
+    })
+    for (const d of deliveries) this.opts.outbox.kick(d.network, d.chatId)
+  }
+
   private async origin(tx: Queryable, event: InboundEvent, messageId: number, role: 'original' | 'revision' | 'action'): Promise<void> {
     const added = await MessageMap.addCopy(tx, {
       network: event.chat.network, chatId: event.chat.id, remoteId: event.remoteId, messageId, role,

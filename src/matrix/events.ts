@@ -5,7 +5,7 @@ import type { Db } from '../db/types.ts'
 import type { Commands } from '../core/commands/index.ts'
 import { levelOf } from '../core/commands/context.ts'
 import type { MediaStore } from '../core/media.ts'
-import type { Person } from '../core/model.ts'
+import type { InboundEvent, Person } from '../core/model.ts'
 import type { PortalStore } from '../core/portals.ts'
 import type { Router } from '../core/router.ts'
 import type { HomeserverApi } from './client.ts'
@@ -94,13 +94,43 @@ export class MatrixEvents {
       const done: number[] = []
       let failed = false
       await Promise.all([...byRoom.values()].map(async list => {
+        // Consecutive relayable events of a room are recorded in one transaction (one commit for the lot);
+        // anything with another effect (a command, a membership) first lets the batch before it go.
+        const batch: Array<{ row: InboxRow; event: InboundEvent }> = []
+        const flush = async (): Promise<boolean> => {
+          const items = batch.splice(0)
+          if (items.length === 0) return true
+          try {
+            await this.opts.router.receiveMany(items.map(i => i.event))
+            done.push(...items.map(i => i.row.id))
+            return true
+          } catch {
+            // One by one, so that each event gets its own failure accounting.
+            for (const item of items) {
+              if (await this.processRow(item.row, { route: e => this.opts.router.receive(e).then(() => {}), flush: async () => {} })) done.push(item.row.id)
+              else return false
+            }
+            return true
+          }
+        }
         for (const row of list) {
-          if (await this.processRow(row)) done.push(row.id)
-          else {
+          let batched = false
+          const ok = await this.processRow(row, {
+            route: async event => {
+              batch.push({ row, event })
+              batched = true
+            },
+            flush: async () => {
+              if (!(await flush())) throw new Error('an earlier event of this room could not be recorded yet')
+            },
+          })
+          if (!ok) {
             failed = true
             return // later events of this room wait, to keep its order
           }
+          if (!batched) done.push(row.id)
         }
+        if (!(await flush())) failed = true
       }))
       if (done.length > 0) await db.query('UPDATE inbox SET processed_at = now() WHERE id = ANY($1::bigint[])', [done])
       if (failed) {
@@ -111,9 +141,9 @@ export class MatrixEvents {
   }
 
   /** true when the row is finished with (handled, or given up on). */
-  private async processRow(row: InboxRow): Promise<boolean> {
+  private async processRow(row: InboxRow, step: Step): Promise<boolean> {
     try {
-      await this.handle(row.event)
+      await this.handle(row.event, step)
       return true
     } catch (err) {
       const attempts = row.attempts + 1
@@ -168,13 +198,17 @@ export class MatrixEvents {
     if (ghost && (membership === 'leave' || membership === 'ban')) await this.opts.ghosts.forgetMembership(target, ev.room_id)
   }
 
-  private async handle(ev: MatrixEvent): Promise<void> {
-    const { botMxid, domain, portals, commands, rooms, router, media, api } = this.opts
-    if (ev.type === 'm.room.member' && typeof ev.state_key === 'string') return this.member(ev)
+  private async handle(ev: MatrixEvent, step: Step): Promise<void> {
+    const { botMxid, domain, portals, commands, rooms, media, api } = this.opts
+    if (ev.type === 'm.room.member' && typeof ev.state_key === 'string') {
+      await step.flush()
+      return this.member(ev)
+    }
     // Whatever our bot and ghosts sent comes back to us: it is never relayed again.
     if (ev.sender === botMxid || parseGhost(ev.sender, domain)) return
     const portal = portals.byRoom(ev.room_id)
     if (ev.type === 'm.room.encryption' && typeof ev.state_key === 'string') {
+      await step.flush()
       if (portal) {
         await portals.setEncrypted(portal, true)
         await rooms.notice(ev.room_id, 'This room is now encrypted. relay-bridge cannot read encrypted rooms yet, so messages here are no longer relayed. Use an unencrypted room for the bridge.')
@@ -182,6 +216,7 @@ export class MatrixEvents {
       return
     }
     if (ev.type === 'm.room.encrypted') {
+      await step.flush()
       // Outside portals too: a command typed in an encrypted room or direct chat must not meet silence.
       if (!this.warnedEncrypted.has(ev.room_id)) {
         this.warnedEncrypted.add(ev.room_id)
@@ -193,6 +228,7 @@ export class MatrixEvents {
       return
     }
     if (ev.type === 'm.room.name' && typeof ev.state_key === 'string') {
+      await step.flush()
       if (portal && typeof ev.content.name === 'string') await portals.setName(portal, ev.content.name)
       return
     }
@@ -200,7 +236,10 @@ export class MatrixEvents {
     if (ev.type === 'm.room.message' && (ev.content.msgtype === 'm.text' || ev.content.msgtype === undefined) && typeof ev.content.body === 'string') {
       const isDirect = !portal && (await rooms.isDirect(ev.room_id)) === ev.sender
       const args = commands.parse(ev.content.body, isDirect)
-      if (args) return commands.run({ roomId: ev.room_id, sender: ev.sender, isDirect, args })
+      if (args) {
+        await step.flush()
+        return commands.run({ roomId: ev.room_id, sender: ev.sender, isDirect, args })
+      }
     }
     if (!portal) return
     const sender: Person = { network: 'matrix', id: ev.sender, displayName: await this.displayName(ev.room_id, ev.sender) }
@@ -213,8 +252,14 @@ export class MatrixEvents {
       this.opts.log.debug({ eventId: ev.event_id, reason: event.reason }, 'Not relayed')
       return
     }
-    await router.receive(event)
+    await step.route(event)
   }
+}
+
+/** How handle() hands on a relayable event, and lets earlier ones go before an event with other effects. */
+interface Step {
+  route: (event: InboundEvent) => Promise<void>
+  flush: () => Promise<void>
 }
 
 function isDbError(err: unknown): boolean {
