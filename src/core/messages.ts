@@ -71,6 +71,28 @@ export const MessageMap = {
     return rows[0]!.id
   },
 
+  /**
+   * A new message and the copy it arrived as, in one statement. Undefined (and nothing recorded) when that
+   * remote id is already known: a redelivery or an echo.
+   */
+  async createWithOrigin(
+    q: Queryable,
+    m: { portalId: number; kind: 'message'; origin: NetworkId; sender: Person },
+    c: { network: NetworkId; chatId: string; remoteId: string; authorId: string; sentAt: number },
+  ): Promise<number | undefined> {
+    const { rows } = await q.query<{ id: number }>(
+      `WITH seen AS (SELECT 1 FROM message_copies WHERE network = $7 AND chat_id = $8 AND remote_id = $9),
+       m AS (INSERT INTO messages (portal_id, kind, origin_network, sender_network, sender_id, sender_name)
+             SELECT $1, $2, $3, $4, $5, $6 WHERE NOT EXISTS (SELECT 1 FROM seen) RETURNING id),
+       c AS (INSERT INTO message_copies (network, chat_id, remote_id, message_id, role, is_origin, author_id, sent_at)
+             SELECT $7, $8, $9, m.id, 'original', true, $10, $11 FROM m RETURNING message_id)
+       SELECT message_id AS id FROM c`,
+      [m.portalId, m.kind, m.origin, m.sender.network, m.sender.id, m.sender.displayName,
+        c.network, c.chatId, c.remoteId, c.authorId, c.sentAt],
+    )
+    return rows[0]?.id
+  },
+
   /** Records a copy. Returns false when this remote id is already known (a redelivery or an echo). */
   async addCopy(
     q: Queryable,

@@ -108,7 +108,9 @@ export class Router {
 
   private async record(tx: Queryable, portal: Portal, event: Exclude<InboundEvent, { kind: 'chat_update' }>, targets: NetworkId[]): Promise<NewDelivery[] | RouteResult> {
     const { chat } = event
-    if (await this.target(tx, chat, event.remoteId)) return 'duplicate'
+    // A new message checks for a redelivery in the statement that records it (the hot path: one round trip);
+    // everything else looks first.
+    if (event.kind !== 'message' && await this.target(tx, chat, event.remoteId)) return 'duplicate'
     const sender: Person = event.sender
     const fanOut = (op: NewDelivery['op'], messageId: number, payload: Record<string, unknown>, to = targets): NewDelivery[] =>
       to.map(network => ({ portalId: portal.id, messageId, network, chatId: chatOf(portal, network)!, op, payload: { sender, ...payload } }))
@@ -119,8 +121,10 @@ export class Router {
         // double-bridged rooms).
         const to = event.content.kind === 'notice' ? targets.filter(n => n === 'matrix') : targets
         const reply = event.replyTo ? await this.target(tx, chat, event.replyTo) : undefined
-        const id = await MessageMap.create(tx, { portalId: portal.id, kind: 'message', origin: chat.network, sender })
-        await this.origin(tx, event, id, 'original')
+        const id = await MessageMap.createWithOrigin(tx, { portalId: portal.id, kind: 'message', origin: chat.network, sender }, {
+          network: chat.network, chatId: chat.id, remoteId: event.remoteId, authorId: sender.id, sentAt: event.timestamp,
+        })
+        if (id === undefined) return 'duplicate'
         return fanOut('message', id, { content: event.content, ...(reply ? { replyTo: reply.message.id } : {}) }, to)
       }
       case 'edit': {
