@@ -1,55 +1,20 @@
 // A fake NetworkContext for the Signal adapter's tests: events collected in arrays, logins in memory.
-import { createHash, randomUUID } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import pino from 'pino'
 import { Registry } from 'prom-client'
-import type { ConnectionState, Login, LoginStore, LoginUi, NetworkContext } from '../../src/core/network.ts'
-import type { InboundEvent, RemoteNetworkId } from '../../src/core/model.ts'
-import type { MediaStore } from '../../src/core/media.ts'
+import type { ConnectionState, LoginUi, NetworkContext } from '../../src/core/network.ts'
+import type { InboundEvent } from '../../src/core/model.ts'
 import type { Db } from '../../src/db/types.ts'
+import { MemoryLogins, MemoryMedia } from '../support/memory-stores.ts'
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 export const sharedFixture = (name: string): unknown =>
   JSON.parse(readFileSync(path.resolve(repoRoot, '../shared/fixtures/signal', name), 'utf8'))
 export const ownFixture = (name: string): unknown => JSON.parse(readFileSync(path.resolve(repoRoot, 'test/fixtures/signal', name), 'utf8'))
 
-export class MemoryMedia implements MediaStore {
-  readonly files = new Map<string, Buffer>()
-  async put(data: Buffer): Promise<string> {
-    const id = createHash('sha256').update(data).digest('hex')
-    this.files.set(id, data)
-    return id
-  }
-  async get(id: string): Promise<Buffer> {
-    const b = this.files.get(id)
-    if (!b) throw new Error(`no media ${id}`)
-    return b
-  }
-  async remove(id: string): Promise<void> {
-    this.files.delete(id)
-  }
-}
-
-export class MemoryLogins implements LoginStore {
-  readonly rows = new Map<string, Login>()
-  async get(id: string) {
-    return this.rows.get(id)
-  }
-  async list(network?: RemoteNetworkId) {
-    return [...this.rows.values()].filter(l => !network || l.network === network)
-  }
-  async save(l: Omit<Login, 'id' | 'state' | 'stateMessage'> & { state?: ConnectionState }): Promise<Login> {
-    const existing = [...this.rows.values()].find(r => r.network === l.network && r.address === l.address)
-    const row: Login = { ...l, id: existing?.id ?? randomUUID(), state: l.state ?? 'disconnected', stateMessage: null }
-    this.rows.set(row.id, row)
-    return row
-  }
-  async remove(id: string) {
-    this.rows.delete(id)
-  }
-}
+export { MemoryLogins, MemoryMedia }
 
 export interface TestContext extends NetworkContext {
   received: InboundEvent[]

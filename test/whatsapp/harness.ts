@@ -1,52 +1,17 @@
 // A NetworkContext built for WhatsApp adapter tests: events the core would receive are collected, logins
 // live in memory, media in a Map. The full bridge wiring is tested elsewhere.
-import { createHash, randomUUID } from 'node:crypto'
 import pino from 'pino'
 import { Registry } from 'prom-client'
 import { vi } from 'vitest'
-import type { MediaStore } from '../../src/core/media.ts'
-import type { InboundEvent, RemoteNetworkId } from '../../src/core/model.ts'
-import type { ConnectionState, Login, LoginStore, LoginUi, NetworkContext } from '../../src/core/network.ts'
+import type { InboundEvent } from '../../src/core/model.ts'
+import type { ConnectionState, LoginUi, NetworkContext } from '../../src/core/network.ts'
 import type { Db } from '../../src/db/types.ts'
 import { WhatsAppNetwork, type WhatsAppNetworkOptions } from '../../src/whatsapp/network.ts'
 import { FakeWhatsApp, GROUP } from '../fakes/whatsapp-socket.ts'
 import { freshDb, type DbKind } from '../support/db.ts'
+import { MemoryLogins, MemoryMedia } from '../support/memory-stores.ts'
 
-export class MemoryLogins implements LoginStore {
-  readonly rows = new Map<string, Login>()
-  async get(id: string) {
-    return this.rows.get(id)
-  }
-  async list(network?: RemoteNetworkId) {
-    return [...this.rows.values()].filter(l => !network || l.network === network)
-  }
-  async save(l: Omit<Login, 'id' | 'state' | 'stateMessage'> & { state?: ConnectionState }) {
-    const old = [...this.rows.values()].find(r => r.network === l.network && r.address === l.address)
-    const login: Login = { ...l, id: old?.id ?? randomUUID(), state: l.state ?? 'disconnected', stateMessage: null }
-    this.rows.set(login.id, login)
-    return login
-  }
-  async remove(id: string) {
-    this.rows.delete(id)
-  }
-}
-
-export class MemoryMedia implements MediaStore {
-  readonly blobs = new Map<string, Buffer>()
-  async put(data: Buffer) {
-    const id = createHash('sha256').update(data).digest('hex')
-    this.blobs.set(id, data)
-    return id
-  }
-  async get(id: string) {
-    const b = this.blobs.get(id)
-    if (!b) throw new Error(`no media ${id}`)
-    return b
-  }
-  async remove(id: string) {
-    this.blobs.delete(id)
-  }
-}
+export { MemoryLogins, MemoryMedia }
 
 export interface Harness {
   db: Db
