@@ -61,6 +61,8 @@ export interface OutboxOptions {
 }
 
 const queueKey = (network: string, chatId: string): string => `${network}\u0000${chatId}`
+/** The most rows of one queue sent before their marks are committed together. */
+const RUN_MAX = 20
 
 export class Outbox {
   private readonly opts: Required<Pick<OutboxOptions, 'backoff' | 'now'>> & OutboxOptions
@@ -198,6 +200,11 @@ export class Outbox {
             this.wakeLater(network, chatId, wait)
             return
           }
+          const run = this.batchable(rows, i)
+          if (run.length > 1) {
+            if (!(await this.sendRun(run))) return
+            break // the rows read before are stale now: read the queue again
+          }
         }
         const after = rows[i + 1]
         const next = after && this.ready(after) ? after : undefined
@@ -211,6 +218,76 @@ export class Outbox {
   /** Whether a row may be sent now (not held, not waiting for a retry). */
   private ready(row: OutboxRow): boolean {
     return row.state !== 'held' && new Date(row.next_attempt_at).getTime() <= this.opts.now()
+  }
+
+  /**
+   * A run of consecutive plain messages ready to go, starting at rows[i]. Replies, edits, deletions and
+   * reactions are never in a run: they look up copies that earlier rows of the run would only record at its end.
+   */
+  private batchable(rows: OutboxRow[], i: number): OutboxRow[] {
+    const run: OutboxRow[] = []
+    for (let k = i; k < rows.length && run.length < RUN_MAX; k++) {
+      const row = rows[k]!
+      if (row.op !== 'message' || (row.payload as { replyTo?: unknown }).replyTo !== undefined || !this.ready(row)) break
+      run.push(row)
+    }
+    return run
+  }
+
+  /**
+   * Sends a run in order, each row marked 'sending' first (all in one statement), and marks the sent ones with
+   * their copies in one statement at the end: two commits for the run instead of one per row. A crash in
+   * between re-sends the run, which the 'sending' mark counts as in flight. Returns whether the queue may go on.
+   */
+  private async sendRun(run: OutboxRow[]): Promise<boolean> {
+    const { db } = this.opts
+    await db.query(`UPDATE outbox SET state = 'sending', attempts = attempts + 1 WHERE id = ANY($1::bigint[])`, [run.map(r => r.id)])
+    const sent: Array<{ row: OutboxRow; record: Recorder | void }> = []
+    let failure: { row: OutboxRow; err: unknown } | undefined
+    for (const row of run) {
+      if (this.stopped) break
+      try {
+        sent.push({ row, record: await this.opts.dispatch({ ...row, attempts: row.attempts + 1 }) })
+      } catch (err) {
+        failure = { row, err }
+        break
+      }
+    }
+    await this.finishMany(sent)
+    for (const { row } of sent) this.opts.onSent?.(row)
+    const unsent = run.slice(sent.length + (failure ? 1 : 0)).map(r => r.id)
+    if (unsent.length > 0) {
+      await db.query(`UPDATE outbox SET state = 'pending', attempts = attempts - 1 WHERE id = ANY($1::bigint[])`, [unsent])
+    }
+    if (!failure) return !this.stopped
+    return (await this.failed(failure.row, failure.row.attempts + 1, failure.err)) === 'next'
+  }
+
+  /** Marks rows sent and records their copies: one statement when every copy is given as data. */
+  private async finishMany(sent: Array<{ row: OutboxRow; record: Recorder | void }>): Promise<void> {
+    if (sent.length === 0) return
+    const { db } = this.opts
+    const ids = sent.map(x => x.row.id)
+    if (sent.some(x => x.record && !x.record.copy)) {
+      await db.transaction(async tx => {
+        for (const x of sent) if (x.record) await x.record(tx)
+        await tx.query(`UPDATE outbox SET state = 'sent', finished_at = now(), last_error = NULL WHERE id = ANY($1::bigint[])`, [ids])
+      })
+      return
+    }
+    const copies = sent.flatMap(x => (x.record?.copy ? [x.record.copy] : []))
+    await db.query(
+      `WITH done AS (UPDATE outbox SET state = 'sent', finished_at = now(), last_error = NULL WHERE id = ANY($1::bigint[]))
+       INSERT INTO message_copies (network, chat_id, remote_id, message_id, role, is_origin, author_id, sent_at, extra)
+       SELECT c.network, c.chat_id, c.remote_id, c.message_id, c.role, false, c.author_id, c.sent_at, c.extra
+       FROM jsonb_to_recordset($2::jsonb) AS c(network text, chat_id text, remote_id text, message_id bigint, role text,
+         author_id text, sent_at bigint, extra jsonb)
+       ON CONFLICT DO NOTHING`,
+      [ids, JSON.stringify(copies.map(c => ({
+        network: c.network, chat_id: c.chatId, remote_id: c.remoteId, message_id: c.messageId, role: c.role,
+        author_id: c.authorId, sent_at: c.sentAt, extra: c.extra ?? null,
+      })))],
+    )
   }
 
   private wakeLater(network: string, chatId: string, ms: number): void {
@@ -250,7 +327,7 @@ export class Outbox {
 
   /** One attempt: 'stop' when the queue must wait, else whether the next row is already claimed. */
   private async attempt(row: OutboxRow, claimed: boolean, next?: OutboxRow): Promise<'stop' | 'next' | 'next_claimed'> {
-    const { db, log } = this.opts
+    const { db } = this.opts
     if (!claimed) await db.query(`UPDATE outbox SET state = 'sending', attempts = attempts + 1 WHERE id = $1`, [row.id])
     const attempts = row.attempts + 1
     try {
@@ -259,31 +336,37 @@ export class Outbox {
       this.opts.onSent?.(row)
       return nextClaimed ? 'next_claimed' : 'next'
     } catch (err) {
-      const e = asDeliveryError(err)
-      const internal = e.message.slice(0, 500)
-      if (e.disposition === 'hold') {
-        await db.query(`UPDATE outbox SET state = 'held', last_error = $2 WHERE id = $1`, [row.id, internal])
-        log.info({ id: row.id, network: row.network }, 'Delivery held until the relay account is back')
-        return 'stop'
-      }
-      if (e.disposition === 'transient' && attempts < this.opts.backoff.maxAttempts) {
-        const delay = this.backoffMs(attempts, e.retryAfterMs)
-        await db.query(
-          `UPDATE outbox SET state = 'pending', last_error = $2, next_attempt_at = $3 WHERE id = $1`,
-          [row.id, internal, new Date(this.opts.now() + delay)],
-        )
-        log.warn({ id: row.id, network: row.network, attempts, delayMs: Math.round(delay), err: internal }, 'Delivery failed; will retry')
-        this.wakeLater(row.network, row.chat_id, delay)
-        return 'stop'
-      }
-      await db.query(`UPDATE outbox SET state = 'failed', finished_at = now(), last_error = $2 WHERE id = $1`, [row.id, internal])
-      log.warn({ id: row.id, network: row.network, attempts, err: internal }, 'Delivery failed for good')
-      const final = e.disposition === 'permanent' ? e : new DeliveryError('permanent',
-        `${e.userMessage} The bridge gave up after ${attempts} attempts.`, { cause: e, internal })
-      await this.opts.onFailed({ ...row, attempts }, final).catch(err2 =>
-        log.error({ err: (err2 as Error).message }, 'Could not report a failed delivery in Matrix'))
-      return 'next' // a failed row does not block the ones behind it
+      return this.failed(row, attempts, err)
     }
+  }
+
+  /** A failed attempt: held, retried later, or failed for good and reported. 'stop' when the queue must wait. */
+  private async failed(row: OutboxRow, attempts: number, err: unknown): Promise<'stop' | 'next'> {
+    const { db, log } = this.opts
+    const e = asDeliveryError(err)
+    const internal = e.message.slice(0, 500)
+    if (e.disposition === 'hold') {
+      await db.query(`UPDATE outbox SET state = 'held', last_error = $2 WHERE id = $1`, [row.id, internal])
+      log.info({ id: row.id, network: row.network }, 'Delivery held until the relay account is back')
+      return 'stop'
+    }
+    if (e.disposition === 'transient' && attempts < this.opts.backoff.maxAttempts) {
+      const delay = this.backoffMs(attempts, e.retryAfterMs)
+      await db.query(
+        `UPDATE outbox SET state = 'pending', last_error = $2, next_attempt_at = $3 WHERE id = $1`,
+        [row.id, internal, new Date(this.opts.now() + delay)],
+      )
+      log.warn({ id: row.id, network: row.network, attempts, delayMs: Math.round(delay), err: internal }, 'Delivery failed; will retry')
+      this.wakeLater(row.network, row.chat_id, delay)
+      return 'stop'
+    }
+    await db.query(`UPDATE outbox SET state = 'failed', finished_at = now(), last_error = $2 WHERE id = $1`, [row.id, internal])
+    log.warn({ id: row.id, network: row.network, attempts, err: internal }, 'Delivery failed for good')
+    const final = e.disposition === 'permanent' ? e : new DeliveryError('permanent',
+      `${e.userMessage} The bridge gave up after ${attempts} attempts.`, { cause: e, internal })
+    await this.opts.onFailed({ ...row, attempts }, final).catch(err2 =>
+      log.error({ err: (err2 as Error).message }, 'Could not report a failed delivery in Matrix'))
+    return 'next' // a failed row does not block the ones behind it
   }
 
   /** Counts per network and state, for `status` and metrics. */
