@@ -2,6 +2,7 @@
 // the fake signal-cli daemon (HTTP + SSE), the fake WhatsApp socket and the fake homeserver, all answering
 // at once; and the bare Matrix framework (bot-sdk's Appservice) under the same load, in the same run.
 // Without RELAY_BRIDGE_BENCH_DATABASE_URI it starts its own server through scripts/with-postgres.sh.
+import { resolve as resolvePath } from 'node:path'
 import { fork, spawnSync, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { writeFile } from 'node:fs/promises'
@@ -436,7 +437,7 @@ const results = {
   targets,
   wallS: round((Date.now() - started) / 1000),
 }
-await writeFile(`${ROOT}${opt.out}`, JSON.stringify(results, null, 2) + '\n')
+await writeFile(resolvePath(ROOT, opt.out), JSON.stringify(results, null, 2) + '\n')
 
 const rows = runs.map(r => [
   r.name, String(r.portals), `${r.direction} → ${TARGETS[r.direction].join('+')}`, r.batch ? String(r.batch) : '-', String(r.offeredPerS),
