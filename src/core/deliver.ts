@@ -23,8 +23,6 @@ export interface DelivererOptions {
   reactions: ReactionPolicy
 }
 
-type Record = Recorder
-
 interface Payload {
   sender: Person
   content?: MessageContent
@@ -40,7 +38,7 @@ export class Deliverer {
     this.opts = opts
   }
 
-  dispatch = async (row: OutboxRow): Promise<Record | void> => {
+  dispatch = async (row: OutboxRow): Promise<Recorder | void> => {
     const { portals, participants, db } = this.opts
     const portal = portals.get(row.portal_id)
     if (!portal) throw new DeliveryError('permanent', 'The room was unbridged before this message could be delivered.')
@@ -92,7 +90,7 @@ export class Deliverer {
     }
   }
 
-  private async reaction(row: OutboxRow, p: Payload, base: Pick<Delivery, 'target' | 'sender' | 'deliveryId'>, relayed: boolean, name: string): Promise<Record | void> {
+  private async reaction(row: OutboxRow, p: Payload, base: Pick<Delivery, 'target' | 'sender' | 'deliveryId'>, relayed: boolean, name: string): Promise<Recorder | void> {
     const participant = this.opts.participants.get(row.network)!
     const { db } = this.opts
     const reactionId = row.message_id!
@@ -117,7 +115,7 @@ export class Deliverer {
   }
 
   /** The sent copy, as data (the outbox records it in the statement that marks the row sent) and as a function. */
-  private copyRecorder(row: OutboxRow, messageId: number, result: SendResult, role: 'original' | 'revision'): Record | void {
+  private copyRecorder(row: OutboxRow, messageId: number, result: SendResult, role: 'original' | 'revision'): Recorder | void {
     if (!result.remoteId) return
     const copy: SentCopy = {
       network: row.network, chatId: row.chat_id, remoteId: result.remoteId, messageId, role,

@@ -78,8 +78,4 @@ export class SqlLoginStore implements LoginStore {
     )
     return rows[0]?.previous
   }
-
-  async mergeMetadata(id: string, patch: Record<string, unknown>): Promise<void> {
-    await this.db.query('UPDATE logins SET metadata = metadata || $2::jsonb WHERE id = $1', [id, JSON.stringify(patch)])
-  }
 }

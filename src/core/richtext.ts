@@ -90,6 +90,3 @@ function trimEnd(rt: RichText): RichText {
   const trimmed = rt.text.replace(/\s+$/u, '')
   return trimmed.length === rt.text.length ? rt : slice(rt, 0, trimmed.length)
 }
-
-/** Plain text with no ranges, for logs-free comparisons and plain bodies. */
-export const isEmpty = (rt: RichText): boolean => rt.text.trim().length === 0

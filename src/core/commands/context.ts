@@ -2,7 +2,7 @@
 import type { Logger } from 'pino'
 import { UserError } from '../errors.ts'
 import type { SqlLoginStore } from '../logins.ts'
-import { REMOTE_NETWORKS, type RemoteNetworkId } from '../model.ts'
+import type { RemoteNetworkId } from '../model.ts'
 import type { Login, RemoteNetwork } from '../network.ts'
 import type { Outbox } from '../outbox.ts'
 import type { Portal, PortalStore } from '../portals.ts'
@@ -101,4 +101,3 @@ export function describeState(login: Login): string {
   return login.stateMessage ? `${state} (${login.stateMessage})` : state
 }
 
-export { REMOTE_NETWORKS }
