@@ -1,7 +1,7 @@
 // Embedded PostgreSQL (WebAssembly), one connection in this process. A second process on the same
 // directory would corrupt it, so we hold a lock file with our pid while it is open.
 import { PGlite } from '@electric-sql/pglite'
-import { mkdir, open, readFile, rm } from 'node:fs/promises'
+import { link, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { hostname } from 'node:os'
 import { join } from 'node:path'
 import type { Db, Queryable, QueryResult } from './types.ts'
@@ -21,9 +21,15 @@ async function takeLock(path: string): Promise<void> {
   const me = `${process.pid}@${hostname()}`
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
-      const fh = await open(path, 'wx')
-      await fh.writeFile(me)
-      await fh.close()
+      // Written beside and hard-linked into place: the lock appears with its holder already in it, so a
+      // process starting at the same moment never reads an empty lock and takes it for a stale one.
+      const tmp = `${path}.${process.pid}.tmp`
+      await writeFile(tmp, me)
+      try {
+        await link(tmp, path)
+      } finally {
+        await rm(tmp, { force: true })
+      }
       return
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
