@@ -4,7 +4,7 @@ import globals from 'globals'
 import tseslint from 'typescript-eslint'
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'dist/', 'coverage/', 'stubs/'] },
+  { ignores: ['node_modules/', 'dist/', 'coverage/', 'stubs/', 'bench/.build/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

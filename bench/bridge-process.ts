@@ -63,7 +63,8 @@ process.on('message', (msg: FromParent) => {
         return
       case 'stats': {
         const usage = process.resourceUsage()
-        send({ type: 'stats', rss: process.memoryUsage.rss(), maxRss: usage.maxRSS * 1024, cpuUs: usage.userCPUTime + usage.systemCPUTime })
+        const { rss, heapUsed, heapTotal, external } = process.memoryUsage()
+        send({ type: 'stats', rss, heapUsed, heapTotal, external, maxRss: usage.maxRSS * 1024, cpuUs: usage.userCPUTime + usage.systemCPUTime })
         return
       }
       case 'stop':

@@ -62,3 +62,7 @@ export const signalGroupId = (i: number): string => {
 }
 export const whatsappGroupId = (i: number): string => `120363${String(1_000_000 + i).padStart(12, '0')}@g.us`
 export const benchRoomId = (i: number): string => `!bench${i}:${DOMAIN}`
+
+/** Node's flags for the bridge process: the same as the Docker image's entrypoint, `bin/relay-bridge.js` and
+ * `npm start` give it (a 4 MB young generation; see docs/performance.md, Memory). */
+export const BRIDGE_NODE_FLAGS = ['--max-semi-space-size=4']

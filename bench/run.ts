@@ -5,6 +5,7 @@
 import { resolve as resolvePath } from 'node:path'
 import { fork, spawnSync, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
+import { rmSync, symlinkSync } from 'node:fs'
 import { writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { cpus, totalmem } from 'node:os'
@@ -21,7 +22,7 @@ import { FakeHomeserver, type FakeEvent } from '../test/fakes/homeserver.ts'
 import { FakeSignalDaemon, type RecordedCall } from '../test/fakes/signal-daemon.ts'
 import { groupText } from '../test/fakes/signal-envelopes.ts'
 import {
-  ALICE, benchConfig, benchRoomId, nowMs, SIGNAL_ALEX, SIGNAL_LOGIN, SIGNAL_RELAY, signalGroupId, tag, untag,
+  ALICE, benchConfig, BRIDGE_NODE_FLAGS, benchRoomId, nowMs, SIGNAL_ALEX, SIGNAL_LOGIN, SIGNAL_RELAY, signalGroupId, tag, untag,
   WHATSAPP_LOGIN, whatsappGroupId,
 } from './config.ts'
 import { nextSeq, openLoop, percentiles, Tracker, TransactionPusher, type Net } from './load.ts'
@@ -52,6 +53,14 @@ if (!uri) {
 }
 const ADMIN_URI = uri
 
+// The bridge and the baseline run compiled, as deployed (see bench/tsconfig.json).
+const BUILD = `${ROOT}bench/.build/`
+const built = spawnSync(process.execPath, [`${ROOT}node_modules/typescript/bin/tsc`, '-p', `${ROOT}bench/tsconfig.json`], { stdio: 'inherit', cwd: ROOT })
+if (built.status !== 0) throw new Error('bench: the bridge could not be compiled')
+// The compiled migration runner looks for the SQL files beside its own tree.
+rmSync(`${BUILD}migrations`, { recursive: true, force: true })
+symlinkSync(`${ROOT}migrations`, `${BUILD}migrations`)
+
 const log = (...a: unknown[]): void => console.error('[bench]', ...a)
 const sleep = (ms: number): Promise<void> => new Promise(r => setTimeout(r, ms))
 const round = (n: number, d = 1): number => (Number.isFinite(n) ? Math.round(n * 10 ** d) / 10 ** d : n)
@@ -67,16 +76,16 @@ async function freePort(): Promise<number> {
 
 // ---- processes -----------------------------------------------------------------------------------------
 
-interface Stats { rss: number; maxRss: number; cpuUs: number; events?: number }
+interface Stats { rss: number; maxRss: number; cpuUs: number; heapUsed?: number; heapTotal?: number; external?: number; events?: number }
 
 class Child {
   readonly proc: ChildProcess
   private readonly waiters = new Map<string, Array<(m: any) => void>>()
   onMessage: (m: any) => void = () => {}
-  constructor(script: string, args: string[] = []) {
-    this.proc = fork(`${ROOT}bench/${script}`, args, {
+  constructor(script: string, args: string[] = [], nodeFlags: string[] = []) {
+    this.proc = fork(`${BUILD}bench/${script.replace(/\.ts$/, '.js')}`, args, {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-      execArgv: ['--disable-warning=DEP0060', ...(process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [])],
+      execArgv: ['--disable-warning=DEP0060', ...(process.env.BENCH_NODE_FLAGS?.split(' ').filter(Boolean) ?? nodeFlags), ...(process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [])],
     })
     this.proc.on('message', (m: any) => {
       const list = this.waiters.get(m.type)
@@ -199,7 +208,7 @@ async function seed(db: Db, rooms: string[]): Promise<void> {
 async function startBridgeProcess(w: World): Promise<Child> {
   // No RESTART IDENTITY: outbox ids name the homeserver txn ids of ghost sends, which must stay new.
   await w.db.query('TRUNCATE inbox, appservice_txns, outbox, message_copies, messages, wa_messages CASCADE')
-  const child = new Child('bridge-process.ts')
+  const child = new Child('bridge-process.ts', [], BRIDGE_NODE_FLAGS)
   await child.next('up')
   child.onMessage = (m: { type: string; arrivals?: Array<[number, number]> }) => {
     if (m.type === 'wa-sent') for (const [s, t] of m.arrivals!) w.tracker.arrive(s, 'whatsapp', t)
@@ -365,7 +374,7 @@ async function baseline(rate: number, batch: number, durationS: number): Promise
 const started = Date.now()
 const scales = opt.scales.split(',').map(Number)
 const runs: RunResult[] = []
-const idle: Array<{ portals: number; rssMb: number }> = []
+const idle: Array<{ portals: number; rssMb: number; heapUsedMb: number; heapTotalMb: number; externalMb: number }> = []
 const peaks: number[] = []
 const rate50 = Number(opt['rate-batch50'])
 const rate1 = Number(opt['rate-batch1'])
@@ -385,8 +394,10 @@ for (const n of scales) {
     if (want('idle')) {
       const child = await startBridgeProcess(w)
       await sleep(5000)
-      idle.push({ portals: n, rssMb: round((await child.stats()).rss / 2 ** 20) })
-      log(`  idle RSS with ${n} portals: ${idle.at(-1)!.rssMb} MB`)
+      const s = await child.stats()
+      const mb = (b = NaN): number => round(b / 2 ** 20)
+      idle.push({ portals: n, rssMb: mb(s.rss), heapUsedMb: mb(s.heapUsed), heapTotalMb: mb(s.heapTotal), externalMb: mb(s.external) })
+      log(`  idle RSS with ${n} portals: ${mb(s.rss)} MB (V8 heap ${mb(s.heapUsed)} MB used of ${mb(s.heapTotal)} MB, external ${mb(s.external)} MB)`)
       await stopBridgeProcess(w)
     }
     const first = n === scales[0]

@@ -1,7 +1,6 @@
 // Puts the bridge together: database, homeserver client and endpoint, the core, and the networks.
 import type { Server } from 'node:http'
 import type { Logger } from 'pino'
-import QRCode from 'qrcode'
 import type { Config } from './config.ts'
 import { Commands } from './core/commands/index.ts'
 import { Deliverer } from './core/deliver.ts'
@@ -67,6 +66,12 @@ export async function buildNetworks(
   ]
 }
 
+/** A login QR code as a PNG. The encoder is loaded on first use: only logins need it, not a running bridge. */
+async function qrPng(data: string): Promise<Buffer> {
+  const { default: QRCode } = await import('qrcode')
+  return QRCode.toBuffer(data, { type: 'png', margin: 2, scale: 8 })
+}
+
 export async function startBridge(config: Config, deps: BridgeDeps = {}): Promise<Bridge> {
   const log = deps.log ?? createLogger(config.logging.level)
   const metrics = new Metrics()
@@ -128,7 +133,7 @@ export async function startBridge(config: Config, deps: BridgeDeps = {}): Promis
   })
   const commands = new Commands({
     prefix: config.bridge.command_prefix, permissions: config.bridge.permissions, portals, logins, networks, rooms, outbox,
-    log: log.child({ part: 'commands' }), qrPng: data => QRCode.toBuffer(data, { type: 'png', margin: 2, scale: 8 }),
+    log: log.child({ part: 'commands' }), qrPng,
   })
   const events = new MatrixEvents({
     db, inbox, api, router, commands, rooms, ghosts, portals, media, domain, botMxid,

@@ -1,6 +1,5 @@
 import type { Db } from './types.ts'
 import { openPostgres } from './postgres.ts'
-import { openPglite } from './pglite.ts'
 
 /** PostgreSQL when a URI is configured; otherwise the embedded PGlite under data_dir. */
 export async function openDatabase(uri: string, dataDir: string): Promise<Db> {
@@ -18,6 +17,8 @@ export async function openDatabase(uri: string, dataDir: string): Promise<Db> {
     }
     return db
   }
+  // Loaded only when embedded: a bridge on PostgreSQL does not carry PGlite in memory.
+  const { openPglite } = await import('./pglite.ts')
   return openPglite(dataDir)
 }
 
