@@ -75,6 +75,10 @@ export class SignalClient {
       // Attachments travel as base64 in one body (up to 150 MiB, §5).
       maxBodyLength: Infinity,
       maxContentLength: Infinity,
+      // The daemon is one local endpoint: no redirects to follow and no proxy to look up in the environment
+      // on every call (both cost measurable CPU per message; docs/performance.md).
+      maxRedirects: 0,
+      proxy: false,
     })
   }
 

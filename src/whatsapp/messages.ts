@@ -1,6 +1,7 @@
 // wa_messages: every message the bridge sent (Baileys asks getMessage for it when a recipient retries
 // decryption; quotes and edits need its key) and recent inbound ones of bridged groups (for quoting).
 import type { WAMessageKey, proto } from '@whiskeysockets/baileys'
+import { Coalescer } from '../db/coalesce.ts'
 import type { Db } from '../db/types.ts'
 import { decodeJson, encodeJson } from './auth.ts'
 
@@ -10,22 +11,35 @@ export interface StoredMessage {
   fromBridge: boolean
 }
 
+type Row = [loginId: string, msgId: string, chatJid: string, fromBridge: boolean, key: string, message: string, createdAt: number]
+
 export class MessageStore {
   readonly #db: Db
   readonly #now: () => number
+  // Every send and every inbound message of a bridged group writes a row: the sends of all chats under way
+  // share one statement.
+  readonly #writes = new Coalescer<Row>(rows => this.#insert(rows))
   constructor(db: Db, now: () => number = Date.now) {
     this.#db = db
     this.#now = now
   }
 
+  /** Resolves once the row is stored (the echo check and getMessage rely on it). */
   async put(loginId: string, key: WAMessageKey, message: proto.IMessage, fromBridge: boolean): Promise<void> {
     if (!key.id || !key.remoteJid) return
+    await this.#writes.add([loginId, key.id, key.remoteJid, fromBridge, encodeJson(key), encodeJson(message), this.#now()])
+  }
+
+  async #insert(rows: Row[]): Promise<void> {
+    const values = rows.map((_, i) => `(${Array.from({ length: 7 }, (_, j) => `$${i * 7 + j + 1}`).join(', ')})`)
+    // A batch naming one message twice fails as a whole ("cannot affect row a second time"); the coalescer
+    // then writes its rows one by one.
     await this.#db.query(
       `INSERT INTO wa_messages (login_id, msg_id, chat_jid, from_bridge, key, message, created_at)
-       VALUES ($1, $2, $3, $4, $5, $6, $7)
+       VALUES ${values.join(', ')}
        ON CONFLICT (login_id, msg_id) DO UPDATE SET key = EXCLUDED.key, message = EXCLUDED.message,
          from_bridge = wa_messages.from_bridge OR EXCLUDED.from_bridge`,
-      [loginId, key.id, key.remoteJid, fromBridge, encodeJson(key), encodeJson(message), this.#now()],
+      rows.flat(),
     )
   }
 

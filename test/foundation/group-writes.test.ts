@@ -1,0 +1,100 @@
+// Writes that many chats make at once share statements, and nothing is lost or mixed up on the way.
+import { describe, expect, it } from 'vitest'
+import { proto } from '@whiskeysockets/baileys'
+import { SqlLoginStore } from '../../src/core/logins.ts'
+import { Coalescer } from '../../src/db/coalesce.ts'
+import type { Db, Queryable } from '../../src/db/types.ts'
+import { MessageStore } from '../../src/whatsapp/messages.ts'
+import { DB_KINDS, freshDb } from '../support/db.ts'
+
+/** Counts the statements a Db runs, by their first words. */
+function counting(db: Db): { db: Db; count: (prefix: string) => number } {
+  const seen: string[] = []
+  const wrapped: Db = Object.create(db) as Db
+  wrapped.query = ((sql: string, params?: unknown[]) => {
+    seen.push(sql.trim())
+    return db.query(sql, params)
+  }) as Queryable['query']
+  return { db: wrapped, count: prefix => seen.filter(s => s.startsWith(prefix)).length }
+}
+
+describe('a coalescer', () => {
+  it('writes what is added while a write is under way in one next write, and answers every caller', async () => {
+    const writes: number[][] = []
+    let release!: () => void
+    const first = new Promise<void>(r => (release = r))
+    const c = new Coalescer<number>(async items => {
+      writes.push(items)
+      if (writes.length === 1) await first
+    })
+    const a = c.add(1)
+    await new Promise(r => setTimeout(r, 5))
+    const rest = [2, 3, 4, 5].map(n => c.add(n))
+    release()
+    await Promise.all([a, ...rest])
+    expect(writes).toEqual([[1], [2, 3, 4, 5]])
+  })
+
+  it('keeps batches within the maximum size', async () => {
+    const writes: number[][] = []
+    const c = new Coalescer<number>(async items => void writes.push(items), 3)
+    await Promise.all([1, 2, 3, 4, 5, 6, 7].map(n => c.add(n)))
+    expect(writes).toEqual([[1, 2, 3], [4, 5, 6], [7]])
+  })
+
+  it('fails only the caller whose item cannot be written; the others of its batch are written', async () => {
+    const written: string[] = []
+    const c = new Coalescer<string>(async items => {
+      if (items.includes('bad')) throw new Error('value too long')
+      written.push(...items)
+    })
+    const results = await Promise.allSettled(['a', 'bad', 'b'].map(s => c.add(s)))
+    expect(results.map(r => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled'])
+    expect((results[1] as PromiseRejectedResult).reason).toEqual(new Error('value too long'))
+    expect(written.sort()).toEqual(['a', 'b'])
+  })
+})
+
+describe.each(DB_KINDS)('on %s', kind => {
+  it('the WhatsApp message store writes concurrent sends in one statement and can read each back', async () => {
+    const base = await freshDb(kind)
+    const { db, count } = counting(base)
+    await base.query(`INSERT INTO logins (id, network, address, person_id, display_name, owner_mxid, state) VALUES ('wa-1', 'whatsapp', '+1', 'p', 'Relay', '@o:x', 'connected')`)
+    const store = new MessageStore(db)
+    const keys = Array.from({ length: 30 }, (_, i) => ({ remoteJid: '123@g.us', id: `MSG${i}`, fromMe: true }))
+    await Promise.all(keys.map((k, i) => store.put('wa-1', k, proto.Message.fromObject({ conversation: `text ${i}` }), true)))
+    expect(count('INSERT INTO wa_messages')).toBeLessThanOrEqual(2)
+    for (const [i, k] of keys.entries()) {
+      expect((await store.sentContent('wa-1', k.id))?.conversation).toBe(`text ${i}`)
+      expect(await store.isOwnSend('wa-1', k.id)).toBe(true)
+    }
+    // The same message twice in one batch (an inbound copy, then the bridge's own): both land, one row.
+    await Promise.all([
+      store.put('wa-1', { remoteJid: '123@g.us', id: 'TWICE', fromMe: false }, { conversation: 'first' }, false),
+      store.put('wa-1', { remoteJid: '123@g.us', id: 'TWICE', fromMe: true }, { conversation: 'second' }, true),
+    ])
+    const twice = await store.get('wa-1', 'TWICE')
+    expect(twice).toMatchObject({ fromBridge: true, message: { conversation: 'second' } })
+    await base.close()
+  })
+
+  it('the login store answers repeated reads from memory and always with the latest state', async () => {
+    const base = await freshDb(kind)
+    const { db, count } = counting(base)
+    const logins = new SqlLoginStore(db)
+    const saved = await logins.save({ network: 'signal', address: '+100', personId: 'aci', displayName: 'Relay', ownerMxid: '@o:x', metadata: {} })
+    for (let i = 0; i < 5; i++) expect((await logins.get(saved.id))?.state).toBe('connecting')
+    expect(count('SELECT * FROM logins')).toBe(0)
+    expect(await logins.setState(saved.id, 'logged_out', 'unlinked on the phone')).toBe('connecting')
+    expect(await logins.get(saved.id)).toMatchObject({ state: 'logged_out', stateMessage: 'unlinked on the phone' })
+    // A caller changing its copy changes nothing for the next one.
+    const copy = (await logins.get(saved.id))!
+    copy.state = 'connected'
+    expect((await logins.get(saved.id))?.state).toBe('logged_out')
+    await logins.remove(saved.id)
+    expect(await logins.get(saved.id)).toBeUndefined()
+    // A second store (another bridge start) reads what the first wrote.
+    expect(await new SqlLoginStore(base).get(saved.id)).toBeUndefined()
+    await base.close()
+  })
+})
