@@ -93,6 +93,39 @@ export const MessageMap = {
     return rows[0]?.id
   },
 
+  /**
+   * createWithOrigin for many new messages in one statement: the ids in input order, undefined where the
+   * remote id is already known. Two inputs with one remote id fail the statement (and so their transaction).
+   */
+  async createManyWithOrigin(
+    q: Queryable,
+    items: Array<{ m: { portalId: number; sender: Person }; c: { network: NetworkId; chatId: string; remoteId: string; authorId: string; sentAt: number } }>,
+  ): Promise<Array<number | undefined>> {
+    if (items.length === 0) return []
+    const col = <T>(f: (i: (typeof items)[number]) => T): T[] => items.map(f)
+    // Ids are drawn from the sequence first, so that both inserts can name them and the answer can be put
+    // back in input order (INSERT … RETURNING does not say which input row a returned id came from).
+    const { rows } = await q.query<{ ord: number; id: number }>(
+      `WITH input AS (
+         SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::bigint[])
+           WITH ORDINALITY AS t(portal_id, sender_network, sender_id, sender_name, network, chat_id, remote_id, author_id, sent_at, ord)),
+       fresh AS MATERIALIZED (
+         SELECT i.*, nextval('messages_id_seq') AS id FROM (
+           SELECT * FROM input i WHERE NOT EXISTS (SELECT 1 FROM message_copies c
+             WHERE c.network = i.network AND c.chat_id = i.chat_id AND c.remote_id = i.remote_id) ORDER BY ord) i),
+       m AS (INSERT INTO messages (id, portal_id, kind, origin_network, sender_network, sender_id, sender_name)
+             SELECT id, portal_id, 'message', network, sender_network, sender_id, sender_name FROM fresh),
+       c AS (INSERT INTO message_copies (network, chat_id, remote_id, message_id, role, is_origin, author_id, sent_at)
+             SELECT network, chat_id, remote_id, id, 'original', true, author_id, sent_at FROM fresh)
+       SELECT ord, id FROM fresh`,
+      [col(i => i.m.portalId), col(i => i.m.sender.network), col(i => i.m.sender.id), col(i => i.m.sender.displayName),
+        col(i => i.c.network), col(i => i.c.chatId), col(i => i.c.remoteId), col(i => i.c.authorId), col(i => i.c.sentAt)],
+    )
+    const ids: Array<number | undefined> = items.map(() => undefined)
+    for (const r of rows) ids[Number(r.ord) - 1] = Number(r.id)
+    return ids
+  },
+
   /** Records a copy. Returns false when this remote id is already known (a redelivery or an echo). */
   async addCopy(
     q: Queryable,

@@ -1,6 +1,7 @@
 // Step 3 of the flow of one message: in one database transaction, record the event (a unique key on its
 // remote id makes a redelivery a no-op) and queue one delivery per other network of the portal.
 import type { Logger } from 'pino'
+import { Coalescer } from '../db/coalesce.ts'
 import type { Db, Queryable } from '../db/types.ts'
 import { MessageMap, type FoundCopy } from './messages.ts'
 import type { ChatRef, InboundEvent, NetworkId, Person } from './model.ts'
@@ -52,7 +53,7 @@ export class Router {
       await this.opts.onChatUpdate?.(portal, event)
       return 'queued'
     }
-    const targets = NETWORKS.filter(n => n !== event.chat.network && chatOf(portal, n) !== null)
+    const targets = targetsOf(portal, event)
     let deliveries: NewDelivery[] = []
     let result: RouteResult
     try {
@@ -74,24 +75,57 @@ export class Router {
   /**
    * Records several events of chats that already have portals in one transaction (one commit), in order.
    * Throws if any of them cannot be recorded, leaving nothing recorded: the caller then goes one by one.
+   * Calls made while another is being recorded (other rooms of the same inbox batch) share its next
+   * transaction; a failure there is retried per call, so each caller still learns only of its own events.
    */
   async receiveMany(events: InboundEvent[]): Promise<void> {
-    if (events.length === 1) {
-      await this.receive(events[0]!)
+    if (events.some(e => e.kind === 'chat_update' || !this.opts.portals.find(e.chat.network, e.chat.id))) {
+      for (const e of events) await this.receive(e)
       return
     }
+    await this.batches.add(events)
+  }
+
+  private readonly batches = new Coalescer<InboundEvent[]>(async lists => {
     const deliveries: NewDelivery[] = []
     await this.opts.db.transaction(async tx => {
-      for (const event of events) {
-        const portal = this.opts.portals.find(event.chat.network, event.chat.id)
-        if (!portal || event.kind === 'chat_update') continue
-        const targets = NETWORKS.filter(n => n !== event.chat.network && chatOf(portal, n) !== null)
-        const out = await this.record(tx, portal, event, targets)
-        if (typeof out !== 'string') deliveries.push(...out)
-      }
+      for (const events of lists) deliveries.push(...await this.recordMany(tx, events))
       await Outbox.enqueue(tx, deliveries)
     })
     for (const d of deliveries) this.opts.outbox.kick(d.network, d.chatId)
+  })
+
+  /** Consecutive new messages that reply to nothing (the bulk of any traffic) are recorded in one statement. */
+  private async recordMany(tx: Queryable, events: InboundEvent[]): Promise<NewDelivery[]> {
+    const deliveries: NewDelivery[] = []
+    let plain: Array<{ portal: Portal; event: Extract<InboundEvent, { kind: 'message' }>; targets: NetworkId[] }> = []
+    const recordPlain = async (): Promise<void> => {
+      if (plain.length === 0) return
+      const items = plain
+      plain = []
+      const ids = await MessageMap.createManyWithOrigin(tx, items.map(({ portal, event }) => ({
+        m: { portalId: portal.id, sender: event.sender },
+        c: { network: event.chat.network, chatId: event.chat.id, remoteId: event.remoteId, authorId: event.sender.id, sentAt: event.timestamp },
+      })))
+      for (const [i, { portal, event, targets }] of items.entries()) {
+        const id = ids[i]
+        if (id !== undefined) deliveries.push(...fanOut(portal, event.sender, 'message', id, { content: event.content }, messageTargets(event, targets)))
+      }
+    }
+    for (const event of events) {
+      const portal = this.opts.portals.find(event.chat.network, event.chat.id)
+      if (!portal || event.kind === 'chat_update') continue
+      const targets = targetsOf(portal, event)
+      if (event.kind === 'message' && !event.replyTo) {
+        plain.push({ portal, event, targets })
+        continue
+      }
+      await recordPlain() // a reply may quote one of them
+      const out = await this.record(tx, portal, event, targets)
+      if (typeof out !== 'string') deliveries.push(...out)
+    }
+    await recordPlain()
+    return deliveries
   }
 
   private async origin(tx: Queryable, event: InboundEvent, messageId: number, role: 'original' | 'revision' | 'action'): Promise<void> {
@@ -112,20 +146,18 @@ export class Router {
     // everything else looks first.
     if (event.kind !== 'message' && await this.target(tx, chat, event.remoteId)) return 'duplicate'
     const sender: Person = event.sender
-    const fanOut = (op: NewDelivery['op'], messageId: number, payload: Record<string, unknown>, to = targets): NewDelivery[] =>
-      to.map(network => ({ portalId: portal.id, messageId, network, chatId: chatOf(portal, network)!, op, payload: { sender, ...payload } }))
+    const fan = (op: NewDelivery['op'], messageId: number, payload: Record<string, unknown>, to = targets): NewDelivery[] =>
+      fanOut(portal, sender, op, messageId, payload, to)
 
     switch (event.kind) {
       case 'message': {
-        // Notices are bot output: on Matrix they stay in Matrix (this ends the notice ping-pong of
-        // double-bridged rooms).
-        const to = event.content.kind === 'notice' ? targets.filter(n => n === 'matrix') : targets
+        const to = messageTargets(event, targets)
         const reply = event.replyTo ? await this.target(tx, chat, event.replyTo) : undefined
         const id = await MessageMap.createWithOrigin(tx, { portalId: portal.id, kind: 'message', origin: chat.network, sender }, {
           network: chat.network, chatId: chat.id, remoteId: event.remoteId, authorId: sender.id, sentAt: event.timestamp,
         })
         if (id === undefined) return 'duplicate'
-        return fanOut('message', id, { content: event.content, ...(reply ? { replyTo: reply.message.id } : {}) }, to)
+        return fan('message', id, { content: event.content, ...(reply ? { replyTo: reply.message.id } : {}) }, to)
       }
       case 'edit': {
         const found = await this.target(tx, chat, event.target)
@@ -133,7 +165,7 @@ export class Router {
         if (!sameSender(found, sender)) return 'not_allowed'
         await this.origin(tx, event, found.message.id, 'revision')
         await MessageMap.countEdit(tx, found.message.id)
-        return fanOut('edit', found.message.id, { content: event.content })
+        return fan('edit', found.message.id, { content: event.content })
       }
       case 'delete': {
         const found = await this.target(tx, chat, event.target)
@@ -143,9 +175,9 @@ export class Router {
         await this.origin(tx, event, found.message.id, 'action')
         await MessageMap.markDeleted(tx, found.message.id)
         if (found.message.kind === 'reaction') {
-          return fanOut('reaction', found.message.id, { emoji: found.message.emoji, removed: true, target: found.message.relates_to })
+          return fan('reaction', found.message.id, { emoji: found.message.emoji, removed: true, target: found.message.relates_to })
         }
-        return fanOut('delete', found.message.id, {})
+        return fan('delete', found.message.id, {})
       }
       case 'reaction': {
         const found = await this.target(tx, chat, event.target)
@@ -156,7 +188,7 @@ export class Router {
           if (!live) return 'unknown_target'
           await this.origin(tx, event, live.id, 'action')
           await MessageMap.markDeleted(tx, live.id)
-          return fanOut('reaction', live.id, { emoji: event.emoji, removed: true, target })
+          return fan('reaction', live.id, { emoji: event.emoji, removed: true, target })
         }
         const out: NewDelivery[] = []
         // On Signal and WhatsApp a new reaction replaces the person's previous one on that message.
@@ -166,16 +198,29 @@ export class Router {
              AND kind = 'reaction' AND NOT deleted`, [target, sender.network, sender.id])
           for (const old of rows) {
             await MessageMap.markDeleted(tx, old.id)
-            out.push(...fanOut('reaction', old.id, { emoji: old.emoji, removed: true, target }))
+            out.push(...fan('reaction', old.id, { emoji: old.emoji, removed: true, target }))
           }
         }
         const id = await MessageMap.create(tx, { portalId: portal.id, kind: 'reaction', origin: chat.network, sender, relatesTo: target, emoji: event.emoji })
         await this.origin(tx, event, id, 'original')
-        out.push(...fanOut('reaction', id, { emoji: event.emoji, removed: false, target }))
+        out.push(...fan('reaction', id, { emoji: event.emoji, removed: false, target }))
         return out
       }
     }
   }
+}
+
+function targetsOf(portal: Portal, event: InboundEvent): NetworkId[] {
+  return NETWORKS.filter(n => n !== event.chat.network && chatOf(portal, n) !== null)
+}
+
+/** Notices are bot output: on Matrix they stay in Matrix (this ends the notice ping-pong of double-bridged rooms). */
+function messageTargets(event: Extract<InboundEvent, { kind: 'message' }>, targets: NetworkId[]): NetworkId[] {
+  return event.content.kind === 'notice' ? targets.filter(n => n === 'matrix') : targets
+}
+
+function fanOut(portal: Portal, sender: Person, op: NewDelivery['op'], messageId: number, payload: Record<string, unknown>, to: NetworkId[]): NewDelivery[] {
+  return to.map(network => ({ portalId: portal.id, messageId, network, chatId: chatOf(portal, network)!, op, payload: { sender, ...payload } }))
 }
 
 function sameSender(found: FoundCopy, sender: Person): boolean {

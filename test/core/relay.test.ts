@@ -35,4 +35,33 @@ describe.each(DB_KINDS)('relaying on %s', kind => {
     expect(toWhatsApp!.text).toBe('Bob (Signal): hello from signal')
     expect(s.signal.sent).toEqual([]) // nothing goes back to where it came from
   })
+
+  it('one transaction carrying several rooms\' messages, replies among them, reaches each group complete and in order', async () => {
+    s = await scenario(kind)
+    const a = await bridgedRoom(s)
+    const b = await bridgedRoom(s)
+    s.hs.pause() // what is sent meanwhile goes out as one transaction, as Synapse batches a busy moment
+    const first = await s.hs.sendMessage(ALICE, a.room, 'a1')
+    const bEvents = [await s.hs.sendMessage(ALICE, b.room, 'b1')]
+    await s.hs.sendMessage(ALICE, a.room, { msgtype: 'm.text', body: 'a2', 'm.relates_to': { 'm.in_reply_to': { event_id: first } } })
+    bEvents.push(await s.hs.sendMessage(ALICE, b.room, 'b2'))
+    await s.hs.sendMessage(ALICE, a.room, 'a3')
+    bEvents.push(await s.hs.sendMessage(ALICE, b.room, 'b3'))
+    s.hs.resume()
+    const texts = (sent: Array<{ text: string }>) => sent.map(x => x.text)
+    for (const [net, chat, letter] of [[s.signal, a.sg.id, 'a'], [s.whatsapp, a.wg.id, 'a'], [s.signal, b.sg.id, 'b'], [s.whatsapp, b.wg.id, 'b']] as const) {
+      const sent = await net.waitForSentTo(chat, 3)
+      expect(texts(sent).map(t => t.replace(/ \(reply to .*\)$/, ''))).toEqual([1, 2, 3].map(i => `Alice (Matrix): ${letter}${i}`))
+      if (letter === 'a') expect(sent[1]!.delivery.kind === 'message' && sent[1]!.delivery.replyTo?.remoteId).toBe(sent[0]!.remoteId)
+    }
+    expect(s.signal.sent).toHaveLength(6)
+    expect(s.whatsapp.sent).toHaveLength(6)
+    // Each message recorded in the batch maps to its own copies: a later reply to each quotes the right one.
+    const bSent = s.signal.sentTo(b.sg.id)
+    for (const [i, target] of bEvents.entries()) {
+      await s.hs.sendMessage(ALICE, b.room, { msgtype: 'm.text', body: `re ${i}`, 'm.relates_to': { 'm.in_reply_to': { event_id: target } } })
+      const reply = (await s.signal.waitForSentTo(b.sg.id, 4 + i))[3 + i]!
+      expect(reply.delivery.kind === 'message' && reply.delivery.replyTo?.remoteId).toBe(bSent[i]!.remoteId)
+    }
+  })
 })
