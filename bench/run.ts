@@ -288,10 +288,26 @@ async function warmUp(w: World, child: Child): Promise<void> {
   w.tracker.reset()
 }
 
+/** Two seconds of Matrix traffic at 100 msg/s before a Matrix run: a fresh process spends its first few hundred
+ * milliseconds compiling and opening connections, and those messages would otherwise make the run's tail. */
+async function warmUpMatrix(w: World, port: number): Promise<void> {
+  const pusher = new TransactionPusher(port, 1, w.tracker)
+  let room = 0
+  await openLoop({ rate: 100, durationMs: 2000, emit: count => {
+    for (let i = 0; i < count; i++) pusher.add(w.rooms[room++ % w.portals]!, TARGETS.matrix)
+  } })
+  const deadline = Date.now() + 30_000
+  while (w.tracker.inFlight > 0 && Date.now() < deadline) await sleep(20)
+  if (w.tracker.inFlight > 0) log(`warm-up: ${w.tracker.inFlight} messages never reached both networks`)
+  pusher.close()
+  w.tracker.reset()
+}
+
 async function run(w: World, direction: Direction, opts: { rate: number; durationS: number; batch?: number; name: string }): Promise<RunResult> {
   const child = await startBridgeProcess(w)
   const port = (child as Child & { port: number }).port
-  if (direction !== 'matrix') await warmUp(w, child)
+  if (direction === 'matrix') await warmUpMatrix(w, port)
+  else await warmUp(w, child)
   const chats = direction === 'matrix' ? w.portals : w.live
   const nets = TARGETS[direction]
   let next = 0
@@ -393,8 +409,10 @@ for (const n of scales) {
     // Idle: started, connected, nothing to do.
     if (want('idle')) {
       const child = await startBridgeProcess(w)
+      const start = await child.stats()
       await sleep(5000)
       const s = await child.stats()
+      log(`  idle CPU: ${round((s.cpuUs - start.cpuUs) / 5000 / 10, 2)} % of a core`)
       const mb = (b = NaN): number => round(b / 2 ** 20)
       idle.push({ portals: n, rssMb: mb(s.rss), heapUsedMb: mb(s.heapUsed), heapTotalMb: mb(s.heapTotal), externalMb: mb(s.external) })
       log(`  idle RSS with ${n} portals: ${mb(s.rss)} MB (V8 heap ${mb(s.heapUsed)} MB used of ${mb(s.heapTotal)} MB, external ${mb(s.external)} MB)`)
