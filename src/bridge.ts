@@ -142,7 +142,7 @@ export async function startBridge(config: Config, deps: BridgeDeps = {}): Promis
   })
   const appservice = new AppserviceServer({
     hsToken: config.appservice.hs_token, maxBodyBytes: config.appservice.max_body_bytes, inbox, log, metrics,
-    onStored: () => events.kick(),
+    onStored: count => events.stored(count),
     onUserQuery: mxid => ghosts.exists(mxid),
   })
   const port = await appservice.listen(config.appservice.port, config.appservice.hostname)

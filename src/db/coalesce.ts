@@ -2,26 +2,29 @@
 // next one. Alone, a caller waits for nothing extra; under load, N concurrent callers share one round trip
 // and one commit instead of paying N.
 
-interface Waiting<T> {
+interface Waiting<T, R> {
   item: T
-  resolve: () => void
+  resolve: (result: R) => void
   reject: (err: unknown) => void
 }
 
-export class Coalescer<T> {
-  readonly #write: (items: T[]) => Promise<void>
+export class Coalescer<T, R = void> {
+  readonly #write: (items: T[]) => Promise<R[] | void>
   readonly #max: number
-  #waiting: Array<Waiting<T>> = []
+  #waiting: Array<Waiting<T, R>> = []
   #running = false
 
-  /** `write` stores a batch in one statement; `max` bounds a batch (parameters per statement are limited). */
-  constructor(write: (items: T[]) => Promise<void>, max = 200) {
+  /**
+   * `write` stores a batch in one statement or transaction and may answer each item (in order); `max` bounds
+   * a batch (parameters per statement are limited).
+   */
+  constructor(write: (items: T[]) => Promise<R[] | void>, max = 200) {
     this.#write = write
     this.#max = max
   }
 
-  /** Resolves once the item is written; rejects with the error that kept it from being written. */
-  add(item: T): Promise<void> {
+  /** Resolves with the item's answer once it is written; rejects with the error that kept it from being written. */
+  add(item: T): Promise<R> {
     return new Promise((resolve, reject) => {
       this.#waiting.push({ item, resolve, reject })
       if (!this.#running) {
@@ -36,12 +39,12 @@ export class Coalescer<T> {
     while (this.#waiting.length > 0) {
       const batch = this.#waiting.splice(0, this.#max)
       try {
-        await this.#write(batch.map(w => w.item))
-        for (const w of batch) w.resolve()
+        const results = await this.#write(batch.map(w => w.item))
+        for (const [i, w] of batch.entries()) w.resolve(results?.[i] as R)
       } catch (err) {
         if (batch.length === 1) batch[0]!.reject(err)
         // One bad item must not fail the others: each is tried alone, so only its own caller sees the error.
-        else for (const w of batch) await this.#write([w.item]).then(w.resolve, w.reject)
+        else for (const w of batch) await this.#write([w.item]).then(r => w.resolve(r?.[0] as R), w.reject)
       }
     }
     this.#running = false

@@ -14,8 +14,9 @@ export interface AppserviceOptions {
   inbox: Inbox
   log: Logger
   metrics: Metrics
-  /** Called after a transaction's events are stored. */
-  onStored?: () => void
+  /** Called after a transaction's events are stored, with how many were new; the answer to the homeserver
+   * waits for what it returns (backpressure: see MatrixEvents.stored). */
+  onStored?: (count: number) => Promise<void> | void
   /** Homeserver asks whether a user in our namespace exists; true after creating it. */
   onUserQuery?: (userId: string) => Promise<boolean>
   /** A ping from the homeserver (spec v1.7). */
@@ -99,7 +100,7 @@ export class AppserviceServer {
   private server: Server | undefined
   private readonly hsDigest: Buffer
   /** A retry that arrives while the first attempt is still storing waits for it instead of racing it. */
-  private readonly inFlight = new Map<string, Promise<void>>()
+  private readonly inFlight = new Map<string, Promise<unknown>>()
 
   private readonly opts: AppserviceOptions
 
@@ -215,23 +216,24 @@ export class AppserviceServer {
       return send(res, 200, {})
     }
     const work = (async () => {
-      if (await inbox.seenTransaction(txnId)) {
-        metrics.transactions.inc({ result: 'duplicate' })
-        return
-      }
       const all = (body as { events: unknown[] }).events
       const events = all.filter(isStorableEvent)
       if (events.length < all.length) {
         log.warn({ txnId, skipped: all.length - events.length }, 'Skipped malformed events in a transaction')
       }
-      await inbox.storeTransaction(txnId, events)
+      const stored = await inbox.store(txnId, events)
+      if (stored === undefined) {
+        metrics.transactions.inc({ result: 'duplicate' })
+        return undefined
+      }
       for (const e of events) metrics.events.inc({ type: eventTypeLabel(e.type) })
       metrics.transactions.inc({ result: 'stored' })
-      this.opts.onStored?.()
+      return stored
     })()
     this.inFlight.set(txnId, work)
+    let stored: number | undefined
     try {
-      await work
+      stored = await work
     } catch (err) {
       // Not acknowledged: the homeserver keeps the transaction and retries it.
       metrics.transactions.inc({ result: 'db_error' })
@@ -240,6 +242,8 @@ export class AppserviceServer {
     } finally {
       this.inFlight.delete(txnId)
     }
+    // Stored, so safe either way; waiting here only paces the homeserver while a backlog is worked through.
+    if (stored !== undefined) await this.opts.onStored?.(stored)
     send(res, 200, {})
   }
 }

@@ -33,6 +33,10 @@ export interface MatrixEventsOptions {
   /** Attempts before an event that keeps failing is given up on (and reported). */
   maxAttempts?: number
   retryDelayMs?: number
+  /** Unprocessed events above which the answer to the next transaction waits (default 1,000). */
+  backlogLimit?: number
+  /** The longest an answer waits for the backlog, below the homeserver's own timeout (default 20 s). */
+  backlogWaitMs?: number
 }
 
 export class MatrixEvents {
@@ -43,9 +47,38 @@ export class MatrixEvents {
   private again = false
   private stopped = false
   private retryTimer: NodeJS.Timeout | undefined
+  /** Events stored and not yet worked through, as far as this process has seen (a floor after a restart). */
+  private backlog = 0
+  private readonly waiting = new Set<() => void>()
 
   constructor(opts: MatrixEventsOptions) {
     this.opts = opts
+  }
+
+  /**
+   * `count` new events were stored: work through them. Resolves once the backlog is under the limit, or
+   * after backlogWaitMs. A homeserver sends the next transaction only when this one is answered, so while
+   * the bridge is behind, events wait in the homeserver (which batches them) instead of piling up here, and
+   * the bridge spends its time relaying rather than taking in more than it can relay.
+   */
+  async stored(count: number): Promise<void> {
+    this.backlog += count
+    this.kick()
+    if (this.backlog < (this.opts.backlogLimit ?? 1000) || this.stopped) return
+    await new Promise<void>(resolve => {
+      const done = (): void => {
+        clearTimeout(timer)
+        this.waiting.delete(done)
+        resolve()
+      }
+      const timer = setTimeout(done, this.opts.backlogWaitMs ?? 20_000)
+      this.waiting.add(done)
+    })
+  }
+
+  private worked(count: number): void {
+    this.backlog = Math.max(0, this.backlog - count)
+    if (this.backlog < (this.opts.backlogLimit ?? 1000) || this.stopped) for (const done of [...this.waiting]) done()
   }
 
   /** New events were stored: work through the inbox. */
@@ -72,6 +105,7 @@ export class MatrixEvents {
   async stop(): Promise<void> {
     this.stopped = true
     clearTimeout(this.retryTimer)
+    this.worked(0)
     await this.running
   }
 
@@ -133,6 +167,7 @@ export class MatrixEvents {
         if (!(await flush())) failed = true
       }))
       if (done.length > 0) await db.query('UPDATE inbox SET processed_at = now() WHERE id = ANY($1::bigint[])', [done])
+      this.worked(done.length)
       if (failed) {
         this.retryLater()
         return

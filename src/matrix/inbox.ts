@@ -1,4 +1,5 @@
 // Durable record of what the homeserver pushed: events land here before the 200 goes out.
+import { Coalescer } from '../db/coalesce.ts'
 import type { Db } from '../db/types.ts'
 
 export interface MatrixEvent {
@@ -35,16 +36,25 @@ export class Inbox {
     this.db = db
   }
 
-  /** Whether the txn was handled recently (only a fast path: the event ids are the durable key). */
-  async seenTransaction(txnId: string): Promise<boolean> {
-    const { rowCount } = await this.db.query('SELECT 1 FROM appservice_txns WHERE txn_id = $1', [txnId])
-    return rowCount > 0
+  /**
+   * Stores every event of a transaction and the txn id, atomically; redelivered events are no-ops. Answers how
+   * many events were new, or undefined when this txn id was already handled (only a fast path: the event ids
+   * are the durable key). Transactions arriving together are stored in one database transaction.
+   */
+  store(txnId: string, events: MatrixEvent[]): Promise<number | undefined> {
+    return this.writes.add({ txnId, events })
   }
 
-  /** Stores every event of a transaction and the txn id, atomically. Redelivered events are no-ops. */
-  async storeTransaction(txnId: string, events: MatrixEvent[]): Promise<number> {
+  private readonly writes = new Coalescer<{ txnId: string; events: MatrixEvent[] }, number | undefined>(items => this.storeMany(items))
+
+  private async storeMany(items: Array<{ txnId: string; events: MatrixEvent[] }>): Promise<Array<number | undefined>> {
     return this.db.transaction(async tx => {
-      let stored = 0
+      const { rows } = await tx.query<{ txn_id: string }>('SELECT txn_id FROM appservice_txns WHERE txn_id = ANY($1::text[])', [items.map(i => i.txnId)])
+      const seen = new Set(rows.map(r => r.txn_id))
+      // A txn id twice in one batch (a homeserver's retry racing the first attempt): the first one stores.
+      const fresh = items.map(i => !seen.has(i.txnId) && !!seen.add(i.txnId))
+      const events = items.flatMap((item, k) => (fresh[k] ? item.events : []))
+      const inserted = new Set<string>()
       // In chunks: one statement takes at most 65535 parameters (Synapse sends 100 events; junk may send more).
       for (let from = 0; from < events.length; from += INSERT_CHUNK) {
         const params: unknown[] = []
@@ -52,14 +62,16 @@ export class Inbox {
           params.push(e.event_id, e.room_id ?? null, e.type, jsonbText(e))
           return `($${i * 4 + 1}, $${i * 4 + 2}, $${i * 4 + 3}, $${i * 4 + 4}::jsonb)`
         })
-        const res = await tx.query(
-          `INSERT INTO inbox (event_id, room_id, type, event) VALUES ${values.join(', ')} ON CONFLICT (event_id) DO NOTHING`,
+        const res = await tx.query<{ event_id: string }>(
+          `INSERT INTO inbox (event_id, room_id, type, event) VALUES ${values.join(', ')} ON CONFLICT (event_id) DO NOTHING RETURNING event_id`,
           params,
         )
-        stored += res.rowCount
+        for (const r of res.rows) inserted.add(r.event_id)
       }
-      await tx.query('INSERT INTO appservice_txns (txn_id) VALUES ($1) ON CONFLICT (txn_id) DO NOTHING', [txnId])
-      return stored
+      const ids = items.filter((_, k) => fresh[k]).map(i => i.txnId)
+      if (ids.length > 0) await tx.query('INSERT INTO appservice_txns (txn_id) SELECT unnest($1::text[]) ON CONFLICT (txn_id) DO NOTHING', [ids])
+      // Each new event counts once, for the first transaction that carried it.
+      return items.map((item, k) => (fresh[k] ? item.events.filter(e => inserted.delete(e.event_id)).length : undefined))
     })
   }
 

@@ -27,7 +27,7 @@ describe.each(DB_KINDS)('appservice endpoint on %s', kind => {
   async function start(database: Db, maxBodyBytes = LIMIT): Promise<void> {
     server = new AppserviceServer({
       hsToken: HS_TOKEN, maxBodyBytes, inbox: new Inbox(database), log, metrics: new Metrics(false),
-      onStored: () => stored.push(Date.now()), onUserQuery: async id => id === '@signal_known:example.org',
+      onStored: () => void stored.push(Date.now()), onUserQuery: async id => id === '@signal_known:example.org',
     })
     base = `http://127.0.0.1:${await server.listen(0, '127.0.0.1')}`
   }

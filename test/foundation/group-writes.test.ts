@@ -4,17 +4,23 @@ import { proto } from '@whiskeysockets/baileys'
 import { SqlLoginStore } from '../../src/core/logins.ts'
 import { Coalescer } from '../../src/db/coalesce.ts'
 import type { Db, Queryable } from '../../src/db/types.ts'
+import { Inbox, type MatrixEvent } from '../../src/matrix/inbox.ts'
 import { MessageStore } from '../../src/whatsapp/messages.ts'
 import { DB_KINDS, freshDb } from '../support/db.ts'
 
 /** Counts the statements a Db runs, by their first words. */
 function counting(db: Db): { db: Db; count: (prefix: string) => number } {
   const seen: string[] = []
-  const wrapped: Db = Object.create(db) as Db
-  wrapped.query = ((sql: string, params?: unknown[]) => {
-    seen.push(sql.trim())
-    return db.query(sql, params)
-  }) as Queryable['query']
+  const counted = <Q extends Queryable>(q: Q): Q => {
+    const wrapped = Object.create(q) as Q
+    wrapped.query = ((sql: string, params?: unknown[]) => {
+      seen.push(sql.trim())
+      return q.query(sql, params)
+    }) as Queryable['query']
+    return wrapped
+  }
+  const wrapped = counted(db)
+  wrapped.transaction = work => db.transaction(tx => work(counted(tx)))
   return { db: wrapped, count: prefix => seen.filter(s => s.startsWith(prefix)).length }
 }
 
@@ -95,6 +101,24 @@ describe.each(DB_KINDS)('on %s', kind => {
     expect(await logins.get(saved.id)).toBeUndefined()
     // A second store (another bridge start) reads what the first wrote.
     expect(await new SqlLoginStore(base).get(saved.id)).toBeUndefined()
+    await base.close()
+  })
+
+  it('transactions arriving together are stored in one database transaction, each event once, retries answered as such', async () => {
+    const base = await freshDb(kind)
+    const { db, count } = counting(base)
+    const inbox = new Inbox(db)
+    const ev = (n: number): MatrixEvent => ({ event_id: `$e${n}`, room_id: '!r:x', type: 'm.room.message', sender: '@a:x', content: { body: `${n}` } })
+    // Transaction k carries events k and k+1, so neighbours overlap; "t3" comes twice (a retry racing the first).
+    const txns = Array.from({ length: 20 }, (_, k) => ({ id: `t${k}`, events: [ev(k), ev(k + 1)] }))
+    const answers = await Promise.all([...txns, txns[3]!].map(t => inbox.store(t.id, t.events)))
+    expect(count('SELECT txn_id FROM appservice_txns')).toBe(1)
+    expect(answers.slice(0, 20).reduce((n, a) => n! + a!, 0)).toBe(21) // each new event counted once
+    expect(answers[20]).toBeUndefined()
+    expect((await base.query('SELECT 1 FROM inbox')).rowCount).toBe(21)
+    // Later, a retry of a handled transaction is recognised and stores nothing.
+    expect(await inbox.store('t5', txns[5]!.events)).toBeUndefined()
+    expect(await inbox.store('t-new', [ev(20), ev(21)])).toBe(1)
     await base.close()
   })
 })
