@@ -98,7 +98,7 @@ export async function startBridge(config: Config, deps: BridgeDeps = {}): Promis
   for (const [id, n] of networks) participants.set(id, n)
 
   const deliverer = new Deliverer({
-    db, log, portals, logins, participants, names: new SenderNames(), rooms,
+    db, log, portals, logins, participants, names: new SenderNames(db), rooms,
     template: config.bridge.relay.message_format, reactions: config.bridge.relay.reactions,
   })
   const outbox = new Outbox({

@@ -57,7 +57,7 @@ export class Deliverer {
     }
     const p = row.payload as unknown as Payload
     const relayed = row.network !== 'matrix'
-    const name = await this.opts.names.nameFor(db, portal.id, p.sender)
+    const name = await this.opts.names.nameFor(portal.id, p.sender)
     const sender = { ...p.sender, displayName: name }
     const render = (c: MessageContent): MessageContent => relayed ? renderRelayed(c, p.sender, name, { template: this.opts.template }) : c
     const deliveryId = `rb${row.id}`

@@ -2,6 +2,7 @@
 // A queue delivers its rows strictly in order; a row waiting for a retry or held for a logged-out relay
 // holds back the rows behind it, which is what keeps a conversation in order.
 import type { Logger } from 'pino'
+import { Coalescer } from '../db/coalesce.ts'
 import type { Db, Queryable } from '../db/types.ts'
 import { asDeliveryError, DeliveryError } from './errors.ts'
 import type { NetworkId } from './model.ts'
@@ -63,6 +64,8 @@ export interface OutboxOptions {
 const queueKey = (network: string, chatId: string): string => `${network}\u0000${chatId}`
 /** The most rows of one queue sent before their marks are committed together. */
 const RUN_MAX = 20
+/** Rows of one queue read at a time. */
+const READ_MAX = 50
 
 export class Outbox {
   private readonly opts: Required<Pick<OutboxOptions, 'backoff' | 'now'>> & OutboxOptions
@@ -70,9 +73,33 @@ export class Outbox {
   private readonly again = new Set<string>()
   private readonly timers = new Map<string, NodeJS.Timeout>()
   private stopped = false
+  // With many chats busy at once (every message in a chat of its own, at 10,000 portals) each queue holds one
+  // row at a time: their reads, 'sending' marks and 'sent' marks are coalesced across queues, so the cost per
+  // message stays that of a few busy chats.
+  private readonly reads = new Coalescer<{ network: string; chatId: string }, OutboxRow[]>(queues => this.readMany(queues))
+  private readonly claims = new Coalescer<number[]>(async lists => {
+    await this.opts.db.query(`UPDATE outbox SET state = 'sending', attempts = attempts + 1 WHERE id = ANY($1::bigint[])`, [lists.flat()])
+  })
+  private readonly finishes = new Coalescer<Array<{ row: OutboxRow; record: Recorder | void }>>(lists => this.finishMany(lists.flat()))
 
   constructor(opts: OutboxOptions) {
     this.opts = { backoff: { initialMs: 1000, maxMs: 300_000, maxAttempts: 15 }, now: Date.now, ...opts }
+  }
+
+  /** The first rows still to deliver of each queue, in one statement for all of them. */
+  private async readMany(queues: Array<{ network: string; chatId: string }>): Promise<OutboxRow[][]> {
+    const { rows } = await this.opts.db.query<OutboxRow>(
+      `SELECT o.* FROM unnest($1::text[], $2::text[]) AS q(network, chat_id)
+       CROSS JOIN LATERAL (SELECT * FROM outbox WHERE network = q.network AND chat_id = q.chat_id
+         AND state IN ('pending', 'sending', 'held') ORDER BY id LIMIT ${READ_MAX}) o`,
+      [queues.map(q => q.network), queues.map(q => q.chatId)],
+    )
+    const byQueue = new Map<string, OutboxRow[]>()
+    for (const r of rows.sort((a, b) => a.id - b.id)) {
+      const key = queueKey(r.network, r.chat_id)
+      byQueue.set(key, [...(byQueue.get(key) ?? []), r])
+    }
+    return queues.map(q => byQueue.get(queueKey(q.network, q.chatId)) ?? [])
   }
 
   /** Adds deliveries inside the caller's transaction; call kick() after it commits. */
@@ -180,16 +207,12 @@ export class Outbox {
   }
 
   private async work(network: string, chatId: string): Promise<void> {
-    const { db } = this.opts
     while (!this.stopped) {
-      const { rows } = await db.query<OutboxRow>(
-        `SELECT * FROM outbox WHERE network = $1 AND chat_id = $2 AND state IN ('pending', 'sending', 'held')
-         ORDER BY id LIMIT 50`,
-        [network, chatId],
-      )
+      const rows = await this.reads.add({ network, chatId })
       if (rows.length === 0) return
       // The row already marked 'sending' by the statement that finished the one before it.
       let claimed = false
+      let stale = false
       for (let i = 0; i < rows.length; i++) {
         const row = rows[i]!
         if (this.stopped) return
@@ -203,6 +226,7 @@ export class Outbox {
           const run = this.batchable(rows, i)
           if (run.length > 1) {
             if (!(await this.sendRun(run))) return
+            stale = true
             break // the rows read before are stale now: read the queue again
           }
         }
@@ -212,6 +236,9 @@ export class Outbox {
         if (outcome === 'stop') return
         claimed = outcome === 'next_claimed'
       }
+      // All of a short read is done: rows added since were kicked, and a kick during this run runs the queue
+      // again (see kick), so reading once more would only find nothing.
+      if (!stale && rows.length < READ_MAX) return
     }
   }
 
@@ -241,7 +268,7 @@ export class Outbox {
    */
   private async sendRun(run: OutboxRow[]): Promise<boolean> {
     const { db } = this.opts
-    await db.query(`UPDATE outbox SET state = 'sending', attempts = attempts + 1 WHERE id = ANY($1::bigint[])`, [run.map(r => r.id)])
+    await this.claims.add(run.map(r => r.id))
     const sent: Array<{ row: OutboxRow; record: Recorder | void }> = []
     let failure: { row: OutboxRow; err: unknown } | undefined
     for (const row of run) {
@@ -253,7 +280,7 @@ export class Outbox {
         break
       }
     }
-    await this.finishMany(sent)
+    await this.finishes.add(sent)
     for (const { row } of sent) this.opts.onSent?.(row)
     const unsent = run.slice(sent.length + (failure ? 1 : 0)).map(r => r.id)
     if (unsent.length > 0) {
@@ -327,12 +354,13 @@ export class Outbox {
 
   /** One attempt: 'stop' when the queue must wait, else whether the next row is already claimed. */
   private async attempt(row: OutboxRow, claimed: boolean, next?: OutboxRow): Promise<'stop' | 'next' | 'next_claimed'> {
-    const { db } = this.opts
-    if (!claimed) await db.query(`UPDATE outbox SET state = 'sending', attempts = attempts + 1 WHERE id = $1`, [row.id])
+    if (!claimed) await this.claims.add([row.id])
     const attempts = row.attempts + 1
     try {
       const record = await this.opts.dispatch({ ...row, attempts })
-      const nextClaimed = await this.finish(row, record, next)
+      // With a next row to claim, one statement marks this one sent and claims that one; alone, the mark
+      // joins those of other queues.
+      const nextClaimed = next && !this.stopped ? await this.finish(row, record, next) : await this.finishes.add([{ row, record }]).then(() => false)
       this.opts.onSent?.(row)
       return nextClaimed ? 'next_claimed' : 'next'
     } catch (err) {

@@ -1,4 +1,5 @@
 // How relayed messages look on Signal and WhatsApp: the sender's name and network in bold, then the text.
+import { Coalescer } from '../db/coalesce.ts'
 import type { Queryable } from '../db/types.ts'
 import { NETWORK_LABEL, plainText, type MessageContent, type Person, type RichText } from './model.ts'
 import { concat } from './richtext.ts'
@@ -64,23 +65,40 @@ export function shortTag(id: string): string {
  * are shown as "Alice #4f2a" and "Alice #09c1". Loaded lazily per portal from the message map.
  */
 export class SenderNames {
-  private readonly portals = new Map<number, Map<string, Set<string>>>()
+  private readonly portals = new Map<number, Promise<Map<string, Set<string>>>>()
+  // A portal's names are read on its first delivery; with many portals starting at once, in one statement.
+  private readonly reads: Coalescer<number, Array<{ sender_network: string; sender_id: string; sender_name: string }>>
+
+  constructor(db: Queryable) {
+    this.reads = new Coalescer<number, Array<{ sender_network: string; sender_id: string; sender_name: string }>>(async portalIds => {
+      const { rows } = await db.query<{ portal_id: number; sender_network: string; sender_id: string; sender_name: string }>(
+        `SELECT p.portal_id, r.* FROM unnest($1::bigint[]) AS p(portal_id) CROSS JOIN LATERAL (
+           SELECT DISTINCT sender_network, sender_id, sender_name FROM
+             (SELECT sender_network, sender_id, sender_name FROM messages WHERE portal_id = p.portal_id ORDER BY id DESC LIMIT 2000) recent) r`,
+        [portalIds],
+      )
+      const byPortal = new Map<number, typeof rows>()
+      for (const r of rows) byPortal.set(Number(r.portal_id), [...(byPortal.get(Number(r.portal_id)) ?? []), r])
+      return portalIds.map(id => byPortal.get(id) ?? [])
+    })
+  }
 
   private key(network: string, name: string): string {
     return `${network}\u0000${name.trim().toLowerCase()}`
   }
 
-  private async load(q: Queryable, portalId: number): Promise<Map<string, Set<string>>> {
+  private load(portalId: number): Promise<Map<string, Set<string>>> {
     let names = this.portals.get(portalId)
-    if (names) return names
-    names = new Map()
-    const { rows } = await q.query<{ sender_network: string; sender_id: string; sender_name: string }>(
-      `SELECT DISTINCT sender_network, sender_id, sender_name FROM
-         (SELECT sender_network, sender_id, sender_name FROM messages WHERE portal_id = $1 ORDER BY id DESC LIMIT 2000) recent`,
-      [portalId],
-    )
-    for (const r of rows) this.add(names, r.sender_network, r.sender_name, r.sender_id)
-    this.portals.set(portalId, names)
+    if (!names) {
+      // Both networks' deliveries of a portal's first message ask at once: they share one read.
+      names = this.reads.add(portalId).then(rows => {
+        const map = new Map<string, Set<string>>()
+        for (const r of rows) this.add(map, r.sender_network, r.sender_name, r.sender_id)
+        return map
+      })
+      names.catch(() => this.portals.delete(portalId))
+      this.portals.set(portalId, names)
+    }
     return names
   }
 
@@ -92,8 +110,8 @@ export class SenderNames {
   }
 
   /** Records the sender and returns the name to show for them. */
-  async nameFor(q: Queryable, portalId: number, sender: Person): Promise<string> {
-    const names = await this.load(q, portalId)
+  async nameFor(portalId: number, sender: Person): Promise<string> {
+    const names = await this.load(portalId)
     this.add(names, sender.network, sender.displayName, sender.id)
     const clash = (names.get(this.key(sender.network, sender.displayName))?.size ?? 0) > 1
     return clash ? `${sender.displayName} #${shortTag(sender.id)}` : sender.displayName

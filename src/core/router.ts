@@ -89,7 +89,9 @@ export class Router {
   private readonly batches = new Coalescer<InboundEvent[]>(async lists => {
     const deliveries: NewDelivery[] = []
     await this.opts.db.transaction(async tx => {
-      for (const events of lists) deliveries.push(...await this.recordMany(tx, events))
+      // Rooms are independent of each other: their lists go as one, so that the plain messages of all of them
+      // share a statement (each room's own order is kept).
+      deliveries.push(...await this.recordMany(tx, lists.flat()))
       await Outbox.enqueue(tx, deliveries)
     })
     for (const d of deliveries) this.opts.outbox.kick(d.network, d.chatId)

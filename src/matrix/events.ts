@@ -1,6 +1,7 @@
 // Works through the inbox: each stored Matrix event becomes a command, a relayed event, or bookkeeping.
 // Rooms are worked on in parallel, each room's events strictly in order.
 import type { Logger } from 'pino'
+import { Coalescer } from '../db/coalesce.ts'
 import type { Db } from '../db/types.ts'
 import type { Commands } from '../core/commands/index.ts'
 import { levelOf } from '../core/commands/context.ts'
@@ -197,10 +198,9 @@ export class MatrixEvents {
     const key = `${roomId}\u0000${mxid}`
     let name = this.names.get(key)
     if (name === undefined) {
-      const { rows } = await this.opts.db.query<{ displayname: string | null }>(
-        'SELECT displayname FROM room_members WHERE room_id = $1 AND mxid = $2', [roomId, mxid])
-      name = rows[0]?.displayname ?? null
-      if (!rows[0]) {
+      const row = await this.memberNames.add({ roomId, mxid })
+      name = row?.displayname ?? null
+      if (!row) {
         const state = await this.opts.api.getState(roomId, 'm.room.member', mxid, this.opts.botMxid).catch(() => undefined)
         name = typeof state?.displayname === 'string' ? state.displayname : null
       }
@@ -208,6 +208,17 @@ export class MatrixEvents {
     }
     return name || mxid.slice(1, mxid.indexOf(':'))
   }
+
+  /** Senders' names as the bridge last saw them; the first message of many rooms at once asks in one statement. */
+  private readonly memberNames = new Coalescer<{ roomId: string; mxid: string }, { displayname: string | null } | undefined>(async asked => {
+    const { rows } = await this.opts.db.query<{ room_id: string; mxid: string; displayname: string | null }>(
+      `SELECT m.room_id, m.mxid, m.displayname FROM unnest($1::text[], $2::text[]) AS q(room_id, mxid)
+       JOIN room_members m ON m.room_id = q.room_id AND m.mxid = q.mxid`,
+      [asked.map(a => a.roomId), asked.map(a => a.mxid)],
+    )
+    const found = new Map(rows.map(r => [`${r.room_id}\u0000${r.mxid}`, r]))
+    return asked.map(a => found.get(`${a.roomId}\u0000${a.mxid}`))
+  })
 
   private async member(ev: MatrixEvent): Promise<void> {
     const { db, botMxid, api, rooms, log } = this.opts

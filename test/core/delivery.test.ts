@@ -53,6 +53,15 @@ describe.each(DB_KINDS)('delivery on %s', kind => {
       s = shared
     })
 
+    it('a backlog longer than one batch of sends goes out whole after an outage, with no further message to nudge it', async () => {
+      const { room, sg } = await bridgedRoom(s)
+      s.signal.failNext('transient', 'Signal is unreachable.', 1, { retryAfterMs: 1_000 })
+      const texts = Array.from({ length: 30 }, (_, i) => `backlog ${i}`)
+      for (const t of texts) await s.hs.sendMessage(ALICE, room, t)
+      const sent = await s.signal.waitForSentTo(sg.id, 30)
+      expect(sent.map(x => x.text)).toEqual(texts.map(t => `Alice (Matrix): ${t}`))
+    })
+
     it('a delivery that fails for good is a notice and a message-status event in Matrix, and nothing in the other group', async () => {
       const { room, sg, wg } = await bridgedRoom(s)
       s.signal.failNext('permanent', 'The group refused this message.')

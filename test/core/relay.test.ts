@@ -40,6 +40,8 @@ describe.each(DB_KINDS)('relaying on %s', kind => {
     s = await scenario(kind)
     const a = await bridgedRoom(s)
     const b = await bridgedRoom(s)
+    // Alice goes by another name in room b: each room's name must reach its own groups.
+    await s.hs.sendEvent(ALICE, b.room, 'm.room.member', { membership: 'join', displayname: 'Ally' }, { stateKey: ALICE })
     s.hs.pause() // what is sent meanwhile goes out as one transaction, as Synapse batches a busy moment
     const first = await s.hs.sendMessage(ALICE, a.room, 'a1')
     const bEvents = [await s.hs.sendMessage(ALICE, b.room, 'b1')]
@@ -51,7 +53,8 @@ describe.each(DB_KINDS)('relaying on %s', kind => {
     const texts = (sent: Array<{ text: string }>) => sent.map(x => x.text)
     for (const [net, chat, letter] of [[s.signal, a.sg.id, 'a'], [s.whatsapp, a.wg.id, 'a'], [s.signal, b.sg.id, 'b'], [s.whatsapp, b.wg.id, 'b']] as const) {
       const sent = await net.waitForSentTo(chat, 3)
-      expect(texts(sent).map(t => t.replace(/ \(reply to .*\)$/, ''))).toEqual([1, 2, 3].map(i => `Alice (Matrix): ${letter}${i}`))
+      const name = letter === 'a' ? 'Alice' : 'Ally'
+      expect(texts(sent).map(t => t.replace(/ \(reply to .*\)$/, ''))).toEqual([1, 2, 3].map(i => `${name} (Matrix): ${letter}${i}`))
       if (letter === 'a') expect(sent[1]!.delivery.kind === 'message' && sent[1]!.delivery.replyTo?.remoteId).toBe(sent[0]!.remoteId)
     }
     expect(s.signal.sent).toHaveLength(6)
