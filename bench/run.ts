@@ -5,7 +5,7 @@
 import { resolve as resolvePath } from 'node:path'
 import { fork, spawnSync, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { rmSync, symlinkSync } from 'node:fs'
+import { readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs'
 import { writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { cpus, totalmem } from 'node:os'
@@ -64,6 +64,23 @@ symlinkSync(`${ROOT}migrations`, `${BUILD}migrations`)
 const log = (...a: unknown[]): void => console.error('[bench]', ...a)
 const sleep = (ms: number): Promise<void> => new Promise(r => setTimeout(r, ms))
 const round = (n: number, d = 1): number => (Number.isFinite(n) ? Math.round(n * 10 ** d) / 10 ** d : n)
+
+/** CPU time (µs) of every PostgreSQL server process on this machine, from /proc (Linux). */
+function postgresCpuUs(): number {
+  const tick = 1e6 / 100 // USER_HZ is 100 on Linux
+  let total = 0
+  for (const pid of readdirSync('/proc').filter(d => /^\d+$/.test(d))) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+      if (!stat.includes('(postgres)')) continue
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+      total += (Number(fields[11]) + Number(fields[12])) * tick // utime, stime
+    } catch {
+      // the process ended meanwhile
+    }
+  }
+  return total
+}
 
 async function freePort(): Promise<number> {
   return new Promise(resolve => {
@@ -265,6 +282,9 @@ interface RunResult {
   /** Messages still not at every network when the run was cut off. */
   unfinished: number
   bridgeCpuUsPerMsg: number
+  /** The same for PostgreSQL's processes and for this process (fakes and load generator): where the two cores went. */
+  postgresCpuUsPerMsg: number
+  harnessCpuUsPerMsg: number
   bridgeMaxRssMb: number
 }
 
@@ -313,6 +333,8 @@ async function run(w: World, direction: Direction, opts: { rate: number; duratio
   let next = 0
   const pick = (): number => (next = (next + 1) % chats)
   const before = await child.stats()
+  const pgBefore = postgresCpuUs()
+  const harnessBefore = process.cpuUsage()
   const pusher = direction === 'matrix' ? new TransactionPusher(port, opts.batch ?? 1, w.tracker) : undefined
   const durationMs = opts.durationS * 1000
   log(`${opts.name}: ${w.portals} portals, ${direction} → ${nets.join(' + ')}, ${opts.rate} msg/s for ${opts.durationS} s${opts.batch ? `, batches of ${opts.batch}` : ''}`)
@@ -342,6 +364,8 @@ async function run(w: World, direction: Direction, opts: { rate: number; duratio
   const grace = Date.now() + (opts.rate <= 200 ? 10_000 : 2_000)
   while (w.tracker.inFlight > 0 && Date.now() < grace) await sleep(20)
   const after = await child.stats()
+  const pgUs = postgresCpuUs() - pgBefore
+  const harness = process.cpuUsage(harnessBefore)
   const from = loop.startedAt + durationMs / 5
   const inWindow = w.tracker.done.filter(([t]) => t >= from && t <= loop.endedAt).length
   const windowS = (loop.endedAt - from) / 1000
@@ -354,11 +378,13 @@ async function run(w: World, direction: Direction, opts: { rate: number; duratio
     latencyMs: mapValues(percentiles(w.tracker.done.map(([, l]) => l)), v => round(v, 2)),
     unfinished: w.tracker.inFlight,
     bridgeCpuUsPerMsg: round((after.cpuUs - before.cpuUs) / Math.max(1, w.tracker.done.length)),
+    postgresCpuUsPerMsg: round(pgUs / Math.max(1, w.tracker.done.length)),
+    harnessCpuUsPerMsg: round((harness.user + harness.system) / Math.max(1, w.tracker.done.length)),
     bridgeMaxRssMb: round(after.maxRss / 2 ** 20),
   }
   pusher?.close()
   await stopBridgeProcess(w)
-  log(`  relayed ${result.relayedPerS}/s, p50 ${result.latencyMs.p50} ms, p99 ${result.latencyMs.p99} ms, unfinished ${result.unfinished}, ${result.bridgeCpuUsPerMsg} µs CPU/msg`)
+  log(`  relayed ${result.relayedPerS}/s, p50 ${result.latencyMs.p50} ms, p99 ${result.latencyMs.p99} ms, unfinished ${result.unfinished}, CPU µs/msg: bridge ${result.bridgeCpuUsPerMsg}, PostgreSQL ${result.postgresCpuUsPerMsg}, harness ${result.harnessCpuUsPerMsg}`)
   return result
 }
 
@@ -470,9 +496,10 @@ await writeFile(resolvePath(ROOT, opt.out), JSON.stringify(results, null, 2) + '
 
 const rows = runs.map(r => [
   r.name, String(r.portals), `${r.direction} → ${TARGETS[r.direction].join('+')}`, r.batch ? String(r.batch) : '-', String(r.offeredPerS),
-  String(r.relayedPerS), String(r.latencyMs.p50), String(r.latencyMs.p95), String(r.latencyMs.p99), String(r.bridgeCpuUsPerMsg), String(r.unfinished),
+  String(r.relayedPerS), String(r.latencyMs.p50), String(r.latencyMs.p95), String(r.latencyMs.p99), String(r.bridgeCpuUsPerMsg),
+  String(r.postgresCpuUsPerMsg), String(r.harnessCpuUsPerMsg), String(r.unfinished),
 ])
-const head = ['run', 'portals', 'direction', 'batch', 'offered/s', 'relayed/s', 'p50 ms', 'p95 ms', 'p99 ms', 'CPU µs/msg', 'unfinished']
+const head = ['run', 'portals', 'direction', 'batch', 'offered/s', 'relayed/s', 'p50 ms', 'p95 ms', 'p99 ms', 'bridge CPU µs/msg', 'PostgreSQL', 'harness', 'unfinished']
 const widths = head.map((h, i) => Math.max(h.length, ...rows.map(r => r[i]!.length)))
 const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ')
 console.log(line(head))
