@@ -2,6 +2,7 @@
 // the real Signal adapter (talking HTTP + SSE to the fake daemon in the parent) and the real WhatsApp adapter
 // over the fake socket (in this process, as Baileys would be). Talks to the parent over IPC.
 import { mkdtemp } from 'node:fs/promises'
+import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pino } from 'pino'
@@ -16,6 +17,10 @@ interface WaDeliver { type: 'wa'; msgs: Array<{ chat: number; id: string; text: 
 type FromParent = Start | WaDeliver | { type: 'stats' } | { type: 'stop' }
 
 const send = (m: unknown): void => void process.send!(m)
+// How long the bridge's event loop was ever kept from running (reset by each 'stats'): tells a stall inside the
+// bridge from one around it.
+const loopDelay = monitorEventLoopDelay({ resolution: 5 })
+loopDelay.enable()
 const wa = new FakeWhatsApp()
 let arrivals: Array<[number, number]> = []
 // The fake keeps every send for assertions; here only the arrival time is kept (and reported).
@@ -64,7 +69,9 @@ process.on('message', (msg: FromParent) => {
       case 'stats': {
         const usage = process.resourceUsage()
         const { rss, heapUsed, heapTotal, external } = process.memoryUsage()
-        send({ type: 'stats', rss, heapUsed, heapTotal, external, maxRss: usage.maxRSS * 1024, cpuUs: usage.userCPUTime + usage.systemCPUTime })
+        const maxLoopDelayMs = loopDelay.max / 1e6
+        loopDelay.reset()
+        send({ type: 'stats', rss, heapUsed, heapTotal, external, maxRss: usage.maxRSS * 1024, cpuUs: usage.userCPUTime + usage.systemCPUTime, maxLoopDelayMs })
         return
       }
       case 'stop':

@@ -93,7 +93,7 @@ async function freePort(): Promise<number> {
 
 // ---- processes -----------------------------------------------------------------------------------------
 
-interface Stats { rss: number; maxRss: number; cpuUs: number; heapUsed?: number; heapTotal?: number; external?: number; events?: number }
+interface Stats { rss: number; maxRss: number; cpuUs: number; maxLoopDelayMs?: number; heapUsed?: number; heapTotal?: number; external?: number; events?: number }
 
 class Child {
   readonly proc: ChildProcess
@@ -285,6 +285,8 @@ interface RunResult {
   /** The same for PostgreSQL's processes and for this process (fakes and load generator): where the two cores went. */
   postgresCpuUsPerMsg: number
   harnessCpuUsPerMsg: number
+  /** The longest the bridge's event loop was blocked during the run. */
+  bridgeMaxLoopDelayMs: number
   bridgeMaxRssMb: number
 }
 
@@ -380,11 +382,12 @@ async function run(w: World, direction: Direction, opts: { rate: number; duratio
     bridgeCpuUsPerMsg: round((after.cpuUs - before.cpuUs) / Math.max(1, w.tracker.done.length)),
     postgresCpuUsPerMsg: round(pgUs / Math.max(1, w.tracker.done.length)),
     harnessCpuUsPerMsg: round((harness.user + harness.system) / Math.max(1, w.tracker.done.length)),
+    bridgeMaxLoopDelayMs: round(after.maxLoopDelayMs ?? NaN),
     bridgeMaxRssMb: round(after.maxRss / 2 ** 20),
   }
   pusher?.close()
   await stopBridgeProcess(w)
-  log(`  relayed ${result.relayedPerS}/s, p50 ${result.latencyMs.p50} ms, p99 ${result.latencyMs.p99} ms, unfinished ${result.unfinished}, CPU µs/msg: bridge ${result.bridgeCpuUsPerMsg}, PostgreSQL ${result.postgresCpuUsPerMsg}, harness ${result.harnessCpuUsPerMsg}`)
+  log(`  relayed ${result.relayedPerS}/s, p50 ${result.latencyMs.p50} ms, p99 ${result.latencyMs.p99} ms, unfinished ${result.unfinished}, bridge event loop blocked ≤ ${result.bridgeMaxLoopDelayMs} ms, CPU µs/msg: bridge ${result.bridgeCpuUsPerMsg}, PostgreSQL ${result.postgresCpuUsPerMsg}, harness ${result.harnessCpuUsPerMsg}`)
   return result
 }
 
