@@ -37,9 +37,10 @@ export class Inbox {
   }
 
   /**
-   * Stores every event of a transaction and the txn id, atomically; redelivered events are no-ops. Answers how
-   * many events were new, or undefined when this txn id was already handled (only a fast path: the event ids
-   * are the durable key). Transactions arriving together are stored in one database transaction.
+   * Stores every event of a transaction and the txn id, atomically; events already stored are no-ops (the
+   * event ids are the durable key). Answers how many events were new, or undefined when the txn id was already
+   * known and brought nothing new (a homeserver's retry). Transactions arriving together are stored together,
+   * in one statement when their events fit in one.
    */
   store(txnId: string, events: MatrixEvent[]): Promise<number | undefined> {
     return this.writes.add({ txnId, events })
@@ -48,30 +49,47 @@ export class Inbox {
   private readonly writes = new Coalescer<{ txnId: string; events: MatrixEvent[] }, number | undefined>(items => this.storeMany(items))
 
   private async storeMany(items: Array<{ txnId: string; events: MatrixEvent[] }>): Promise<Array<number | undefined>> {
-    return this.db.transaction(async tx => {
-      const { rows } = await tx.query<{ txn_id: string }>('SELECT txn_id FROM appservice_txns WHERE txn_id = ANY($1::text[])', [items.map(i => i.txnId)])
-      const seen = new Set(rows.map(r => r.txn_id))
-      // A txn id twice in one batch (a homeserver's retry racing the first attempt): the first one stores.
-      const fresh = items.map(i => !seen.has(i.txnId) && !!seen.add(i.txnId))
-      const events = items.flatMap((item, k) => (fresh[k] ? item.events : []))
-      const inserted = new Set<string>()
-      // In chunks: one statement takes at most 65535 parameters (Synapse sends 100 events; junk may send more).
-      for (let from = 0; from < events.length; from += INSERT_CHUNK) {
-        const params: unknown[] = []
-        const values = events.slice(from, from + INSERT_CHUNK).map((e, i) => {
-          params.push(e.event_id, e.room_id ?? null, e.type, jsonbText(e))
-          return `($${i * 4 + 1}, $${i * 4 + 2}, $${i * 4 + 3}, $${i * 4 + 4}::jsonb)`
-        })
-        const res = await tx.query<{ event_id: string }>(
-          `INSERT INTO inbox (event_id, room_id, type, event) VALUES ${values.join(', ')} ON CONFLICT (event_id) DO NOTHING RETURNING event_id`,
-          params,
-        )
-        for (const r of res.rows) inserted.add(r.event_id)
-      }
-      const ids = items.filter((_, k) => fresh[k]).map(i => i.txnId)
-      if (ids.length > 0) await tx.query('INSERT INTO appservice_txns (txn_id) SELECT unnest($1::text[]) ON CONFLICT (txn_id) DO NOTHING', [ids])
-      // Each new event counts once, for the first transaction that carried it.
-      return items.map((item, k) => (fresh[k] ? item.events.filter(e => inserted.delete(e.event_id)).length : undefined))
+    const events = items.flatMap(i => i.events)
+    const txnIds = items.map(i => i.txnId)
+    const insertEvents = (chunk: MatrixEvent[], first: number): { sql: string; params: unknown[] } => {
+      const params: unknown[] = []
+      const values = chunk.map((e, i) => {
+        params.push(e.event_id, e.room_id ?? null, e.type, jsonbText(e))
+        const b = first + i * 4
+        return `($${b}, $${b + 1}, $${b + 2}, $${b + 3}::jsonb)`
+      })
+      return { sql: `INSERT INTO inbox (event_id, room_id, type, event) VALUES ${values.join(', ')} ON CONFLICT (event_id) DO NOTHING RETURNING event_id`, params }
+    }
+    const insertTxns = (n: number): string => `INSERT INTO appservice_txns (txn_id) SELECT unnest($${n}::text[]) ON CONFLICT (txn_id) DO NOTHING RETURNING txn_id`
+    let rows: Array<{ k: 'e' | 't'; v: string }>
+    if (events.length <= INSERT_CHUNK) {
+      // The common case, one round trip: both inserts in one statement (itself atomic).
+      const ev = events.length > 0 ? insertEvents(events, 1) : undefined
+      const n = (ev?.params.length ?? 0) + 1
+      rows = (await this.db.query<{ k: 'e' | 't'; v: string }>(
+        `WITH ${ev ? `ev AS (${ev.sql}), ` : ''}tx AS (${insertTxns(n)})
+         ${ev ? `SELECT 'e' AS k, event_id AS v FROM ev UNION ALL ` : ''}SELECT 't' AS k, txn_id AS v FROM tx`,
+        [...(ev?.params ?? []), txnIds],
+      )).rows
+    } else {
+      // One statement takes at most 65535 parameters (Synapse sends 100 events; junk may send more).
+      rows = await this.db.transaction(async tx => {
+        const out: Array<{ k: 'e' | 't'; v: string }> = []
+        for (let from = 0; from < events.length; from += INSERT_CHUNK) {
+          const ev = insertEvents(events.slice(from, from + INSERT_CHUNK), 1)
+          out.push(...(await tx.query<{ event_id: string }>(ev.sql, ev.params)).rows.map(r => ({ k: 'e' as const, v: r.event_id })))
+        }
+        out.push(...(await tx.query<{ txn_id: string }>(insertTxns(1), [txnIds])).rows.map(r => ({ k: 't' as const, v: r.txn_id })))
+        return out
+      })
+    }
+    const newEvents = new Set(rows.filter(r => r.k === 'e').map(r => r.v))
+    const newTxns = new Set(rows.filter(r => r.k === 't').map(r => r.v))
+    return items.map(item => {
+      // Each new event counts once, for the first transaction that carried it; likewise a txn id.
+      const fresh = newTxns.delete(item.txnId)
+      const count = item.events.filter(e => newEvents.delete(e.event_id)).length
+      return fresh || count > 0 ? count : undefined
     })
   }
 

@@ -104,7 +104,7 @@ describe.each(DB_KINDS)('on %s', kind => {
     await base.close()
   })
 
-  it('transactions arriving together are stored in one database transaction, each event once, retries answered as such', async () => {
+  it('transactions arriving together are stored in one statement, each event once, retries answered as such', async () => {
     const base = await freshDb(kind)
     const { db, count } = counting(base)
     const inbox = new Inbox(db)
@@ -112,13 +112,17 @@ describe.each(DB_KINDS)('on %s', kind => {
     // Transaction k carries events k and k+1, so neighbours overlap; "t3" comes twice (a retry racing the first).
     const txns = Array.from({ length: 20 }, (_, k) => ({ id: `t${k}`, events: [ev(k), ev(k + 1)] }))
     const answers = await Promise.all([...txns, txns[3]!].map(t => inbox.store(t.id, t.events)))
-    expect(count('SELECT txn_id FROM appservice_txns')).toBe(1)
+    expect(count('WITH ev AS')).toBe(1) // all 21 in one statement
+    expect(count('SELECT')).toBe(0)
     expect(answers.slice(0, 20).reduce((n, a) => n! + a!, 0)).toBe(21) // each new event counted once
     expect(answers[20]).toBeUndefined()
     expect((await base.query('SELECT 1 FROM inbox')).rowCount).toBe(21)
     // Later, a retry of a handled transaction is recognised and stores nothing.
     expect(await inbox.store('t5', txns[5]!.events)).toBeUndefined()
     expect(await inbox.store('t-new', [ev(20), ev(21)])).toBe(1)
+    // A known txn id with new events (Synapse on SQLite numbers from 1 again after a restart): stored, not skipped.
+    expect(await inbox.store('t6', [ev(30)])).toBe(1)
+    expect((await base.query('SELECT 1 FROM inbox')).rowCount).toBe(23)
     await base.close()
   })
 })
