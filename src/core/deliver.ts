@@ -1,21 +1,18 @@
 // Step 4 of the flow: turn a queued row into a Delivery for its network, send it, and say what to record.
 // Also the one place that decides how a failure is reported: in Matrix, never on Signal or WhatsApp.
-import type { Logger } from 'pino'
-import type { Db, Queryable } from '../db/types.ts'
+import type { Db } from '../db/types.ts'
 import { DeliveryError } from './errors.ts'
 import { MessageMap } from './messages.ts'
 import { NETWORK_LABEL, type Delivery, type DeliveryTarget, type MessageContent, type NetworkId, type Person, type SendResult } from './model.ts'
-import type { LoginStore, Participant } from './network.ts'
-import type { OutboxRow, Recorder, SentCopy } from './outbox.ts'
+import type { Participant } from './network.ts'
+import type { OutboxRow, SentCopy } from './outbox.ts'
 import { chatOf, loginOf, type PortalStore } from './portals.ts'
 import { renderReactionNote, renderRelayed, type ReactionPolicy, type SenderNames } from './render.ts'
 import type { MatrixRooms } from './rooms.ts'
 
 export interface DelivererOptions {
   db: Db
-  log: Logger
   portals: PortalStore
-  logins: LoginStore
   participants: Map<NetworkId, Participant>
   names: SenderNames
   rooms: MatrixRooms
@@ -38,7 +35,7 @@ export class Deliverer {
     this.opts = opts
   }
 
-  dispatch = async (row: OutboxRow): Promise<Recorder | void> => {
+  dispatch = async (row: OutboxRow): Promise<SentCopy | void> => {
     const { portals, participants, db } = this.opts
     const portal = portals.get(row.portal_id)
     if (!portal) throw new DeliveryError('permanent', 'The room was unbridged before this message could be delivered.')
@@ -69,7 +66,7 @@ export class Deliverer {
       case 'message': {
         const replyTo = p.replyTo ? (await copies(p.replyTo)).original : undefined
         const result = await send({ ...base, kind: 'message', content: render(p.content!), relayed, ...(replyTo ? { replyTo } : {}) })
-        return this.copyRecorder(row, messageId, result, 'original')
+        return this.copyOf(row, messageId, result, 'original')
       }
       case 'edit': {
         const { original, latest, revisions } = await copies(messageId)
@@ -77,7 +74,7 @@ export class Deliverer {
           throw new DeliveryError('permanent', `This edit was not sent to ${NETWORK_LABEL[row.network]}, because the original message never arrived there.`, { reason: 'm.event_not_handled' })
         }
         const result = await send({ ...base, kind: 'edit', content: render(p.content!), of: latest, original, editCount: revisions, relayed })
-        return this.copyRecorder(row, messageId, result, 'revision')
+        return this.copyOf(row, messageId, result, 'revision')
       }
       case 'delete': {
         const { original } = await copies(messageId)
@@ -90,7 +87,7 @@ export class Deliverer {
     }
   }
 
-  private async reaction(row: OutboxRow, p: Payload, base: Pick<Delivery, 'target' | 'sender' | 'deliveryId'>, relayed: boolean, name: string): Promise<Recorder | void> {
+  private async reaction(row: OutboxRow, p: Payload, base: Pick<Delivery, 'target' | 'sender' | 'deliveryId'>, relayed: boolean, name: string): Promise<SentCopy | void> {
     const participant = this.opts.participants.get(row.network)!
     const { db } = this.opts
     const reactionId = row.message_id!
@@ -105,25 +102,22 @@ export class Deliverer {
       }
       const content = renderReactionNote(p.sender, name, p.emoji!, { template: this.opts.template })
       const result = await participant.send({ ...base, kind: 'message', content, relayed: true, replyTo: targetCopy })
-      return this.copyRecorder(row, reactionId, result, 'original')
+      return this.copyOf(row, reactionId, result, 'original')
     }
     const result = await participant.send({
       ...base, kind: 'reaction', of: targetCopy, emoji: p.emoji!, removed: p.removed === true,
       ...(own ? { previous: own } : {}),
     })
-    if (!p.removed) return this.copyRecorder(row, reactionId, result, 'original')
+    if (!p.removed) return this.copyOf(row, reactionId, result, 'original')
   }
 
-  /** The sent copy, as data (the outbox records it in the statement that marks the row sent) and as a function. */
-  private copyRecorder(row: OutboxRow, messageId: number, result: SendResult, role: 'original' | 'revision'): Recorder | void {
+  /** The sent copy, which the outbox records in the statement that marks the row sent. */
+  private copyOf(row: OutboxRow, messageId: number, result: SendResult, role: 'original' | 'revision'): SentCopy | void {
     if (!result.remoteId) return
-    const copy: SentCopy = {
+    return {
       network: row.network, chatId: row.chat_id, remoteId: result.remoteId, messageId, role,
       authorId: result.authorId ?? '', sentAt: result.sentAt ?? Date.now(), extra: result.extra,
     }
-    return Object.assign(async (tx: Queryable) => {
-      await MessageMap.addCopy(tx, { ...copy, isOrigin: false })
-    }, { copy })
   }
 
   /** A delivery failed for good: a notice and a message-status event in the Matrix room, nowhere else. */

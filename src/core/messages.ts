@@ -54,10 +54,6 @@ export const MessageMap = {
     return { message: m, copy }
   },
 
-  async get(q: Queryable, id: number): Promise<MessageRow | undefined> {
-    const { rows } = await q.query<MessageRow>('SELECT * FROM messages WHERE id = $1', [id])
-    return rows[0]
-  },
 
   async create(
     q: Queryable,
@@ -72,30 +68,9 @@ export const MessageMap = {
   },
 
   /**
-   * A new message and the copy it arrived as, in one statement. Undefined (and nothing recorded) when that
-   * remote id is already known: a redelivery or an echo.
-   */
-  async createWithOrigin(
-    q: Queryable,
-    m: { portalId: number; kind: 'message'; origin: NetworkId; sender: Person },
-    c: { network: NetworkId; chatId: string; remoteId: string; authorId: string; sentAt: number },
-  ): Promise<number | undefined> {
-    const { rows } = await q.query<{ id: number }>(
-      `WITH seen AS (SELECT 1 FROM message_copies WHERE network = $7 AND chat_id = $8 AND remote_id = $9),
-       m AS (INSERT INTO messages (portal_id, kind, origin_network, sender_network, sender_id, sender_name)
-             SELECT $1, $2, $3, $4, $5, $6 WHERE NOT EXISTS (SELECT 1 FROM seen) RETURNING id),
-       c AS (INSERT INTO message_copies (network, chat_id, remote_id, message_id, role, is_origin, author_id, sent_at)
-             SELECT $7, $8, $9, m.id, 'original', true, $10, $11 FROM m RETURNING message_id)
-       SELECT message_id AS id FROM c`,
-      [m.portalId, m.kind, m.origin, m.sender.network, m.sender.id, m.sender.displayName,
-        c.network, c.chatId, c.remoteId, c.authorId, c.sentAt],
-    )
-    return rows[0]?.id
-  },
-
-  /**
-   * createWithOrigin for many new messages in one statement: the ids in input order, undefined where the
-   * remote id is already known. Two inputs with one remote id fail the statement (and so their transaction).
+   * New messages and the copies they arrived as, in one statement: the ids in input order, undefined (and nothing
+   * recorded) where the remote id is already known — a redelivery or an echo. Two inputs with one remote id fail
+   * the statement (and so their transaction).
    */
   async createManyWithOrigin(
     q: Queryable,
@@ -165,6 +140,16 @@ export const MessageMap = {
       [targetId, sender.network, sender.id, emoji],
     )
     return rows[0]
+  },
+
+  /** Marks a person's live reactions to a message deleted; answers which they were. */
+  async deleteReactionsBy(q: Queryable, targetId: number, sender: Pick<Person, 'network' | 'id'>): Promise<Array<{ id: number; emoji: string }>> {
+    const { rows } = await q.query<{ id: number; emoji: string }>(
+      `UPDATE messages SET deleted = true WHERE relates_to = $1 AND sender_network = $2 AND sender_id = $3
+       AND kind = 'reaction' AND NOT deleted RETURNING id, emoji`,
+      [targetId, sender.network, sender.id],
+    )
+    return rows
   },
 
   async markDeleted(q: Queryable, id: number): Promise<void> {

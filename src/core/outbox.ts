@@ -42,12 +42,8 @@ export interface SentCopy {
   extra?: Record<string, unknown> | undefined
 }
 
-/** What must be recorded in the same transaction that marks a row sent: a function run in that transaction;
- * when it carries `copy`, the outbox records that copy itself, in one statement (no transaction round trips). */
-export type Recorder = ((tx: Queryable) => Promise<void>) & { copy?: SentCopy }
-
-/** Sends one row; returns what must be recorded in the same transaction that marks it sent. */
-export type Dispatch = (row: OutboxRow) => Promise<Recorder | void>
+/** Sends one row; returns the copy it made, recorded in the statement that marks the row sent. */
+export type Dispatch = (row: OutboxRow) => Promise<SentCopy | void>
 
 export interface OutboxOptions {
   db: Db
@@ -61,7 +57,25 @@ export interface OutboxOptions {
   now?: () => number
 }
 
+/** A row sent, with the copy its send made. */
+interface Sent {
+  row: OutboxRow
+  copy: SentCopy | void
+}
+
 const queueKey = (network: string, chatId: string): string => `${network}\u0000${chatId}`
+
+/** Rows by their queue, each queue's in id order. */
+function groupByQueue(rows: OutboxRow[]): Map<string, OutboxRow[]> {
+  const byQueue = new Map<string, OutboxRow[]>()
+  for (const row of [...rows].sort((a, b) => a.id - b.id)) {
+    const key = queueKey(row.network, row.chat_id)
+    const list = byQueue.get(key)
+    if (list) list.push(row)
+    else byQueue.set(key, [row])
+  }
+  return byQueue
+}
 /** The most rows of one queue sent before their marks are committed together. */
 const RUN_MAX = 20
 /** Rows of one queue read at a time. */
@@ -80,7 +94,7 @@ export class Outbox {
   private readonly claims = new Coalescer<number[]>(async lists => {
     await this.opts.db.query(`UPDATE outbox SET state = 'sending', attempts = attempts + 1 WHERE id = ANY($1::bigint[])`, [lists.flat()])
   })
-  private readonly finishes = new Coalescer<Array<{ row: OutboxRow; record: Recorder | void }>>(lists => this.finishMany(lists.flat()))
+  private readonly finishes = new Coalescer<Sent[]>(lists => this.markSent(lists.flat()).then(() => {}))
 
   constructor(opts: OutboxOptions) {
     this.opts = { backoff: { initialMs: 1000, maxMs: 300_000, maxAttempts: 15 }, now: Date.now, ...opts }
@@ -94,11 +108,7 @@ export class Outbox {
          AND state IN ('pending', 'sending', 'held') ORDER BY id LIMIT ${READ_MAX}) o`,
       [queues.map(q => q.network), queues.map(q => q.chatId)],
     )
-    const byQueue = new Map<string, OutboxRow[]>()
-    for (const r of rows.sort((a, b) => a.id - b.id)) {
-      const key = queueKey(r.network, r.chat_id)
-      byQueue.set(key, [...(byQueue.get(key) ?? []), r])
-    }
+    const byQueue = groupByQueue(rows)
     return queues.map(q => byQueue.get(queueKey(q.network, q.chatId)) ?? [])
   }
 
@@ -183,11 +193,7 @@ export class Outbox {
        RETURNING *`,
       [new Date(this.opts.now() - this.opts.holdRetentionMs)],
     )
-    const byQueue = new Map<string, OutboxRow[]>()
-    for (const row of rows.sort((a, b) => a.id - b.id)) {
-      const key = queueKey(row.network, row.chat_id)
-      byQueue.set(key, [...(byQueue.get(key) ?? []), row])
-    }
+    const byQueue = groupByQueue(rows)
     const hours = Math.round(this.opts.holdRetentionMs / 3_600_000)
     for (const queue of byQueue.values()) {
       const first = queue[0]!
@@ -269,12 +275,12 @@ export class Outbox {
   private async sendRun(run: OutboxRow[]): Promise<boolean> {
     const { db } = this.opts
     await this.claims.add(run.map(r => r.id))
-    const sent: Array<{ row: OutboxRow; record: Recorder | void }> = []
+    const sent: Sent[] = []
     let failure: { row: OutboxRow; err: unknown } | undefined
     for (const row of run) {
       if (this.stopped) break
       try {
-        sent.push({ row, record: await this.opts.dispatch({ ...row, attempts: row.attempts + 1 }) })
+        sent.push({ row, copy: await this.opts.dispatch({ ...row, attempts: row.attempts + 1 }) })
       } catch (err) {
         failure = { row, err }
         break
@@ -290,31 +296,28 @@ export class Outbox {
     return (await this.failed(failure.row, failure.row.attempts + 1, failure.err)) === 'next'
   }
 
-  /** Marks rows sent and records their copies: one statement when every copy is given as data. */
-  private async finishMany(sent: Array<{ row: OutboxRow; record: Recorder | void }>): Promise<void> {
-    if (sent.length === 0) return
-    const { db } = this.opts
-    const ids = sent.map(x => x.row.id)
-    if (sent.some(x => x.record && !x.record.copy)) {
-      await db.transaction(async tx => {
-        for (const x of sent) if (x.record) await x.record(tx)
-        await tx.query(`UPDATE outbox SET state = 'sent', finished_at = now(), last_error = NULL WHERE id = ANY($1::bigint[])`, [ids])
-      })
-      return
-    }
-    const copies = sent.flatMap(x => (x.record?.copy ? [x.record.copy] : []))
-    await db.query(
-      `WITH done AS (UPDATE outbox SET state = 'sent', finished_at = now(), last_error = NULL WHERE id = ANY($1::bigint[]))
-       INSERT INTO message_copies (network, chat_id, remote_id, message_id, role, is_origin, author_id, sent_at, extra)
-       SELECT c.network, c.chat_id, c.remote_id, c.message_id, c.role, false, c.author_id, c.sent_at, c.extra
-       FROM jsonb_to_recordset($2::jsonb) AS c(network text, chat_id text, remote_id text, message_id bigint, role text,
-         author_id text, sent_at bigint, extra jsonb)
-       ON CONFLICT DO NOTHING`,
-      [ids, JSON.stringify(copies.map(c => ({
+  /**
+   * Marks rows sent and records their copies in one statement; with `claim`, the same statement marks that next
+   * row of the queue 'sending' and answers whether it could (it may have been held or failed meanwhile).
+   */
+  private async markSent(sent: Sent[], claim?: number): Promise<boolean> {
+    if (sent.length === 0) return false
+    const copies = sent.flatMap(x => (x.copy ? [x.copy] : []))
+    const { rows } = await this.opts.db.query<{ claimed: number }>(
+      `WITH done AS (UPDATE outbox SET state = 'sent', finished_at = now(), last_error = NULL WHERE id = ANY($1::bigint[])),
+       copies AS (INSERT INTO message_copies (network, chat_id, remote_id, message_id, role, is_origin, author_id, sent_at, extra)
+         SELECT c.network, c.chat_id, c.remote_id, c.message_id, c.role, false, c.author_id, c.sent_at, c.extra
+         FROM jsonb_to_recordset($2::jsonb) AS c(network text, chat_id text, remote_id text, message_id bigint, role text,
+           author_id text, sent_at bigint, extra jsonb)
+         ON CONFLICT DO NOTHING),
+       nxt AS (UPDATE outbox SET state = 'sending', attempts = attempts + 1 WHERE id = $3 AND state IN ('pending', 'sending') RETURNING id)
+       SELECT (SELECT count(*)::int FROM nxt) AS claimed`,
+      [sent.map(x => x.row.id), JSON.stringify(copies.map(c => ({
         network: c.network, chat_id: c.chatId, remote_id: c.remoteId, message_id: c.messageId, role: c.role,
         author_id: c.authorId, sent_at: c.sentAt, extra: c.extra ?? null,
-      })))],
+      }))), claim ?? null],
     )
+    return (rows[0]?.claimed ?? 0) > 0
   }
 
   private wakeLater(network: string, chatId: string, ms: number): void {
@@ -326,41 +329,15 @@ export class Outbox {
     }, Math.min(ms, 2 ** 31 - 1)))
   }
 
-  /** Marks a row sent, records its copy and claims the next row of the queue, atomically. With the copy given
-   * as data this is one statement: one round trip and one commit per delivered row. */
-  private async finish(row: OutboxRow, record: Recorder | void, next: OutboxRow | undefined): Promise<boolean> {
-    const { db } = this.opts
-    const nextId = next && !this.stopped ? next.id : null
-    const claimNext = `UPDATE outbox SET state = 'sending', attempts = attempts + 1 WHERE id = $2 AND state IN ('pending', 'sending') RETURNING id`
-    const markSent = `UPDATE outbox SET state = 'sent', finished_at = now(), last_error = NULL WHERE id = $1`
-    if (!record || record.copy) {
-      const c = record?.copy
-      const { rows } = await db.query<{ claimed: number }>(
-        `WITH done AS (${markSent}), nxt AS (${claimNext})
-         ${c ? `, copy AS (INSERT INTO message_copies (network, chat_id, remote_id, message_id, role, is_origin, author_id, sent_at, extra)
-           VALUES ($3, $4, $5, $6, $7, false, $8, $9, $10::jsonb) ON CONFLICT DO NOTHING)` : ''}
-         SELECT (SELECT count(*)::int FROM nxt) AS claimed`,
-        [row.id, nextId, ...(c ? [c.network, c.chatId, c.remoteId, c.messageId, c.role, c.authorId, c.sentAt, c.extra ? JSON.stringify(c.extra) : null] : [])],
-      )
-      return (rows[0]?.claimed ?? 0) > 0
-    }
-    return db.transaction(async tx => {
-      await record(tx)
-      await tx.query(markSent, [row.id])
-      if (nextId === null) return false
-      return (await tx.query(claimNext.replace('$2', '$1'), [nextId])).rowCount > 0
-    })
-  }
-
   /** One attempt: 'stop' when the queue must wait, else whether the next row is already claimed. */
   private async attempt(row: OutboxRow, claimed: boolean, next?: OutboxRow): Promise<'stop' | 'next' | 'next_claimed'> {
     if (!claimed) await this.claims.add([row.id])
     const attempts = row.attempts + 1
     try {
-      const record = await this.opts.dispatch({ ...row, attempts })
+      const copy = await this.opts.dispatch({ ...row, attempts })
       // With a next row to claim, one statement marks this one sent and claims that one; alone, the mark
       // joins those of other queues.
-      const nextClaimed = next && !this.stopped ? await this.finish(row, record, next) : await this.finishes.add([{ row, record }]).then(() => false)
+      const nextClaimed = next && !this.stopped ? await this.markSent([{ row, copy }], next.id) : await this.finishes.add([{ row, copy }]).then(() => false)
       this.opts.onSent?.(row)
       return nextClaimed ? 'next_claimed' : 'next'
     } catch (err) {

@@ -2,7 +2,7 @@
 // relays on each side. Kept in memory too: every inbound event asks "which portal?", and one process
 // owns the table.
 import type { Db, Queryable } from '../db/types.ts'
-import type { NetworkId, RemoteNetworkId } from './model.ts'
+import { NETWORKS, type NetworkId, type RemoteNetworkId } from './model.ts'
 
 export interface Portal {
   id: number
@@ -77,16 +77,21 @@ export class PortalStore {
 
   private remember(p: Portal): Portal {
     const old = this.byId.get(p.id)
-    if (old) for (const n of ['matrix', 'signal', 'whatsapp'] as const) {
-      const c = chatOf(old, n)
-      if (c) this.byChat.delete(this.key(n, c))
-    }
+    if (old) this.forget(old)
     this.byId.set(p.id, p)
-    for (const n of ['matrix', 'signal', 'whatsapp'] as const) {
+    for (const n of NETWORKS) {
       const c = chatOf(p, n)
       if (c) this.byChat.set(this.key(n, c), p)
     }
     return p
+  }
+
+  private forget(p: Portal): void {
+    this.byId.delete(p.id)
+    for (const n of NETWORKS) {
+      const c = chatOf(p, n)
+      if (c) this.byChat.delete(this.key(n, c))
+    }
   }
 
   all(): Portal[] {
@@ -147,10 +152,6 @@ export class PortalStore {
 
   async remove(portal: Portal): Promise<void> {
     await this.db.query('DELETE FROM portals WHERE id = $1', [portal.id])
-    this.byId.delete(portal.id)
-    for (const n of ['matrix', 'signal', 'whatsapp'] as const) {
-      const c = chatOf(portal, n)
-      if (c) this.byChat.delete(this.key(n, c))
-    }
+    this.forget(portal)
   }
 }

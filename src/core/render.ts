@@ -78,7 +78,11 @@ export class SenderNames {
         [portalIds],
       )
       const byPortal = new Map<number, typeof rows>()
-      for (const r of rows) byPortal.set(Number(r.portal_id), [...(byPortal.get(Number(r.portal_id)) ?? []), r])
+      for (const r of rows) {
+        const list = byPortal.get(Number(r.portal_id))
+        if (list) list.push(r)
+        else byPortal.set(Number(r.portal_id), [r])
+      }
       return portalIds.map(id => byPortal.get(id) ?? [])
     })
   }

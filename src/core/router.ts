@@ -105,10 +105,7 @@ export class Router {
       if (plain.length === 0) return
       const items = plain
       plain = []
-      const ids = await MessageMap.createManyWithOrigin(tx, items.map(({ portal, event }) => ({
-        m: { portalId: portal.id, sender: event.sender },
-        c: { network: event.chat.network, chatId: event.chat.id, remoteId: event.remoteId, authorId: event.sender.id, sentAt: event.timestamp },
-      })))
+      const ids = await MessageMap.createManyWithOrigin(tx, items.map(({ portal, event }) => newMessage(portal, event)))
       for (const [i, { portal, event, targets }] of items.entries()) {
         const id = ids[i]
         if (id !== undefined) deliveries.push(...fanOut(portal, event.sender, 'message', id, { content: event.content }, messageTargets(event, targets)))
@@ -155,9 +152,7 @@ export class Router {
       case 'message': {
         const to = messageTargets(event, targets)
         const reply = event.replyTo ? await this.target(tx, chat, event.replyTo) : undefined
-        const id = await MessageMap.createWithOrigin(tx, { portalId: portal.id, kind: 'message', origin: chat.network, sender }, {
-          network: chat.network, chatId: chat.id, remoteId: event.remoteId, authorId: sender.id, sentAt: event.timestamp,
-        })
+        const [id] = await MessageMap.createManyWithOrigin(tx, [newMessage(portal, event)])
         if (id === undefined) return 'duplicate'
         return fan('message', id, { content: event.content, ...(reply ? { replyTo: reply.message.id } : {}) }, to)
       }
@@ -195,11 +190,7 @@ export class Router {
         const out: NewDelivery[] = []
         // On Signal and WhatsApp a new reaction replaces the person's previous one on that message.
         if (chat.network !== 'matrix') {
-          const { rows } = await tx.query<{ id: number; emoji: string }>(
-            `SELECT id, emoji FROM messages WHERE relates_to = $1 AND sender_network = $2 AND sender_id = $3
-             AND kind = 'reaction' AND NOT deleted`, [target, sender.network, sender.id])
-          for (const old of rows) {
-            await MessageMap.markDeleted(tx, old.id)
+          for (const old of await MessageMap.deleteReactionsBy(tx, target, sender)) {
             out.push(...fan('reaction', old.id, { emoji: old.emoji, removed: true, target }))
           }
         }
@@ -209,6 +200,14 @@ export class Router {
         return out
       }
     }
+  }
+}
+
+/** A new message and the copy it arrived as, as MessageMap.createManyWithOrigin takes them. */
+function newMessage(portal: Portal, event: Extract<InboundEvent, { kind: 'message' }>) {
+  return {
+    m: { portalId: portal.id, sender: event.sender },
+    c: { network: event.chat.network, chatId: event.chat.id, remoteId: event.remoteId, authorId: event.sender.id, sentAt: event.timestamp },
   }
 }
 

@@ -2,10 +2,10 @@
 import type { Logger } from 'pino'
 import { UserError } from '../errors.ts'
 import type { SqlLoginStore } from '../logins.ts'
-import type { RemoteNetworkId } from '../model.ts'
+import { NETWORK_LABEL, type RemoteNetworkId } from '../model.ts'
 import type { Login, RemoteNetwork } from '../network.ts'
 import type { Outbox } from '../outbox.ts'
-import type { Portal, PortalStore } from '../portals.ts'
+import { loginOf, type Portal, type PortalStore } from '../portals.ts'
 import type { MatrixRooms } from '../rooms.ts'
 
 export type Level = 'none' | 'relay' | 'user' | 'admin'
@@ -75,7 +75,7 @@ export function networkOf(ctx: Ctx, network: RemoteNetworkId): RemoteNetwork {
   return n
 }
 
-export const label = (n: RemoteNetworkId): string => (n === 'signal' ? 'Signal' : 'WhatsApp')
+export const label = (n: RemoteNetworkId): string => NETWORK_LABEL[n]
 
 /**
  * Which login acts for a command: the one named, else the room's relay on that network, else the
@@ -90,7 +90,7 @@ export async function pickLogin(ctx: Ctx, network: RemoteNetworkId, named?: stri
     if (login.ownerMxid !== ctx.sender && ctx.level !== 'admin') throw new UserError(`The login ${named} belongs to someone else; only they or an admin can use it.`)
     return login
   }
-  const relay = ctx.portal && (network === 'signal' ? ctx.portal.signalLogin : ctx.portal.whatsappLogin)
+  const relay = ctx.portal && loginOf(ctx.portal, network)
   const choice = all.find(l => l.id === relay) ?? all.find(l => l.ownerMxid === ctx.sender) ?? (ctx.level === 'admin' ? all[0] : undefined)
   if (!choice) throw new UserError(`You have no ${label(network)} login yet. Link one with \`login ${network}\`.`)
   return choice

@@ -2,7 +2,7 @@
 import { UserError } from '../errors.ts'
 import type { RemoteNetworkId } from '../model.ts'
 import type { GroupInfo } from '../network.ts'
-import { chatOf, type Portal } from '../portals.ts'
+import { chatOf, loginOf, type Portal } from '../portals.ts'
 import { label, networkOf, parseNetwork, pickLogin, requireLevel, requireRoomPower, type Ctx } from './context.ts'
 
 async function portalHere(ctx: Ctx): Promise<Portal> {
@@ -109,7 +109,7 @@ export async function unset(ctx: Ctx): Promise<void> {
   requireLevel(ctx, 'user')
   const network = parseNetwork(ctx.args[0], 'unset signal')
   await requireRoomPower(ctx)
-  if (!ctx.portal || !(network === 'signal' ? ctx.portal.signalLogin : ctx.portal.whatsappLogin)) {
+  if (!ctx.portal || !loginOf(ctx.portal, network)) {
     throw new UserError(`No ${label(network)} relay is set in this room.`)
   }
   ctx.portal = await ctx.env.portals.setRelay(ctx.portal, network, null)
