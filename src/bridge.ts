@@ -7,7 +7,7 @@ import { Deliverer } from './core/deliver.ts'
 import { SqlLoginStore } from './core/logins.ts'
 import { FileMediaStore, type MediaStore } from './core/media.ts'
 import { MessageMap } from './core/messages.ts'
-import type { InboundEvent, NetworkId, RemoteNetworkId } from './core/model.ts'
+import { NETWORK_LABEL, type InboundEvent, type NetworkId, type RemoteNetworkId } from './core/model.ts'
 import type { ConnectionState, NetworkContext, Participant, RemoteNetwork } from './core/network.ts'
 import { Outbox } from './core/outbox.ts'
 import { PortalStore, type Portal } from './core/portals.ts'
@@ -23,7 +23,7 @@ import { checkHomeserver } from './homeserver-check.ts'
 import { createLogger } from './log.ts'
 import { AppserviceServer } from './matrix/appservice.ts'
 import { MatrixClientApi, type HomeserverApi } from './matrix/client.ts'
-import { MatrixEvents } from './matrix/events.ts'
+import { isEcho, MatrixEvents } from './matrix/events.ts'
 import { Ghosts } from './matrix/ghosts.ts'
 import { Inbox } from './matrix/inbox.ts'
 import { MatrixParticipant } from './matrix/participant.ts'
@@ -98,7 +98,7 @@ export async function startBridge(config: Config, deps: BridgeDeps = {}): Promis
   for (const [id, n] of networks) participants.set(id, n)
 
   const deliverer = new Deliverer({
-    db, log, portals, logins, participants, names: new SenderNames(db), rooms,
+    db, portals, participants, names: new SenderNames(db), rooms,
     template: config.bridge.relay.message_format, reactions: config.bridge.relay.reactions,
   })
   const outbox = new Outbox({
@@ -116,7 +116,7 @@ export async function startBridge(config: Config, deps: BridgeDeps = {}): Promis
     const adapter = networks.get(network)
     if (!login || !adapter) return undefined
     const group = (await adapter.listGroups(login).catch(() => [])).find(g => g.id === event.chat.id)
-    const name = group?.name || `${network === 'signal' ? 'Signal' : 'WhatsApp'} group`
+    const name = group?.name || `${NETWORK_LABEL[network]} group`
     const roomId = await rooms.createPortalRoom({ name, invite: [login.ownerMxid] })
     const portal = await portals.link(await portals.create(roomId, { name, creator: login.ownerMxid }), network, event.chat.id, login.id)
     await rooms.setBridgeInfo(roomId, network, { network, id: event.chat.id, name }, login.ownerMxid)
@@ -143,6 +143,7 @@ export async function startBridge(config: Config, deps: BridgeDeps = {}): Promis
   const appservice = new AppserviceServer({
     hsToken: config.appservice.hs_token, maxBodyBytes: config.appservice.max_body_bytes, inbox, log, metrics,
     onStored: count => events.stored(count),
+    ignore: e => isEcho(e, botMxid, domain),
     onUserQuery: mxid => ghosts.exists(mxid),
   })
   const port = await appservice.listen(config.appservice.port, config.appservice.hostname)

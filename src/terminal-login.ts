@@ -3,6 +3,7 @@
 // bridge picks the new login up at its next start, or at once when it is linked with `!relay login`.
 import QRCode from 'qrcode'
 import type { Config } from './config.ts'
+import { createLogger } from './log.ts'
 import { SqlLoginStore } from './core/logins.ts'
 import type { LoginUi, NetworkContext } from './core/network.ts'
 import { migrate } from './db/migrate.ts'
@@ -44,12 +45,11 @@ export async function terminalLogin(config: Config, network: 'signal' | 'whatsap
       const { linkWhatsApp } = await import('./whatsapp/login.ts')
       const { People } = await import('./whatsapp/people.ts')
       const { baileysSocketFactory, TtlCache } = await import('./whatsapp/socket.ts')
-      const { pino } = await import('pino')
       const { Registry } = await import('prom-client')
       const { FileMediaStore } = await import('./core/media.ts')
       // Only linking runs here: nothing is received, so the context refuses to relay.
       const ctx: NetworkContext = {
-        log: pino({ level: 'warn' }), db, media: new FileMediaStore(config.data_dir), metrics: new Registry(), logins,
+        log: createLogger('warn'), db, media: new FileMediaStore(config.data_dir), metrics: new Registry(), logins,
         receive: async () => {}, reportState: async () => {}, notify: async () => {},
         isBridgedChat: () => false, findCopy: async () => undefined,
       }

@@ -17,6 +17,8 @@ export interface AppserviceOptions {
   /** Called after a transaction's events are stored, with how many were new; the answer to the homeserver
    * waits for what it returns (backpressure: see MatrixEvents.stored). */
   onStored?: (count: number) => Promise<void> | void
+  /** Events to leave out of the inbox (the bridge's own echoes); they still count in the metrics. */
+  ignore?: (event: MatrixEvent) => boolean
   /** Homeserver asks whether a user in our namespace exists; true after creating it. */
   onUserQuery?: (userId: string) => Promise<boolean>
   /** A ping from the homeserver (spec v1.7). */
@@ -221,7 +223,7 @@ export class AppserviceServer {
       if (events.length < all.length) {
         log.warn({ txnId, skipped: all.length - events.length }, 'Skipped malformed events in a transaction')
       }
-      const stored = await inbox.store(txnId, events)
+      const stored = await inbox.store(txnId, this.opts.ignore ? events.filter(e => !this.opts.ignore!(e)) : events)
       if (stored === undefined) {
         metrics.transactions.inc({ result: 'duplicate' })
         return undefined

@@ -62,8 +62,6 @@ export interface DownloadedMedia {
 export interface HomeserverApi {
   readonly domain: string
   readonly botUserId: string
-  /** `@localpart:domain`. */
-  userId(localpart: string): string
 
   whoami(asUser?: string): Promise<{ userId: string; deviceId?: string }>
   /** 'exists' when the homeserver says M_USER_IN_USE: registration is idempotent for the bridge. */
@@ -144,10 +142,6 @@ export class MatrixClientApi implements HomeserverApi {
     this.log = opts.log.child({ module: 'matrix-client' })
     routeBotSdkLogs(opts.log)
     this.http = new MatrixClient(opts.homeserverUrl, opts.asToken)
-  }
-
-  userId(localpart: string): string {
-    return `@${localpart}:${this.domain}`
   }
 
   async whoami(asUser?: string): Promise<{ userId: string; deviceId?: string }> {

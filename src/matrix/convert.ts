@@ -58,9 +58,6 @@ async function attachmentOf(content: Json, kind: AttachmentKind, ctx: ConvertCon
   }
 }
 
-/** File names cross to other networks and filesystems (kept in the core: every network needs it). */
-export { safeFilename }
-
 /** The content of an m.room.message (or m.new_content), or why it is not relayed. */
 async function messageContent(content: Json, ctx: ConvertContext, isReply: boolean): Promise<MessageContent | Unsupported> {
   const msgtype = content.msgtype === undefined ? 'm.text' : str(content.msgtype) // the spec's reply example has none

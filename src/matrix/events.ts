@@ -173,6 +173,8 @@ export class MatrixEvents {
         this.retryLater()
         return
       }
+      // A short read is all there was: events stored since kicked, and a kick during a drain drains again.
+      if (rows.length < (this.opts.batchSize ?? 200)) return
     }
   }
 
@@ -225,11 +227,15 @@ export class MatrixEvents {
     const target = ev.state_key!
     const membership = String(ev.content.membership ?? '')
     const displayname = typeof ev.content.displayname === 'string' ? ev.content.displayname : null
-    await db.query(
-      `INSERT INTO room_members (room_id, mxid, displayname, membership) VALUES ($1, $2, $3, $4)
-       ON CONFLICT (room_id, mxid) DO UPDATE SET displayname = EXCLUDED.displayname, membership = EXCLUDED.membership`,
-      [ev.room_id, target, displayname, membership])
-    this.names.set(`${ev.room_id}\u0000${target}`, displayname)
+    const ghost = parseGhost(target, this.opts.domain)
+    // Names are only ever looked up for people (the bot's and ghosts' own events are never relayed).
+    if (target !== botMxid && !ghost) {
+      await db.query(
+        `INSERT INTO room_members (room_id, mxid, displayname, membership) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (room_id, mxid) DO UPDATE SET displayname = EXCLUDED.displayname, membership = EXCLUDED.membership`,
+        [ev.room_id, target, displayname, membership])
+      this.names.set(`${ev.room_id}\u0000${target}`, displayname)
+    }
     if (target === botMxid && membership === 'invite') {
       const level = levelOf(ev.sender, this.opts.permissions)
       if (level === 'user' || level === 'admin') {
@@ -240,7 +246,6 @@ export class MatrixEvents {
         await api.leave(botMxid, ev.room_id, 'You are not allowed to use this bridge.').catch(() => {})
       }
     }
-    const ghost = parseGhost(target, this.opts.domain)
     if (ghost && (membership === 'leave' || membership === 'ban')) await this.opts.ghosts.forgetMembership(target, ev.room_id)
   }
 
@@ -250,8 +255,7 @@ export class MatrixEvents {
       await step.flush()
       return this.member(ev)
     }
-    // Whatever our bot and ghosts sent comes back to us: it is never relayed again.
-    if (ev.sender === botMxid || parseGhost(ev.sender, domain)) return
+    if (isEcho(ev, botMxid, domain)) return
     const portal = portals.byRoom(ev.room_id)
     if (ev.type === 'm.room.encryption' && typeof ev.state_key === 'string') {
       await step.flush()
@@ -306,6 +310,14 @@ export class MatrixEvents {
 interface Step {
   route: (event: InboundEvent) => Promise<void>
   flush: () => Promise<void>
+}
+
+/**
+ * Whatever the bot and the ghosts sent comes back from the homeserver: it is never relayed again, and the
+ * endpoint does not even store it. Memberships are kept (the bot's invitations, ghosts leaving rooms).
+ */
+export function isEcho(ev: Pick<MatrixEvent, 'type' | 'sender'>, botMxid: string, domain: string): boolean {
+  return ev.type !== 'm.room.member' && (ev.sender === botMxid || parseGhost(ev.sender, domain) !== undefined)
 }
 
 function isDbError(err: unknown): boolean {

@@ -3,9 +3,6 @@
 export {
   htmlToRichText,
   stripPlainReplyFallback,
-  pillTarget,
   MAX_HTML_LENGTH,
-  MAX_NESTING_DEPTH,
-  type HtmlToRichTextOptions,
 } from './html-parse.ts'
-export { richTextToMatrix, type MatrixTextContent, type MentionResolver } from './html-render.ts'
+export { richTextToMatrix, type MentionResolver } from './html-render.ts'
