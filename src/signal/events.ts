@@ -33,7 +33,6 @@ export class SignalEventStream {
   private abort: AbortController | undefined
   private wake: (() => void) | undefined
   private loop: Promise<void> | undefined
-  private immediate = false
   /** Connections opened so far (tests and metrics). */
   connects = 0
 
@@ -58,13 +57,6 @@ export class SignalEventStream {
     await this.loop
   }
 
-  /** Drops the current connection and opens a fresh one at once (new accounts only appear on a new stream). */
-  reconnect(): void {
-    this.immediate = true
-    this.abort?.abort()
-    this.wake?.()
-  }
-
   private async run(): Promise<void> {
     let delay = this.timings.backoffInitialMs
     while (this.running) {
@@ -79,11 +71,6 @@ export class SignalEventStream {
         break
       }
       this.handlers.onState('disconnected')
-      if (this.immediate) {
-        this.immediate = false
-        delay = this.timings.backoffInitialMs
-        continue
-      }
       await this.sleep(delay)
       delay = Math.min(delay * 2, this.timings.backoffMaxMs)
     }

@@ -8,7 +8,7 @@ import { SignalClient, SignalRpcError, isAccountGone } from './client.ts'
 import { SignalEventStream, type StreamTimings } from './events.ts'
 import { completeEvent, convertInner, meaningfulName, neutralLabel, type Converted } from './convert.ts'
 import { sendDelivery } from './send.ts'
-import { linkDevice } from './login.ts'
+import { DEVICE_NAME, linkDevice } from './login.ts'
 import type { GroupJson } from './types.ts'
 
 export interface SignalTimings extends Partial<StreamTimings> {
@@ -97,7 +97,7 @@ export class SignalNetwork implements RemoteNetwork {
       personId: aci,
       displayName: neutralLabel(aci),
       ownerMxid: request.ownerMxid,
-      metadata: { deviceName: 'relay-bridge', linkedAt: Date.now() },
+      metadata: { deviceName: DEVICE_NAME, linkedAt: Date.now() },
       state: 'connecting',
     })
     // A newly linked account only appears on a fresh stream (§3.4).
@@ -112,7 +112,7 @@ export class SignalNetwork implements RemoteNetwork {
     const runner = this.runners.get(login.id)
     if (runner) await this.halt(runner)
     const sentence =
-      'The bridge stopped using this Signal account. signal-cli cannot remove its own link: on the phone, open Signal → Settings → Linked devices and remove "relay-bridge". Portals stay; re-link any time with `!relay login signal`.'
+      `The bridge stopped using this Signal account. signal-cli cannot remove its own link: on the phone, open Signal → Settings → Linked devices and remove "${DEVICE_NAME}". Portals stay; re-link any time with \`!relay login signal\`.`
     this.setState(login.id, 'logged_out', sentence)
     await this.ctx?.notify(login.id, sentence)
   }
@@ -235,9 +235,10 @@ export class SignalNetwork implements RemoteNetwork {
         return
       } catch (err) {
         if (err instanceof SignalRpcError && err.code === -1) {
-          // The file or sticker is gone for good (§4.4): relay the rest rather than block the account's queue.
-          this.log!.warn({ login: runner.login.id, code: err.code }, 'A Signal attachment could not be fetched; relaying without it')
-          c = { ...c, media: [], longText: undefined }
+          // The file, sticker or group is gone for good (§4.4): relay the rest rather than block the account's
+          // queue (and retry without everything that asks the daemon, or this would ask again forever).
+          this.log!.warn({ login: runner.login.id, code: err.code }, 'Part of a Signal event could not be fetched; relaying without it')
+          c = { ...c, media: [], longText: undefined, groupUpdate: undefined }
           continue
         }
         if (runner.stopped) return

@@ -7,7 +7,7 @@ import { plainText } from '../core/model.ts'
 import { concat } from '../core/richtext.ts'
 import { DeliveryError } from '../core/errors.ts'
 import type { MediaStore } from '../core/media.ts'
-import { SignalRpcError, SignalUnreachableError, type SignalClient } from './client.ts'
+import { isAccountGone, SignalRpcError, SignalUnreachableError, type SignalClient } from './client.ts'
 import type { SendResultJson } from './types.ts'
 import { attachmentUri, parseRemoteId, renderParts, renderWhole, type SignalText } from './render.ts'
 
@@ -46,7 +46,7 @@ export async function sendDelivery(delivery: Delivery, deps: SendDeps): Promise<
   } catch (err) {
     const mapped = toDeliveryError(err)
     deps.onOutcome?.(delivery.kind, mapped.disposition)
-    if (err instanceof SignalRpcError && err.code === -32602) await deps.onAccountGone(login)
+    if (isAccountGone(err)) await deps.onAccountGone(login)
     deps.log.warn({ kind: delivery.kind, disposition: mapped.disposition, code: (err as SignalRpcError).code }, 'Signal send failed')
     throw mapped
   }

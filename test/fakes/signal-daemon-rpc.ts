@@ -188,10 +188,10 @@ async function dispatch(state: RpcState, method: string, p: Params): Promise<unk
       const ids = list(p, 'groupId', 'groupIds')
       const mine = [...state.groups.values()].filter(g => g.members.some(m => m.uuid === account!.aci))
       if (ids.length === 0) return mine.map(g => groupJson(state, g, account!))
-      return ids.map(id => {
+      // signal-cli leaves out ids it does not know (GroupHelper.getGroups filters them); no error.
+      return ids.flatMap(id => {
         const g = state.groups.get(id as string)
-        if (!g) throw new RpcFault(-1, `Group not found: ${String(id)}`)
-        return groupJson(state, g, account!)
+        return g ? [groupJson(state, g, account!)] : []
       })
     }
     case 'updateGroup': {
