@@ -85,11 +85,6 @@ export async function loadAuth(db: Db, loginId: string, log?: Logger): Promise<S
   }
 }
 
-export async function hasAuth(db: Db, loginId: string): Promise<boolean> {
-  const { rows } = await db.query("SELECT 1 FROM wa_auth WHERE login_id = $1 AND kind = 'creds'", [loginId])
-  return rows.length > 0
-}
-
 /** Moves a provisional login's rows (written while the QR was being scanned) to its final id. */
 export async function moveAuth(db: Db, fromId: string, toId: string): Promise<void> {
   await db.transaction(async tx => {

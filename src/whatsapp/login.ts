@@ -1,13 +1,12 @@
 // Linking a relay account: QR codes (rotating) or a pairing code, then the 515 restart WhatsApp always
 // sends after a link, then `open` with the account's identity (reference §7, §12).
 import { randomUUID } from 'node:crypto'
-import { Boom } from '@hapi/boom'
 import { DisconnectReason, jidNormalizedUser, type BaileysEventMap, type Contact } from '@whiskeysockets/baileys'
 import { UserError } from '../core/errors.ts'
 import type { Login, LoginRequest, LoginUi, NetworkContext } from '../core/network.ts'
 import { loadAuth, moveAuth } from './auth.ts'
 import type { People } from './people.ts'
-import { ignoreJid, type TtlCache, type WaPort, type WaSocketFactory } from './socket.ts'
+import { ignoreJid, statusOf, type TtlCache, type WaPort, type WaSocketFactory } from './socket.ts'
 
 export interface LoginDeps {
   ctx: NetworkContext
@@ -24,7 +23,7 @@ export const CODE_CAPTION =
   'On the relay phone open WhatsApp → Linked devices → Link a device → Link with phone number instead, and type this code.'
 
 function failure(err: unknown): UserError {
-  const code = err instanceof Boom ? err.output.statusCode : undefined
+  const code = statusOf(err)
   if (code === DisconnectReason.timedOut) return new UserError(`The code expired before the phone linked it. ${AGAIN}`)
   if (code === DisconnectReason.loggedOut || code === DisconnectReason.forbidden)
     return new UserError(`WhatsApp refused to link the bridge (code ${code}). Check the relay phone's account, then ${AGAIN.toLowerCase()}`)
@@ -74,7 +73,7 @@ export async function linkWhatsApp(deps: LoginDeps, req: LoginRequest, ui: Login
             else reject(new UserError(`WhatsApp opened the connection without saying which account it is. ${AGAIN}`))
           }
           if (u.connection === 'close') {
-            const code = (u.lastDisconnect?.error as Boom | undefined)?.output?.statusCode
+            const code = statusOf(u.lastDisconnect?.error)
             // Always sent right after a successful link: reconnect with the now registered creds.
             if (code === DisconnectReason.restartRequired) {
               void ui.say('The phone linked the bridge; connecting…').catch(() => {})

@@ -86,7 +86,12 @@ export class WhatsAppNetwork implements RemoteNetwork {
     })
     for (const login of await ctx.logins.list('whatsapp')) if (login.state !== 'logged_out') await this.#open(login)
     if (this.#opts.phoneCheckMs > 0) {
-      this.#timer = setInterval(() => void this.checkPhones().catch(() => {}), this.#opts.phoneCheckMs)
+      // Hourly by default: the phone check, and inbound wa_messages rows past their use (start-up alone would let
+      // them grow without bound on a bridge that runs for months).
+      this.#timer = setInterval(() => {
+        void this.checkPhones().catch(() => {})
+        void this.#store.prune(7 * DAY).catch(() => {})
+      }, this.#opts.phoneCheckMs)
       this.#timer.unref()
     }
     void this.#store.prune(7 * DAY).catch(() => {})

@@ -1,7 +1,7 @@
 // Deliveries to a WhatsApp group through the portal's relay login: content, replies, edits (15-minute
 // window, else a quoted correction), deletes (~48 h), reactions, idempotent ids and per-group pacing.
 import { createHash } from 'node:crypto'
-import { Boom } from '@hapi/boom'
+import type { Boom } from '@hapi/boom'
 import type { AnyMessageContent, MiscMessageGenerationOptions, WAMessage, WAMessageKey } from '@whiskeysockets/baileys'
 import type { Logger } from 'pino'
 import { DeliveryError } from '../core/errors.ts'
@@ -9,10 +9,10 @@ import type { MediaStore } from '../core/media.ts'
 import type { CopyRef, Delivery, MessageContent, SendResult } from '../core/model.ts'
 import { plainText } from '../core/model.ts'
 import { concat } from '../core/richtext.ts'
-import type { MessageStore } from './messages.ts'
+import type { MessageStore, StoredMessage } from './messages.ts'
 import type { People } from './people.ts'
 import { mediaContent, renderText, takesCaption } from './render.ts'
-import type { GroupCache, WaPort } from './socket.ts'
+import { statusOf, type GroupCache, type WaPort } from './socket.ts'
 
 export const EDIT_WINDOW_MS = 15 * 60_000
 export const DELETE_WINDOW_MS = 48 * 60 * 60_000
@@ -48,7 +48,7 @@ const LINK_HINT = 'Link the group again with `!relay link whatsapp <group>` once
 /** Maps a Baileys failure onto what the outbox should do next. */
 export function classify(err: unknown): DeliveryError {
   if (err instanceof DeliveryError) return err
-  const status = err instanceof Boom ? err.output.statusCode : undefined
+  const status = statusOf(err)
   const text = `${(err as Error)?.message ?? err} ${JSON.stringify((err as Boom)?.data ?? '')}`
   if (status === 401) return new DeliveryError('hold', 'The WhatsApp relay account is logged out; the message will be sent after it is linked again.', { cause: err, internal: text })
   if (/not-a-participant|item-not-found|not-authorized|forbidden/i.test(text) || status === 403 || status === 404) {
@@ -171,11 +171,12 @@ export class Sender {
     }
   }
 
-  async #keyFor(conn: Connected, chat: string, copy: CopyRef): Promise<WAMessageKey> {
+  /** `stored`: the copy's wa_messages row when the caller has read it already (null: there is none). */
+  async #keyFor(conn: Connected, chat: string, copy: CopyRef, stored?: StoredMessage | null): Promise<WAMessageKey> {
     const k = copy.extra?.key as WAMessageKey | undefined
     if (k?.id) return k
-    const stored = await this.#d.store.get(conn.loginId, copy.remoteId)
-    if (stored) return stored.key
+    const row = stored === undefined ? await this.#d.store.get(conn.loginId, copy.remoteId) : stored
+    if (row) return row.key
     if (copy.authorId === conn.personId) return { remoteJid: chat, id: copy.remoteId, fromMe: true }
     const who = await this.#d.people.byId(copy.authorId)
     return { remoteJid: chat, id: copy.remoteId, fromMe: false, ...(who ? { participant: who.jid } : {}) }
@@ -183,8 +184,7 @@ export class Sender {
 
   /** A quote needs the key and some content; the content comes from wa_messages when the bridge kept it. */
   async #quoted(conn: Connected, chat: string, copy: CopyRef): Promise<WAMessage> {
-    const key = await this.#keyFor(conn, chat, copy)
-    const stored = await this.#d.store.get(conn.loginId, copy.remoteId)
-    return { key, message: stored?.message ?? { conversation: '' } }
+    const stored = (await this.#d.store.get(conn.loginId, copy.remoteId)) ?? null
+    return { key: await this.#keyFor(conn, chat, copy, stored), message: stored?.message ?? { conversation: '' } }
   }
 }

@@ -1,14 +1,14 @@
 // One open WhatsApp account (a login): its socket, reconnects per disconnect reason (reference §3/§12),
 // and the event wiring that feeds the core, the people table, the group cache and the phone watch.
-import { Boom } from '@hapi/boom'
-import { DisconnectReason, jidDecode, type BaileysEventMap, type WAMessage } from '@whiskeysockets/baileys'
+import type { Boom } from '@hapi/boom'
+import { DisconnectReason, extractMessageContent, jidDecode, type BaileysEventMap, type WAMessage } from '@whiskeysockets/baileys'
 import type { ConnectionState, Login, NetworkContext } from '../core/network.ts'
 import { loadAuth, lockLogin, type LoginLock, type StoredAuth } from './auth.ts'
 import { toInbound } from './convert.ts'
 import type { MessageStore } from './messages.ts'
 import type { People } from './people.ts'
 import type { PhoneWatch } from './phone.ts'
-import { ignoreJid, type GroupCache, type MediaDownloader, type TtlCache, type WaPort, type WaSocketFactory, type WaSocketOptions } from './socket.ts'
+import { ignoreJid, statusOf, type GroupCache, type MediaDownloader, type TtlCache, type WaPort, type WaSocketFactory, type WaSocketOptions } from './socket.ts'
 
 export interface SessionDeps {
   ctx: NetworkContext
@@ -26,7 +26,6 @@ export interface SessionDeps {
 
 export const RELINK = 'Type `!relay login whatsapp` in a direct chat with the bridge bot to link it again.'
 
-const statusOf = (err: unknown): number | undefined => (err instanceof Boom ? err.output.statusCode : (err as Boom | undefined)?.output?.statusCode)
 
 export class Session {
   readonly login: Login
@@ -177,15 +176,21 @@ export class Session {
   async #onMessage(msg: WAMessage): Promise<void> {
     const { ctx, store, inFlight } = this.#d
     const id = msg.key.id
-    if (msg.key.fromMe && id && inFlight.has(id)) return // echo racing our own sendMessage
-    if (msg.key.fromMe && id && !(await store.isOwnSend(this.login.id, id)) && this.#isPhone(msg.key.participant ?? msg.participant ?? msg.key.remoteJid))
-      await this.#d.phone.seen(this.login.id)
+    if (msg.key.fromMe && id) {
+      // The echo of our own send (racing it, or after it) yields nothing: leave before any other work.
+      if (inFlight.has(id) || await store.isOwnSend(this.login.id, id)) return
+      if (this.#isPhone(msg.key.participant ?? msg.participant ?? msg.key.remoteJid)) await this.#d.phone.seen(this.login.id)
+    }
     const chat = msg.key.remoteJid
-    if (msg.message && id && chat && !msg.key.fromMe && ctx.isBridgedChat('whatsapp', chat)) await store.put(this.login.id, msg.key, msg.message, false)
-    const me = await this.#d.people.byId(this.login.personId)
+    // Kept for quoting and replying later: messages, not the reactions and edits/revokes about them.
+    const content = msg.message ? extractMessageContent(msg.message) : undefined
+    if (content && !content.reactionMessage && !content.protocolMessage && id && chat && !msg.key.fromMe && ctx.isBridgedChat('whatsapp', chat)) {
+      await store.put(this.login.id, msg.key, msg.message!, false)
+    }
+    const displayName = this.login.displayName || (await this.#d.people.byId(this.login.personId))?.name || 'WhatsApp relay'
     const event = await toInbound(msg, {
       loginId: this.login.id,
-      self: { personId: this.login.personId, displayName: this.login.displayName || me?.name || 'WhatsApp relay' },
+      self: { personId: this.login.personId, displayName },
       people: this.#d.people,
       media: ctx.media,
       log: this.#log,

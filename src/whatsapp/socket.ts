@@ -139,7 +139,8 @@ export class GroupCache {
 
 export type MediaDownloader = (msg: WAMessage, sock: Pick<WaPort, 'updateMediaMessage'>) => Promise<Buffer>
 
-const statusOf = (err: unknown): number | undefined =>
+/** A Baileys error's status code (Boom, also from Baileys' own copy of @hapi/boom). */
+export const statusOf = (err: unknown): number | undefined =>
   err instanceof Boom ? err.output.statusCode : (err as { output?: { statusCode?: number } })?.output?.statusCode
 
 /**
