@@ -58,29 +58,36 @@ export function recordingUi() {
 export const FAST: WhatsAppNetworkOptions = { paceMs: [0, 0], reconnect: { initialMs: 5, maxMs: 20 }, phoneCheckMs: 0, loginTimeoutMs: 5000 }
 
 /** A migrated database, a fake WhatsApp, a started network and a login linked by QR. */
-export async function linked(kind: DbKind = 'pglite', opts: WhatsAppNetworkOptions = {}) {
+/** A started WhatsApp network on a fresh database, with no login yet. */
+export async function started(kind: DbKind = 'pglite', opts: WhatsAppNetworkOptions = {}) {
   const db = await freshDb(kind)
   const wa = new FakeWhatsApp()
   await wa.start()
   const h = makeContext(db)
   const net = new WhatsAppNetwork({ ...FAST, socketFactory: wa.factory, ...opts })
   await net.start(h.ctx)
-  const { ui, shown } = recordingUi()
-  const pending = net.login({ ownerMxid: '@owner:example.org' }, ui)
-  await vi.waitFor(() => {
-    if (!shown.some(s => s.kind === 'qr')) throw new Error('no QR yet')
-  })
-  wa.scanQr()
-  const login = await pending
-  await vi.waitFor(() => {
-    if (net.state(login.id) !== 'connected') throw new Error('not connected')
-  })
   const close = async () => {
     await net.stop()
     await wa.stop()
     await db.close()
   }
-  return { ...h, wa, net, login, shown, close }
+  return { ...h, wa, net, close }
+}
+
+/** The same with a login linked by QR and connected. */
+export async function linked(kind: DbKind = 'pglite', opts: WhatsAppNetworkOptions = {}) {
+  const env = await started(kind, opts)
+  const { ui, shown } = recordingUi()
+  const pending = env.net.login({ ownerMxid: '@owner:example.org' }, ui)
+  await vi.waitFor(() => {
+    if (!shown.some(s => s.kind === 'qr')) throw new Error('no QR yet')
+  })
+  env.wa.scanQr()
+  const login = await pending
+  await vi.waitFor(() => {
+    if (env.net.state(login.id) !== 'connected') throw new Error('not connected')
+  })
+  return { ...env, login, shown }
 }
 
 export async function until<T>(f: () => T | undefined | Promise<T | undefined>): Promise<T> {

@@ -2,9 +2,9 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import { WhatsAppNetwork } from '../../src/whatsapp/network.ts'
 import { dbKeyStore } from '../../src/whatsapp/auth.ts'
-import { FakeWhatsApp, GROUP } from '../fakes/whatsapp-socket.ts'
-import { DB_KINDS, freshDb } from '../support/db.ts'
-import { FAST, linked, makeContext, recordingUi, until } from './harness.ts'
+import { GROUP } from '../fakes/whatsapp-socket.ts'
+import { DB_KINDS } from '../support/db.ts'
+import { FAST, linked, makeContext, recordingUi, started, until } from './harness.ts'
 
 const ALICE = { lid: '201000000000042@lid', pn: '15550100042@s.whatsapp.net' }
 const cleanups: Array<() => Promise<void>> = []
@@ -15,12 +15,8 @@ const sendable = (loginId: string) => ({ kind: 'message' as const, target: { net
 
 describe('linking', () => {
   it('a QR login shows each rotated code, survives the 515 restart and saves a login without a number in its person id', async () => {
-    const db = await freshDb('pglite')
-    const wa = new FakeWhatsApp()
-    const h = makeContext(db)
-    const net = new WhatsAppNetwork({ ...FAST, socketFactory: wa.factory })
-    await net.start(h.ctx)
-    cleanups.push(async () => (await net.stop(), await db.close()))
+    const { wa, net, close } = await started()
+    cleanups.push(close)
     const { ui, shown } = recordingUi()
     const pending = net.login({ ownerMxid: '@o:x' }, ui)
     await until(() => shown.some(s => s.kind === 'qr'))
@@ -35,12 +31,8 @@ describe('linking', () => {
   })
 
   it('a pairing-code login shows the code instead of QR codes', async () => {
-    const db = await freshDb('pglite')
-    const wa = new FakeWhatsApp()
-    const h = makeContext(db)
-    const net = new WhatsAppNetwork({ ...FAST, socketFactory: wa.factory })
-    await net.start(h.ctx)
-    cleanups.push(async () => (await net.stop(), await db.close()))
+    const { wa, net, close } = await started()
+    cleanups.push(close)
     const { ui, shown } = recordingUi()
     const pending = net.login({ ownerMxid: '@o:x', phoneNumber: '+1 555 010 0000' }, ui)
     await until(() => shown.some(s => s.kind === 'code'))
@@ -51,11 +43,8 @@ describe('linking', () => {
   })
 
   it('a code nobody scans ends in a sentence that says how to retry', async () => {
-    const db = await freshDb('pglite')
-    const wa = new FakeWhatsApp()
-    const net = new WhatsAppNetwork({ ...FAST, socketFactory: wa.factory })
-    await net.start(makeContext(db).ctx)
-    cleanups.push(async () => (await net.stop(), await db.close()))
+    const { wa, net, close } = await started()
+    cleanups.push(close)
     const { ui, shown } = recordingUi()
     const pending = net.login({ ownerMxid: '@o:x' }, ui).catch(e => e)
     await until(() => shown.length > 0)
