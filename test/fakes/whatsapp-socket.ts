@@ -76,6 +76,9 @@ export interface SentRecord {
   message: WAMessage
 }
 
+/** How rc14 fails a query the server answered with an error (assertNodeErrorFree): the code in `data`, and
+ * `output.statusCode` left at Boom's default 500. */
+const iqError = (text: string, code: number): Boom => new Boom(text, { data: code })
 const CLOSED = () => new Boom('Connection Closed', { statusCode: DisconnectReason.connectionClosed })
 
 export class FakeWhatsApp {
@@ -167,15 +170,15 @@ export class FakeWhatsApp {
     f.times = (f.times ?? 1) - 1
     switch (f.kind) {
       case 'rate-overlimit':
-        return new Boom('rate-overlimit', { statusCode: 429, data: { text: 'rate-overlimit' } })
+        return iqError('rate-overlimit', 429)
       case 'no-sessions':
         return new Error('No sessions') // libsignal's SessionError
       case 'timeout':
         return new Boom('Timed Out', { statusCode: DisconnectReason.timedOut })
       case 'not-participant':
-        return new Boom('forbidden', { statusCode: 403, data: 'not-a-participant' })
+        return iqError('forbidden', 403)
       case 'item-not-found':
-        return new Boom('item-not-found', { statusCode: 404 })
+        return iqError('item-not-found', 404)
     }
   }
 
@@ -342,8 +345,8 @@ export class FakeWaSocket implements WaPort {
       // Like relayMessage: the cache first, the server only when the cache has nothing.
       const meta = (await this.opts.cachedGroupMetadata(jid)) ?? (await this.groupMetadata(jid))
       const g = this.world.groups.get(jid)
-      if (!g || !meta) throw new Boom('item-not-found', { statusCode: 404 })
-      if (!g.participants.some(p => p.lid === `${this.world.account.lid}@lid`)) throw new Boom('forbidden', { statusCode: 403, data: 'not-a-participant' })
+      if (!g || !meta) throw iqError('item-not-found', 404)
+      if (!g.participants.some(p => p.lid === `${this.world.account.lid}@lid`)) throw iqError('forbidden', 403)
       const mentions = (content as { mentions?: string[] }).mentions ?? []
       for (const m of mentions) if (!g.participants.some(p => p.id === m)) throw new Error(`fake: mention ${m} is not a participant id of ${jid}`)
     }
@@ -366,7 +369,7 @@ export class FakeWaSocket implements WaPort {
     const fail = this.world.takeFailure('groupMetadata')
     if (fail) throw fail
     const g = this.world.groups.get(jid)
-    if (!g) throw new Boom('item-not-found', { statusCode: 404 })
+    if (!g) throw iqError('item-not-found', 404)
     return structuredClone(g)
   }
   groupFetchAllParticipating: WASocket['groupFetchAllParticipating'] = async () => {
@@ -376,7 +379,7 @@ export class FakeWaSocket implements WaPort {
   }
   groupCreate: WASocket['groupCreate'] = async (subject, participants) => {
     this.#live()
-    if (subject.length > 100) throw new Boom('bad-request', { statusCode: 400 })
+    if (subject.length > 100) throw iqError('bad-request', 400)
     const id = this.world.addGroup({ subject, members: participants.map(p => ({ pn: p })) })
     const meta = structuredClone(this.world.groups.get(id)!)
     this.ev.emit('groups.upsert', [meta])
@@ -384,7 +387,7 @@ export class FakeWaSocket implements WaPort {
   }
   groupInviteCode: WASocket['groupInviteCode'] = async jid => {
     this.#live()
-    if (!this.world.groups.has(jid)) throw new Boom('item-not-found', { statusCode: 404 })
+    if (!this.world.groups.has(jid)) throw iqError('item-not-found', 404)
     const code = `INV${jid.slice(-10, -5)}`
     this.world.invites.set(code, jid)
     return code
@@ -395,7 +398,7 @@ export class FakeWaSocket implements WaPort {
     if (fail) throw fail
     const jid = this.world.invites.get(code)
     const g = jid ? this.world.groups.get(jid) : undefined
-    if (!jid || !g) throw new Boom('item-not-found', { statusCode: 404 })
+    if (!jid || !g) throw iqError('item-not-found', 404)
     const me = `${this.world.account.lid}@lid`
     if (!g.participants.some(p => p.lid === me)) g.participants.push({ id: me, lid: me, admin: null })
     return jid
@@ -405,7 +408,7 @@ export class FakeWaSocket implements WaPort {
   }
   requestPairingCode: WASocket['requestPairingCode'] = async phone => {
     if (this.state === 'closed') throw CLOSED()
-    if (!/^\d{7,15}$/.test(phone)) throw new Boom('bad-request', { statusCode: 400 })
+    if (!/^\d{7,15}$/.test(phone)) throw iqError('bad-request', 400)
     return 'K7QW2M9X'
   }
   updateMediaMessage: WASocket['updateMediaMessage'] = async msg => {

@@ -27,6 +27,9 @@ type Handler = (ctx: Ctx, m: string[]) => Promise<Answer> | Answer
 const ok = (json: unknown): Answer => ({ status: 200, json })
 const LOCALPART = /^[a-z0-9._=\-/+]+$/
 
+
+/** Synapse's default max_upload_size (50M). */
+const MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 export class ClientApi {
   readonly media = new Map<string, StoredMedia>()
   /** Checked after authentication, before the endpoint runs. */
@@ -140,7 +143,12 @@ export class ClientApi {
 
   private authenticate(ctx: Ctx): void {
     const header = ctx.headers.authorization
-    const token = header?.startsWith('Bearer ') ? header.slice(7) : (ctx.query.get('access_token') ?? undefined)
+    const query = ctx.query.get('access_token')
+    // Synapse refuses both at once ("Mixing Authorization headers and access_token query parameters.") and a
+    // header that is not Bearer, rather than picking one.
+    if (header !== undefined && query !== null) throw new MatrixFault(401, 'M_MISSING_TOKEN', 'Mixing Authorization headers and access_token query parameters.')
+    if (header !== undefined && !/^Bearer \S+$/.test(header)) throw new MatrixFault(401, 'M_MISSING_TOKEN', 'Invalid Authorization header.')
+    const token = header !== undefined ? header.slice(7) : (query ?? undefined)
     if (!token) throw new MatrixFault(401, 'M_MISSING_TOKEN', 'Missing access token.')
     if (token !== this.s.registration.as_token) throw new MatrixFault(401, 'M_UNKNOWN_TOKEN', 'Unrecognised access token.', { soft_logout: false })
     const asserted = ctx.query.get('user_id')
@@ -222,11 +230,12 @@ export class ClientApi {
   }
 
   private send(ctx: Ctx, roomId: string, type: string, txnId: string): Answer {
-    const prior = this.s.txnLookup(ctx.user!, 'send', txnId)
+    const key = `/rooms/${roomId}/send/${type}/${txnId}`
+    const prior = this.s.txnLookup(key)
     if (prior) return ok({ event_id: prior })
     const ts = this.ts(ctx)
     const ev = this.s.send(ctx.user!, roomId, type, obj(ctx.body), { txnId, ...(ts !== undefined ? { ts } : {}) })
-    this.s.txnRemember(ctx.user!, 'send', txnId, ev.event_id)
+    this.s.txnRemember(key, ev.event_id)
     return ok({ event_id: ev.event_id })
   }
 
@@ -244,10 +253,11 @@ export class ClientApi {
   }
 
   private redact(ctx: Ctx, roomId: string, eventId: string, txnId: string): Answer {
-    const prior = this.s.txnLookup(ctx.user!, 'redact', txnId)
+    const key = `/rooms/${roomId}/redact/${eventId}/${txnId}`
+    const prior = this.s.txnLookup(key)
     if (prior) return ok({ event_id: prior })
     const ev = this.s.redact(ctx.user!, roomId, eventId, str(obj(ctx.body)['reason']), { txnId })
-    this.s.txnRemember(ctx.user!, 'redact', txnId, ev.event_id)
+    this.s.txnRemember(key, ev.event_id)
     return ok({ event_id: ev.event_id })
   }
 
@@ -263,6 +273,7 @@ export class ClientApi {
 
   private upload(ctx: Ctx): Answer {
     if (!ctx.raw.length) throw new MatrixFault(400, 'M_BAD_JSON', 'Upload body is empty')
+    if (ctx.raw.length > MAX_UPLOAD_BYTES) throw new MatrixFault(413, 'M_TOO_LARGE', 'Upload request body is too large')
     const id = newMediaId()
     this.media.set(id, {
       data: Buffer.from(ctx.raw), mimetype: String(ctx.headers['content-type'] ?? 'application/octet-stream'),

@@ -49,7 +49,8 @@ export class HomeserverState {
   readonly users = new Map<string, UserRecord>()
   readonly rooms = new Map<string, Room>()
   readonly meta = new WeakMap<FakeEvent, StoredMeta>()
-  /** (user, kind, txnId) → event id: a retried send returns the first event. */
+  /** Request path (room, type or redacted event, txnId) → event id: a retried send returns the first event. Like
+   * Synapse for appservices, the key has no user: two ghosts reusing one txn id in one room collide. */
   private readonly txns = new Map<string, string>()
   private readonly namespaces: { exclusive: boolean; regex: RegExp }[]
   private readonly defaultVersion: '10' | '11'
@@ -178,11 +179,11 @@ export class HomeserverState {
   // ---- checked operations (what a client may do) ---------------------------------------------------
 
   /** Idempotency for client transaction ids, per (user, endpoint kind, txnId). */
-  txnLookup(user: string, kind: string, txnId: string): string | undefined {
-    return this.txns.get(`${user}\u0000${kind}\u0000${txnId}`)
+  txnLookup(path: string): string | undefined {
+    return this.txns.get(path)
   }
-  txnRemember(user: string, kind: string, txnId: string, eventId: string): void {
-    this.txns.set(`${user}\u0000${kind}\u0000${txnId}`, eventId)
+  txnRemember(path: string, eventId: string): void {
+    this.txns.set(path, eventId)
   }
 
   send(sender: string, roomId: string, type: string, content: Record<string, unknown>, opts: AppendOptions = {}): FakeEvent {
