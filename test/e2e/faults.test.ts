@@ -10,6 +10,7 @@ import { TcpProxy } from './tcp-proxy.ts'
 import { E2E } from './harness.ts'
 import { ADMIN, BOB, DAVE, SIGNAL_RELAY, setUpPortal, type Portal } from './setup.ts'
 import { join } from 'node:path'
+import { PATIENCE_MS } from '../support/patience.ts'
 
 interface Count {
   sent: number
@@ -64,7 +65,7 @@ describe('faults', () => {
     expect(result).toEqual({ sent: 100, delivered: 100, lost: 0, duplicated: 0, outOfOrder: 0 })
     // WhatsApp never noticed.
     expect(count(sent.map(t => t.replace(/^Admin \(Matrix\): /, '*Admin (Matrix)*: ')), await waTexts(e))).toMatchObject({ delivered: 100, duplicated: 0, outOfOrder: 0 })
-  }, 150_000)
+  }, PATIENCE_MS * 3)
 
   it('WhatsApp logs the relay out: notices in Matrix only, messages held, relink, held messages delivered in order', async () => {
     e = await E2E.create('pglite')
@@ -88,7 +89,7 @@ describe('faults', () => {
     const c = count(held.map(t => `*Admin (Matrix)*: ${t}`), await waTexts(e))
     console.log('WhatsApp logout, held and flushed:', c)
     expect(c).toEqual({ sent: 3, delivered: 3, lost: 0, duplicated: 0, outOfOrder: 0 })
-  }, 90_000)
+  }, PATIENCE_MS * 3)
 
   it.each(DB_KINDS)('the bridge killed with SIGKILL in the middle of 500 messages (%s): after a restart every message reaches every target; duplicates only for what was in flight', async (kind: DbKind) => {
     e = await E2E.create(kind)
@@ -143,7 +144,7 @@ describe('faults', () => {
     await e.waitForWaSent(s => s.some(x => x.content.text === '*Bob (Signal)*: a later message'), 'a later message')
     expect(count(['Admin (Matrix): only once'], signalTexts(e, p))).toMatchObject({ delivered: 1, duplicated: 0 })
     expect(count(['*Admin (Matrix)*: only once'], await waTexts(e))).toMatchObject({ delivered: 1, duplicated: 0 })
-  }, 90_000)
+  }, PATIENCE_MS * 3)
 
   it.runIf(ADMIN_URI)('PostgreSQL unavailable for 10 s: transactions are refused so the homeserver retries, and nothing is lost', async () => {
     const real = new URL(await createPostgresDatabase())
@@ -187,7 +188,7 @@ describe('faults', () => {
     } finally {
       await proxy.stop()
     }
-  }, 150_000)
+  }, PATIENCE_MS * 3)
 
   it('a delivery that fails for good on Signal is reported in Matrix only: the WhatsApp group sees no error, no command, no bot reply', async () => {
     e = await E2E.create('pglite')
@@ -205,5 +206,5 @@ describe('faults', () => {
     const toWhatsApp = (await e.waSent()).slice(waBefore).map(s => String(s.content.text ?? ''))
     expect(toWhatsApp).toEqual(['*Admin (Matrix)*: this one fails on Signal', '*Admin (Matrix)*: and the next one goes through'])
     for (const t of [...toWhatsApp, ...signalTexts(e, p)]) expect(t).not.toMatch(/not delivered|⚠️|Group not found|!relay/)
-  }, 60_000)
+  }, PATIENCE_MS * 3)
 })

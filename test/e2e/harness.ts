@@ -14,6 +14,7 @@ import { FakeHomeserver, type FakeEvent } from '../fakes/homeserver.ts'
 import { FakeSignalDaemon } from '../fakes/signal-daemon.ts'
 import { AS_TOKEN, HS_TOKEN, tempDir } from '../support/config.ts'
 import { createPostgresDatabase, type DbKind } from '../support/db.ts'
+import { PATIENCE_MS } from '../support/patience.ts'
 
 const ENTRY = fileURLToPath(new URL('./entry.ts', import.meta.url))
 
@@ -94,7 +95,7 @@ export class E2E {
       else p?.resolve(m.result)
     })
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`the bridge did not start:\n${this.output}`)), 30_000)
+      const timer = setTimeout(() => reject(new Error(`the bridge did not start within ${PATIENCE_MS} ms:\n${this.output}`)), PATIENCE_MS)
       child.on('message', (m: { ready?: boolean }) => {
         if (m.ready) {
           clearTimeout(timer)
@@ -137,7 +138,7 @@ export class E2E {
     return text.split('\n').filter(Boolean).map(l => JSON.parse(l) as WaSent)
   }
 
-  async waitForWaSent(check: (sent: WaSent[]) => boolean, what: string, timeoutMs = 20_000): Promise<WaSent[]> {
+  async waitForWaSent(check: (sent: WaSent[]) => boolean, what: string, timeoutMs = PATIENCE_MS): Promise<WaSent[]> {
     const end = Date.now() + timeoutMs
     for (;;) {
       const sent = await this.waSent()
@@ -148,7 +149,7 @@ export class E2E {
   }
 
   /** Polls a check that spans several fakes (each fake's own waits only wake on its own changes). */
-  async until<T>(check: () => T | undefined | false | Promise<T | undefined | false>, what: string, timeoutMs = 20_000): Promise<T> {
+  async until<T>(check: () => T | undefined | false | Promise<T | undefined | false>, what: string, timeoutMs = PATIENCE_MS): Promise<T> {
     const end = Date.now() + timeoutMs
     for (;;) {
       const v = await check()
@@ -166,7 +167,7 @@ export class E2E {
     return this.botEvents(room).filter(e => (e.content as any).msgtype === 'm.notice' && !(e.content as any)['m.new_content']).map(e => String((e.content as any).body))
   }
 
-  async waitForNotice(room: string, match: RegExp, timeoutMs = 20_000): Promise<string> {
+  async waitForNotice(room: string, match: RegExp, timeoutMs = PATIENCE_MS): Promise<string> {
     await this.hs.waitFor(() => this.notices(room).some(n => match.test(n)), { timeoutMs, what: `a notice matching ${match} (logs:\n${this.output.slice(-3000)})` })
     return this.notices(room).find(n => match.test(n))!
   }
@@ -175,7 +176,7 @@ export class E2E {
   async command(user: string, room: string, text: string): Promise<string> {
     const before = this.notices(room).length
     await this.hs.sendMessage(user, room, text)
-    await this.hs.waitFor(() => this.notices(room).length > before, { timeoutMs: 20_000, what: `a reply to ${text}` })
+    await this.hs.waitFor(() => this.notices(room).length > before, { timeoutMs: PATIENCE_MS, what: `a reply to ${text}` })
     return this.notices(room)[before]!
   }
 

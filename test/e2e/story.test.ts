@@ -7,6 +7,7 @@ import { edit, groupText, reaction, remoteDelete } from '../fakes/signal-envelop
 import { DB_KINDS } from '../support/db.ts'
 import { E2E } from './harness.ts'
 import { ADMIN, BOB, DAVE, SIGNAL_RELAY, setUpPortal, type Portal } from './setup.ts'
+import { PATIENCE_MS } from '../support/patience.ts'
 
 const DAVE_GHOST = '@whatsapp_201000000000042:example.org'
 const BOB_GHOST = `@signal_${BOB.aci}:example.org`
@@ -19,7 +20,7 @@ describe.each(DB_KINDS)('the story, end to end, on %s', kind => {
   beforeAll(async () => {
     e = await E2E.create(kind)
     p = await setUpPortal(e)
-  }, 60_000)
+  }, PATIENCE_MS * 3)
   afterAll(async () => e?.stop())
 
   const signalSends = (pred: (params: any) => boolean) => e.daemon.callsOf('send').filter(c => c.params.groupId === p.signalGroup && pred(c.params))

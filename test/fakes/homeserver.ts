@@ -19,6 +19,7 @@ import {
   type RecordedCall,
   type TransactionBody,
 } from './homeserver/types.ts'
+import { PATIENCE_MS } from '../support/patience.ts'
 
 export { MatrixFault }
 export type { AppserviceRegistration, FakeEvent, FakeHomeserverOptions, InjectedFault, PushAttempt, RecordedCall, TransactionBody }
@@ -329,7 +330,7 @@ export class FakeHomeserver {
 
   /** Resolves with the first truthy value of `check`, re-evaluated after every call, event and push. */
   waitFor<T>(check: () => T | undefined | null | false, opts: WaitOptions = {}): Promise<T> {
-    const timeoutMs = opts.timeoutMs ?? 5000
+    const timeoutMs = opts.timeoutMs ?? PATIENCE_MS
     return new Promise<T>((resolve, reject) => {
       const evaluate = (): boolean => {
         let value: T | undefined | null | false

@@ -3,6 +3,7 @@
 import { DeliveryError, UserError } from '../../src/core/errors.ts'
 import { plainText, type Delivery, type InboundEvent, type MessageContent, type RemoteNetworkId, type SendResult } from '../../src/core/model.ts'
 import type { ConnectionState, GroupInfo, Login, LoginRequest, LoginUi, NetworkContext, RemoteNetwork } from '../../src/core/network.ts'
+import { PATIENCE_MS } from '../support/patience.ts'
 
 export interface MemoryGroup {
   id: string
@@ -81,7 +82,7 @@ export class MemoryNetwork implements RemoteNetwork {
   }
 
   /** Resolves with the first truthy value of `check`, re-evaluated after every send. */
-  async waitFor<T>(check: () => T | undefined | null | false, what = 'a condition', timeoutMs = 10_000): Promise<T> {
+  async waitFor<T>(check: () => T | undefined | null | false, what = 'a condition', timeoutMs = PATIENCE_MS): Promise<T> {
     const deadline = Date.now() + timeoutMs
     for (;;) {
       const value = check()
@@ -95,7 +96,7 @@ export class MemoryNetwork implements RemoteNetwork {
   }
 
   /** Resolves once `count` sends to one group have been recorded. */
-  waitForSentTo(chatId: string, count: number, timeoutMs = 10_000): Promise<Sent[]> {
+  waitForSentTo(chatId: string, count: number, timeoutMs = PATIENCE_MS): Promise<Sent[]> {
     return this.waitFor(() => this.sentTo(chatId).length >= count && this.sentTo(chatId), `${count} sends to ${chatId}`, timeoutMs)
   }
 
@@ -126,7 +127,7 @@ export class MemoryNetwork implements RemoteNetwork {
   }
 
   /** Resolves once `count` sends have been recorded. */
-  async waitForSent(count: number, timeoutMs = 10_000): Promise<Sent[]> {
+  async waitForSent(count: number, timeoutMs = PATIENCE_MS): Promise<Sent[]> {
     const deadline = Date.now() + timeoutMs
     while (this.sent.length < count) {
       if (Date.now() > deadline) throw new Error(`${this.network}: expected ${count} sends, got ${this.sent.length}: ${JSON.stringify(this.sent.map(s => s.text))}`)

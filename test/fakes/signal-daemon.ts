@@ -5,6 +5,7 @@ import type { AddressInfo, Socket } from 'node:net'
 import { randomBytes, randomUUID } from 'node:crypto'
 import type { Envelope } from './signal-envelopes.ts'
 import { RpcFault, handleRpc, type RpcState } from './signal-daemon-rpc.ts'
+import { PATIENCE_MS } from '../support/patience.ts'
 
 export interface FakeDaemonOptions {
   /** 'on-connection' queues events while no stream is attached; 'on-start' discards them (§3.4). */
@@ -199,7 +200,7 @@ export class FakeSignalDaemon implements RpcState {
   }
 
   /** Resolves once `check()` holds, re-evaluated after every call, stream and link change. */
-  async until(check: () => boolean, timeoutMs = 10_000): Promise<void> {
+  async until(check: () => boolean, timeoutMs = PATIENCE_MS): Promise<void> {
     const deadline = Date.now() + timeoutMs
     while (!check()) {
       if (Date.now() > deadline) throw new Error('FakeSignalDaemon.until timed out')

@@ -7,6 +7,7 @@ import { openPostgres } from '../../src/db/postgres.ts'
 import { runCli } from '../support/cli.ts'
 import { tempDir, AS_TOKEN, HS_TOKEN } from '../support/config.ts'
 import { ADMIN_URI, createPostgresDatabase } from '../support/db.ts'
+import { PATIENCE_MS } from '../support/patience.ts'
 
 async function configFile(dir: string, databaseUri: string): Promise<string> {
   const path = join(dir, 'config.yaml')
@@ -38,7 +39,7 @@ describe('migrations', async () => {
     const { rows } = await db.query<{ name: string }>('SELECT name FROM schema_migrations ORDER BY version')
     expect(rows.map(r => r.name)).toEqual(files)
     await db.close()
-  }, 120_000)
+  }, PATIENCE_MS * 3)
 
   it('a second process on the same embedded database is refused with a sentence, and the first applies everything once', async () => {
     const dir = await tempDir()
@@ -55,7 +56,7 @@ describe('migrations', async () => {
     await db.close()
     const again = await runCli(['migrate', '-c', config], { timeoutMs: 60_000 })
     expect(again.stdout).toMatch(/up to date/)
-  }, 120_000)
+  }, PATIENCE_MS * 3)
 
   it('a migration that fails is rolled back whole and named in the error', async () => {
     const dir = await tempDir()

@@ -4,6 +4,7 @@
 import fc from 'fast-check'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ALICE, bridgedRoom, scenario, STRANGER, type Scenario } from '../support/bridge.ts'
+import { PATIENCE_MS } from '../support/patience.ts'
 
 const RUNS = 300
 const BOB = '@bob:example.org' // may use the bridge, but has no power in the room
@@ -16,7 +17,7 @@ beforeAll(async () => {
   s.hs.createUser(STRANGER, { displayname: 'Mallory' })
   await s.hs.invite(ALICE, room, STRANGER)
   await s.hs.join(STRANGER, room)
-}, 30_000)
+}, PATIENCE_MS * 3)
 afterAll(async () => s?.stop())
 
 async function state(): Promise<string> {

@@ -15,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ALICE, bridgedRoom, scenario, type Scenario } from '../support/bridge.ts'
 import { HS_TOKEN } from '../support/config.ts'
 import type { MemoryGroup } from '../fakes/memory-network.ts'
+import { PATIENCE_MS } from '../support/patience.ts'
 
 const SEED = Number(process.env.FUZZ_SEED ?? Date.now() % 2 ** 31)
 const RUNS = 400
@@ -108,7 +109,7 @@ beforeAll(async () => {
   otherRoom = await s.hs.createRoom(ALICE, { invite: [s.hs.botUserId] })
   await s.hs.waitFor(() => s.hs.membership(otherRoom, s.hs.botUserId) === 'join')
   for (const r of rooms) expected.set(r.room, [])
-}, 30_000)
+}, PATIENCE_MS * 3)
 afterAll(async () => s?.stop())
 
 describe('the transaction endpoint under generated input', () => {

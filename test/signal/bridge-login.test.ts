@@ -7,6 +7,7 @@ import { ALICE, roomWithBot } from '../support/bridge.ts'
 import { DB_KINDS } from '../support/db.ts'
 import { SIG_BOB, SIG_RELAY, botEvents, bridgedRoom, directChat, loginSignal, realScenario, signalGroup, waitForNotice, type RealScenario } from '../support/networks.ts'
 import { content } from '../support/relay.ts'
+import { PATIENCE_MS } from '../support/patience.ts'
 
 const PNG_MAGIC = Buffer.from([0x89, 0x50, 0x4e, 0x47])
 
@@ -73,7 +74,7 @@ describe.each(DB_KINDS)('Signal login through the bridge on %s', kind => {
       const status = await s.command(ALICE, room, '!relay status')
       expect(status).toMatch(/1 held for Signal/)
       expect(status).toMatch(/2 pending for Signal/)
-    }, { timeout: 5000, interval: 50 })
+    }, { timeout: PATIENCE_MS, interval: 50 })
     expect(s.daemon.callsOf('send')).toEqual([])
     // The same phone links again: the login keeps its id, the room keeps its relay.
     expect(await loginSignal(s, dm)).toBe(signalLogin)

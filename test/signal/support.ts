@@ -8,6 +8,7 @@ import type { ConnectionState, LoginUi, NetworkContext } from '../../src/core/ne
 import type { InboundEvent } from '../../src/core/model.ts'
 import type { Db } from '../../src/db/types.ts'
 import { MemoryLogins, MemoryMedia } from '../support/memory-stores.ts'
+import { PATIENCE_MS } from '../support/patience.ts'
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 export const sharedFixture = (name: string): unknown =>
@@ -64,7 +65,7 @@ export function testContext(): TestContext {
     },
     isBridgedChat: (_n, chatId) => ctx.bridged.has(chatId),
     findCopy: async () => undefined,
-    async until(check, timeoutMs = 10_000) {
+    async until(check, timeoutMs = PATIENCE_MS) {
       const deadline = Date.now() + timeoutMs
       while (!check()) {
         if (Date.now() > deadline) throw new Error('timed out waiting for the Signal adapter')

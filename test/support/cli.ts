@@ -1,6 +1,7 @@
 // Runs the real CLI as a child process.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
+import { PATIENCE_MS } from './patience.ts'
 
 export const CLI = fileURLToPath(new URL('../../src/cli.ts', import.meta.url))
 
@@ -17,7 +18,7 @@ export function runCli(args: string[], opts: { cwd?: string; env?: NodeJS.Proces
     let stderr = ''
     child.stdout.on('data', (d: Buffer) => (stdout += d))
     child.stderr.on('data', (d: Buffer) => (stderr += d))
-    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 20_000)
+    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? PATIENCE_MS)
     child.on('error', reject)
     child.on('close', code => {
       clearTimeout(timer)
@@ -34,7 +35,7 @@ export function startCli(args: string[], ready: RegExp, opts: { cwd?: string; en
     const timer = setTimeout(() => {
       child.kill('SIGKILL')
       reject(new Error(`Timed out waiting for ${ready}; output so far:\n${out}`))
-    }, opts.timeoutMs ?? 20_000)
+    }, opts.timeoutMs ?? PATIENCE_MS)
     const onData = (d: Buffer) => {
       out += d
       if (ready.test(out)) {

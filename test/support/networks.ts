@@ -11,6 +11,7 @@ import type { FakeSender } from '../fakes/signal-envelopes.ts'
 import { FakeWhatsApp } from '../fakes/whatsapp-socket.ts'
 import { ALICE, roomWithBot, scenario, type Scenario, type ScenarioOptions } from './bridge.ts'
 import type { DbKind } from './db.ts'
+import { PATIENCE_MS } from './patience.ts'
 
 export const SIGNAL_TIMINGS: SignalTimings = { watchdogMs: 2000, backoffInitialMs: 20, backoffMaxMs: 200, pollAccountsMs: 100, receiveRetryMs: 20, rpcTimeoutMs: 2000 }
 export const WHATSAPP_OPTIONS: WhatsAppNetworkOptions = { paceMs: [0, 0], reconnect: { initialMs: 5, maxMs: 50 }, phoneCheckMs: 0, loginTimeoutMs: 10_000 }
@@ -64,7 +65,7 @@ export async function realScenario(kind: DbKind, opts: { daemon?: FakeDaemonOpti
 const contentOf = (e: FakeEvent) => e.content as Record<string, any>
 
 /** Waits for something outside the homeserver (a fake network's state): re-checked every few ms. */
-export function until<T>(check: () => T | undefined | null | false, what = 'a condition', timeoutMs = 5000): Promise<T> {
+export function until<T>(check: () => T | undefined | null | false, what = 'a condition', timeoutMs = PATIENCE_MS): Promise<T> {
   return vi.waitFor(() => {
     const v = check()
     if (!v) throw new Error(`still waiting for ${what}`)

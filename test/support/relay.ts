@@ -3,6 +3,7 @@
 import { FileMediaStore } from '../../src/core/media.ts'
 import type { FakeEvent } from '../fakes/homeserver.ts'
 import type { Scenario } from './bridge.ts'
+import { PATIENCE_MS } from './patience.ts'
 
 /** Uploads bytes through the fake homeserver's media repository; returns the mxc:// URI. */
 export async function upload(s: Scenario, data: Buffer, mimetype: string, filename: string): Promise<string> {
@@ -29,7 +30,7 @@ export function botEvents(s: Scenario, room: string, type = 'm.room.message'): F
 }
 
 /** Waits until the homeserver has pushed everything, the inbox is worked through and no delivery is waiting. */
-export async function settled(s: Scenario, timeoutMs = 10_000): Promise<void> {
+export async function settled(s: Scenario, timeoutMs = PATIENCE_MS): Promise<void> {
   const deadline = Date.now() + timeoutMs
   let quietRounds = 0
   while (quietRounds < 2) {
@@ -46,7 +47,7 @@ export async function settled(s: Scenario, timeoutMs = 10_000): Promise<void> {
 }
 
 /** Re-checks an asynchronous condition (a database query) until it holds. */
-export async function until<T>(check: () => Promise<T | undefined | null | false>, what: string, timeoutMs = 10_000): Promise<T> {
+export async function until<T>(check: () => Promise<T | undefined | null | false>, what: string, timeoutMs = PATIENCE_MS): Promise<T> {
   const deadline = Date.now() + timeoutMs
   for (;;) {
     const value = await check()

@@ -10,6 +10,7 @@ import { WhatsAppNetwork, type WhatsAppNetworkOptions } from '../../src/whatsapp
 import { FakeWhatsApp, GROUP } from '../fakes/whatsapp-socket.ts'
 import { freshDb, type DbKind } from '../support/db.ts'
 import { MemoryLogins, MemoryMedia } from '../support/memory-stores.ts'
+import { PATIENCE_MS } from '../support/patience.ts'
 
 export { MemoryLogins, MemoryMedia }
 
@@ -95,5 +96,5 @@ export async function until<T>(f: () => T | undefined | Promise<T | undefined>):
     const v = await f()
     if (v === undefined || v === false) throw new Error('not yet')
     return v
-  }, { timeout: 5000, interval: 5 })
+  }, { timeout: PATIENCE_MS, interval: 5 })
 }

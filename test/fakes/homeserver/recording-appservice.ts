@@ -3,6 +3,7 @@
 import { EventEmitter } from 'node:events'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { PATIENCE_MS } from '../../support/patience.ts'
 
 export interface AsRequest {
   method: string
@@ -91,7 +92,7 @@ export class RecordingAppservice {
   }
 
   /** Resolves once `check` holds, re-checked on every request. */
-  waitFor<T>(check: () => T | undefined | false, timeoutMs = 5000): Promise<T> {
+  waitFor<T>(check: () => T | undefined | false, timeoutMs = PATIENCE_MS): Promise<T> {
     return new Promise((resolve, reject) => {
       const onChange = () => {
         const v = check()
