@@ -3,6 +3,7 @@ import { defineConfig } from 'vitest/config'
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    globalSetup: ['test/support/global-pglite.ts'],
     testTimeout: 300_000,
     hookTimeout: 300_000,
     pool: 'forks',

@@ -1,9 +1,10 @@
 // Both databases the bridge supports, for tests that touch the database: a fresh PostgreSQL database on
 // the server named by RELAY_BRIDGE_TEST_DATABASE_URI (CI starts one), and a fresh in-memory PGlite.
 import { randomBytes } from 'node:crypto'
+import { readFile } from 'node:fs/promises'
 import pg from 'pg'
 import { openPostgres } from '../../src/db/postgres.ts'
-import { openPgliteMemory } from '../../src/db/pglite.ts'
+import { openPgliteMemory, pgliteTemplate } from '../../src/db/pglite.ts'
 import { migrate } from '../../src/db/migrate.ts'
 import type { Db } from '../../src/db/types.ts'
 
@@ -29,9 +30,20 @@ export async function createPostgresDatabase(): Promise<string> {
   return uri.toString()
 }
 
+/** Where the run's migrated PGlite template lies (written once by test/support/global-pglite.ts). */
+export const PGLITE_TEMPLATE_ENV = 'RELAY_BRIDGE_TEST_PGLITE_TEMPLATE'
+let template: Promise<Blob> | undefined
+/** A migrated PGlite data directory: the run's file, or made once in this process when there is none. */
+function migratedPglite(): Promise<Blob> {
+  const file = process.env[PGLITE_TEMPLATE_ENV]
+  template ??= file ? readFile(file).then(b => new Blob([b])) : pgliteTemplate(migrate)
+  return template
+}
+
 /** A fresh, migrated database of the given kind. */
 export async function freshDb(kind: DbKind, opts: { migrate?: boolean } = {}): Promise<Db> {
-  const db = kind === 'postgres' ? openPostgres(await createPostgresDatabase()) : await openPgliteMemory()
+  if (kind === 'pglite') return opts.migrate === false ? openPgliteMemory() : openPgliteMemory(await migratedPglite())
+  const db = openPostgres(await createPostgresDatabase())
   if (opts.migrate !== false) await migrate(db)
   return db
 }
