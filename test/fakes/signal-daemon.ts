@@ -72,6 +72,8 @@ export class FakeSignalDaemon implements RpcState {
   private readonly streams = new Set<Stream>()
   private readonly sockets = new Set<Socket>()
   private readonly waiters: Array<() => void> = []
+  /** Keepalive lines written to event streams so far. */
+  keepalivesSent = 0
   private server: Server | undefined
   private port: number
   private lastTimestamp = 0
@@ -291,7 +293,11 @@ export class FakeSignalDaemon implements RpcState {
     const stream: Stream = {
       res,
       accounts,
-      keepalive: setInterval(() => res.write(':\n'), this.opts.keepaliveMs),
+      keepalive: setInterval(() => {
+        res.write(':\n')
+        this.keepalivesSent++
+        this.notify()
+      }, this.opts.keepaliveMs),
     }
     this.streams.add(stream)
     req.on('close', () => this.closeStream(stream))

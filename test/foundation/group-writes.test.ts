@@ -28,13 +28,18 @@ describe('a coalescer', () => {
   it('writes what is added while a write is under way in one next write, and answers every caller', async () => {
     const writes: number[][] = []
     let release!: () => void
+    let started!: () => void
     const first = new Promise<void>(r => (release = r))
+    const firstStarted = new Promise<void>(r => (started = r))
     const c = new Coalescer<number>(async items => {
       writes.push(items)
-      if (writes.length === 1) await first
+      if (writes.length === 1) {
+        started()
+        await first
+      }
     })
     const a = c.add(1)
-    await new Promise(r => setTimeout(r, 5))
+    await firstStarted
     const rest = [2, 3, 4, 5].map(n => c.add(n))
     release()
     await Promise.all([a, ...rest])

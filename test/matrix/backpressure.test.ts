@@ -11,6 +11,8 @@ import { Inbox } from '../../src/matrix/inbox.ts'
 import { Metrics } from '../../src/metrics.ts'
 import { HS_TOKEN } from '../support/config.ts'
 import { DB_KINDS, freshDb } from '../support/db.ts'
+import { PATIENCE_MS } from '../support/patience.ts'
+import { until } from '../support/relay.ts'
 
 const ROOM = '!portal:example.org'
 const log = pino({ level: 'silent' })
@@ -30,19 +32,20 @@ describe.each(DB_KINDS)('backpressure on %s', kind => {
     await db?.close()
   })
 
-  it('holds the answer while more than the limit waits, answers once relayed, and never holds past the wait bound', async () => {
+  /** The bridge's Matrix side with the relaying behind `gate`, answering transactions on a real port. */
+  async function behindGate(backlogWaitMs: number) {
     db = await freshDb(kind)
     const inbox = new Inbox(db)
     const relayed: InboundEvent[] = []
-    let open!: () => void
-    let gate = new Promise<void>(r => (open = r))
+    const gate = { open: () => {}, closed: true }
+    const opened = new Promise<void>(r => (gate.open = () => { gate.closed = false; r() }))
     events = new MatrixEvents({
       db, inbox, log, domain: 'example.org', botMxid: '@bot:example.org', permissions: {},
-      router: { receiveMany: async (evs: InboundEvent[]) => { await gate; relayed.push(...evs) } },
+      router: { receiveMany: async (evs: InboundEvent[]) => { if (gate.closed) await opened; relayed.push(...evs) } },
       portals: { byRoom: (id: string) => (id === ROOM ? portal : undefined) },
       commands: { parse: () => undefined },
       api: { getState: async () => undefined },
-      backlogLimit: 3, backlogWaitMs: 1500,
+      backlogLimit: 3, backlogWaitMs,
     } as unknown as MatrixEventsOptions)
     server = new AppserviceServer({ hsToken: HS_TOKEN, maxBodyBytes: 1 << 20, inbox, log, metrics: new Metrics(false), onStored: n => events.stored(n) })
     const base = `http://127.0.0.1:${await server.listen(0, '127.0.0.1')}`
@@ -53,30 +56,42 @@ describe.each(DB_KINDS)('backpressure on %s', kind => {
       })
       return { status: res.status, ms: Date.now() - t0 }
     }
-    const stored = async () => (await db.query('SELECT 1 FROM inbox')).rowCount
+    const stored = async () => Number((await db.query<{ n: number }>('SELECT count(*)::int AS n FROM inbox')).rows[0]!.n)
+    return { push, stored, relayed, gate }
+  }
 
-    // The relaying is stuck: the answer comes only at the bound, but the events were stored long before.
+  it('stores a stuck transaction at once but answers it only at the wait bound, never later', async () => {
+    const { push, stored, relayed, gate } = await behindGate(1500)
     const stuck = push(1, [1, 2, 3, 4, 5].map(text))
-    await new Promise(r => setTimeout(r, 300))
-    expect(await stored()).toBe(5)
-    expect(await stuck).toMatchObject({ status: 200, ms: expect.any(Number) })
-    expect((await stuck).ms).toBeGreaterThanOrEqual(1400)
+    await until(async () => (await stored()) === 5, 'the five events stored')
+    expect(relayed).toEqual([])
+    const answer = await stuck
+    expect(answer.status).toBe(200)
+    // A lower bound only: a busy machine may answer later, never earlier than the bound.
+    expect(answer.ms).toBeGreaterThanOrEqual(1400)
+    expect(relayed).toEqual([])
+    gate.open() // so that stopping does not wait for the stuck relaying
+    await until(async () => relayed.length === 5 && relayed, 'the five relayed once unstuck')
+  })
 
-    // Behind again: this answer waits exactly until the backlog is relayed.
-    const behind = push(2, [6, 7].map(text))
-    await new Promise(r => setTimeout(r, 300))
+  it('holds the answer while more than the limit waits, answers once relayed, and at once when caught up', async () => {
+    // The bound is far away, so nothing but the relaying can release the answer.
+    const { push, stored, relayed, gate } = await behindGate(PATIENCE_MS * 10)
     let answered = false
-    void behind.then(() => (answered = true))
-    await new Promise(r => setTimeout(r, 100))
+    const behind = push(1, [1, 2, 3, 4, 5].map(text)).then(r => ((answered = true), r))
+    await until(async () => (await stored()) === 5, 'the five events stored')
+    // The answer would follow the storing at once if it were not held; a later transaction is stored too.
+    const second = push(2, [6, 7].map(text))
+    await until(async () => (await stored()) === 7, 'the next transaction stored')
     expect(answered).toBe(false)
-    open()
+    gate.open()
     expect((await behind).status).toBe(200)
-    expect((await behind).ms).toBeLessThan(1400)
-    await new Promise(r => setTimeout(r, 100))
+    expect((await second).status).toBe(200)
+    await until(async () => relayed.length === 7 && relayed, 'all seven relayed')
     expect(relayed.map(e => e.remoteId)).toEqual([1, 2, 3, 4, 5, 6, 7].map(n => `$e${n}:example.org`))
 
-    // Caught up: the next transaction is answered at once.
-    gate = Promise.resolve()
-    expect((await push(3, [text(8)])).ms).toBeLessThan(1000)
+    // Caught up: the next transaction is answered without waiting for the (distant) bound.
+    expect((await push(3, [text(8)])).status).toBe(200)
+    await until(async () => relayed.length === 8 && relayed, 'the eighth relayed')
   })
 })

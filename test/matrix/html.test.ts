@@ -4,6 +4,9 @@ import { describe, expect, it } from 'vitest'
 import type { RichText } from '../../src/core/model.ts'
 import { htmlToRichText, MAX_HTML_LENGTH, richTextToMatrix, stripPlainReplyFallback } from '../../src/matrix/html.ts'
 
+/** Longer than any sane parse takes on a busy machine, shorter than a quadratic one of these inputs. */
+const PATHOLOGICAL_MS = 20_000
+
 // The Matrix spec's example events (see /work/shared/fixtures/matrix/README.md).
 const FIXTURES = process.env.MATRIX_FIXTURES ?? fileURLToPath(new URL('../../../shared/fixtures/matrix/', import.meta.url))
 const fixture = (name: string) => JSON.parse(readFileSync(`${FIXTURES}${name}`, 'utf8')) as { content: Record<string, string> }
@@ -128,13 +131,15 @@ describe('hostile HTML is defused in bounded time', () => {
     expect(rt.styles.map(s => s.style).sort()).toEqual(['bold', 'italic'])
     // Closed, the same nesting is longer than any event, so it is cut before its closing tags.
     expect(parse('<b><i>'.repeat(5_000) + 'deep' + '</i></b>'.repeat(5_000)).text).toBe('deep…')
-    expect(performance.now() - started).toBeLessThan(2_000)
+    // Not a speed target (that is the benchmark's): a bound far above a loaded machine's time, which a
+    // parse that is quadratic in the nesting would still exceed.
+    expect(performance.now() - started).toBeLessThan(PATHOLOGICAL_MS)
   })
 
   it('a 1 MB body is cut at the largest size a homeserver sends and marked as cut', () => {
     const started = performance.now()
     const rt = parse('<b>x</b> '.repeat(120_000))
-    expect(performance.now() - started).toBeLessThan(2_000)
+    expect(performance.now() - started).toBeLessThan(PATHOLOGICAL_MS)
     expect(rt.text.endsWith('…')).toBe(true)
     expect(rt.text.length).toBeLessThan(MAX_HTML_LENGTH)
     expect(rt.text.startsWith('x x x')).toBe(true)

@@ -40,12 +40,14 @@ describe('Signal event stream', () => {
   })
 
   it('keepalives alone keep the watchdog quiet', async () => {
-    daemon = await FakeSignalDaemon.start({ keepaliveMs: 40 })
+    daemon = await FakeSignalDaemon.start({ keepaliveMs: 50 })
     daemon.addAccount({ number: RELAY })
-    const s = open({ watchdogMs: 150 })
+    const s = open({ watchdogMs: 1000 })
     await daemon.until(() => daemon.hasStream(RELAY))
-    // Ten watchdog periods of nothing but `:` lines: the first connection must survive them.
-    await new Promise(r => setTimeout(r, 1500))
+    // Three watchdog periods of nothing but `:` lines (counted as written, not slept for): the first
+    // connection must survive them.
+    const from = daemon.keepalivesSent
+    await daemon.until(() => daemon.keepalivesSent >= from + 60)
     expect(s.stream.connects).toBe(1)
   })
 

@@ -80,14 +80,10 @@ export async function linked(kind: DbKind = 'pglite', opts: WhatsAppNetworkOptio
   const env = await started(kind, opts)
   const { ui, shown } = recordingUi()
   const pending = env.net.login({ ownerMxid: '@owner:example.org' }, ui)
-  await vi.waitFor(() => {
-    if (!shown.some(s => s.kind === 'qr')) throw new Error('no QR yet')
-  })
+  await until(() => shown.some(s => s.kind === 'qr'))
   env.wa.scanQr()
   const login = await pending
-  await vi.waitFor(() => {
-    if (env.net.state(login.id) !== 'connected') throw new Error('not connected')
-  })
+  await until(() => env.net.state(login.id) === 'connected')
   return { ...env, login, shown }
 }
 
