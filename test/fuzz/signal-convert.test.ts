@@ -7,7 +7,7 @@ import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import type { InboundEvent } from '../../src/core/model.ts'
 import { completeEvent, convertInner, type ConvertResult } from '../../src/signal/convert.ts'
-import { MemoryMedia, ownFixture, repoRoot, sharedFixture } from '../signal/support.ts'
+import { MemoryMedia, ownFixture, repoRoot, publishedFixture } from '../signal/support.ts'
 import { looksLikePhone, mutate, mutationArb, onlyAdditions, PHONE_NAMES, rangeProblems } from './mutate.ts'
 
 const RELAY = { loginId: 'login-1', aci: '5f0c2a9e-3b7d-4e61-9a2c-7d1e8b4f6a30', displayName: 'Relay phone' }
@@ -24,9 +24,9 @@ function inner(raw: unknown): unknown {
 const shared = ['01-jsonrpc-receive-dm-text-manpage.json', '02-jsonrpc-receive-subscription-sync-sent-manpage.json', '04-receive-group-mention.json',
   '06-jsonrpc-receive-typing-started.json', '10-receive-group-textstyles.json']
 const fixtures: Array<[string, unknown]> = [
-  ...shared.map(n => [n, inner(sharedFixture(n))] as [string, unknown]),
+  ...shared.map(n => [n, inner(publishedFixture(n))] as [string, unknown]),
   // 14 is a listGroups answer, not an envelope: fed in as-is, it must be skipped.
-  ['14-jsonrpc-listGroups-response-manpage.json', sharedFixture('14-jsonrpc-listGroups-response-manpage.json')],
+  ['14-jsonrpc-listGroups-response-manpage.json', publishedFixture('14-jsonrpc-listGroups-response-manpage.json')],
   ...readdirSync(path.join(repoRoot, 'test/fixtures/signal')).filter(n => n.endsWith('.json')).map(n => [n, ownFixture(n)] as [string, unknown]),
 ]
 
