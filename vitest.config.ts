@@ -8,5 +8,7 @@ export default defineConfig({
     pool: 'forks',
     // Two cores: more parallel files only contend for CPU and make timing-sensitive e2e tests flaky.
     maxWorkers: 2,
+    // Around the whole run: says when the PostgreSQL cases were skipped, and fails CI without a server.
+    globalSetup: ['test/support/global-skips.ts'],
   },
 })
