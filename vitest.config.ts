@@ -3,11 +3,16 @@ import { defineConfig } from 'vitest/config'
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
-    globalSetup: ['test/support/global-pglite.ts'],
     testTimeout: 300_000,
     hookTimeout: 300_000,
     pool: 'forks',
     // Two cores: more parallel files only contend for CPU and make timing-sensitive e2e tests flaky.
     maxWorkers: 2,
+    globalSetup: [
+      // Around the whole run: says when the PostgreSQL cases were skipped, and fails CI without a server.
+      'test/support/global-skips.ts',
+      // One migrated embedded database that every test's fresh one is copied from.
+      'test/support/global-pglite.ts',
+    ],
   },
 })

@@ -1,5 +1,6 @@
 // Attachment file names from every side are made safe before they cross: Matrix → network (fromMatrix),
-// Signal → elsewhere (completeEvent), WhatsApp → elsewhere (toInbound). 1,000 generated names per path.
+// Signal → elsewhere (completeEvent), WhatsApp → elsewhere (toInbound). 1,000 generated names per path; the
+// WhatsApp path stores the sender, so its names are split between the databases (DB_KINDS).
 import { proto } from '@whiskeysockets/baileys'
 import fc from 'fast-check'
 import pino from 'pino'
@@ -12,7 +13,7 @@ import { toInbound } from '../../src/whatsapp/convert.ts'
 import { People } from '../../src/whatsapp/people.ts'
 import { GROUP, onTheWire } from '../fakes/whatsapp-socket.ts'
 import { MemoryMedia, ownFixture } from '../signal/support.ts'
-import { freshDb } from '../support/db.ts'
+import { DB_KINDS, freshDb } from '../support/db.ts'
 
 const nameArb = fc.oneof(
   fc.array(fc.oneof(
@@ -34,12 +35,6 @@ function expectSafe(name: string): void {
   expect(name).not.toMatch(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/)
   expect(name).toBe(name.trim())
 }
-
-let db: Db
-beforeAll(async () => {
-  db = await freshDb('pglite')
-})
-afterAll(async () => db?.close())
 
 describe('attachment file names', () => {
   it('safeFilename makes any name safe, keeps safe names as they are and keeps a short extension', () => {
@@ -79,18 +74,26 @@ describe('attachment file names', () => {
     }), { numRuns: 1000 })
   })
 
-  it('WhatsApp → elsewhere: a document and a contact card keep a safe name', async () => {
-    const deps = {
-      loginId: 'l', self: { personId: 'relay', displayName: 'Relay' }, people: new People(db), media: new MemoryMedia(), log: pino({ level: 'silent' }),
-      download: async () => Buffer.from('x'), isOwnSend: async () => false,
-    }
-    await fc.assert(fc.asyncProperty(nameArb, fc.boolean(), async (n, contact) => {
-      const message: proto.IMessage = contact
-        ? { contactMessage: { displayName: n, vcard: 'BEGIN:VCARD\nEND:VCARD' } }
-        : { documentMessage: { url: 'https://mmg.example/d', mimetype: 'application/pdf', fileName: n, mediaKey: new Uint8Array(32) } }
-      const e = await toInbound({ key: { remoteJid: GROUP, id: 'F1', participant: '201000000000042@lid' }, pushName: 'Alice', message: onTheWire(message) }, deps)
-      if (e?.kind !== 'message') throw new Error('not a message')
-      for (const att of e.content.attachments) expectSafe(att.filename)
-    }), { numRuns: 1000 })
+  describe.each(DB_KINDS)('on %s', kind => {
+    let db: Db
+    beforeAll(async () => {
+      db = await freshDb(kind)
+    })
+    afterAll(async () => db?.close())
+
+    it('WhatsApp → elsewhere: a document and a contact card keep a safe name', async () => {
+      const deps = {
+        loginId: 'l', self: { personId: 'relay', displayName: 'Relay' }, people: new People(db), media: new MemoryMedia(), log: pino({ level: 'silent' }),
+        download: async () => Buffer.from('x'), isOwnSend: async () => false,
+      }
+      await fc.assert(fc.asyncProperty(nameArb, fc.boolean(), async (n, contact) => {
+        const message: proto.IMessage = contact
+          ? { contactMessage: { displayName: n, vcard: 'BEGIN:VCARD\nEND:VCARD' } }
+          : { documentMessage: { url: 'https://mmg.example/d', mimetype: 'application/pdf', fileName: n, mediaKey: new Uint8Array(32) } }
+        const e = await toInbound({ key: { remoteJid: GROUP, id: 'F1', participant: '201000000000042@lid' }, pushName: 'Alice', message: onTheWire(message) }, deps)
+        if (e?.kind !== 'message') throw new Error('not a message')
+        for (const att of e.content.attachments) expectSafe(att.filename)
+      }), { numRuns: Math.ceil(1000 / DB_KINDS.length) })
+    })
   })
 })

@@ -17,11 +17,15 @@ export const wrongValue: fc.Arbitrary<unknown> = fc.oneof(
   fc.array(fc.integer(), { maxLength: 3 }),
 )
 
+/** An unknown field added to some object: what a newer client might send. The input stays valid. */
+export const additionArb: fc.Arbitrary<Mutation> =
+  fc.record({ op: fc.constant('addField' as const), at: fc.nat(), key: fc.constantFrom('unknownField', 'x-extra', 'futureVersion'), value: wrongValue })
+
 export const mutationArb: fc.Arbitrary<Mutation> = fc.oneof(
   fc.record({ op: fc.constant('drop' as const), at: fc.nat() }),
   fc.record({ op: fc.constant('rename' as const), at: fc.nat(), to: fc.constantFrom('x', 'Message', 'source_uuid', '__proto__', 'constructor') }),
   fc.record({ op: fc.constant('replace' as const), at: fc.nat(), value: wrongValue }),
-  fc.record({ op: fc.constant('addField' as const), at: fc.nat(), key: fc.constantFrom('unknownField', 'x-extra', 'futureVersion'), value: wrongValue }),
+  additionArb,
 )
 
 /** Every path into a value (the root is []). */

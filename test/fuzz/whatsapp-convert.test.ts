@@ -1,7 +1,13 @@
-// The WhatsApp converter under mutated messages: content built with Baileys' proto, mutated as a plain
-// object, then round-tripped through proto encode/decode (what decryption yields). A mutation the proto
-// refuses could never arrive and is counted as refused. RUNS_PER_BASE × bases ≈ 3,000 cases per run; the
-// seed is printed by fast-check on failure.
+// The WhatsApp converter under generated messages: content built with Baileys' proto, changed as a plain
+// object, then round-tripped through proto encode/decode (what decryption yields).
+// Each run is one valid case and one malformed case, so exactly half the cases are valid:
+// - valid: the base message with unknown fields added (what a newer WhatsApp may send) in a well-formed group
+//   envelope with its own id, push name and time. The oracle: it converts to exactly the event the unchanged
+//   base gives under that envelope, carrying the id, chat and name that were sent. Counted, and asserted.
+// - malformed: fields dropped, renamed or of the wrong type, and odd envelopes. It must not throw, and what
+//   comes out keeps its ranges inside the text and shows no phone number; a shape the proto refuses could
+//   never arrive and is counted as refused.
+// CASES_PER_BASE × bases ≈ 2,400 cases per run, split between the databases; fast-check prints the seed on failure.
 import { proto, type WAMessage } from '@whiskeysockets/baileys'
 import fc from 'fast-check'
 import pino from 'pino'
@@ -11,10 +17,12 @@ import { toInbound, type InboundDeps } from '../../src/whatsapp/convert.ts'
 import { People } from '../../src/whatsapp/people.ts'
 import { GROUP, onTheWire } from '../fakes/whatsapp-socket.ts'
 import { MemoryMedia } from '../whatsapp/harness.ts'
-import { freshDb } from '../support/db.ts'
-import { looksLikePhone, mutate, mutationArb, onlyAdditions, PHONE_NAMES, rangeProblems } from './mutate.ts'
+import { DB_KINDS, freshDb } from '../support/db.ts'
+import { additionArb, looksLikePhone, mutate, mutationArb, PHONE_NAMES, rangeProblems } from './mutate.ts'
 
-const RUNS_PER_BASE = 250
+const CASES_PER_BASE = 200
+/** Runs per base on each database: each run is two cases (one valid, one malformed). */
+const RUNS = Math.ceil(CASES_PER_BASE / 2 / DB_KINDS.length)
 const ALICE = { lid: '201000000000042@lid', pn: '15550100042@s.whatsapp.net' }
 const BOB_LID = '201000000000077@lid'
 const T = proto.Message.ProtocolMessage.Type
@@ -35,23 +43,8 @@ const bases: Array<[string, proto.IMessage]> = [
   ['ephemeral wrapper', { ephemeralMessage: { message: { extendedTextMessage: { text: 'vanishing _text_' } } } }],
 ]
 
-let db: Db
-let deps: InboundDeps
-const counts = { cases: 0, refusedByProto: 0, events: 0 }
-
-beforeAll(async () => {
-  db = await freshDb('pglite')
-  const people = new People(db)
-  await people.resolve(BOB_LID, '15550100077@s.whatsapp.net', 'Bob')
-  deps = {
-    loginId: 'login-1', self: { personId: 'relay', displayName: 'Relay' }, people, media: new MemoryMedia(), log: pino({ level: 'silent' }),
-    download: async () => Buffer.from('media bytes'), isOwnSend: async () => false,
-  }
-})
-afterAll(async () => {
-  console.info(`WhatsApp converter fuzz: ${JSON.stringify(counts)}`)
-  await db?.close()
-})
+const counts = { cases: 0, valid: 0, validChecked: 0, malformed: 0, refusedByProto: 0, malformedEvents: 0 }
+afterAll(() => console.info(`WhatsApp converter fuzz: ${JSON.stringify(counts)}`))
 
 /** What Baileys could hand over, or undefined when the proto refuses the mutated shape. */
 function wire(m: unknown): proto.Message | undefined {
@@ -70,12 +63,18 @@ const oddEnvelope = fc.record({
   messageTimestamp: fc.constantFrom<number | undefined>(1_790_000_000, 0, -1, undefined, 2 ** 40),
 })
 const NORMAL = { pushName: 'Alice' as string | undefined, participant: ALICE.lid as string | undefined, remoteJid: GROUP as string | undefined, id: 'M1' as string | undefined, messageTimestamp: 1_790_000_000 as number | undefined }
-// Mostly a normal envelope, so that most cases test the content.
+// Mostly a normal envelope, so that most malformed cases test the content.
 const envelopeArb = fc.oneof({ weight: 3, arbitrary: fc.constant(NORMAL) }, { weight: 1, arbitrary: oddEnvelope })
+
+/** A well-formed group envelope: its own message id (as Baileys makes them), a push name, a time. */
+const validEnvelopeArb = fc.record({
+  id: fc.stringMatching(/^3EB0[0-9A-F]{16}$/),
+  pushName: fc.constantFrom('Alice', 'Zoë Ünal', 'O’Brien', '李雷', 'Ana María', '😀 Al'),
+  messageTimestamp: fc.integer({ min: 1_600_000_000, max: 1_900_000_000 }),
+})
 
 function checkEvent(e: Awaited<ReturnType<typeof toInbound>>, pushName: string | undefined): void {
   if (!e) return
-  counts.events++
   const names = [e.sender.displayName]
   if (e.kind === 'message' || e.kind === 'edit') {
     expect(rangeProblems(e.content.body)).toEqual([])
@@ -87,31 +86,66 @@ function checkEvent(e: Awaited<ReturnType<typeof toInbound>>, pushName: string |
   for (const n of names) expect(looksLikePhone(n), `display name "${n}" (push name ${JSON.stringify(pushName)}) shows a number`).toBe(false)
 }
 
-describe('the WhatsApp converter under mutated proto messages', () => {
-  it.each(bases)('%s: never throws, keeps ranges inside the text, shows no number, ignores what the proto drops', async (_name, base) => {
-    const original = await toInbound({ key: { ...key, id: 'M1' }, pushName: 'Alice', messageTimestamp: 1_790_000_000, message: onTheWire(base) }, deps)
-    expect(original).toBeDefined()
-    await fc.assert(fc.asyncProperty(fc.array(mutationArb, { minLength: 1, maxLength: 3 }), envelopeArb, async (ms, env) => {
-      counts.cases++
-      const content = wire(mutate(proto.Message.toObject(proto.Message.fromObject(base), { bytes: Array }), ms))
-      if (!content) {
-        counts.refusedByProto++
-        return
-      }
-      const msg: WAMessage = {
-        key: { remoteJid: env.remoteJid, fromMe: false, id: env.id, participant: env.participant },
-        ...(env.pushName !== undefined ? { pushName: env.pushName } : {}),
-        ...(env.messageTimestamp !== undefined ? { messageTimestamp: env.messageTimestamp } : {}),
-        message: content,
-      }
-      const e = await toInbound(msg, deps)
-      checkEvent(e, env.pushName)
-      // Unknown fields never reach the wire: with a normal envelope the same event comes out.
-      if (onlyAdditions(ms) && env.remoteJid === GROUP && env.id === 'M1' && env.participant === ALICE.lid && env.pushName === 'Alice' && env.messageTimestamp === 1_790_000_000) {
+describe.each(DB_KINDS)('the WhatsApp converter under generated proto messages (%s)', kind => {
+  let db: Db
+  let deps: InboundDeps
+
+  beforeAll(async () => {
+    db = await freshDb(kind)
+    const people = new People(db)
+    await people.resolve(BOB_LID, '15550100077@s.whatsapp.net', 'Bob')
+    deps = {
+      loginId: 'login-1', self: { personId: 'relay', displayName: 'Relay' }, people, media: new MemoryMedia(), log: pino({ level: 'silent' }),
+      download: async () => Buffer.from('media bytes'), isOwnSend: async () => false,
+    }
+  })
+  afterAll(async () => db?.close())
+
+  it.each(bases)('%s: valid ones convert as the unchanged message does; malformed ones never throw, keep ranges inside the text, show no number', async (_name, base) => {
+    const plain = proto.Message.toObject(proto.Message.fromObject(base), { bytes: Array })
+    const mine = { cases: 0, validChecked: 0 }
+    await fc.assert(fc.asyncProperty(fc.array(additionArb, { maxLength: 3 }), validEnvelopeArb, fc.array(mutationArb, { minLength: 1, maxLength: 3 }), envelopeArb,
+      async (additions, valid, ms, env) => {
+        // The valid case.
+        mine.cases++
+        counts.cases++
+        counts.valid++
+        const msg: WAMessage = {
+          key: { remoteJid: GROUP, fromMe: false, id: valid.id, participant: ALICE.lid },
+          pushName: valid.pushName, messageTimestamp: valid.messageTimestamp, message: onTheWire(mutate(plain, additions) as proto.IMessage),
+        }
+        const e = await toInbound(msg, deps)
         // People's names evolve as envelopes show them, so the reference is converted now.
-        expect(e).toEqual(await toInbound({ ...msg, message: onTheWire(base) }, deps))
-      }
-    }), { numRuns: RUNS_PER_BASE })
+        const want = await toInbound({ ...msg, message: onTheWire(base) }, deps)
+        expect(want, 'the unchanged base converts').toBeDefined()
+        expect(e).toEqual(want)
+        expect(e).toMatchObject({ chat: { network: 'whatsapp', id: GROUP }, remoteId: valid.id, sender: { network: 'whatsapp', displayName: valid.pushName } })
+        checkEvent(e, valid.pushName)
+        mine.validChecked++
+        counts.validChecked++
+
+        // The malformed case.
+        mine.cases++
+        counts.cases++
+        counts.malformed++
+        const content = wire(mutate(plain, ms))
+        if (!content) {
+          counts.refusedByProto++
+          return
+        }
+        const odd: WAMessage = {
+          key: { remoteJid: env.remoteJid, fromMe: false, id: env.id, participant: env.participant },
+          ...(env.pushName !== undefined ? { pushName: env.pushName } : {}),
+          ...(env.messageTimestamp !== undefined ? { messageTimestamp: env.messageTimestamp } : {}),
+          message: content,
+        }
+        const got = await toInbound(odd, deps)
+        if (got) counts.malformedEvents++
+        checkEvent(got, env.pushName)
+      }), { numRuns: RUNS })
+    // Counting, not hoping: at least half of the cases were valid events, converted and compared.
+    expect(mine.cases).toBe(2 * RUNS)
+    expect(mine.validChecked).toBeGreaterThanOrEqual(mine.cases / 2)
   })
 
   it('a push name that is a phone number, however dressed, is never shown', async () => {

@@ -7,8 +7,8 @@ import { htmlToRichText, MAX_HTML_LENGTH, richTextToMatrix, stripPlainReplyFallb
 /** Longer than any sane parse takes on a busy machine, shorter than a quadratic one of these inputs. */
 const PATHOLOGICAL_MS = 20_000
 
-// The Matrix spec's example events (see /work/shared/fixtures/matrix/README.md).
-const FIXTURES = process.env.MATRIX_FIXTURES ?? fileURLToPath(new URL('../../../shared/fixtures/matrix/', import.meta.url))
+// The Matrix spec's example events, copied into the repository (see test/fixtures/published/matrix/README.md).
+const FIXTURES = fileURLToPath(new URL('../fixtures/published/matrix/', import.meta.url))
 const fixture = (name: string) => JSON.parse(readFileSync(`${FIXTURES}${name}`, 'utf8')) as { content: Record<string, string> }
 
 const parse = (html: string) => htmlToRichText(html, {})

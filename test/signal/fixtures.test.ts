@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest'
 import { completeEvent, convertInner, neutralLabel, type ConvertResult } from '../../src/signal/convert.ts'
 import { toGroupInfo } from '../../src/signal/network.ts'
 import type { GroupJson } from '../../src/signal/types.ts'
-import { MemoryMedia, ownFixture, sharedFixture } from './support.ts'
+import { MemoryMedia, ownFixture, publishedFixture } from './support.ts'
 
 const RELAY = { loginId: 'login-1', aci: '5f0c2a9e-3b7d-4e61-9a2c-7d1e8b4f6a30', displayName: 'Relay phone' }
 const ALEX = 'a3e91c47-0d52-4b8e-b6f1-2c9d7e0a5b14'
@@ -24,20 +24,20 @@ const only = (r: ConvertResult) => {
   return r.events[0]!
 }
 
-describe('published fixtures (shared/fixtures/signal)', () => {
+describe('published fixtures (test/fixtures/published/signal)', () => {
   it('01: a 1:1 text from the man page is ignored, because only groups are bridged', () => {
-    const r = convertInner(inner(sharedFixture('01-jsonrpc-receive-dm-text-manpage.json')), RELAY)
+    const r = convertInner(inner(publishedFixture('01-jsonrpc-receive-dm-text-manpage.json')), RELAY)
     expect(r.events).toEqual([])
     expect(r.skipped).toBe('not a group')
   })
 
   it('02: a sync transcript sent to oneself (note to self) is not relayed', () => {
-    const r = convertInner(inner(sharedFixture('02-jsonrpc-receive-subscription-sync-sent-manpage.json')), RELAY)
+    const r = convertInner(inner(publishedFixture('02-jsonrpc-receive-subscription-sync-sent-manpage.json')), RELAY)
     expect(r.events).toEqual([])
   })
 
   it('04: a group mention becomes "@Name" with a mention range, and the "." sender gets a neutral label', () => {
-    const r = convertInner(inner(sharedFixture('04-receive-group-mention.json')), RELAY)
+    const r = convertInner(inner(publishedFixture('04-receive-group-mention.json')), RELAY)
     const { event } = only(r)
     const label = neutralLabel(KIM)
     expect(event).toMatchObject({
@@ -55,18 +55,18 @@ describe('published fixtures (shared/fixtures/signal)', () => {
   })
 
   it('06: a typing notification is ignored', () => {
-    expect(convertInner(inner(sharedFixture('06-jsonrpc-receive-typing-started.json')), RELAY).events).toEqual([])
+    expect(convertInner(inner(publishedFixture('06-jsonrpc-receive-typing-started.json')), RELAY).events).toEqual([])
   })
 
   it('10: an italic range on a group text becomes an italic style over the same characters', () => {
-    const { event } = only(convertInner(inner(sharedFixture('10-receive-group-textstyles.json')), RELAY))
+    const { event } = only(convertInner(inner(publishedFixture('10-receive-group-textstyles.json')), RELAY))
     expect(event).toMatchObject({ kind: 'message', sender: { displayName: 'Jordan Sample' } })
     if (event.kind !== 'message') throw new Error('not a message')
     expect(event.content.body).toEqual({ text: 'MESSAGE', styles: [{ start: 0, length: 5, style: 'italic' }], links: [], mentions: [] })
   })
 
   it('14: the stale listGroups shape (members as strings) still gives a name, a member count and the link', () => {
-    const raw = sharedFixture('14-jsonrpc-listGroups-response-manpage.json') as { result: GroupJson[] }
+    const raw = publishedFixture('14-jsonrpc-listGroups-response-manpage.json') as { result: GroupJson[] }
     expect(raw.result.map(toGroupInfo)).toEqual([
       {
         id: 'Zmlj+GlvbmFsR3JvdXAvSWRGb3JUZXN0czAwMDAwMDM=',

@@ -11,8 +11,9 @@ import { MemoryLogins, MemoryMedia } from '../support/memory-stores.ts'
 import { PATIENCE_MS } from '../support/patience.ts'
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
-export const sharedFixture = (name: string): unknown =>
-  JSON.parse(readFileSync(path.resolve(repoRoot, '../shared/fixtures/signal', name), 'utf8'))
+/** A payload another project published, copied into test/fixtures/published/signal (see its README). */
+export const publishedFixture = (name: string): unknown =>
+  JSON.parse(readFileSync(path.resolve(repoRoot, 'test/fixtures/published/signal', name), 'utf8'))
 export const ownFixture = (name: string): unknown => JSON.parse(readFileSync(path.resolve(repoRoot, 'test/fixtures/signal', name), 'utf8'))
 
 export { MemoryLogins, MemoryMedia }
