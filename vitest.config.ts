@@ -3,6 +3,8 @@ import { defineConfig } from 'vitest/config'
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    // Each concern its own file; they combine.
+    globalSetup: ['test/support/global-processes.ts'],
     testTimeout: 300_000,
     hookTimeout: 300_000,
     pool: 'forks',
