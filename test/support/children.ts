@@ -16,7 +16,7 @@ export const GRACE_MS = 10_000
 
 const running = new Set<ChildProcess>()
 
-export function hasExited(child: ChildProcess): boolean {
+function hasExited(child: ChildProcess): boolean {
   return child.exitCode !== null || child.signalCode !== null
 }
 
