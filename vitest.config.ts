@@ -8,7 +8,10 @@ export default defineConfig({
     pool: 'forks',
     // Two cores: more parallel files only contend for CPU and make timing-sensitive e2e tests flaky.
     maxWorkers: 2,
+    // Each concern its own file; they combine (set up in this order, torn down in reverse).
     globalSetup: [
+      // A directory per run (TMPDIR points into it) and every child process recorded: swept at the end.
+      'test/support/global-processes.ts',
       // Around the whole run: says when the PostgreSQL cases were skipped, and fails CI without a server.
       'test/support/global-skips.ts',
       // One migrated embedded database that every test's fresh one is copied from.

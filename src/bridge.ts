@@ -21,6 +21,7 @@ import type { WhatsAppNetworkOptions } from './whatsapp/network.ts'
 import { timed } from './db/timed.ts'
 import { checkHomeserver } from './homeserver-check.ts'
 import { createLogger } from './log.ts'
+import { stopWithin } from './stop.ts'
 import { AppserviceServer } from './matrix/appservice.ts'
 import { MatrixClientApi, type HomeserverApi } from './matrix/client.ts'
 import { isEcho, MatrixEvents } from './matrix/events.ts'
@@ -48,8 +49,15 @@ export interface Bridge {
   readonly router: Router
   readonly portals: PortalStore
   readonly logins: SqlLoginStore
-  stop(): Promise<void>
+  /** Stops within STOP_WORK_MS + STOP_DATABASE_MS; resolves with what did not finish (empty when all did). */
+  stop(): Promise<string[]>
 }
+
+/** How long the stop waits for work in flight (Matrix events being handled, deliveries being sent, network
+ * connections closing), and then for the database to close. Together well inside the 10 s that docker stop
+ * and systemd allow between SIGTERM and SIGKILL (docs/operators.md). */
+export const STOP_WORK_MS = 4_000
+export const STOP_DATABASE_MS = 2_000
 
 /** The Signal and WhatsApp adapters as the config describes them; `overrides` lets a test entry inject
  * the fake WhatsApp socket and shorter delays while everything else stays as in production. */
@@ -223,27 +231,47 @@ export async function startBridge(config: Config, deps: BridgeDeps = {}): Promis
       stopped = true
       clearTimeout(hsTimer)
       clearInterval(maintenance)
-      await appservice.close()
-      await events.stop()
-      await outbox.stop()
-      for (const n of networks.values()) await n.stop().catch(() => {})
-      await new Promise<void>(resolve => (metricsServer ? metricsServer.close(() => resolve()) : resolve()))
-      await own?.close()
+      const unfinished = await stopWithin(STOP_WORK_MS, [
+        { what: 'closing the endpoint the homeserver pushes to', run: () => appservice.close() },
+        { what: 'handling the Matrix events already received', run: () => events.stop() },
+        {
+          what: () => `sending the messages in flight to ${outbox.busyNetworks().map(n => NETWORK_LABEL[n as NetworkId] ?? n).join(', ') || 'no one'}`,
+          run: () => outbox.stop(),
+        },
+        ...[...networks].map(([id, n]) => ({ what: `disconnecting from ${NETWORK_LABEL[id]}`, run: () => n.stop() })),
+        { what: 'closing the metrics listener', run: () => new Promise<void>(resolve => (metricsServer ? metricsServer.close(() => resolve()) : resolve())) },
+      ])
+      // Even when something above hangs, the database gets its own time to close: PGlite writes what it
+      // holds in memory on close.
+      unfinished.push(...await stopWithin(STOP_DATABASE_MS, [{ what: 'closing the database', run: async () => own?.close() }]))
+      return unfinished
     },
   }
 }
 
-/** `relay-bridge start`: run until SIGINT/SIGTERM. */
-export async function runBridge(config: Config, deps: BridgeDeps = {}, onReady?: (bridge: Bridge) => void): Promise<void> {
+/** `relay-bridge start`: run until SIGINT/SIGTERM, then stop within the deadline. Resolves with the exit code
+ * the process should end with (1 when something did not finish); the caller exits with it, because a
+ * connection to a dependency that hangs would keep the process alive. A second signal ends it at once. */
+export async function runBridge(config: Config, deps: BridgeDeps = {}, onReady?: (bridge: Bridge) => void): Promise<number> {
   const log = deps.log ?? createLogger(config.logging.level)
   const bridge = await startBridge(config, { ...deps, log })
   onReady?.(bridge)
-  await new Promise<void>(resolve => {
-    const stop = (signal: string) => {
-      log.info({ signal }, 'Stopping')
-      void bridge.stop().finally(resolve)
+  const signal = await new Promise<NodeJS.Signals>(resolve => {
+    const first = (received: NodeJS.Signals) => {
+      // From now on either signal has its default effect: a second one ends the process at once.
+      process.off('SIGINT', first)
+      process.off('SIGTERM', first)
+      resolve(received)
     }
-    process.once('SIGINT', () => stop('SIGINT'))
-    process.once('SIGTERM', () => stop('SIGTERM'))
+    process.on('SIGINT', first)
+    process.on('SIGTERM', first)
   })
+  log.info({ signal }, 'Stopping')
+  const unfinished = await bridge.stop()
+  if (unfinished.length === 0) {
+    log.info('Stopped')
+    return 0
+  }
+  log.error({ unfinished }, `Stopped without finishing: ${unfinished.join('; ')}. Exiting anyway; deliveries that were in flight are sent again at the next start.`)
+  return 1
 }

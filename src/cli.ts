@@ -58,7 +58,8 @@ export function buildProgram(): Command {
         throw new Exit(2, `Before the bridge can start, fill in ${configPath}:\n${missing.map(m => `  - ${m}`).join('\n')}`)
       }
       const { runBridge } = await import('./bridge.ts')
-      await runBridge(config)
+      // Exit here rather than when the event loop empties: a dependency that hangs keeps a socket open.
+      process.exit(await runBridge(config))
     })
 
   program

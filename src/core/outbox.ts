@@ -145,6 +145,11 @@ export class Outbox {
     await Promise.allSettled([...this.running.values()])
   }
 
+  /** The networks with a delivery being worked on right now. */
+  busyNetworks(): string[] {
+    return [...new Set([...this.running.keys()].map(k => k.slice(0, k.indexOf('\u0000'))))]
+  }
+
   /** Makes sure the queue for this chat is being worked on. */
   kick(network: string, chatId: string): void {
     if (this.stopped) return

@@ -77,9 +77,9 @@ const networks = await buildNetworks(config, {
   signal: { timings: { backoffInitialMs: 100, backoffMaxMs: 1000, watchdogMs: 5000, pollAccountsMs: 1000, receiveRetryMs: 100 } },
   whatsapp: { socketFactory: wa.factory, reconnect: { initialMs: 50, maxMs: 500 }, phoneCheckMs: 0 },
 })
-await runBridge(config, {
+const code = await runBridge(config, {
   networks,
   timings: { backoff: { initialMs: fast.backoffMs ?? 100, maxMs: 1000, maxAttempts: 1000 }, inboxRetryMs: 100, homeserverRetryMs: 200 },
 }, bridge => send({ ready: true, port: bridge.port }))
 await wa.stop()
-process.exit(0)
+process.exit(code)

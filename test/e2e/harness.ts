@@ -2,7 +2,7 @@
 // injected) against the fake homeserver and the fake signal-cli daemon, both real HTTP servers in the test
 // process. People drive it only the way people do: Matrix messages and commands, Signal envelopes, WhatsApp
 // messages.
-import { fork, type ChildProcess } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { createServer } from 'node:net'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -12,6 +12,7 @@ import { validateConfig } from '../../src/config.ts'
 import { buildRegistration } from '../../src/registration.ts'
 import { FakeHomeserver, type FakeEvent } from '../fakes/homeserver.ts'
 import { FakeSignalDaemon } from '../fakes/signal-daemon.ts'
+import { forkChild, stopChild } from '../support/children.ts'
 import { AS_TOKEN, HS_TOKEN, tempDir } from '../support/config.ts'
 import { createPostgresDatabase, type DbKind } from '../support/db.ts'
 import { PATIENCE_MS } from '../support/patience.ts'
@@ -83,7 +84,7 @@ export class E2E {
 
   /** Starts the bridge process and waits until it listens. */
   async start(env: NodeJS.ProcessEnv = {}): Promise<void> {
-    const child = fork(ENTRY, [this.configPath, this.sentLog], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'], serialization: 'advanced', env: { ...process.env, ...env } })
+    const child = forkChild(ENTRY, [this.configPath, this.sentLog], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'], serialization: 'advanced', env: { ...process.env, ...env } })
     this.child = child
     child.stdout!.on('data', (d: Buffer) => (this.output = (this.output + d).slice(-200_000)))
     child.stderr!.on('data', (d: Buffer) => (this.output = (this.output + d).slice(-200_000)))
@@ -94,7 +95,7 @@ export class E2E {
       if (m.error !== undefined) p?.reject(new Error(m.error))
       else p?.resolve(m.result)
     })
-    await new Promise<void>((resolve, reject) => {
+    const started = new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`the bridge did not start within ${PATIENCE_MS} ms:\n${this.output}`)), PATIENCE_MS)
       child.on('message', (m: { ready?: boolean }) => {
         if (m.ready) {
@@ -107,15 +108,17 @@ export class E2E {
         reject(new Error(`the bridge exited with ${code} during start:\n${this.output}`))
       })
     })
+    // A bridge that never said it was ready is not left running for the next test to trip over.
+    await started.catch(async (err: unknown) => {
+      await stopChild(child, 'SIGKILL')
+      throw err
+    })
   }
 
-  /** Kills the bridge process with a real signal and waits for it to be gone. */
+  /** Sends the bridge process a real signal and waits for it to be gone (SIGKILL if it is stuck). */
   async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
-    const child = this.child
-    if (!child || child.exitCode !== null || child.signalCode !== null) return
-    const gone = new Promise<void>(resolve => child.once('exit', () => resolve()))
-    child.kill(signal)
-    await gone
+    if (!this.child) return
+    await stopChild(this.child, signal)
     for (const p of this.pending.values()) p.reject(new Error('the bridge process went away'))
     this.pending.clear()
   }

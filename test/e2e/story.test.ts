@@ -29,7 +29,7 @@ describe.each(DB_KINDS)('the story, end to end, on %s', kind => {
     e.until(() => e.daemon.callsOf(method).find(c => pred(c.params)), `Signal ${method}: ${what}`)
   const waitWa = async (pred: (s: { content: any; quotedId: string | null; id: string }) => boolean, what: string) =>
     (await e.waitForWaSent(sent => sent.some(pred), what)).find(pred)!
-  const waitMatrix = (pred: (ev: FakeEvent) => boolean) => e.hs.waitForEvent(p.room, pred, { timeoutMs: 20_000 })
+  const waitMatrix = (pred: (ev: FakeEvent) => boolean) => e.hs.waitForEvent(p.room, pred, { timeoutMs: PATIENCE_MS })
   const body = (ev: FakeEvent) => (ev.content as any).body as string | undefined
   const timestampOf = (call: { result?: unknown }) => (call.result as { timestamp: number }).timestamp
 

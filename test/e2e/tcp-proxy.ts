@@ -1,12 +1,17 @@
 // A TCP proxy in front of PostgreSQL, so a test can take the database away (connections cut, new ones
-// refused) and bring it back, as a network outage or a database restart would.
+// refused) and bring it back, as a network outage or a database restart would, or make it hang (nothing
+// forwarded, nothing closed), as a stuck server or a silently dropped network path would.
 import { createServer, connect, type Server, type Socket } from 'node:net'
 
 export class TcpProxy {
   readonly port: number
   private server: Server | undefined
   private readonly sockets = new Set<Socket>()
+  private readonly pairs = new Map<Socket, Socket>()
   private readonly target: { host: string; port: number }
+  private frozen = false
+  /** Bytes the clients sent after freeze(), swallowed: the server never saw them. */
+  swallowedBytes = 0
 
   private constructor(port: number, target: { host: string; port: number }) {
     this.port = port
@@ -24,16 +29,40 @@ export class TcpProxy {
 
   private listen(): Promise<void> {
     const server = createServer(client => {
+      this.track(client)
+      if (this.frozen) return this.swallow(client)
       const upstream = connect(this.target.port, this.target.host)
-      for (const s of [client, upstream]) {
-        this.sockets.add(s)
-        s.on('close', () => this.sockets.delete(s))
-        s.on('error', () => {})
-      }
+      this.track(upstream)
+      this.pairs.set(client, upstream)
       client.pipe(upstream).pipe(client)
     })
     this.server = server
     return new Promise(r => server.listen(this.port, '127.0.0.1', () => r()))
+  }
+
+  private track(s: Socket): void {
+    this.sockets.add(s)
+    s.on('close', () => {
+      this.sockets.delete(s)
+      this.pairs.delete(s)
+    })
+    s.on('error', () => {})
+  }
+
+  private swallow(client: Socket): void {
+    client.on('data', (d: Buffer) => (this.swallowedBytes += d.length))
+  }
+
+  /** Stops forwarding in both directions without closing anything: open connections stay open and silent,
+   * new ones are accepted and never reach the server. For good; stop() ends it. */
+  freeze(): void {
+    this.frozen = true
+    for (const [client, upstream] of this.pairs) {
+      client.unpipe(upstream)
+      upstream.unpipe(client)
+      upstream.pause()
+      this.swallow(client)
+    }
   }
 
   /** Cuts every connection and refuses new ones for `ms`, then accepts again. */

@@ -79,6 +79,9 @@ export class FakeHomeserver {
   private baseUrl = ''
   /** While true, every client-server connection is dropped at once (the homeserver is "down"). */
   offline = false
+  /** Requests that arrived after hang(): accepted, read, never answered. */
+  readonly hungRequests: string[] = []
+  private hung = false
 
   static async start(opts: FakeHomeserverOptions = {}): Promise<FakeHomeserver> {
     const hs = new FakeHomeserver(opts)
@@ -125,6 +128,11 @@ export class FakeHomeserver {
         req.socket.destroy()
         return
       }
+      if (this.hung) {
+        this.hungRequests.push(`${req.method} ${req.url}`)
+        this.changed()
+        return
+      }
       this.api.handle(req, res).catch((err: unknown) => {
         res.writeHead(500, { 'Content-Type': 'application/json' })
         res.end(JSON.stringify({ errcode: 'M_UNKNOWN', error: String(err) }))
@@ -161,6 +169,13 @@ export class FakeHomeserver {
   setAppserviceUrl(url: string | null): void {
     this.registration.url = url
     this.pusher.kick()
+  }
+
+  /** The homeserver hangs, as a Synapse stuck on its database does: connections are still accepted but no
+   * request is ever answered, and no transaction is pushed. Open requests stay open until stop(). */
+  hang(): void {
+    this.hung = true
+    this.pusher.pause()
   }
 
   pause(): void {

@@ -68,6 +68,9 @@ export class FakeSignalDaemon implements RpcState {
   /** Optional: before the drop, sends fail with every recipient NETWORK_FAILURE (§11.5). */
   readonly failingAccounts = new Set<string>()
   readonly pendingLinks = new Map<string, { used: boolean; finish?: (r: FakeAccount | Error) => void }>()
+  /** Requests that arrived after hang(): read to the end, never answered. */
+  readonly hungRequests: Array<{ path: string; body: string }> = []
+  private hung = false
   private readonly queued = new Map<string, unknown[]>()
   private readonly streams = new Set<Stream>()
   private readonly sockets = new Set<Socket>()
@@ -126,6 +129,13 @@ export class FakeSignalDaemon implements RpcState {
   async restart(): Promise<void> {
     await this.stop()
     await this.listen()
+  }
+
+  /** The daemon hangs (a stuck JVM): connections are accepted, requests read and never answered, and the
+   * open event streams fall silent, keepalives included. Everything stays open until stop(). */
+  hang(): void {
+    this.hung = true
+    for (const st of this.streams) clearInterval(st.keepalive)
   }
 
   /** Refuses connections for `ms` (daemon down), then comes back on the same port. */
@@ -256,6 +266,13 @@ export class FakeSignalDaemon implements RpcState {
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://x')
+    if (this.hung) {
+      const chunks: Buffer[] = []
+      for await (const c of req) chunks.push(c as Buffer)
+      this.hungRequests.push({ path: url.pathname, body: Buffer.concat(chunks).toString('utf8') })
+      this.notify()
+      return
+    }
     if (url.pathname === '/api/v1/check') {
       res.writeHead(req.method === 'GET' ? 200 : 405, { 'Content-Length': '0' }).end()
       return

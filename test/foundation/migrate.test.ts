@@ -31,7 +31,7 @@ describe('migrations', async () => {
     const uri = await createPostgresDatabase()
     const dir = await tempDir()
     const config = await configFile(dir, uri)
-    const runs = await Promise.all([runCli(['migrate', '-c', config], { timeoutMs: 60_000 }), runCli(['migrate', '-c', config], { timeoutMs: 60_000 })])
+    const runs = await Promise.all([runCli(['migrate', '-c', config], { timeoutMs: PATIENCE_MS }), runCli(['migrate', '-c', config], { timeoutMs: PATIENCE_MS })])
     expect(runs.map(r => r.code)).toEqual([0, 0])
     const applied = runs.flatMap(r => /Applied (.*)\./.exec(r.stdout)?.[1]?.split(', ') ?? [])
     expect(applied.sort()).toEqual(files) // between them, each file once
@@ -44,7 +44,7 @@ describe('migrations', async () => {
   it('a second process on the same embedded database is refused with a sentence, and the first applies everything once', async () => {
     const dir = await tempDir()
     const config = await configFile(dir, '')
-    const runs = await Promise.all([runCli(['migrate', '-c', config], { timeoutMs: 60_000 }), runCli(['migrate', '-c', config], { timeoutMs: 60_000 })])
+    const runs = await Promise.all([runCli(['migrate', '-c', config], { timeoutMs: PATIENCE_MS }), runCli(['migrate', '-c', config], { timeoutMs: PATIENCE_MS })])
     const ok = runs.filter(r => r.code === 0)
     const refused = runs.filter(r => r.code !== 0)
     // Either they ran one after the other (both 0), or one was refused while the other held the database.
@@ -54,7 +54,7 @@ describe('migrations', async () => {
     const { rows } = await db.query<{ name: string }>('SELECT name FROM schema_migrations ORDER BY version')
     expect(rows.map(r => r.name)).toEqual(files)
     await db.close()
-    const again = await runCli(['migrate', '-c', config], { timeoutMs: 60_000 })
+    const again = await runCli(['migrate', '-c', config], { timeoutMs: PATIENCE_MS })
     expect(again.stdout).toMatch(/up to date/)
   }, PATIENCE_MS * 3)
 

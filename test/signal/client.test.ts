@@ -1,5 +1,6 @@
 // The JSON-RPC client against the fake daemon over real HTTP, and how each error code reaches the outbox.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { PATIENCE_MS } from '../support/patience.ts'
 import axios from 'axios'
 import { SignalClient, SignalRpcError, SignalUnreachableError } from '../../src/signal/client.ts'
 import { toDeliveryError } from '../../src/signal/send.ts'
@@ -12,7 +13,7 @@ let client: SignalClient
 beforeEach(async () => {
   daemon = await FakeSignalDaemon.start()
   daemon.addAccount({ number: RELAY, aci: '5f0c2a9e-3b7d-4e61-9a2c-7d1e8b4f6a30' })
-  client = new SignalClient({ daemonUrl: daemon.url, timeoutMs: 2000 })
+  client = new SignalClient({ daemonUrl: daemon.url, timeoutMs: PATIENCE_MS })
 })
 afterEach(() => daemon.stop())
 

@@ -1,6 +1,7 @@
 // Runs the real CLI as a child process.
-import { spawn, type ChildProcess } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
+import { spawnChild, stopChild } from './children.ts'
 import { PATIENCE_MS } from './patience.ts'
 
 export const CLI = fileURLToPath(new URL('../../src/cli.ts', import.meta.url))
@@ -13,12 +14,12 @@ export interface Run {
 
 export function runCli(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { cwd: opts.cwd, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawnChild(process.execPath, [CLI, ...args], { cwd: opts.cwd, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] })
     let stdout = ''
     let stderr = ''
-    child.stdout.on('data', (d: Buffer) => (stdout += d))
-    child.stderr.on('data', (d: Buffer) => (stderr += d))
-    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? PATIENCE_MS)
+    child.stdout!.on('data', (d: Buffer) => (stdout += d))
+    child.stderr!.on('data', (d: Buffer) => (stderr += d))
+    const timer = setTimeout(() => void stopChild(child, 'SIGKILL'), opts.timeoutMs ?? PATIENCE_MS)
     child.on('error', reject)
     child.on('close', code => {
       clearTimeout(timer)
@@ -30,10 +31,10 @@ export function runCli(args: string[], opts: { cwd?: string; env?: NodeJS.Proces
 /** Starts a long-running CLI command; resolves once its output matches `ready`. */
 export function startCli(args: string[], ready: RegExp, opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<{ child: ChildProcess; output: () => string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { cwd: opts.cwd, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawnChild(process.execPath, [CLI, ...args], { cwd: opts.cwd, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] })
     let out = ''
     const timer = setTimeout(() => {
-      child.kill('SIGKILL')
+      void stopChild(child, 'SIGKILL')
       reject(new Error(`Timed out waiting for ${ready}; output so far:\n${out}`))
     }, opts.timeoutMs ?? PATIENCE_MS)
     const onData = (d: Buffer) => {
