@@ -4,6 +4,7 @@ import type { Logger } from 'pino'
 import type { Config } from './config.ts'
 import { Commands } from './core/commands/index.ts'
 import { Deliverer } from './core/deliver.ts'
+import { Ephemeral } from './core/ephemeral.ts'
 import { SqlLoginStore } from './core/logins.ts'
 import { FileMediaStore, type MediaStore } from './core/media.ts'
 import { MessageMap } from './core/messages.ts'
@@ -23,6 +24,7 @@ import { checkHomeserver } from './homeserver-check.ts'
 import { createLogger } from './log.ts'
 import { AppserviceServer } from './matrix/appservice.ts'
 import { MatrixClientApi, type HomeserverApi } from './matrix/client.ts'
+import { GhostEphemeral, matrixEphemeralDrop } from './matrix/ephemeral.ts'
 import { isEcho, MatrixEvents } from './matrix/events.ts'
 import { Ghosts } from './matrix/ghosts.ts'
 import { Inbox } from './matrix/inbox.ts'
@@ -140,9 +142,14 @@ export async function startBridge(config: Config, deps: BridgeDeps = {}): Promis
     permissions: config.bridge.permissions, log: log.child({ part: 'matrix-events' }),
     ...(deps.timings?.inboxRetryMs ? { retryDelayMs: deps.timings.inboxRetryMs } : {}),
   })
+  const ephemeral = new Ephemeral({
+    db, portals, sink: new GhostEphemeral({ api, ghosts, domain, log: log.child({ part: 'matrix-ephemeral' }) }),
+    typing: config.bridge.typing_to_matrix, receipts: config.bridge.receipts_to_matrix, log: log.child({ part: 'ephemeral' }),
+  })
   const appservice = new AppserviceServer({
     hsToken: config.appservice.hs_token, maxBodyBytes: config.appservice.max_body_bytes, inbox, log, metrics,
     onStored: count => events.stored(count),
+    onEphemeral: matrixEphemeralDrop(metrics.registry),
     ignore: e => isEcho(e, botMxid, domain),
     onUserQuery: mxid => ghosts.exists(mxid),
   })
@@ -164,6 +171,8 @@ export async function startBridge(config: Config, deps: BridgeDeps = {}): Promis
     receive: async event => {
       await router.receive(event)
     },
+    ephemeral: event => ephemeral.receive(event),
+    wantsEphemeral: ephemeral.wants,
     reportState: async (loginId: string, state: ConnectionState, message?: string) => {
       const previous = await logins.setState(loginId, state, message ?? null)
       metrics.loginState.set({ network, login: loginId }, state === 'connected' ? 1 : 0)
@@ -225,6 +234,7 @@ export async function startBridge(config: Config, deps: BridgeDeps = {}): Promis
       clearInterval(maintenance)
       await appservice.close()
       await events.stop()
+      await ephemeral.stop()
       await outbox.stop()
       for (const n of networks.values()) await n.stop().catch(() => {})
       await new Promise<void>(resolve => (metricsServer ? metricsServer.close(() => resolve()) : resolve()))

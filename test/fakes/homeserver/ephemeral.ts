@@ -23,6 +23,8 @@ export class EphemeralRooms {
   private readonly receipts = new Map<string, Map<string, Map<string, Receipt>>>()
   private readonly state: HomeserverState
   private readonly pusher: TransactionPusher
+  /** Tells waiters of a change no request made (a timeout); a request's own recording tells them of the rest,
+   * once the call is in the record. */
   private readonly changed: () => void
 
   constructor(state: HomeserverState, pusher: TransactionPusher, changed: () => void) {
@@ -51,12 +53,14 @@ export class EphemeralRooms {
       return
     }
     const ms = Math.min(timeout, MAX_TYPING_MS)
-    const timer = setTimeout(() => this.stopTyping(roomId, requester), ms)
+    const timer = setTimeout(() => {
+      this.stopTyping(roomId, requester)
+      this.changed() // no request records this one
+    }, ms)
     timer.unref()
     room.set(requester, { until: Date.now() + ms, timer })
     // Only a change is announced: a renewal of someone already typing is silent.
     if (!was) this.pushTyping(roomId)
-    this.changed()
   }
 
   /** POST /rooms/{roomId}/receipt/{receiptType}/{eventId} as `requester`; `raw` is the request body. */
@@ -83,7 +87,6 @@ export class EphemeralRooms {
     const receipt = { eventId, ts: Date.now() }
     users.set(requester, receipt)
     this.pusher.enqueueEphemeral({ type: 'm.receipt', room_id: roomId, content: { [eventId]: { [type]: { [requester]: { ts: receipt.ts } } } } })
-    this.changed()
   }
 
   /** Users typing in a room now. */
@@ -108,7 +111,6 @@ export class EphemeralRooms {
     clearTimeout(entry.timer)
     room.delete(userId)
     this.pushTyping(roomId)
-    this.changed()
   }
 
   /** m.typing carries everyone typing in the room now: a client replaces its whole list with it. */
