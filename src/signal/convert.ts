@@ -108,6 +108,9 @@ export function convertInner(raw: unknown, self: SelfInfo, names: (aci: string) 
  * A receipt names the relay's messages by their sent timestamps; their author is the relay account.
  */
 export function ephemeralOf(raw: unknown, self: SelfInfo): { event?: EphemeralEvent } | undefined {
+  // Every event passes here first: messages leave before the (second) schema parse.
+  const envelope = (raw as { envelope?: Record<string, unknown> } | null)?.envelope
+  if (envelope?.['typingMessage'] == null && envelope?.['receiptMessage'] == null) return undefined
   const parsed = InnerJson.safeParse(raw)
   if (!parsed.success || parsed.data.exception) return undefined
   const env = parsed.data.envelope
