@@ -4,6 +4,7 @@ import type { Logger } from 'pino'
 import type { Config } from './config.ts'
 import { Commands } from './core/commands/index.ts'
 import { Deliverer } from './core/deliver.ts'
+import { Ephemeral } from './core/ephemeral.ts'
 import { SqlLoginStore } from './core/logins.ts'
 import { FileMediaStore, type MediaStore } from './core/media.ts'
 import { MessageMap } from './core/messages.ts'
@@ -24,6 +25,7 @@ import { createLogger } from './log.ts'
 import { stopWithin } from './stop.ts'
 import { AppserviceServer } from './matrix/appservice.ts'
 import { MatrixClientApi, type HomeserverApi } from './matrix/client.ts'
+import { GhostEphemeral, matrixEphemeralDrop } from './matrix/ephemeral.ts'
 import { isEcho, MatrixEvents } from './matrix/events.ts'
 import { Ghosts } from './matrix/ghosts.ts'
 import { Inbox } from './matrix/inbox.ts'
@@ -148,9 +150,14 @@ export async function startBridge(config: Config, deps: BridgeDeps = {}): Promis
     permissions: config.bridge.permissions, log: log.child({ part: 'matrix-events' }),
     ...(deps.timings?.inboxRetryMs ? { retryDelayMs: deps.timings.inboxRetryMs } : {}),
   })
+  const ephemeral = new Ephemeral({
+    db, portals, sink: new GhostEphemeral({ api, ghosts, domain, log: log.child({ part: 'matrix-ephemeral' }) }),
+    typing: config.bridge.typing_to_matrix, receipts: config.bridge.receipts_to_matrix, log: log.child({ part: 'ephemeral' }),
+  })
   const appservice = new AppserviceServer({
     hsToken: config.appservice.hs_token, maxBodyBytes: config.appservice.max_body_bytes, inbox, log, metrics,
     onStored: count => events.stored(count),
+    onEphemeral: matrixEphemeralDrop(metrics.registry),
     ignore: e => isEcho(e, botMxid, domain),
     onUserQuery: mxid => ghosts.exists(mxid),
   })
@@ -172,6 +179,8 @@ export async function startBridge(config: Config, deps: BridgeDeps = {}): Promis
     receive: async event => {
       await router.receive(event)
     },
+    ephemeral: event => ephemeral.receive(event),
+    wantsEphemeral: ephemeral.wants,
     reportState: async (loginId: string, state: ConnectionState, message?: string) => {
       const previous = await logins.setState(loginId, state, message ?? null)
       metrics.loginState.set({ network, login: loginId }, state === 'connected' ? 1 : 0)
@@ -234,6 +243,7 @@ export async function startBridge(config: Config, deps: BridgeDeps = {}): Promis
       const unfinished = await stopWithin(STOP_WORK_MS, [
         { what: 'closing the endpoint the homeserver pushes to', run: () => appservice.close() },
         { what: 'handling the Matrix events already received', run: () => events.stop() },
+        { what: 'showing typing and read receipts', run: () => ephemeral.stop() },
         {
           what: () => `sending the messages in flight to ${outbox.busyNetworks().map(n => NETWORK_LABEL[n as NetworkId] ?? n).join(', ') || 'no one'}`,
           run: () => outbox.stop(),

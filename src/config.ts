@@ -46,6 +46,8 @@ export const configSchema = z.object({
       })
       .default({ message_format: '{name} ({network}): {message}', reactions: 'message' }),
     hold_retention_hours: z.number().positive().default(336),
+    typing_to_matrix: z.boolean().default(true),
+    receipts_to_matrix: z.boolean().default(true),
   }),
   metrics: z.object({ enabled: z.boolean().default(true), hostname: z.string().default('127.0.0.1'), port }),
   logging: z.object({

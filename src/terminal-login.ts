@@ -50,7 +50,7 @@ export async function terminalLogin(config: Config, network: 'signal' | 'whatsap
       // Only linking runs here: nothing is received, so the context refuses to relay.
       const ctx: NetworkContext = {
         log: createLogger('warn'), db, media: new FileMediaStore(config.data_dir), metrics: new Registry(), logins,
-        receive: async () => {}, reportState: async () => {}, notify: async () => {},
+        receive: async () => {}, ephemeral: () => {}, wantsEphemeral: { typing: false, receipts: false }, reportState: async () => {}, notify: async () => {},
         isBridgedChat: () => false, findCopy: async () => undefined,
       }
       const login = await linkWhatsApp(

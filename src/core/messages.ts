@@ -152,6 +152,24 @@ export const MessageMap = {
     return rows
   },
 
+  /**
+   * Of the messages with these remote ids in these chats of a network, the latest one and its first Matrix event
+   * (what a read receipt lands on). Undefined when none of them reached Matrix.
+   */
+  async latestOnMatrix(q: Queryable, network: NetworkId, chatIds: string[], remoteIds: string[]): Promise<{ messageId: number; portalId: number; eventId: string } | undefined> {
+    if (chatIds.length === 0 || remoteIds.length === 0) return undefined
+    const { rows } = await q.query<{ message_id: number; portal_id: number; event_id: string }>(
+      `SELECT m.id AS message_id, m.portal_id, x.remote_id AS event_id
+       FROM message_copies c JOIN messages m ON m.id = c.message_id
+       JOIN message_copies x ON x.message_id = m.id AND x.network = 'matrix' AND x.role = 'original'
+       WHERE c.network = $1 AND c.chat_id = ANY($2::text[]) AND c.remote_id = ANY($3::text[]) AND m.kind = 'message'
+       ORDER BY m.id DESC, x.sent_at LIMIT 1`,
+      [network, chatIds, remoteIds],
+    )
+    const r = rows[0]
+    return r ? { messageId: Number(r.message_id), portalId: Number(r.portal_id), eventId: r.event_id } : undefined
+  },
+
   async markDeleted(q: Queryable, id: number): Promise<void> {
     await q.query('UPDATE messages SET deleted = true WHERE id = $1', [id])
   },

@@ -132,6 +132,31 @@ export interface InboundChatUpdate extends InboundBase {
 
 export type InboundEvent = InboundMessage | InboundEdit | InboundDelete | InboundReaction | InboundChatUpdate
 
+// ---- Ephemeral events: typing and read receipts ----------------------------------------------------
+// Not messages: never recorded, never queued (core/ephemeral.ts). Only Signal and WhatsApp people's reach
+// Matrix; Matrix people's are not relayed, as the relay account would look like it was typing or reading.
+
+/** A person starts or stops typing in a group. */
+export interface InboundTyping {
+  kind: 'typing'
+  network: RemoteNetworkId
+  chatId: string
+  sender: Person
+  typing: boolean
+  loginId: string
+}
+/** A person has read messages the relay account sent, named by their remote ids on that network. */
+export interface InboundRead {
+  kind: 'read'
+  network: RemoteNetworkId
+  /** The group, when the network says it (WhatsApp); Signal receipts name only the messages. */
+  chatId?: string
+  sender: Person
+  targets: string[]
+  loginId: string
+}
+export type EphemeralEvent = InboundTyping | InboundRead
+
 // ---- Deliveries (what the core asks an adapter to send) --------------------------------------------
 
 /** A copy of a bridged message on one network, as recorded in the message map. */

@@ -2,7 +2,7 @@
 import type { Logger } from 'pino'
 import type { Registry } from 'prom-client'
 import type { Db } from '../db/types.ts'
-import type { Delivery, InboundEvent, NetworkId, RemoteNetworkId, SendResult } from './model.ts'
+import type { Delivery, EphemeralEvent, InboundEvent, NetworkId, Person, RemoteNetworkId, SendResult } from './model.ts'
 import type { MediaStore } from './media.ts'
 
 export type ConnectionState = 'connecting' | 'connected' | 'disconnected' | 'logged_out'
@@ -39,6 +39,12 @@ export interface NetworkContext {
   logins: LoginStore
   /** Record an inbound event durably (dedupe, echo check, queue deliveries). Resolves once committed. */
   receive(event: InboundEvent): Promise<void>
+  /** Hand over a typing notice or read receipt. Returns at once and never fails: these are not recorded, and
+   * one lost (on a crash, or while the homeserver is away) is superseded by the next. */
+  ephemeral(event: EphemeralEvent): void
+  /** Which ephemeral events the operator wants in Matrix, so that adapters skip the work (and the network
+   * calls, such as a presence subscription) for the rest. */
+  readonly wantsEphemeral: { typing: boolean; receipts: boolean }
   /** Report a login's connection state; the core stores it, shows it in `status`, notifies on changes. */
   reportState(loginId: string, state: ConnectionState, message?: string): Promise<void>
   /** Tell the people concerned (the login's owner and its portal rooms) something in Matrix only. */
@@ -53,6 +59,13 @@ export interface NetworkContext {
 export interface Participant {
   readonly network: NetworkId
   send(delivery: Delivery): Promise<SendResult>
+}
+
+/** Where ephemeral events are shown: Matrix, on the person's ghost (matrix/ephemeral.ts). */
+export interface EphemeralSink {
+  typing(person: Person, roomId: string, typing: boolean, timeoutMs: number): Promise<void>
+  /** The person has read up to this Matrix event. */
+  read(person: Person, roomId: string, eventId: string): Promise<void>
 }
 
 export interface GroupInfo {

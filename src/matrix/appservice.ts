@@ -19,6 +19,9 @@ export interface AppserviceOptions {
   onStored?: (count: number) => Promise<void> | void
   /** Events to leave out of the inbox (the bridge's own echoes); they still count in the metrics. */
   ignore?: (event: MatrixEvent) => boolean
+  /** The transaction's ephemeral events (typing, receipts, presence), under the stable or the unstable key.
+   * Called once per transaction, retries included; must return at once. */
+  onEphemeral?: (events: unknown[]) => void
   /** Homeserver asks whether a user in our namespace exists; true after creating it. */
   onUserQuery?: (userId: string) => Promise<boolean>
   /** A ping from the homeserver (spec v1.7). */
@@ -198,6 +201,19 @@ export class AppserviceServer {
     }
   }
 
+  /** Spec v1.13 names the list `ephemeral`; older homeservers `de.sorunome.msc2409.ephemeral`; one that sends
+   * both sends the same list twice, so one is read. A retried transaction brings them again: they are counted
+   * again, harmless for what is only counted. */
+  private ephemeral(body: Record<string, unknown>, txnId: string): void {
+    const list = Array.isArray(body['ephemeral']) ? body['ephemeral'] : body['de.sorunome.msc2409.ephemeral']
+    if (!Array.isArray(list) || list.length === 0) return
+    try {
+      this.opts.onEphemeral?.(list)
+    } catch (err) {
+      this.opts.log.warn({ txnId, err: (err as Error).message }, 'Could not handle the ephemeral events of a transaction')
+    }
+  }
+
   private async transaction(req: IncomingMessage, res: ServerResponse, txnId: string): Promise<void> {
     const { metrics, inbox, log } = this.opts
     let body: unknown
@@ -211,6 +227,7 @@ export class AppserviceServer {
       metrics.transactions.inc({ result: 'bad_json' })
       throw new HttpError(400, 'M_BAD_JSON', 'A transaction is an object with an "events" array')
     }
+    this.ephemeral(body as Record<string, unknown>, txnId)
     const running = this.inFlight.get(txnId)
     if (running) {
       await running

@@ -89,6 +89,10 @@ export interface HomeserverApi {
   getPowerLevels(roomId: string, asUser?: string): Promise<PowerLevels | undefined>
   redact(asUser: string, roomId: string, eventId: string, txnId: string, reason?: string): Promise<string>
   getJoinedMembers(roomId: string, asUser?: string): Promise<Record<string, Profile>>
+  /** `asUser` starts typing for `timeoutMs` (the homeserver stops it then), or stops. Needs `asUser` joined. */
+  setTyping(asUser: string, roomId: string, typing: boolean, timeoutMs: number): Promise<void>
+  /** A public read receipt of `asUser` on an event. Needs `asUser` joined. */
+  sendReadReceipt(asUser: string, roomId: string, eventId: string): Promise<void>
 
   /** AS → HS ping (spec v1.7). 'unsupported' on homeservers older than the endpoint; throws
    * AppservicePingError (with an operator hint) when the homeserver cannot reach the bridge. */
@@ -298,6 +302,18 @@ export class MatrixClientApi implements HomeserverApi {
     const out: Record<string, Profile> = {}
     for (const [id, p] of Object.entries(joined)) out[id] = toProfile(p['display_name'], p['avatar_url'])
     return out
+  }
+
+  async setTyping(asUser: string, roomId: string, typing: boolean, timeoutMs: number): Promise<void> {
+    await this.request('PUT', `/_matrix/client/v3/rooms/${enc(roomId)}/typing/${enc(asUser)}`, {
+      asUser,
+      body: typing ? { typing, timeout: timeoutMs } : { typing },
+    })
+  }
+
+  async sendReadReceipt(asUser: string, roomId: string, eventId: string): Promise<void> {
+    // Synapse refuses an empty body (M_NOT_JSON): the receipt endpoint takes an object, here an empty one.
+    await this.request('POST', `/_matrix/client/v3/rooms/${enc(roomId)}/receipt/m.read/${enc(eventId)}`, { asUser, body: {} })
   }
 
   async pingAppservice(appserviceId: string, transactionId: string): Promise<{ durationMs: number } | 'unsupported'> {

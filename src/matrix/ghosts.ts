@@ -144,6 +144,14 @@ export class Ghosts {
     s.avatarKey = key
   }
 
+  /** Whether the ghost is joined to the room as far as the bridge knows. Reads only: never registers or joins. */
+  async isJoined(mxid: string, roomId: string): Promise<boolean> {
+    const cached = this.cache.get(mxid)
+    if (cached) return cached.rooms.has(roomId)
+    const { rowCount } = await this.opts.db.query('SELECT 1 FROM ghost_memberships WHERE mxid = $1 AND room_id = $2', [mxid, roomId])
+    return rowCount > 0
+  }
+
   /** Forget a membership (the ghost was kicked or left), so the next message joins again. */
   async forgetMembership(mxid: string, roomId: string): Promise<void> {
     this.cache.get(mxid)?.rooms.delete(roomId)

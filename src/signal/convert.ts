@@ -4,6 +4,7 @@ import { createHash } from 'node:crypto'
 import type {
   Attachment,
   AttachmentKind,
+  EphemeralEvent,
   InboundEvent,
   InlineStyle,
   MessageContent,
@@ -15,7 +16,7 @@ import { plainText } from '../core/model.ts'
 import { concat, splice, utf8Length } from '../core/richtext.ts'
 import { safeFilename } from '../core/filename.ts'
 import type { MediaStore } from '../core/media.ts'
-import { InnerJson, type AttachmentJson, type DataMessageJson } from './types.ts'
+import { InnerJson, ReceiptMessageJson, TypingMessageJson, type AttachmentJson, type DataMessageJson } from './types.ts'
 
 /** The relay login that received the event: its own phone's messages speak as this person. */
 export interface SelfInfo {
@@ -99,6 +100,34 @@ export function convertInner(raw: unknown, self: SelfInfo, names: (aci: string) 
   if (envelope.editMessage) return edit(sender, envelope.editMessage.targetSentTimestamp, envelope.editMessage.dataMessage, self, names)
   const dm = envelope.dataMessage!
   return data(sender, dm, envelope.timestamp ?? dm.timestamp, self, names)
+}
+
+/**
+ * A typing or receipt envelope (§4.8) as an ephemeral event: undefined when the envelope is neither, `{}` when
+ * it is one that Matrix does not show (one-to-one typing, a delivery receipt, the relay account's own devices).
+ * A receipt names the relay's messages by their sent timestamps; their author is the relay account.
+ */
+export function ephemeralOf(raw: unknown, self: SelfInfo): { event?: EphemeralEvent } | undefined {
+  // Every event passes here first: messages leave before the (second) schema parse.
+  const envelope = (raw as { envelope?: Record<string, unknown> } | null)?.envelope
+  if (envelope?.['typingMessage'] == null && envelope?.['receiptMessage'] == null) return undefined
+  const parsed = InnerJson.safeParse(raw)
+  if (!parsed.success || parsed.data.exception) return undefined
+  const env = parsed.data.envelope
+  if (env.typingMessage == null && env.receiptMessage == null) return undefined
+  const aci = aciOf(env.sourceUuid)
+  if (!aci || aci === self.aci.toLowerCase()) return {}
+  const sender: Person = { network: 'signal', id: aci, displayName: meaningfulName(env.sourceName) ?? neutralLabel(aci) }
+  const typing = TypingMessageJson.safeParse(env.typingMessage)
+  if (typing.success) {
+    const groupId = typing.data.groupId
+    if (!groupId) return {}
+    return { event: { kind: 'typing', network: 'signal', chatId: groupId, sender, typing: typing.data.action === 'STARTED', loginId: self.loginId } }
+  }
+  const receipt = ReceiptMessageJson.safeParse(env.receiptMessage)
+  // A viewed receipt (a voice note played, a video watched) comes after the read one and says as much.
+  if (!receipt.success || !(receipt.data.isRead || receipt.data.isViewed) || receipt.data.timestamps.length === 0) return {}
+  return { event: { kind: 'read', network: 'signal', sender, targets: receipt.data.timestamps.map(t => `${self.aci}:${t}`), loginId: self.loginId } }
 }
 
 function edit(sender: Person, target: number, dm: DataMessageJson, self: SelfInfo, names: (aci: string) => string | undefined): ConvertResult {

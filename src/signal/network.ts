@@ -6,7 +6,7 @@ import type { Delivery, SendResult } from '../core/model.ts'
 import { UserError } from '../core/errors.ts'
 import { SignalClient, SignalRpcError, isAccountGone } from './client.ts'
 import { SignalEventStream, type StreamTimings } from './events.ts'
-import { completeEvent, convertInner, meaningfulName, neutralLabel, type Converted } from './convert.ts'
+import { completeEvent, convertInner, ephemeralOf, meaningfulName, neutralLabel, type Converted } from './convert.ts'
 import { sendDelivery } from './send.ts'
 import { DEVICE_NAME, linkDevice } from './login.ts'
 import type { GroupJson } from './types.ts'
@@ -175,8 +175,16 @@ export class SignalNetwork implements RemoteNetwork {
     runner.stream = new SignalEventStream(
       { daemonUrl: this.opts.daemonUrl, account: login.address, timings: this.opts.timings ?? {}, log: this.log!.child({ login: login.id }) },
       {
-        // Events of one account are recorded strictly in arrival order.
-        onEvent: inner => (runner.chain = runner.chain.then(() => this.handle(runner, inner))),
+        onEvent: inner => {
+          // Typing and receipts go straight on, never behind messages being recorded (and never holding them).
+          const ephemeral = ephemeralOf(inner, { loginId: login.id, aci: login.personId, displayName: login.displayName })
+          if (ephemeral) {
+            if (ephemeral.event) this.ctx?.ephemeral(ephemeral.event)
+            return
+          }
+          // Events of one account are recorded strictly in arrival order.
+          runner.chain = runner.chain.then(() => this.handle(runner, inner))
+        },
         onState: state => {
           if (!runner.stopped) this.setState(login.id, state)
         },

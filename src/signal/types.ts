@@ -76,6 +76,16 @@ export const EnvelopeJson = z.object({
 })
 export type EnvelopeJson = z.infer<typeof EnvelopeJson>
 
+/** §4.8. Parsed apart from the envelope, so that an odd one never costs a message its envelope. */
+export const TypingMessageJson = z.object({ action: z.string(), timestamp: ts.nullish(), groupId: z.string().nullish() })
+export const ReceiptMessageJson = z.object({
+  when: ts.nullish(),
+  isDelivery: z.boolean().nullish(),
+  isRead: z.boolean().nullish(),
+  isViewed: z.boolean().nullish(),
+  timestamps: z.array(ts),
+})
+
 /** The SSE `data` object (§3.2, §4.0). */
 export const InnerJson = z.object({
   envelope: EnvelopeJson,

@@ -108,6 +108,14 @@ export class People {
     await this.resolve(lid, pn)
   }
 
+  /** The person behind a JID if they were ever seen, without recording anything (typing and receipts). */
+  async known(jid: string): Promise<WaPerson | undefined> {
+    const { lid, pn } = lidAndPn(jid)
+    if (!lid && !pn) return undefined
+    const row = (await this.#db.query<Row>('SELECT * FROM wa_people WHERE lid = $1 OR pn = $2 LIMIT 1', [lid ?? null, pn ?? null])).rows[0]
+    return row ? this.#person(row) : undefined
+  }
+
   async byId(personId: string): Promise<WaPerson | undefined> {
     const row = (await this.#db.query<Row>('SELECT * FROM wa_people WHERE person_id = $1', [personId])).rows[0]
     return row ? this.#person(row) : undefined

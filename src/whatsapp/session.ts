@@ -6,7 +6,7 @@ import type { ConnectionState, Login, NetworkContext } from '../core/network.ts'
 import { loadAuth, lockLogin, type LoginLock, type StoredAuth } from './auth.ts'
 import { toInbound } from './convert.ts'
 import type { MessageStore } from './messages.ts'
-import type { People } from './people.ts'
+import { neutralLabel, type People } from './people.ts'
 import type { PhoneWatch } from './phone.ts'
 import { ignoreJid, statusOf, type GroupCache, type MediaDownloader, type TtlCache, type WaPort, type WaSocketFactory, type WaSocketOptions } from './socket.ts'
 
@@ -39,6 +39,10 @@ export class Session {
   #attempts = 0
   #timer: NodeJS.Timeout | undefined
   #chain: Promise<unknown> = Promise.resolve()
+  /** Typing and receipts, in order among themselves, apart from messages: neither waits for the other. */
+  #ephemeralChain: Promise<unknown> = Promise.resolve()
+  /** Groups whose chat states (typing) this socket asked for, and when. */
+  #subscribed = new Map<string, number>()
   #loggingOut = false
 
   constructor(login: Login, deps: SessionDeps) {
@@ -73,6 +77,7 @@ export class Session {
     }
     const sock = this.#d.factory(auth.state, opts)
     this.sock = sock
+    this.#subscribed = new Map()
     sock.ev.on('connection.update', u => void this.#serial(() => this.#onConnection(sock, u)))
     sock.ev.on('creds.update', () => void this.#serial(() => auth.saveCreds()))
     sock.ev.on('messages.upsert', ({ messages }) => void this.#serial(async () => { for (const m of messages) await this.#persistently(() => this.#onMessage(m)) }))
@@ -90,7 +95,65 @@ export class Session {
     sock.ev.on('lid-mapping.update', ({ lid, pn }) => void this.#serial(() => this.#d.people.link(lid, pn)))
     sock.ev.on('message-receipt.update', receipts => {
       if (receipts.some(r => this.#isPhone(r.key.participant))) void this.#serial(() => this.#d.phone.seen(this.login.id))
+      void this.#ephemeral(() => this.#onReceipts(receipts))
     })
+    sock.ev.on('presence.update', update => void this.#ephemeral(() => this.#onPresence(update)))
+  }
+
+  #ephemeral(work: () => Promise<void>): Promise<unknown> {
+    this.#ephemeralChain = this.#ephemeralChain.then(work).catch((err: unknown) => this.#log.debug({ err: (err as Error).message }, 'A WhatsApp typing notice or receipt was not passed on'))
+    return this.#ephemeralChain
+  }
+
+  /** Group chat states reach a linked device that subscribed to the group's presence (how long a subscription
+   * lasts is not documented: it is renewed hourly, on the group's next message). Only while typing is wanted. */
+  #subscribe(chat: string): void {
+    const sock = this.sock
+    const at = this.#subscribed.get(chat)
+    if (!sock || !this.#d.ctx.wantsEphemeral.typing || (at !== undefined && Date.now() - at < 3_600_000)) return
+    this.#subscribed.set(chat, Date.now())
+    sock.presenceSubscribe(chat).catch(() => this.#subscribed.delete(chat))
+  }
+
+  /** presence.update: rc14 reports `composing`, `recording`, and a pause as `available`. */
+  async #onPresence({ id, presences }: BaileysEventMap['presence.update']): Promise<void> {
+    const { ctx } = this.#d
+    if (!ctx.wantsEphemeral.typing || !ctx.isBridgedChat('whatsapp', id)) return
+    for (const [jid, presence] of Object.entries(presences)) {
+      const sender = await this.#someoneElse(jid)
+      if (!sender) continue
+      const typing = presence.lastKnownPresence === 'composing' || presence.lastKnownPresence === 'recording'
+      ctx.ephemeral({ kind: 'typing', network: 'whatsapp', chatId: id, sender, typing, loginId: this.login.id })
+    }
+  }
+
+  /** message-receipt.update: in groups, one entry per message and member; `readTimestamp` for read and played. */
+  async #onReceipts(receipts: BaileysEventMap['message-receipt.update']): Promise<void> {
+    const { ctx } = this.#d
+    if (!ctx.wantsEphemeral.receipts) return
+    const byReader = new Map<string, { chat: string; reader: string; ids: string[] }>()
+    for (const { key, receipt } of receipts) {
+      const chat = key.remoteJid
+      const reader = receipt.userJid
+      if (!chat || !reader || !key.id || !receipt.readTimestamp || !ctx.isBridgedChat('whatsapp', chat)) continue
+      const k = `${chat}\u0000${reader}`
+      const entry = byReader.get(k) ?? { chat, reader, ids: [] }
+      entry.ids.push(key.id)
+      byReader.set(k, entry)
+    }
+    for (const { chat, reader, ids } of byReader.values()) {
+      const sender = await this.#someoneElse(reader)
+      if (sender) ctx.ephemeral({ kind: 'read', network: 'whatsapp', chatId: chat, sender, targets: ids, loginId: this.login.id })
+    }
+  }
+
+  /** A group member other than the relay account (any of its devices), known from their earlier messages. */
+  async #someoneElse(jid: string): Promise<{ network: 'whatsapp'; id: string; displayName: string } | undefined> {
+    const user = jidDecode(jid)?.user
+    const own = [this.login.address, this.#auth?.state.creds.me?.id ?? '', this.#auth?.state.creds.me?.lid ?? ''].map(j => j.split(/[:@]/, 1)[0])
+    if (!user || own.includes(user)) return undefined
+    const person = await this.#d.people.known(jid)
+    return person ? { network: 'whatsapp', id: person.id, displayName: person.name ?? neutralLabel(person.id) } : undefined
   }
 
   /** Events are handled one at a time, in order: an edit never overtakes the message it edits. */
@@ -186,6 +249,7 @@ export class Session {
     const content = msg.message ? extractMessageContent(msg.message) : undefined
     if (content && !content.reactionMessage && !content.protocolMessage && id && chat && !msg.key.fromMe && ctx.isBridgedChat('whatsapp', chat)) {
       await store.put(this.login.id, msg.key, msg.message!, false)
+      this.#subscribe(chat)
     }
     const displayName = this.login.displayName || (await this.#d.people.byId(this.login.personId))?.name || 'WhatsApp relay'
     const event = await toInbound(msg, {
@@ -254,6 +318,7 @@ export class Session {
     clearTimeout(this.#timer)
     await this.sock?.end(undefined).catch(() => {})
     await this.#chain
+    await this.#ephemeralChain
     await this.#lock?.release()
     this.#lock = undefined
   }

@@ -25,6 +25,7 @@ export type WaPort = Pick<
   | 'groupInviteCode'
   | 'groupAcceptInvite'
   | 'readMessages'
+  | 'presenceSubscribe'
   | 'requestPairingCode'
   | 'updateMediaMessage'
   | 'logout'

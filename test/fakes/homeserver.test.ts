@@ -206,3 +206,62 @@ describe('client-server strictness', () => {
     expect(hs.timeline(room).at(-1)).toMatchObject({ type: 'm.room.encrypted', content: { algorithm: 'm.megolm.v1.aes-sha2' } })
   })
 })
+
+describe('typing and read receipts (Synapse: handlers/typing.py, rest/client/receipts.py)', () => {
+  const GHOST = '@signal_bob:example.org'
+
+  async function roomWithGhost() {
+    const { as, hs, api } = await setup()
+    const room = await botRoom(hs, api)
+    await api.registerUser('signal_bob')
+    const said = await hs.sendMessage(ADMIN, room, 'hello')
+    return { as, hs, api, room, said }
+  }
+
+  it('a ghost not joined to the room gets 403 for typing and for a receipt; once joined both work', async () => {
+    const { hs, api, room, said } = await roomWithGhost()
+    await expect(api.setTyping(GHOST, room, true, 15_000)).rejects.toMatchObject({ status: 403, errcode: 'M_FORBIDDEN' })
+    await expect(api.sendReadReceipt(GHOST, room, said)).rejects.toMatchObject({ status: 403, errcode: 'M_FORBIDDEN' })
+    await api.invite(api.botUserId, room, GHOST)
+    await expect(api.setTyping(GHOST, room, true, 15_000)).rejects.toMatchObject({ status: 403 }) // invited is not joined
+    await api.join(GHOST, room)
+    await api.setTyping(GHOST, room, true, 15_000)
+    await api.sendReadReceipt(GHOST, room, said)
+    expect(hs.typingIn(room)).toEqual([GHOST])
+    expect(hs.receiptsIn(room)[GHOST]?.eventId).toBe(said)
+  })
+
+  it('typing for another user is refused; typing stops when told or when its timeout runs out, and the appservice is told each change', async () => {
+    const { as, hs, api, room } = await roomWithGhost()
+    const res = await fetch(`${hs.url}/_matrix/client/v3/rooms/${encodeURIComponent(room)}/typing/${encodeURIComponent(ADMIN)}`, {
+      method: 'PUT', headers: { Authorization: `Bearer ${hs.registration.as_token}` }, body: JSON.stringify({ typing: true }),
+    })
+    expect(res.status).toBe(400)
+    await api.setTyping(api.botUserId, room, true, 60_000)
+    await api.setTyping(api.botUserId, room, false, 0)
+    expect(hs.typingIn(room)).toEqual([])
+    await api.setTyping(api.botUserId, room, true, 50)
+    await hs.waitFor(() => hs.typingIn(room).length === 0, { what: 'the typing timeout to run out' })
+    const typings = () => as.accepted.flatMap(t => (t.body['ephemeral'] as Array<{ type: string; content: { user_ids: string[] } }> | undefined) ?? []).filter(e => e.type === 'm.typing')
+    await as.waitFor(() => typings().length >= 4)
+    expect(typings().map(e => e.content.user_ids)).toEqual([[api.botUserId], [], [api.botUserId], []])
+  })
+
+  it('a receipt needs a JSON body, a known type and a valid event id; one for an unknown event is ignored, an older one does not replace a newer', async () => {
+    const { hs, api, room, said } = await roomWithGhost()
+    await api.invite(api.botUserId, room, GHOST)
+    await api.join(GHOST, room)
+    const later = await hs.sendMessage(ADMIN, room, 'later')
+    const post = (type: string, eventId: string, body?: string) => fetch(`${hs.url}/_matrix/client/v3/rooms/${encodeURIComponent(room)}/receipt/${type}/${encodeURIComponent(eventId)}?user_id=${encodeURIComponent(GHOST)}`, {
+      method: 'POST', headers: { Authorization: `Bearer ${hs.registration.as_token}` }, ...(body !== undefined ? { body } : {}),
+    }).then(r => r.status)
+    expect(await post('m.read', later)).toBe(400) // no body
+    expect(await post('m.unread', later, '{}')).toBe(400)
+    expect(await post('m.read', 'not-an-event', '{}')).toBe(400)
+    expect(await post('m.read', '$unknown', '{}')).toBe(200)
+    expect(hs.receiptsIn(room)[GHOST]).toBeUndefined()
+    await api.sendReadReceipt(GHOST, room, later)
+    await api.sendReadReceipt(GHOST, room, said)
+    expect(hs.receiptsIn(room)[GHOST]?.eventId).toBe(later)
+  })
+})

@@ -118,7 +118,7 @@ export class FakeHomeserver {
     }, (call) => {
       this.calls.push(call)
       this.changed()
-    })
+    }, () => this.changed())
     this.state.onEvent = (ev) => {
       if (this.interested(ev)) this.pusher.enqueueEvent(this.forAppservice(ev))
       this.changed()
@@ -199,6 +199,7 @@ export class FakeHomeserver {
 
   async stop(): Promise<void> {
     this.pusher.stop()
+    this.api.ephemeral.stop()
     this.server.closeAllConnections()
     await new Promise<void>((resolve) => this.server.close(() => resolve()))
   }
@@ -288,6 +289,26 @@ export class FakeHomeserver {
 
   sendReceipt(userId: string, roomId: string, eventId: string, type: 'm.read' | 'm.read.private' = 'm.read'): void {
     this.pusher.enqueueEphemeral({ type: 'm.receipt', room_id: roomId, content: { [eventId]: { [type]: { [userId]: { ts: Date.now() } } } } })
+  }
+
+  /** A real user's client sets their typing state, with Synapse's checks (see homeserver/ephemeral.ts). */
+  setTyping(userId: string, roomId: string, typing: boolean, timeoutMs = 30_000): void {
+    this.api.ephemeral.setTyping(userId, roomId, userId, { typing, ...(typing ? { timeout: timeoutMs } : {}) })
+  }
+
+  /** A real user's client marks an event read (POST …/receipt/m.read/{eventId}). */
+  markRead(userId: string, roomId: string, eventId: string): void {
+    this.api.ephemeral.setReceipt(userId, roomId, 'm.read', eventId, Buffer.from('{}'), {})
+  }
+
+  /** Who is typing in a room now, as a client syncing would see it. */
+  typingIn(roomId: string): string[] {
+    return this.api.ephemeral.typingIn(roomId)
+  }
+
+  /** Each user's latest public read receipt in a room. */
+  receiptsIn(roomId: string): Record<string, { eventId: string; ts: number }> {
+    return this.api.ephemeral.receiptsIn(roomId)
   }
 
   /** Any ephemeral event, pushed as is (if the registration asks for ephemeral events). */

@@ -161,14 +161,17 @@ export function syncEdit(self: FakeSender, groupId: string, targetSentTimestamp:
   }
 }
 
-export function typing(from: FakeSender, groupId?: string): Envelope {
+/** A typing notice (§4.8): `groupId` only in groups. Clients repeat STARTED while typing and end with STOPPED. */
+export function typing(from: FakeSender, groupId?: string, action: 'STARTED' | 'STOPPED' = 'STARTED'): Envelope {
   const ts = nextTimestamp()
-  return { ...head(from, ts), typingMessage: { action: 'STARTED', timestamp: ts, ...(groupId ? { groupId } : {}) } }
+  return { ...head(from, ts), typingMessage: { action, timestamp: ts, ...(groupId ? { groupId } : {}) } }
 }
 
-export function receipt(from: FakeSender, timestamps: number[]): Envelope {
+/** A receipt (§4.8) from one member, for messages the account sent, by their sent timestamps; never a group id.
+ * Exactly one of the three flags is true (signal-cli's JsonReceiptMessage). */
+export function receipt(from: FakeSender, timestamps: number[], kind: 'delivery' | 'read' | 'viewed' = 'delivery'): Envelope {
   const ts = nextTimestamp()
-  return { ...head(from, ts), receiptMessage: { when: ts, isDelivery: true, isRead: false, isViewed: false, timestamps } }
+  return { ...head(from, ts), receiptMessage: { when: ts, isDelivery: kind === 'delivery', isRead: kind === 'read', isViewed: kind === 'viewed', timestamps } }
 }
 
 export const emptyEnvelope = (from: FakeSender): Envelope => head(from, nextTimestamp())

@@ -21,6 +21,7 @@ import {
   type WAMessage,
   type WAMessageKey,
   type WASocket,
+  jidNormalizedUser,
 } from '@whiskeysockets/baileys'
 import type { WaPort, WaSocketFactory, WaSocketOptions } from '../../src/whatsapp/socket.ts'
 
@@ -87,6 +88,9 @@ export class FakeWhatsApp {
   readonly invites = new Map<string, string>()
   readonly sockets: FakeWaSocket[] = []
   readonly sent: SentRecord[] = []
+  /** Every chat-state and read call the bridge made (typing or reading as the relay account). */
+  readonly presenceSent: Array<{ type: string; jid: string | undefined }> = []
+  readonly reads: WAMessageKey[][] = []
   /** Whether the phone still lists this linked device (false after an unlink or logout). */
   linked = true
   echoOwnSends = true
@@ -250,6 +254,36 @@ export class FakeWhatsApp {
   lidMapping(lid: string, pn: string): void {
     this.current?.ev.emit('lid-mapping.update', { lid, pn })
   }
+  /** A member types, records a voice note, or pauses in a group. rc14 (Socket/chats.js handlePresenceUpdate) turns
+   * the `chatstate` node into presence.update with `paused` reported as `available`. Whether WhatsApp sends a
+   * linked device chat states it has not subscribed to is not documented: the fake takes the stricter reading and
+   * sends them only to a socket that called presenceSubscribe for the group. */
+  typing(spec: { chat?: string; from: Sender; state: 'composing' | 'recording' | 'paused' }): boolean {
+    const s = this.current
+    const chat = spec.chat ?? GROUP
+    if (!s || s.state !== 'open' || !s.subscribed.has(chat)) return false
+    const participant = this.#participantJid(chat, spec.from)
+    const lastKnownPresence = spec.state === 'paused' ? 'available' : spec.state
+    s.ev.emit('presence.update', { id: chat, presences: { [participant]: { lastKnownPresence } } })
+    return true
+  }
+  /** A member's receipts for messages in a group (Socket/messages-recv.js handleReceipt): one
+   * message-receipt.update entry per id, key.fromMe true (the relay's messages), `readTimestamp` for read and
+   * played, `receiptTimestamp` for delivery, in seconds; userJid without a device. */
+  receipts(spec: { chat?: string; by: Sender; ids: string[]; kind?: 'read' | 'played' | 'delivery' }): void {
+    const s = this.current
+    if (!s || s.state !== 'open') return
+    const chat = spec.chat ?? GROUP
+    const participant = this.#participantJid(chat, spec.by)
+    const field = spec.kind === 'delivery' ? 'receiptTimestamp' : 'readTimestamp'
+    const t = Math.floor(Date.now() / 1000)
+    s.ev.emit('message-receipt.update', spec.ids.map(id => ({ key: { remoteJid: chat, id, fromMe: true, participant }, receipt: { userJid: jidNormalizedUser(participant), [field]: t } })))
+  }
+  /** How a member appears in a group's stanzas: by LID in LID-addressed groups, else by number. */
+  #participantJid(chat: string, who: Sender): string {
+    const mode = this.groups.get(chat)?.addressingMode ?? 'lid'
+    return (mode === 'lid' ? (who.lid ?? who.pn) : (who.pn ?? who.lid))!
+  }
   phoneActivity(kind: 'receipt' | 'typed'): void {
     const s = this.current!
     if (kind === 'typed') s.deliver({ from: 'phone', message: { conversation: 'typed on the phone' } })
@@ -268,6 +302,8 @@ export class FakeWaSocket implements WaPort {
   readonly opts: WaSocketOptions
   state: 'connecting' | 'open' | 'closed' = 'connecting'
   metadataFetches = 0
+  /** Chats this socket asked for presence (typing) updates of. */
+  readonly subscribed = new Set<string>()
   #qr = 0
 
   constructor(world: FakeWhatsApp, auth: Auth, opts: WaSocketOptions) {
@@ -403,8 +439,17 @@ export class FakeWaSocket implements WaPort {
     if (!g.participants.some(p => p.lid === me)) g.participants.push({ id: me, lid: me, admin: null })
     return jid
   }
-  readMessages: WASocket['readMessages'] = async () => {
+  readMessages: WASocket['readMessages'] = async keys => {
     this.#live()
+    this.world.reads.push(keys)
+  }
+  presenceSubscribe: WASocket['presenceSubscribe'] = async jid => {
+    this.#live()
+    this.subscribed.add(jid)
+  }
+  sendPresenceUpdate: WASocket['sendPresenceUpdate'] = async (type, jid) => {
+    this.#live()
+    this.world.presenceSent.push({ type, jid })
   }
   requestPairingCode: WASocket['requestPairingCode'] = async phone => {
     if (this.state === 'closed') throw CLOSED()

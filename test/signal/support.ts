@@ -64,6 +64,8 @@ export function testContext(): TestContext {
       ctx.notices.push({ loginId, text })
       poke()
     },
+    ephemeral: () => {},
+    wantsEphemeral: { typing: false, receipts: false },
     isBridgedChat: (_n, chatId) => ctx.bridged.has(chatId),
     findCopy: async () => undefined,
     async until(check, timeoutMs = PATIENCE_MS) {

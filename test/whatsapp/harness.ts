@@ -34,6 +34,8 @@ export function makeContext(db: Db, logins = new MemoryLogins(), media = new Mem
     metrics: new Registry(),
     logins,
     receive: async e => void h.received.push(e),
+    ephemeral: () => {},
+    wantsEphemeral: { typing: false, receipts: false },
     reportState: async (loginId, state, message) => {
       h.states.push({ loginId, state, ...(message ? { message } : {}) })
       const l = logins.rows.get(loginId)

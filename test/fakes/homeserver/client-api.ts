@@ -3,6 +3,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { CreateRoomInput, HomeserverState } from './state.ts'
 import type { TransactionPusher } from './pusher.ts'
+import { EphemeralRooms } from './ephemeral.ts'
 import { MatrixFault, newMediaId, type FakeHomeserverOptions, type InjectedFault, type RecordedCall } from './types.ts'
 
 export interface StoredMedia {
@@ -34,15 +35,18 @@ export class ClientApi {
   readonly media = new Map<string, StoredMedia>()
   /** Checked after authentication, before the endpoint runs. */
   readonly faults: InjectedFault[] = []
+  /** Typing and read receipts (homeserver/ephemeral.ts). */
+  readonly ephemeral: EphemeralRooms
   private readonly routes: [string, RegExp, Handler][]
   private readonly s: HomeserverState
   private readonly pusher: TransactionPusher
   private readonly opts: Required<Pick<FakeHomeserverOptions, 'pingSupported' | 'pingTimeoutMs' | 'authenticatedMedia' | 'legacyMedia' | 'requireInhibitLogin'>>
   private readonly record: (call: RecordedCall) => void
 
-  constructor(state: HomeserverState, pusher: TransactionPusher, opts: ClientApi['opts'], record: (call: RecordedCall) => void) {
+  constructor(state: HomeserverState, pusher: TransactionPusher, opts: ClientApi['opts'], record: (call: RecordedCall) => void, changed: () => void = () => {}) {
     this.s = state
     this.pusher = pusher
+    this.ephemeral = new EphemeralRooms(state, pusher, changed)
     this.opts = opts
     this.record = record
     const C = '/_matrix/client/v3'
@@ -64,6 +68,8 @@ export class ClientApi {
       ['GET', re(`${R}/state`), (c, m) => ok([...this.s.requireJoined(m[1]!, c.user!).state.values()])],
       ['PUT', re(`${R}/redact/([^/]+)/([^/]+)`), (c, m) => this.redact(c, m[1]!, m[2]!, m[3]!)],
       ['GET', re(`${R}/joined_members`), (c, m) => this.joinedMembers(c, m[1]!)],
+      ['PUT', re(`${R}/typing/([^/]+)`), (c, m) => { this.ephemeral.setTyping(c.user!, m[1]!, m[2]!, obj(c.body)); return ok({}) }],
+      ['POST', re(`${R}/receipt/([^/]+)/([^/]+)`), (c, m) => { this.ephemeral.setReceipt(c.user!, m[1]!, m[2]!, m[3]!, c.raw, c.body); return ok({}) }],
       ['POST', re('/_matrix/media/v3/upload'), (c) => this.upload(c)],
       ['GET', re('/_matrix/client/v1/media/download/([^/]+)/([^/]+)(?:/[^/]*)?'), (_c, m) => this.download(m[1]!, m[2]!, 'authenticated')],
       ['GET', re('/_matrix/media/v3/download/([^/]+)/([^/]+)(?:/[^/]*)?'), (_c, m) => this.download(m[1]!, m[2]!, 'legacy')],
