@@ -67,6 +67,7 @@ export class FakeSignalDaemon implements RpcState {
   recipientResult: (member: { number: string | null; uuid: string }, method: string) => string | undefined = () => undefined
   /** Optional: before the drop, sends fail with every recipient NETWORK_FAILURE (§11.5). */
   readonly failingAccounts = new Set<string>()
+  readonly adminDeletes: RpcState['adminDeletes'] = []
   readonly pendingLinks = new Map<string, { used: boolean; finish?: (r: FakeAccount | Error) => void }>()
   private readonly queued = new Map<string, unknown[]>()
   private readonly streams = new Set<Stream>()
