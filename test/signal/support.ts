@@ -63,6 +63,10 @@ export function testContext(): TestContext {
       ctx.notices.push({ loginId, text })
       poke()
     },
+    async notifyChat(_n, chatId, text) {
+      ctx.notices.push({ loginId: chatId, text })
+      poke()
+    },
     isBridgedChat: (_n, chatId) => ctx.bridged.has(chatId),
     findCopy: async () => undefined,
     async until(check, timeoutMs = PATIENCE_MS) {
