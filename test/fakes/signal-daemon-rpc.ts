@@ -135,9 +135,10 @@ function sendResult(state: RpcState, account: FakeAccount, g: FakeGroup, method:
         groupId: g.id,
         type,
         ...(type === 'RATE_LIMIT_FAILURE' ? { retryAfterSeconds: state.retryAfterSeconds } : {}),
+        ...(state.opts.unknownFields ? { futureRecipientField: 'x' } : {}),
       }
     })
-  const response = { timestamp, results }
+  const response = { timestamp, results, ...(state.opts.unknownFields ? { futureResultField: { x: 1 } } : {}) }
   if (results.length > 0 && results.every(x => x.type !== 'SUCCESS')) {
     if (results.every(x => x.type === 'IDENTITY_FAILURE')) throw new RpcFault(-4, 'Failed to send message due to untrusted identities', { response })
     if (results.every(x => x.type === 'RATE_LIMIT_FAILURE')) throw new RpcFault(-5, 'Failed to send message due to rate limiting', { response })
