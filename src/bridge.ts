@@ -190,6 +190,10 @@ export async function startBridge(config: Config, deps: BridgeDeps = {}): Promis
       }
     },
     notify,
+    notifyChat: async (n, chatId, text) => {
+      const portal = portals.find(n, chatId)
+      if (portal) await rooms.notice(portal.roomId, text).catch(err => log.warn({ err: (err as Error).message }, 'Could not send a notice'))
+    },
     isBridgedChat: (n, chatId) => portals.find(n, chatId) !== undefined,
     findCopy: async (n, chatId, remoteId) => {
       const found = await MessageMap.find(db, n, chatId, remoteId)

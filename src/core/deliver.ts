@@ -60,7 +60,12 @@ export class Deliverer {
     const deliveryId = `rb${row.id}`
     const base = { target, sender, deliveryId }
     const messageId = row.message_id!
-    const send = (d: Delivery): Promise<SendResult> => participant.send(d)
+    const send = async (d: Delivery): Promise<SendResult> => {
+      const result = await participant.send(d)
+      // Sent already: a notice the homeserver refuses now must not make the outbox send it again.
+      if (result.notice) await this.opts.rooms.notice(portal.roomId, result.notice).catch(() => {})
+      return result
+    }
     const copies = (id: number) => MessageMap.copiesOn(db, id, row.network)
     switch (row.op) {
       case 'message': {

@@ -225,4 +225,7 @@ export interface SendResult {
   authorId?: string
   sentAt?: number
   extra?: Record<string, unknown>
+  /** A sentence for the Matrix room about what the send did beyond the obvious (a deletion the relay made as
+   * a group admin). The core posts it as a bot notice; it is never relayed. */
+  notice?: string
 }

@@ -49,6 +49,8 @@ export interface NetworkContext {
   reportState(loginId: string, state: ConnectionState, message?: string): Promise<void>
   /** Tell the people concerned (the login's owner and its portal rooms) something in Matrix only. */
   notify(loginId: string, text: string): Promise<void>
+  /** Tell the Matrix room of the portal linked to this remote chat something, in Matrix only (nothing if none). */
+  notifyChat(network: RemoteNetworkId, chatId: string, text: string): Promise<void>
   /** Whether a remote chat is linked to a portal (adapters skip unlinked chats early). */
   isBridgedChat(network: RemoteNetworkId, chatId: string): boolean
   /** Look up a recorded copy by its remote id on this adapter's network (for getMessage, quotes). */

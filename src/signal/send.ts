@@ -8,7 +8,7 @@ import { concat } from '../core/richtext.ts'
 import { DeliveryError } from '../core/errors.ts'
 import type { MediaStore } from '../core/media.ts'
 import { isAccountGone, SignalRpcError, SignalUnreachableError, type SignalClient } from './client.ts'
-import type { SendResultJson } from './types.ts'
+import type { GroupJson, SendResultJson } from './types.ts'
 import { attachmentUri, parseRemoteId, renderParts, renderWhole, type SignalText } from './render.ts'
 
 export const EDIT_WINDOW_MS = 24 * 3600_000
@@ -79,14 +79,21 @@ async function dispatch(delivery: Delivery, login: Login, deps: SendDeps): Promi
     }
     case 'delete': {
       const of = parseRemoteId(delivery.of.remoteId)
-      if (!of || delivery.of.authorId !== login.personId) {
-        throw new DeliveryError('permanent', 'Signal only lets the relay account delete messages it sent itself.')
-      }
+      if (!of) throw new DeliveryError('permanent', 'The message to delete has no usable Signal id.')
       if (now - delivery.of.sentAt > DELETE_WINDOW_MS) {
         throw new DeliveryError('permanent', 'Signal only allows deleting a message for everyone within 24 hours, so the copy on Signal stays.')
       }
-      await call(deps, 'remoteDelete', { ...base, targetTimestamp: of.timestamp })
-      return {}
+      if (delivery.of.authorId === login.personId) {
+        await call(deps, 'remoteDelete', { ...base, targetTimestamp: of.timestamp })
+        return {}
+      }
+      // Someone else's message: only a group admin may delete it (signal-cli 0.14's sendAdminDelete), and clients
+      // drop an admin delete from anyone else without a word, so decide from the group before sending.
+      if (!(await isGroupAdmin(deps, login, delivery.target.chatId))) {
+        throw new DeliveryError('permanent', "Signal lets only group admins delete other people's messages, and the relay account is not an admin of this Signal group, so the message stays there. A Signal group admin can delete it, or make the relay account an admin.", { reason: 'm.no_permission' })
+      }
+      await call(deps, 'sendAdminDelete', { ...base, targetAuthor: of.aci, targetTimestamp: of.timestamp })
+      return { notice: 'The relay account deleted this message for everyone in the Signal group, as a group admin.' }
     }
     case 'reaction': {
       const of = parseRemoteId(delivery.of.remoteId)
@@ -101,6 +108,14 @@ async function dispatch(delivery: Delivery, login: Login, deps: SendDeps): Promi
       return resultOf(res, login)
     }
   }
+}
+
+/** Whether the relay account is an admin of the group, from listGroups (members[].isAdmin in 0.14, admins before). */
+async function isGroupAdmin(deps: SendDeps, login: Login, groupId: string): Promise<boolean> {
+  const [g] = await deps.client.call<GroupJson[]>('listGroups', { account: login.address, groupId })
+  const me = (m: { number: string | null; uuid: string | null } | string): boolean =>
+    typeof m === 'string' ? m === login.address || m === login.personId : m.uuid === login.personId || m.number === login.address
+  return !!g && ((g.members ?? []).some(m => typeof m !== 'string' && m.isAdmin === true && me(m)) || (g.admins ?? []).some(me))
 }
 
 function quoteOf(ref: CopyRef | undefined): Record<string, unknown> {

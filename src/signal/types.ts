@@ -121,6 +121,8 @@ export interface GroupJson {
   description?: string | null
   isMember: boolean
   isBlocked?: boolean
-  members?: Array<{ number: string | null; uuid: string | null } | string>
+  members?: Array<{ number: string | null; uuid: string | null; isAdmin?: boolean } | string>
+  /** Deprecated since 0.14 in favour of members[].isAdmin; still sent. */
+  admins?: Array<{ number: string | null; uuid: string | null } | string>
   groupInviteLink?: string | null
 }

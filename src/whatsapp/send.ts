@@ -11,6 +11,7 @@ import { plainText } from '../core/model.ts'
 import { concat } from '../core/richtext.ts'
 import type { MessageStore, StoredMessage } from './messages.ts'
 import type { People } from './people.ts'
+import { relayIsAdmin } from './membership.ts'
 import { mediaContent, renderText, takesCaption } from './render.ts'
 import { statusOf, type GroupCache, type WaPort } from './socket.ts'
 
@@ -115,10 +116,16 @@ export class Sender {
         if (this.#d.now() - delivery.of.sentAt > DELETE_WINDOW_MS)
           throw new DeliveryError('permanent', 'WhatsApp only deletes messages for everyone within about two days of sending, so this older message stays in the WhatsApp group.')
         const key = await this.#keyFor(conn, chat, delivery.of)
+        // The relay's own copies (and what was typed on its phone) it may always revoke. Someone else's message only
+        // an admin may, and WhatsApp ignores anyone else's revoke without a word: decide before sending.
+        const own = delivery.of.authorId === conn.personId
+        if (!own && !relayIsAdmin(await this.#d.groups.load(conn.sock, chat), conn.sock.user)) {
+          throw new DeliveryError('permanent', 'WhatsApp lets only group admins delete other people\'s messages, and the relay account is not an admin of this WhatsApp group, so the message stays there. A WhatsApp group admin can delete it, or make the relay account an admin.', { reason: 'm.no_permission' })
+        }
         const parts = Array.isArray(delivery.of.extra?.parts) ? (delivery.of.extra.parts as string[]) : [key.id]
         for (const [i, id] of parts.entries())
           await this.#one(conn, chat, { delete: { ...key, id } }, messageIdFor(delivery.deliveryId, i))
-        return {}
+        return own ? {} : { notice: 'The relay account deleted this message for everyone in the WhatsApp group, as a group admin.' }
       }
       case 'reaction': {
         const key = await this.#keyFor(conn, chat, delivery.of)

@@ -5,6 +5,7 @@ import { DisconnectReason, extractMessageContent, jidDecode, type BaileysEventMa
 import type { ConnectionState, Login, NetworkContext } from '../core/network.ts'
 import { loadAuth, lockLogin, type LoginLock, type StoredAuth } from './auth.ts'
 import { toInbound } from './convert.ts'
+import { isSelf } from './membership.ts'
 import type { MessageStore } from './messages.ts'
 import { neutralLabel, type People } from './people.ts'
 import type { PhoneWatch } from './phone.ts'
@@ -90,7 +91,8 @@ export class Session {
     }))
     sock.ev.on('group-participants.update', u => void this.#serial(async () => {
       this.#d.groups.forget(u.id)
-      await this.#learnParticipants(u.participants)
+      await this.#persistently(() => this.#learnParticipants(u.participants))
+      await this.#ownMembership(u)
     }))
     sock.ev.on('lid-mapping.update', ({ lid, pn }) => void this.#serial(() => this.#d.people.link(lid, pn)))
     sock.ev.on('message-receipt.update', receipts => {
@@ -296,6 +298,20 @@ export class Session {
         ...(u.subject != null ? { name: u.subject } : {}), ...(u.desc != null ? { topic: u.desc } : {}),
       })
     }
+  }
+
+  /**
+   * The relay account itself removed from (or added back to) a bridged group: the room hears it at once. Messages
+   * sent meanwhile are not held: each fails with a sentence in the room (WhatsApp refuses the send as forbidden),
+   * since only a group admin can undo the removal and nobody can tell whether or when one will.
+   */
+  async #ownMembership(u: BaileysEventMap['group-participants.update']): Promise<void> {
+    if ((u.action !== 'remove' && u.action !== 'add') || !this.#d.ctx.isBridgedChat('whatsapp', u.id)) return
+    if (!u.participants.some(p => isSelf(p, this.sock?.user))) return
+    this.#log.info({ group: u.id, action: u.action }, 'The relay account\'s membership of a bridged WhatsApp group changed')
+    await this.#d.ctx.notifyChat('whatsapp', u.id, u.action === 'remove'
+      ? 'The WhatsApp relay account was removed from the WhatsApp group, so messages from this room do not reach WhatsApp until a group admin adds it back; each one that fails is reported here.'
+      : 'The WhatsApp relay account is back in the WhatsApp group; messages from this room reach WhatsApp again.')
   }
 
   async #learnParticipants(participants: Array<{ id: string; lid?: string | undefined; phoneNumber?: string | undefined }>): Promise<void> {

@@ -23,6 +23,8 @@ export interface RpcState {
   readonly calls: RecordedCall[]
   readonly faults: Map<string, RpcFault[]>
   readonly failingAccounts: Set<string>
+  /** Admin deletes sent, and whether receiving clients honour them (only from a group admin). */
+  readonly adminDeletes: Array<{ groupId: string; targetAuthor: string; targetTimestamp: number; honoured: boolean }>
   readonly pendingLinks: Map<string, { used: boolean; finish?: (r: FakeAccount | Error) => void }>
   recipientResult(member: { number: string | null; uuid: string }, method: string): string | undefined
   /** What a RATE_LIMIT_FAILURE result says to wait. */
@@ -133,9 +135,10 @@ function sendResult(state: RpcState, account: FakeAccount, g: FakeGroup, method:
         groupId: g.id,
         type,
         ...(type === 'RATE_LIMIT_FAILURE' ? { retryAfterSeconds: state.retryAfterSeconds } : {}),
+        ...(state.opts.unknownFields ? { futureRecipientField: 'x' } : {}),
       }
     })
-  const response = { timestamp, results }
+  const response = { timestamp, results, ...(state.opts.unknownFields ? { futureResultField: { x: 1 } } : {}) }
   if (results.length > 0 && results.every(x => x.type !== 'SUCCESS')) {
     if (results.every(x => x.type === 'IDENTITY_FAILURE')) throw new RpcFault(-4, 'Failed to send message due to untrusted identities', { response })
     if (results.every(x => x.type === 'RATE_LIMIT_FAILURE')) throw new RpcFault(-5, 'Failed to send message due to rate limiting', { response })
@@ -180,6 +183,16 @@ async function dispatch(state: RpcState, method: string, p: Params): Promise<unk
     case 'remoteDelete': {
       const g = group(state, account!, p.groupId)
       if (p.targetTimestamp === undefined) throw new RpcFault(-32603, 'null (NullPointerException)')
+      return sendResult(state, account!, g, method)
+    }
+    case 'sendAdminDelete': {
+      // signal-cli 0.14.0+ (SendAdminDeleteCommand): groups only; sent whatever the sender's role, but receiving
+      // clients drop an admin delete from a member who is not an admin (IncomingMessageHandler).
+      const ids = list(p, 'groupId', 'groupIds')
+      if (ids.length === 0) throw new RpcFault(-1, 'Admin delete requires group IDs')
+      if (typeof p.targetAuthor !== 'string' || p.targetTimestamp === undefined) throw new RpcFault(-32603, 'null (NullPointerException)')
+      const g = group(state, account!, ids[0])
+      state.adminDeletes.push({ groupId: g.id, targetAuthor: p.targetAuthor, targetTimestamp: p.targetTimestamp as number, honoured: g.admins.includes(account!.aci) })
       return sendResult(state, account!, g, method)
     }
     case 'sendTyping':

@@ -47,6 +47,21 @@ interface Stream {
   res: ServerResponse
   accounts: Set<string>
   keepalive: NodeJS.Timeout
+  /** ≤0.14.3: nothing reaches the client before the first keepalive; events meanwhile wait here, in order. */
+  held?: string[]
+}
+
+/** Fields the bridge does not know, where 0.14.x keeps adding some: the envelope, the data message, a sync
+ * transcript and an edit's new content (§1, §10). */
+function withUnknownFields(envelope: Envelope): Envelope {
+  const extra = (o: unknown) => (o && typeof o === 'object' ? { ...(o as object), futureField: { x: 1 } } : o)
+  const e: Record<string, unknown> = { ...envelope, futureField: { x: 1 } }
+  if (e.dataMessage) e.dataMessage = extra(e.dataMessage)
+  const edit = e.editMessage as { dataMessage?: unknown } | undefined
+  if (edit?.dataMessage) e.editMessage = { ...edit, dataMessage: extra(edit.dataMessage), futureEditField: 1 }
+  const sync = e.syncMessage as { sentMessage?: unknown } | undefined
+  if (sync?.sentMessage) e.syncMessage = { ...sync, sentMessage: extra(sync.sentMessage) }
+  return e as Envelope
 }
 
 export class FakeSignalDaemon implements RpcState {
@@ -67,6 +82,7 @@ export class FakeSignalDaemon implements RpcState {
   recipientResult: (member: { number: string | null; uuid: string }, method: string) => string | undefined = () => undefined
   /** Optional: before the drop, sends fail with every recipient NETWORK_FAILURE (§11.5). */
   readonly failingAccounts = new Set<string>()
+  readonly adminDeletes: RpcState['adminDeletes'] = []
   readonly pendingLinks = new Map<string, { used: boolean; finish?: (r: FakeAccount | Error) => void }>()
   /** Requests that arrived after hang(): read to the end, never answered. */
   readonly hungRequests: Array<{ path: string; body: string }> = []
@@ -174,7 +190,7 @@ export class FakeSignalDaemon implements RpcState {
     // Key order on the wire: exception, envelope, account (§4.0).
     const inner: Record<string, unknown> = {
       ...(exception ? { exception } : {}),
-      envelope: this.opts.unknownFields ? { ...envelope, futureField: { x: 1 } } : envelope,
+      envelope: this.opts.unknownFields ? withUnknownFields(envelope) : envelope,
       account,
     }
     const targets = [...this.streams].filter(s => s.accounts.has(account))
@@ -192,6 +208,7 @@ export class FakeSignalDaemon implements RpcState {
     this.accounts.delete(account)
     this.unlinked.set(account, a)
     this.queued.delete(account)
+    this.failingAccounts.delete(account)
     for (const s of this.streams) s.accounts.delete(account)
   }
 
@@ -311,10 +328,14 @@ export class FakeSignalDaemon implements RpcState {
       res,
       accounts,
       keepalive: setInterval(() => {
-        res.write(':\n')
+        // The first keepalive releases the status line, the headers and whatever was queued behind them.
+        const held = stream.held
+        stream.held = undefined
+        res.write(`${(held ?? []).join('')}:\n`)
         this.keepalivesSent++
         this.notify()
       }, this.opts.keepaliveMs),
+      ...(this.opts.delayHeaders ? { held: [] } : {}),
     }
     this.streams.add(stream)
     req.on('close', () => this.closeStream(stream))
@@ -328,7 +349,9 @@ export class FakeSignalDaemon implements RpcState {
 
   private writeEvent(s: Stream, inner: unknown): void {
     // Exactly `event:receive`, `data:{json}`, blank line: no space after the colon, no id (§3.2).
-    s.res.write(`event:receive\ndata:${JSON.stringify(inner)}\n\n`)
+    const frame = `event:receive\ndata:${JSON.stringify(inner)}\n\n`
+    if (s.held) s.held.push(frame)
+    else s.res.write(frame)
   }
 
   private closeStream(s: Stream): void {

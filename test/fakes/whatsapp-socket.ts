@@ -91,6 +91,9 @@ export class FakeWhatsApp {
   /** Every chat-state and read call the bridge made (typing or reading as the relay account). */
   readonly presenceSent: Array<{ type: string; jid: string | undefined }> = []
   readonly reads: WAMessageKey[][] = []
+  /** Ids whose revoke WhatsApp carried out. A non-admin's revoke of someone else's message is dropped silently
+   * (how WhatsApp reports that refusal is not documented; the strictest reading is that nothing says so). */
+  readonly revoked = new Set<string>()
   /** Whether the phone still lists this linked device (false after an unlink or logout). */
   linked = true
   echoOwnSends = true
@@ -144,16 +147,42 @@ export class FakeWhatsApp {
     this.groups.set(id, { id, subject: spec.subject, addressingMode: mode as GroupMetadata['addressingMode'], participants, owner: undefined })
     return id
   }
-  /** Someone joins (e.g. by the invite link). */
+  /** Someone joins (e.g. by the invite link): the metadata changes and rc14 tells the socket (add). */
   addMember(groupId: string, member: Sender): void {
-    const g = this.groups.get(groupId)
-    if (!g) throw new Error(`fake: no group ${groupId}`)
+    const g = this.#group(groupId)
     const id = (g.addressingMode === 'pn' ? (member.pn ?? member.lid) : (member.lid ?? member.pn))!
-    g.participants.push({ id, ...(member.lid ? { lid: member.lid } : {}), ...(member.pn ? { phoneNumber: member.pn } : {}), admin: null })
+    const p = { id, ...(member.lid ? { lid: member.lid } : {}), ...(member.pn ? { phoneNumber: member.pn } : {}), admin: null }
+    g.participants.push(p)
+    this.current?.participantsChanged(groupId, 'add', [p])
+  }
+  /** An admin removes a member (the relay account itself when `member` is 'self'). */
+  removeMember(groupId: string, member: Sender | 'self'): void {
+    const g = this.#group(groupId)
+    const gone = g.participants.filter(p => this.#is(p, member))
+    g.participants = g.participants.filter(p => !this.#is(p, member))
+    this.current?.participantsChanged(groupId, 'remove', gone)
   }
   removeSelfFrom(groupId: string): void {
+    this.removeMember(groupId, 'self')
+  }
+  /** An admin makes a member (or the relay account) an admin, or takes it back. */
+  setAdmin(groupId: string, member: Sender | 'self', admin: boolean): void {
+    const g = this.#group(groupId)
+    const changed = g.participants.filter(p => this.#is(p, member))
+    for (const p of changed) p.admin = admin ? 'admin' : null
+    this.current?.participantsChanged(groupId, admin ? 'promote' : 'demote', changed)
+  }
+  #group(groupId: string): GroupMetadata {
     const g = this.groups.get(groupId)
-    if (g) g.participants = g.participants.filter(p => p.lid !== `${this.account.lid}@lid`)
+    if (!g) throw new Error(`fake: no group ${groupId}`)
+    return g
+  }
+  #is(p: GroupMetadata['participants'][number], m: Sender | 'self'): boolean {
+    const who = m === 'self' ? { lid: `${this.account.lid}@lid`, pn: `${this.account.pn}@s.whatsapp.net` } : m
+    return [p.id, p.lid, p.phoneNumber].some(j => j && (j === who.lid || j === who.pn))
+  }
+  isAdmin(groupId: string, m: Sender | 'self'): boolean {
+    return !!this.groups.get(groupId)?.participants.some(p => this.#is(p, m) && p.admin)
   }
   renameGroup(groupId: string, subject: string): void {
     const g = this.groups.get(groupId)
@@ -237,6 +266,16 @@ export class FakeWhatsApp {
     if (!s) throw new Error('No socket to deliver to.')
     return s.deliver(spec)
   }
+  /** Several messages in one messages.upsert, as the offline backlog arrives (rc14 flushes its buffer in batches). */
+  deliverBatch(specs: DeliverSpec[], type: 'notify' | 'append' = 'append'): WAMessage[] {
+    const s = this.current
+    if (!s) throw new Error('No socket to deliver to.')
+    return s.deliverBatch(specs, type)
+  }
+  /** A delivery/read status for a message (messages.update carrying only `status`). */
+  statusUpdate(key: WAMessageKey, status: proto.WebMessageInfo.Status): void {
+    this.current?.ev.emit('messages.update', [{ key, update: { status } }])
+  }
   undecryptable(spec: Omit<DeliverSpec, 'message'>): WAMessage {
     return this.current!.deliver({ ...spec, message: {} }, true)
   }
@@ -318,8 +357,13 @@ export class FakeWaSocket implements WaPort {
     if (!this.auth.creds.registered) return this.nextQr()
     if (!this.world.linked) return this.closeWith(new Boom('Connection Failure', { statusCode: 401, data: { reason: '401', location: 'frc' } }))
     for (const other of this.world.sockets) if (other !== this && other.state === 'open') other.closeWith(new Boom('Stream Errored (conflict)', { statusCode: 440, data: { tag: 'conflict', attrs: { type: 'replaced' } } }))
-    const me = this.auth.creds.me!
-    this.user = { id: me.id, ...(me.lid ? { lid: me.lid } : {}), ...(me.name ? { name: me.name } : {}) }
+    // rc14's CB:success: the server's `success` node names the account's LID; creds.update carries it just before
+    // `open` (the handler may still be saving it when `open` arrives).
+    const w = this.world
+    const me = { ...this.auth.creds.me!, lid: `${w.account.lid}:${w.account.device}@lid` }
+    this.auth.creds.me = me
+    this.ev.emit('creds.update', { me })
+    this.user = { id: me.id, lid: me.lid, ...(me.name ? { name: me.name } : {}) }
     this.state = 'open'
     this.ev.emit('connection.update', { connection: 'open', receivedPendingNotifications: true })
   }
@@ -351,17 +395,33 @@ export class FakeWaSocket implements WaPort {
   }
 
   deliver(spec: DeliverSpec, stub = false): WAMessage {
+    const msg = this.#build(spec, stub)
+    this.#upsert([msg], spec.type ?? 'notify')
+    return msg
+  }
+  deliverBatch(specs: DeliverSpec[], type: 'notify' | 'append'): WAMessage[] {
+    const msgs = specs.map(spec => this.#build(spec, false))
+    this.#upsert(msgs, type)
+    return msgs
+  }
+  #build(spec: DeliverSpec, stub: boolean): WAMessage {
     const w = this.world
     const chat = spec.chat ?? GROUP
     let key: WAMessageKey
-    if (spec.from === 'phone') key = { remoteJid: chat, fromMe: true, id: spec.id ?? newId(), participant: `${w.account.pn}@s.whatsapp.net` }
-    else {
+    if (spec.from === 'phone') {
+      // The relay account's own phone (device 0): in a LID-addressed group rc14 names it by its LID, the number
+      // as participantAlt, like any other member (fromMe judged against creds.me.id and creds.me.lid).
+      const lidMode = (w.groups.get(chat)?.addressingMode ?? 'pn') === 'lid'
+      const lid = `${w.account.lid}@lid`
+      const pn = `${w.account.pn}@s.whatsapp.net`
+      key = { remoteJid: chat, fromMe: true, id: spec.id ?? newId(), participant: lidMode ? lid : pn, participantAlt: lidMode ? pn : lid, addressingMode: (lidMode ? 'lid' : 'pn') as WAMessageKey['addressingMode'] }
+    } else {
       const mode = spec.addressing ?? (spec.from.lid ? 'lid' : 'pn')
       const participant = mode === 'lid' ? spec.from.lid : spec.from.pn
       const alt = mode === 'lid' ? spec.from.pn : spec.from.lid
       key = { remoteJid: chat, fromMe: false, id: spec.id ?? newId(), participant, ...(alt && !spec.noAlt ? { participantAlt: alt } : {}), addressingMode: mode as WAMessageKey['addressingMode'] }
     }
-    const msg: WAMessage = {
+    return {
       key,
       messageTimestamp: spec.timestamp ?? Math.floor(Date.now() / 1000),
       ...(spec.pushName === null ? {} : { pushName: spec.pushName ?? 'Robin' }),
@@ -369,8 +429,35 @@ export class FakeWaSocket implements WaPort {
         ? { messageStubType: proto.WebMessageInfo.StubType.CIPHERTEXT, messageStubParameters: ['Message absent from node'] }
         : { message: onTheWire(spec.message) }),
     }
-    this.ev.emit('messages.upsert', { messages: [msg], type: spec.type ?? 'notify' })
-    return msg
+  }
+  /** What rc14 emits for received messages: the upsert, then (processMessage) the events derived from each one:
+   * messages.reaction for a reaction, messages.update for an edit or a revoke. */
+  #upsert(messages: WAMessage[], type: 'notify' | 'append'): void {
+    this.ev.emit('messages.upsert', { messages, type })
+    for (const msg of messages) {
+      const reaction = msg.message?.reactionMessage
+      if (reaction) this.ev.emit('messages.reaction', [{ key: reaction.key!, reaction: { ...reaction, key: msg.key } }])
+      const p = msg.message?.protocolMessage
+      if (p?.type === proto.Message.ProtocolMessage.Type.REVOKE) {
+        this.ev.emit('messages.update', [{ key: { ...msg.key, id: p.key?.id ?? null }, update: { message: null, messageStubType: proto.WebMessageInfo.StubType.REVOKE, key: msg.key } }])
+      }
+      if (p?.type === proto.Message.ProtocolMessage.Type.MESSAGE_EDIT) {
+        this.ev.emit('messages.update', [{ key: { ...msg.key, id: p.key?.id ?? null }, update: { message: { editedMessage: { message: p.editedMessage ?? null } }, messageTimestamp: p.timestampMs ?? null } }])
+      }
+    }
+  }
+  /** rc14 on a group notification: a stub message upsert, then group-participants.update (process-message.js). */
+  participantsChanged(groupId: string, action: 'add' | 'remove' | 'promote' | 'demote', participants: GroupMetadata['participants']): void {
+    const T = proto.WebMessageInfo.StubType
+    const stub = { add: T.GROUP_PARTICIPANT_ADD, remove: T.GROUP_PARTICIPANT_REMOVE, promote: T.GROUP_PARTICIPANT_PROMOTE, demote: T.GROUP_PARTICIPANT_DEMOTE }[action]
+    // Whoever did it: an admin if the group has one, else another member (the fake does not model who may).
+    const others = (this.world.groups.get(groupId)?.participants ?? []).filter(p => !participants.some(q => q.id === p.id))
+    const author = (others.find(p => p.admin) ?? others.find(p => p.id !== `${this.world.account.lid}@lid`))?.id ?? ''
+    this.ev.emit('messages.upsert', {
+      type: 'notify',
+      messages: [{ key: { remoteJid: groupId, fromMe: false, id: newId(), participant: author }, messageTimestamp: Math.floor(Date.now() / 1000), messageStubType: stub, messageStubParameters: participants.map(p => JSON.stringify(p)) }],
+    })
+    this.ev.emit('group-participants.update', { id: groupId, author, participants: structuredClone(participants), action })
   }
 
   sendMessage: WASocket['sendMessage'] = async (jid, content, options) => {
@@ -393,6 +480,9 @@ export class FakeWaSocket implements WaPort {
       ...(options?.quoted ? { quoted: options.quoted } : {}),
     })
     msg.message = onTheWire(msg.message!)
+    const revoke = (content as { delete?: WAMessageKey }).delete
+    // Only an admin's revoke of someone else's message takes effect; the sender learns nothing either way.
+    if (revoke?.id && (revoke.fromMe || this.world.isAdmin(jid, 'self'))) this.world.revoked.add(revoke.id)
     const plain = Object.fromEntries(Object.entries(content).map(([k, v]) => [k, Buffer.isBuffer(v) ? `<${v.length} bytes>` : v]))
     this.world.sent.push({ jid, id: msg.key.id!, content: plain, options: { ...(options?.messageId ? { messageId: options.messageId } : {}), ...(options?.quoted?.key.id ? { quotedId: options.quoted.key.id } : {}) }, message: msg })
     // Baileys emits its own sends as `append` on the next tick: possibly before this promise resolves.
@@ -406,6 +496,8 @@ export class FakeWaSocket implements WaPort {
     if (fail) throw fail
     const g = this.world.groups.get(jid)
     if (!g) throw iqError('item-not-found', 404)
+    // A group the account has left (or was removed from) no longer answers it.
+    if (!g.participants.some(p => p.lid === `${this.world.account.lid}@lid`)) throw iqError('forbidden', 403)
     return structuredClone(g)
   }
   groupFetchAllParticipating: WASocket['groupFetchAllParticipating'] = async () => {

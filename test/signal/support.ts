@@ -66,6 +66,10 @@ export function testContext(): TestContext {
     },
     ephemeral: () => {},
     wantsEphemeral: { typing: false, receipts: false },
+    async notifyChat(_n, chatId, text) {
+      ctx.notices.push({ loginId: chatId, text })
+      poke()
+    },
     isBridgedChat: (_n, chatId) => ctx.bridged.has(chatId),
     findCopy: async () => undefined,
     async until(check, timeoutMs = PATIENCE_MS) {

@@ -42,6 +42,7 @@ export function makeContext(db: Db, logins = new MemoryLogins(), media = new Mem
       if (l) logins.rows.set(loginId, { ...l, state, stateMessage: message ?? null })
     },
     notify: async (loginId, text) => void h.notices.push({ loginId, text }),
+    notifyChat: async (_n, chatId, text) => void h.notices.push({ loginId: chatId, text }),
     isBridgedChat: (_n, chat) => h.bridged.has(chat),
     findCopy: async () => undefined,
   }
