@@ -334,7 +334,15 @@ export class FakeWaSocket implements WaPort {
         : { message: onTheWire(spec.message) }),
     }
     this.ev.emit('messages.upsert', { messages: [msg], type: spec.type ?? 'notify' })
+    if (!stub) this.#processed(msg)
     return msg
+  }
+
+  /** What rc14's processMessage emits after the upsert of the same message (Utils/process-message.js): a reaction
+   * comes again as `messages.reaction`, target key and the reaction with the reactor's key; `text: ''` is a removal. */
+  #processed(msg: WAMessage): void {
+    const r = msg.message?.reactionMessage
+    if (r?.key) this.ev.emit('messages.reaction', [{ key: r.key, reaction: { ...r, key: msg.key } }])
   }
 
   sendMessage: WASocket['sendMessage'] = async (jid, content, options) => {
@@ -360,7 +368,13 @@ export class FakeWaSocket implements WaPort {
     const plain = Object.fromEntries(Object.entries(content).map(([k, v]) => [k, Buffer.isBuffer(v) ? `<${v.length} bytes>` : v]))
     this.world.sent.push({ jid, id: msg.key.id!, content: plain, options: { ...(options?.messageId ? { messageId: options.messageId } : {}), ...(options?.quoted?.key.id ? { quotedId: options.quoted.key.id } : {}) }, message: msg })
     // Baileys emits its own sends as `append` on the next tick: possibly before this promise resolves.
-    if (this.world.echoOwnSends) process.nextTick(() => this.ev.emit('messages.upsert', { messages: [{ ...msg, key: { ...msg.key, fromMe: true } }], type: 'append' }))
+    if (this.world.echoOwnSends) {
+      process.nextTick(() => {
+        const echo = { ...msg, key: { ...msg.key, fromMe: true } }
+        this.ev.emit('messages.upsert', { messages: [echo], type: 'append' })
+        this.#processed(echo)
+      })
+    }
     return msg
   }
   groupMetadata: WASocket['groupMetadata'] = async jid => {
