@@ -3,7 +3,7 @@
 import type { Db } from '../db/types.ts'
 import { DeliveryError } from './errors.ts'
 import { MessageMap } from './messages.ts'
-import { NETWORK_LABEL, type Delivery, type DeliveryTarget, type MessageContent, type NetworkId, type Person, type SendResult } from './model.ts'
+import { NETWORK_LABEL, type CopyRef, type Delivery, type DeliveryTarget, type MessageContent, type NetworkId, type Person, type SendResult } from './model.ts'
 import type { Participant } from './network.ts'
 import type { OutboxRow, SentCopy } from './outbox.ts'
 import { chatOf, loginOf, type PortalStore } from './portals.ts'
@@ -97,23 +97,49 @@ export class Deliverer {
     const { db } = this.opts
     const reactionId = row.message_id!
     const targetCopy = (await MessageMap.copiesOn(db, p.target!, row.network)).original
+    if (!targetCopy) return // the message reacted to never arrived there
     const own = (await MessageMap.copiesOn(db, reactionId, row.network)).original
-    const policy: ReactionPolicy = relayed ? this.opts.reactions : 'emoji'
-    if (policy === 'drop' || !targetCopy) return
-    if (policy === 'message') {
+    if (!relayed) {
+      // Matrix: each person reacts as themselves (a ghost), with as many reactions as they like; whatever the policy.
       if (p.removed) {
-        if (own) await participant.send({ ...base, kind: 'delete', of: own })
+        if (own) await participant.send({ ...base, kind: 'reaction', of: targetCopy, emoji: p.emoji!, removed: true, previous: own })
         return
       }
-      const content = renderReactionNote(p.sender, name, p.emoji!, { template: this.opts.template })
-      const result = await participant.send({ ...base, kind: 'message', content, relayed: true, replyTo: targetCopy })
+      const result = await participant.send({ ...base, kind: 'reaction', of: targetCopy, emoji: p.emoji!, removed: false })
       return this.copyOf(row, reactionId, result, 'original')
     }
-    const result = await participant.send({
-      ...base, kind: 'reaction', of: targetCopy, emoji: p.emoji!, removed: p.removed === true,
-      ...(own ? { previous: own } : {}),
-    })
-    if (!p.removed) return this.copyOf(row, reactionId, result, 'original')
+    switch (this.opts.reactions) {
+      case 'drop':
+        return
+      case 'message': {
+        if (p.removed) {
+          // The line that announced it goes, where the network lets the relay delete its own message.
+          if (own) await participant.send({ ...base, kind: 'delete', of: own })
+          return
+        }
+        const content = renderReactionNote(p.sender, name, p.emoji!, { template: this.opts.template })
+        const result = await participant.send({ ...base, kind: 'message', content, relayed: true, replyTo: targetCopy })
+        return this.copyOf(row, reactionId, result, 'original')
+      }
+      case 'emoji':
+        return this.relayReaction(row, p.target!, targetCopy, base)
+    }
+  }
+
+  /**
+   * Policy "emoji": a relay account has one reaction per message, so it shows the newest reaction that stands of the
+   * people it speaks for. Any change among them (a reaction, a removal) brings it up to date, or takes it away when
+   * none stands. Sent again after a crash, it sends the same, which changes nothing.
+   */
+  private async relayReaction(row: OutboxRow, targetId: number, of: CopyRef, base: Pick<Delivery, 'target' | 'sender' | 'deliveryId'>): Promise<void> {
+    const { db } = this.opts
+    const shown = await MessageMap.relayReaction(db, row.network, row.chat_id, targetId)
+    const wanted = (await MessageMap.latestReaction(db, targetId, row.network))?.emoji
+    if (wanted === shown) return
+    const participant = this.opts.participants.get(row.network)!
+    if (wanted !== undefined) await participant.send({ ...base, kind: 'reaction', of, emoji: wanted, removed: false })
+    else await participant.send({ ...base, kind: 'reaction', of, emoji: shown!, removed: true })
+    await MessageMap.setRelayReaction(db, row.network, row.chat_id, targetId, wanted)
   }
 
   /** The sent copy, which the outbox records in the statement that marks the row sent. */

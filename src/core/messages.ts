@@ -132,14 +132,49 @@ export const MessageMap = {
     }
   },
 
-  /** The live reaction of one person with one emoji on a message. */
-  async findReaction(q: Queryable, targetId: number, sender: Pick<Person, 'network' | 'id'>, emoji: string): Promise<MessageRow | undefined> {
+  /**
+   * The live reaction of one person on a message: with `emoji`, the one with that emoji (on Matrix a person may
+   * have several); without, whichever they have (Signal and WhatsApp allow one per person per message).
+   */
+  async findReaction(q: Queryable, targetId: number, sender: Pick<Person, 'network' | 'id'>, emoji?: string): Promise<MessageRow | undefined> {
     const { rows } = await q.query<MessageRow>(
-      `SELECT * FROM messages WHERE relates_to = $1 AND sender_network = $2 AND sender_id = $3 AND emoji = $4
-       AND kind = 'reaction' AND NOT deleted ORDER BY id DESC LIMIT 1`,
-      [targetId, sender.network, sender.id, emoji],
+      `SELECT * FROM messages WHERE relates_to = $1 AND sender_network = $2 AND sender_id = $3
+       AND ($4::text IS NULL OR emoji = $4) AND kind = 'reaction' AND NOT deleted ORDER BY id DESC LIMIT 1`,
+      [targetId, sender.network, sender.id, emoji ?? null],
     )
     return rows[0]
+  },
+
+  /** The newest live reaction to a message that did not come from `network`: what a relay account there shows. */
+  async latestReaction(q: Queryable, targetId: number, network: NetworkId): Promise<{ id: number; emoji: string } | undefined> {
+    const { rows } = await q.query<{ id: number; emoji: string }>(
+      `SELECT id, emoji FROM messages WHERE relates_to = $1 AND kind = 'reaction' AND NOT deleted AND origin_network <> $2
+       ORDER BY id DESC LIMIT 1`,
+      [targetId, network],
+    )
+    return rows[0]
+  },
+
+  /** The emoji the relay account last showed on a message in a chat (policy "emoji"), if any. */
+  async relayReaction(q: Queryable, network: NetworkId, chatId: string, targetId: number): Promise<string | undefined> {
+    const { rows } = await q.query<{ emoji: string }>(
+      'SELECT emoji FROM relay_reactions WHERE network = $1 AND chat_id = $2 AND target_id = $3',
+      [network, chatId, targetId],
+    )
+    return rows[0]?.emoji
+  },
+
+  /** Records what the relay account shows now on a message; undefined when it shows nothing. */
+  async setRelayReaction(q: Queryable, network: NetworkId, chatId: string, targetId: number, emoji: string | undefined): Promise<void> {
+    if (emoji === undefined) {
+      await q.query('DELETE FROM relay_reactions WHERE network = $1 AND chat_id = $2 AND target_id = $3', [network, chatId, targetId])
+      return
+    }
+    await q.query(
+      `INSERT INTO relay_reactions (network, chat_id, target_id, emoji) VALUES ($1, $2, $3, $4)
+       ON CONFLICT (network, chat_id, target_id) DO UPDATE SET emoji = EXCLUDED.emoji`,
+      [network, chatId, targetId, emoji],
+    )
   },
 
   /** Marks a person's live reactions to a message deleted; answers which they were. */

@@ -210,9 +210,10 @@ export interface DeleteDelivery extends DeliveryBase {
 export interface ReactionDelivery extends DeliveryBase {
   kind: 'reaction'
   of: CopyRef
+  /** The emoji shown; on a removal, the one removed (Signal names it; WhatsApp removes with an empty text). */
   emoji: string
   removed: boolean
-  /** The previous reaction copy when this removes a reaction that the adapter sent itself. */
+  /** Matrix: the ghost's reaction event that a removal redacts (Matrix removes by redaction, not by emoji). */
   previous?: CopyRef
 }
 

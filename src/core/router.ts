@@ -181,11 +181,13 @@ export class Router {
         if (!found || found.message.kind !== 'message') return 'unknown_target'
         const target = found.message.id
         if (event.removed) {
-          const live = await MessageMap.findReaction(tx, target, sender, event.emoji)
+          // Signal and WhatsApp allow one reaction per person per message: a removal ends that one, whatever emoji
+          // it names (WhatsApp names none). Matrix removes by redaction, which arrives as a deletion (above).
+          const live = await MessageMap.findReaction(tx, target, sender, chat.network === 'matrix' ? event.emoji : undefined)
           if (!live) return 'unknown_target'
           await this.origin(tx, event, live.id, 'action')
           await MessageMap.markDeleted(tx, live.id)
-          return fan('reaction', live.id, { emoji: event.emoji, removed: true, target })
+          return fan('reaction', live.id, { emoji: live.emoji ?? event.emoji, removed: true, target })
         }
         const out: NewDelivery[] = []
         // On Signal and WhatsApp a new reaction replaces the person's previous one on that message.

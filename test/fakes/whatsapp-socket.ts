@@ -435,8 +435,7 @@ export class FakeWaSocket implements WaPort {
   #upsert(messages: WAMessage[], type: 'notify' | 'append'): void {
     this.ev.emit('messages.upsert', { messages, type })
     for (const msg of messages) {
-      const reaction = msg.message?.reactionMessage
-      if (reaction) this.ev.emit('messages.reaction', [{ key: reaction.key!, reaction: { ...reaction, key: msg.key } }])
+      this.#processed(msg)
       const p = msg.message?.protocolMessage
       if (p?.type === proto.Message.ProtocolMessage.Type.REVOKE) {
         this.ev.emit('messages.update', [{ key: { ...msg.key, id: p.key?.id ?? null }, update: { message: null, messageStubType: proto.WebMessageInfo.StubType.REVOKE, key: msg.key } }])
@@ -458,6 +457,13 @@ export class FakeWaSocket implements WaPort {
       messages: [{ key: { remoteJid: groupId, fromMe: false, id: newId(), participant: author }, messageTimestamp: Math.floor(Date.now() / 1000), messageStubType: stub, messageStubParameters: participants.map(p => JSON.stringify(p)) }],
     })
     this.ev.emit('group-participants.update', { id: groupId, author, participants: structuredClone(participants), action })
+  }
+
+  /** What rc14's processMessage emits after the upsert of the same message (Utils/process-message.js): a reaction
+   * comes again as `messages.reaction`, target key and the reaction with the reactor's key; `text: ''` is a removal. */
+  #processed(msg: WAMessage): void {
+    const r = msg.message?.reactionMessage
+    if (r?.key) this.ev.emit('messages.reaction', [{ key: r.key, reaction: { ...r, key: msg.key } }])
   }
 
   sendMessage: WASocket['sendMessage'] = async (jid, content, options) => {
@@ -486,7 +492,13 @@ export class FakeWaSocket implements WaPort {
     const plain = Object.fromEntries(Object.entries(content).map(([k, v]) => [k, Buffer.isBuffer(v) ? `<${v.length} bytes>` : v]))
     this.world.sent.push({ jid, id: msg.key.id!, content: plain, options: { ...(options?.messageId ? { messageId: options.messageId } : {}), ...(options?.quoted?.key.id ? { quotedId: options.quoted.key.id } : {}) }, message: msg })
     // Baileys emits its own sends as `append` on the next tick: possibly before this promise resolves.
-    if (this.world.echoOwnSends) process.nextTick(() => this.ev.emit('messages.upsert', { messages: [{ ...msg, key: { ...msg.key, fromMe: true } }], type: 'append' }))
+    if (this.world.echoOwnSends) {
+      process.nextTick(() => {
+        const echo = { ...msg, key: { ...msg.key, fromMe: true } }
+        this.ev.emit('messages.upsert', { messages: [echo], type: 'append' })
+        this.#processed(echo)
+      })
+    }
     return msg
   }
   groupMetadata: WASocket['groupMetadata'] = async jid => {

@@ -6,7 +6,7 @@ import type { FakeEvent } from '../fakes/homeserver.ts'
 import { edit, groupText, groupUpdate, reaction, remoteDelete, type FakeSender } from '../fakes/signal-envelopes.ts'
 import { ALICE } from '../support/bridge.ts'
 import { DB_KINDS } from '../support/db.ts'
-import { SIG_BOB, SIG_CAROL, SIG_RELAY, bridgedRoom, realScenario, type RealScenario } from '../support/networks.ts'
+import { SIG_BOB, SIG_CAROL, SIG_RELAY, bridgedRoom, realScenario, until, type RealScenario } from '../support/networks.ts'
 import { content, settled, upload } from '../support/relay.ts'
 
 const PNG = Buffer.from('89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489', 'hex')
@@ -112,6 +112,7 @@ describe.each(DB_KINDS)('Signal through the bridge on %s', kind => {
     const bobs = groupText(SIG_BOB, group, 'who is coming?')
     fromSignal(bobs)
     const bobEvent = await said(room, e => content(e).body === 'who is coming?')
+    await settled(s) // the ghost's event is recorded once the homeserver has answered: only then can a reply find it
     const mine = await s.hs.sendMessage(ALICE, room, { msgtype: 'm.text', body: `> <${ghost(SIG_BOB)}> who is coming?\n\nme`, 'm.relates_to': { 'm.in_reply_to': { event_id: bobEvent.event_id } } })
     const reply = await s.daemon.waitForCall('send')
     expect(reply.params).toMatchObject({ quoteTimestamp: bobs.timestamp, quoteAuthor: SIG_BOB.aci, message: 'Alice (Matrix): me' })
@@ -148,5 +149,41 @@ describe.each(DB_KINDS)('Signal through the bridge on %s', kind => {
     s.daemon.groups.get(group)!.name = 'Family 2027'
     fromSignal(groupUpdate(SIG_BOB, group, 5))
     await s.hs.waitFor(() => s.hs.stateContent(room, 'm.room.name')?.name === 'Family 2027')
+  })
+
+  it('a Signal reaction removed (isRemove) redacts the ghost’s reaction in Matrix and revokes the relay’s “reacted” line on WhatsApp', async () => {
+    s = await realScenario(kind)
+    const { room, signalGroup: group, whatsappGroup: wa } = await bridgedRoom(s, { whatsapp: true })
+    const bobs = groupText(SIG_BOB, group!, 'the train is late')
+    fromSignal(bobs)
+    const ev = await said(room, e => content(e).body === 'the train is late')
+    const copy = await until(() => s.wa.sent.find(m => m.jid === wa && String(m.content.text).endsWith('the train is late')))
+    await settled(s)
+    fromSignal(reaction(SIG_CAROL, group!, { emoji: '😮', target: SIG_BOB, targetSentTimestamp: bobs.timestamp as number }))
+    const r = await said(room, e => e.type === 'm.reaction')
+    expect(content(r)['m.relates_to']).toEqual({ rel_type: 'm.annotation', event_id: ev.event_id, key: '😮' })
+    const note = await until(() => s.wa.sent.find(m => m.jid === wa && String(m.content.text).includes('reacted')))
+    expect(note.content.text).toBe('*Carol (Signal)* reacted 😮')
+    expect(note.options.quotedId).toBe(copy.id)
+    await settled(s)
+    fromSignal(reaction(SIG_CAROL, group!, { emoji: '😮', target: SIG_BOB, targetSentTimestamp: bobs.timestamp as number, remove: true }))
+    await said(room, e => e.type === 'm.room.redaction' && (e.redacts ?? content(e).redacts) === r.event_id)
+    const revoke = await until(() => s.wa.sent.find(m => m.jid === wa && m.content.delete))
+    expect(revoke.content.delete).toMatchObject({ id: note.id, fromMe: true })
+  })
+
+  it('with reactions as emoji, a Matrix reaction and its redaction reach Signal as the relay’s sendReaction and its removal naming the same emoji', async () => {
+    s = await realScenario(kind, { configure: raw => { raw.bridge.relay.reactions = 'emoji' } })
+    const { room, signalGroup: group } = await bridgedRoom(s)
+    const bobs = groupText(SIG_BOB, group!, 'new bike!')
+    fromSignal(bobs)
+    const ev = await said(room, e => content(e).body === 'new bike!')
+    const mine = await s.hs.sendEvent(ALICE, room, 'm.reaction', { 'm.relates_to': { rel_type: 'm.annotation', event_id: ev.event_id, key: '🙌' } })
+    const on = await s.daemon.waitForCall('sendReaction')
+    const target = { groupId: group, targetAuthor: SIG_BOB.aci, targetTimestamp: bobs.timestamp }
+    expect(on.params).toMatchObject({ ...target, emoji: '🙌', remove: false })
+    await s.hs.redact(ALICE, room, mine)
+    const off = await s.daemon.waitForCall('sendReaction', c => c.params.remove === true)
+    expect(off.params).toMatchObject({ ...target, emoji: '🙌' })
   })
 })

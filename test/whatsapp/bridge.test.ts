@@ -17,8 +17,8 @@ describe.each(DB_KINDS)('WhatsApp through the bridge on %s', kind => {
   let s: RealScenario
   afterEach(async () => s?.stop())
 
-  async function setup(withSignal = false) {
-    s = await realScenario(kind)
+  async function setup(withSignal = false, reactions: 'message' | 'emoji' = 'message') {
+    s = await realScenario(kind, { configure: raw => { raw.bridge.relay.reactions = reactions } })
     const r = await bridgedRoom(s, { signal: withSignal, whatsapp: true })
     return { room: r.room, group: r.whatsappGroup!, signalGroup: r.signalGroup }
   }
@@ -26,6 +26,22 @@ describe.each(DB_KINDS)('WhatsApp through the bridge on %s', kind => {
   const ghostMessages = (room: string) => s.hs.timeline(room).filter(e => e.sender.startsWith('@whatsapp_') && e.type === 'm.room.message')
   /** What the relay sent to the group, after `from`. */
   const sentTo = (group: string, from = 0) => s.wa.sent.slice(from).filter(m => m.jid === group)
+  /** A Signal message from Bob, in Matrix and as the relay's copy on WhatsApp. */
+  async function bobSays(room: string, group: string, signalGroup: string, text: string) {
+    const env = groupText(SIG_BOB, signalGroup, text)
+    s.daemon.push(SIG_RELAY.number, env)
+    const event = await said(room, e => content(e).body === text)
+    const copy = await until(() => sentTo(group).find(m => String(m.content.text).endsWith(text)))
+    await settled(s) // the copy is recorded once the socket has answered
+    return { timestamp: env.timestamp as number, event, copy }
+  }
+  /** Dave's reaction to the relay's copy, as rc14 presents it: the target key turned to the bridge's view (fromMe), and
+   * a removal as an empty text (baileys.md §1, §2). */
+  const daveReacts = (group: string, copyId: string, text: string) => s.wa.deliver({
+    chat: group, from: WA_DAVE, pushName: 'Dave',
+    message: { reactionMessage: { key: { remoteJid: group, fromMe: true, id: copyId, participant: `${s.wa.account.lid}@lid` }, text, senderTimestampMs: Date.now() } },
+  })
+  const redactionOf = (event: string) => (e: FakeEvent) => e.type === 'm.room.redaction' && (e.redacts ?? content(e).redacts) === event
 
   it('a WhatsApp message appears in Matrix as the sender’s ghost under their push name, with formatting and a mention', async () => {
     const { room, group } = await setup()
@@ -136,5 +152,59 @@ describe.each(DB_KINDS)('WhatsApp through the bridge on %s', kind => {
     const quoted = await until(() => sentTo(group).find(m => String(m.content.text).endsWith('yum')))
     expect(quoted.content.text).toBe('*Bob (Signal)*: yum')
     expect(quoted.options.quotedId).toBe(toWhatsApp.id)
+  })
+
+  it('a WhatsApp reaction removed (an empty text, with rc14’s messages.reaction twin) redacts the ghost’s reaction in Matrix and deletes the relay’s line on Signal, once', async () => {
+    const { room, group, signalGroup } = await setup(true)
+    const bob = await bobSays(room, group, signalGroup!, 'I got the job')
+    daveReacts(group, bob.copy.id, '🎉')
+    const r = await said(room, e => e.type === 'm.reaction')
+    expect(content(r)['m.relates_to']).toEqual({ rel_type: 'm.annotation', event_id: bob.event.event_id, key: '🎉' })
+    const note = await s.daemon.waitForCall('send', c => String(c.params.message).includes('reacted'))
+    expect(note.params).toMatchObject({ groupId: signalGroup, message: 'Dave (WhatsApp) reacted 🎉', quoteTimestamp: bob.timestamp, quoteAuthor: SIG_BOB.aci })
+    await settled(s)
+    daveReacts(group, bob.copy.id, '')
+    const red = await said(room, redactionOf(r.event_id))
+    expect(red.sender).toBe(r.sender)
+    const del = await s.daemon.waitForCall('remoteDelete')
+    expect(del.params).toMatchObject({ groupId: signalGroup, targetTimestamp: (note.result as { timestamp: number }).timestamp })
+    // A later message marks the end: neither twin was relayed a second time.
+    s.wa.deliver({ chat: group, from: WA_DAVE, pushName: 'Dave', message: { conversation: 'marker' } })
+    await s.daemon.waitForCall('send', c => String(c.params.message).endsWith('marker'))
+    await settled(s)
+    expect(s.daemon.callsOf('send').filter(c => String(c.params.message).includes('reacted'))).toHaveLength(1)
+    expect(s.daemon.callsOf('remoteDelete')).toHaveLength(1)
+    expect(s.hs.timeline(room).filter(e => e.type === 'm.reaction' || e.type === 'm.room.redaction')).toHaveLength(2)
+  })
+
+  it('with reactions as emoji, a WhatsApp reaction changed, then removed, moves the relay’s one reaction on Signal and the ghost’s in Matrix; a Matrix reaction’s redaction reaches WhatsApp as an empty react', async () => {
+    const { room, group, signalGroup } = await setup(true, 'emoji')
+    const bob = await bobSays(room, group, signalGroup!, 'which cake?')
+    const onSignal = (n: number) => s.daemon.until(() => s.daemon.callsOf('sendReaction').length >= n)
+    daveReacts(group, bob.copy.id, '👍')
+    const thumbs = await said(room, e => e.type === 'm.reaction')
+    await onSignal(1)
+    daveReacts(group, bob.copy.id, '❤️')
+    const heart = await said(room, e => e.type === 'm.reaction' && content(e)['m.relates_to']?.key === '❤️')
+    await said(room, redactionOf(thumbs.event_id))
+    await onSignal(2)
+    daveReacts(group, bob.copy.id, '')
+    await said(room, redactionOf(heart.event_id))
+    await onSignal(3)
+    // Alice's reaction in Matrix is the relay's on both groups; her redaction takes it away on both.
+    const mine = await s.hs.sendEvent(ALICE, room, 'm.reaction', { 'm.relates_to': { rel_type: 'm.annotation', event_id: bob.event.event_id, key: '👀' } })
+    const reacts = () => sentTo(group).filter(m => m.content.react)
+    await until(() => reacts()[0])
+    await s.hs.redact(ALICE, room, mine)
+    await until(() => reacts()[1])
+    await onSignal(5)
+    await settled(s)
+    expect(reacts().map(m => m.content.react)).toMatchObject([
+      { text: '👀', key: { id: bob.copy.id, fromMe: true } },
+      { text: '', key: { id: bob.copy.id, fromMe: true } },
+    ])
+    const calls = s.daemon.callsOf('sendReaction').map(c => c.params)
+    expect(calls.map(c => [c.emoji, c.remove])).toEqual([['👍', false], ['❤️', false], ['❤️', true], ['👀', false], ['👀', true]])
+    for (const c of calls) expect(c).toMatchObject({ groupId: signalGroup, targetAuthor: SIG_BOB.aci, targetTimestamp: bob.timestamp })
   })
 })
