@@ -1,7 +1,7 @@
 // One open WhatsApp account (a login): its socket, reconnects per disconnect reason (reference §3/§12),
 // and the event wiring that feeds the core, the people table, the group cache and the phone watch.
 import type { Boom } from '@hapi/boom'
-import { DisconnectReason, extractMessageContent, jidDecode, type BaileysEventMap, type WAMessage } from '@whiskeysockets/baileys'
+import { DisconnectReason, extractMessageContent, jidDecode, jidNormalizedUser, proto, type BaileysEventMap, type WAMessage } from '@whiskeysockets/baileys'
 import type { ConnectionState, Login, NetworkContext } from '../core/network.ts'
 import { loadAuth, lockLogin, type LoginLock, type StoredAuth } from './auth.ts'
 import { toInbound } from './convert.ts'
@@ -110,7 +110,7 @@ export class Session {
     if (u.connection === 'open') {
       this.#attempts = 0
       await this.#setState('connected')
-      await this.#d.phone.check(this.login.id)
+      await this.#d.phone.check(this.login.id, () => this.probePhone())
       return
     }
     if (u.connection !== 'close' || this.stopped) return
@@ -240,6 +240,35 @@ export class Session {
       const pn = p.phoneNumber ?? (p.id.endsWith('@s.whatsapp.net') ? p.id : undefined)
       if (lid && pn) await this.#d.people.link(lid, pn)
     }
+  }
+
+  /**
+   * mautrix-whatsapp's "hacky phone ping" (pkg/connector/phoneping.go): a peer APP_STATE_SYNC_KEY_REQUEST to the
+   * account's own phone, naming the last app-state key it shared. A phone that is online answers with its keys,
+   * which arrive as its own traffic and count as a sighting. Not yet verified against a live phone.
+   */
+  async probePhone(): Promise<boolean> {
+    const sock = this.sock
+    const me = this.#auth?.state.creds.me?.id
+    if (!sock || this.state !== 'connected' || !me) return false
+    const keyId = this.#auth?.state.creds.myAppStateKeyId
+    try {
+      await sock.relayMessage(
+        jidNormalizedUser(me),
+        {
+          protocolMessage: {
+            type: proto.Message.ProtocolMessage.Type.APP_STATE_SYNC_KEY_REQUEST,
+            appStateSyncKeyRequest: { keyIds: keyId ? [{ keyId: Buffer.from(keyId, 'base64') }] : [] },
+          },
+        },
+        // As whatsmeow frames a peer key request, and as rc14's own peer-data requests are framed.
+        { additionalAttributes: { category: 'peer', push_priority: 'high' }, additionalNodes: [{ tag: 'meta', attrs: { appdata: 'default' } }] },
+      )
+      this.#log.info('Probed the WhatsApp relay phone, silent for 10 days, with an app-state key request')
+    } catch (err) {
+      this.#log.warn({ err: (err as Error).message }, 'Could not probe the WhatsApp relay phone; trying again in a day')
+    }
+    return true
   }
 
   async logout(): Promise<void> {

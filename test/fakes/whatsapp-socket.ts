@@ -68,6 +68,12 @@ export interface FailSpec {
   kind: 'rate-overlimit' | 'no-sessions' | 'timeout' | 'not-participant' | 'item-not-found'
   times?: number
 }
+/** A message the bridge sent to its own phone with relayMessage (`category: 'peer'`): never seen by the group. */
+export interface PeerRecord {
+  jid: string
+  message: proto.Message
+  attrs: Record<string, string>
+}
 export interface SentRecord {
   jid: string
   id: string
@@ -87,6 +93,7 @@ export class FakeWhatsApp {
   readonly invites = new Map<string, string>()
   readonly sockets: FakeWaSocket[] = []
   readonly sent: SentRecord[] = []
+  readonly peerSent: PeerRecord[] = []
   /** Whether the phone still lists this linked device (false after an unlink or logout). */
   linked = true
   echoOwnSends = true
@@ -250,10 +257,15 @@ export class FakeWhatsApp {
   lidMapping(lid: string, pn: string): void {
     this.current?.ev.emit('lid-mapping.update', { lid, pn })
   }
-  phoneActivity(kind: 'receipt' | 'typed'): void {
+  /** Traffic only the phone produces (reference §11). `key-share` is the phone's peer answer to an app-state key
+   * request: rc14 stores the keys and still emits the message, `fromMe`, in the account's own chat. */
+  phoneActivity(kind: 'receipt' | 'typed' | 'key-share'): void {
     const s = this.current!
     if (kind === 'typed') s.deliver({ from: 'phone', message: { conversation: 'typed on the phone' } })
-    else
+    else if (kind === 'key-share') {
+      const message = onTheWire({ protocolMessage: { type: proto.Message.ProtocolMessage.Type.APP_STATE_SYNC_KEY_SHARE, appStateSyncKeyShare: { keys: [{ keyId: { keyId: Buffer.from('AAAA', 'base64') }, keyData: { keyData: randomBytes(32), timestamp: Date.now() } }] } } })
+      s.ev.emit('messages.upsert', { messages: [{ key: { remoteJid: `${this.account.pn}@s.whatsapp.net`, fromMe: true, id: newId() }, category: 'peer', messageTimestamp: Math.floor(Date.now() / 1000), message }], type: 'notify' })
+    } else
       s.ev.emit('message-receipt.update', [{ key: { remoteJid: GROUP, id: 'R1', fromMe: true, participant: `${this.account.pn}@s.whatsapp.net` }, receipt: { userJid: `${this.account.pn}@s.whatsapp.net`, readTimestamp: Math.floor(Date.now() / 1000) } }])
   }
 }
@@ -296,8 +308,10 @@ export class FakeWaSocket implements WaPort {
     const w = this.world
     this.auth.creds.me = { id: w.ownJid, lid: `${w.account.lid}:${w.account.device}@lid`, name: w.account.name }
     this.auth.creds.registered = true
+    // The phone shares its app-state keys right after the link; rc14 keeps the last one's id in the creds.
+    this.auth.creds.myAppStateKeyId = 'AAAA'
     w.linked = true
-    this.ev.emit('creds.update', { me: this.auth.creds.me, registered: true })
+    this.ev.emit('creds.update', { me: this.auth.creds.me, registered: true, myAppStateKeyId: 'AAAA' })
     // Keys the real handshake would store: proves the key store round trip (app-state keys are protos).
     void Promise.resolve(this.auth.keys.set({
       'pre-key': { '1': { public: randomBytes(32), private: randomBytes(32) } },
@@ -362,6 +376,14 @@ export class FakeWaSocket implements WaPort {
     // Baileys emits its own sends as `append` on the next tick: possibly before this promise resolves.
     if (this.world.echoOwnSends) process.nextTick(() => this.ev.emit('messages.upsert', { messages: [{ ...msg, key: { ...msg.key, fromMe: true } }], type: 'append' }))
     return msg
+  }
+  /** rc14's low-level send. Only its peer use is modelled: a protocol message to the account's own phone. */
+  relayMessage: WASocket['relayMessage'] = async (jid, message, opts) => {
+    this.#live()
+    const attrs = (opts.additionalAttributes ?? {}) as Record<string, string>
+    if (attrs.category !== 'peer') throw new Error('fake: relayMessage is only modelled for peer messages; send to groups with sendMessage')
+    this.world.peerSent.push({ jid, message: onTheWire(message), attrs })
+    return opts.messageId ?? newId()
   }
   groupMetadata: WASocket['groupMetadata'] = async jid => {
     this.#live()

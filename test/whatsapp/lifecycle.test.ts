@@ -1,7 +1,9 @@
 // Linking, restarts and disconnects of the relay account (reference §3, §7, §11, §12).
+import { proto } from '@whiskeysockets/baileys'
 import { afterEach, describe, expect, it } from 'vitest'
 import { WhatsAppNetwork } from '../../src/whatsapp/network.ts'
 import { dbKeyStore } from '../../src/whatsapp/auth.ts'
+import { DAY, HOUR } from '../../src/whatsapp/phone.ts'
 import { GROUP } from '../fakes/whatsapp-socket.ts'
 import { DB_KINDS } from '../support/db.ts'
 import { FAST, linked, makeContext, recordingUi, started, until } from './harness.ts'
@@ -108,6 +110,35 @@ describe('disconnects', () => {
     await until(() => env.wa.current !== before && env.net.state(env.login.id) === 'connected')
     env.wa.deliver({ id: 'B1', from: ALICE, type: 'append', message: { conversation: 'while you were away' } })
     expect(await until(() => env.received.find(e => e.remoteId === 'B1'))).toMatchObject({ kind: 'message' })
+  })
+
+  it('probes the phone as mautrix-whatsapp does after 10 days of silence, at most once a day, and not once it is seen again', async () => {
+    let now = Date.now()
+    const env = await linked('pglite', { now: () => now })
+    cleanups.push(env.close)
+    const probes = () => env.wa.peerSent.filter(p => p.message.protocolMessage?.type === proto.Message.ProtocolMessage.Type.APP_STATE_SYNC_KEY_REQUEST)
+    now += 9 * DAY
+    await env.net.checkPhones()
+    expect(probes()).toHaveLength(0)
+    now += DAY + 60_000
+    await env.net.checkPhones()
+    expect(probes()).toHaveLength(1)
+    // To the phone itself (the account's own user, no device), naming the last app-state key the phone shared.
+    expect(probes()[0]).toMatchObject({ jid: `${env.wa.account.pn}@s.whatsapp.net`, attrs: { category: 'peer', push_priority: 'high' } })
+    expect(Buffer.from(probes()[0]!.message.protocolMessage!.appStateSyncKeyRequest!.keyIds![0]!.keyId!).toString('base64')).toBe('AAAA')
+    now += 23 * HOUR
+    await env.net.checkPhones()
+    expect(probes()).toHaveLength(1)
+    now += 2 * HOUR
+    await env.net.checkPhones()
+    expect(probes()).toHaveLength(2)
+    // A phone that is online answers with its keys: that is a sighting, and the probing stops.
+    env.wa.phoneActivity('key-share')
+    await until(async () => (await env.net.phoneLastSeen(env.login.id)) === now)
+    now += 3 * DAY
+    await env.net.checkPhones()
+    expect(probes()).toHaveLength(2)
+    expect(env.notices).toHaveLength(0)
   })
 
   it('warns once a day after 12 days without a phone sighting; a sighting resets it', async () => {
