@@ -51,14 +51,56 @@ export class Session {
   }
 
   async open(): Promise<void> {
-    this.#lock = await lockLogin(this.#d.ctx.db, this.login.id)
-    if (!this.#lock) {
+    const lock = await lockLogin(this.#d.ctx.db, this.login.id)
+    if (!lock) {
       this.stopped = true
       await this.#setState('disconnected', 'Another relay-bridge process has this WhatsApp account open; run only one bridge per account.')
       return
     }
+    this.#hold(lock)
     this.#auth = await loadAuth(this.#d.ctx.db, this.login.id, this.#log)
     this.#connect()
+  }
+
+  #hold(lock: LoginLock): void {
+    this.#lock = lock
+    void lock.lost.then(err => this.#relock(lock, err))
+  }
+
+  /** The lock went with its database connection (a server restart, a network cut, an ended backend), so another
+   * process could now open this account too and the two would knock each other off WhatsApp. Take it again, as
+   * long as the database takes a while to come back; if someone else has it by then, this session gives way. */
+  async #relock(lost: LoginLock, err: Error): Promise<void> {
+    if (this.stopped || this.#lock !== lost) return // released on purpose
+    this.#lock = undefined
+    this.#log.warn({ err: err.message }, 'Lost the database lock on this WhatsApp login with its connection; taking it again')
+    let delay = 200
+    for (;;) {
+      if (this.stopped) return
+      let again: LoginLock | undefined
+      try {
+        again = await lockLogin(this.#d.ctx.db, this.login.id)
+      } catch (e) {
+        this.#log.warn({ err: (e as Error).message, retryInMs: delay }, 'Could not take the WhatsApp login lock again yet; retrying')
+        await new Promise(resolve => setTimeout(resolve, delay))
+        delay = Math.min(delay * 2, 10_000)
+        continue
+      }
+      if (again && this.stopped) return again.release()
+      if (again) {
+        this.#hold(again)
+        this.#log.info('Took the database lock on this WhatsApp login again')
+        return
+      }
+      break
+    }
+    const text = 'Another relay-bridge process took this WhatsApp account while this one had lost its database connection, so this one stopped using it. Run only one bridge per account; restart this one once the other is stopped.'
+    this.#log.error(text)
+    this.stopped = true
+    clearTimeout(this.#timer)
+    await this.sock?.end(undefined).catch(() => {})
+    await this.#setState('disconnected', text)
+    await this.#d.ctx.notify(this.login.id, text)
   }
 
   #connect(): void {
