@@ -109,8 +109,9 @@ export interface LoginLock {
 export async function lockLogin(db: Db, loginId: string): Promise<LoginLock | undefined> {
   let release!: () => void
   const released = new Promise<void>(r => (release = r))
-  let settle!: (got: boolean) => void
-  const acquired = new Promise<boolean>(r => (settle = r))
+  // false: another process holds it; an error: the database could not be asked (which is not the same answer).
+  let settle!: (got: boolean | Error) => void
+  const acquired = new Promise<boolean | Error>(r => (settle = r))
   let lost!: Promise<Error>
   const held = db
     .session(async (conn, dropped) => {
@@ -127,11 +128,13 @@ export async function lockLogin(db: Db, loginId: string): Promise<LoginLock | un
       await conn.query('SELECT pg_advisory_unlock($1, hashtext($2))', [LOCK_CLASS, loginId])
     })
     .catch((err: unknown) => {
-      settle(false)
+      settle(err as Error)
       throw err
     })
-  if (!(await acquired)) {
+  const got = await acquired
+  if (got !== true) {
     await held.catch(() => {})
+    if (got instanceof Error) throw got
     return undefined
   }
   return {

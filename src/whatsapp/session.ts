@@ -64,7 +64,9 @@ export class Session {
 
   #hold(lock: LoginLock): void {
     this.#lock = lock
-    void lock.lost.then(err => this.#relock(lock, err))
+    void lock.lost
+      .then(err => this.#relock(lock, err))
+      .catch((err: unknown) => this.#log.error({ err: (err as Error).message }, 'Could not report the lost WhatsApp login lock'))
   }
 
   /** The lock went with its database connection (a server restart, a network cut, an ended backend), so another
