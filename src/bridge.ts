@@ -90,7 +90,7 @@ export async function startBridge(config: Config, deps: BridgeDeps = {}): Promis
   await portals.load()
   const logins = new SqlLoginStore(db)
   const inbox = new Inbox(db)
-  const rooms = new BotRooms({ api, db, botMxid })
+  const rooms = new BotRooms({ api, db, botMxid, log: log.child({ part: 'rooms' }) })
   const ghosts = new Ghosts({ db, api, media, domain, botMxid, log })
   const networks = new Map<RemoteNetworkId, RemoteNetwork>()
   for (const n of deps.networks ?? await buildNetworks(config)) networks.set(n.network, n)

@@ -23,7 +23,7 @@ describe.each(DB_KINDS)('Signal through the bridge on %s', kind => {
     const r = await bridgedRoom(s)
     return { room: r.room, group: r.signalGroup! }
   }
-  const said = (room: string, match: (e: FakeEvent) => boolean) => s.hs.waitForEvent(room, match)
+  const said = (room: string, match: (e: FakeEvent) => boolean, opts: { what?: string } = {}) => s.hs.waitForEvent(room, match, opts)
   /** Pushes an envelope to the relay account's stream and waits for what it makes in the room. */
   const fromSignal = (env: Record<string, unknown>) => s.daemon.push(SIG_RELAY.number, env)
   /** The relay's send calls, and the Signal id ("aci:timestamp") of the copy a call made. */
@@ -148,5 +148,19 @@ describe.each(DB_KINDS)('Signal through the bridge on %s', kind => {
     s.daemon.groups.get(group)!.name = 'Family 2027'
     fromSignal(groupUpdate(SIG_BOB, group, 5))
     await s.hs.waitFor(() => s.hs.stateContent(room, 'm.room.name')?.name === 'Family 2027')
+  })
+
+  it('a group rename the bot lacks the power for is explained in the room, and lands once the bot is given power', async () => {
+    const { room, group } = await setup()
+    const nameBefore = s.hs.stateContent(room, 'm.room.name')?.name
+    s.daemon.groups.get(group)!.name = 'Family 2026'
+    fromSignal(groupUpdate(SIG_BOB, group, 4))
+    // The fake homeserver refuses the bot's m.room.name as Synapse does (power level 0 < 50 for m.room.name).
+    const notice = await said(room, e => e.sender === s.hs.botUserId && String(content(e).body).includes('Family 2026'), { what: 'a notice about the rename' })
+    expect(content(notice).body).toMatch(/m\.room\.name/)
+    expect(content(notice).body).toMatch(/power level 50\b.*\b0\b/s)
+    expect(s.hs.stateContent(room, 'm.room.name')?.name).toBe(nameBefore)
+    await s.hs.setPowerLevel(room, s.hs.botUserId, 50, ALICE)
+    await s.hs.waitFor(() => s.hs.stateContent(room, 'm.room.name')?.name === 'Family 2026', { what: 'the room renamed once the bot has power' })
   })
 })
