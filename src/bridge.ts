@@ -61,7 +61,11 @@ export async function buildNetworks(
   const { WhatsAppNetwork } = await import('./whatsapp/network.ts')
   const [min, max] = config.whatsapp.send_pace_ms
   return [
-    new SignalNetwork({ daemonUrl: config.signal.daemon_url, ...overrides.signal }),
+    new SignalNetwork({
+      daemonUrl: config.signal.daemon_url,
+      ...(config.signal.attachments_dir ? { attachmentsDir: config.signal.attachments_dir } : {}),
+      ...overrides.signal,
+    }),
     new WhatsAppNetwork({ paceMs: [min, max], ...overrides.whatsapp }),
   ]
 }

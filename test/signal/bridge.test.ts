@@ -1,12 +1,16 @@
 // Signal and Matrix through the whole bridge: the real SignalNetwork against the fake signal-cli daemon,
 // the real bridge against the fake homeserver. Each kind of content both ways, and replies, edits,
 // deletions and reactions landing on the right copies.
+import { existsSync } from 'node:fs'
+import { rm, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import type { FakeEvent } from '../fakes/homeserver.ts'
 import { edit, groupText, groupUpdate, reaction, remoteDelete, type FakeSender } from '../fakes/signal-envelopes.ts'
 import { ALICE } from '../support/bridge.ts'
+import { tempDir } from '../support/config.ts'
 import { DB_KINDS } from '../support/db.ts'
-import { SIG_BOB, SIG_CAROL, SIG_RELAY, bridgedRoom, realScenario, type RealScenario } from '../support/networks.ts'
+import { SIG_BOB, SIG_CAROL, SIG_RELAY, bridgedRoom, realScenario, until, type RealScenario } from '../support/networks.ts'
 import { content, settled, upload } from '../support/relay.ts'
 
 const PNG = Buffer.from('89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489', 'hex')
@@ -15,7 +19,11 @@ const ghost = (p: FakeSender) => `@signal_${p.aci}:example.org`
 
 describe.each(DB_KINDS)('Signal through the bridge on %s', kind => {
   let s: RealScenario
-  afterEach(async () => s?.stop())
+  const cleanups: Array<() => Promise<void>> = []
+  afterEach(async () => {
+    await s?.stop()
+    for (const c of cleanups.splice(0)) await c()
+  })
 
   /** A room bridged to a Signal group by `login signal` and `link signal <id>`. */
   async function setup() {
@@ -127,6 +135,25 @@ describe.each(DB_KINDS)('Signal through the bridge on %s', kind => {
     const deleted = await s.daemon.waitForCall('remoteDelete')
     // The latest revision is what Signal shows; deleting the original's timestamp removes the whole chain.
     expect(deleted.params).toMatchObject({ groupId: group, targetTimestamp: copy })
+  })
+
+  it('with the daemon’s attachments directory shared, each file is removed once its message is recorded, never before', async () => {
+    const shared = await tempDir('rb-signal-attachments-') // the volume both the daemon and the bridge mount
+    cleanups.push(() => rm(shared, { recursive: true, force: true }))
+    s = await realScenario(kind, { daemon: { attachmentsDir: shared }, configure: raw => void (raw.signal.attachments_dir = shared) })
+    const { room, signalGroup: group } = await bridgedRoom(s)
+    await writeFile(join(shared, 'photo1.png'), PNG)
+    await writeFile(join(shared, 'unrelated.jpg'), PNG) // named by no message the bridge saw: never touched
+    // The database refuses the message for a while: the file outlives every attempt that could not record it.
+    await s.db.query('ALTER TABLE messages RENAME TO messages_away')
+    fromSignal(groupText(SIG_BOB, group!, 'our cat', { attachments: [{ contentType: 'image/png', id: 'photo1.png', filename: 'cat.png', size: PNG.length }] }))
+    await s.daemon.until(() => s.daemon.calls.filter(c => c.method === 'getAttachment').length >= 2)
+    expect(existsSync(join(shared, 'photo1.png'))).toBe(true)
+    await s.db.query('ALTER TABLE messages_away RENAME TO messages')
+    const image = await said(room, e => content(e).msgtype === 'm.image', { what: 'the photo in Matrix' })
+    expect(s.hs.media(content(image).url)?.data.equals(PNG)).toBe(true)
+    await until(() => !existsSync(join(shared, 'photo1.png')), 'the relayed photo’s file to be removed')
+    expect(existsSync(join(shared, 'unrelated.jpg'))).toBe(true)
   })
 
   it('a Matrix image goes to Signal as a data URI attachment with its name', async () => {
