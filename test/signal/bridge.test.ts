@@ -190,4 +190,17 @@ describe.each(DB_KINDS)('Signal through the bridge on %s', kind => {
     await s.hs.setPowerLevel(room, s.hs.botUserId, 50, ALICE)
     await s.hs.waitFor(() => s.hs.stateContent(room, 'm.room.name')?.name === 'Family 2026', { what: 'the room renamed once the bot has power' })
   })
+
+  it('a group rename waiting for power gives way to a name someone chose in Matrix meanwhile', async () => {
+    const { room, group } = await setup()
+    s.daemon.groups.get(group)!.name = 'Family 2026'
+    fromSignal(groupUpdate(SIG_BOB, group, 4))
+    await said(room, e => e.sender === s.hs.botUserId && String(content(e).body).includes('Family 2026'), { what: 'a notice about the rename' })
+    await s.hs.sendEvent(ALICE, room, 'm.room.name', { name: 'Our room' }, { stateKey: '' })
+    await s.hs.setPowerLevel(room, s.hs.botUserId, 50, ALICE)
+    // A message after the power change: once it is relayed, the bridge has worked through the change before it.
+    await s.hs.sendMessage(ALICE, room, 'after the power change')
+    await s.daemon.waitForCall('send', c => c.params.message === 'Alice (Matrix): after the power change')
+    expect(s.hs.stateContent(room, 'm.room.name')?.name).toBe('Our room')
+  })
 })
