@@ -71,7 +71,11 @@ export async function buildNetworks(
   const { WhatsAppNetwork } = await import('./whatsapp/network.ts')
   const [min, max] = config.whatsapp.send_pace_ms
   return [
-    new SignalNetwork({ daemonUrl: config.signal.daemon_url, ...overrides.signal }),
+    new SignalNetwork({
+      daemonUrl: config.signal.daemon_url,
+      ...(config.signal.attachments_dir ? { attachmentsDir: config.signal.attachments_dir } : {}),
+      ...overrides.signal,
+    }),
     new WhatsAppNetwork({ paceMs: [min, max], ...overrides.whatsapp }),
   ]
 }
@@ -100,7 +104,7 @@ export async function startBridge(config: Config, deps: BridgeDeps = {}): Promis
   await portals.load()
   const logins = new SqlLoginStore(db)
   const inbox = new Inbox(db)
-  const rooms = new BotRooms({ api, db, botMxid })
+  const rooms = new BotRooms({ api, db, botMxid, log: log.child({ part: 'rooms' }) })
   const ghosts = new Ghosts({ db, api, media, domain, botMxid, log })
   const networks = new Map<RemoteNetworkId, RemoteNetwork>()
   for (const n of deps.networks ?? await buildNetworks(config)) networks.set(n.network, n)

@@ -98,7 +98,7 @@ function wrapPglite(pg: PGlite, afterClose: () => Promise<void>): Db {
     query: base.query,
     exec: base.exec,
     transaction: work => pg.transaction(tx => work(wrap(tx))),
-    session: work => work(base),
+    session: work => work(base, new Promise<Error>(() => {})),
     async close() {
       await pg.close()
       await afterClose()

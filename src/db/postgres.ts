@@ -44,10 +44,19 @@ export function openPostgres(uri: string): Db {
     },
     async session(work) {
       const client = await pool.connect()
+      let gone: Error | undefined
+      let settle!: (err: Error) => void
+      const lost = new Promise<Error>(resolve => (settle = resolve))
+      const onError = (err: Error) => settle((gone = err))
+      const onEnd = () => settle((gone ??= new Error('The database connection ended.')))
+      client.on('error', onError)
+      client.on('end', onEnd)
       try {
-        return await work(wrap(client))
+        return await work(wrap(client), lost)
       } finally {
-        client.release()
+        client.off('error', onError)
+        client.off('end', onEnd)
+        client.release(gone) // a dropped connection leaves the pool
       }
     },
     close: () => pool.end(),

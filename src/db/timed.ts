@@ -28,7 +28,7 @@ export function timed(db: Db, observe: QueryObserver): Db {
     query: base.query,
     exec: base.exec,
     transaction: work => db.transaction(tx => work(timedQueryable(tx, observe))),
-    session: work => db.session(conn => work(timedQueryable(conn, observe))),
+    session: work => db.session((conn, lost) => work(timedQueryable(conn, observe), lost)),
     close: () => db.close(),
   }
 }

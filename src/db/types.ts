@@ -15,7 +15,9 @@ export interface Db extends Queryable {
   readonly kind: 'postgres' | 'pglite'
   /** Runs `work` in one transaction; a throw rolls back. */
   transaction<T>(work: (tx: Queryable) => Promise<T>): Promise<T>
-  /** Runs `work` on one dedicated session (for session-level advisory locks). */
-  session<T>(work: (conn: Queryable) => Promise<T>): Promise<T>
+  /** Runs `work` on one dedicated session (for session-level advisory locks). `lost` settles with an error if the
+   * session's connection ends before `work` does (the server restarted, or someone ended the backend): what the
+   * session held is gone then. On PGlite it never settles: the database lives in this process. */
+  session<T>(work: (conn: Queryable, lost: Promise<Error>) => Promise<T>): Promise<T>
   close(): Promise<void>
 }

@@ -99,6 +99,12 @@ function shallowerThan(root: unknown, max: number): boolean {
   return true
 }
 
+/** Typing, receipts and presence, under the spec's key or MSC2409's older one (matrix-appservice.md §1). */
+function hasEphemeral(body: object): boolean {
+  const b = body as Record<string, unknown>
+  return [b.ephemeral, b['de.sorunome.msc2409.ephemeral']].some(list => Array.isArray(list) && list.length > 0)
+}
+
 const ROUTE = /^(?:\/_matrix\/app\/v1)?\/(transactions|users|rooms)\/([^/]+)$/
 
 export class AppserviceServer {
@@ -242,7 +248,9 @@ export class AppserviceServer {
       }
       const stored = await inbox.store(txnId, this.opts.ignore ? events.filter(e => !this.opts.ignore!(e)) : events)
       if (stored === undefined) {
-        metrics.transactions.inc({ result: 'duplicate' })
+        // Ephemeral events carry no id, so a known txn id that brings only those cannot be told apart as a
+        // retry or a reuse (a restarted homeserver numbering from 1): counted on its own, not as a duplicate.
+        metrics.transactions.inc({ result: all.length === 0 && hasEphemeral(body) ? 'ephemeral_only' : 'duplicate' })
         return undefined
       }
       for (const e of events) metrics.events.inc({ type: eventTypeLabel(e.type) })

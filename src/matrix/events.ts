@@ -279,7 +279,15 @@ export class MatrixEvents {
     }
     if (ev.type === 'm.room.name' && typeof ev.state_key === 'string') {
       await step.flush()
-      if (portal && typeof ev.content.name === 'string') await portals.setName(portal, ev.content.name)
+      if (portal && typeof ev.content.name === 'string') {
+        await portals.setName(portal, ev.content.name)
+        await rooms.names.renamedInMatrix(ev.room_id)
+      }
+      return
+    }
+    if (ev.type === 'm.room.power_levels' && ev.state_key === '') {
+      await step.flush()
+      if (portal) await rooms.names.powerChanged(ev.room_id, ev.content)
       return
     }
     if (typeof ev.state_key === 'string') return

@@ -1,9 +1,11 @@
 // The bot's side of the conversation: notices, QR images, direct chats, bridge info, message status.
 import { randomBytes } from 'node:crypto'
+import type { Logger } from 'pino'
 import type { Db } from '../db/types.ts'
 import type { NetworkId, RemoteNetworkId } from '../core/model.ts'
 import type { BridgeChannel, MatrixRooms } from '../core/rooms.ts'
 import type { HomeserverApi } from './client.ts'
+import { RoomNames } from './room-names.ts'
 
 const PROTOCOL: Record<RemoteNetworkId, { id: string; displayname: string; external_url: string }> = {
   signal: { id: 'signal', displayname: 'Signal', external_url: 'https://signal.org' },
@@ -15,10 +17,13 @@ export const bridgeStateKey = (network: RemoteNetworkId, channelId: string): str
   `relay-bridge://${network}/${encodeURIComponent(channelId)}`
 
 export class BotRooms implements MatrixRooms {
-  private readonly opts: { api: HomeserverApi; db: Db; botMxid: string }
+  private readonly opts: { api: HomeserverApi; db: Db; botMxid: string; log?: Logger }
+  /** Room names the bot sets, and those waiting for the power to. */
+  readonly names: RoomNames
 
-  constructor(opts: { api: HomeserverApi; db: Db; botMxid: string }) {
+  constructor(opts: { api: HomeserverApi; db: Db; botMxid: string; log?: Logger }) {
     this.opts = opts
+    this.names = new RoomNames({ ...opts, notice: (roomId, text) => this.notice(roomId, text) })
   }
 
   private txn(): string {
@@ -120,8 +125,8 @@ export class BotRooms implements MatrixRooms {
     }, this.txn())
   }
 
-  async setRoomName(roomId: string, name: string): Promise<void> {
-    await this.opts.api.sendState(this.opts.botMxid, roomId, 'm.room.name', '', { name })
+  setRoomName(roomId: string, name: string): Promise<void> {
+    return this.names.set(roomId, name)
   }
 }
 

@@ -4,6 +4,7 @@ import { Counter, Gauge } from 'prom-client'
 import type { ConnectionState, GroupInfo, Login, LoginRequest, LoginUi, NetworkContext, RemoteNetwork } from '../core/network.ts'
 import type { Delivery, SendResult } from '../core/model.ts'
 import { UserError } from '../core/errors.ts'
+import { AttachmentFiles } from './attachments.ts'
 import { SignalClient, SignalRpcError, isAccountGone } from './client.ts'
 import { SignalEventStream, type StreamTimings } from './events.ts'
 import { completeEvent, convertInner, ephemeralOf, meaningfulName, neutralLabel, type Converted } from './convert.ts'
@@ -23,6 +24,8 @@ export interface SignalTimings extends Partial<StreamTimings> {
 export interface SignalNetworkOptions {
   daemonUrl: string
   timings?: SignalTimings
+  /** The daemon's attachments directory as this process sees it (a shared volume): relayed files are removed. */
+  attachmentsDir?: string
 }
 
 const GROUP_ID = /^[A-Za-z0-9+/]{43}=$/
@@ -49,6 +52,7 @@ export class SignalNetwork implements RemoteNetwork {
   private readonly names = new Map<string, string>()
   private poller: NodeJS.Timeout | undefined
   private metrics: { state: Gauge<'login' | 'state'>; sends: Counter<'kind' | 'outcome'>; events: Counter<'outcome'> } | undefined
+  private files: AttachmentFiles | undefined
 
   constructor(opts: SignalNetworkOptions) {
     this.opts = opts
@@ -59,6 +63,7 @@ export class SignalNetwork implements RemoteNetwork {
     this.ctx = ctx
     this.log = ctx.log.child({ network: 'signal' })
     this.metrics = signalMetrics(ctx)
+    if (this.opts.attachmentsDir) this.files = new AttachmentFiles(this.opts.attachmentsDir, this.log)
     for (const login of await ctx.logins.list('signal')) {
       // An unlinked login stays down until its owner re-links it: its stream would only answer 400.
       if (login.state === 'logged_out') this.states.set(login.id, 'logged_out')
@@ -214,16 +219,19 @@ export class SignalNetwork implements RemoteNetwork {
       return
     }
     if (result.skipped) this.log!.debug({ login: login.id, reason: result.skipped }, 'Signal event ignored')
+    let done = true
     for (const c of result.events) {
       const chat = c.event.chat.id
       // Unknown groups still pass messages (the core may create a portal); the rest needs a portal.
       if (c.event.kind !== 'message' && !ctx.isBridgedChat('signal', chat)) continue
-      await this.deliverInbound(runner, c)
+      if (!(await this.deliverInbound(runner, c))) done = false
     }
+    // Recorded, or never to be relayed: the daemon's copies of its files are no longer needed.
+    if (done) await this.files?.removeNamedIn(inner)
   }
 
-  /** Never drops an event: retries until the core has recorded it, or the runner stops. */
-  private async deliverInbound(runner: Runner, c: Converted): Promise<void> {
+  /** Never drops an event: retries until the core has recorded it (true), or the runner stops (false). */
+  private async deliverInbound(runner: Runner, c: Converted): Promise<boolean> {
     const ctx = this.need()
     let delay = this.opts.timings?.receiveRetryMs ?? 500
     for (;;) {
@@ -240,7 +248,7 @@ export class SignalNetwork implements RemoteNetwork {
         })
         await ctx.receive(event)
         this.metrics?.events.inc({ outcome: 'received' })
-        return
+        return true
       } catch (err) {
         if (err instanceof SignalRpcError && err.code === -1) {
           // The file, sticker or group is gone for good (§4.4): relay the rest rather than block the account's
@@ -249,7 +257,7 @@ export class SignalNetwork implements RemoteNetwork {
           c = { ...c, media: [], longText: undefined, groupUpdate: undefined }
           continue
         }
-        if (runner.stopped) return
+        if (runner.stopped) return false
         this.log!.warn({ login: runner.login.id, err: (err as Error).message, retryInMs: delay }, 'Could not record a Signal event; retrying')
         await new Promise(resolve => setTimeout(resolve, delay))
         delay = Math.min(delay * 2, 30_000)

@@ -98,6 +98,8 @@ const LOCK_CLASS = 0x7761
 
 export interface LoginLock {
   release(): Promise<void>
+  /** Settles if the lock's connection drops: the server has released the lock, and another process may take it. */
+  readonly lost: Promise<Error>
 }
 
 /**
@@ -107,10 +109,13 @@ export interface LoginLock {
 export async function lockLogin(db: Db, loginId: string): Promise<LoginLock | undefined> {
   let release!: () => void
   const released = new Promise<void>(r => (release = r))
-  let settle!: (got: boolean) => void
-  const acquired = new Promise<boolean>(r => (settle = r))
+  // false: another process holds it; an error: the database could not be asked (which is not the same answer).
+  let settle!: (got: boolean | Error) => void
+  const acquired = new Promise<boolean | Error>(r => (settle = r))
+  let lost!: Promise<Error>
   const held = db
-    .session(async conn => {
+    .session(async (conn, dropped) => {
+      lost = dropped
       const { rows } = await conn.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok', [
         LOCK_CLASS,
         loginId,
@@ -118,18 +123,22 @@ export async function lockLogin(db: Db, loginId: string): Promise<LoginLock | un
       const ok = rows[0]?.ok === true
       settle(ok)
       if (!ok) return
-      await released
+      // Released by us, or gone with the connection: either way this session is over.
+      if ((await Promise.race([released.then(() => 'released' as const), dropped])) !== 'released') return
       await conn.query('SELECT pg_advisory_unlock($1, hashtext($2))', [LOCK_CLASS, loginId])
     })
     .catch((err: unknown) => {
-      settle(false)
+      settle(err as Error)
       throw err
     })
-  if (!(await acquired)) {
+  const got = await acquired
+  if (got !== true) {
     await held.catch(() => {})
+    if (got instanceof Error) throw got
     return undefined
   }
   return {
+    lost,
     release: async () => {
       release()
       await held.catch(() => {})

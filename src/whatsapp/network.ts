@@ -170,9 +170,10 @@ export class WhatsAppNetwork implements RemoteNetwork {
     return { id: g.id, name: g.subject, memberCount: g.participants.length, ...(code ? { inviteLink: `https://chat.whatsapp.com/${code}` } : {}) }
   }
 
-  /** Runs the 12-day phone check for every open login (the hourly timer calls this; tests too). */
+  /** Runs the phone check (probe at 10 days, warning at 12) for every open login (the hourly timer calls this;
+   * tests too). */
   async checkPhones(): Promise<void> {
-    for (const s of this.#sessions.values()) if (s.state !== 'logged_out') await this.#phone.check(s.login.id)
+    for (const s of this.#sessions.values()) if (s.state !== 'logged_out') await this.#phone.check(s.login.id, () => s.probePhone())
   }
 
   /** When the relay phone was last seen (ms), for status displays. */

@@ -1,7 +1,7 @@
 // One open WhatsApp account (a login): its socket, reconnects per disconnect reason (reference §3/§12),
 // and the event wiring that feeds the core, the people table, the group cache and the phone watch.
 import type { Boom } from '@hapi/boom'
-import { DisconnectReason, extractMessageContent, jidDecode, type BaileysEventMap, type WAMessage } from '@whiskeysockets/baileys'
+import { DisconnectReason, extractMessageContent, jidDecode, jidNormalizedUser, proto, type BaileysEventMap, type WAMessage } from '@whiskeysockets/baileys'
 import type { ConnectionState, Login, NetworkContext } from '../core/network.ts'
 import { loadAuth, lockLogin, type LoginLock, type StoredAuth } from './auth.ts'
 import { toInbound } from './convert.ts'
@@ -56,14 +56,58 @@ export class Session {
   }
 
   async open(): Promise<void> {
-    this.#lock = await lockLogin(this.#d.ctx.db, this.login.id)
-    if (!this.#lock) {
+    const lock = await lockLogin(this.#d.ctx.db, this.login.id)
+    if (!lock) {
       this.stopped = true
       await this.#setState('disconnected', 'Another relay-bridge process has this WhatsApp account open; run only one bridge per account.')
       return
     }
+    this.#hold(lock)
     this.#auth = await loadAuth(this.#d.ctx.db, this.login.id, this.#log)
     this.#connect()
+  }
+
+  #hold(lock: LoginLock): void {
+    this.#lock = lock
+    void lock.lost
+      .then(err => this.#relock(lock, err))
+      .catch((err: unknown) => this.#log.error({ err: (err as Error).message }, 'Could not report the lost WhatsApp login lock'))
+  }
+
+  /** The lock went with its database connection (a server restart, a network cut, an ended backend), so another
+   * process could now open this account too and the two would knock each other off WhatsApp. Take it again, as
+   * long as the database takes a while to come back; if someone else has it by then, this session gives way. */
+  async #relock(lost: LoginLock, err: Error): Promise<void> {
+    if (this.stopped || this.#lock !== lost) return // released on purpose
+    this.#lock = undefined
+    this.#log.warn({ err: err.message }, 'Lost the database lock on this WhatsApp login with its connection; taking it again')
+    let delay = 200
+    for (;;) {
+      if (this.stopped) return
+      let again: LoginLock | undefined
+      try {
+        again = await lockLogin(this.#d.ctx.db, this.login.id)
+      } catch (e) {
+        this.#log.warn({ err: (e as Error).message, retryInMs: delay }, 'Could not take the WhatsApp login lock again yet; retrying')
+        await new Promise(resolve => setTimeout(resolve, delay))
+        delay = Math.min(delay * 2, 10_000)
+        continue
+      }
+      if (again && this.stopped) return again.release()
+      if (again) {
+        this.#hold(again)
+        this.#log.info('Took the database lock on this WhatsApp login again')
+        return
+      }
+      break
+    }
+    const text = 'Another relay-bridge process took this WhatsApp account while this one had lost its database connection, so this one stopped using it. Run only one bridge per account; restart this one once the other is stopped.'
+    this.#log.error(text)
+    this.stopped = true
+    clearTimeout(this.#timer)
+    await this.sock?.end(undefined).catch(() => {})
+    await this.#setState('disconnected', text)
+    await this.#d.ctx.notify(this.login.id, text)
   }
 
   #connect(): void {
@@ -175,7 +219,7 @@ export class Session {
     if (u.connection === 'open') {
       this.#attempts = 0
       await this.#setState('connected')
-      await this.#d.phone.check(this.login.id)
+      await this.#d.phone.check(this.login.id, () => this.probePhone())
       return
     }
     if (u.connection !== 'close' || this.stopped) return
@@ -320,6 +364,35 @@ export class Session {
       const pn = p.phoneNumber ?? (p.id.endsWith('@s.whatsapp.net') ? p.id : undefined)
       if (lid && pn) await this.#d.people.link(lid, pn)
     }
+  }
+
+  /**
+   * mautrix-whatsapp's "hacky phone ping" (pkg/connector/phoneping.go): a peer APP_STATE_SYNC_KEY_REQUEST to the
+   * account's own phone, naming the last app-state key it shared. A phone that is online answers with its keys,
+   * which arrive as its own traffic and count as a sighting. Not yet verified against a live phone.
+   */
+  async probePhone(): Promise<boolean> {
+    const sock = this.sock
+    const me = this.#auth?.state.creds.me?.id
+    if (!sock || this.state !== 'connected' || !me) return false
+    const keyId = this.#auth?.state.creds.myAppStateKeyId
+    try {
+      await sock.relayMessage(
+        jidNormalizedUser(me),
+        {
+          protocolMessage: {
+            type: proto.Message.ProtocolMessage.Type.APP_STATE_SYNC_KEY_REQUEST,
+            appStateSyncKeyRequest: { keyIds: keyId ? [{ keyId: Buffer.from(keyId, 'base64') }] : [] },
+          },
+        },
+        // As whatsmeow frames a peer key request, and as rc14's own peer-data requests are framed.
+        { additionalAttributes: { category: 'peer', push_priority: 'high' }, additionalNodes: [{ tag: 'meta', attrs: { appdata: 'default' } }] },
+      )
+      this.#log.info('Probed the WhatsApp relay phone, silent for 10 days, with an app-state key request')
+    } catch (err) {
+      this.#log.warn({ err: (err as Error).message }, 'Could not probe the WhatsApp relay phone; trying again in a day')
+    }
+    return true
   }
 
   async logout(): Promise<void> {

@@ -19,6 +19,7 @@ import type { Logger } from 'pino'
 export type WaPort = Pick<
   WASocket,
   | 'sendMessage'
+  | 'relayMessage'
   | 'groupMetadata'
   | 'groupFetchAllParticipating'
   | 'groupCreate'

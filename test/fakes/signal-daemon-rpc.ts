@@ -1,6 +1,8 @@
 // The JSON-RPC methods of the fake signal-cli daemon (signal-cli.md §5, §7). Errors are HTTP 200 with an
 // error object; notifications get 201 (decided by the caller when this returns undefined).
 import { randomBytes } from 'node:crypto'
+import { readFile } from 'node:fs/promises'
+import { basename, join } from 'node:path'
 import type { FakeAccount, FakeGroup, RecordedCall } from './signal-daemon.ts'
 
 export class RpcFault extends Error {
@@ -14,7 +16,7 @@ export class RpcFault extends Error {
 }
 
 export interface RpcState {
-  readonly opts: { unknownFields: boolean; linkTimeoutMs: number }
+  readonly opts: { unknownFields: boolean; linkTimeoutMs: number; attachmentsDir: string }
   readonly accounts: Map<string, FakeAccount>
   readonly unlinked: Map<string, FakeAccount>
   readonly groups: Map<string, FakeGroup>
@@ -233,7 +235,9 @@ async function dispatch(state: RpcState, method: string, p: Params): Promise<unk
       return { timestamp: state.nextTimestamp(), results: [], groupId: g.id }
     }
     case 'getAttachment': {
-      const data = typeof p.id === 'string' ? state.attachments.get(p.id) : undefined
+      const id = typeof p.id === 'string' && p.id !== '' && basename(p.id) === p.id ? p.id : undefined
+      const dir = state.opts.attachmentsDir
+      const data = id === undefined ? undefined : dir ? await readFile(join(dir, id)).catch(() => undefined) : state.attachments.get(id)
       if (!data) throw new RpcFault(-1, `Could not find attachment with ID: ${String(p.id)}`)
       return { data: data.toString('base64') }
     }

@@ -17,6 +17,9 @@ export interface FakeDaemonOptions {
   unknownFields?: boolean
   /** How long finishLink waits for a scan before -1 "Link request timed out". */
   linkTimeoutMs?: number
+  /** The daemon's `<config>/attachments/` directory (§4.4): getAttachment reads the file named by the id there,
+   * as signal-cli does, and fails with -1 once it is gone. Empty: the `attachments` map stands in for it. */
+  attachmentsDir?: string
   port?: number
 }
 
@@ -104,6 +107,7 @@ export class FakeSignalDaemon implements RpcState {
       delayHeaders: opts.delayHeaders ?? false,
       unknownFields: opts.unknownFields ?? false,
       linkTimeoutMs: opts.linkTimeoutMs ?? 60_000,
+      attachmentsDir: opts.attachmentsDir ?? '',
     }
     this.port = opts.port ?? 0
   }

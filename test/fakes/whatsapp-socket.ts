@@ -69,6 +69,12 @@ export interface FailSpec {
   kind: 'rate-overlimit' | 'no-sessions' | 'timeout' | 'not-participant' | 'item-not-found'
   times?: number
 }
+/** A message the bridge sent to its own phone with relayMessage (`category: 'peer'`): never seen by the group. */
+export interface PeerRecord {
+  jid: string
+  message: proto.Message
+  attrs: Record<string, string>
+}
 export interface SentRecord {
   jid: string
   id: string
@@ -94,6 +100,7 @@ export class FakeWhatsApp {
   /** Ids whose revoke WhatsApp carried out. A non-admin's revoke of someone else's message is dropped silently
    * (how WhatsApp reports that refusal is not documented; the strictest reading is that nothing says so). */
   readonly revoked = new Set<string>()
+  readonly peerSent: PeerRecord[] = []
   /** Whether the phone still lists this linked device (false after an unlink or logout). */
   linked = true
   echoOwnSends = true
@@ -323,10 +330,15 @@ export class FakeWhatsApp {
     const mode = this.groups.get(chat)?.addressingMode ?? 'lid'
     return (mode === 'lid' ? (who.lid ?? who.pn) : (who.pn ?? who.lid))!
   }
-  phoneActivity(kind: 'receipt' | 'typed'): void {
+  /** Traffic only the phone produces (reference §11). `key-share` is the phone's peer answer to an app-state key
+   * request: rc14 stores the keys and still emits the message, `fromMe`, in the account's own chat. */
+  phoneActivity(kind: 'receipt' | 'typed' | 'key-share'): void {
     const s = this.current!
     if (kind === 'typed') s.deliver({ from: 'phone', message: { conversation: 'typed on the phone' } })
-    else
+    else if (kind === 'key-share') {
+      const message = onTheWire({ protocolMessage: { type: proto.Message.ProtocolMessage.Type.APP_STATE_SYNC_KEY_SHARE, appStateSyncKeyShare: { keys: [{ keyId: { keyId: Buffer.from('AAAA', 'base64') }, keyData: { keyData: randomBytes(32), timestamp: Date.now() } }] } } })
+      s.ev.emit('messages.upsert', { messages: [{ key: { remoteJid: `${this.account.pn}@s.whatsapp.net`, fromMe: true, id: newId() }, category: 'peer', messageTimestamp: Math.floor(Date.now() / 1000), message }], type: 'notify' })
+    } else
       s.ev.emit('message-receipt.update', [{ key: { remoteJid: GROUP, id: 'R1', fromMe: true, participant: `${this.account.pn}@s.whatsapp.net` }, receipt: { userJid: `${this.account.pn}@s.whatsapp.net`, readTimestamp: Math.floor(Date.now() / 1000) } }])
   }
 }
@@ -376,8 +388,10 @@ export class FakeWaSocket implements WaPort {
     const w = this.world
     this.auth.creds.me = { id: w.ownJid, lid: `${w.account.lid}:${w.account.device}@lid`, name: w.account.name }
     this.auth.creds.registered = true
+    // The phone shares its app-state keys right after the link; rc14 keeps the last one's id in the creds.
+    this.auth.creds.myAppStateKeyId = 'AAAA'
     w.linked = true
-    this.ev.emit('creds.update', { me: this.auth.creds.me, registered: true })
+    this.ev.emit('creds.update', { me: this.auth.creds.me, registered: true, myAppStateKeyId: 'AAAA' })
     // Keys the real handshake would store: proves the key store round trip (app-state keys are protos).
     void Promise.resolve(this.auth.keys.set({
       'pre-key': { '1': { public: randomBytes(32), private: randomBytes(32) } },
@@ -500,6 +514,14 @@ export class FakeWaSocket implements WaPort {
       })
     }
     return msg
+  }
+  /** rc14's low-level send. Only its peer use is modelled: a protocol message to the account's own phone. */
+  relayMessage: WASocket['relayMessage'] = async (jid, message, opts) => {
+    this.#live()
+    const attrs = (opts.additionalAttributes ?? {}) as Record<string, string>
+    if (attrs.category !== 'peer') throw new Error('fake: relayMessage is only modelled for peer messages; send to groups with sendMessage')
+    this.world.peerSent.push({ jid, message: onTheWire(message), attrs })
+    return opts.messageId ?? newId()
   }
   groupMetadata: WASocket['groupMetadata'] = async jid => {
     this.#live()

@@ -23,10 +23,12 @@ describe.each(DB_KINDS)('appservice endpoint on %s', kind => {
   let server: AppserviceServer
   let base: string
   const stored: number[] = []
+  let metrics: Metrics
 
   async function start(database: Db, maxBodyBytes = LIMIT): Promise<void> {
+    metrics = new Metrics(false)
     server = new AppserviceServer({
-      hsToken: HS_TOKEN, maxBodyBytes, inbox: new Inbox(database), log, metrics: new Metrics(false),
+      hsToken: HS_TOKEN, maxBodyBytes, inbox: new Inbox(database), log, metrics,
       onStored: () => void stored.push(Date.now()), onUserQuery: async id => id === '@signal_known:example.org',
     })
     base = `http://127.0.0.1:${await server.listen(0, '127.0.0.1')}`
@@ -137,6 +139,19 @@ describe.each(DB_KINDS)('appservice endpoint on %s', kind => {
     await new Inbox(db).prune()
     await put('/_matrix/app/v1/transactions/1', { events: [textEvent(2)] })
     expect(await inboxIds()).toEqual(['$event1:example.org', '$event2:example.org'])
+  })
+
+  it('a known txn id that brings only ephemeral events is counted as such in the metrics, not as a duplicate', async () => {
+    db = await freshDb(kind)
+    await start(db)
+    const outcomes = async () => Object.fromEntries((await metrics.transactions.get()).values.map(v => [v.labels.result, v.value]))
+    const typing = { type: 'm.typing', room_id: '!room:example.org', content: { user_ids: ['@alice:example.org'] } }
+    expect((await put('/_matrix/app/v1/transactions/1', { events: [textEvent(1)] })).status).toBe(200)
+    expect((await put('/_matrix/app/v1/transactions/1', { events: [textEvent(1)] })).status).toBe(200) // the homeserver's retry
+    // The homeserver restarted and numbers from 1 again; this transaction carries only a typing notification.
+    expect((await put('/_matrix/app/v1/transactions/1', { events: [], ephemeral: [typing] })).status).toBe(200)
+    expect((await put('/_matrix/app/v1/transactions/1', { events: [], 'de.sorunome.msc2409.ephemeral': [typing] })).status).toBe(200)
+    expect(await outcomes()).toEqual({ stored: 1, duplicate: 1, ephemeral_only: 2 })
   })
 
   it('answers ping, user and alias queries, and unknown routes in JSON', async () => {

@@ -1,9 +1,7 @@
 // Starting the bridge: what the operator reads when the homeserver is missing or misconfigured, and the
 // metrics listener.
-import { Writable } from 'node:stream'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { pino } from 'pino'
 import { stringify } from 'yaml'
 import { afterEach, describe, expect, it } from 'vitest'
 import { startBridge, type Bridge } from '../../src/bridge.ts'
@@ -13,17 +11,7 @@ import { MemoryNetwork } from '../fakes/memory-network.ts'
 import { startCli } from '../support/cli.ts'
 import { AS_TOKEN, HS_TOKEN, tempDir, testConfig } from '../support/config.ts'
 import { freshDb } from '../support/db.ts'
-
-function captureLog() {
-  const lines: Array<{ msg: string; [k: string]: unknown }> = []
-  const stream = new Writable({
-    write(chunk, _enc, done) {
-      for (const l of String(chunk).split('\n').filter(Boolean)) lines.push(JSON.parse(l))
-      done()
-    },
-  })
-  return { log: pino({ level: 'info' }, stream), lines, text: () => lines.map(l => l.msg).join('\n') }
-}
+import { captureLog } from '../support/log.ts'
 
 describe('start-up', () => {
   let bridge: Bridge | undefined

@@ -1,10 +1,14 @@
 // Signal and Matrix through the whole bridge: the real SignalNetwork against the fake signal-cli daemon,
 // the real bridge against the fake homeserver. Each kind of content both ways, and replies, edits,
 // deletions and reactions landing on the right copies.
+import { existsSync } from 'node:fs'
+import { rm, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import type { FakeEvent } from '../fakes/homeserver.ts'
 import { edit, groupText, groupUpdate, reaction, remoteDelete, type FakeSender } from '../fakes/signal-envelopes.ts'
 import { ALICE } from '../support/bridge.ts'
+import { tempDir } from '../support/config.ts'
 import { DB_KINDS } from '../support/db.ts'
 import { SIG_BOB, SIG_CAROL, SIG_RELAY, bridgedRoom, realScenario, until, type RealScenario } from '../support/networks.ts'
 import { content, settled, upload } from '../support/relay.ts'
@@ -15,7 +19,11 @@ const ghost = (p: FakeSender) => `@signal_${p.aci}:example.org`
 
 describe.each(DB_KINDS)('Signal through the bridge on %s', kind => {
   let s: RealScenario
-  afterEach(async () => s?.stop())
+  const cleanups: Array<() => Promise<void>> = []
+  afterEach(async () => {
+    await s?.stop()
+    for (const c of cleanups.splice(0)) await c()
+  })
 
   /** A room bridged to a Signal group by `login signal` and `link signal <id>`. */
   async function setup() {
@@ -23,7 +31,7 @@ describe.each(DB_KINDS)('Signal through the bridge on %s', kind => {
     const r = await bridgedRoom(s)
     return { room: r.room, group: r.signalGroup! }
   }
-  const said = (room: string, match: (e: FakeEvent) => boolean) => s.hs.waitForEvent(room, match)
+  const said = (room: string, match: (e: FakeEvent) => boolean, opts: { what?: string } = {}) => s.hs.waitForEvent(room, match, opts)
   /** Pushes an envelope to the relay account's stream and waits for what it makes in the room. */
   const fromSignal = (env: Record<string, unknown>) => s.daemon.push(SIG_RELAY.number, env)
   /** The relay's send calls, and the Signal id ("aci:timestamp") of the copy a call made. */
@@ -130,6 +138,25 @@ describe.each(DB_KINDS)('Signal through the bridge on %s', kind => {
     expect(deleted.params).toMatchObject({ groupId: group, targetTimestamp: copy })
   })
 
+  it('with the daemon’s attachments directory shared, each file is removed once its message is recorded, never before', async () => {
+    const shared = await tempDir('rb-signal-attachments-') // the volume both the daemon and the bridge mount
+    cleanups.push(() => rm(shared, { recursive: true, force: true }))
+    s = await realScenario(kind, { daemon: { attachmentsDir: shared }, configure: raw => void (raw.signal.attachments_dir = shared) })
+    const { room, signalGroup: group } = await bridgedRoom(s)
+    await writeFile(join(shared, 'photo1.png'), PNG)
+    await writeFile(join(shared, 'unrelated.jpg'), PNG) // named by no message the bridge saw: never touched
+    // The database refuses the message for a while: the file outlives every attempt that could not record it.
+    await s.db.query('ALTER TABLE messages RENAME TO messages_away')
+    fromSignal(groupText(SIG_BOB, group!, 'our cat', { attachments: [{ contentType: 'image/png', id: 'photo1.png', filename: 'cat.png', size: PNG.length }] }))
+    await s.daemon.until(() => s.daemon.calls.filter(c => c.method === 'getAttachment').length >= 2)
+    expect(existsSync(join(shared, 'photo1.png'))).toBe(true)
+    await s.db.query('ALTER TABLE messages_away RENAME TO messages')
+    const image = await said(room, e => content(e).msgtype === 'm.image', { what: 'the photo in Matrix' })
+    expect(s.hs.media(content(image).url)?.data.equals(PNG)).toBe(true)
+    await until(() => !existsSync(join(shared, 'photo1.png')), 'the relayed photo’s file to be removed')
+    expect(existsSync(join(shared, 'unrelated.jpg'))).toBe(true)
+  })
+
   it('a Matrix image goes to Signal as a data URI attachment with its name', async () => {
     const { room } = await setup()
     const mxc = await upload(s, PNG, 'image/png', 'cat.png')
@@ -185,5 +212,32 @@ describe.each(DB_KINDS)('Signal through the bridge on %s', kind => {
     await s.hs.redact(ALICE, room, mine)
     const off = await s.daemon.waitForCall('sendReaction', c => c.params.remove === true)
     expect(off.params).toMatchObject({ ...target, emoji: '🙌' })
+  })
+
+  it('a group rename the bot lacks the power for is explained in the room, and lands once the bot is given power', async () => {
+    const { room, group } = await setup()
+    const nameBefore = s.hs.stateContent(room, 'm.room.name')?.name
+    s.daemon.groups.get(group)!.name = 'Family 2026'
+    fromSignal(groupUpdate(SIG_BOB, group, 4))
+    // The fake homeserver refuses the bot's m.room.name as Synapse does (power level 0 < 50 for m.room.name).
+    const notice = await said(room, e => e.sender === s.hs.botUserId && String(content(e).body).includes('Family 2026'), { what: 'a notice about the rename' })
+    expect(content(notice).body).toMatch(/m\.room\.name/)
+    expect(content(notice).body).toMatch(/power level 50\b.*\b0\b/s)
+    expect(s.hs.stateContent(room, 'm.room.name')?.name).toBe(nameBefore)
+    await s.hs.setPowerLevel(room, s.hs.botUserId, 50, ALICE)
+    await s.hs.waitFor(() => s.hs.stateContent(room, 'm.room.name')?.name === 'Family 2026', { what: 'the room renamed once the bot has power' })
+  })
+
+  it('a group rename waiting for power gives way to a name someone chose in Matrix meanwhile', async () => {
+    const { room, group } = await setup()
+    s.daemon.groups.get(group)!.name = 'Family 2026'
+    fromSignal(groupUpdate(SIG_BOB, group, 4))
+    await said(room, e => e.sender === s.hs.botUserId && String(content(e).body).includes('Family 2026'), { what: 'a notice about the rename' })
+    await s.hs.sendEvent(ALICE, room, 'm.room.name', { name: 'Our room' }, { stateKey: '' })
+    await s.hs.setPowerLevel(room, s.hs.botUserId, 50, ALICE)
+    // A message after the power change: once it is relayed, the bridge has worked through the change before it.
+    await s.hs.sendMessage(ALICE, room, 'after the power change')
+    await s.daemon.waitForCall('send', c => c.params.message === 'Alice (Matrix): after the power change')
+    expect(s.hs.stateContent(room, 'm.room.name')?.name).toBe('Our room')
   })
 })

@@ -1,5 +1,6 @@
 // Every Signal fixture replayed through the inbound conversion, each with the outcome it must have.
 import { describe, expect, it } from 'vitest'
+import { attachmentIds } from '../../src/signal/attachments.ts'
 import { completeEvent, convertInner, neutralLabel, type ConvertResult } from '../../src/signal/convert.ts'
 import { toGroupInfo } from '../../src/signal/network.ts'
 import type { GroupJson } from '../../src/signal/types.ts'
@@ -123,6 +124,13 @@ describe('fixtures written from signal-cli.md (test/fixtures/signal)', () => {
       { kind: 'voice', mimetype: 'audio/aac', filename: 'Vn0te5bL6lWBxRKvFvSb.aac', size: 7, mediaId: expect.any(String) },
     ])
     expect(await media.get(event.content.attachments[0]!.mediaId)).toEqual(files['8Qtv5bL6lWBxRKvFvSbb.jpg'])
+  })
+
+  it('§4.4: the files an event names in the daemon’s attachments directory are its attachments’ ids, never a path', () => {
+    expect(attachmentIds(ownFixture('attachments-photo-and-voice.json')).sort()).toEqual(['8Qtv5bL6lWBxRKvFvSbb.jpg', 'Vn0te5bL6lWBxRKvFvSb.aac'])
+    const hostile = { envelope: { dataMessage: { attachments: [{ id: '../../config/account.db', contentType: 'image/png' }, { id: '.hidden', contentType: 'image/png' }] } } }
+    expect(attachmentIds(hostile)).toEqual([])
+    expect(attachmentIds(ownFixture('empty-envelope.json'))).toEqual([])
   })
 
   it('§4.7: a 0.14.x long text whose message already holds the full text does not relay the text file', () => {

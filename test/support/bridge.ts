@@ -34,8 +34,8 @@ export interface Scenario {
 
 export interface ScenarioOptions {
   configure?: (raw: Record<string, any>) => void
-  /** Builds the bridge's networks at every (re)start, as a new process would; the in-memory pair by default. */
-  networks?: () => RemoteNetwork[]
+  /** Builds the bridge's networks at every (re)start from its config, as a new process would; the in-memory pair by default. */
+  networks?: (config: Config) => RemoteNetwork[] | Promise<RemoteNetwork[]>
   /** The outbox's retry schedule (default: four quick attempts). */
   backoff?: { initialMs: number; maxMs: number; maxAttempts: number }
 }
@@ -54,7 +54,7 @@ export async function scenario(kind: DbKind, opts: ScenarioOptions = {}): Promis
   const log = pino({ level: process.env.TEST_LOG ?? 'silent' })
   const timings = { backoff: opts.backoff ?? { initialMs: 20, maxMs: 200, maxAttempts: 4 }, inboxRetryMs: 50, homeserverRetryMs: 50, maintenanceMs: 3_600_000 }
   const boot = async () => {
-    const bridge = await startBridge(config, { log, db, networks: opts.networks?.() ?? [signal, whatsapp], timings })
+    const bridge = await startBridge(config, { log, db, networks: (await opts.networks?.(config)) ?? [signal, whatsapp], timings })
     hs.setAppserviceUrl(`http://127.0.0.1:${bridge.port}`)
     // Later starts reuse the port the homeserver knows.
     config = { ...config, appservice: { ...config.appservice, port: bridge.port } }

@@ -2,9 +2,9 @@
 // a fake signal-cli daemon (real HTTP, SSE) and a fake WhatsApp (Baileys-shaped sockets). People log in
 // and link groups with the commands they would type.
 import { vi } from 'vitest'
-import type { WhatsAppNetworkOptions } from '../../src/whatsapp/network.ts'
-import { WhatsAppNetwork } from '../../src/whatsapp/network.ts'
-import { SignalNetwork, type SignalTimings } from '../../src/signal/network.ts'
+import { buildNetworks } from '../../src/bridge.ts'
+import type { WhatsAppNetwork, WhatsAppNetworkOptions } from '../../src/whatsapp/network.ts'
+import type { SignalNetwork, SignalTimings } from '../../src/signal/network.ts'
 import type { FakeEvent } from '../fakes/homeserver.ts'
 import { FakeSignalDaemon, type FakeAccount, type FakeDaemonOptions } from '../fakes/signal-daemon.ts'
 import type { FakeSender } from '../fakes/signal-envelopes.ts'
@@ -40,9 +40,14 @@ export async function realScenario(kind: DbKind, opts: { daemon?: FakeDaemonOpti
   const base = await scenario(kind, {
     ...(opts.configure ? { configure: opts.configure } : {}),
     ...(opts.backoff ? { backoff: opts.backoff } : {}),
-    networks: () => {
-      current.signal = new SignalNetwork({ daemonUrl: daemon.url, timings: { ...SIGNAL_TIMINGS, ...opts.signal } })
-      current.whatsapp = new WhatsAppNetwork({ ...WHATSAPP_OPTIONS, socketFactory: wa.factory, ...opts.whatsapp })
+    // The adapters the bridge's config describes (as buildNetworks makes them), with the fakes and short delays.
+    networks: async config => {
+      const [signal, whatsapp] = await buildNetworks(config, {
+        signal: { daemonUrl: daemon.url, timings: { ...SIGNAL_TIMINGS, ...opts.signal } },
+        whatsapp: { ...WHATSAPP_OPTIONS, socketFactory: wa.factory, ...opts.whatsapp },
+      })
+      current.signal = signal as SignalNetwork
+      current.whatsapp = whatsapp as WhatsAppNetwork
       return [current.signal, current.whatsapp]
     },
   })

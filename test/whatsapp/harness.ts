@@ -1,6 +1,5 @@
 // A NetworkContext built for WhatsApp adapter tests: events the core would receive are collected, logins
 // live in memory, media in a Map. The full bridge wiring is tested elsewhere.
-import pino from 'pino'
 import { Registry } from 'prom-client'
 import { vi } from 'vitest'
 import type { InboundEvent } from '../../src/core/model.ts'
@@ -9,6 +8,7 @@ import type { Db } from '../../src/db/types.ts'
 import { WhatsAppNetwork, type WhatsAppNetworkOptions } from '../../src/whatsapp/network.ts'
 import { FakeWhatsApp, GROUP } from '../fakes/whatsapp-socket.ts'
 import { freshDb, type DbKind } from '../support/db.ts'
+import { captureLog } from '../support/log.ts'
 import { MemoryLogins, MemoryMedia } from '../support/memory-stores.ts'
 import { PATIENCE_MS } from '../support/patience.ts'
 
@@ -23,12 +23,15 @@ export interface Harness {
   logins: MemoryLogins
   media: MemoryMedia
   bridged: Set<string>
+  /** The adapter's log lines (info and above). */
+  logs: ReturnType<typeof captureLog>['lines']
 }
 
 export function makeContext(db: Db, logins = new MemoryLogins(), media = new MemoryMedia()): Harness {
-  const h: Omit<Harness, 'ctx'> = { db, received: [], states: [], notices: [], logins, media, bridged: new Set([GROUP]) }
+  const { log, lines } = captureLog()
+  const h: Omit<Harness, 'ctx'> = { db, received: [], states: [], notices: [], logins, media, bridged: new Set([GROUP]), logs: lines }
   const ctx: NetworkContext = {
-    log: pino({ level: 'silent' }),
+    log,
     db,
     media,
     metrics: new Registry(),
@@ -90,10 +93,10 @@ export async function linked(kind: DbKind = 'pglite', opts: WhatsAppNetworkOptio
   return { ...env, login, shown }
 }
 
-export async function until<T>(f: () => T | undefined | Promise<T | undefined>): Promise<T> {
+export async function until<T>(f: () => T | undefined | Promise<T | undefined>, what = 'the condition'): Promise<T> {
   return vi.waitFor(async () => {
     const v = await f()
-    if (v === undefined || v === false) throw new Error('not yet')
+    if (v === undefined || v === false) throw new Error(`Still waiting for ${what}`)
     return v
   }, { timeout: PATIENCE_MS, interval: 5 })
 }

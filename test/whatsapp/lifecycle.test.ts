@@ -1,9 +1,13 @@
 // Linking, restarts and disconnects of the relay account (reference §3, §7, §11, §12).
+import { proto } from '@whiskeysockets/baileys'
+import pg from 'pg'
 import { afterEach, describe, expect, it } from 'vitest'
 import { WhatsAppNetwork } from '../../src/whatsapp/network.ts'
+import type { Db } from '../../src/db/types.ts'
 import { dbKeyStore } from '../../src/whatsapp/auth.ts'
+import { DAY, HOUR } from '../../src/whatsapp/phone.ts'
 import { GROUP } from '../fakes/whatsapp-socket.ts'
-import { DB_KINDS } from '../support/db.ts'
+import { ADMIN_URI, DB_KINDS } from '../support/db.ts'
 import { FAST, linked, makeContext, recordingUi, started, until } from './harness.ts'
 
 const ALICE = { lid: '201000000000042@lid', pn: '15550100042@s.whatsapp.net' }
@@ -76,6 +80,53 @@ describe.each(DB_KINDS)('auth state on %s', kind => {
   })
 })
 
+// The lock lives on one PostgreSQL connection. PGlite has none to lose: the database runs inside the bridge's own
+// process, and its lock file keeps any second process off the data directory and so off every login.
+describe.skipIf(!DB_KINDS.includes('postgres'))('the login lock on PostgreSQL', () => {
+  // pg_locks shows a two-key advisory lock with the first key as classid and objsubid 2.
+  const lockHolder = async (db: Db) => (await db.query<{ pid: number }>(
+    `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = $1 AND objsubid = 2 AND granted
+       AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`, [0x7761])).rows[0]?.pid
+
+  it('its connection dropped, the bridge takes the lock again, says so in the log, and keeps relaying', async () => {
+    const env = await linked('postgres')
+    cleanups.push(env.close)
+    env.wa.addGroup({ id: GROUP, subject: 'G', members: [ALICE] })
+    const first = await lockHolder(env.db)
+    expect(first).toBeTypeOf('number')
+    await env.db.query('SELECT pg_terminate_backend($1, 10000)', [first])
+    const second = await until(async () => { const pid = await lockHolder(env.db); return pid !== undefined && pid !== first ? pid : undefined }, 'the lock held by a new connection')
+    expect(second).not.toBe(first)
+    await until(() => env.logs.find(l => /took .*lock.* again/i.test(l.msg)), 'the log line saying the lock was taken again')
+    expect(env.logs.some(l => l.level === 40 && /lost .*lock/i.test(l.msg))).toBe(true)
+    expect(env.net.state(env.login.id)).toBe('connected')
+    env.wa.deliver({ id: 'AFTER', from: ALICE, message: { conversation: 'still relayed' } })
+    expect(await until(() => env.received.find(e => e.remoteId === 'AFTER'), 'the message sent after the re-take')).toMatchObject({ kind: 'message' })
+  })
+
+  it('its connection dropped and another process took the lock meanwhile, the bridge stops the session and says why', async () => {
+    const env = await linked('postgres')
+    cleanups.push(env.close)
+    const first = await lockHolder(env.db)
+    // Another bridge process, on its own connection, takes the lock the moment the dropped one lets it go.
+    const uri = new URL(ADMIN_URI)
+    uri.pathname = `/${(await env.db.query<{ d: string }>('SELECT current_database() AS d')).rows[0]!.d}`
+    const other = new pg.Client({ connectionString: uri.toString() })
+    await other.connect()
+    cleanups.unshift(() => other.end())
+    const otherPid = (await other.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid
+    // It queues for the lock first, so it is granted the lock as the dropped connection lets go, before the bridge can ask.
+    const taken = other.query('SELECT pg_advisory_lock($1, hashtext($2))', [0x7761, env.login.id])
+    await until(async () => (await env.db.query(`SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND pid = $1`, [otherPid])).rowCount > 0, 'the other process queued for the lock')
+    await env.db.query('SELECT pg_terminate_backend($1)', [first])
+    await taken
+    await until(() => env.net.state(env.login.id) === 'disconnected', 'the session to stop')
+    expect(env.notices.at(-1)?.text).toMatch(/another relay-bridge process/i)
+    expect(env.logs.some(l => l.level >= 50 && /another relay-bridge process/i.test(l.msg))).toBe(true)
+    expect(env.wa.current?.state).toBe('closed')
+  })
+})
+
 describe('disconnects', () => {
   it('401 (unlinked on the phone) wipes the auth, marks the login logged out, notifies, and holds sends', async () => {
     const env = await linked()
@@ -108,6 +159,35 @@ describe('disconnects', () => {
     await until(() => env.wa.current !== before && env.net.state(env.login.id) === 'connected')
     env.wa.deliver({ id: 'B1', from: ALICE, type: 'append', message: { conversation: 'while you were away' } })
     expect(await until(() => env.received.find(e => e.remoteId === 'B1'))).toMatchObject({ kind: 'message' })
+  })
+
+  it('probes the phone as mautrix-whatsapp does after 10 days of silence, at most once a day, and not once it is seen again', async () => {
+    let now = Date.now()
+    const env = await linked('pglite', { now: () => now })
+    cleanups.push(env.close)
+    const probes = () => env.wa.peerSent.filter(p => p.message.protocolMessage?.type === proto.Message.ProtocolMessage.Type.APP_STATE_SYNC_KEY_REQUEST)
+    now += 9 * DAY
+    await env.net.checkPhones()
+    expect(probes()).toHaveLength(0)
+    now += DAY + 60_000
+    await env.net.checkPhones()
+    expect(probes()).toHaveLength(1)
+    // To the phone itself (the account's own user, no device), naming the last app-state key the phone shared.
+    expect(probes()[0]).toMatchObject({ jid: `${env.wa.account.pn}@s.whatsapp.net`, attrs: { category: 'peer', push_priority: 'high' } })
+    expect(Buffer.from(probes()[0]!.message.protocolMessage!.appStateSyncKeyRequest!.keyIds![0]!.keyId!).toString('base64')).toBe('AAAA')
+    now += 23 * HOUR
+    await env.net.checkPhones()
+    expect(probes()).toHaveLength(1)
+    now += 2 * HOUR
+    await env.net.checkPhones()
+    expect(probes()).toHaveLength(2)
+    // A phone that is online answers with its keys: that is a sighting, and the probing stops.
+    env.wa.phoneActivity('key-share')
+    await until(async () => (await env.net.phoneLastSeen(env.login.id)) === now)
+    now += 3 * DAY
+    await env.net.checkPhones()
+    expect(probes()).toHaveLength(2)
+    expect(env.notices).toHaveLength(0)
   })
 
   it('warns once a day after 12 days without a phone sighting; a sighting resets it', async () => {
