@@ -1,4 +1,5 @@
 import { defineConfig } from 'vitest/config'
+import { LongestFirst } from './test/support/sequencer.ts'
 
 export default defineConfig({
   test: {
@@ -8,6 +9,7 @@ export default defineConfig({
     pool: 'forks',
     // Two cores: more parallel files only contend for CPU and make timing-sensitive e2e tests flaky.
     maxWorkers: 2,
+    sequence: { sequencer: LongestFirst },
     // Each concern its own file; they combine (set up in this order, torn down in reverse).
     globalSetup: [
       // A directory per run (TMPDIR points into it) and every child process recorded: swept at the end.
