@@ -206,3 +206,42 @@ describe('client-server strictness', () => {
     expect(hs.timeline(room).at(-1)).toMatchObject({ type: 'm.room.encrypted', content: { algorithm: 'm.megolm.v1.aes-sha2' } })
   })
 })
+
+describe('Synapse’s size limits', () => {
+  const text = (bytes: number, ch = 'a') => ch.repeat(Math.floor(bytes / Buffer.byteLength(ch)))
+  const send = (api: MatrixClientApi, room: string, body: string, txn: string) =>
+    api.sendEvent(api.botUserId, room, 'm.room.message', { msgtype: 'm.text', body }, txn)
+
+  it('refuses an event whose PDU, with what the server adds, is over 65,536 bytes: 413 M_TOO_LARGE', async () => {
+    const { hs, api } = await setup()
+    const room = await botRoom(hs, api)
+    // Content alone under the limit, but not with the envelope (auth and prev events, hashes, signatures…).
+    await expect(send(api, room, text(65_400), 't1')).rejects.toMatchObject({ status: 413, errcode: 'M_TOO_LARGE' })
+    await expect(send(api, room, text(60_000), 't2')).resolves.toMatch(/^\$/)
+    expect(hs.timeline(room).filter(e => e.type === 'm.room.message')).toHaveLength(1)
+  })
+
+  it('counts bytes, not characters: 20,000 emoji are 80,000 bytes and refused; 15,000 are accepted', async () => {
+    const { hs, api } = await setup()
+    const room = await botRoom(hs, api)
+    await expect(send(api, room, '😀'.repeat(20_000), 't1')).rejects.toMatchObject({ status: 413, errcode: 'M_TOO_LARGE' })
+    await expect(send(api, room, '😀'.repeat(15_000), 't2')).resolves.toMatch(/^\$/)
+  })
+
+  it('refuses a display name over 256 characters: 400 M_UNKNOWN from the profile, M_BAD_JSON in a member event', async () => {
+    const { hs, api } = await setup()
+    await api.registerUser('signal_long')
+    const ghost = '@signal_long:example.org'
+    await expect(api.setDisplayName(ghost, 'x'.repeat(257))).rejects.toMatchObject({ status: 400, errcode: 'M_UNKNOWN' })
+    // Characters are code points: 256 emoji (512 UTF-16 units) are allowed.
+    await api.setDisplayName(ghost, '😀'.repeat(256))
+    expect(hs.profile(ghost)?.displayname).toBe('😀'.repeat(256))
+    const room = await botRoom(hs, api)
+    await api.join(ghost, room).catch(async () => {
+      await api.invite(api.botUserId, room, ghost)
+      await api.join(ghost, room)
+    })
+    await expect(api.sendState(ghost, room, 'm.room.member', ghost, { membership: 'join', displayname: 'y'.repeat(300) }))
+      .rejects.toMatchObject({ status: 400, errcode: 'M_BAD_JSON' })
+  })
+})
