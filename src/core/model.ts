@@ -181,6 +181,9 @@ export interface EditDelivery extends DeliveryBase {
 export interface DeleteDelivery extends DeliveryBase {
   kind: 'delete'
   of: CopyRef
+  /** The latest revision on the target network, when the message was edited there (its `extra` may say what the
+   * edit changed, such as which events a Matrix copy is made of now). */
+  latest?: CopyRef
 }
 export interface ReactionDelivery extends DeliveryBase {
   kind: 'reaction'
@@ -200,4 +203,7 @@ export interface SendResult {
   authorId?: string
   sentAt?: number
   extra?: Record<string, unknown>
+  /** Further remote ids of this same copy, when the network needed several (a text split over several Matrix
+   * events, its attachments): replies and reactions to any of them resolve to the message. */
+  parts?: string[]
 }

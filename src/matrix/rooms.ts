@@ -4,6 +4,7 @@ import type { Db } from '../db/types.ts'
 import type { NetworkId, RemoteNetworkId } from '../core/model.ts'
 import type { BridgeChannel, MatrixRooms } from '../core/rooms.ts'
 import type { HomeserverApi } from './client.ts'
+import { roomNameWithin } from './limits.ts'
 
 const PROTOCOL: Record<RemoteNetworkId, { id: string; displayname: string; external_url: string }> = {
   signal: { id: 'signal', displayname: 'Signal', external_url: 'https://signal.org' },
@@ -27,7 +28,7 @@ export class BotRooms implements MatrixRooms {
 
   async createPortalRoom(o: { name: string; topic?: string; invite: string[] }): Promise<string> {
     return this.opts.api.createRoom(this.opts.botMxid, {
-      name: o.name,
+      name: roomNameWithin(o.name),
       ...(o.topic ? { topic: o.topic } : {}),
       invite: o.invite,
       preset: 'private_chat',
@@ -121,7 +122,7 @@ export class BotRooms implements MatrixRooms {
   }
 
   async setRoomName(roomId: string, name: string): Promise<void> {
-    await this.opts.api.sendState(this.opts.botMxid, roomId, 'm.room.name', '', { name })
+    await this.opts.api.sendState(this.opts.botMxid, roomId, 'm.room.name', '', { name: roomNameWithin(name) })
   }
 }
 
