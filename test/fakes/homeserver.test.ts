@@ -245,3 +245,37 @@ describe('Synapse’s size limits', () => {
       .rejects.toMatchObject({ status: 400, errcode: 'M_BAD_JSON' })
   })
 })
+
+describe('room upgrades as Synapse does them', () => {
+  it('a new room naming its predecessor, with the old state and power levels but not m.bridge; a tombstone; the old room muted', async () => {
+    const { hs, api } = await setup()
+    const room = await api.createRoom(api.botUserId, { name: 'Family', preset: 'private_chat', power_level_content_override: { users: { [api.botUserId]: 100, [ADMIN]: 100 } } })
+    await api.sendState(api.botUserId, room, 'm.bridge', 'relay-bridge://signal/g1', { bridgebot: api.botUserId })
+    await api.invite(api.botUserId, room, ADMIN)
+    await hs.join(ADMIN, room)
+    await api.registerUser('signal_bob')
+    await api.invite(api.botUserId, room, '@signal_bob:example.org')
+    await api.join('@signal_bob:example.org', room)
+    const res = await fetch(`${hs.url}/_matrix/client/v3/rooms/${encodeURIComponent(room)}/upgrade?user_id=${encodeURIComponent(api.botUserId)}`, {
+      method: 'POST', headers: { Authorization: `Bearer ${hs.registration.as_token}` }, body: JSON.stringify({ new_version: '11' }),
+    })
+    const { replacement_room: next } = await res.json() as { replacement_room: string }
+    expect(res.status).toBe(200)
+    expect(hs.stateContent(next, 'm.room.create')).toMatchObject({ room_version: '11', predecessor: { room_id: room } })
+    expect(hs.stateContent(next, 'm.room.name')).toEqual({ name: 'Family' })
+    expect(hs.powerLevel(next, ADMIN)).toBe(100)
+    expect(hs.stateContent(next, 'm.bridge', 'relay-bridge://signal/g1')).toBeUndefined()
+    expect(hs.joinedMembers(next)).toEqual([api.botUserId])
+    expect(hs.stateContent(room, 'm.room.tombstone')).toMatchObject({ replacement_room: next })
+    // Members at level 0 can no longer speak in the old room.
+    await expect(api.sendEvent('@signal_bob:example.org', room, 'm.room.message', { msgtype: 'm.text', body: 'hi' }, 't1')).rejects.toMatchObject({ status: 403 })
+  })
+
+  it('refuses an upgrade by someone without the power to send a tombstone', async () => {
+    const { hs } = await setup()
+    hs.createUser('@eve:example.org')
+    const room = await hs.createRoom(ADMIN, { invite: ['@eve:example.org'] })
+    await hs.join('@eve:example.org', room)
+    await expect(hs.upgradeRoom('@eve:example.org', room)).rejects.toMatchObject({ status: 403, errcode: 'M_FORBIDDEN' })
+  })
+})

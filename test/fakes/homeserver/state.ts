@@ -38,6 +38,8 @@ export interface CreateRoomInput {
   preset?: 'private_chat' | 'trusted_private_chat' | 'public_chat'
   initial_state?: { type: string; state_key?: string; content: Record<string, unknown> }[]
   power_level_content_override?: Record<string, unknown>
+  /** Extra keys of m.room.create (e.g. `predecessor`). */
+  creation_content?: Record<string, unknown>
   room_version?: string
 }
 
@@ -237,7 +239,7 @@ export class HomeserverState {
     const roomId = newRoomId(this.domain)
     this.rooms.set(roomId, { id: roomId, version, state: new Map(), timeline: [] })
     const preset = input.preset ?? 'private_chat'
-    const createContent: Record<string, unknown> = { room_version: version }
+    const createContent: Record<string, unknown> = { ...(input.creation_content ?? {}), room_version: version }
     if (version === '10') createContent['creator'] = creator
     this.append(roomId, creator, 'm.room.create', createContent, { stateKey: '' })
     this.append(roomId, creator, 'm.room.member', { membership: 'join', ...this.profileContent(creator) }, { stateKey: creator })
