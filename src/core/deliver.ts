@@ -39,12 +39,13 @@ export class Deliverer {
     const { portals, participants, db } = this.opts
     const portal = portals.get(row.portal_id)
     if (!portal) throw new DeliveryError('permanent', 'The room was unbridged before this message could be delivered.')
-    if (chatOf(portal, row.network) !== row.chat_id) {
+    // A portal's Matrix room changes only when the room is upgraded: what was queued for the old room goes to the new.
+    if (row.network !== 'matrix' && chatOf(portal, row.network) !== row.chat_id) {
       throw new DeliveryError('permanent', `The ${NETWORK_LABEL[row.network]} group was unlinked before this message could be delivered.`)
     }
     const participant = participants.get(row.network)
     if (!participant) throw new DeliveryError('hold', `The ${NETWORK_LABEL[row.network]} connection is not running.`)
-    const target: DeliveryTarget = { network: row.network, chatId: row.chat_id, roomId: portal.roomId }
+    const target: DeliveryTarget = { network: row.network, chatId: row.network === 'matrix' ? portal.roomId : row.chat_id, roomId: portal.roomId }
     if (row.network !== 'matrix') {
       const loginId = loginOf(portal, row.network)
       if (!loginId) {
