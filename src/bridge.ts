@@ -11,6 +11,7 @@ import { MessageMap } from './core/messages.ts'
 import { NETWORK_LABEL, type InboundEvent, type NetworkId, type RemoteNetworkId } from './core/model.ts'
 import type { ConnectionState, NetworkContext, Participant, RemoteNetwork } from './core/network.ts'
 import { Outbox } from './core/outbox.ts'
+import { RoomUpgrades } from './matrix/upgrade.ts'
 import { PortalStore, type Portal } from './core/portals.ts'
 import { SenderNames } from './core/render.ts'
 import { Router } from './core/router.ts'
@@ -149,8 +150,12 @@ export async function startBridge(config: Config, deps: BridgeDeps = {}): Promis
     prefix: config.bridge.command_prefix, permissions: config.bridge.permissions, portals, logins, networks, rooms, outbox,
     log: log.child({ part: 'commands' }), qrPng,
   })
+  const upgrades = new RoomUpgrades({
+    api, portals, rooms, botMxid, log: log.child({ part: 'room-upgrades' }),
+    onMoved: portal => outbox.kick('matrix', portal.roomId),
+  })
   const events = new MatrixEvents({
-    db, inbox, api, router, commands, rooms, ghosts, portals, media, domain, botMxid,
+    db, inbox, api, router, commands, rooms, upgrades, ghosts, portals, media, domain, botMxid,
     permissions: config.bridge.permissions, log: log.child({ part: 'matrix-events' }),
     ...(deps.timings?.inboxRetryMs ? { retryDelayMs: deps.timings.inboxRetryMs } : {}),
   })

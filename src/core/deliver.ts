@@ -35,16 +35,17 @@ export class Deliverer {
     this.opts = opts
   }
 
-  dispatch = async (row: OutboxRow): Promise<SentCopy | void> => {
+  dispatch = async (row: OutboxRow): Promise<SentCopy[] | void> => {
     const { portals, participants, db } = this.opts
     const portal = portals.get(row.portal_id)
     if (!portal) throw new DeliveryError('permanent', 'The room was unbridged before this message could be delivered.')
-    if (chatOf(portal, row.network) !== row.chat_id) {
+    // A portal's Matrix room changes only when the room is upgraded: what was queued for the old room goes to the new.
+    if (row.network !== 'matrix' && chatOf(portal, row.network) !== row.chat_id) {
       throw new DeliveryError('permanent', `The ${NETWORK_LABEL[row.network]} group was unlinked before this message could be delivered.`)
     }
     const participant = participants.get(row.network)
     if (!participant) throw new DeliveryError('hold', `The ${NETWORK_LABEL[row.network]} connection is not running.`)
-    const target: DeliveryTarget = { network: row.network, chatId: row.chat_id, roomId: portal.roomId }
+    const target: DeliveryTarget = { network: row.network, chatId: row.network === 'matrix' ? portal.roomId : row.chat_id, roomId: portal.roomId }
     if (row.network !== 'matrix') {
       const loginId = loginOf(portal, row.network)
       if (!loginId) {
@@ -82,9 +83,9 @@ export class Deliverer {
         return this.copyOf(row, messageId, result, 'revision')
       }
       case 'delete': {
-        const { original } = await copies(messageId)
+        const { original, latest } = await copies(messageId)
         if (!original) return // it never arrived there: nothing to delete
-        await send({ ...base, kind: 'delete', of: original })
+        await send({ ...base, kind: 'delete', of: original, ...(latest && latest.remoteId !== original.remoteId ? { latest } : {}) })
         return
       }
       case 'reaction':
@@ -92,7 +93,7 @@ export class Deliverer {
     }
   }
 
-  private async reaction(row: OutboxRow, p: Payload, base: Pick<Delivery, 'target' | 'sender' | 'deliveryId'>, relayed: boolean, name: string): Promise<SentCopy | void> {
+  private async reaction(row: OutboxRow, p: Payload, base: Pick<Delivery, 'target' | 'sender' | 'deliveryId'>, relayed: boolean, name: string): Promise<SentCopy[] | void> {
     const participant = this.opts.participants.get(row.network)!
     const { db } = this.opts
     const reactionId = row.message_id!
@@ -142,13 +143,12 @@ export class Deliverer {
     await MessageMap.setRelayReaction(db, row.network, row.chat_id, targetId, wanted)
   }
 
-  /** The sent copy, which the outbox records in the statement that marks the row sent. */
-  private copyOf(row: OutboxRow, messageId: number, result: SendResult, role: 'original' | 'revision'): SentCopy | void {
-    if (!result.remoteId) return
-    return {
-      network: row.network, chatId: row.chat_id, remoteId: result.remoteId, messageId, role,
-      authorId: result.authorId ?? '', sentAt: result.sentAt ?? Date.now(), extra: result.extra,
-    }
+  /** The sent copy and its further parts, which the outbox records in the statement that marks the row sent. */
+  private copyOf(row: OutboxRow, messageId: number, result: SendResult, role: 'original' | 'revision'): SentCopy[] | void {
+    const common = { network: row.network, chatId: row.chat_id, messageId, authorId: result.authorId ?? '', sentAt: result.sentAt ?? Date.now() }
+    const parts = (result.parts ?? []).map((remoteId): SentCopy => ({ ...common, remoteId, role: 'part' }))
+    if (!result.remoteId) return parts.length > 0 ? parts : undefined
+    return [{ ...common, remoteId: result.remoteId, role, extra: result.extra }, ...parts]
   }
 
   /** A delivery failed for good: a notice and a message-status event in the Matrix room, nowhere else. */

@@ -22,7 +22,7 @@ interface CopyRow {
   chat_id: string
   remote_id: string
   message_id: number
-  role: 'original' | 'revision' | 'action'
+  role: 'original' | 'revision' | 'action' | 'part'
   is_origin: boolean
   author_id: string
   sent_at: number
@@ -104,7 +104,7 @@ export const MessageMap = {
   /** Records a copy. Returns false when this remote id is already known (a redelivery or an echo). */
   async addCopy(
     q: Queryable,
-    c: { network: NetworkId; chatId: string; remoteId: string; messageId: number; role: 'original' | 'revision' | 'action';
+    c: { network: NetworkId; chatId: string; remoteId: string; messageId: number; role: 'original' | 'revision' | 'action' | 'part';
       isOrigin: boolean; authorId: string; sentAt: number; extra?: Record<string, unknown> | undefined },
   ): Promise<boolean> {
     const res = await q.query(
@@ -116,10 +116,10 @@ export const MessageMap = {
     return res.rowCount > 0
   },
 
-  /** The first copy of a message on a network, and its latest revision there. */
+  /** The first copy of a message on a network, and its latest revision there (further parts of a copy aside). */
   async copiesOn(q: Queryable, messageId: number, network: NetworkId): Promise<{ original?: CopyRef; latest?: CopyRef; revisions: number }> {
     const { rows } = await q.query<CopyRow>(
-      `SELECT * FROM message_copies WHERE message_id = $1 AND network = $2 AND role <> 'action'
+      `SELECT * FROM message_copies WHERE message_id = $1 AND network = $2 AND role IN ('original', 'revision')
        ORDER BY sent_at, role DESC`,
       [messageId, network],
     )

@@ -206,6 +206,9 @@ export interface EditDelivery extends DeliveryBase {
 export interface DeleteDelivery extends DeliveryBase {
   kind: 'delete'
   of: CopyRef
+  /** The latest revision on the target network, when the message was edited there (its `extra` may say what the
+   * edit changed, such as which events a Matrix copy is made of now). */
+  latest?: CopyRef
 }
 export interface ReactionDelivery extends DeliveryBase {
   kind: 'reaction'
@@ -229,4 +232,7 @@ export interface SendResult {
   /** A sentence for the Matrix room about what the send did beyond the obvious (a deletion the relay made as
    * a group admin). The core posts it as a bot notice; it is never relayed. */
   notice?: string
+  /** Further remote ids of this same copy, when the network needed several (a text split over several Matrix
+   * events, its attachments): replies and reactions to any of them resolve to the message. */
+  parts?: string[]
 }

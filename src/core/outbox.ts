@@ -36,14 +36,15 @@ export interface SentCopy {
   chatId: string
   remoteId: string
   messageId: number
-  role: 'original' | 'revision'
+  /** part: a further remote id of a copy (SendResult.parts). */
+  role: 'original' | 'revision' | 'part'
   authorId: string
   sentAt: number
   extra?: Record<string, unknown> | undefined
 }
 
-/** Sends one row; returns the copy it made, recorded in the statement that marks the row sent. */
-export type Dispatch = (row: OutboxRow) => Promise<SentCopy | void>
+/** Sends one row; returns the copies it made, recorded in the statement that marks the row sent. */
+export type Dispatch = (row: OutboxRow) => Promise<SentCopy[] | void>
 
 export interface OutboxOptions {
   db: Db
@@ -60,7 +61,7 @@ export interface OutboxOptions {
 /** A row sent, with the copy its send made. */
 interface Sent {
   row: OutboxRow
-  copy: SentCopy | void
+  copy: SentCopy[] | void
 }
 
 const queueKey = (network: string, chatId: string): string => `${network}\u0000${chatId}`
@@ -307,7 +308,7 @@ export class Outbox {
    */
   private async markSent(sent: Sent[], claim?: number): Promise<boolean> {
     if (sent.length === 0) return false
-    const copies = sent.flatMap(x => (x.copy ? [x.copy] : []))
+    const copies = sent.flatMap(x => x.copy ?? [])
     const { rows } = await this.opts.db.query<{ claimed: number }>(
       `WITH done AS (UPDATE outbox SET state = 'sent', finished_at = now(), last_error = NULL WHERE id = ANY($1::bigint[])),
        copies AS (INSERT INTO message_copies (network, chat_id, remote_id, message_id, role, is_origin, author_id, sent_at, extra)

@@ -150,6 +150,18 @@ export class PortalStore {
     return this.update('UPDATE portals SET encrypted = $2 WHERE id = $1 RETURNING *', [portal.id, encrypted])
   }
 
+  /** The portal's Matrix room was replaced (a room upgrade): the portal, and the deliveries still queued for the
+   * old room, move to the new one. */
+  async moveRoom(portal: Portal, roomId: string): Promise<Portal> {
+    const moved = await this.db.transaction(async tx => {
+      await tx.query(
+        `UPDATE outbox SET chat_id = $2 WHERE network = 'matrix' AND chat_id = $1 AND state IN ('pending', 'sending', 'held')`,
+        [portal.roomId, roomId])
+      return this.update('UPDATE portals SET room_id = $2 WHERE id = $1 RETURNING *', [portal.id, roomId], tx)
+    })
+    return moved
+  }
+
   async remove(portal: Portal): Promise<void> {
     await this.db.query('DELETE FROM portals WHERE id = $1', [portal.id])
     this.forget(portal)

@@ -51,39 +51,78 @@ export const utf8Length = (s: string): number => encoder.encode(s).length
 
 /**
  * Splits text into parts of at most `maxBytes` UTF-8 bytes, preferring paragraph, line, then word
- * boundaries, never cutting a surrogate pair or a mention.
+ * boundaries, never cutting a grapheme (so never a surrogate pair) or a mention.
  */
 export function splitByUtf8Bytes(rt: RichText, maxBytes: number): RichText[] {
-  if (utf8Length(rt.text) <= maxBytes) return [rt]
+  return splitRichText(rt, part => utf8Length(part.text) <= maxBytes, maxBytes)
+}
+
+/**
+ * Splits text into parts that each `fit`, with the same preferences as splitByUtf8Bytes. `maxUnits` bounds the
+ * search: no prefix longer than that (in UTF-16 units) fits. A single grapheme that fits nowhere becomes a
+ * part of its own (the caller's limit is then for it to enforce).
+ */
+export function splitRichText(rt: RichText, fits: (part: RichText) => boolean, maxUnits: number): RichText[] {
   const parts: RichText[] = []
   let rest = rt
-  while (utf8Length(rest.text) > maxBytes) {
-    // Largest UTF-16 prefix that fits.
-    let bytes = 0
-    let end = 0
-    for (const ch of rest.text) {
-      const b = utf8Length(ch)
-      if (bytes + b > maxBytes) break
-      bytes += b
-      end += ch.length
-    }
-    let cut = end
-    const window = rest.text.slice(0, end)
-    for (const sep of ['\n\n', '\n', ' ']) {
-      const at = window.lastIndexOf(sep)
-      if (at > end / 2) {
-        cut = at + sep.length
-        break
-      }
-    }
-    const inMention = rest.mentions.find(m => m.start < cut && m.start + m.length > cut)
-    if (inMention && inMention.start > 0) cut = inMention.start
-    if (cut <= 0) cut = Math.max(end, 1)
-    parts.push(trimEnd(slice(rest, 0, cut)))
-    rest = slice(rest, cut)
+  while (rest.text.length > 0 && !fits(rest)) {
+    const [head, tail] = takePart(rest, fits, maxUnits)
+    parts.push(head)
+    rest = tail
   }
-  if (rest.text.length > 0) parts.push(rest)
+  if (rest.text.length > 0 || parts.length === 0) parts.push(rest)
   return parts
+}
+
+/** The longest start of `rt` that fits, cut at the best boundary, and what is left after it. */
+export function takePart(rt: RichText, fits: (part: RichText) => boolean, maxUnits: number): [RichText, RichText] {
+  const text = rt.text
+  // Binary search for the longest fitting prefix: a prefix's size only grows with its length.
+  let lo = 0
+  let hi = Math.min(text.length, Math.max(1, maxUnits)) + 1
+  while (hi - lo > 1) {
+    const mid = (lo + hi) >>> 1
+    if (fits(slice(rt, 0, mid))) lo = mid
+    else hi = mid
+  }
+  const end = graphemeStart(text, lo)
+  let cut = end
+  const window = text.slice(0, end)
+  for (const sep of ['\n\n', '\n', ' ']) {
+    const at = window.lastIndexOf(sep)
+    if (at > end / 2) {
+      cut = at + sep.length
+      break
+    }
+  }
+  const inMention = rt.mentions.find(m => m.start < cut && m.start + m.length > cut)
+  if (inMention && inMention.start > 0) cut = inMention.start
+  if (cut <= 0) cut = end > 0 ? end : graphemeEnd(text, 1)
+  return [trimEnd(slice(rt, 0, cut)), slice(rt, cut)]
+}
+
+const graphemes = new Intl.Segmenter(undefined, { granularity: 'grapheme' })
+/** Graphemes longer than this (stacked combining marks) are cut like code points. */
+const GRAPHEME_WINDOW = 64
+
+/** The grapheme boundary at or before `at` (UTF-16 index). */
+function graphemeStart(text: string, at: number): number {
+  if (at <= 0 || at >= text.length) return Math.max(0, at)
+  const from = Math.max(0, at - GRAPHEME_WINDOW)
+  let best = -1
+  for (const g of graphemes.segment(text.slice(from, at + GRAPHEME_WINDOW))) {
+    const start = from + g.index
+    if (start > at) break
+    if (start > from || from === 0) best = start
+  }
+  if (best >= 0) return best
+  return /[\uDC00-\uDFFF]/.test(text[at] ?? '') ? at - 1 : at
+}
+
+/** The end of the grapheme that contains index `at - 1`. */
+function graphemeEnd(text: string, at: number): number {
+  const first = graphemes.segment(text.slice(0, Math.min(text.length, at + GRAPHEME_WINDOW)))[Symbol.iterator]().next()
+  return first.done ? Math.min(text.length, at) : first.value.segment.length
 }
 
 function trimEnd(rt: RichText): RichText {

@@ -15,6 +15,7 @@ import { fromMatrix, Unsupported } from './convert.ts'
 import { parseGhost, type Ghosts } from './ghosts.ts'
 import type { Inbox, InboxRow, MatrixEvent } from './inbox.ts'
 import type { BotRooms } from './rooms.ts'
+import type { RoomUpgrades } from './upgrade.ts'
 
 export interface MatrixEventsOptions {
   db: Db
@@ -23,6 +24,7 @@ export interface MatrixEventsOptions {
   router: Router
   commands: Commands
   rooms: BotRooms
+  upgrades: RoomUpgrades
   ghosts: Ghosts
   portals: PortalStore
   media: MediaStore
@@ -242,6 +244,7 @@ export class MatrixEvents {
         await api.join(botMxid, ev.room_id)
         if (ev.content.is_direct === true) await rooms.rememberDirect(ev.sender, ev.room_id)
         log.info({ room: ev.room_id }, 'Joined a room on invitation')
+        await this.opts.upgrades.joined(ev.room_id)
       } else {
         await api.leave(botMxid, ev.room_id, 'You are not allowed to use this bridge.').catch(() => {})
       }
@@ -288,6 +291,12 @@ export class MatrixEvents {
     if (ev.type === 'm.room.power_levels' && ev.state_key === '') {
       await step.flush()
       if (portal) await rooms.names.powerChanged(ev.room_id, ev.content)
+      return
+    }
+    if (ev.type === 'm.room.tombstone' && ev.state_key === '') {
+      await step.flush()
+      const next = ev.content.replacement_room
+      if (portal && typeof next === 'string' && next !== ev.room_id) await this.opts.upgrades.tombstone(portal, next)
       return
     }
     if (typeof ev.state_key === 'string') return

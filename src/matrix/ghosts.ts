@@ -7,6 +7,7 @@ import { NETWORK_LABEL, type Person, type RemoteNetworkId } from '../core/model.
 import { GHOST_PREFIXES } from '../registration.ts'
 import type { HomeserverApi } from './client.ts'
 import { isMatrixErrcode } from './client-errors.ts'
+import { displayNameWithin } from './limits.ts'
 
 // Matrix localparts allow a-z 0-9 . _ = - /; anything else is escaped as =xx (the mautrix convention),
 // which keeps the mapping reversible.
@@ -47,8 +48,9 @@ export function parseGhost(mxid: string, domain: string): { network: RemoteNetwo
   return undefined
 }
 
+/** "Alice (Signal)", the name cut to fit Synapse's 256 characters (a longer one is refused for good). */
 export const ghostDisplayName = (person: Pick<Person, 'network' | 'displayName'>): string =>
-  `${person.displayName} (${NETWORK_LABEL[person.network]})`
+  displayNameWithin(person.displayName, ` (${NETWORK_LABEL[person.network]})`)
 
 interface GhostState {
   registered: boolean

@@ -1,15 +1,28 @@
 // Matrix as a participant: remote people speak in the room through their ghosts.
 import type { Logger } from 'pino'
 import type { MediaStore } from '../core/media.ts'
-import type { Delivery, MessageContent, SendResult } from '../core/model.ts'
+import type { CopyRef, Delivery, MessageContent, SendResult } from '../core/model.ts'
 import type { Participant } from '../core/network.ts'
 import type { HomeserverApi } from './client.ts'
 import { matrixDeliveryError } from './client-errors.ts'
 import { MATRIX_MSGTYPE, toMatrixText } from './convert.ts'
 import { ghostMxid, type Ghosts } from './ghosts.ts'
 import type { MentionResolver } from './html.ts'
+import { editContent, splitForMatrix } from './limits.ts'
 
 type Json = Record<string, unknown>
+
+/** Which events a Matrix copy is made of, kept in the copy's `extra` when there is more than one: the text's
+ * events in order (what an edit replaces), then the attachments'. */
+interface Layout {
+  text: string[]
+  media: string[]
+}
+
+function layoutOf(copy: CopyRef): Layout | undefined {
+  const l = copy.extra?.['layout'] as Layout | undefined
+  return l && Array.isArray(l.text) && Array.isArray(l.media) ? l : undefined
+}
 
 export class MatrixParticipant implements Participant {
   readonly network = 'matrix' as const
@@ -45,28 +58,44 @@ export class MatrixParticipant implements Participant {
       case 'message': {
         const reply = d.replyTo ? { 'm.relates_to': { 'm.in_reply_to': { event_id: d.replyTo.remoteId } } } : {}
         const events = await this.contentEvents(d.content, ghost)
-        let first: string | undefined
-        for (const [i, ev] of events.entries()) {
-          const id = await send(ev.type, { ...ev.content, ...(i === 0 ? reply : {}) }, i)
-          first ??= id
-        }
-        return first ? done(first) : {}
+        const ids: string[] = []
+        for (const [i, ev] of events.entries()) ids.push(await send(ev.type, { ...ev.content, ...(i === 0 ? reply : {}) }, i))
+        if (ids.length === 0) return {}
+        const layout: Layout = { text: ids.slice(0, events.filter(e => e.text).length), media: ids.slice(events.filter(e => e.text).length) }
+        return { ...done(ids[0]!), ...(ids.length > 1 ? { extra: { layout }, parts: ids.slice(1) } : {}) }
       }
       case 'edit': {
-        const text = toMatrixText(d.content, this.mentionFor)
-        const content: Json = {
-          ...text,
-          body: `* ${String(text.body)}`,
-          ...(text.formatted_body ? { formatted_body: `* ${String(text.formatted_body)}` } : {}),
-          'm.new_content': text,
-          // Matrix edits always point at the original event, not at the previous edit.
-          'm.relates_to': { rel_type: 'm.replace', event_id: d.original.remoteId },
+        // Each part still needed is replaced; a longer text adds events after the last; parts no longer needed
+        // are redacted (an empty edit would still show as a message).
+        const layout = layoutOf(d.of) ?? layoutOf(d.original) ?? { text: [d.original.remoteId], media: [] }
+        const parts = splitForMatrix(d.content.body, rt => toMatrixText({ ...d.content, body: rt }, this.mentionFor))
+        const text: string[] = []
+        let first: string | undefined
+        const added: string[] = []
+        for (const [i, part] of parts.entries()) {
+          const target = layout.text[i]
+          if (target) {
+            const id = await send('m.room.message', editContent(part, target), i)
+            first ??= id
+            text.push(target)
+          } else {
+            const id = await send('m.room.message', part, i)
+            text.push(id)
+            added.push(id)
+          }
         }
-        return done(await send('m.room.message', content))
+        for (const [i, gone] of layout.text.slice(parts.length).entries()) {
+          await api.redact(ghost, room, gone, `${d.deliveryId}.r${i}`)
+        }
+        const next: Layout = { text, media: layout.media }
+        return { ...done(first ?? text[0]!), extra: { layout: next }, ...(added.length > 0 ? { parts: added } : {}) }
       }
-      case 'delete':
-        await api.redact(d.of.authorId || ghost, room, d.of.remoteId, d.deliveryId)
+      case 'delete': {
+        const layout = (d.latest && layoutOf(d.latest)) ?? layoutOf(d.of)
+        const ids = layout ? [...layout.text, ...layout.media] : [d.of.remoteId]
+        for (const [i, id] of ids.entries()) await api.redact(d.of.authorId || ghost, room, id, i === 0 ? d.deliveryId : `${d.deliveryId}.${i}`)
         return {}
+      }
       case 'reaction': {
         if (d.removed) {
           if (d.previous) await api.redact(d.previous.authorId || ghost, room, d.previous.remoteId, d.deliveryId)
@@ -77,13 +106,15 @@ export class MatrixParticipant implements Participant {
     }
   }
 
-  /** One event for text, one per attachment; a single attachment carries the text as its caption. */
-  private async contentEvents(content: MessageContent, ghost: string): Promise<Array<{ type: string; content: Json }>> {
+  /** Events for the text (several when it is longer than one event holds), one per attachment; a single
+   * attachment carries a short text as its caption. */
+  private async contentEvents(content: MessageContent, ghost: string): Promise<Array<{ type: string; content: Json; text?: true }>> {
     const { api, media } = this.opts
-    const text = toMatrixText(content, this.mentionFor)
-    const events: Array<{ type: string; content: Json }> = []
-    const captioned = content.attachments.length === 1 && content.body.text.length > 0
-    if (content.body.text.length > 0 && !captioned) events.push({ type: 'm.room.message', content: text })
+    const parts = content.body.text.length > 0 ? splitForMatrix(content.body, rt => toMatrixText({ ...content, body: rt }, this.mentionFor)) : []
+    const text = parts[0] ?? toMatrixText(content, this.mentionFor)
+    const events: Array<{ type: string; content: Json; text?: true }> = []
+    const captioned = content.attachments.length === 1 && parts.length === 1
+    if (!captioned) events.push(...parts.map(part => ({ type: 'm.room.message', content: part, text: true as const })))
     for (const att of content.attachments) {
       const mxc = await api.uploadMedia(await media.get(att.mediaId), att.mimetype, att.filename, ghost)
       const info: Json = { mimetype: att.mimetype, size: att.size }
@@ -94,7 +125,7 @@ export class MatrixParticipant implements Participant {
         ? { ...text, msgtype: MATRIX_MSGTYPE[att.kind], filename: att.filename, url: mxc, info }
         : { msgtype: MATRIX_MSGTYPE[att.kind], body: att.filename, filename: att.filename, url: mxc, info }
       if (att.kind === 'voice') c['org.matrix.msc3245.voice'] = {}
-      events.push(att.kind === 'sticker' ? { type: 'm.sticker', content: { body: att.filename, url: mxc, info } } : { type: 'm.room.message', content: c })
+      events.push(att.kind === 'sticker' ? { type: 'm.sticker', content: { body: att.filename, url: mxc, info } } : { type: 'm.room.message', content: c, ...(captioned ? { text: true as const } : {}) })
     }
     if (content.location) {
       const { latitude, longitude, name } = content.location

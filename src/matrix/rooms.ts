@@ -6,6 +6,7 @@ import type { NetworkId, RemoteNetworkId } from '../core/model.ts'
 import type { BridgeChannel, MatrixRooms } from '../core/rooms.ts'
 import type { HomeserverApi } from './client.ts'
 import { RoomNames } from './room-names.ts'
+import { roomNameWithin } from './limits.ts'
 
 const PROTOCOL: Record<RemoteNetworkId, { id: string; displayname: string; external_url: string }> = {
   signal: { id: 'signal', displayname: 'Signal', external_url: 'https://signal.org' },
@@ -32,7 +33,7 @@ export class BotRooms implements MatrixRooms {
 
   async createPortalRoom(o: { name: string; topic?: string; invite: string[] }): Promise<string> {
     return this.opts.api.createRoom(this.opts.botMxid, {
-      name: o.name,
+      name: roomNameWithin(o.name),
       ...(o.topic ? { topic: o.topic } : {}),
       invite: o.invite,
       preset: 'private_chat',
@@ -126,7 +127,7 @@ export class BotRooms implements MatrixRooms {
   }
 
   setRoomName(roomId: string, name: string): Promise<void> {
-    return this.names.set(roomId, name)
+    return this.names.set(roomId, roomNameWithin(name))
   }
 }
 

@@ -146,6 +146,27 @@ describe('faults', () => {
     expect(count(['*Admin (Matrix)*: only once'], await waTexts(e))).toMatchObject({ delivered: 1, duplicated: 0 })
   }, PATIENCE_MS * 3)
 
+  it('the homeserver restarts and numbers its transactions from 1 again (Synapse on SQLite): every new event is relayed, once', async () => {
+    e = await E2E.create('pglite')
+    const p = await setUpPortal(e)
+    const before = Array.from({ length: 5 }, (_, i) => `before the restart ${i}`)
+    for (const t of before) await e.hs.sendMessage(ADMIN, p.room, t)
+    await e.until(() => before.every(t => signalTexts(e!, p).includes(`Admin (Matrix): ${t}`)), 'the messages before the restart on Signal')
+    const usedBefore = new Set(e.hs.delivered.map(t => t.txnId))
+    const firstAfter = e.hs.delivered.length
+    // The bridge keeps running; the homeserver comes back counting from 1, with new events in ids it has seen.
+    e.hs.resetTxnIds()
+    const after = Array.from({ length: 20 }, (_, i) => `after the restart ${i}`)
+    for (const t of after) await e.hs.sendMessage(ADMIN, p.room, t)
+    await e.until(() => after.every(t => signalTexts(e!, p).includes(`Admin (Matrix): ${t}`)), 'the messages after the restart on Signal')
+    await e.waitForWaSent(s => after.every(t => s.some(x => x.content.text === `*Admin (Matrix)*: ${t}`)), 'the messages after the restart on WhatsApp')
+    const afterIds = e.hs.delivered.slice(firstAfter).map(t => t.txnId)
+    expect(afterIds[0]).toBe('1')
+    expect(afterIds.every(id => usedBefore.has(id)), 'every transaction after the restart reused an acknowledged txn id').toBe(true)
+    expect(count([...before, ...after].map(t => `Admin (Matrix): ${t}`), signalTexts(e, p))).toMatchObject({ delivered: 25, duplicated: 0, outOfOrder: 0 })
+    expect(count([...before, ...after].map(t => `*Admin (Matrix)*: ${t}`), await waTexts(e))).toMatchObject({ delivered: 25, duplicated: 0, outOfOrder: 0 })
+  }, PATIENCE_MS * 3)
+
   it.runIf(ADMIN_URI)('PostgreSQL unavailable for 10 s: transactions are refused so the homeserver retries, and nothing is lost', async () => {
     const real = new URL(await createPostgresDatabase())
     const proxy = await TcpProxy.start({ host: real.hostname, port: Number(real.port) })

@@ -265,3 +265,76 @@ describe('typing and read receipts (Synapse: handlers/typing.py, rest/client/rec
     expect(hs.receiptsIn(room)[GHOST]?.eventId).toBe(later)
   })
 })
+
+describe('Synapse’s size limits', () => {
+  const text = (bytes: number, ch = 'a') => ch.repeat(Math.floor(bytes / Buffer.byteLength(ch)))
+  const send = (api: MatrixClientApi, room: string, body: string, txn: string) =>
+    api.sendEvent(api.botUserId, room, 'm.room.message', { msgtype: 'm.text', body }, txn)
+
+  it('refuses an event whose PDU, with what the server adds, is over 65,536 bytes: 413 M_TOO_LARGE', async () => {
+    const { hs, api } = await setup()
+    const room = await botRoom(hs, api)
+    // Content alone under the limit, but not with the envelope (auth and prev events, hashes, signatures…).
+    await expect(send(api, room, text(65_400), 't1')).rejects.toMatchObject({ status: 413, errcode: 'M_TOO_LARGE' })
+    await expect(send(api, room, text(60_000), 't2')).resolves.toMatch(/^\$/)
+    expect(hs.timeline(room).filter(e => e.type === 'm.room.message')).toHaveLength(1)
+  })
+
+  it('counts bytes, not characters: 20,000 emoji are 80,000 bytes and refused; 15,000 are accepted', async () => {
+    const { hs, api } = await setup()
+    const room = await botRoom(hs, api)
+    await expect(send(api, room, '😀'.repeat(20_000), 't1')).rejects.toMatchObject({ status: 413, errcode: 'M_TOO_LARGE' })
+    await expect(send(api, room, '😀'.repeat(15_000), 't2')).resolves.toMatch(/^\$/)
+  })
+
+  it('refuses a display name over 256 characters: 400 M_UNKNOWN from the profile, M_BAD_JSON in a member event', async () => {
+    const { hs, api } = await setup()
+    await api.registerUser('signal_long')
+    const ghost = '@signal_long:example.org'
+    await expect(api.setDisplayName(ghost, 'x'.repeat(257))).rejects.toMatchObject({ status: 400, errcode: 'M_UNKNOWN' })
+    // Characters are code points: 256 emoji (512 UTF-16 units) are allowed.
+    await api.setDisplayName(ghost, '😀'.repeat(256))
+    expect(hs.profile(ghost)?.displayname).toBe('😀'.repeat(256))
+    const room = await botRoom(hs, api)
+    await api.join(ghost, room).catch(async () => {
+      await api.invite(api.botUserId, room, ghost)
+      await api.join(ghost, room)
+    })
+    await expect(api.sendState(ghost, room, 'm.room.member', ghost, { membership: 'join', displayname: 'y'.repeat(300) }))
+      .rejects.toMatchObject({ status: 400, errcode: 'M_BAD_JSON' })
+  })
+})
+
+describe('room upgrades as Synapse does them', () => {
+  it('a new room naming its predecessor, with the old state and power levels but not m.bridge; a tombstone; the old room muted', async () => {
+    const { hs, api } = await setup()
+    const room = await api.createRoom(api.botUserId, { name: 'Family', preset: 'private_chat', power_level_content_override: { users: { [api.botUserId]: 100, [ADMIN]: 100 } } })
+    await api.sendState(api.botUserId, room, 'm.bridge', 'relay-bridge://signal/g1', { bridgebot: api.botUserId })
+    await api.invite(api.botUserId, room, ADMIN)
+    await hs.join(ADMIN, room)
+    await api.registerUser('signal_bob')
+    await api.invite(api.botUserId, room, '@signal_bob:example.org')
+    await api.join('@signal_bob:example.org', room)
+    const res = await fetch(`${hs.url}/_matrix/client/v3/rooms/${encodeURIComponent(room)}/upgrade?user_id=${encodeURIComponent(api.botUserId)}`, {
+      method: 'POST', headers: { Authorization: `Bearer ${hs.registration.as_token}` }, body: JSON.stringify({ new_version: '11' }),
+    })
+    const { replacement_room: next } = await res.json() as { replacement_room: string }
+    expect(res.status).toBe(200)
+    expect(hs.stateContent(next, 'm.room.create')).toMatchObject({ room_version: '11', predecessor: { room_id: room } })
+    expect(hs.stateContent(next, 'm.room.name')).toEqual({ name: 'Family' })
+    expect(hs.powerLevel(next, ADMIN)).toBe(100)
+    expect(hs.stateContent(next, 'm.bridge', 'relay-bridge://signal/g1')).toBeUndefined()
+    expect(hs.joinedMembers(next)).toEqual([api.botUserId])
+    expect(hs.stateContent(room, 'm.room.tombstone')).toMatchObject({ replacement_room: next })
+    // Members at level 0 can no longer speak in the old room.
+    await expect(api.sendEvent('@signal_bob:example.org', room, 'm.room.message', { msgtype: 'm.text', body: 'hi' }, 't1')).rejects.toMatchObject({ status: 403 })
+  })
+
+  it('refuses an upgrade by someone without the power to send a tombstone', async () => {
+    const { hs } = await setup()
+    hs.createUser('@eve:example.org')
+    const room = await hs.createRoom(ADMIN, { invite: ['@eve:example.org'] })
+    await hs.join('@eve:example.org', room)
+    await expect(hs.upgradeRoom('@eve:example.org', room)).rejects.toMatchObject({ status: 403, errcode: 'M_FORBIDDEN' })
+  })
+})

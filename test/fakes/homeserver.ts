@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net'
 import { ClientApi } from './homeserver/client-api.ts'
 import { TransactionPusher } from './homeserver/pusher.ts'
 import { HomeserverState } from './homeserver/state.ts'
+import { upgradeRoom } from './homeserver/upgrade.ts'
 import {
   MatrixFault,
   newMediaId,
@@ -251,6 +252,12 @@ export class FakeHomeserver {
 
   async redact(user: string, roomId: string, eventId: string, reason?: string): Promise<string> {
     return this.state.redact(user, roomId, eventId, reason).event_id
+  }
+
+  /** A room upgrade as Synapse performs it (homeserver/upgrade.ts); returns the new room's id. Nobody but the
+   * upgrader is in the new room: invite others afterwards, as Element offers to. */
+  async upgradeRoom(user: string, roomId: string, newVersion: '10' | '11' = '11'): Promise<string> {
+    return upgradeRoom(this.state, user, roomId, newVersion)
   }
 
   async invite(sender: string, roomId: string, target: string): Promise<void> {

@@ -4,6 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { CreateRoomInput, HomeserverState } from './state.ts'
 import type { TransactionPusher } from './pusher.ts'
 import { EphemeralRooms } from './ephemeral.ts'
+import { upgradeRoom } from './upgrade.ts'
 import { MatrixFault, newMediaId, type FakeHomeserverOptions, type InjectedFault, type RecordedCall } from './types.ts'
 
 export interface StoredMedia {
@@ -59,6 +60,7 @@ export class ClientApi {
       ['PUT', re(`${C}/profile/([^/]+)/(displayname|avatar_url)`), (c, m) => this.setProfile(c, m[1]!, m[2] as 'displayname' | 'avatar_url')],
       ['POST', re(`${C}/createRoom`), (c) => this.createRoom(c)],
       ['POST', re(`${R}/invite`), (c, m) => this.invite(c, m[1]!)],
+      ['POST', re(`${R}/upgrade`), (c, m) => ok({ replacement_room: upgradeRoom(this.s, c.user!, m[1]!, obj(c.body)['new_version']) })],
       ['POST', re(`${C}/join/([^/]+)`), (c, m) => this.join(c, m[1]!)],
       ['POST', re(`${R}/join`), (c, m) => this.join(c, m[1]!)],
       ['POST', re(`${R}/leave`), (c, m) => { this.s.leave(c.user!, m[1]!, str(obj(c.body)['reason'])); return ok({}) }],

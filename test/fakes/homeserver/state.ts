@@ -1,6 +1,7 @@
 // Users, rooms (state + timeline) and the authorisation rules Synapse applies to them. Every checked
 // operation throws MatrixFault with the status and errcode Synapse gives; unchecked `append` is the one
 // place events are created, so every event reaches the `onEvent` hook (the transaction pusher) in order.
+import { checkEventSize, checkMemberDisplayName, checkProfileDisplayName, pduOf } from './limits.ts'
 import { MatrixFault, newEventId, newRoomId, type AppserviceRegistration, type FakeEvent } from './types.ts'
 
 export interface UserRecord {
@@ -37,6 +38,8 @@ export interface CreateRoomInput {
   preset?: 'private_chat' | 'trusted_private_chat' | 'public_chat'
   initial_state?: { type: string; state_key?: string; content: Record<string, unknown> }[]
   power_level_content_override?: Record<string, unknown>
+  /** Extra keys of m.room.create (e.g. `predecessor`). */
+  creation_content?: Record<string, unknown>
   room_version?: string
 }
 
@@ -126,7 +129,7 @@ export class HomeserverState {
     return room
   }
 
-  /** Creates an event with no checks. */
+  /** Creates an event with no authorisation checks; Synapse's size limits apply to every event (limits.ts). */
   append(roomId: string, sender: string, type: string, content: Record<string, unknown>, opts: AppendOptions = {}): FakeEvent {
     const room = this.room(roomId)
     const ev: FakeEvent = {
@@ -143,6 +146,11 @@ export class HomeserverState {
       if (room.version === '11') ev.content['redacts'] = opts.redacts
       else ev.redacts = opts.redacts
     }
+    if (type === 'm.room.member') checkMemberDisplayName(ev.content)
+    const auth = ['m.room.create', 'm.room.power_levels'].map(t => room.state.get(key(t, ''))?.event_id)
+    auth.push(room.state.get(key('m.room.member', sender))?.event_id)
+    const last = room.timeline.at(-1)?.event_id
+    checkEventSize(pduOf(ev, this.domain, room.timeline.length + 1, auth.filter((id): id is string => id !== undefined), last ? [last] : []))
     if (opts.stateKey !== undefined) {
       const prev = room.state.get(key(type, opts.stateKey))
       if (prev) ev.unsigned = { replaces_state: prev.event_id, prev_content: prev.content }
@@ -231,7 +239,7 @@ export class HomeserverState {
     const roomId = newRoomId(this.domain)
     this.rooms.set(roomId, { id: roomId, version, state: new Map(), timeline: [] })
     const preset = input.preset ?? 'private_chat'
-    const createContent: Record<string, unknown> = { room_version: version }
+    const createContent: Record<string, unknown> = { ...(input.creation_content ?? {}), room_version: version }
     if (version === '10') createContent['creator'] = creator
     this.append(roomId, creator, 'm.room.create', createContent, { stateKey: '' })
     this.append(roomId, creator, 'm.room.member', { membership: 'join', ...this.profileContent(creator) }, { stateKey: creator })
@@ -302,6 +310,7 @@ export class HomeserverState {
 
   /** A global profile change is copied into a new join event in every room the user is in (Synapse does). */
   setProfileField(userId: string, field: 'displayname' | 'avatar_url', value: string | undefined): void {
+    if (field === 'displayname' && value !== undefined) checkProfileDisplayName(value)
     const user = this.users.get(userId)
     // Synapse 1.67 updated an existing profile row only: for a user never registered the call "worked" and
     // stored nothing (matrix-appservice.md §3, the unregistered bot).
