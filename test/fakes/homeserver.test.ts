@@ -103,6 +103,17 @@ describe('transaction pushing', () => {
     expect((last.body['events'] as { content: { body: string } }[])[0]!.content.body).toBe('after restart')
   })
 
+  it('echoBeforeAnswer: a ghost\'s send is answered only after the appservice acknowledged the transaction with its echo', async () => {
+    const { as, hs, api } = await setup({ echoBeforeAnswer: true })
+    const room = await botRoom(hs, api)
+    await hs.waitForPushIdle()
+    as.failNext = 2 // the echo needs retries: the answer waits for them
+    const eventId = await api.sendEvent(api.botUserId, room, 'm.room.message', { msgtype: 'm.text', body: 'echo first' }, 't-echo')
+    const echoed = as.accepted.flatMap((t) => t.body['events'] as { event_id: string; unsigned?: Record<string, unknown> }[])
+    expect(echoed.find((e) => e.event_id === eventId)?.unsigned?.['transaction_id']).toBe('t-echo')
+    expect(hs.transactions.filter((t) => t.body.events.some((e) => e.event_id === eventId)).map((t) => t.status)).toEqual([500, 500, 200])
+  })
+
   it('holds transactions while paused and sends them on resume', async () => {
     const { as, hs, api } = await setup()
     const room = await botRoom(hs, api)

@@ -79,6 +79,8 @@ export class FakeHomeserver {
   private baseUrl = ''
   /** While true, every client-server connection is dropped at once (the homeserver is "down"). */
   offline = false
+  /** With echoBeforeAnswer: awaited after the echo was acknowledged, before the answer to the send goes out. */
+  holdSendAnswer: ((ev: FakeEvent) => Promise<void>) | undefined
 
   static async start(opts: FakeHomeserverOptions = {}): Promise<FakeHomeserver> {
     const hs = new FakeHomeserver(opts)
@@ -116,6 +118,13 @@ export class FakeHomeserver {
       this.calls.push(call)
       this.changed()
     })
+    if (opts.echoBeforeAnswer) {
+      this.api.beforeAnswer = async (ev) => {
+        await this.waitFor(() => this.pusher.delivered.some((t) => t.body.events.some((e) => e.event_id === ev.event_id)),
+          { what: `the appservice to acknowledge the transaction carrying ${ev.event_id}` })
+        await this.holdSendAnswer?.(ev)
+      }
+    }
     this.state.onEvent = (ev) => {
       if (this.interested(ev)) this.pusher.enqueueEvent(this.forAppservice(ev))
       this.changed()

@@ -3,7 +3,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { CreateRoomInput, HomeserverState } from './state.ts'
 import type { TransactionPusher } from './pusher.ts'
-import { MatrixFault, newMediaId, type FakeHomeserverOptions, type InjectedFault, type RecordedCall } from './types.ts'
+import { MatrixFault, newMediaId, type FakeEvent, type FakeHomeserverOptions, type InjectedFault, type RecordedCall } from './types.ts'
 
 export interface StoredMedia {
   data: Buffer
@@ -34,6 +34,8 @@ export class ClientApi {
   readonly media = new Map<string, StoredMedia>()
   /** Checked after authentication, before the endpoint runs. */
   readonly faults: InjectedFault[] = []
+  /** Awaited after a send or redaction made its event and before the answer goes out (see echoBeforeAnswer). */
+  beforeAnswer: ((ev: FakeEvent) => Promise<void>) | undefined
   private readonly routes: [string, RegExp, Handler][]
   private readonly s: HomeserverState
   private readonly pusher: TransactionPusher
@@ -229,13 +231,14 @@ export class ClientApi {
     return ok({ room_id: target })
   }
 
-  private send(ctx: Ctx, roomId: string, type: string, txnId: string): Answer {
+  private async send(ctx: Ctx, roomId: string, type: string, txnId: string): Promise<Answer> {
     const key = `/rooms/${roomId}/send/${type}/${txnId}`
     const prior = this.s.txnLookup(key)
     if (prior) return ok({ event_id: prior })
     const ts = this.ts(ctx)
     const ev = this.s.send(ctx.user!, roomId, type, obj(ctx.body), { txnId, ...(ts !== undefined ? { ts } : {}) })
     this.s.txnRemember(key, ev.event_id)
+    await this.beforeAnswer?.(ev)
     return ok({ event_id: ev.event_id })
   }
 
@@ -252,12 +255,13 @@ export class ClientApi {
     return ok(ev.content)
   }
 
-  private redact(ctx: Ctx, roomId: string, eventId: string, txnId: string): Answer {
+  private async redact(ctx: Ctx, roomId: string, eventId: string, txnId: string): Promise<Answer> {
     const key = `/rooms/${roomId}/redact/${eventId}/${txnId}`
     const prior = this.s.txnLookup(key)
     if (prior) return ok({ event_id: prior })
     const ev = this.s.redact(ctx.user!, roomId, eventId, str(obj(ctx.body)['reason']), { txnId })
     this.s.txnRemember(key, ev.event_id)
+    await this.beforeAnswer?.(ev)
     return ok({ event_id: ev.event_id })
   }
 

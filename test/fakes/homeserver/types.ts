@@ -50,6 +50,11 @@ export interface FakeHomeserverOptions {
   /** true (default, like MAS / spec v1.17 servers): registering without inhibit_login gives 400
    * M_APPSERVICE_LOGIN_UNSUPPORTED. false: it returns an access token like older Synapse. */
   requireInhibitLogin?: boolean
+  /** Synapse pushes a new event to the appservice as soon as it is stored, so the transaction carrying the
+   * echo of a ghost's send can arrive before the answer to that PUT /send. true: the fake always makes it so
+   * (it answers a send or redaction only once the appservice acknowledged the transaction with its event),
+   * then awaits `holdSendAnswer` when a test sets one (an answer slow on the way back). Default false. */
+  echoBeforeAnswer?: boolean
 }
 
 export interface FakeEvent {
