@@ -16,17 +16,21 @@ export class DeliveryError extends Error {
   readonly retryAfterMs: number | undefined
   /** The MSS reason code (matrix-appservice.md §4). */
   readonly reason: string
+  /** The network is pacing the bridge (it answered "too many requests" and said when to come back): the
+   * attempt is no failure, and does not count towards giving up. Set only together with retryAfterMs. */
+  readonly rateLimited: boolean
 
   constructor(
     disposition: Disposition,
     userMessage: string,
-    opts: { cause?: unknown; retryAfterMs?: number; reason?: string; internal?: string } = {},
+    opts: { cause?: unknown; retryAfterMs?: number; rateLimited?: boolean; reason?: string; internal?: string } = {},
   ) {
     super(opts.internal ?? userMessage, { cause: opts.cause })
     this.name = 'DeliveryError'
     this.disposition = disposition
     this.userMessage = userMessage
     this.retryAfterMs = opts.retryAfterMs
+    this.rateLimited = opts.rateLimited === true && opts.retryAfterMs !== undefined
     this.reason = opts.reason ?? (disposition === 'permanent' ? 'm.foreign_network_error' : 'm.bridge_unavailable')
   }
 }

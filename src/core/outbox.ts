@@ -361,6 +361,19 @@ export class Outbox {
       log.info({ id: row.id, network: row.network }, 'Delivery held until the relay account is back')
       return 'stop'
     }
+    if (e.rateLimited) {
+      // Paced, not failed: the attempt is given back, so that a busy homeserver never makes the bridge give up
+      // on a message; the queue waits as long as the network asked (at least a tenth of the first backoff, so
+      // a server that says "now" again and again is not hammered).
+      const delay = Math.max(e.retryAfterMs ?? 0, this.opts.backoff.initialMs / 10)
+      await db.query(
+        `UPDATE outbox SET state = 'pending', attempts = attempts - 1, last_error = $2, next_attempt_at = $3 WHERE id = $1`,
+        [row.id, internal, new Date(this.opts.now() + delay)],
+      )
+      log.info({ id: row.id, network: row.network, delayMs: Math.round(delay) }, 'Delivery rate-limited; waiting as asked')
+      this.wakeLater(row.network, row.chat_id, delay)
+      return 'stop'
+    }
     if (e.disposition === 'transient' && attempts < this.opts.backoff.maxAttempts) {
       const delay = this.backoffMs(attempts, e.retryAfterMs)
       await db.query(

@@ -131,10 +131,16 @@ export function matrixDeliveryError(err: unknown): DeliveryError {
   const internal = err instanceof Error ? err.message : String(err)
   if (classifyMatrixError(err) === 'transient') {
     const retryAfterMs = err instanceof MatrixApiError ? err.retryAfterMs : undefined
-    return new DeliveryError('transient', 'The Matrix homeserver is unavailable; the bridge will retry.', {
+    // A homeserver that says how long to wait is pacing the bridge (Synapse's rc_message, rc_joins, media
+    // limits for a registration with rate_limited: true), not failing: the delivery waits that long, as often
+    // as it takes, and keeps its place.
+    const rateLimited = err instanceof MatrixApiError && (err.status === 429 || err.errcode === 'M_LIMIT_EXCEEDED') && retryAfterMs !== undefined
+    return new DeliveryError('transient', rateLimited
+      ? 'The Matrix homeserver is rate-limiting the bridge; the bridge will retry when it allows.'
+      : 'The Matrix homeserver is unavailable; the bridge will retry.', {
       cause: err,
       internal,
-      ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
+      ...(retryAfterMs !== undefined ? { retryAfterMs, rateLimited } : {}),
     })
   }
   const forbidden = err instanceof MatrixApiError && (err.status === 403 || err.errcode === 'M_FORBIDDEN')

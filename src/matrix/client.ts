@@ -388,22 +388,33 @@ function parseBody(body: unknown): Record<string, unknown> | undefined {
   }
 }
 
+/**
+ * The wait a rate-limited answer asks for: the body's retry_after_ms when there is one (exact, and what every
+ * homeserver sends), else the Retry-After header in seconds (MSC4041; Synapse sends both, the header rounded
+ * up to whole seconds, so the body's is the truer wait).
+ */
+function retryAfterOf(body: Record<string, unknown> | undefined, header: string | string[] | undefined): number | undefined {
+  const ms = body?.['retry_after_ms']
+  if (typeof ms === 'number' && Number.isFinite(ms) && ms >= 0) return ms
+  const h = Array.isArray(header) ? header[0] : header
+  return typeof h === 'string' && /^\d+$/.test(h.trim()) ? Number(h.trim()) * 1000 : undefined
+}
+
 /** The bot-sdk throws a MatrixError (JSON error body), the raw response (any other non-2xx, and every error
  * of a raw request, whose body stays a Buffer), or the `request` library's socket error. */
 function toTypedError(err: unknown, request: string): Error {
   if (err instanceof MatrixApiError || err instanceof MatrixConnectionError) return err
   if (err instanceof MatrixError) {
+    const body = parseBody(err.body)
     return new MatrixApiError({
-      status: err.statusCode, errcode: err.errcode, error: err.error, retryAfterMs: err.retryAfterMs,
-      body: parseBody(err.body), request,
+      status: err.statusCode, errcode: err.errcode, error: err.error, retryAfterMs: retryAfterOf(body, undefined) ?? err.retryAfterMs,
+      body, request,
     })
   }
   if (err && typeof err === 'object' && typeof (err as RawResponse).statusCode === 'number') {
     const res = err as RawResponse
     const body = parseBody(res.body)
-    const retry = body?.['retry_after_ms']
-    const header = res.headers?.['retry-after']
-    const retryAfterMs = typeof retry === 'number' ? retry : typeof header === 'string' && /^\d+$/.test(header) ? Number(header) * 1000 : undefined
+    const retryAfterMs = retryAfterOf(body, res.headers?.['retry-after'])
     return new MatrixApiError({
       status: res.statusCode,
       errcode: typeof body?.['errcode'] === 'string' ? body['errcode'] : undefined,

@@ -120,18 +120,20 @@ function contextOf(c: proto.IMessage): proto.IContextInfo | undefined {
 /** Text with markup parsed and "@<user>" mentions of mentionedJid turned into named mention ranges. */
 async function richOf(text: string, ctx: proto.IContextInfo | undefined, deps: InboundDeps): Promise<RichText> {
   let rt = parseMarkup(text)
-  for (const jid of ctx?.mentionedJid ?? []) {
+  for (const jid of new Set(ctx?.mentionedJid ?? [])) {
     const user = jid.split('@', 1)[0]?.split(':', 1)[0]
     if (!user) continue
-    const token = `@${user}`
-    const at = rt.text.indexOf(token)
-    if (at < 0) continue
+    // "@<user>" and not the start of a longer number; mentionedJid names a person once however often the
+    // text does, and the visible text never keeps the digits (they may be a phone number).
+    const token = new RegExp(`@${user.replace(/[^0-9A-Za-z]/g, '\\$&')}(?![0-9])`, 'g')
+    const found = [...rt.text.matchAll(token)]
+    if (found.length === 0) continue
     const who = await deps.people.resolve(jid)
     if (!who) continue
-    // The visible text never keeps the digits: they may be a phone number.
     const label = `@${usableName(who.name) ?? neutralLabel(who.id)}`
     const mention = { ...plainText(label), mentions: [{ start: 0, length: label.length, person: { network: 'whatsapp' as const, id: who.id, displayName: label.slice(1) } }] }
-    rt = splice(rt, at, token.length, mention)
+    // Right to left, so that the offsets still to come stay valid.
+    for (const m of found.reverse()) rt = splice(rt, m.index, m[0].length, mention)
   }
   return rt
 }

@@ -3,7 +3,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { ALICE, bridgedRoom, scenario, type Scenario } from '../support/bridge.ts'
 import { DB_KINDS } from '../support/db.ts'
-import { botEvents, content, settled, until } from '../support/relay.ts'
+import { bodyOf, botEvents, content, settled, until } from '../support/relay.ts'
 
 describe.each(DB_KINDS)('delivery on %s', kind => {
   let s: Scenario
@@ -40,6 +40,49 @@ describe.each(DB_KINDS)('delivery on %s', kind => {
     expect(s.signal.sentTo(sg.id)).toHaveLength(3)
     expect(s.whatsapp.sentTo(wg.id)).toHaveLength(3)
     expect((await outboxRows(sg.id)).map(r => r.state)).toEqual(['sent', 'sent', 'sent'])
+  })
+
+  it('messages behind one waiting for its retry wait behind it, whether queued before its failure or after: none goes out first', async () => {
+    s = own = await scenario(kind)
+    const { room, sg, wg } = await bridgedRoom(s)
+    await s.signal.say(sg.id, { id: 'aci-bob', name: 'Bob' }, 'hello')
+    const hello = await s.hs.waitForEvent(room, e => bodyOf(e) === 'hello')
+    // A reply goes out on its own (never in a run of plain messages), so a plain message queued behind it
+    // meets the row-by-row path; 'three' arrives after the failure and meets a queue whose head waits.
+    s.signal.failNext('transient', 'Signal is unreachable.', 1, { retryAfterMs: 3_600_000 })
+    s.hs.pause()
+    await s.hs.sendMessage(ALICE, room, { msgtype: 'm.text', body: 'one', 'm.relates_to': { 'm.in_reply_to': { event_id: hello.event_id } } })
+    await s.hs.sendMessage(ALICE, room, 'two')
+    s.hs.resume()
+    await until(async () => (await outboxRows(sg.id))[0]?.attempts === 1, 'the reply to Signal to fail once')
+    await s.hs.sendMessage(ALICE, room, 'three')
+    // WhatsApp has all three: the Signal queue was kicked for each of them too.
+    await s.whatsapp.waitForSentTo(wg.id, 4)
+    // Stopping waits for the queues' work in progress, so what Signal got by then is all it would get.
+    await s.restart(async () => {
+      expect(s.signal.sentTo(sg.id)).toEqual([])
+      expect((await outboxRows(sg.id)).map(r => r.state)).toEqual(['pending', 'pending', 'pending'])
+      await s.db.query(`UPDATE outbox SET next_attempt_at = now() WHERE state = 'pending'`)
+    })
+    const sent = await s.signal.waitForSentTo(sg.id, 3)
+    await settled(s)
+    expect(sent.map(x => x.text.replace(/ \(reply to .*\)$/, ' (reply)'))).toEqual(['Alice (Matrix): one (reply)', 'Alice (Matrix): two', 'Alice (Matrix): three'])
+    expect(s.signal.sentTo(sg.id)).toHaveLength(3)
+  })
+
+  it('no delivery is retried before the retry-after the network asked for has passed', async () => {
+    // The outbox's own backoff starts at 20 ms here; the network asks for far more.
+    s = own = await scenario(kind)
+    const { room, sg } = await bridgedRoom(s)
+    const retryAfterMs = 1_500
+    s.signal.failNext('transient', 'Signal is rate limiting.', 1, { retryAfterMs })
+    await s.hs.sendMessage(ALICE, room, 'patient')
+    const [sent] = await s.signal.waitForSentTo(sg.id, 1)
+    const [refused] = s.signal.refused
+    expect(refused!.delivery.target.chatId).toBe(sg.id)
+    // A lower bound only: however slow the machine, the send cannot come earlier than this.
+    expect(sent!.at).toBeGreaterThanOrEqual(refused!.at + retryAfterMs)
+    expect(s.signal.refused).toHaveLength(1)
   })
 
   describe('with one bridge for the rest', () => {

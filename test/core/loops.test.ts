@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { MemoryNetwork } from '../fakes/memory-network.ts'
 import { ALICE, bridgedRoom, scenario, type Scenario } from '../support/bridge.ts'
 import { DB_KINDS } from '../support/db.ts'
-import { bodyOf, ghostEvents, settled } from '../support/relay.ts'
+import { bodyOf, ghostEvents, settled, until } from '../support/relay.ts'
 
 describe.each(DB_KINDS)('echoes on %s', kind => {
   let s: Scenario
@@ -90,5 +90,38 @@ describe.each(DB_KINDS)('echoes on %s', kind => {
     await s.hs.waitForEvent(room, e => bodyOf(e) === 'hello from the spare phone')
     const [wa] = await s.whatsapp.waitForSentTo(wg.id, 1)
     expect(wa!.text).toBe('Relay phone (Signal): hello from the spare phone')
+  })
+})
+
+describe.each(DB_KINDS)('the echo race on %s', kind => {
+  let s: Scenario
+  beforeAll(async () => {
+    // Synapse pushes a ghost's event as soon as it is stored, so its echo can be in the bridge before the answer
+    // to the send that made it, and so before the outbox has recorded the copy's event id.
+    s = await scenario(kind, { homeserver: { echoBeforeAnswer: true } })
+    // A ghost's answer is also slow on its way back: it comes only once the bridge has worked through its inbox.
+    // (Not the bot's: it answers commands from inside that work.)
+    s.hs.holdSendAnswer = async ev => {
+      if (ev.sender === s.hs.botUserId) return
+      await until(async () => (await s.db.query<{ n: number }>('SELECT count(*)::int AS n FROM inbox WHERE processed_at IS NULL')).rows[0]!.n === 0,
+        'the bridge to work through the echo of a ghost\'s send')
+    }
+  })
+  afterAll(async () => s?.stop())
+
+  it('a ghost\'s message whose echo arrives before the answer to its send is not relayed back to either group', async () => {
+    const { room, sg, wg } = await bridgedRoom(s)
+    await s.signal.say(sg.id, { id: 'aci-bob', name: 'Bob' }, 'hello from Signal')
+    await s.whatsapp.say(wg.id, { id: 'wa-dave', name: 'Dave' }, 'hello from WhatsApp')
+    await s.hs.waitFor(() => ghostEvents(s, room).filter(e => e.type === 'm.room.message').length === 2, { what: 'both ghosts\' messages' })
+    // Markers sent after the echoes: each group's queue had the echo (if it was relayed) before its marker.
+    await s.signal.say(sg.id, { id: 'aci-bob', name: 'Bob' }, 'marker from Signal')
+    await s.whatsapp.say(wg.id, { id: 'wa-dave', name: 'Dave' }, 'marker from WhatsApp')
+    await s.signal.waitFor(() => s.signal.sentTo(sg.id).some(x => x.text.endsWith('marker from WhatsApp')), 'the WhatsApp marker on Signal')
+    await s.whatsapp.waitFor(() => s.whatsapp.sentTo(wg.id).some(x => x.text.endsWith('marker from Signal')), 'the Signal marker on WhatsApp')
+    await settled(s)
+    expect(s.signal.sentTo(sg.id).map(x => x.text)).toEqual(['Dave (WhatsApp): hello from WhatsApp', 'Dave (WhatsApp): marker from WhatsApp'])
+    expect(s.whatsapp.sentTo(wg.id).map(x => x.text)).toEqual(['Bob (Signal): hello from Signal', 'Bob (Signal): marker from Signal'])
+    expect(ghostEvents(s, room).filter(e => e.type === 'm.room.message').map(bodyOf)).toHaveLength(4)
   })
 })

@@ -103,6 +103,38 @@ describe('transaction pushing', () => {
     expect((last.body['events'] as { content: { body: string } }[])[0]!.content.body).toBe('after restart')
   })
 
+  it('echoBeforeAnswer: a ghost\'s send is answered only after the appservice acknowledged the transaction with its echo', async () => {
+    const { as, hs, api } = await setup({ echoBeforeAnswer: true })
+    const room = await botRoom(hs, api)
+    await hs.waitForPushIdle()
+    as.failNext = 2 // the echo needs retries: the answer waits for them
+    const eventId = await api.sendEvent(api.botUserId, room, 'm.room.message', { msgtype: 'm.text', body: 'echo first' }, 't-echo')
+    const echoed = as.accepted.flatMap((t) => t.body['events'] as { event_id: string; unsigned?: Record<string, unknown> }[])
+    expect(echoed.find((e) => e.event_id === eventId)?.unsigned?.['transaction_id']).toBe('t-echo')
+    expect(hs.transactions.filter((t) => t.body.events.some((e) => e.event_id === eventId)).map((t) => t.status)).toEqual([500, 500, 200])
+  })
+
+  it('rateLimits: exempt while rate_limited is false; with true, a burst then 429 M_LIMIT_EXCEEDED with both forms of the wait', async () => {
+    const { hs, api } = await setup({ rateLimits: { message: { perSecond: 0.5, burstCount: 2 } } })
+    const room = await botRoom(hs, api)
+    const send = (txn: string) => api.sendEvent(api.botUserId, room, 'm.room.message', { msgtype: 'm.text', body: txn }, txn)
+    for (let i = 0; i < 5; i++) await send(`free${i}`)
+    expect(hs.limiter!.refusals).toEqual([])
+    hs.registration.rate_limited = true
+    await send('a')
+    await send('b')
+    const err = await send('c').then(() => undefined, (e: unknown) => e)
+    // The bucket of 2 drains at one per 2 s: the third waits until the first has drained.
+    expect(err).toMatchObject({ status: 429, errcode: 'M_LIMIT_EXCEEDED' })
+    const waited = (err as { retryAfterMs: number }).retryAfterMs
+    expect(waited).toBeGreaterThan(0)
+    expect(waited).toBeLessThanOrEqual(2000)
+    const answer = hs.calls.at(-1)!
+    expect(answer).toMatchObject({ status: 429, response: { errcode: 'M_LIMIT_EXCEEDED', retry_after_ms: hs.limiter!.refusals[0]!.retryAfterMs } })
+    // A retried txn id is answered from the cache, never refused.
+    expect(await send('a')).toBe(hs.timeline(room).find((e) => e.content['body'] === 'a')!.event_id)
+  })
+
   it('holds transactions while paused and sends them on resume', async () => {
     const { as, hs, api } = await setup()
     const room = await botRoom(hs, api)

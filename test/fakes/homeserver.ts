@@ -7,6 +7,7 @@ import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { ClientApi } from './homeserver/client-api.ts'
 import { TransactionPusher } from './homeserver/pusher.ts'
+import { RateLimiter } from './homeserver/rate-limit.ts'
 import { HomeserverState } from './homeserver/state.ts'
 import { upgradeRoom } from './homeserver/upgrade.ts'
 import {
@@ -83,6 +84,10 @@ export class FakeHomeserver {
   /** Requests that arrived after hang(): accepted, read, never answered. */
   readonly hungRequests: string[] = []
   private hung = false
+  /** With echoBeforeAnswer: awaited after the echo was acknowledged, before the answer to the send goes out. */
+  holdSendAnswer: ((ev: FakeEvent) => Promise<void>) | undefined
+  /** With rateLimits: the limiter, whose refusals a test can count. */
+  readonly limiter: RateLimiter | undefined
 
   static async start(opts: FakeHomeserverOptions = {}): Promise<FakeHomeserver> {
     const hs = new FakeHomeserver(opts)
@@ -120,6 +125,14 @@ export class FakeHomeserver {
       this.calls.push(call)
       this.changed()
     }, () => this.changed())
+    if (opts.rateLimits) this.api.limiter = this.limiter = new RateLimiter(opts.rateLimits)
+    if (opts.echoBeforeAnswer) {
+      this.api.beforeAnswer = async (ev) => {
+        await this.waitFor(() => this.pusher.delivered.some((t) => t.body.events.some((e) => e.event_id === ev.event_id)),
+          { what: `the appservice to acknowledge the transaction carrying ${ev.event_id}` })
+        await this.holdSendAnswer?.(ev)
+      }
+    }
     this.state.onEvent = (ev) => {
       if (this.interested(ev)) this.pusher.enqueueEvent(this.forAppservice(ev))
       this.changed()

@@ -17,6 +17,15 @@ export interface Sent {
   remoteId: string
   /** The text as a member of the group would see it. */
   text: string
+  /** When the network took it (Date.now()). */
+  at: number
+}
+
+/** A send the network refused (see failNext), and when. */
+export interface Refusal {
+  delivery: Delivery
+  disposition: 'transient' | 'permanent' | 'hold'
+  at: number
 }
 
 type Failure = { disposition: 'transient' | 'permanent' | 'hold'; message: string; times: number; retryAfterMs?: number }
@@ -25,6 +34,7 @@ export class MemoryNetwork implements RemoteNetwork {
   readonly network: RemoteNetworkId
   readonly groups = new Map<string, MemoryGroup>()
   readonly sent: Sent[] = []
+  readonly refused: Refusal[] = []
   private ctx: NetworkContext | undefined
   private readonly states = new Map<string, ConnectionState>()
   private failures: Failure[] = []
@@ -148,11 +158,12 @@ export class MemoryNetwork implements RemoteNetwork {
     const f = this.failures[0]
     if (f) {
       if (--f.times <= 0) this.failures.shift()
+      this.refused.push({ delivery: d, disposition: f.disposition, at: Date.now() })
       throw new DeliveryError(f.disposition, f.message, f.retryAfterMs !== undefined ? { retryAfterMs: f.retryAfterMs } : {})
     }
     if (!this.groups.has(d.target.chatId)) throw new DeliveryError('permanent', 'The group does not exist.')
     const remoteId = `${this.network}-out-${++this.counter}`
-    this.sent.push({ delivery: d, remoteId, text: describe(d) })
+    this.sent.push({ delivery: d, remoteId, text: describe(d), at: Date.now() })
     for (const w of this.waiters.splice(0)) w()
     return { remoteId, authorId: d.target.loginId ?? 'relay', sentAt: Date.now() }
   }

@@ -11,6 +11,7 @@ import {
   MatrixApiError,
   MatrixClientApi,
   MatrixConnectionError,
+  matrixDeliveryError,
   type HomeserverApi,
 } from '../../src/matrix/client.ts'
 import { FakeHomeserver, type FakeHomeserverOptions } from '../fakes/homeserver.ts'
@@ -325,6 +326,38 @@ describe('error classification', () => {
     expect(gateway).toMatchObject({ status: 502, errcode: undefined })
     expect(classifyMatrixError(gateway)).toBe('transient')
     expect(classifyMatrixError(await caught(api.whoami()))).toBe('permanent')
+  })
+})
+
+describe('the wait a rate limit asks for', () => {
+  /** A homeserver that answers every call with this 429. */
+  async function limitedBy(body: Record<string, unknown>, headers: Record<string, string>): Promise<MatrixClientApi> {
+    const server = createServer((_req, res) => {
+      res.writeHead(429, { ...headers, 'Content-Type': 'application/json' })
+      res.end(JSON.stringify(body))
+    })
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()))
+    cleanups.push(() => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()) }))
+    return new MatrixClientApi({ homeserverUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, asToken: 't', domain: 'example.org', botLocalpart: 'relaybot', log: silent })
+  }
+  const limit = { errcode: 'M_LIMIT_EXCEEDED', error: 'Too Many Requests' }
+
+  it('both forms (Synapse since MSC4041): the body\'s retry_after_ms, exact to the millisecond, not the header\'s whole seconds', async () => {
+    const api = await limitedBy({ ...limit, retry_after_ms: 1500 }, { 'Retry-After': '2' })
+    expect(await caught(api.sendEvent('@signal_a:example.org', '!r:example.org', 'm.room.message', { body: 'x' }, 't1'))).toMatchObject({ status: 429, retryAfterMs: 1500 })
+    expect(await caught(api.uploadMedia(Buffer.from('x'), 'text/plain'))).toMatchObject({ status: 429, retryAfterMs: 1500 })
+  })
+
+  it('only the Retry-After header (seconds): its wait, in milliseconds', async () => {
+    const api = await limitedBy(limit, { 'Retry-After': '3' })
+    const err = await caught(api.join('@signal_a:example.org', '!r:example.org'))
+    expect(err).toMatchObject({ status: 429, retryAfterMs: 3000 })
+    expect(matrixDeliveryError(err)).toMatchObject({ disposition: 'transient', retryAfterMs: 3000 })
+  })
+
+  it('only the body: retry_after_ms', async () => {
+    const api = await limitedBy({ ...limit, retry_after_ms: 250 }, {})
+    expect(await caught(api.setDisplayName('@signal_a:example.org', 'A (Signal)'))).toMatchObject({ status: 429, retryAfterMs: 250 })
   })
 })
 

@@ -7,7 +7,7 @@ import type { Config } from '../../src/config.ts'
 import type { Db } from '../../src/db/types.ts'
 import type { RemoteNetwork } from '../../src/core/network.ts'
 import { buildRegistration } from '../../src/registration.ts'
-import { FakeHomeserver, type FakeEvent } from '../fakes/homeserver.ts'
+import { FakeHomeserver, type FakeEvent, type FakeHomeserverOptions } from '../fakes/homeserver.ts'
 import { MemoryNetwork, type MemoryGroup } from '../fakes/memory-network.ts'
 import { tempDir, testConfig } from './config.ts'
 import { freshDb, type DbKind } from './db.ts'
@@ -36,6 +36,8 @@ export interface ScenarioOptions {
   configure?: (raw: Record<string, any>) => void
   /** Builds the bridge's networks at every (re)start from its config, as a new process would; the in-memory pair by default. */
   networks?: (config: Config) => RemoteNetwork[] | Promise<RemoteNetwork[]>
+  /** Options of the fake homeserver beyond the quick retries every scenario uses. */
+  homeserver?: FakeHomeserverOptions
   /** The outbox's retry schedule (default: four quick attempts). */
   backoff?: { initialMs: number; maxMs: number; maxAttempts: number }
 }
@@ -45,7 +47,7 @@ export async function scenario(kind: DbKind, opts: ScenarioOptions = {}): Promis
   // own migration at start then finds nothing to do, as on every restart.
   const db = await freshDb(kind)
   const dataDir = await tempDir()
-  const hs = await FakeHomeserver.start({ retryBackoff: { initialMs: 5, maxMs: 50 } })
+  const hs = await FakeHomeserver.start({ retryBackoff: { initialMs: 5, maxMs: 50 }, ...opts.homeserver })
   let config = testConfig({ homeserver: hs.url, dataDir, extra: opts.configure })
   // The fake homeserver loads the registration the bridge would generate.
   Object.assign(hs.registration, buildRegistration(config))
@@ -102,7 +104,8 @@ export async function linkedLogin(s: Scenario, network: MemoryNetwork, owner = A
   const dm = await s.hs.createRoom(owner, { invite: [s.hs.botUserId], isDirect: true })
   await s.hs.waitFor(() => s.hs.membership(dm, s.hs.botUserId) === 'join', { what: 'the bot to join the direct chat' })
   await s.hs.sendMessage(owner, dm, `login ${network.network}`)
-  await s.hs.waitFor(() => network.loginsWaiting > 0, { what: 'the login to wait for a scan' })
+  // Re-checked by the network's own waiter: nothing on the homeserver need change once the login waits.
+  await network.waitFor(() => network.loginsWaiting > 0, 'the login to wait for a scan')
   network.scan(address)
   await s.hs.waitFor(() => s.botNotices(dm).some(n => n.startsWith('Linked!')), { what: 'the login to finish' })
   const id = /login ([a-z]+-[0-9a-f]+)/.exec(s.botNotices(dm).find(n => n.startsWith('Linked!'))!)![1]!

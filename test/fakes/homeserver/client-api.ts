@@ -5,7 +5,8 @@ import type { CreateRoomInput, HomeserverState } from './state.ts'
 import type { TransactionPusher } from './pusher.ts'
 import { EphemeralRooms } from './ephemeral.ts'
 import { upgradeRoom } from './upgrade.ts'
-import { MatrixFault, newMediaId, type FakeHomeserverOptions, type InjectedFault, type RecordedCall } from './types.ts'
+import { RateLimited, type RateLimiter, type RateLimitKind } from './rate-limit.ts'
+import { MatrixFault, newMediaId, type FakeEvent, type FakeHomeserverOptions, type InjectedFault, type RecordedCall } from './types.ts'
 
 export interface StoredMedia {
   data: Buffer
@@ -38,6 +39,10 @@ export class ClientApi {
   readonly faults: InjectedFault[] = []
   /** Typing and read receipts (homeserver/ephemeral.ts). */
   readonly ephemeral: EphemeralRooms
+  /** Awaited after a send or redaction made its event and before the answer goes out (see echoBeforeAnswer). */
+  beforeAnswer: ((ev: FakeEvent) => Promise<void>) | undefined
+  /** Synapse's limits, applied to the appservice's users while its registration says rate_limited: true. */
+  limiter: RateLimiter | undefined
   private readonly routes: [string, RegExp, Handler][]
   private readonly s: HomeserverState
   private readonly pusher: TransactionPusher
@@ -85,11 +90,13 @@ export class ClientApi {
     const path = decodePath(url.pathname)
     const ctx: Ctx = { method: req.method ?? 'GET', query: url.searchParams, body: undefined, raw, headers: req.headers, user: undefined }
     let answer: Answer
+    let headers: Record<string, string> = {}
     try {
       answer = await this.dispatch(ctx, url.pathname)
     } catch (err) {
       const fault = err instanceof MatrixFault ? err : new MatrixFault(500, 'M_UNKNOWN', `fake homeserver bug: ${(err as Error).message}`)
       answer = { status: fault.status, json: fault.toJSON() }
+      if (fault instanceof RateLimited) headers = fault.headers
     }
     const query = Object.fromEntries([...url.searchParams.entries()].filter(([k]) => k !== 'access_token'))
     this.record({
@@ -98,7 +105,7 @@ export class ClientApi {
     })
     if ('json' in answer) {
       const text = JSON.stringify(answer.json)
-      res.writeHead(answer.status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) })
+      res.writeHead(answer.status, { ...headers, 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) })
       res.end(text)
     } else {
       res.writeHead(answer.status, {
@@ -169,6 +176,11 @@ export class ClientApi {
     ctx.user = asserted
   }
 
+  /** Counts one action of the caller against its limit, or throws the 429 (every caller here is an AS user). */
+  private limit(ctx: Ctx, kind: RateLimitKind): void {
+    if (this.s.registration.rate_limited === true) this.limiter?.check(ctx.user!, kind)
+  }
+
   /** `ts` is honoured for appservice users only; every caller here is one. */
   private ts(ctx: Ctx): number | undefined {
     const v = ctx.query.get('ts')
@@ -202,6 +214,7 @@ export class ClientApi {
 
   private setProfile(ctx: Ctx, userId: string, field: 'displayname' | 'avatar_url'): Answer {
     if (userId !== ctx.user) throw new MatrixFault(403, 'M_FORBIDDEN', `Cannot set another user's ${field}`)
+    this.limit(ctx, 'message')
     const value = obj(ctx.body)[field]
     if (value !== undefined && value !== null && typeof value !== 'string') throw new MatrixFault(400, 'M_BAD_JSON', `'${field}' must be a string`)
     this.s.setProfileField(userId, field, typeof value === 'string' ? value : undefined)
@@ -233,21 +246,25 @@ export class ClientApi {
 
   private join(ctx: Ctx, target: string): Answer {
     if (target.startsWith('#')) throw new MatrixFault(404, 'M_NOT_FOUND', 'Room alias not found')
+    this.limit(ctx, 'join')
     this.s.join(ctx.user!, target)
     return ok({ room_id: target })
   }
 
-  private send(ctx: Ctx, roomId: string, type: string, txnId: string): Answer {
+  private async send(ctx: Ctx, roomId: string, type: string, txnId: string): Promise<Answer> {
     const key = `/rooms/${roomId}/send/${type}/${txnId}`
     const prior = this.s.txnLookup(key)
     if (prior) return ok({ event_id: prior })
+    this.limit(ctx, 'message')
     const ts = this.ts(ctx)
     const ev = this.s.send(ctx.user!, roomId, type, obj(ctx.body), { txnId, ...(ts !== undefined ? { ts } : {}) })
     this.s.txnRemember(key, ev.event_id)
+    await this.beforeAnswer?.(ev)
     return ok({ event_id: ev.event_id })
   }
 
   private putState(ctx: Ctx, roomId: string, type: string, stateKey: string): Answer {
+    this.limit(ctx, 'message')
     const ts = this.ts(ctx)
     const ev = this.s.send(ctx.user!, roomId, type, obj(ctx.body), { stateKey, ...(ts !== undefined ? { ts } : {}) })
     return ok({ event_id: ev.event_id })
@@ -260,12 +277,14 @@ export class ClientApi {
     return ok(ev.content)
   }
 
-  private redact(ctx: Ctx, roomId: string, eventId: string, txnId: string): Answer {
+  private async redact(ctx: Ctx, roomId: string, eventId: string, txnId: string): Promise<Answer> {
     const key = `/rooms/${roomId}/redact/${eventId}/${txnId}`
     const prior = this.s.txnLookup(key)
     if (prior) return ok({ event_id: prior })
+    this.limit(ctx, 'message')
     const ev = this.s.redact(ctx.user!, roomId, eventId, str(obj(ctx.body)['reason']), { txnId })
     this.s.txnRemember(key, ev.event_id)
+    await this.beforeAnswer?.(ev)
     return ok({ event_id: ev.event_id })
   }
 
@@ -282,6 +301,7 @@ export class ClientApi {
   private upload(ctx: Ctx): Answer {
     if (!ctx.raw.length) throw new MatrixFault(400, 'M_BAD_JSON', 'Upload body is empty')
     if (ctx.raw.length > MAX_UPLOAD_BYTES) throw new MatrixFault(413, 'M_TOO_LARGE', 'Upload request body is too large')
+    this.limit(ctx, 'media')
     const id = newMediaId()
     this.media.set(id, {
       data: Buffer.from(ctx.raw), mimetype: String(ctx.headers['content-type'] ?? 'application/octet-stream'),

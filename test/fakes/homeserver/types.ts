@@ -1,5 +1,6 @@
 // Shapes shared by the pieces of the fake homeserver.
 import { randomBytes } from 'node:crypto'
+import type { RateLimitOptions } from './rate-limit.ts'
 
 /** The registration as the homeserver reads it (matrix-appservice.md §3). */
 export interface AppserviceRegistration {
@@ -50,6 +51,14 @@ export interface FakeHomeserverOptions {
   /** true (default, like MAS / spec v1.17 servers): registering without inhibit_login gives 400
    * M_APPSERVICE_LOGIN_UNSUPPORTED. false: it returns an access token like older Synapse. */
   requireInhibitLogin?: boolean
+  /** Synapse pushes a new event to the appservice as soon as it is stored, so the transaction carrying the
+   * echo of a ghost's send can arrive before the answer to that PUT /send. true: the fake always makes it so
+   * (it answers a send or redaction only once the appservice acknowledged the transaction with its event),
+   * then awaits `holdSendAnswer` when a test sets one (an answer slow on the way back). Default false. */
+  echoBeforeAnswer?: boolean
+  /** Synapse's per-user limits (rc_message, rc_joins, media), enforced while the registration says
+   * rate_limited: true, as Synapse does; with false (the default registration) users are exempt. */
+  rateLimits?: RateLimitOptions
 }
 
 export interface FakeEvent {
