@@ -125,15 +125,19 @@ async function richOf(text: string, ctx: proto.IContextInfo | undefined, deps: I
     if (!user) continue
     // "@<user>" and not the start of a longer number; mentionedJid names a person once however often the
     // text does, and the visible text never keeps the digits (they may be a phone number).
-    const token = new RegExp(`@${user.replace(/[^0-9A-Za-z]/g, '\\$&')}(?![0-9])`, 'g')
-    const found = [...rt.text.matchAll(token)]
+    // (Found by searching, not by a RegExp built from the jid: a hostile jid can be too long for one.)
+    const needle = `@${user}`
+    const found: number[] = []
+    for (let at = rt.text.indexOf(needle); at !== -1; at = rt.text.indexOf(needle, at + needle.length)) {
+      if (!/[0-9]/.test(rt.text.charAt(at + needle.length))) found.push(at)
+    }
     if (found.length === 0) continue
     const who = await deps.people.resolve(jid)
     if (!who) continue
     const label = `@${usableName(who.name) ?? neutralLabel(who.id)}`
     const mention = { ...plainText(label), mentions: [{ start: 0, length: label.length, person: { network: 'whatsapp' as const, id: who.id, displayName: label.slice(1) } }] }
     // Right to left, so that the offsets still to come stay valid.
-    for (const m of found.reverse()) rt = splice(rt, m.index, m[0].length, mention)
+    for (const at of found.reverse()) rt = splice(rt, at, needle.length, mention)
   }
   return rt
 }

@@ -47,6 +47,7 @@ describe.each(DB_KINDS)('delivery on %s', kind => {
     const { room, sg, wg } = await bridgedRoom(s)
     await s.signal.say(sg.id, { id: 'aci-bob', name: 'Bob' }, 'hello')
     const hello = await s.hs.waitForEvent(room, e => bodyOf(e) === 'hello')
+    await settled(s) // the copy of 'hello' recorded, so that a reply to it is rendered as one
     // A reply goes out on its own (never in a run of plain messages), so a plain message queued behind it
     // meets the row-by-row path; 'three' arrives after the failure and meets a queue whose head waits.
     s.signal.failNext('transient', 'Signal is unreachable.', 1, { retryAfterMs: 3_600_000 })

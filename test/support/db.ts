@@ -5,6 +5,7 @@ import { readFile } from 'node:fs/promises'
 import pg from 'pg'
 import { openPostgres } from '../../src/db/postgres.ts'
 import { openPgliteMemory, pgliteTemplate } from '../../src/db/pglite.ts'
+import { PGLITE_TEMPLATE_ENV } from './global-pglite.ts'
 import { migrate } from '../../src/db/migrate.ts'
 import type { Db } from '../../src/db/types.ts'
 import { underCi } from './global-skips.ts'
@@ -32,8 +33,6 @@ export async function createPostgresDatabase(): Promise<string> {
   return uri.toString()
 }
 
-/** Where the run's migrated PGlite template lies (written once by test/support/global-pglite.ts). */
-export const PGLITE_TEMPLATE_ENV = 'RELAY_BRIDGE_TEST_PGLITE_TEMPLATE'
 let template: Promise<Blob> | undefined
 /** A migrated PGlite data directory: the run's file, or made once in this process when there is none. */
 function migratedPglite(): Promise<Blob> {

@@ -6,7 +6,10 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { migrate } from '../../src/db/migrate.ts'
 import { pgliteTemplate } from '../../src/db/pglite.ts'
-import { PGLITE_TEMPLATE_ENV } from './db.ts'
+
+/** Where the run's migrated PGlite template lies, for test/support/db.ts. (Defined here, not there: importing
+ * db.ts under CI without a server throws before global-skips.ts can say so in its own words.) */
+export const PGLITE_TEMPLATE_ENV = 'RELAY_BRIDGE_TEST_PGLITE_TEMPLATE'
 
 export default async function setup(): Promise<() => Promise<void>> {
   const dir = await mkdtemp(join(tmpdir(), 'rb-pglite-template-'))
