@@ -17,7 +17,7 @@ for _ in 1 2; do
   node -e 'for(;;){}' &
   LOOPS+=("$!")
 done
-echo "two busy loops running (pids ${LOOPS[*]}); $(nproc) cores; PostgreSQL: ${RELAY_BRIDGE_TEST_DATABASE_URI:+yes}${RELAY_BRIDGE_TEST_DATABASE_URI:-no}"
+echo "two busy loops running (pids ${LOOPS[*]}); $(nproc) cores; PostgreSQL: $([ -n "${RELAY_BRIDGE_TEST_DATABASE_URI:-}" ] && echo yes || echo no)"
 bad=0
 summary=()
 for i in $(seq 1 "$RUNS"); do

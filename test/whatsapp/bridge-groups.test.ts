@@ -33,6 +33,7 @@ describe.each(DB_KINDS)('the WhatsApp relay’s place in its group, through the 
     const { room, group } = await setup()
     const daves = s.wa.deliver({ chat: group, from: WA_DAVE, pushName: 'Dave', message: { conversation: 'oops, wrong group' } })
     const ev = await said(room, e => content(e).body === 'oops, wrong group')
+    await settled(s) // its copy recorded: a redaction of an event the bridge has not recorded yet finds nothing to delete
     await s.hs.redact(ALICE, room, ev.event_id)
     const notice = await waitForNotice(s, room, /deletion .* not delivered to WhatsApp/)
     expect(notice).toMatch(/only group admins .* the relay account is not an admin/)
