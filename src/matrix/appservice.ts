@@ -99,10 +99,12 @@ function shallowerThan(root: unknown, max: number): boolean {
   return true
 }
 
-/** Typing, receipts and presence, under the spec's key or MSC2409's older one (matrix-appservice.md §1). */
-function hasEphemeral(body: object): boolean {
+/** Typing, receipts and presence (matrix-appservice.md §1). Spec v1.13 names the list `ephemeral`, older
+ * homeservers `de.sorunome.msc2409.ephemeral`; one that sends both sends the same list twice, so one is read. */
+function ephemeralOf(body: object): unknown[] {
   const b = body as Record<string, unknown>
-  return [b.ephemeral, b['de.sorunome.msc2409.ephemeral']].some(list => Array.isArray(list) && list.length > 0)
+  const list = [b.ephemeral, b['de.sorunome.msc2409.ephemeral']].find(l => Array.isArray(l) && l.length > 0)
+  return (list as unknown[] | undefined) ?? []
 }
 
 const ROUTE = /^(?:\/_matrix\/app\/v1)?\/(transactions|users|rooms)\/([^/]+)$/
@@ -207,12 +209,10 @@ export class AppserviceServer {
     }
   }
 
-  /** Spec v1.13 names the list `ephemeral`; older homeservers `de.sorunome.msc2409.ephemeral`; one that sends
-   * both sends the same list twice, so one is read. A retried transaction brings them again: they are counted
-   * again, harmless for what is only counted. */
-  private ephemeral(body: Record<string, unknown>, txnId: string): void {
-    const list = Array.isArray(body['ephemeral']) ? body['ephemeral'] : body['de.sorunome.msc2409.ephemeral']
-    if (!Array.isArray(list) || list.length === 0) return
+  /** A retried transaction brings its ephemeral events again: they are counted again, harmless for what is only
+   * counted. */
+  private ephemeral(list: unknown[], txnId: string): void {
+    if (list.length === 0) return
     try {
       this.opts.onEphemeral?.(list)
     } catch (err) {
@@ -233,7 +233,8 @@ export class AppserviceServer {
       metrics.transactions.inc({ result: 'bad_json' })
       throw new HttpError(400, 'M_BAD_JSON', 'A transaction is an object with an "events" array')
     }
-    this.ephemeral(body as Record<string, unknown>, txnId)
+    const ephemeral = ephemeralOf(body)
+    this.ephemeral(ephemeral, txnId)
     const running = this.inFlight.get(txnId)
     if (running) {
       await running
@@ -250,7 +251,7 @@ export class AppserviceServer {
       if (stored === undefined) {
         // Ephemeral events carry no id, so a known txn id that brings only those cannot be told apart as a
         // retry or a reuse (a restarted homeserver numbering from 1): counted on its own, not as a duplicate.
-        metrics.transactions.inc({ result: all.length === 0 && hasEphemeral(body) ? 'ephemeral_only' : 'duplicate' })
+        metrics.transactions.inc({ result: all.length === 0 && ephemeral.length > 0 ? 'ephemeral_only' : 'duplicate' })
         return undefined
       }
       for (const e of events) metrics.events.inc({ type: eventTypeLabel(e.type) })
