@@ -16,6 +16,7 @@ import { forkChild, stopChild } from '../support/children.ts'
 import { AS_TOKEN, HS_TOKEN, tempDir } from '../support/config.ts'
 import { createPostgresDatabase, type DbKind } from '../support/db.ts'
 import { PATIENCE_MS } from '../support/patience.ts'
+import { seedPgliteDataDir } from '../support/global-pglite.ts'
 
 const ENTRY = fileURLToPath(new URL('./entry.ts', import.meta.url))
 
@@ -76,6 +77,8 @@ export class E2E {
     }
     opts.configure?.(raw)
     await writeFile(e.configPath, stringify(raw))
+    // An embedded database starts as the run's migrated copy: creating one would cost the process seconds.
+    if (!uri) await seedPgliteDataDir(raw.data_dir as string)
     Object.assign(hs.registration, buildRegistration(validateConfig(raw, 'e2e')))
     hs.setAppserviceUrl(`http://127.0.0.1:${port}`)
     await e.start(opts.env)
