@@ -87,6 +87,8 @@ export class Outbox {
   private readonly running = new Map<string, Promise<void>>()
   private readonly again = new Set<string>()
   private readonly timers = new Map<string, NodeJS.Timeout>()
+  /** Callers of recorded(), per queue, let go when the attempt or run in flight there has been marked. */
+  private readonly recordWaiters = new Map<string, Array<() => void>>()
   private stopped = false
   // With many chats busy at once (every message in a chat of its own, at 10,000 portals) each queue holds one
   // row at a time: their reads, 'sending' marks and 'sent' marks are coalesced across queues, so the cost per
@@ -151,6 +153,29 @@ export class Outbox {
     return [...new Set([...this.running.keys()].map(k => k.slice(0, k.indexOf('\u0000'))))]
   }
 
+  /**
+   * Resolves once the sends to this chat that are in flight now have their copies recorded. A network shows a
+   * copy as soon as it is sent, but the bridge records it only when the send is answered (a run's copies at
+   * the run's end): an answer to that copy (a reply, reaction, edit or deletion) must wait for the record, or
+   * it would find nothing to answer and be lost.
+   */
+  recorded(network: string, chatId: string): Promise<void> {
+    const key = queueKey(network, chatId)
+    if (!this.running.has(key)) return Promise.resolve()
+    return new Promise(resolve => {
+      const waiting = this.recordWaiters.get(key)
+      if (waiting) waiting.push(resolve)
+      else this.recordWaiters.set(key, [resolve])
+    })
+  }
+
+  private letRecordWaitersGo(key: string): void {
+    const waiting = this.recordWaiters.get(key)
+    if (!waiting) return
+    this.recordWaiters.delete(key)
+    for (const resolve of waiting) resolve()
+  }
+
   /** Makes sure the queue for this chat is being worked on. */
   kick(network: string, chatId: string): void {
     if (this.stopped) return
@@ -172,6 +197,7 @@ export class Outbox {
       })
       .finally(() => {
         this.running.delete(key)
+        this.letRecordWaitersGo(key)
         if (this.again.delete(key)) this.kick(network, chatId)
       })
     this.running.set(key, run)
@@ -237,7 +263,9 @@ export class Outbox {
           }
           const run = this.batchable(rows, i)
           if (run.length > 1) {
-            if (!(await this.sendRun(run))) return
+            const goOn = await this.sendRun(run)
+            this.letRecordWaitersGo(queueKey(network, chatId))
+            if (!goOn) return
             stale = true
             break // the rows read before are stale now: read the queue again
           }
@@ -245,6 +273,7 @@ export class Outbox {
         const after = rows[i + 1]
         const next = after && this.ready(after) ? after : undefined
         const outcome = await this.attempt(row, claimed, next)
+        this.letRecordWaitersGo(queueKey(network, chatId))
         if (outcome === 'stop') return
         claimed = outcome === 'next_claimed'
       }

@@ -49,6 +49,7 @@ export class Router {
   async receive(event: InboundEvent): Promise<RouteResult> {
     const portal = await this.portalFor(event)
     if (!portal) return 'no_portal'
+    await this.copiesRecorded([event])
     if (event.kind === 'chat_update') {
       await this.opts.onChatUpdate?.(portal, event)
       return 'queued'
@@ -83,7 +84,20 @@ export class Router {
       for (const e of events) await this.receive(e)
       return
     }
+    await this.copiesRecorded(events)
     await this.batches.add(events)
+  }
+
+  /** Waits until the copies these events may answer are recorded, where the bridge is sending to their chats
+   * right now (Outbox.recorded says why). */
+  private async copiesRecorded(events: InboundEvent[]): Promise<void> {
+    const chats = new Map<string, ChatRef>()
+    for (const e of events) {
+      if (e.kind === 'edit' || e.kind === 'delete' || e.kind === 'reaction' || (e.kind === 'message' && e.replyTo)) {
+        chats.set(`${e.chat.network}\u0000${e.chat.id}`, e.chat)
+      }
+    }
+    await Promise.all([...chats.values()].map(c => this.opts.outbox.recorded(c.network, c.id)))
   }
 
   private readonly batches = new Coalescer<InboundEvent[]>(async lists => {

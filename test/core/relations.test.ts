@@ -1,12 +1,12 @@
 // Replies, edits, redactions and reactions land on the right copy on every network, in every direction,
 // and reactions follow the configured policy (bridge.relay.reactions).
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import type { Delivery, InboundEvent } from '../../src/core/model.ts'
 import type { FakeEvent } from '../fakes/homeserver.ts'
 import type { MemoryGroup, Sent } from '../fakes/memory-network.ts'
 import { ALICE, bridgedRoom, linkedLogin, scenario, type Scenario } from '../support/bridge.ts'
 import { DB_KINDS } from '../support/db.ts'
-import { bodyOf, content, settled } from '../support/relay.ts'
+import { bodyOf, content, settled, until } from '../support/relay.ts'
 
 function as<K extends Delivery['kind']>(sent: Sent | undefined, kind: K): Extract<Delivery, { kind: K }> {
   if (!sent || sent.delivery.kind !== kind) throw new Error(`expected a ${kind}, got ${JSON.stringify(sent?.text)}`)
@@ -408,5 +408,46 @@ describe.each(DB_KINDS)('reactions on %s', kind => {
       await settled(s)
       expect(s.signal.sentTo(sg.id)).toHaveLength(1)
     })
+  })
+})
+
+describe.each(DB_KINDS)('answers to a copy the bridge has not recorded yet, on %s', kind => {
+  let s: Scenario
+  /** The ghost event whose send is being answered slowly, and the hand that lets the answer go. */
+  let held: { ev: FakeEvent; release: () => void } | undefined
+  let heldSeen: (() => void) | undefined
+  beforeAll(async () => {
+    // Synapse shows a ghost's event to the room (and to the bridge) before the bridge has the answer to its send,
+    // and a run of sends is recorded only at its end: a person can answer a copy the bridge cannot look up yet.
+    s = await scenario(kind, { homeserver: { echoBeforeAnswer: true } })
+    s.hs.holdSendAnswer = ev => {
+      if (bodyOf(ev) !== 'answer me quickly') return Promise.resolve()
+      return new Promise(release => {
+        held = { ev, release: () => release() }
+        heldSeen?.()
+      })
+    }
+  })
+  afterAll(async () => {
+    held?.release()
+    await s?.stop()
+  })
+
+  it('a Matrix redaction of a ghost\'s message made before its copy was recorded still deletes the relay\'s copy on WhatsApp', async () => {
+    const { room, sg, wg } = await bridgedRoom(s)
+    const seen = new Promise<void>(resolve => { heldSeen = resolve })
+    await s.signal.say(sg.id, { id: BOB.id, name: BOB.displayName }, 'answer me quickly')
+    const [wa] = await s.whatsapp.waitForSentTo(wg.id, 1)
+    await seen
+    const waits = vi.spyOn(s.bridge.outbox, 'recorded')
+    const redaction = await s.hs.redact(ALICE, room, held!.ev.event_id)
+    // The answer to the ghost's send is let go only once the bridge has worked on the redaction, or waits for
+    // that answer before it does: either way the redaction reaches the bridge before the copy is recorded.
+    const processed = async () => (await s.db.query('SELECT 1 FROM inbox WHERE event_id = $1 AND processed_at IS NOT NULL', [redaction])).rows.length > 0
+    await until(async () => waits.mock.calls.some(([network, chat]) => network === 'matrix' && chat === room) || await processed(),
+      'the bridge to work on the redaction')
+    held!.release()
+    const [, wdel] = await s.whatsapp.waitForSentTo(wg.id, 2)
+    expect(wdel!.text).toBe(`delete ${wa!.remoteId}`)
   })
 })
