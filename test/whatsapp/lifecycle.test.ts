@@ -144,8 +144,9 @@ describe('disconnects', () => {
     cleanups.push(env.close)
     const sockets = env.wa.sockets.length
     env.wa.replaced()
+    // The notice is the close handler's last step: a reconnect would have been scheduled before it (after the
+    // state turned 'connecting'), so a state still 'disconnected' and no new socket once it is sent mean none was.
     await until(() => env.notices.find(n => /only one relay-bridge/.test(n.text)))
-    await new Promise(r => setTimeout(r, 50)) // several reconnect delays (FAST: 5–20 ms) pass
     expect(env.wa.sockets.length).toBe(sockets)
     expect(env.net.state(env.login.id)).toBe('disconnected')
   })
