@@ -1,4 +1,4 @@
-// The order test files start in. Two workers share the files, so the run lasts at least as long as its
+// The order test files start in. The workers share the files, so the run lasts at least as long as its
 // longest file, and longer when that file starts last. Vitest orders by the durations it cached in an earlier
 // run; a fresh clone (and CI) has none, and falls back to file size, which says little. The files that start
 // bridge processes are the long ones: they go first, in vitest's order among themselves.
