@@ -227,3 +227,27 @@ describe('the bot device on an older homeserver', () => {
     expect(await alice.readText(await botSends(room, 'still works'))).toBe('still works')
   })
 })
+
+describe("a transaction's crypto part for one device", () => {
+  it('keeps only the to-device events for this device, and reads the counts under either spelling', () => {
+    const toDevice = [
+      { type: 'm.room.encrypted', sender: ALICE, content: { n: 1 }, to_user_id: BOT, to_device_id: BOT_DEVICE },
+      { type: 'm.room.encrypted', sender: ALICE, content: { n: 2 }, to_user_id: BOT, to_device_id: 'OTHERDEVICE' },
+      { type: 'm.room.encrypted', sender: ALICE, content: { n: 3 }, to_user_id: '@signal_x:example.org', to_device_id: BOT_DEVICE },
+    ]
+    const counts = { [BOT]: { [BOT_DEVICE]: { signed_curve25519: 7 }, OTHERDEVICE: { signed_curve25519: 1 } } }
+    const newer = cryptoOfTransaction({
+      events: [], 'de.sorunome.msc2409.to_device': toDevice, 'org.matrix.msc3202.device_one_time_keys_count': counts,
+      'org.matrix.msc3202.device_lists': { changed: [ALICE], left: [] },
+      'org.matrix.msc3202.device_unused_fallback_key_types': { [BOT]: { [BOT_DEVICE]: ['signed_curve25519'] } },
+    }, BOT, BOT_DEVICE)
+    expect(newer).toEqual({
+      toDevice: [{ type: 'm.room.encrypted', sender: ALICE, content: { n: 1 } }],
+      changed: [ALICE], left: [], otkCounts: { signed_curve25519: 7 }, unusedFallbackKeyTypes: ['signed_curve25519'],
+    })
+    const older = cryptoOfTransaction({ events: [], 'org.matrix.msc3202.device_one_time_key_counts': counts }, BOT, BOT_DEVICE)
+    expect(older?.otkCounts).toEqual({ signed_curve25519: 7 })
+    expect(older?.unusedFallbackKeyTypes).toBeUndefined()
+    expect(cryptoOfTransaction({ events: [{ event_id: '$a' }] }, BOT, BOT_DEVICE)).toBeUndefined()
+  })
+})
