@@ -99,6 +99,11 @@ export interface HomeserverApi {
   pingAppservice(appserviceId: string, transactionId: string): Promise<{ durationMs: number } | 'unsupported'>
 }
 
+/** One device's client-server calls: a path under /_matrix/client and a JSON body, answered with JSON. */
+export interface DeviceHttp {
+  request(method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, body?: JsonObject): Promise<JsonObject>
+}
+
 export interface MatrixClientApiOptions {
   homeserverUrl: string
   asToken: string
@@ -327,6 +332,21 @@ export class MatrixClientApi implements HomeserverApi {
       const failure = err instanceof MatrixApiError ? pingFailureOf(err) : undefined
       if (failure) throw failure
       throw err
+    }
+  }
+
+  /**
+   * Client-server calls for one device of an appservice user (the crypto layer's keys, to-device messages,
+   * device management): `user_id` asserts the user, and `org.matrix.msc3202.device_id` (MSC3202 device
+   * masquerading) the device, once there is one. Errors are the typed ones of every other call.
+   */
+  deviceHttp(userId: string, deviceId?: string): DeviceHttp {
+    return {
+      request: (method, path, body) => this.request(method, path, {
+        asUser: userId,
+        query: deviceId !== undefined ? { 'org.matrix.msc3202.device_id': deviceId } : {},
+        ...(body !== undefined ? { body } : {}),
+      }),
     }
   }
 
