@@ -9,7 +9,8 @@
 # Synapse image uses, so a Synapse container can read the registration file (written with mode 0600)
 # from a shared mount.
 
-ARG NODE_IMAGE=node:24-slim
+# Pinned to an exact release; raise it deliberately.
+ARG NODE_IMAGE=node:24.21.0-bookworm-slim
 
 # ---- build: install everything, compile TypeScript, drop dev dependencies -------------------------
 FROM ${NODE_IMAGE} AS build
@@ -49,6 +50,8 @@ COPY --from=build /app/dist/ dist/
 COPY migrations/ migrations/
 COPY config/ config/
 COPY bin/ bin/
+# The compose stack's one-shot init and synapse-admin services (docker-compose.yml).
+COPY docker/init/ docker/init/
 
 # Inside a container the bridge must listen on all interfaces, and its data lives in /data whatever
 # data_dir says in config.yaml (environment variables override the file).

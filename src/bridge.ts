@@ -9,11 +9,12 @@ import { SqlLoginStore } from './core/logins.ts'
 import { FileMediaStore, type MediaStore } from './core/media.ts'
 import { MessageMap } from './core/messages.ts'
 import { NETWORK_LABEL, type InboundEvent, type NetworkId, type RemoteNetworkId } from './core/model.ts'
-import type { ConnectionState, NetworkContext, Participant, RemoteNetwork } from './core/network.ts'
+import { clockTime, type ConnectionState, type NetworkContext, type Participant, type RemoteNetwork, type ServiceStatus } from './core/network.ts'
 import { Outbox } from './core/outbox.ts'
 import { RoomUpgrades } from './matrix/upgrade.ts'
-import { PortalStore, type Portal } from './core/portals.ts'
+import { groupNameOf, PortalStore, type Portal } from './core/portals.ts'
 import { SenderNames } from './core/render.ts'
+import { Retention } from './core/retention.ts'
 import { Router } from './core/router.ts'
 import { migrate } from './db/migrate.ts'
 import { openDatabase } from './db/open.ts'
@@ -21,7 +22,9 @@ import type { Db } from './db/types.ts'
 import type { SignalNetworkOptions } from './signal/network.ts'
 import type { WhatsAppNetworkOptions } from './whatsapp/network.ts'
 import { timed } from './db/timed.ts'
-import { checkHomeserver } from './homeserver-check.ts'
+import { checkHomeserver, explain, type CheckResult } from './homeserver-check.ts'
+import { AppservicePingError } from './matrix/client-errors.ts'
+import { greetAdmins } from './core/commands/greeting.ts'
 import { createLogger } from './log.ts'
 import { stopWithin } from './stop.ts'
 import { AppserviceServer } from './matrix/appservice.ts'
@@ -41,7 +44,7 @@ export interface BridgeDeps {
   /** The Signal and WhatsApp adapters; by default built from the config. */
   networks?: RemoteNetwork[]
   /** Shorter delays for tests. */
-  timings?: { backoff?: { initialMs: number; maxMs: number; maxAttempts: number }; inboxRetryMs?: number; homeserverRetryMs?: number; maintenanceMs?: number }
+  timings?: { backoff?: { initialMs: number; maxMs: number; maxAttempts: number }; inboxRetryMs?: number; homeserverRetryMs?: number; maintenanceMs?: number; retentionMs?: number }
 }
 
 export interface Bridge {
@@ -77,8 +80,21 @@ export async function buildNetworks(
       ...(config.signal.attachments_dir ? { attachmentsDir: config.signal.attachments_dir } : {}),
       ...overrides.signal,
     }),
-    new WhatsAppNetwork({ paceMs: [min, max], ...overrides.whatsapp }),
+    new WhatsAppNetwork({ paceMs: [min, max], sentRetentionMs: config.retention.message_map_days * 86_400_000, ...overrides.whatsapp }),
   ]
+}
+
+/** The homeserver line of the bridge-wide status, from the last start-up check. */
+function homeserverStatus(config: Config, hs: { result: CheckResult | 'checking'; at: number }): ServiceStatus {
+  const where = `${config.homeserver.address} (${config.homeserver.domain})`
+  const text = {
+    checking: `${where}: the first check is still running.`,
+    ok: `${where} answers and reaches the bridge (checked at ${clockTime(hs.at)}).`,
+    unreachable: `${where} did not answer the check at ${clockTime(hs.at)}; the bridge retries. Its log says why.`,
+    token_rejected: `${where} rejected the bridge's as_token at ${clockTime(hs.at)}: give it the registration from \`generate-registration\` and restart it.`,
+    hs_cannot_reach_bridge: `${where} answers, but could not deliver to the bridge at ${config.appservice.address} (checked at ${clockTime(hs.at)}): check appservice.address.`,
+  }[hs.result]
+  return { label: 'Homeserver', ok: hs.result === 'ok' || hs.result === 'checking', text }
 }
 
 /** A login QR code as a PNG. The encoder is loaded on first use: only logins need it, not a running bridge. */
@@ -100,7 +116,8 @@ export async function startBridge(config: Config, deps: BridgeDeps = {}): Promis
     homeserverUrl: config.homeserver.address, asToken: config.appservice.as_token, domain,
     botLocalpart: config.appservice.bot.username, log: log.child({ part: 'matrix' }),
   })
-  const media: MediaStore = new FileMediaStore(config.data_dir)
+  const files = new FileMediaStore(config.data_dir)
+  const media: MediaStore = files
   const portals = new PortalStore(db)
   await portals.load()
   const logins = new SqlLoginStore(db)
@@ -133,7 +150,7 @@ export async function startBridge(config: Config, deps: BridgeDeps = {}): Promis
     const group = (await adapter.listGroups(login).catch(() => [])).find(g => g.id === event.chat.id)
     const name = group?.name || `${NETWORK_LABEL[network]} group`
     const roomId = await rooms.createPortalRoom({ name, invite: [login.ownerMxid] })
-    const portal = await portals.link(await portals.create(roomId, { name, creator: login.ownerMxid }), network, event.chat.id, login.id)
+    const portal = await portals.link(await portals.create(roomId, { name, creator: login.ownerMxid }), network, event.chat.id, login.id, group?.name)
     await rooms.setBridgeInfo(roomId, network, { network, id: event.chat.id, name }, login.ownerMxid)
     log.info({ network, room: roomId }, 'Created a portal room for a group that spoke')
     return portal
@@ -141,14 +158,32 @@ export async function startBridge(config: Config, deps: BridgeDeps = {}): Promis
   const router = new Router({
     db, portals, outbox, log, createPortal,
     onChatUpdate: async (portal, event) => {
-      if (!event.name || event.name === portal.name) return
+      if (!event.name) return
+      const network = event.chat.network
+      if (network !== 'matrix' && groupNameOf(portal, network) !== event.name) portal = await portals.setGroupName(portal, network, event.name)
+      if (event.name === portal.name) return
       await portals.setName(portal, event.name)
       await rooms.setRoomName(portal.roomId, event.name)
     },
   })
+  // The homeserver as the last start-up check saw it, for the bridge-wide status.
+  let homeserver: { result: CheckResult | 'checking'; at: number } = { result: 'checking', at: Date.now() }
+  /** Asked for status, the homeserver is pinged afresh both ways: the start-up check may be long past. */
+  const pingHomeserver = async (): Promise<void> => {
+    try {
+      await api.pingAppservice(config.appservice.id, `relay-bridge-status-${Date.now()}`)
+      homeserver = { result: 'ok', at: Date.now() }
+    } catch (err) {
+      homeserver = { result: err instanceof AppservicePingError ? 'hs_cannot_reach_bridge' : explain(err, config).result, at: Date.now() }
+    }
+  }
+  const services = async (): Promise<ServiceStatus[]> => [
+    (await pingHomeserver(), homeserverStatus(config, homeserver)),
+    ...await Promise.all([...networks.values()].flatMap(n => (n.service ? [n.service()] : []))),
+  ]
   const commands = new Commands({
     prefix: config.bridge.command_prefix, permissions: config.bridge.permissions, portals, logins, networks, rooms, outbox,
-    log: log.child({ part: 'commands' }), qrPng,
+    log: log.child({ part: 'commands' }), qrPng, services,
   })
   const upgrades = new RoomUpgrades({
     api, portals, rooms, botMxid, log: log.child({ part: 'room-upgrades' }),
@@ -225,8 +260,19 @@ export async function startBridge(config: Config, deps: BridgeDeps = {}): Promis
   let stopped = false
   let hsTimer: NodeJS.Timeout | undefined
   const retryMs = deps.timings?.homeserverRetryMs ?? 15_000
+  let greeted = false
   const check = async (attempt: number): Promise<void> => {
     const result = await checkHomeserver(api, config, log)
+    homeserver = { result, at: Date.now() }
+    if ((result === 'ok' || result === 'hs_cannot_reach_bridge') && !greeted && !stopped) {
+      // The bot exists on the homeserver now: it can open a direct chat.
+      greeted = true
+      // Awaited: a first start is ready once the admin has been greeted (later starts only look it up).
+      await greetAdmins({
+        db, rooms, logins, permissions: config.bridge.permissions, networks: [...networks.keys()], domain,
+        prefix: config.bridge.command_prefix, log: log.child({ part: 'greeting' }),
+      })
+    }
     if (result !== 'ok' && result !== 'hs_cannot_reach_bridge' && !stopped) {
       const delay = Math.min(retryMs * 2 ** attempt, 300_000)
       log.warn(`Retrying the homeserver in ${Math.round(delay / 1000)} s.`)
@@ -241,9 +287,18 @@ export async function startBridge(config: Config, deps: BridgeDeps = {}): Promis
   await outbox.start()
   events.kick()
   const maintenance = setInterval(() => {
-    void Promise.all([inbox.prune(), outbox.expireHeld(), outbox.prune()])
+    void Promise.all([inbox.prune(config.retention.processed_events_hours * 3_600_000), outbox.expireHeld(), outbox.prune()])
       .catch(err => log.warn({ err: (err as Error).message }, 'Maintenance failed'))
   }, deps.timings?.maintenanceMs ?? 60_000)
+  const retention = new Retention({
+    db, media: files, log: log.child({ part: 'retention' }),
+    messageMapMs: config.retention.message_map_days * 86_400_000, mediaMs: config.retention.media_days * 86_400_000,
+  })
+  const enforceRetention = () => void retention.enforce()
+    .catch(err => log.warn({ err: (err as Error).message }, 'Could not remove what is past its retention; trying again at the next run'))
+  // Hourly: a pass reads the media directory and deletes in batches, which is more than the minute's upkeep.
+  const retentionTimer = setInterval(enforceRetention, deps.timings?.retentionMs ?? 3_600_000)
+  enforceRetention()
 
   return {
     port,
@@ -253,6 +308,7 @@ export async function startBridge(config: Config, deps: BridgeDeps = {}): Promis
       stopped = true
       clearTimeout(hsTimer)
       clearInterval(maintenance)
+      clearInterval(retentionTimer)
       const unfinished = await stopWithin(STOP_WORK_MS, [
         { what: 'closing the endpoint the homeserver pushes to', run: () => appservice.close() },
         { what: 'handling the Matrix events already received', run: () => events.stop() },

@@ -49,6 +49,13 @@ export const configSchema = z.object({
     typing_to_matrix: z.boolean().default(true),
     receipts_to_matrix: z.boolean().default(true),
   }),
+  retention: z
+    .object({
+      message_map_days: z.number().positive().default(90),
+      media_days: z.number().positive().default(7),
+      processed_events_hours: z.number().positive().default(24),
+    })
+    .default({ message_map_days: 90, media_days: 7, processed_events_hours: 24 }),
   metrics: z.object({ enabled: z.boolean().default(true), hostname: z.string().default('127.0.0.1'), port }),
   logging: z.object({
     level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),

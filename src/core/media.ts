@@ -1,7 +1,7 @@
 // Attachment bytes, stored once by content hash under data_dir/media. Queue rows and the message map
 // carry only the id, so a 100 MB video is never copied through the database.
 import { createHash } from 'node:crypto'
-import { mkdir, readFile, rename, writeFile, rm, stat } from 'node:fs/promises'
+import { mkdir, readdir, readFile, rename, writeFile, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 
 export interface MediaStore {
@@ -38,6 +38,26 @@ export class FileMediaStore implements MediaStore {
 
   async remove(id: string): Promise<void> {
     await rm(this.path(id), { force: true })
+  }
+
+  /** Retention: removes files last written before `cutoffMs` (and half-written ones a crash left), except `keep`.
+   * Returns how many went. */
+  async removeOlderThan(cutoffMs: number, keep: ReadonlySet<string>): Promise<number> {
+    const names = await readdir(this.dir).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return [] as string[]
+      throw err
+    })
+    let removed = 0
+    for (const name of names) {
+      const id = name.slice(0, 64)
+      if (!ID.test(id) || keep.has(id)) continue
+      const path = join(this.dir, name)
+      const info = await stat(path).catch(() => undefined)
+      if (!info || info.mtimeMs >= cutoffMs) continue
+      await rm(path, { force: true })
+      removed++
+    }
+    return removed
   }
 
   private path(id: string): string {

@@ -94,6 +94,18 @@ export interface LoginRequest {
   signal?: AbortSignal
 }
 
+/** A service the bridge depends on (the homeserver, a daemon), as the bridge-wide status shows it. */
+export interface ServiceStatus {
+  /** What it is, for people: "Homeserver", "Signal". */
+  label: string
+  ok: boolean
+  /** Sentences: where it is, its state and since when, and when it is not ok what to do. */
+  text: string
+}
+
+/** A moment as status texts show it: the time of day in UTC. */
+export const clockTime = (ms: number): string => `${new Date(ms).toISOString().slice(11, 19)} UTC`
+
 export interface RemoteNetwork extends Participant {
   readonly network: RemoteNetworkId
   start(ctx: NetworkContext): Promise<void>
@@ -106,4 +118,6 @@ export interface RemoteNetwork extends Participant {
   /** Resolve a group id or invite link to a group the login is a member of (joining by link if needed). */
   joinGroup(login: Login, idOrLink: string): Promise<GroupInfo>
   createGroup(login: Login, name: string): Promise<GroupInfo>
+  /** The service this network goes through, when it has one of its own (Signal's daemon); WhatsApp has none. */
+  service?(): Promise<ServiceStatus>
 }

@@ -12,6 +12,9 @@ export interface Portal {
   signalLogin: string | null
   whatsappGroup: string | null
   whatsappLogin: string | null
+  /** The linked groups' names as last seen (null when unknown, for portals linked before names were kept). */
+  signalGroupName: string | null
+  whatsappGroupName: string | null
   creator: string | null
   encrypted: boolean
 }
@@ -24,6 +27,8 @@ interface PortalRow {
   signal_login: string | null
   whatsapp_group: string | null
   whatsapp_login: string | null
+  signal_group_name: string | null
+  whatsapp_group_name: string | null
   creator: string | null
   encrypted: boolean
 }
@@ -36,6 +41,8 @@ const fromRow = (r: PortalRow): Portal => ({
   signalLogin: r.signal_login,
   whatsappGroup: r.whatsapp_group,
   whatsappLogin: r.whatsapp_login,
+  signalGroupName: r.signal_group_name ?? null,
+  whatsappGroupName: r.whatsapp_group_name ?? null,
   creator: r.creator,
   encrypted: r.encrypted,
 })
@@ -46,13 +53,18 @@ export function chatOf(portal: Portal, network: NetworkId): string | null {
   return network === 'signal' ? portal.signalGroup : portal.whatsappGroup
 }
 
+/** The linked group's name on a network, when known. */
+export function groupNameOf(portal: Portal, network: RemoteNetworkId): string | null {
+  return network === 'signal' ? portal.signalGroupName : portal.whatsappGroupName
+}
+
 export function loginOf(portal: Portal, network: RemoteNetworkId): string | null {
   return network === 'signal' ? portal.signalLogin : portal.whatsappLogin
 }
 
 const COLUMN = {
-  signal: { group: 'signal_group', login: 'signal_login' },
-  whatsapp: { group: 'whatsapp_group', login: 'whatsapp_login' },
+  signal: { group: 'signal_group', login: 'signal_login', name: 'signal_group_name' },
+  whatsapp: { group: 'whatsapp_group', login: 'whatsapp_login', name: 'whatsapp_group_name' },
 } as const
 
 export class PortalStore {
@@ -126,16 +138,22 @@ export class PortalStore {
   }
 
   /** Links a group; the caller has checked that no other portal holds it. */
-  link(portal: Portal, network: RemoteNetworkId, groupId: string, loginId: string | null): Promise<Portal> {
+  link(portal: Portal, network: RemoteNetworkId, groupId: string, loginId: string | null, groupName?: string): Promise<Portal> {
     const c = COLUMN[network]
     return this.update(
-      `UPDATE portals SET ${c.group} = $2, ${c.login} = COALESCE($3, ${c.login}) WHERE id = $1 RETURNING *`,
-      [portal.id, groupId, loginId],
+      `UPDATE portals SET ${c.group} = $2, ${c.login} = COALESCE($3, ${c.login}), ${c.name} = $4 WHERE id = $1 RETURNING *`,
+      [portal.id, groupId, loginId, groupName || null],
     )
   }
 
   unlink(portal: Portal, network: RemoteNetworkId): Promise<Portal> {
-    return this.update(`UPDATE portals SET ${COLUMN[network].group} = NULL WHERE id = $1 RETURNING *`, [portal.id])
+    const c = COLUMN[network]
+    return this.update(`UPDATE portals SET ${c.group} = NULL, ${c.name} = NULL WHERE id = $1 RETURNING *`, [portal.id])
+  }
+
+  /** The linked group was renamed on its network. */
+  setGroupName(portal: Portal, network: RemoteNetworkId, name: string): Promise<Portal> {
+    return this.update(`UPDATE portals SET ${COLUMN[network].name} = $2 WHERE id = $1 RETURNING *`, [portal.id, name])
   }
 
   setRelay(portal: Portal, network: RemoteNetworkId, loginId: string | null): Promise<Portal> {

@@ -111,8 +111,10 @@ export class Inbox {
   }
 
   /** Old txn ids go: Synapse on SQLite reuses them after a restart. Processed events go after a day. */
-  async prune(): Promise<void> {
+  /** Forgets transaction ids after an hour, and processed events after `processedMaxAgeMs`
+   * (retention.processed_events_hours): their event ids stop a redelivery being handled twice only that long. */
+  async prune(processedMaxAgeMs = 86_400_000): Promise<void> {
     await this.db.query(`DELETE FROM appservice_txns WHERE received_at < now() - interval '1 hour'`)
-    await this.db.query(`DELETE FROM inbox WHERE processed_at < now() - interval '1 day'`)
+    await this.db.query('DELETE FROM inbox WHERE processed_at < $1', [new Date(Date.now() - processedMaxAgeMs)])
   }
 }

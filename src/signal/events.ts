@@ -50,6 +50,11 @@ export class SignalEventStream {
     this.loop = this.run()
   }
 
+  /** Connects now instead of after the backoff: the daemon is known to answer again. */
+  retryNow(): void {
+    this.wake?.()
+  }
+
   async stop(): Promise<void> {
     this.running = false
     this.abort?.abort()

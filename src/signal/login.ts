@@ -39,7 +39,6 @@ export async function linkDevice(client: SignalClient, ui: LoginUi, signal?: Abo
     }
     throw new UserError(`Linking failed (${describe(err)}). Try \`!relay login signal\` again.`)
   }
-  await ui.say('Linked. Looking up the account…')
   const aci = await accountAci(client, number)
   return { number, aci }
 }

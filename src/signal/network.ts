@@ -1,11 +1,11 @@
 // The Signal adapter: one signal-cli daemon, one event stream per relay login, deliveries through send.ts.
 import type { Logger } from 'pino'
 import { Counter, Gauge } from 'prom-client'
-import type { ConnectionState, GroupInfo, Login, LoginRequest, LoginUi, NetworkContext, RemoteNetwork } from '../core/network.ts'
+import { clockTime, type ConnectionState, type GroupInfo, type Login, type LoginRequest, type LoginUi, type NetworkContext, type RemoteNetwork, type ServiceStatus } from '../core/network.ts'
 import type { Delivery, SendResult } from '../core/model.ts'
 import { UserError } from '../core/errors.ts'
 import { AttachmentFiles } from './attachments.ts'
-import { SignalClient, SignalRpcError, isAccountGone } from './client.ts'
+import { SignalClient, SignalRpcError, SignalUnreachableError, isAccountGone } from './client.ts'
 import { SignalEventStream, type StreamTimings } from './events.ts'
 import { completeEvent, convertInner, ephemeralOf, meaningfulName, neutralLabel, type Converted } from './convert.ts'
 import { sendDelivery } from './send.ts'
@@ -19,6 +19,17 @@ export interface SignalTimings extends Partial<StreamTimings> {
   pollAccountsMs?: number
   /** First delay before retrying an event the core could not record; doubles up to 30 s. */
   receiveRetryMs?: number
+  /** How often the daemon is asked whether it is there (`version`, `listAccounts`), with or without accounts. */
+  daemonCheckMs?: number
+}
+
+/** The daemon as the last check saw it (undefined reachable: not checked yet). */
+interface DaemonHealth {
+  reachable: boolean | undefined
+  since: number
+  version: string
+  accounts: string[]
+  error: string
 }
 
 export interface SignalNetworkOptions {
@@ -53,6 +64,9 @@ export class SignalNetwork implements RemoteNetwork {
   private poller: NodeJS.Timeout | undefined
   private metrics: { state: Gauge<'login' | 'state'>; sends: Counter<'kind' | 'outcome'>; events: Counter<'outcome'> } | undefined
   private files: AttachmentFiles | undefined
+  private daemon: DaemonHealth = { reachable: undefined, since: Date.now(), version: '', accounts: [], error: '' }
+  private prober: NodeJS.Timeout | undefined
+  private probing = false
 
   constructor(opts: SignalNetworkOptions) {
     this.opts = opts
@@ -70,11 +84,32 @@ export class SignalNetwork implements RemoteNetwork {
       else this.run(login)
     }
     this.poller = setInterval(() => void this.pollAccounts(), this.opts.timings?.pollAccountsMs ?? 45_000)
+    // The event streams only tell about a daemon that holds an account: this notices it going and coming back
+    // within seconds either way.
+    void this.checkDaemon()
+    this.prober = setInterval(() => void this.checkDaemon(), this.opts.timings?.daemonCheckMs ?? 5_000)
   }
 
   async stop(): Promise<void> {
     clearInterval(this.poller)
+    clearInterval(this.prober)
     await Promise.all([...this.runners.values()].map(r => this.halt(r)))
+  }
+
+  async service(): Promise<ServiceStatus> {
+    const d = this.daemon
+    const where = `the signal-cli daemon at ${this.client.daemonUrl}`
+    if (d.reachable === undefined) return { label: 'Signal', ok: true, text: `${where} has not been checked yet.` }
+    if (!d.reachable) {
+      return {
+        label: 'Signal', ok: false,
+        text: `${where} does not answer since ${clockTime(d.since)} (${d.error}). Check that signal-cli runs (\`daemon --http\`) and that signal.daemon_url points at it.`,
+      }
+    }
+    const logins = await this.need().logins.list('signal')
+    const held = d.accounts.map(n => logins.find(l => l.address === n)?.id ?? 'one the bridge did not link')
+    const accounts = held.length ? `${held.length} account${held.length === 1 ? '' : 's'} (${held.join(', ')})` : 'no account yet'
+    return { label: 'Signal', ok: true, text: `${where} answers since ${clockTime(d.since)}: version ${d.version}, holding ${accounts}.` }
   }
 
   state(loginId: string): ConnectionState {
@@ -109,7 +144,6 @@ export class SignalNetwork implements RemoteNetwork {
     const old = this.runners.get(login.id)
     if (old) await this.halt(old)
     this.run(login)
-    await ui.say('The Signal account is linked. Add it to a group, then use `!relay link signal <group>` in a room.')
     return login
   }
 
@@ -270,6 +304,35 @@ export class SignalNetwork implements RemoteNetwork {
     if (typeof env?.sourceUuid !== 'string') return
     const name = meaningfulName(typeof env.sourceName === 'string' ? env.sourceName : undefined)
     if (name) this.names.set(env.sourceUuid.toLowerCase(), name)
+  }
+
+  private async checkDaemon(): Promise<void> {
+    if (this.probing) return
+    this.probing = true
+    const was = this.daemon.reachable
+    const url = this.client.daemonUrl
+    try {
+      const timeoutMs = Math.min(this.opts.timings?.rpcTimeoutMs ?? 5_000, 5_000)
+      const { version } = await this.client.call<{ version: string }>('version', {}, { timeoutMs })
+      const accounts = (await this.client.call<Array<{ number: string }>>('listAccounts', {}, { timeoutMs })).map(a => a.number)
+      this.daemon = { reachable: true, since: was === true ? this.daemon.since : Date.now(), version, accounts, error: '' }
+      if (was !== true) {
+        this.log?.info({ version, accounts: accounts.length }, was === false
+          ? `The signal-cli daemon at ${url} answers again (version ${version}).`
+          : `The signal-cli daemon at ${url} answers (version ${version}).`)
+        // Streams waiting out a long backoff reconnect now, so their logins are back within seconds.
+        for (const r of this.runners.values()) r.stream.retryNow()
+      }
+    } catch (err) {
+      const error = !(err instanceof SignalUnreachableError) ? (err as Error).message
+        : err.status !== undefined ? `HTTP ${err.status}` : ((err.cause as { code?: string } | undefined)?.code ?? 'no answer')
+      this.daemon = { ...this.daemon, reachable: false, since: was === false ? this.daemon.since : Date.now(), error }
+      if (was !== false) {
+        this.log?.warn({ error }, `The signal-cli daemon at ${url} does not answer (${error}). Relaying to Signal waits; check that signal-cli runs with \`daemon --http\` and that signal.daemon_url points at it.`)
+      }
+    } finally {
+      this.probing = false
+    }
   }
 
   private async pollAccounts(): Promise<void> {

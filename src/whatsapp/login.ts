@@ -6,7 +6,7 @@ import { UserError } from '../core/errors.ts'
 import type { Login, LoginRequest, LoginUi, NetworkContext } from '../core/network.ts'
 import { loadAuth, moveAuth } from './auth.ts'
 import type { People } from './people.ts'
-import { ignoreJid, statusOf, type TtlCache, type WaPort, type WaSocketFactory } from './socket.ts'
+import { CLIENT_OUTDATED, OUTDATED_AT_LOGIN, ignoreJid, statusOf, type TtlCache, type WaPort, type WaSocketFactory } from './socket.ts'
 
 export interface LoginDeps {
   ctx: NetworkContext
@@ -27,7 +27,7 @@ function failure(err: unknown): UserError {
   if (code === DisconnectReason.timedOut) return new UserError(`The code expired before the phone linked it. ${AGAIN}`)
   if (code === DisconnectReason.loggedOut || code === DisconnectReason.forbidden)
     return new UserError(`WhatsApp refused to link the bridge (code ${code}). Check the relay phone's account, then ${AGAIN.toLowerCase()}`)
-  if (code === 405) return new UserError('WhatsApp refused the bridge\'s client version (405): relay-bridge needs an upgrade before it can link.')
+  if (code === CLIENT_OUTDATED) return new UserError(OUTDATED_AT_LOGIN)
   return new UserError(`Linking WhatsApp failed (${code ?? (err as Error)?.message ?? 'unknown error'}). ${AGAIN}`)
 }
 

@@ -67,8 +67,11 @@ export class MessageStore {
     return rows.length > 0
   }
 
-  /** Inbound copies are only needed for quoting recent messages; sent ones for retries and edits. */
-  async prune(maxAgeMs: number): Promise<void> {
-    await this.#db.query('DELETE FROM wa_messages WHERE created_at < $1 AND NOT from_bridge', [this.#now() - maxAgeMs])
+  /** Inbound copies are only needed for quoting recent messages; sent ones for retries and edits, as long as the
+   * message map keeps the message they belong to (retention.message_map_days). */
+  async prune(inboundMaxAgeMs: number, sentMaxAgeMs: number): Promise<void> {
+    const now = this.#now()
+    await this.#db.query('DELETE FROM wa_messages WHERE created_at < $1 AND NOT from_bridge', [now - inboundMaxAgeMs])
+    await this.#db.query('DELETE FROM wa_messages WHERE created_at < $1 AND from_bridge', [now - sentMaxAgeMs])
   }
 }

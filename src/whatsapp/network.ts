@@ -23,6 +23,9 @@ export interface WhatsAppNetworkOptions {
   loginTimeoutMs?: number
   /** How often the phone-activity check runs (default hourly; 0 disables the timer). */
   phoneCheckMs?: number
+  /** How long the bridge's own sent messages are kept for retries and edits: the message map's retention
+   * (default 90 days). */
+  sentRetentionMs?: number
 }
 
 const STATES: ConnectionState[] = ['connecting', 'connected', 'disconnected', 'logged_out']
@@ -56,6 +59,7 @@ export class WhatsAppNetwork implements RemoteNetwork {
       now: opts.now ?? Date.now,
       loginTimeoutMs: opts.loginTimeoutMs ?? 3 * 60_000,
       phoneCheckMs: opts.phoneCheckMs ?? HOUR,
+      sentRetentionMs: opts.sentRetentionMs ?? 90 * DAY,
     }
   }
 
@@ -90,11 +94,11 @@ export class WhatsAppNetwork implements RemoteNetwork {
       // them grow without bound on a bridge that runs for months).
       this.#timer = setInterval(() => {
         void this.checkPhones().catch(() => {})
-        void this.#store.prune(7 * DAY).catch(() => {})
+        void this.#store.prune(7 * DAY, this.#opts.sentRetentionMs).catch(() => {})
       }, this.#opts.phoneCheckMs)
       this.#timer.unref()
     }
-    void this.#store.prune(7 * DAY).catch(() => {})
+    void this.#store.prune(7 * DAY, this.#opts.sentRetentionMs).catch(() => {})
   }
 
   async stop(): Promise<void> {

@@ -9,7 +9,7 @@ import { isSelf } from './membership.ts'
 import type { MessageStore } from './messages.ts'
 import { neutralLabel, type People } from './people.ts'
 import type { PhoneWatch } from './phone.ts'
-import { ignoreJid, statusOf, type GroupCache, type MediaDownloader, type TtlCache, type WaPort, type WaSocketFactory, type WaSocketOptions } from './socket.ts'
+import { CLIENT_OUTDATED, OUTDATED_SENTENCE, ignoreJid, statusOf, type GroupCache, type MediaDownloader, type TtlCache, type WaPort, type WaSocketFactory, type WaSocketOptions } from './socket.ts'
 
 export interface SessionDeps {
   ctx: NetworkContext
@@ -242,11 +242,13 @@ export class Session {
       await this.#d.ctx.notify(this.login.id, text)
       return
     }
-    if (code === DisconnectReason.forbidden || code === DisconnectReason.multideviceMismatch || code === 402 || code === 406 || code === 405) {
+    if (code === DisconnectReason.forbidden || code === DisconnectReason.multideviceMismatch || code === 402 || code === 406 || code === CLIENT_OUTDATED) {
       this.stopped = true
-      const text = code === 405
-        ? 'WhatsApp refused the bridge\'s client version (405). Upgrade relay-bridge, then restart it.'
+      const text = code === CLIENT_OUTDATED
+        ? OUTDATED_SENTENCE
         : `WhatsApp refused the relay account (code ${code}); it may be restricted or banned. Check the relay phone, then ${RELINK.charAt(0).toLowerCase()}${RELINK.slice(1)}`
+      // The session will not come back by itself: the log says what to do in the same words as the notice.
+      this.#log.error({ code, login: this.login.id }, text)
       await this.#setState('disconnected', text)
       await this.#d.ctx.notify(this.login.id, text)
       return

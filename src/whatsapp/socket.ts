@@ -141,6 +141,12 @@ export class GroupCache {
 
 export type MediaDownloader = (msg: WAMessage, sock: Pick<WaPort, 'updateMediaMessage'>) => Promise<Buffer>
 
+/** WhatsApp retires old WhatsApp Web versions; a client on one is refused at connect with 405 (baileys.md §3, §12). */
+export const CLIENT_OUTDATED = 405
+const OUTDATED = 'it no longer accepts the WhatsApp Web version this relay-bridge speaks. Upgrade relay-bridge (docs/operators.md, "Upgrading")'
+export const OUTDATED_SENTENCE = `WhatsApp refused to connect the bridge (code 405): ${OUTDATED} and restart it; the relay account stays linked.`
+export const OUTDATED_AT_LOGIN = `WhatsApp refused to link the bridge (code 405): ${OUTDATED}, restart it, then type \`!relay login whatsapp\` again.`
+
 /** A Baileys error's status code (Boom, also from Baileys' own copy of @hapi/boom). */
 export const statusOf = (err: unknown): number | undefined =>
   err instanceof Boom ? err.output.statusCode : (err as { output?: { statusCode?: number } })?.output?.statusCode

@@ -36,6 +36,8 @@ describe.each(DB_KINDS)('commands on %s', kind => {
     const dmHelp = await s.command(ALICE, dm, 'help')
     expect(dmHelp).toContain('(no prefix needed here)')
     expect(dmHelp).toContain('• link signal|whatsapp')
+    expect(help.split('\n').at(-1)).toBe('Start with `!relay status`: it says what to do next.')
+    expect(dmHelp.split('\n').at(-1)).toBe('Start with `status`: it says what to do next.')
   })
 
   it('an unknown command says so and points at help', async () => {
@@ -50,13 +52,55 @@ describe.each(DB_KINDS)('commands on %s', kind => {
 
   it('status says when a room is not bridged, and for a bridged room shows each group, its relay, the relay\'s state and the queue', async () => {
     const plain = await roomWithBot(s)
-    expect(await s.command(ALICE, plain, '!relay status')).toBe('This room is not bridged. `link signal <group>` or `create whatsapp` bridges it.')
+    expect(await s.command(ALICE, plain, '!relay status')).toBe('This room is not bridged. Next: `!relay link signal <group id or invite link>` bridges a Signal group here (`!relay groups signal` lists them, `!relay create signal` makes one).')
     const { room, sg, wg } = await bridgedRoom(s)
     const status = await s.command(ALICE, room, '!relay status')
-    expect(status).toContain(`• Signal: group \`${sg.id}\`; relayed by ${sigLogin}, connected`)
-    expect(status).toContain(`• WhatsApp: group \`${wg.id}\`; relayed by ${waLogin}, connected`)
+    // Groups by the names people know them by, never their ids.
+    expect(status).toContain(`• Signal: “Family (Signal)”; relayed by ${sigLogin}, connected`)
+    expect(status).toContain(`• WhatsApp: “Family (WhatsApp)”; relayed by ${waLogin}, connected`)
+    expect(status).not.toContain(sg.id)
+    expect(status).not.toContain(wg.id)
     expect(status).toContain('• Deliveries: none waiting')
-    expect(await s.command(ALICE, await directChat(ALICE), 'status')).toContain('This is our direct chat.')
+    expect(status.split('\n').at(-1)).toBe('Nothing to do: messages flow between this room and its groups.')
+  })
+
+  it('a renamed group shows under its new name in status', async () => {
+    const { room, sg } = await bridgedRoom(s)
+    await s.signal.inbound({ kind: 'chat_update', chat: { network: 'signal', id: sg.id }, sender: { network: 'signal', id: 'sig-bob', displayName: 'Bob' }, remoteId: 'rename-1', timestamp: Date.now(), name: 'Cousins' })
+    // The bot has no power to rename the room here: it says so, which shows the rename was handled.
+    await s.hs.waitFor(() => s.botNotices(room).find(n => n.includes('renamed to “Cousins”')), { what: 'the rename to be handled' })
+    expect(await s.command(ALICE, room, '!relay status')).toContain('• Signal: “Cousins”;')
+  })
+
+  it('in a room every command the bot names carries the prefix; in the direct chat none does', async () => {
+    const room = await roomWithBot(s)
+    const free = s.signal.addGroup('Prefix club', ['a'])
+    const list = await s.command(ALICE, room, '!relay groups signal')
+    expect(list).toContain(`\`${free.id}\``)
+    expect(list.split('\n').at(-1)).toBe('Link one here with `!relay link signal <id>`.')
+    const dmList = await s.command(ALICE, await directChat(ALICE), 'groups signal')
+    expect(dmList.split('\n').at(-1)).toBe('In the Matrix room to bridge, type `!relay link signal <id>`.')
+    // Every command named in a room answer is typed with the prefix.
+    const answers = [list, await s.command(ALICE, room, '!relay status'), await s.command(ALICE, room, '!relay logins'),
+      await s.command(ALICE, room, '!relay link signal'), await s.command(ALICE, room, '!relay unset signal')]
+    for (const answer of answers) {
+      // List items quote group ids; every other quoted text is a command.
+      const prose = answer.split('\n').filter(l => !l.startsWith('• ')).join('\n')
+      const commands = [...prose.matchAll(/`([^`]+)`/g)].map(m => m[1]!)
+      expect(commands.length, answer).toBeGreaterThan(0)
+      expect(commands.filter(c => !c.startsWith('!relay ')), answer).toEqual([])
+    }
+    expect(await s.command(ALICE, await directChat(ALICE), 'logins')).toMatch(/\n`status` shows how the bridge is doing\.$/)
+  })
+
+  it('each answer about a room ends with the next step it needs', async () => {
+    const room = await roomWithBot(s)
+    const sg = s.signal.addGroup('Steps (Signal)', ['a'])
+    const wg = s.whatsapp.addGroup('Steps (WhatsApp)', ['b'])
+    expect(await s.command(ALICE, room, `!relay link signal ${sg.id}`)).toBe(`Linked this room to the Signal group “Steps (Signal)” (1 members), relayed by ${sigLogin}. Next: \`!relay link whatsapp <group id or invite link>\` bridges a WhatsApp group here (\`!relay groups whatsapp\` lists them, \`!relay create whatsapp\` makes one).`)
+    expect(await s.command(ALICE, room, `!relay link whatsapp ${wg.id}`)).toBe(`Linked this room to the WhatsApp group “Steps (WhatsApp)” (1 members), relayed by ${waLogin}. Messages now flow between this room and its groups; \`!relay status\` shows how the bridge is doing.`)
+    await s.command(ALICE, room, '!relay unset whatsapp')
+    expect((await s.command(ALICE, room, '!relay status')).split('\n').at(-1)).toBe('Next: `!relay set whatsapp` chooses the account that relays WhatsApp here.')
   })
 
   it('status is open to relay-level users; changing links is not', async () => {
@@ -77,7 +121,7 @@ describe.each(DB_KINDS)('commands on %s', kind => {
     }
     await s.hs.setPowerLevel(room, FRANK, 50)
     const frankLogin = await linkedLogin(s, s.signal, FRANK, 'frank-phone')
-    expect(await s.command(FRANK, room, `!relay link signal ${g.id}`)).toBe(`Linked this room to the Signal group “Frank's group” (0 members), relayed by ${frankLogin}.`)
+    expect(await s.command(FRANK, room, `!relay link signal ${g.id}`)).toMatch(new RegExp(`^Linked this room to the Signal group “Frank's group” \\(0 members\\), relayed by ${frankLogin}\\. Next: `))
   })
 
   it('login in a shared room opens the direct chat, shows the QR code there as an image, and links the account', async () => {
@@ -118,14 +162,14 @@ describe.each(DB_KINDS)('commands on %s', kind => {
     expect(await s.command(ALICE, await directChat(ALICE), 'logins')).toContain(`• ${sigLogin} — Signal signal-relay — connected`)
     expect(await s.command(ADMIN, room, '!relay logins')).toContain(`• ${waLogin} — WhatsApp — connected — owner ${ALICE}`)
     const nobody = await roomWithBot(s, '@gina:example.org')
-    expect(await s.command('@gina:example.org', nobody, '!relay logins')).toBe('No relay accounts are linked yet. Link one with `login signal` or `login whatsapp`.')
+    expect(await s.command('@gina:example.org', nobody, '!relay logins')).toBe('No relay accounts are linked yet. Link one with `!relay login signal` or `!relay login whatsapp`.')
   })
 
   it('logout needs a login id, refuses unknown ones and other people\'s, and logs out one\'s own', async () => {
     const spare = await linkedLogin(s, s.whatsapp, ALICE, 'whatsapp-spare')
     const room = await roomWithBot(s, ALICE, [FRANK])
-    expect(await s.command(ALICE, room, '!relay logout')).toBe('Say which login: `logout <login>`. `logins` lists them.')
-    expect(await s.command(ALICE, room, '!relay logout wa-000000')).toBe('There is no login “wa-000000”. `logins` lists them.')
+    expect(await s.command(ALICE, room, '!relay logout')).toBe('Say which login: `!relay logout <login>`. `!relay logins` lists them.')
+    expect(await s.command(ALICE, room, '!relay logout wa-000000')).toBe('There is no login “wa-000000”. `!relay logins` lists them.')
     expect(await s.command(FRANK, room, `!relay logout ${spare}`)).toBe(`The login ${spare} belongs to someone else; only they or an admin can use it.`)
     expect(await s.command(ALICE, room, `!relay logout ${spare}`)).toMatch(new RegExp(`^Logged out ${spare}\\.`))
     expect((await s.bridge.logins.get(spare))?.state).toBe('logged_out')
@@ -138,29 +182,29 @@ describe.each(DB_KINDS)('commands on %s', kind => {
     const list = await s.command(ALICE, room, '!relay groups signal')
     expect(list).toContain(`• Unlinked club — 3 members — \`${free.id}\``)
     expect(list).toContain(`\`${sg.id}\` (already linked)`)
-    expect(await s.command(ALICE, room, '!relay groups')).toBe('Say which network, e.g. `groups signal`.')
+    expect(await s.command(ALICE, room, '!relay groups')).toBe('Say which network, e.g. `!relay groups signal`.')
   })
 
   it('link by invite link bridges the room; a group linked elsewhere is refused; wrong arguments are explained', async () => {
     const room = await roomWithBot(s)
     const wg = s.whatsapp.addGroup('By link', ['wa-x'])
-    expect(await s.command(ALICE, room, `!relay link whatsapp ${wg.inviteLink}`)).toBe(`Linked this room to the WhatsApp group “By link” (1 members), relayed by ${waLogin}.`)
+    expect(await s.command(ALICE, room, `!relay link whatsapp ${wg.inviteLink}`)).toMatch(new RegExp(`^Linked this room to the WhatsApp group “By link” \\(1 members\\), relayed by ${waLogin}\\. `))
     expect(s.bridge.portals.byRoom(room)?.whatsappGroup).toBe(wg.id)
     const other = await roomWithBot(s)
-    expect(await s.command(ALICE, other, `!relay link whatsapp ${wg.id}`)).toBe(`That WhatsApp group is already linked to another room (${room}). Run \`unlink whatsapp\` there first.`)
-    expect(await s.command(ALICE, other, '!relay link whatsapp')).toBe('Say which group: `link whatsapp <group id or invite link>`. `groups whatsapp` lists the ones I am in.')
+    expect(await s.command(ALICE, other, `!relay link whatsapp ${wg.id}`)).toBe(`That WhatsApp group is already linked to another room (${room}). Run \`!relay unlink whatsapp\` there first.`)
+    expect(await s.command(ALICE, other, '!relay link whatsapp')).toBe('Say which group: `!relay link whatsapp <group id or invite link>`. `!relay groups whatsapp` lists the ones I am in.')
     expect(await s.command(ALICE, other, '!relay link whatsapp no-such-group')).toBe('I am not in a group “no-such-group”.')
     expect(await s.command(ALICE, other, '!relay link icq 123')).toMatch(/^“icq” is not a network I know/)
-    expect(await s.command(ALICE, other, `!relay link signal x ${'sig-000000'}`)).toBe('There is no Signal login “sig-000000”. `logins` lists them.')
+    expect(await s.command(ALICE, other, `!relay link signal x ${'sig-000000'}`)).toBe('There is no Signal login “sig-000000”. `!relay logins` lists them.')
     expect(await s.command(ALICE, await directChat(ALICE), `link whatsapp ${wg.id}`)).toBe('Run this in the room you want to bridge, not in our direct chat.')
     const second = s.whatsapp.addGroup('Second')
-    expect(await s.command(ALICE, room, `!relay link whatsapp ${second.id}`)).toBe('This room is already linked to a WhatsApp group. Run `unlink whatsapp` first if you want to switch.')
+    expect(await s.command(ALICE, room, `!relay link whatsapp ${second.id}`)).toBe('This room is already linked to a WhatsApp group. Run `!relay unlink whatsapp` first if you want to switch.')
   })
 
   it('unlink stops relaying to the group, and linking it again needs nothing else', async () => {
     const { room, sg, wg } = await bridgedRoom(s)
-    expect(await s.command(ALICE, room, '!relay unlink signal')).toBe(`Unlinked the Signal group. Link it again any time with \`link signal ${sg.id}\`.`)
-    expect(await s.command(ALICE, room, '!relay unlink signal')).toBe('This room is not linked to a Signal group.')
+    expect(await s.command(ALICE, room, '!relay unlink signal')).toBe(`Unlinked the Signal group. Link it again any time with \`!relay link signal ${sg.id}\`.`)
+    expect(await s.command(ALICE, room, '!relay unlink signal')).toBe('This room is not linked to a Signal group. `!relay status` shows what it is linked to.')
     await s.hs.sendMessage(ALICE, room, 'while unlinked')
     await s.whatsapp.waitForSentTo(wg.id, 1)
     await settled(s)
@@ -180,25 +224,25 @@ describe.each(DB_KINDS)('commands on %s', kind => {
     const room = await roomWithBot(s)
     const reply = await s.command(ALICE, room, '!relay create whatsapp Book club')
     const group = [...s.whatsapp.groups.values()].find(g => g.name === 'Book club')!
-    expect(reply).toBe(`Created the WhatsApp group “Book club” and linked it here. Share this link so people can join: ${group.inviteLink}`)
+    expect(reply).toMatch(new RegExp(`^Created the WhatsApp group “Book club” and linked it here\\. Share this link so people can join: ${group.inviteLink} Next: `))
     expect(s.bridge.portals.byRoom(room)?.whatsappGroup).toBe(group.id)
-    expect(await s.command(ALICE, room, '!relay create whatsapp')).toBe('This room is already linked to a WhatsApp group. Run `unlink whatsapp` first.')
+    expect(await s.command(ALICE, room, '!relay create whatsapp')).toBe('This room is already linked to a WhatsApp group. Run `!relay unlink whatsapp` first.')
     await s.hs.sendMessage(ALICE, room, 'welcome')
     expect((await s.whatsapp.waitForSentTo(group.id, 1))[0]!.text).toBe('Alice (Matrix): welcome')
   })
 
   it('unset holds the room\'s messages for that network; set releases them, in order', async () => {
     const { room, sg } = await bridgedRoom(s)
-    expect(await s.command(ALICE, room, '!relay unset signal')).toBe('No account relays this room on Signal now; messages for Signal wait until you `set signal` again.')
-    expect(await s.command(ALICE, room, '!relay unset signal')).toBe('No Signal relay is set in this room.')
+    expect(await s.command(ALICE, room, '!relay unset signal')).toBe('No account relays this room on Signal now; messages for Signal wait until you `!relay set signal` again.')
+    expect(await s.command(ALICE, room, '!relay unset signal')).toBe('No Signal relay is set in this room. `!relay set signal` sets one.')
     await s.hs.sendMessage(ALICE, room, 'one')
     await s.hs.sendMessage(ALICE, room, 'two')
     await settled(s)
     expect(s.signal.sentTo(sg.id)).toEqual([])
     const { rows } = await s.db.query<{ n: number }>(`SELECT count(*)::int AS n FROM outbox WHERE chat_id = $1 AND state = 'held'`, [sg.id])
     expect(rows[0]!.n).toBeGreaterThan(0)
-    expect(await s.command(ALICE, room, '!relay set signal sig-000000')).toBe('There is no Signal login “sig-000000”. `logins` lists them.')
-    expect(await s.command(ALICE, room, '!relay set signal')).toBe(`${sigLogin} now relays this room on Signal.`)
+    expect(await s.command(ALICE, room, '!relay set signal sig-000000')).toBe('There is no Signal login “sig-000000”. `!relay logins` lists them.')
+    expect(await s.command(ALICE, room, '!relay set signal')).toBe(`${sigLogin} now relays this room on Signal. Messages now flow between this room and its groups; \`!relay status\` shows how the bridge is doing.`)
     const sent = await s.signal.waitForSentTo(sg.id, 2)
     expect(sent.map(x => x.text)).toEqual(['Alice (Matrix): one', 'Alice (Matrix): two'])
   })

@@ -103,6 +103,9 @@ export class FakeWhatsApp {
   readonly peerSent: PeerRecord[] = []
   /** Whether the phone still lists this linked device (false after an unlink or logout). */
   linked = true
+  /** A refusal WhatsApp answers every connect with, before login (`<failure reason="405">` for a retired WhatsApp Web
+   * version; also 402, 403, 406): rc14 closes with "Connection Failure", the reason as the status code (baileys.md §12). */
+  refuseAtConnect: number | undefined
   echoOwnSends = true
   readonly #failures: FailSpec[] = []
   readonly #blobs = new Map<string, Buffer>()
@@ -366,6 +369,8 @@ export class FakeWaSocket implements WaPort {
   boot(): void {
     if (this.state === 'closed') return
     this.ev.emit('connection.update', { connection: 'connecting' })
+    const refusal = this.world.refuseAtConnect
+    if (refusal !== undefined) return this.closeWith(new Boom('Connection Failure', { statusCode: refusal, data: { reason: String(refusal), location: 'frc' } }))
     if (!this.auth.creds.registered) return this.nextQr()
     if (!this.world.linked) return this.closeWith(new Boom('Connection Failure', { statusCode: 401, data: { reason: '401', location: 'frc' } }))
     for (const other of this.world.sockets) if (other !== this && other.state === 'open') other.closeWith(new Boom('Stream Errored (conflict)', { statusCode: 440, data: { tag: 'conflict', attrs: { type: 'replaced' } } }))

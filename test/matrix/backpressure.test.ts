@@ -16,7 +16,7 @@ import { until } from '../support/relay.ts'
 
 const ROOM = '!portal:example.org'
 const log = pino({ level: 'silent' })
-const portal: Portal = { id: 1, roomId: ROOM, name: 'P', signalGroup: 'g', signalLogin: null, whatsappGroup: null, whatsappLogin: null, creator: null, encrypted: false }
+const portal: Portal = { id: 1, roomId: ROOM, name: 'P', signalGroup: 'g', signalLogin: null, whatsappGroup: null, whatsappLogin: null, signalGroupName: null, whatsappGroupName: null, creator: null, encrypted: false }
 const text = (n: number) => ({
   type: 'm.room.message', event_id: `$e${n}:example.org`, room_id: ROOM, sender: '@alice:example.org',
   origin_server_ts: 1_790_000_000_000 + n, content: { msgtype: 'm.text', body: `message ${n}` },

@@ -36,6 +36,21 @@ describe.each(DB_KINDS)('Signal login through the bridge on %s', kind => {
     expect(await s.command(ALICE, dm, 'logins')).toMatch(new RegExp(`Signal \\${SIG_RELAY.number} — connected`))
   })
 
+  it('linking Signal posts one notice after the scan, and it names one next step', async () => {
+    s = await realScenario(kind)
+    const dm = await directChat(s)
+    await s.hs.sendMessage(ALICE, dm, 'login signal')
+    await waitForNotice(s, dm, /The same code as a link/)
+    const before = s.botNotices(dm).length
+    await s.daemon.scanLink(SIG_RELAY)
+    await waitForNotice(s, dm, /^Linked!/)
+    // A later marker: the answer to `help` comes after anything the login still had to say.
+    await s.command(ALICE, dm, 'help')
+    const after = s.botNotices(dm).slice(before)
+    expect(after).toHaveLength(2)
+    expect(after[0]).toMatch(/^Linked! The Signal account is now login sig-[0-9a-f]+\. Next: add it to your Signal group, invite me to the Matrix room for it, and type `!relay link signal <group id or invite link>` there \(`!relay groups signal` lists its groups\)\.$/)
+  })
+
   it('a link code nobody scans expires, and the direct chat says how to get a fresh one', async () => {
     s = await realScenario(kind, { daemon: { linkTimeoutMs: 200 } })
     const dm = await directChat(s)

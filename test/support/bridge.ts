@@ -40,6 +40,8 @@ export interface ScenarioOptions {
   homeserver?: FakeHomeserverOptions
   /** The outbox's retry schedule (default: four quick attempts). */
   backoff?: { initialMs: number; maxMs: number; maxAttempts: number }
+  /** How often retention runs (default: hourly, as in production). */
+  retentionMs?: number
 }
 
 export async function scenario(kind: DbKind, opts: ScenarioOptions = {}): Promise<Scenario> {
@@ -54,7 +56,7 @@ export async function scenario(kind: DbKind, opts: ScenarioOptions = {}): Promis
   const signal = new MemoryNetwork('signal')
   const whatsapp = new MemoryNetwork('whatsapp')
   const log = pino({ level: process.env.TEST_LOG ?? 'silent' })
-  const timings = { backoff: opts.backoff ?? { initialMs: 20, maxMs: 200, maxAttempts: 4 }, inboxRetryMs: 50, homeserverRetryMs: 50, maintenanceMs: 3_600_000 }
+  const timings = { backoff: opts.backoff ?? { initialMs: 20, maxMs: 200, maxAttempts: 4 }, inboxRetryMs: 50, homeserverRetryMs: 50, maintenanceMs: 3_600_000, ...(opts.retentionMs ? { retentionMs: opts.retentionMs } : {}) }
   const boot = async () => {
     const bridge = await startBridge(config, { log, db, networks: (await opts.networks?.(config)) ?? [signal, whatsapp], timings })
     hs.setAppserviceUrl(`http://127.0.0.1:${bridge.port}`)

@@ -128,6 +128,28 @@ describe.skipIf(!DB_KINDS.includes('postgres'))('the login lock on PostgreSQL', 
 })
 
 describe('disconnects', () => {
+  it('405 at connect (WhatsApp retired the client version) is one sentence in the log and the notice, saying to upgrade', async () => {
+    const env = await linked()
+    cleanups.push(env.close)
+    env.wa.refuseAtConnect = 405
+    // The connection drops as it does now and then; the reconnect meets the refusal.
+    env.wa.disconnect(428, { message: 'Connection Closed' })
+    const notice = await until(() => env.notices.find(n => /405/.test(n.text)))
+    expect(notice.text).toBe('WhatsApp refused to connect the bridge (code 405): it no longer accepts the WhatsApp Web version this relay-bridge speaks. Upgrade relay-bridge (docs/operators.md, "Upgrading") and restart it; the relay account stays linked.')
+    expect(env.logs.filter(l => l.level >= 50).map(l => l.msg)).toContain(notice.text)
+    expect(env.net.state(env.login.id)).toBe('disconnected')
+  })
+
+  it('a login while WhatsApp refuses the client version (405) says to upgrade, not that a code expired', async () => {
+    const { wa, net, close } = await started()
+    cleanups.push(close)
+    wa.refuseAtConnect = 405
+    const { ui, shown } = recordingUi()
+    const err = await net.login({ ownerMxid: '@o:x' }, ui).then(() => undefined, (e: unknown) => e as Error)
+    expect(err?.message).toBe('WhatsApp refused to link the bridge (code 405): it no longer accepts the WhatsApp Web version this relay-bridge speaks. Upgrade relay-bridge (docs/operators.md, "Upgrading"), restart it, then type `!relay login whatsapp` again.')
+    expect(shown).toEqual([])
+  })
+
   it('401 (unlinked on the phone) wipes the auth, marks the login logged out, notifies, and holds sends', async () => {
     const env = await linked()
     cleanups.push(env.close)

@@ -3,7 +3,7 @@ import type { Logger } from 'pino'
 import { UserError } from '../errors.ts'
 import type { SqlLoginStore } from '../logins.ts'
 import { NETWORK_LABEL, type RemoteNetworkId } from '../model.ts'
-import type { Login, RemoteNetwork } from '../network.ts'
+import type { Login, RemoteNetwork, ServiceStatus } from '../network.ts'
 import type { Outbox } from '../outbox.ts'
 import { loginOf, type Portal, type PortalStore } from '../portals.ts'
 import type { MatrixRooms } from '../rooms.ts'
@@ -22,6 +22,8 @@ export interface CommandEnv {
   log: Logger
   /** Renders a QR code as a PNG. */
   qrPng: (data: string) => Promise<Buffer>
+  /** The services the bridge depends on, for the bridge-wide status: the homeserver, then each network's. */
+  services: () => Promise<ServiceStatus[]>
 }
 
 export interface CommandRequest {
@@ -63,10 +65,10 @@ export async function requireRoomPower(ctx: Ctx): Promise<void> {
   }
 }
 
-export function parseNetwork(arg: string | undefined, usage: string): RemoteNetworkId {
+export function parseNetwork(ctx: Ctx, arg: string | undefined, usage: string): RemoteNetworkId {
   const n = arg?.toLowerCase()
   if (n === 'signal' || n === 'whatsapp') return n
-  throw new UserError(arg ? `“${arg}” is not a network I know. Say signal or whatsapp, e.g. \`${usage}\`.` : `Say which network, e.g. \`${usage}\`.`)
+  throw new UserError(arg ? `“${arg}” is not a network I know. Say signal or whatsapp, e.g. ${cmd(ctx, usage)}.` : `Say which network, e.g. ${cmd(ctx, usage)}.`)
 }
 
 export function networkOf(ctx: Ctx, network: RemoteNetworkId): RemoteNetwork {
@@ -77,6 +79,17 @@ export function networkOf(ctx: Ctx, network: RemoteNetworkId): RemoteNetwork {
 
 export const label = (n: RemoteNetworkId): string => NETWORK_LABEL[n]
 
+/** A command as it must be typed where this answer is read: with the prefix in a room, bare in our direct
+ * chat. A command quoted without its prefix in a room would be ignored if typed as quoted. */
+export function cmd(ctx: Pick<Ctx, 'isDirect' | 'env'>, words: string): string {
+  return `\`${ctx.isDirect ? '' : `${ctx.env.prefix} `}${words}\``
+}
+
+/** A command that only works in a room (linking), always with its prefix. */
+export function roomCmd(ctx: Pick<Ctx, 'env'>, words: string): string {
+  return `\`${ctx.env.prefix} ${words}\``
+}
+
 /**
  * Which login acts for a command: the one named, else the room's relay on that network, else the
  * sender's own, else (for admins) any.
@@ -86,13 +99,13 @@ export async function pickLogin(ctx: Ctx, network: RemoteNetworkId, named?: stri
   const all = await logins.list(network)
   if (named) {
     const login = all.find(l => l.id === named)
-    if (!login) throw new UserError(`There is no ${label(network)} login “${named}”. \`logins\` lists them.`)
+    if (!login) throw new UserError(`There is no ${label(network)} login “${named}”. ${cmd(ctx, 'logins')} lists them.`)
     if (login.ownerMxid !== ctx.sender && ctx.level !== 'admin') throw new UserError(`The login ${named} belongs to someone else; only they or an admin can use it.`)
     return login
   }
   const relay = ctx.portal && loginOf(ctx.portal, network)
   const choice = all.find(l => l.id === relay) ?? all.find(l => l.ownerMxid === ctx.sender) ?? (ctx.level === 'admin' ? all[0] : undefined)
-  if (!choice) throw new UserError(`You have no ${label(network)} login yet. Link one with \`login ${network}\`.`)
+  if (!choice) throw new UserError(`You have no ${label(network)} login yet. Link one with ${cmd(ctx, `login ${network}`)}.`)
   return choice
 }
 

@@ -1,17 +1,16 @@
 // `!relay …` commands. They are handled here and never relayed; the bot's replies are notices, which
 // never leave Matrix either.
 import { UserError } from '../errors.ts'
-import { NETWORK_LABEL, REMOTE_NETWORKS } from '../model.ts'
-import { chatOf, loginOf } from '../portals.ts'
-import { describeState, label, levelOf, requireLevel, type CommandEnv, type CommandRequest, type Ctx } from './context.ts'
+import { cmd, levelOf, type CommandEnv, type CommandRequest, type Ctx } from './context.ts'
 import { create, groups, link, set, unlink, unset } from './links.ts'
 import { login, logins, logout } from './logins.ts'
+import { status } from './status.ts'
 
 type Handler = (ctx: Ctx) => Promise<void>
 
 const COMMANDS: Array<[string, string, Handler]> = [
   ['help', 'this list', help],
-  ['status', 'what this room is linked to, who relays it, and what is queued', status],
+  ['status', 'in a room: what it is linked to, who relays it, what is queued; in our direct chat: the whole bridge', status],
   ['login signal|whatsapp [+number]', 'link a relay account (QR code, or a WhatsApp pairing code for +number)', login],
   ['logins', 'the relay accounts and their state', logins],
   ['logout <login>', 'unlink a relay account', logout],
@@ -26,30 +25,8 @@ const COMMANDS: Array<[string, string, Handler]> = [
 async function help(ctx: Ctx): Promise<void> {
   const p = ctx.isDirect ? '' : `${ctx.env.prefix} `
   await ctx.reply(`Commands${ctx.isDirect ? ' (no prefix needed here)' : ''}:\n` +
-    COMMANDS.map(([usage, what]) => `• ${p}${usage} — ${what}`).join('\n'))
-}
-
-async function status(ctx: Ctx): Promise<void> {
-  requireLevel(ctx, 'relay')
-  const { portal } = ctx
-  if (!portal) {
-    return ctx.reply(ctx.isDirect
-      ? 'This is our direct chat. `logins` shows your relay accounts; in a room, `status` shows its bridge.'
-      : 'This room is not bridged. `link signal <group>` or `create whatsapp` bridges it.')
-  }
-  const lines = [`This room is bridged${portal.encrypted ? ' but encrypted, which the bridge cannot read yet' : ''}:`]
-  for (const network of REMOTE_NETWORKS) {
-    const group = chatOf(portal, network)
-    const loginId = loginOf(portal, network)
-    const login = loginId ? await ctx.env.logins.get(loginId) : undefined
-    lines.push(`• ${label(network)}: ${group ? `group \`${group}\`` : 'not linked'}; ` +
-      (login ? `relayed by ${login.id}, ${describeState(login)}` : 'no relay set'))
-  }
-  const counts = await ctx.env.outbox.counts(portal.id)
-  const queued = counts.filter(c => c.state !== 'failed').map(c => `${c.n} ${c.state} for ${NETWORK_LABEL[c.network as 'matrix']}`)
-  const failed = counts.filter(c => c.state === 'failed').map(c => `${c.n} for ${NETWORK_LABEL[c.network as 'matrix']}`)
-  lines.push(`• Deliveries: ${queued.length ? queued.join(', ') : 'none waiting'}${failed.length ? `; failed in the last week: ${failed.join(', ')}` : ''}`)
-  await ctx.reply(lines.join('\n'))
+    COMMANDS.map(([usage, what]) => `• ${p}${usage} — ${what}`).join('\n') +
+    `\nStart with ${cmd(ctx, 'status')}: it says what to do next.`)
 }
 
 export class Commands {
@@ -78,7 +55,7 @@ export class Commands {
     const ctx: Ctx = { ...req, args, env: this.env, level, portal: this.env.portals.byRoom(req.roomId), reply }
     const command = COMMANDS.find(([usage]) => usage.split(' ')[0] === word.toLowerCase())
     try {
-      if (!command) throw new UserError(`I don't know the command “${word}”. Type \`${req.isDirect ? '' : `${this.env.prefix} `}help\` to see what I can do.`)
+      if (!command) throw new UserError(`I don't know the command “${word}”. Type ${cmd(ctx, 'help')} to see what I can do.`)
       await command[2](ctx)
     } catch (err) {
       if (err instanceof UserError) return reply(err.message)

@@ -3,7 +3,8 @@ import { UserError } from '../errors.ts'
 import type { RemoteNetworkId } from '../model.ts'
 import type { GroupInfo } from '../network.ts'
 import { chatOf, loginOf, type Portal } from '../portals.ts'
-import { label, networkOf, parseNetwork, pickLogin, requireLevel, requireRoomPower, type Ctx } from './context.ts'
+import { cmd, label, networkOf, parseNetwork, pickLogin, requireLevel, requireRoomPower, roomCmd, type Ctx } from './context.ts'
+import { nextForRoom } from './next.ts'
 
 async function portalHere(ctx: Ctx): Promise<Portal> {
   if (ctx.portal) return ctx.portal
@@ -19,15 +20,18 @@ function refuseEncrypted(ctx: Ctx): void {
 
 export async function groups(ctx: Ctx): Promise<void> {
   requireLevel(ctx, 'user')
-  const network = parseNetwork(ctx.args[0], 'groups signal')
+  const network = parseNetwork(ctx, ctx.args[0], 'groups signal')
   const login = await pickLogin(ctx, network, ctx.args[1])
   const list = await networkOf(ctx, network).listGroups(login)
-  if (list.length === 0) return ctx.reply(`The ${label(network)} account ${login.id} is in no groups yet.`)
+  if (list.length === 0) {
+    return ctx.reply(`The ${label(network)} account ${login.id} is in no groups yet. Add it to a group on the phone, or make one for this room with ${roomCmd(ctx, `create ${network}`)}.`)
+  }
   const lines = list.map(g => {
     const linked = ctx.env.portals.find(network, g.id)
     return `• ${g.name || '(no name)'} — ${g.memberCount} members — \`${g.id}\`${linked ? ' (already linked)' : ''}`
   })
-  await ctx.reply(`${label(network)} groups of ${login.id}:\n${lines.join('\n')}\nLink one here with \`link ${network} <id>\`.`)
+  const where = ctx.isDirect ? 'In the Matrix room to bridge, type' : 'Link one here with'
+  await ctx.reply(`${label(network)} groups of ${login.id}:\n${lines.join('\n')}\n${where} ${roomCmd(ctx, `link ${network} <id>`)}.`)
 }
 
 async function attach(ctx: Ctx, network: RemoteNetworkId, group: GroupInfo, loginId: string): Promise<Portal> {
@@ -35,13 +39,13 @@ async function attach(ctx: Ctx, network: RemoteNetworkId, group: GroupInfo, logi
   const other = portals.find(network, group.id)
   const portal = await portalHere(ctx)
   if (other && other.id !== portal.id) {
-    throw new UserError(`That ${label(network)} group is already linked to another room (${other.roomId}). Run \`unlink ${network}\` there first.`)
+    throw new UserError(`That ${label(network)} group is already linked to another room (${other.roomId}). Run ${roomCmd(ctx, `unlink ${network}`)} there first.`)
   }
   const current = chatOf(portal, network)
   if (current && current !== group.id) {
-    throw new UserError(`This room is already linked to a ${label(network)} group. Run \`unlink ${network}\` first if you want to switch.`)
+    throw new UserError(`This room is already linked to a ${label(network)} group. Run ${roomCmd(ctx, `unlink ${network}`)} first if you want to switch.`)
   }
-  const linked = await portals.link(portal, network, group.id, loginId)
+  const linked = await portals.link(portal, network, group.id, loginId, group.name)
   if (!linked.name && group.name) await portals.setName(linked, group.name)
   // The link stands without the m.bridge marker: a bot invited with power level 0 may not set state.
   await rooms.setBridgeInfo(ctx.roomId, network, { network, id: group.id, name: group.name }, portal.creator ?? ctx.sender)
@@ -54,64 +58,69 @@ async function attach(ctx: Ctx, network: RemoteNetworkId, group: GroupInfo, logi
 
 export async function link(ctx: Ctx): Promise<void> {
   requireLevel(ctx, 'user')
-  const network = parseNetwork(ctx.args[0], 'link signal <group id or invite link>')
+  const network = parseNetwork(ctx, ctx.args[0], 'link signal <group id or invite link>')
   const target = ctx.args[1]
-  if (!target) throw new UserError(`Say which group: \`link ${network} <group id or invite link>\`. \`groups ${network}\` lists the ones I am in.`)
+  if (!target) throw new UserError(`Say which group: ${roomCmd(ctx, `link ${network} <group id or invite link>`)}. ${roomCmd(ctx, `groups ${network}`)} lists the ones I am in.`)
   await requireRoomPower(ctx)
   refuseEncrypted(ctx)
   const login = await pickLogin(ctx, network, ctx.args[2])
   const group = await networkOf(ctx, network).joinGroup(login, target)
   await attach(ctx, network, group, login.id)
-  await ctx.reply(`Linked this room to the ${label(network)} group “${group.name}” (${group.memberCount} members), relayed by ${login.id}.`)
+  await ctx.reply(`Linked this room to the ${label(network)} group “${group.name}” (${group.memberCount} members), relayed by ${login.id}. ${await afterLink(ctx)}`)
 }
 
 export async function create(ctx: Ctx): Promise<void> {
   requireLevel(ctx, 'user')
-  const network = parseNetwork(ctx.args[0], 'create whatsapp [name]')
+  const network = parseNetwork(ctx, ctx.args[0], 'create whatsapp [name]')
   await requireRoomPower(ctx)
   refuseEncrypted(ctx)
   if (ctx.portal && chatOf(ctx.portal, network)) {
-    throw new UserError(`This room is already linked to a ${label(network)} group. Run \`unlink ${network}\` first.`)
+    throw new UserError(`This room is already linked to a ${label(network)} group. Run ${roomCmd(ctx, `unlink ${network}`)} first.`)
   }
   const login = await pickLogin(ctx, network)
   const name = ctx.args.slice(1).join(' ').trim() || ctx.portal?.name || 'Relay bridge'
   const group = await networkOf(ctx, network).createGroup(login, name)
   await attach(ctx, network, group, login.id)
   await ctx.reply(`Created the ${label(network)} group “${group.name}” and linked it here.` +
-    (group.inviteLink ? ` Share this link so people can join: ${group.inviteLink}` : ''))
+    (group.inviteLink ? ` Share this link so people can join: ${group.inviteLink}` : '') + ` ${await afterLink(ctx)}`)
 }
 
 export async function unlink(ctx: Ctx): Promise<void> {
   requireLevel(ctx, 'user')
-  const network = parseNetwork(ctx.args[0], 'unlink signal')
+  const network = parseNetwork(ctx, ctx.args[0], 'unlink signal')
   await requireRoomPower(ctx)
   const groupId = ctx.portal && chatOf(ctx.portal, network)
-  if (!ctx.portal || !groupId) throw new UserError(`This room is not linked to a ${label(network)} group.`)
+  if (!ctx.portal || !groupId) throw new UserError(`This room is not linked to a ${label(network)} group. ${roomCmd(ctx, 'status')} shows what it is linked to.`)
   ctx.portal = await ctx.env.portals.unlink(ctx.portal, network)
   await ctx.env.rooms.clearBridgeInfo(ctx.roomId, network, groupId)
     .catch((err: unknown) => ctx.env.log.warn({ err: (err as Error).message }, 'Could not clear the room’s m.bridge marker; the bot may need a higher power level'))
-  await ctx.reply(`Unlinked the ${label(network)} group. Link it again any time with \`link ${network} ${groupId}\`.`)
+  await ctx.reply(`Unlinked the ${label(network)} group. Link it again any time with ${roomCmd(ctx, `link ${network} ${groupId}`)}.`)
 }
 
 export async function set(ctx: Ctx): Promise<void> {
   requireLevel(ctx, 'user')
-  const network = parseNetwork(ctx.args[0], 'set signal [login]')
+  const network = parseNetwork(ctx, ctx.args[0], 'set signal [login]')
   await requireRoomPower(ctx)
   const login = await pickLogin(ctx, network, ctx.args[1])
   const portal = await portalHere(ctx)
   ctx.portal = await ctx.env.portals.setRelay(portal, network, login.id)
   const group = chatOf(ctx.portal, network)
   if (group) await ctx.env.outbox.release(network, [group])
-  await ctx.reply(`${login.id} now relays this room on ${label(network)}.`)
+  await ctx.reply(`${login.id} now relays this room on ${label(network)}. ${await afterLink(ctx)}`)
 }
 
 export async function unset(ctx: Ctx): Promise<void> {
   requireLevel(ctx, 'user')
-  const network = parseNetwork(ctx.args[0], 'unset signal')
+  const network = parseNetwork(ctx, ctx.args[0], 'unset signal')
   await requireRoomPower(ctx)
   if (!ctx.portal || !loginOf(ctx.portal, network)) {
-    throw new UserError(`No ${label(network)} relay is set in this room.`)
+    throw new UserError(`No ${label(network)} relay is set in this room. ${roomCmd(ctx, `set ${network}`)} sets one.`)
   }
   ctx.portal = await ctx.env.portals.setRelay(ctx.portal, network, null)
-  await ctx.reply(`No account relays this room on ${label(network)} now; messages for ${label(network)} wait until you \`set ${network}\` again.`)
+  await ctx.reply(`No account relays this room on ${label(network)} now; messages for ${label(network)} wait until you ${roomCmd(ctx, `set ${network}`)} again.`)
+}
+
+/** The sentence that ends an answer about a room's links: what it still needs, or that it is complete. */
+async function afterLink(ctx: Ctx): Promise<string> {
+  return (await nextForRoom(ctx, ctx.portal)) ?? `Messages now flow between this room and its groups; ${cmd(ctx, 'status')} shows how the bridge is doing.`
 }

@@ -2,7 +2,8 @@
 // logins always happen in the direct chat with the bot.
 import { UserError } from '../errors.ts'
 import type { LoginUi } from '../network.ts'
-import { describeState, label, networkOf, parseNetwork, pickLogin, requireLevel, type Ctx } from './context.ts'
+import { cmd, describeState, label, networkOf, parseNetwork, pickLogin, requireLevel, type Ctx } from './context.ts'
+import { nextAfterLogin } from './next.ts'
 
 /** Shows login progress in the direct chat; a rotating QR code replaces its previous image. */
 function chatUi(ctx: Ctx, roomId: string): LoginUi {
@@ -27,29 +28,32 @@ function chatUi(ctx: Ctx, roomId: string): LoginUi {
 
 export async function login(ctx: Ctx): Promise<void> {
   requireLevel(ctx, 'user')
-  const network = parseNetwork(ctx.args[0], 'login whatsapp')
+  const network = parseNetwork(ctx, ctx.args[0], 'login whatsapp')
   // People type numbers with spaces (`+1 555 010 0000`): everything after the network is the number.
   const phone = ctx.args.length > 1 ? ctx.args.slice(1).join(' ') : undefined
   if (phone !== undefined && (network !== 'whatsapp' || !/^\+?[0-9 ()-]{6,20}$/.test(phone))) {
     throw new UserError(network === 'whatsapp'
-      ? 'A pairing code needs the phone number in international form, e.g. `login whatsapp +15550100042`.'
-      : 'Signal links only by QR code: run `login signal` with no number.')
+      ? `A pairing code needs the phone number in international form, e.g. ${cmd(ctx, 'login whatsapp +15550100042')}.`
+      : `Signal links only by QR code: run ${cmd(ctx, 'login signal')} with no number.`)
   }
   const adapter = networkOf(ctx, network)
   const { rooms, log } = ctx.env
   const dm = ctx.isDirect ? ctx.roomId : await rooms.directRoom(ctx.sender)
   if (!ctx.isDirect) await ctx.reply(`I sent you a direct message to continue: a login code is a credential and does not belong in a shared room.`)
   const ui = chatUi(ctx, dm)
-  await ui.say(`Linking a ${label(network)} account as a relay…`)
+  // The answer in the direct chat is read there: commands named in it need no prefix.
+  const here: Ctx = { ...ctx, roomId: dm, isDirect: true }
   // The login waits for a person to scan a code: run it in the background, not in the command queue.
   void adapter.login({ ownerMxid: ctx.sender, ...(phone ? { phoneNumber: phone.replace(/[^0-9]/g, '') } : {}) }, ui)
     .then(async l => {
-      await ui.say(`Linked! The ${label(network)} account is now login ${l.id}. In a bridged room, \`set ${network} ${l.id}\` makes it the relay.`)
+      // One notice with one next step: the adapters report progress before this, never a next step of their own.
+      await ui.say(`Linked! The ${label(network)} account is now login ${l.id}. ${await nextAfterLogin(here, network, l.id)}`)
       await ctx.env.outbox.release(network)
     })
     .catch(async (err: unknown) => {
-      const text = err instanceof UserError ? err.message : `The login failed: ${(err as Error).message}. Try \`login ${network}\` again.`
-      log.warn({ network, err: (err as Error).message }, 'Login failed')
+      const text = err instanceof UserError ? err.message : `The login failed: ${(err as Error).message}. Try ${cmd(here, `login ${network}`)} again.`
+      // The same sentence the person reads, so an operator reading the log knows what happened and what to do.
+      log.warn({ network }, `A ${label(network)} login failed: ${text}`)
       await ui.say(text).catch(() => {})
     })
 }
@@ -58,20 +62,24 @@ export async function logins(ctx: Ctx): Promise<void> {
   requireLevel(ctx, 'user')
   const all = await ctx.env.logins.list()
   const mine = ctx.level === 'admin' ? all : all.filter(l => l.ownerMxid === ctx.sender)
-  if (mine.length === 0) return ctx.reply('No relay accounts are linked yet. Link one with `login signal` or `login whatsapp`.')
+  if (mine.length === 0) return ctx.reply(`No relay accounts are linked yet. Link one with ${cmd(ctx, 'login signal')} or ${cmd(ctx, 'login whatsapp')}.`)
   // Numbers only in the direct chat: a shared room is no place for them.
   const lines = mine.map(l => `• ${l.id} — ${label(l.network)}${ctx.isDirect ? ` ${l.address}` : ''} — ${describeState(l)}${l.ownerMxid !== ctx.sender ? ` — owner ${l.ownerMxid}` : ''}`)
-  await ctx.reply(`Relay accounts:\n${lines.join('\n')}`)
+  const out = mine.find(l => l.state === 'logged_out')
+  const next = out
+    ? `Link ${out.id} again with ${cmd(ctx, `login ${out.network}`)} from the same phone number.`
+    : `${cmd(ctx, 'status')} shows how the bridge is doing.`
+  await ctx.reply(`Relay accounts:\n${lines.join('\n')}\n${next}`)
 }
 
 export async function logout(ctx: Ctx): Promise<void> {
   requireLevel(ctx, 'user')
   const id = ctx.args[0]
-  if (!id) throw new UserError('Say which login: `logout <login>`. `logins` lists them.')
+  if (!id) throw new UserError(`Say which login: ${cmd(ctx, 'logout <login>')}. ${cmd(ctx, 'logins')} lists them.`)
   const found = await ctx.env.logins.get(id)
-  if (!found) throw new UserError(`There is no login “${id}”. \`logins\` lists them.`)
+  if (!found) throw new UserError(`There is no login “${id}”. ${cmd(ctx, 'logins')} lists them.`)
   const l = await pickLogin(ctx, found.network, id)
   await networkOf(ctx, l.network).logout(l)
   await ctx.env.logins.setState(l.id, 'logged_out', 'logged out by its owner')
-  await ctx.reply(`Logged out ${l.id}. Rooms it relayed keep their links; their ${label(l.network)} messages wait until you link an account again (\`login ${l.network}\`).`)
+  await ctx.reply(`Logged out ${l.id}. Rooms it relayed keep their links; their ${label(l.network)} messages wait until you link an account again (${cmd(ctx, `login ${l.network}`)}).`)
 }
