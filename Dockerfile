@@ -49,6 +49,8 @@ COPY --from=build /app/dist/ dist/
 COPY migrations/ migrations/
 COPY config/ config/
 COPY bin/ bin/
+# The operator console's page (console.enabled).
+COPY console/ console/
 
 # Inside a container the bridge must listen on all interfaces, and its data lives in /data whatever
 # data_dir says in config.yaml (environment variables override the file).

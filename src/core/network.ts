@@ -106,4 +106,16 @@ export interface RemoteNetwork extends Participant {
   /** Resolve a group id or invite link to a group the login is a member of (joining by link if needed). */
   joinGroup(login: Login, idOrLink: string): Promise<GroupInfo>
   createGroup(login: Login, name: string): Promise<GroupInfo>
+  /** When the network last showed a sign of life for the login (ms): WhatsApp, the relay phone last seen;
+   * Signal, the last thing the daemon received for the account. Undefined when unknown. */
+  lastActivity?(loginId: string): Promise<number | undefined>
+  /** Whether the service the adapter depends on answers (the signal-cli daemon), and its version. */
+  health?(): Promise<ServiceHealth>
+}
+
+export interface ServiceHealth {
+  name: string
+  reachable: boolean
+  version?: string
+  problem?: string
 }

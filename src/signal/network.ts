@@ -1,7 +1,7 @@
 // The Signal adapter: one signal-cli daemon, one event stream per relay login, deliveries through send.ts.
 import type { Logger } from 'pino'
 import { Counter, Gauge } from 'prom-client'
-import type { ConnectionState, GroupInfo, Login, LoginRequest, LoginUi, NetworkContext, RemoteNetwork } from '../core/network.ts'
+import type { ConnectionState, GroupInfo, Login, LoginRequest, LoginUi, NetworkContext, RemoteNetwork, ServiceHealth } from '../core/network.ts'
 import type { Delivery, SendResult } from '../core/model.ts'
 import { UserError } from '../core/errors.ts'
 import { AttachmentFiles } from './attachments.ts'
@@ -50,6 +50,8 @@ export class SignalNetwork implements RemoteNetwork {
   private readonly states = new Map<string, ConnectionState>()
   /** Profile names seen on envelopes, to name mentioned people (a mention carries no display name). */
   private readonly names = new Map<string, string>()
+  /** When the daemon last delivered anything for each login (ms), for the console; since this process started. */
+  private readonly lastReceived = new Map<string, number>()
   private poller: NodeJS.Timeout | undefined
   private metrics: { state: Gauge<'login' | 'state'>; sends: Counter<'kind' | 'outcome'>; events: Counter<'outcome'> } | undefined
   private files: AttachmentFiles | undefined
@@ -147,6 +149,19 @@ export class SignalNetwork implements RemoteNetwork {
     return this.groupById(login, created.groupId)
   }
 
+  async lastActivity(loginId: string): Promise<number | undefined> {
+    return this.lastReceived.get(loginId)
+  }
+
+  async health(): Promise<ServiceHealth> {
+    try {
+      const { version } = await this.client.call<{ version: string }>('version', {}, { timeoutMs: 5_000 })
+      return { name: 'signal-cli daemon', reachable: true, version }
+    } catch (err) {
+      return { name: 'signal-cli daemon', reachable: false, problem: err instanceof SignalRpcError ? `it answered error ${err.code}` : `it cannot be reached at ${this.client.daemonUrl}` }
+    }
+  }
+
   // ---- internals --------------------------------------------------------------------------------------
 
   private need(): NetworkContext {
@@ -181,6 +196,7 @@ export class SignalNetwork implements RemoteNetwork {
       { daemonUrl: this.opts.daemonUrl, account: login.address, timings: this.opts.timings ?? {}, log: this.log!.child({ login: login.id }) },
       {
         onEvent: inner => {
+          this.lastReceived.set(login.id, Date.now())
           // Typing and receipts go straight on, never behind messages being recorded (and never holding them).
           const ephemeral = ephemeralOf(inner, { loginId: login.id, aci: login.personId, displayName: login.displayName })
           if (ephemeral) {

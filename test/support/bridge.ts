@@ -2,7 +2,7 @@
 // scenario tests for the core drive it: people talk in Matrix through the homeserver, and in the groups
 // through the networks.
 import { pino } from 'pino'
-import { startBridge, type Bridge } from '../../src/bridge.ts'
+import { startBridge, type Bridge, type BridgeDeps } from '../../src/bridge.ts'
 import type { Config } from '../../src/config.ts'
 import type { Db } from '../../src/db/types.ts'
 import type { RemoteNetwork } from '../../src/core/network.ts'
@@ -40,6 +40,8 @@ export interface ScenarioOptions {
   homeserver?: FakeHomeserverOptions
   /** The outbox's retry schedule (default: four quick attempts). */
   backoff?: { initialMs: number; maxMs: number; maxAttempts: number }
+  /** The console's clock and refresh interval (when the configuration enables it). */
+  console?: BridgeDeps['console']
 }
 
 export async function scenario(kind: DbKind, opts: ScenarioOptions = {}): Promise<Scenario> {
@@ -56,7 +58,7 @@ export async function scenario(kind: DbKind, opts: ScenarioOptions = {}): Promis
   const log = pino({ level: process.env.TEST_LOG ?? 'silent' })
   const timings = { backoff: opts.backoff ?? { initialMs: 20, maxMs: 200, maxAttempts: 4 }, inboxRetryMs: 50, homeserverRetryMs: 50, maintenanceMs: 3_600_000 }
   const boot = async () => {
-    const bridge = await startBridge(config, { log, db, networks: (await opts.networks?.(config)) ?? [signal, whatsapp], timings })
+    const bridge = await startBridge(config, { log, db, networks: (await opts.networks?.(config)) ?? [signal, whatsapp], timings, ...(opts.console ? { console: opts.console } : {}) })
     hs.setAppserviceUrl(`http://127.0.0.1:${bridge.port}`)
     // Later starts reuse the port the homeserver knows.
     config = { ...config, appservice: { ...config.appservice, port: bridge.port } }

@@ -3,6 +3,7 @@
 import { UserError } from '../errors.ts'
 import { NETWORK_LABEL, REMOTE_NETWORKS } from '../model.ts'
 import { chatOf, loginOf } from '../portals.ts'
+import { consoleLink } from './console.ts'
 import { describeState, label, levelOf, requireLevel, type CommandEnv, type CommandRequest, type Ctx } from './context.ts'
 import { create, groups, link, set, unlink, unset } from './links.ts'
 import { login, logins, logout } from './logins.ts'
@@ -21,6 +22,7 @@ const COMMANDS: Array<[string, string, Handler]> = [
   ['unlink signal|whatsapp', 'stop bridging this room with its group', unlink],
   ['set signal|whatsapp [login]', 'choose the account that relays this room', set],
   ['unset signal|whatsapp', 'stop relaying this room on a network', unset],
+  ['console', 'a sign-in link to the operator console in your browser', consoleLink],
 ]
 
 async function help(ctx: Ctx): Promise<void> {
