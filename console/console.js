@@ -9,7 +9,6 @@ const STATE = { connected: 'connected', connecting: 'connecting', disconnected: 
 const $ = id => document.getElementById(id)
 let csrf = ''
 let me = null
-let latest = null
 
 /** An element with attributes and children (strings become text nodes, never HTML). */
 function el(tag, attrs = {}, ...children) {
@@ -127,15 +126,27 @@ function renderHealth(h) {
   fact(dl, 'Database', ok(h.database, 'The database'))
   fact(dl, 'Metrics', h.metrics_url ? el('a', { href: h.metrics_url, rel: 'noopener noreferrer' }, h.metrics_url) : 'switched off')
   fact(dl, 'Bridge version', h.version)
-  fact(dl, 'Checked', when(h.checked_at))
+}
+
+/** Where the keyboard is, as something that survives a re-render: the card and the control's text. */
+function focusKey() {
+  const a = document.activeElement
+  const card = a?.closest?.('article[aria-labelledby]')
+  return card && a !== card ? { card: card.getAttribute('aria-labelledby'), tag: a.tagName, text: a.textContent } : null
 }
 
 function render(snapshot) {
-  latest = snapshot
+  // A live update must not throw a keyboard user back to the top of the page.
+  const key = focusKey()
   renderLogins(snapshot.logins)
   renderPortals(snapshot.portals)
   renderHealth(snapshot.health)
   for (const id of ['logins', 'portals', 'health', 'nav']) $(id).hidden = false
+  if (key) {
+    const card = [...document.querySelectorAll('article[aria-labelledby]')].find(c => c.getAttribute('aria-labelledby') === key.card)
+    const again = card && [...card.querySelectorAll(key.tag)].find(e => e.textContent === key.text)
+    again?.focus()
+  }
 }
 
 // ---- relink -----------------------------------------------------------------------------------------
@@ -315,6 +326,4 @@ $('signout').addEventListener('click', async () => {
   location.reload()
 })
 
-// Tests and screenshots read what the page last rendered.
-window.relayConsole = { get latest() { return latest } }
 start()

@@ -10,7 +10,6 @@ export interface HealthView {
   database: { reachable: boolean; problem?: string }
   services: ServiceHealth[]
   metrics_url: string | null
-  checked_at: number
 }
 
 export const BRIDGE_VERSION: string = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version
@@ -22,7 +21,6 @@ export interface HealthDeps {
   database: () => Promise<unknown>
   networks: Map<RemoteNetworkId, RemoteNetwork>
   metricsUrl: string | null
-  now?: () => number
 }
 
 const within = <T>(ms: number, p: Promise<T>): Promise<T> =>
@@ -43,5 +41,6 @@ export async function checkHealth(d: HealthDeps): Promise<HealthView> {
     check(d.database),
     Promise.all([...d.networks.values()].flatMap(n => (n.health ? [within(6_000, n.health()).catch((err: Error) => ({ name: n.network, reachable: false, problem: err.message }))] : []))),
   ])
-  return { version: BRIDGE_VERSION, homeserver, database, services, metrics_url: d.metricsUrl, checked_at: (d.now ?? Date.now)() }
+  // Nothing here changes unless the health does: open pages are sent a view only when it differs.
+  return { version: BRIDGE_VERSION, homeserver, database, services, metrics_url: d.metricsUrl }
 }

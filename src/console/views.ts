@@ -94,7 +94,9 @@ export class ConsoleViews {
     const out: LoginView[] = []
     for (const l of all) {
       const relayed = portals.filter(p => loginOf(p, l.network) === l.id)
-      const held = counts.filter(c => c.state === 'held' && c.network === l.network && relayed.some(p => p.id === c.portalId))
+      // A held delivery holds back the ones queued behind it (which stay pending): all of them wait for this login.
+      const stuck = new Set(counts.filter(c => c.state === 'held' && c.network === l.network).map(c => c.portalId))
+      const held = counts.filter(c => c.network === l.network && stuck.has(c.portalId) && relayed.some(p => p.id === c.portalId) && c.state !== 'failed')
       const activity = await this.#d.networks.get(l.network)?.lastActivity?.(l.id).catch(() => undefined)
       out.push({
         id: l.id, network: l.network, kind: loginKind(l), name: l.displayName, owner: l.ownerMxid,
