@@ -122,6 +122,18 @@ describe.each(DB_KINDS)('the provisioning API and the console sign-in, on %s', k
     expect(replay.answer.headers.get('set-cookie')).toBeNull()
   })
 
+  it('`!relay console` in a shared room answers there and sends the link to the direct chat only', async () => {
+    const tokens = () => s.hs.rooms().flatMap(r => s.botNotices(r).map(n => linkToken([n])).filter((t): t is string => !!t).map(t => ({ r, t })))
+    const before = new Set(tokens().map(x => x.t))
+    const reply = await s.command(ALICE, room, '!relay console')
+    expect(reply).toMatch(/^I sent you a sign-in link in our direct chat/)
+    const fresh = await s.hs.waitFor(() => tokens().find(x => !before.has(x.t)), { what: 'the new link in Alice\'s direct chat' })
+    expect(fresh.r).not.toBe(room)
+    expect(['join', 'invite']).toContain(s.hs.membership(fresh.r, ALICE))
+    expect(s.hs.joinedMembers(fresh.r).filter(m => m !== ALICE && m !== s.hs.botUserId)).toEqual([])
+    expect((await signIn(base, fresh.t)).answer.status).toBe(200)
+  })
+
   it('an expired link is refused, and so is a session past its hours', async () => {
     const token = await consoleToken(ALICE)
     const kept = await consoleToken(ALICE)
