@@ -52,6 +52,8 @@ COPY config/ config/
 COPY bin/ bin/
 # The compose stack's one-shot init and synapse-admin services (docker-compose.yml).
 COPY docker/init/ docker/init/
+# The operator console's page (console.enabled).
+COPY console/ console/
 
 # Inside a container the bridge must listen on all interfaces, and its data lives in /data whatever
 # data_dir says in config.yaml (environment variables override the file).

@@ -14,6 +14,8 @@ export default tseslint.config(
       '@typescript-eslint/no-explicit-any': 'off',
     },
   },
+  // The console's page runs in the browser, as plain JavaScript served from the package.
+  { files: ['console/**/*.js'], languageOptions: { globals: globals.browser } },
   // CommonJS only where a Node too old for the rest must still parse the file (bin/check-node.cjs).
   { files: ['**/*.cjs'], rules: { '@typescript-eslint/no-require-imports': 'off' } },
 )

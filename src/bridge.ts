@@ -36,6 +36,7 @@ import { Inbox } from './matrix/inbox.ts'
 import { MatrixParticipant } from './matrix/participant.ts'
 import { BotRooms } from './matrix/rooms.ts'
 import { Metrics, startMetricsServer } from './metrics.ts'
+import type { ConsoleServer } from './console/server.ts'
 
 export interface BridgeDeps {
   log?: Logger
@@ -45,11 +46,15 @@ export interface BridgeDeps {
   networks?: RemoteNetwork[]
   /** Shorter delays for tests. */
   timings?: { backoff?: { initialMs: number; maxMs: number; maxAttempts: number }; inboxRetryMs?: number; homeserverRetryMs?: number; maintenanceMs?: number; retentionMs?: number }
+  /** The console's clock (sign-in links and sessions expire by it) and how often open pages refresh. */
+  console?: { now?: () => number; refreshMs?: number }
 }
 
 export interface Bridge {
   readonly port: number
   readonly metricsPort: number | undefined
+  /** The console's listener, when console.enabled. */
+  readonly consolePort: number | undefined
   readonly db: Db
   readonly outbox: Outbox
   readonly router: Router
@@ -101,6 +106,29 @@ function homeserverStatus(config: Config, hs: { result: CheckResult | 'checking'
 async function qrPng(data: string): Promise<Buffer> {
   const { default: QRCode } = await import('qrcode')
   return QRCode.toBuffer(data, { type: 'png', margin: 2, scale: 8 })
+}
+
+/** The operator console and provisioning API on their own listener (console.enabled). */
+async function startConsole(config: Config, d: {
+  db: Db; api: HomeserverApi; logins: SqlLoginStore; portals: PortalStore; networks: Map<RemoteNetworkId, RemoteNetwork>
+  outbox: Outbox; rooms: BotRooms; botMxid: string; log: Logger; now?: () => number; refreshMs?: number
+}): Promise<ConsoleServer> {
+  const { ConsoleServer } = await import('./console/server.ts')
+  const { checkHealth } = await import('./console/health.ts')
+  const { default: QRCode } = await import('qrcode')
+  const m = config.metrics
+  const server = new ConsoleServer({
+    ...d, config: config.console, permissions: config.bridge.permissions, domain: config.homeserver.domain,
+    commandPrefix: config.bridge.command_prefix,
+    qrImage: async data => `data:image/svg+xml;base64,${Buffer.from(await QRCode.toString(data, { type: 'svg', margin: 2 })).toString('base64')}`,
+    health: () => checkHealth({
+      homeserver: () => d.api.whoami(), database: () => d.db.query('SELECT 1'), networks: d.networks,
+      metricsUrl: m.enabled ? `http://${m.hostname.includes(':') ? `[${m.hostname}]` : m.hostname}:${m.port}/metrics` : null,
+    }),
+  })
+  const port = await server.listen()
+  d.log.info({ port, url: server.publicUrl }, 'The operator console listens')
+  return server
 }
 
 export async function startBridge(config: Config, deps: BridgeDeps = {}): Promise<Bridge> {
@@ -181,9 +209,10 @@ export async function startBridge(config: Config, deps: BridgeDeps = {}): Promis
     (await pingHomeserver(), homeserverStatus(config, homeserver)),
     ...await Promise.all([...networks.values()].flatMap(n => (n.service ? [n.service()] : []))),
   ]
+  const web = config.console.enabled ? await startConsole(config, { db, api, logins, portals, networks, outbox, rooms, botMxid, log: log.child({ part: 'console' }), ...deps.console }) : undefined
   const commands = new Commands({
     prefix: config.bridge.command_prefix, permissions: config.bridge.permissions, portals, logins, networks, rooms, outbox,
-    log: log.child({ part: 'commands' }), qrPng, services,
+    log: log.child({ part: 'commands' }), qrPng, services, ...(web ? { console: web } : {}),
   })
   const upgrades = new RoomUpgrades({
     api, portals, rooms, botMxid, log: log.child({ part: 'room-upgrades' }),
@@ -228,6 +257,7 @@ export async function startBridge(config: Config, deps: BridgeDeps = {}): Promis
     reportState: async (loginId: string, state: ConnectionState, message?: string) => {
       const previous = await logins.setState(loginId, state, message ?? null)
       metrics.loginState.set({ network, login: loginId }, state === 'connected' ? 1 : 0)
+      web?.poke()
       if (state === 'connected' && previous !== 'connected') {
         const released = await outbox.release(network)
         if (released > 0) log.info({ network, released }, 'Sending messages held while the relay was away')
@@ -303,6 +333,7 @@ export async function startBridge(config: Config, deps: BridgeDeps = {}): Promis
   return {
     port,
     metricsPort: metricsServer ? (metricsServer.address() as { port: number }).port : undefined,
+    consolePort: web?.port,
     db, outbox, router, portals, logins,
     async stop() {
       stopped = true
@@ -311,6 +342,7 @@ export async function startBridge(config: Config, deps: BridgeDeps = {}): Promis
       clearInterval(retentionTimer)
       const unfinished = await stopWithin(STOP_WORK_MS, [
         { what: 'closing the endpoint the homeserver pushes to', run: () => appservice.close() },
+        ...(web ? [{ what: 'closing the console', run: () => web.close() }] : []),
         { what: 'handling the Matrix events already received', run: () => events.stop() },
         { what: 'showing typing and read receipts', run: () => ephemeral.stop() },
         {

@@ -57,6 +57,16 @@ export const configSchema = z.object({
     })
     .default({ message_map_days: 90, media_days: 7, processed_events_hours: 24 }),
   metrics: z.object({ enabled: z.boolean().default(true), hostname: z.string().default('127.0.0.1'), port }),
+  console: z.object({
+    enabled: z.boolean().default(false),
+    hostname: z.string().min(1).default('127.0.0.1'),
+    port: port.default(29331),
+    public_url: z.union([z.literal(''), url]).default(''),
+    shared_secret: z.string().default(''),
+    trusted_proxies: z.array(z.string().min(1)).default([]),
+    link_minutes: z.number().positive().max(60, 'expected at most 60 minutes: a sign-in link is a credential in a chat').default(10),
+    session_hours: z.number().positive().default(12),
+  }).default({ enabled: false, hostname: '127.0.0.1', port: 29331, public_url: '', shared_secret: '', trusted_proxies: [], link_minutes: 10, session_hours: 12 }),
   logging: z.object({
     level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
   }),
@@ -106,7 +116,7 @@ export function applyEnv(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): 
     const value = env[name]
     if (value === undefined) continue
     // Tokens and URIs stay strings even if they look like numbers.
-    const parsed = /token|uri|address|url|domain|hostname|username|displayname|prefix|format|dir/.test(path.at(-1)!)
+    const parsed = /token|secret|uri|address|url|domain|hostname|username|displayname|prefix|format|dir/.test(path.at(-1)!)
       ? value
       : parseYaml(value)
     setPath(raw, path, parsed)

@@ -30,6 +30,12 @@ const fromRow = (r: LoginRow): Login => ({
 
 const PREFIX: Record<RemoteNetworkId, string> = { signal: 'sig', whatsapp: 'wa' }
 
+/** A relay login speaks for everyone in the portals it relays; a personal one is its owner's own account. */
+export type LoginKind = 'relay' | 'personal'
+
+/** The one place that tells a login's kind: every login is a relay login until people's own logins arrive. */
+export const loginKind = (_login: Login): LoginKind => 'relay'
+
 /**
  * Every write to `logins` goes through this store, so it keeps what it read or wrote: a send looks up its
  * relay login each time, and that must not cost a database round trip per message. (A `relay-bridge login`

@@ -120,4 +120,16 @@ export interface RemoteNetwork extends Participant {
   createGroup(login: Login, name: string): Promise<GroupInfo>
   /** The service this network goes through, when it has one of its own (Signal's daemon); WhatsApp has none. */
   service?(): Promise<ServiceStatus>
+  /** When the network last showed a sign of life for the login (ms): WhatsApp, the relay phone last seen;
+   * Signal, the last thing the daemon received for the account. Undefined when unknown. */
+  lastActivity?(loginId: string): Promise<number | undefined>
+  /** Whether the service the adapter depends on answers (the signal-cli daemon), and its version. */
+  health?(): Promise<ServiceHealth>
+}
+
+export interface ServiceHealth {
+  name: string
+  reachable: boolean
+  version?: string
+  problem?: string
 }

@@ -1,7 +1,7 @@
 // The Signal adapter: one signal-cli daemon, one event stream per relay login, deliveries through send.ts.
 import type { Logger } from 'pino'
 import { Counter, Gauge } from 'prom-client'
-import { clockTime, type ConnectionState, type GroupInfo, type Login, type LoginRequest, type LoginUi, type NetworkContext, type RemoteNetwork, type ServiceStatus } from '../core/network.ts'
+import { clockTime, type ConnectionState, type GroupInfo, type Login, type LoginRequest, type LoginUi, type NetworkContext, type RemoteNetwork, type ServiceHealth, type ServiceStatus } from '../core/network.ts'
 import type { Delivery, SendResult } from '../core/model.ts'
 import { UserError } from '../core/errors.ts'
 import { AttachmentFiles } from './attachments.ts'
@@ -61,6 +61,8 @@ export class SignalNetwork implements RemoteNetwork {
   private readonly states = new Map<string, ConnectionState>()
   /** Profile names seen on envelopes, to name mentioned people (a mention carries no display name). */
   private readonly names = new Map<string, string>()
+  /** When the daemon last delivered anything for each login (ms), for the console; since this process started. */
+  private readonly lastReceived = new Map<string, number>()
   private poller: NodeJS.Timeout | undefined
   private metrics: { state: Gauge<'login' | 'state'>; sends: Counter<'kind' | 'outcome'>; events: Counter<'outcome'> } | undefined
   private files: AttachmentFiles | undefined
@@ -181,6 +183,17 @@ export class SignalNetwork implements RemoteNetwork {
     return this.groupById(login, created.groupId)
   }
 
+  async lastActivity(loginId: string): Promise<number | undefined> {
+    return this.lastReceived.get(loginId)
+  }
+
+  /** The console's view of the daemon: the same periodic check as service(), so a page refresh asks it nothing. */
+  async health(): Promise<ServiceHealth> {
+    const d = this.daemon
+    if (d.reachable === false) return { name: 'signal-cli daemon', reachable: false, problem: `it cannot be reached at ${this.client.daemonUrl} (${d.error})` }
+    return { name: 'signal-cli daemon', reachable: d.reachable === true, ...(d.version ? { version: d.version } : {}), ...(d.reachable === undefined ? { problem: 'not checked yet' } : {}) }
+  }
+
   // ---- internals --------------------------------------------------------------------------------------
 
   private need(): NetworkContext {
@@ -215,6 +228,7 @@ export class SignalNetwork implements RemoteNetwork {
       { daemonUrl: this.opts.daemonUrl, account: login.address, timings: this.opts.timings ?? {}, log: this.log!.child({ login: login.id }) },
       {
         onEvent: inner => {
+          this.lastReceived.set(login.id, Date.now())
           // Typing and receipts go straight on, never behind messages being recorded (and never holding them).
           const ephemeral = ephemeralOf(inner, { loginId: login.id, aci: login.personId, displayName: login.displayName })
           if (ephemeral) {

@@ -185,6 +185,10 @@ export class WhatsAppNetwork implements RemoteNetwork {
     return this.#phone.lastSeen(loginId)
   }
 
+  lastActivity(loginId: string): Promise<number | undefined> {
+    return this.phoneLastSeen(loginId)
+  }
+
   async #open(login: Login): Promise<void> {
     const s = new Session(login, {
       ctx: this.#c,

@@ -27,10 +27,10 @@ describe.each(DB_KINDS)('commands on %s', kind => {
   it('help lists every command with one line each; in the direct chat no prefix is needed', async () => {
     const room = await roomWithBot(s)
     const help = await s.command(ALICE, room, '!relay help')
-    for (const word of ['help', 'status', 'login', 'logins', 'logout', 'groups', 'link', 'create', 'unlink', 'set', 'unset']) {
+    for (const word of ['help', 'status', 'login', 'logins', 'logout', 'groups', 'link', 'create', 'unlink', 'set', 'unset', 'console']) {
       expect(help).toMatch(new RegExp(`• !relay ${word}\\b`))
     }
-    expect(help.split('\n').filter(l => l.startsWith('• '))).toHaveLength(11)
+    expect(help.split('\n').filter(l => l.startsWith('• '))).toHaveLength(12)
     expect(await s.command(ALICE, room, '!relay')).toBe(help)
     const dm = await directChat(ALICE)
     const dmHelp = await s.command(ALICE, dm, 'help')
@@ -38,6 +38,11 @@ describe.each(DB_KINDS)('commands on %s', kind => {
     expect(dmHelp).toContain('• link signal|whatsapp')
     expect(help.split('\n').at(-1)).toBe('Start with `!relay status`: it says what to do next.')
     expect(dmHelp.split('\n').at(-1)).toBe('Start with `status`: it says what to do next.')
+  })
+
+  it('`console` on a bridge whose console is off says how the operator turns it on, and sends no link', async () => {
+    const room = await roomWithBot(s)
+    expect(await s.command(ALICE, room, '!relay console')).toBe('The operator console is not enabled on this bridge. Its operator can turn it on with `console.enabled` in the configuration.')
   })
 
   it('an unknown command says so and points at help', async () => {

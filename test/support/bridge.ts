@@ -2,7 +2,7 @@
 // scenario tests for the core drive it: people talk in Matrix through the homeserver, and in the groups
 // through the networks.
 import { pino } from 'pino'
-import { startBridge, type Bridge } from '../../src/bridge.ts'
+import { startBridge, type Bridge, type BridgeDeps } from '../../src/bridge.ts'
 import type { Config } from '../../src/config.ts'
 import type { Db } from '../../src/db/types.ts'
 import type { RemoteNetwork } from '../../src/core/network.ts'
@@ -42,6 +42,8 @@ export interface ScenarioOptions {
   backoff?: { initialMs: number; maxMs: number; maxAttempts: number }
   /** How often retention runs (default: hourly, as in production). */
   retentionMs?: number
+  /** The console's clock and refresh interval (when the configuration enables it). */
+  console?: BridgeDeps['console']
 }
 
 export async function scenario(kind: DbKind, opts: ScenarioOptions = {}): Promise<Scenario> {
@@ -58,7 +60,7 @@ export async function scenario(kind: DbKind, opts: ScenarioOptions = {}): Promis
   const log = pino({ level: process.env.TEST_LOG ?? 'silent' })
   const timings = { backoff: opts.backoff ?? { initialMs: 20, maxMs: 200, maxAttempts: 4 }, inboxRetryMs: 50, homeserverRetryMs: 50, maintenanceMs: 3_600_000, ...(opts.retentionMs ? { retentionMs: opts.retentionMs } : {}) }
   const boot = async () => {
-    const bridge = await startBridge(config, { log, db, networks: (await opts.networks?.(config)) ?? [signal, whatsapp], timings })
+    const bridge = await startBridge(config, { log, db, networks: (await opts.networks?.(config)) ?? [signal, whatsapp], timings, ...(opts.console ? { console: opts.console } : {}) })
     hs.setAppserviceUrl(`http://127.0.0.1:${bridge.port}`)
     // Later starts reuse the port the homeserver knows.
     config = { ...config, appservice: { ...config.appservice, port: bridge.port } }

@@ -7,6 +7,7 @@ import type { Login, RemoteNetwork, ServiceStatus } from '../network.ts'
 import type { Outbox } from '../outbox.ts'
 import { loginOf, type Portal, type PortalStore } from '../portals.ts'
 import type { MatrixRooms } from '../rooms.ts'
+import type { ConsoleLinks } from './console.ts'
 
 export type Level = 'none' | 'relay' | 'user' | 'admin'
 const RANK: Record<Level, number> = { none: 0, relay: 1, user: 2, admin: 3 }
@@ -24,6 +25,8 @@ export interface CommandEnv {
   qrPng: (data: string) => Promise<Buffer>
   /** The services the bridge depends on, for the bridge-wide status: the homeserver, then each network's. */
   services: () => Promise<ServiceStatus[]>
+  /** The operator console's sign-in links, when the console is enabled. */
+  console?: ConsoleLinks
 }
 
 export interface CommandRequest {

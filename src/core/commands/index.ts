@@ -1,7 +1,10 @@
 // `!relay …` commands. They are handled here and never relayed; the bot's replies are notices, which
 // never leave Matrix either.
 import { UserError } from '../errors.ts'
-import { cmd, levelOf, type CommandEnv, type CommandRequest, type Ctx } from './context.ts'
+import { NETWORK_LABEL, REMOTE_NETWORKS } from '../model.ts'
+import { chatOf, loginOf } from '../portals.ts'
+import { consoleLink } from './console.ts'
+import { cmd, describeState, label, levelOf, requireLevel, type CommandEnv, type CommandRequest, type Ctx } from './context.ts'
 import { create, groups, link, set, unlink, unset } from './links.ts'
 import { login, logins, logout } from './logins.ts'
 import { status } from './status.ts'
@@ -20,6 +23,7 @@ const COMMANDS: Array<[string, string, Handler]> = [
   ['unlink signal|whatsapp', 'stop bridging this room with its group', unlink],
   ['set signal|whatsapp [login]', 'choose the account that relays this room', set],
   ['unset signal|whatsapp', 'stop relaying this room on a network', unset],
+  ['console', 'a sign-in link to the operator console in your browser', consoleLink],
 ]
 
 async function help(ctx: Ctx): Promise<void> {

@@ -1,8 +1,9 @@
 // Linking relay accounts: login, logins, logout. A QR code or pairing code is a credential in flight, so
 // logins always happen in the direct chat with the bot.
 import { UserError } from '../errors.ts'
+import { adapterFor, linkAccount, unlinkAccount } from '../linking.ts'
 import type { LoginUi } from '../network.ts'
-import { cmd, describeState, label, networkOf, parseNetwork, pickLogin, requireLevel, type Ctx } from './context.ts'
+import { cmd, describeState, label, parseNetwork, pickLogin, requireLevel, type Ctx } from './context.ts'
 import { nextAfterLogin } from './next.ts'
 
 /** Shows login progress in the direct chat; a rotating QR code replaces its previous image. */
@@ -36,7 +37,7 @@ export async function login(ctx: Ctx): Promise<void> {
       ? `A pairing code needs the phone number in international form, e.g. ${cmd(ctx, 'login whatsapp +15550100042')}.`
       : `Signal links only by QR code: run ${cmd(ctx, 'login signal')} with no number.`)
   }
-  const adapter = networkOf(ctx, network)
+  adapterFor(ctx.env, network)
   const { rooms, log } = ctx.env
   const dm = ctx.isDirect ? ctx.roomId : await rooms.directRoom(ctx.sender)
   if (!ctx.isDirect) await ctx.reply(`I sent you a direct message to continue: a login code is a credential and does not belong in a shared room.`)
@@ -44,11 +45,11 @@ export async function login(ctx: Ctx): Promise<void> {
   // The answer in the direct chat is read there: commands named in it need no prefix.
   const here: Ctx = { ...ctx, roomId: dm, isDirect: true }
   // The login waits for a person to scan a code: run it in the background, not in the command queue.
-  void adapter.login({ ownerMxid: ctx.sender, ...(phone ? { phoneNumber: phone.replace(/[^0-9]/g, '') } : {}) }, ui)
+  void linkAccount(ctx.env, network, { ownerMxid: ctx.sender, ...(phone ? { phoneNumber: phone.replace(/[^0-9]/g, '') } : {}) }, ui)
     .then(async l => {
       // One notice with one next step: the adapters report progress before this, never a next step of their own.
+      // (linkAccount has released what was held for the network.)
       await ui.say(`Linked! The ${label(network)} account is now login ${l.id}. ${await nextAfterLogin(here, network, l.id)}`)
-      await ctx.env.outbox.release(network)
     })
     .catch(async (err: unknown) => {
       const text = err instanceof UserError ? err.message : `The login failed: ${(err as Error).message}. Try ${cmd(here, `login ${network}`)} again.`
@@ -79,7 +80,6 @@ export async function logout(ctx: Ctx): Promise<void> {
   const found = await ctx.env.logins.get(id)
   if (!found) throw new UserError(`There is no login “${id}”. ${cmd(ctx, 'logins')} lists them.`)
   const l = await pickLogin(ctx, found.network, id)
-  await networkOf(ctx, l.network).logout(l)
-  await ctx.env.logins.setState(l.id, 'logged_out', 'logged out by its owner')
+  await unlinkAccount(ctx.env, l)
   await ctx.reply(`Logged out ${l.id}. Rooms it relayed keep their links; their ${label(l.network)} messages wait until you link an account again (${cmd(ctx, `login ${l.network}`)}).`)
 }

@@ -1,0 +1,32 @@
+// Linking and unlinking a relay account, shared by the `login`/`logout` commands and the provisioning API, so
+// that both release what was held and record a logout the same way.
+import { UserError } from './errors.ts'
+import type { SqlLoginStore } from './logins.ts'
+import { NETWORK_LABEL, type RemoteNetworkId } from './model.ts'
+import type { Login, LoginRequest, LoginUi, RemoteNetwork } from './network.ts'
+import type { Outbox } from './outbox.ts'
+
+export interface LinkingEnv {
+  networks: Map<RemoteNetworkId, RemoteNetwork>
+  logins: SqlLoginStore
+  outbox: Outbox
+}
+
+export function adapterFor(env: Pick<LinkingEnv, 'networks'>, network: RemoteNetworkId): RemoteNetwork {
+  const adapter = env.networks.get(network)
+  if (!adapter) throw new UserError(`${NETWORK_LABEL[network]} is not enabled on this bridge.`)
+  return adapter
+}
+
+/** Runs a login to the end (a person scans a code meanwhile); messages held for the network then go out. */
+export async function linkAccount(env: LinkingEnv, network: RemoteNetworkId, request: LoginRequest, ui: LoginUi): Promise<Login> {
+  const login = await adapterFor(env, network).login(request, ui)
+  await env.outbox.release(network)
+  return login
+}
+
+/** Stops using a login; its rooms keep their links and their messages wait until it is linked again. */
+export async function unlinkAccount(env: LinkingEnv, login: Login): Promise<void> {
+  await adapterFor(env, login.network).logout(login)
+  await env.logins.setState(login.id, 'logged_out', 'logged out by its owner')
+}
