@@ -1,10 +1,8 @@
 // `!relay …` commands. They are handled here and never relayed; the bot's replies are notices, which
 // never leave Matrix either.
 import { UserError } from '../errors.ts'
-import { NETWORK_LABEL, REMOTE_NETWORKS } from '../model.ts'
-import { chatOf, loginOf } from '../portals.ts'
 import { consoleLink } from './console.ts'
-import { cmd, describeState, label, levelOf, requireLevel, type CommandEnv, type CommandRequest, type Ctx } from './context.ts'
+import { cmd, levelOf, type CommandEnv, type CommandRequest, type Ctx } from './context.ts'
 import { create, groups, link, set, unlink, unset } from './links.ts'
 import { login, logins, logout } from './logins.ts'
 import { status } from './status.ts'
