@@ -39,7 +39,7 @@ describe.each(DB_KINDS)('Signal login through the bridge on %s', kind => {
   it('a link code nobody scans expires, and the direct chat says how to get a fresh one', async () => {
     s = await realScenario(kind, { daemon: { linkTimeoutMs: 200 } })
     const dm = await directChat(s)
-    await s.hs.sendMessage(ALICE, dm, 'login signal')
+    await s.hs.sendMessage(ALICE, dm, 'login signal relay')
     expect(await waitForNotice(s, dm, /expired/)).toMatch(/`!relay login signal` again/)
     expect(await s.bridge.logins.list('signal')).toEqual([])
   })
@@ -48,7 +48,7 @@ describe.each(DB_KINDS)('Signal login through the bridge on %s', kind => {
     s = await realScenario(kind)
     s.daemon.addAccount(SIG_RELAY)
     const dm = await directChat(s)
-    await s.hs.sendMessage(ALICE, dm, 'login signal')
+    await s.hs.sendMessage(ALICE, dm, 'login signal relay')
     await s.daemon.waitForCall('finishLink')
     await s.daemon.scanLink(SIG_RELAY)
     expect(await waitForNotice(s, dm, /still holds/)).toMatch(/restart signal-cli/)
@@ -58,7 +58,7 @@ describe.each(DB_KINDS)('Signal login through the bridge on %s', kind => {
     s = await realScenario(kind)
     s.daemon.fail('startLink', -3, 'Failed to connect to Signal servers')
     const dm = await directChat(s)
-    await s.hs.sendMessage(ALICE, dm, 'login signal')
+    await s.hs.sendMessage(ALICE, dm, 'login signal relay')
     expect(await waitForNotice(s, dm, /could not start a link/)).toMatch(/Check that signal-cli is running/)
   })
 

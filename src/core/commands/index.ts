@@ -12,9 +12,9 @@ type Handler = (ctx: Ctx) => Promise<void>
 const COMMANDS: Array<[string, string, Handler]> = [
   ['help', 'this list', help],
   ['status', 'what this room is linked to, who relays it, and what is queued', status],
-  ['login signal|whatsapp [+number]', 'link a relay account (QR code, or a WhatsApp pairing code for +number)', login],
-  ['logins', 'the relay accounts and their state', logins],
-  ['logout <login>', 'unlink a relay account', logout],
+  ['login signal|whatsapp [relay|personal] [+number]', 'link your own account (personal, the default) or, for admins by default, a relay account that speaks for others (QR code, or a WhatsApp pairing code for +number)', login],
+  ['logins', 'your linked accounts, their kind and state (admins: everyone\'s)', logins],
+  ['logout <login>', 'unlink an account and delete what the bridge kept of it', logout],
   ['groups signal|whatsapp', 'the groups a relay account is in', groups],
   ['link signal|whatsapp <group id or invite link>', 'bridge this room with a group', link],
   ['create signal|whatsapp [name]', 'make a new group for this room and bridge it', create],
@@ -34,7 +34,7 @@ async function status(ctx: Ctx): Promise<void> {
   const { portal } = ctx
   if (!portal) {
     return ctx.reply(ctx.isDirect
-      ? 'This is our direct chat. `logins` shows your relay accounts; in a room, `status` shows its bridge.'
+      ? 'This is our direct chat. `logins` shows your linked accounts; in a room, `status` shows its bridge.'
       : 'This room is not bridged. `link signal <group>` or `create whatsapp` bridges it.')
   }
   const lines = [`This room is bridged${portal.encrypted ? ' but encrypted, which the bridge cannot read yet' : ''}:`]

@@ -1,8 +1,9 @@
-// Linking relay accounts: login, logins, logout. A QR code or pairing code is a credential in flight, so
-// logins always happen in the direct chat with the bot.
+// Linking accounts: login, logins, logout. A QR code or pairing code is a credential in flight, so logins always
+// happen in the direct chat with the bot. An account is linked as a relay (a spare number that speaks for others)
+// or as its owner's personal account (they post as themselves through it).
 import { UserError } from '../errors.ts'
-import type { LoginUi } from '../network.ts'
-import { describeState, label, networkOf, parseNetwork, pickLogin, requireLevel, type Ctx } from './context.ts'
+import { LOGIN_KINDS, type Login, type LoginKind, type LoginUi } from '../network.ts'
+import { describeState, kindLabel, label, networkOf, parseNetwork, pickLogin, requireLevel, type Ctx } from './context.ts'
 
 /** Shows login progress in the direct chat; a rotating QR code replaces its previous image. */
 function chatUi(ctx: Ctx, roomId: string): LoginUi {
@@ -25,11 +26,23 @@ function chatUi(ctx: Ctx, roomId: string): LoginUi {
   }
 }
 
+/**
+ * The kind asked for, else the default: bridge admins link relay accounts (the operator's spare numbers), everyone
+ * else their own personal account.
+ */
+function kindOf(ctx: Ctx, word: string | undefined): { kind: LoginKind; given: boolean } {
+  const w = word?.toLowerCase()
+  if (w && (LOGIN_KINDS as readonly string[]).includes(w)) return { kind: w as LoginKind, given: true }
+  return { kind: ctx.level === 'admin' ? 'relay' : 'personal', given: false }
+}
+
 export async function login(ctx: Ctx): Promise<void> {
   requireLevel(ctx, 'user')
   const network = parseNetwork(ctx.args[0], 'login whatsapp')
-  // People type numbers with spaces (`+1 555 010 0000`): everything after the network is the number.
-  const phone = ctx.args.length > 1 ? ctx.args.slice(1).join(' ') : undefined
+  const { kind, given } = kindOf(ctx, ctx.args[1])
+  // People type numbers with spaces (`+1 555 010 0000`): everything after the network (and kind) is the number.
+  const rest = ctx.args.slice(given ? 2 : 1)
+  const phone = rest.length > 0 ? rest.join(' ') : undefined
   if (phone !== undefined && (network !== 'whatsapp' || !/^\+?[0-9 ()-]{6,20}$/.test(phone))) {
     throw new UserError(network === 'whatsapp'
       ? 'A pairing code needs the phone number in international form, e.g. `login whatsapp +15550100042`.'
@@ -40,11 +53,15 @@ export async function login(ctx: Ctx): Promise<void> {
   const dm = ctx.isDirect ? ctx.roomId : await rooms.directRoom(ctx.sender)
   if (!ctx.isDirect) await ctx.reply(`I sent you a direct message to continue: a login code is a credential and does not belong in a shared room.`)
   const ui = chatUi(ctx, dm)
-  await ui.say(`Linking a ${label(network)} account as a relay…`)
+  await ui.say(kind === 'relay'
+    ? `Linking a ${label(network)} account as a relay account, which speaks for others in the rooms it relays…`
+    : `Linking your own ${label(network)} account as your personal account: in bridged rooms whose group it is in, your messages will go out as you…`)
   // The login waits for a person to scan a code: run it in the background, not in the command queue.
-  void adapter.login({ ownerMxid: ctx.sender, ...(phone ? { phoneNumber: phone.replace(/[^0-9]/g, '') } : {}) }, ui)
+  void adapter.login({ ownerMxid: ctx.sender, kind, ...(phone ? { phoneNumber: phone.replace(/[^0-9]/g, '') } : {}) }, ui)
     .then(async l => {
-      await ui.say(`Linked! The ${label(network)} account is now login ${l.id}. In a bridged room, \`set ${network} ${l.id}\` makes it the relay.`)
+      await ui.say(`Linked! The ${label(network)} account is now login ${l.id}, a ${kindLabel(l)}. ` + (l.kind === 'relay'
+        ? `In a bridged room, \`set ${network} ${l.id}\` makes it the relay.`
+        : `In bridged rooms whose ${label(network)} group it is in, what you write in Matrix goes out through it as you, and what you type on your phone there shows as you in Matrix.`))
       await ctx.env.outbox.release(network)
     })
     .catch(async (err: unknown) => {
@@ -57,11 +74,12 @@ export async function login(ctx: Ctx): Promise<void> {
 export async function logins(ctx: Ctx): Promise<void> {
   requireLevel(ctx, 'user')
   const all = await ctx.env.logins.list()
+  // Only their owners and admins see a login at all.
   const mine = ctx.level === 'admin' ? all : all.filter(l => l.ownerMxid === ctx.sender)
-  if (mine.length === 0) return ctx.reply('No relay accounts are linked yet. Link one with `login signal` or `login whatsapp`.')
-  // Numbers only in the direct chat: a shared room is no place for them.
-  const lines = mine.map(l => `• ${l.id} — ${label(l.network)}${ctx.isDirect ? ` ${l.address}` : ''} — ${describeState(l)}${l.ownerMxid !== ctx.sender ? ` — owner ${l.ownerMxid}` : ''}`)
-  await ctx.reply(`Relay accounts:\n${lines.join('\n')}`)
+  if (mine.length === 0) return ctx.reply('No accounts are linked yet. Link your own with `login signal` or `login whatsapp`.')
+  // Numbers only in the direct chat (seen by its owner or an admin): a shared room is no place for them.
+  const lines = mine.map(l => `• ${l.id} — ${label(l.network)}${ctx.isDirect ? ` ${l.address}` : ''} — ${kindLabel(l)} — ${describeState(l)}${l.ownerMxid !== ctx.sender ? ` — owner ${l.ownerMxid}` : ''}`)
+  await ctx.reply(`Linked accounts:\n${lines.join('\n')}`)
 }
 
 export async function logout(ctx: Ctx): Promise<void> {
@@ -71,7 +89,15 @@ export async function logout(ctx: Ctx): Promise<void> {
   const found = await ctx.env.logins.get(id)
   if (!found) throw new UserError(`There is no login “${id}”. \`logins\` lists them.`)
   const l = await pickLogin(ctx, found.network, id)
+  await forget(ctx, l)
+  await ctx.reply(l.kind === 'relay'
+    ? `Logged out ${l.id} and deleted everything the bridge kept of it. Rooms it relayed keep their links; their ${label(l.network)} messages wait until a relay account is set there again (\`set ${l.network}\`).`
+    : `Logged out ${l.id} and deleted everything the bridge kept of it. Your messages reach ${label(l.network)} through the rooms' relays again, under your name.`)
+}
+
+/** Unlinks the account and deletes it and its data for good; rooms it relayed lose their relay on its network. */
+async function forget(ctx: Ctx, l: Login): Promise<void> {
   await networkOf(ctx, l.network).logout(l)
-  await ctx.env.logins.setState(l.id, 'logged_out', 'logged out by its owner')
-  await ctx.reply(`Logged out ${l.id}. Rooms it relayed keep their links; their ${label(l.network)} messages wait until you link an account again (\`login ${l.network}\`).`)
+  await ctx.env.logins.remove(l.id)
+  ctx.env.portals.forgetLogin(l.id)
 }
