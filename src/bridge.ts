@@ -231,7 +231,7 @@ export async function startBridge(config: Config, deps: BridgeDeps = {}): Promis
       health: async () => {
         await db.query('SELECT 1')
         const all = await logins.list()
-        return { ok: true, details: { logins: all.map(l => ({ id: l.id, network: l.network, state: l.state })), inbox: await inbox.pendingCount() } }
+        return { ok: true, details: { logins: all.map(l => ({ id: l.id, network: l.network, kind: l.kind, state: l.state })), inbox: await inbox.pendingCount() } }
       },
     }, config.metrics.hostname, config.metrics.port)
   }
