@@ -11,12 +11,14 @@ import { MessageMap } from './core/messages.ts'
 import { NETWORK_LABEL, type InboundEvent, type NetworkId, type RemoteNetworkId } from './core/model.ts'
 import { clockTime, type ConnectionState, type NetworkContext, type Participant, type RemoteNetwork, type ServiceStatus } from './core/network.ts'
 import { Outbox } from './core/outbox.ts'
+import { OwnLogins } from './core/own-logins.ts'
 import { RoomUpgrades } from './matrix/upgrade.ts'
 import { groupNameOf, PortalStore, type Portal } from './core/portals.ts'
 import { SenderNames } from './core/render.ts'
 import { Retention } from './core/retention.ts'
 import { Router } from './core/router.ts'
 import { migrate } from './db/migrate.ts'
+import { doublePuppetId } from './registration.ts'
 import { openDatabase } from './db/open.ts'
 import type { Db } from './db/types.ts'
 import type { SignalNetworkOptions } from './signal/network.ts'
@@ -42,6 +44,8 @@ export interface BridgeDeps {
   log?: Logger
   db?: Db
   api?: HomeserverApi
+  /** The homeserver API with the double-puppeting token; by default built from the config when it has one. */
+  puppetApi?: HomeserverApi
   /** The Signal and WhatsApp adapters; by default built from the config. */
   networks?: RemoteNetwork[]
   /** Shorter delays for tests. */
@@ -154,11 +158,19 @@ export async function startBridge(config: Config, deps: BridgeDeps = {}): Promis
   const ghosts = new Ghosts({ db, api, media, domain, botMxid, log })
   const networks = new Map<RemoteNetworkId, RemoteNetwork>()
   for (const n of deps.networks ?? await buildNetworks(config)) networks.set(n.network, n)
-  const participants = new Map<NetworkId, Participant>([['matrix', new MatrixParticipant({ api, ghosts, media, domain, log })]])
+  // Double puppeting: the second registration's token acts as the homeserver's own users.
+  const puppetSource = config.appservice.double_puppet.as_token ? doublePuppetId(config) : undefined
+  const puppetApi = deps.puppetApi ?? (puppetSource ? new MatrixClientApi({
+    homeserverUrl: config.homeserver.address, asToken: config.appservice.double_puppet.as_token, domain,
+    botLocalpart: config.appservice.bot.username, log: log.child({ part: 'matrix-puppet' }),
+  }) : undefined)
+  const matrixParticipant = new MatrixParticipant({ api, ghosts, media, domain, botMxid, log, ...(puppetApi && puppetSource ? { puppet: { api: puppetApi, source: puppetSource } } : {}) })
+  const participants = new Map<NetworkId, Participant>([['matrix', matrixParticipant]])
   for (const [id, n] of networks) participants.set(id, n)
 
+  const ownLogins = new OwnLogins({ logins, matrixName: (roomId, mxid) => rooms.memberName(roomId, mxid) })
   const deliverer = new Deliverer({
-    db, portals, participants, names: new SenderNames(db), rooms,
+    db, portals, participants, names: new SenderNames(db), rooms, own: ownLogins, puppets: mxid => matrixParticipant.canPuppet(mxid),
     template: config.bridge.relay.message_format, reactions: config.bridge.relay.reactions,
   })
   const outbox = new Outbox({
@@ -174,7 +186,8 @@ export async function startBridge(config: Config, deps: BridgeDeps = {}): Promis
     const network = event.chat.network
     const login = await logins.get(event.loginId)
     const adapter = networks.get(network)
-    if (!login || !adapter) return undefined
+    // Only a relay account makes portals: a personal account's other groups are none of the bridge's business.
+    if (!login || login.kind !== 'relay' || !adapter) return undefined
     const group = (await adapter.listGroups(login).catch(() => [])).find(g => g.id === event.chat.id)
     const name = group?.name || `${NETWORK_LABEL[network]} group`
     const roomId = await rooms.createPortalRoom({ name, invite: [login.ownerMxid] })
@@ -184,7 +197,7 @@ export async function startBridge(config: Config, deps: BridgeDeps = {}): Promis
     return portal
   }
   const router = new Router({
-    db, portals, outbox, log, createPortal,
+    db, portals, outbox, log, createPortal, identify: (sender, roomId) => ownLogins.identify(sender, roomId),
     onChatUpdate: async (portal, event) => {
       if (!event.name) return
       const network = event.chat.network
@@ -220,7 +233,7 @@ export async function startBridge(config: Config, deps: BridgeDeps = {}): Promis
   })
   const events = new MatrixEvents({
     db, inbox, api, router, commands, rooms, upgrades, ghosts, portals, media, domain, botMxid,
-    permissions: config.bridge.permissions, log: log.child({ part: 'matrix-events' }),
+    permissions: config.bridge.permissions, log: log.child({ part: 'matrix-events' }), ...(puppetSource ? { puppetSource } : {}),
     ...(deps.timings?.inboxRetryMs ? { retryDelayMs: deps.timings.inboxRetryMs } : {}),
   })
   const ephemeral = new Ephemeral({
@@ -231,7 +244,7 @@ export async function startBridge(config: Config, deps: BridgeDeps = {}): Promis
     hsToken: config.appservice.hs_token, maxBodyBytes: config.appservice.max_body_bytes, inbox, log, metrics,
     onStored: count => events.stored(count),
     onEphemeral: matrixEphemeralDrop(metrics.registry),
-    ignore: e => isEcho(e, botMxid, domain),
+    ignore: e => isEcho(e, botMxid, domain, puppetSource),
     onUserQuery: mxid => ghosts.exists(mxid),
   })
   const port = await appservice.listen(config.appservice.port, config.appservice.hostname)
@@ -252,7 +265,9 @@ export async function startBridge(config: Config, deps: BridgeDeps = {}): Promis
     receive: async event => {
       await router.receive(event)
     },
-    ephemeral: event => ephemeral.receive(event),
+    // A person's own account typing or reading is that person, not a ghost of them: not shown.
+    ephemeral: event => void logins.personalByPerson(event.network, event.sender.id)
+      .then(own => { if (!own) ephemeral.receive(event) }, () => ephemeral.receive(event)),
     wantsEphemeral: ephemeral.wants,
     reportState: async (loginId: string, state: ConnectionState, message?: string) => {
       const previous = await logins.setState(loginId, state, message ?? null)
@@ -281,7 +296,7 @@ export async function startBridge(config: Config, deps: BridgeDeps = {}): Promis
       health: async () => {
         await db.query('SELECT 1')
         const all = await logins.list()
-        return { ok: true, details: { logins: all.map(l => ({ id: l.id, network: l.network, state: l.state })), inbox: await inbox.pendingCount() } }
+        return { ok: true, details: { logins: all.map(l => ({ id: l.id, network: l.network, kind: l.kind, state: l.state })), inbox: await inbox.pendingCount() } }
       },
     }, config.metrics.hostname, config.metrics.port)
   }

@@ -4,7 +4,7 @@ import { Command, CommanderError } from 'commander'
 import { copyFile, access } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 import { ConfigError, loadConfig, missingEssentials, type Config } from './config.ts'
-import { ensureTokens, writeRegistration } from './registration.ts'
+import { doublePuppetPath, ensureTokens, writeRegistration } from './registration.ts'
 import { openDatabase } from './db/open.ts'
 import { migrate } from './db/migrate.ts'
 import { createLogger } from './log.ts'
@@ -71,9 +71,10 @@ export function buildProgram(): Command {
       const { changed } = await ensureTokens(configPath)
       const config = await loadConfig(configPath)
       await writeRegistration(registration, config)
+      const dp = config.appservice.double_puppet.as_token ? doublePuppetPath(registration) : undefined
       console.log(
-        `${changed ? `Wrote new appservice tokens into ${configPath}. ` : ''}Wrote ${registration}.\n` +
-          'Add it to Synapse (homeserver.yaml: app_service_config_files) and restart Synapse.',
+        `${changed ? `Wrote new appservice tokens into ${configPath}. ` : ''}Wrote ${registration}${dp ? ` and ${dp} (double puppeting)` : ''}.\n` +
+          `Add ${dp ? 'both' : 'it'} to Synapse (homeserver.yaml: app_service_config_files) and restart Synapse.`,
       )
     })
 

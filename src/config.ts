@@ -25,6 +25,10 @@ export const configSchema = z.object({
     as_token: z.string(),
     hs_token: z.string(),
     max_body_bytes: z.number().int().min(1_048_576, 'expected at least 1048576 (1 MiB)').default(33_554_432),
+    // Double puppeting: the tokens of a second registration (no url, the homeserver's own users, not exclusive),
+    // through which the bridge posts as the local Matrix user whose personal account wrote on Signal or WhatsApp.
+    // Empty: no double puppeting; such messages reach Matrix through the bot, under the person's name.
+    double_puppet: z.object({ as_token: z.string().default(''), hs_token: z.string().default('') }).default({ as_token: '', hs_token: '' }),
   }),
   database: z.object({ uri: z.string().default('') }),
   data_dir: z.string().min(1).default('./data'),

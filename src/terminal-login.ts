@@ -37,10 +37,10 @@ export async function terminalLogin(config: Config, network: 'signal' | 'whatsap
       const { neutralLabel } = await import('./signal/convert.ts')
       const { number, aci } = await linkDevice(new SignalClient({ daemonUrl: config.signal.daemon_url }), ui)
       const login = await logins.save({
-        network: 'signal', address: number, personId: aci, displayName: neutralLabel(aci), ownerMxid: owner,
+        network: 'signal', kind: 'relay', address: number, personId: aci, displayName: neutralLabel(aci), ownerMxid: owner,
         metadata: { linkedAt: Date.now() }, state: 'disconnected',
       })
-      await ui.say(`Linked as login ${login.id}, owned by ${owner}. Restart the bridge (or it will connect at its next start).`)
+      await ui.say(`Linked relay account ${login.id}, owned by ${owner}. Restart the bridge (or it will connect at its next start).`)
     } else {
       const { linkWhatsApp } = await import('./whatsapp/login.ts')
       const { People } = await import('./whatsapp/people.ts')
@@ -55,8 +55,8 @@ export async function terminalLogin(config: Config, network: 'signal' | 'whatsap
       }
       const login = await linkWhatsApp(
         { ctx, factory: baileysSocketFactory, people: new People(db, Date.now), retryCache: new TtlCache(3_600_000), timeoutMs: 180_000 },
-        { ownerMxid: owner, ...(opts.phone ? { phoneNumber: opts.phone.replace(/[^0-9]/g, '') } : {}) }, ui)
-      await ui.say(`Linked as login ${login.id}, owned by ${owner}. Restart the bridge to start relaying with it.`)
+        { ownerMxid: owner, kind: 'relay', ...(opts.phone ? { phoneNumber: opts.phone.replace(/[^0-9]/g, '') } : {}) }, ui)
+      await ui.say(`Linked relay account ${login.id}, owned by ${owner}. Restart the bridge to start relaying with it.`)
     }
   } finally {
     await db.close()

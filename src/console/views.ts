@@ -3,7 +3,8 @@
 // deliveries. No phone number reaches anyone but the login's owner and admins.
 import type { Logger } from 'pino'
 import { mayManageLogin, maySeeAddress, type Viewer } from '../core/access.ts'
-import { loginKind, type LoginKind, type SqlLoginStore } from '../core/logins.ts'
+import type { SqlLoginStore } from '../core/logins.ts'
+import type { LoginKind } from '../core/network.ts'
 import { REMOTE_NETWORKS, type NetworkId, type RemoteNetworkId } from '../core/model.ts'
 import type { ConnectionState, Login, RemoteNetwork } from '../core/network.ts'
 import { chatOf, loginOf, type Portal, type PortalStore } from '../core/portals.ts'
@@ -99,7 +100,7 @@ export class ConsoleViews {
       const held = counts.filter(c => c.network === l.network && stuck.has(c.portalId) && relayed.some(p => p.id === c.portalId) && c.state !== 'failed')
       const activity = await this.#d.networks.get(l.network)?.lastActivity?.(l.id).catch(() => undefined)
       out.push({
-        id: l.id, network: l.network, kind: loginKind(l), name: l.displayName, owner: l.ownerMxid,
+        id: l.id, network: l.network, kind: l.kind, name: l.displayName, owner: l.ownerMxid,
         state: stateOf(l), state_message: l.stateMessage, last_activity: activity ?? null,
         held: { count: held.reduce((n, c) => n + c.n, 0), since: held.length ? Math.min(...held.map(c => c.since)) : null },
         ...(maySeeAddress(l, v) ? { address: l.address } : {}),

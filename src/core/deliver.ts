@@ -1,12 +1,13 @@
 // Step 4 of the flow: turn a queued row into a Delivery for its network, send it, and say what to record.
 // Also the one place that decides how a failure is reported: in Matrix, never on Signal or WhatsApp.
 import type { Db } from '../db/types.ts'
-import { DeliveryError } from './errors.ts'
+import { asDeliveryError, DeliveryError } from './errors.ts'
 import { MessageMap } from './messages.ts'
-import { NETWORK_LABEL, type CopyRef, type Delivery, type DeliveryTarget, type MessageContent, type NetworkId, type Person, type SendResult } from './model.ts'
-import type { Participant } from './network.ts'
+import { NETWORK_LABEL, type CopyRef, type Delivery, type DeliveryTarget, type MessageContent, type NetworkId, type Person, type RemoteNetworkId, type SendResult } from './model.ts'
+import type { Login, Participant } from './network.ts'
 import type { OutboxRow, SentCopy } from './outbox.ts'
-import { chatOf, loginOf, type PortalStore } from './portals.ts'
+import type { OwnLogins, Why } from './own-logins.ts'
+import { chatOf, loginOf, type Portal, type PortalStore } from './portals.ts'
 import { renderReactionNote, renderRelayed, type ReactionPolicy, type SenderNames } from './render.ts'
 import type { MatrixRooms } from './rooms.ts'
 
@@ -18,6 +19,10 @@ export interface DelivererOptions {
   rooms: MatrixRooms
   template: string
   reactions: ReactionPolicy
+  /** People's personal logins: which one sends a copy as its owner. */
+  own: OwnLogins
+  /** Whether the bridge can post in Matrix as this user (double puppeting); if not, the bot posts under their name. */
+  puppets: (mxid: string) => boolean
 }
 
 interface Payload {
@@ -27,6 +32,8 @@ interface Payload {
   emoji?: string
   removed?: boolean
   target?: number
+  /** Set when a Matrix person wrote it on their own Signal or WhatsApp account. */
+  typedOn?: NetworkId
 }
 
 export class Deliverer {
@@ -46,18 +53,9 @@ export class Deliverer {
     const participant = participants.get(row.network)
     if (!participant) throw new DeliveryError('hold', `The ${NETWORK_LABEL[row.network]} connection is not running.`)
     const target: DeliveryTarget = { network: row.network, chatId: row.network === 'matrix' ? portal.roomId : row.chat_id, roomId: portal.roomId }
-    if (row.network !== 'matrix') {
-      const loginId = loginOf(portal, row.network)
-      if (!loginId) {
-        throw new DeliveryError('hold', `No ${NETWORK_LABEL[row.network]} relay is set for this room. Use \`set ${row.network}\` to choose one.`)
-      }
-      target.loginId = loginId
-    }
     const p = row.payload as unknown as Payload
-    const relayed = row.network !== 'matrix'
     const name = await this.opts.names.nameFor(portal.id, p.sender)
     const sender = { ...p.sender, displayName: name }
-    const render = (c: MessageContent): MessageContent => relayed ? renderRelayed(c, p.sender, name, { template: this.opts.template }) : c
     const deliveryId = `rb${row.id}`
     const base = { target, sender, deliveryId }
     const messageId = row.message_id!
@@ -68,29 +66,145 @@ export class Deliverer {
       return result
     }
     const copies = (id: number) => MessageMap.copiesOn(db, id, row.network)
+    if (row.network === 'matrix') {
+      // A Matrix person (their own Signal or WhatsApp account wrote it) is posted as themselves where the bridge
+      // can; else the bot posts it under their name, like the relay does on the other networks.
+      const relayed = p.sender.network === 'matrix' && !this.opts.puppets(p.sender.id)
+      const label = { ...p.sender, network: p.typedOn ?? p.sender.network }
+      const content = (c: MessageContent): MessageContent => relayed ? renderRelayed(c, label, name, { template: this.opts.template }) : c
+      switch (row.op) {
+        case 'message': {
+          const replyTo = p.replyTo ? (await copies(p.replyTo)).original : undefined
+          return this.copyOf(row, messageId, await send({ ...base, kind: 'message', content: content(p.content!), relayed, ...(replyTo ? { replyTo } : {}) }), 'original')
+        }
+        case 'edit': {
+          const { original, latest, revisions } = await copies(messageId)
+          if (!original || !latest) throw this.noOriginal(row)
+          return this.copyOf(row, messageId, await send({ ...base, kind: 'edit', content: content(p.content!), of: latest, original, editCount: revisions, relayed }), 'revision')
+        }
+        case 'delete': {
+          const { original, latest } = await copies(messageId)
+          if (original) await send({ ...base, kind: 'delete', of: original, ...(latest && latest.remoteId !== original.remoteId ? { latest } : {}) })
+          return
+        }
+        case 'reaction':
+          return this.reaction(row, p, base, relayed, name)
+      }
+    }
+    const network = row.network
+    // Through the room's relay, the sender named in front of what they wrote.
+    const viaRelay = (): Pick<Delivery, 'target' | 'sender' | 'deliveryId'> => {
+      const loginId = loginOf(portal, network)
+      if (!loginId) throw new DeliveryError('hold', `No ${NETWORK_LABEL[network]} relay is set for this room. Use \`set ${network}\` to choose one.`)
+      return { ...base, target: { ...target, loginId } }
+    }
+    const through = (login: Login): Pick<Delivery, 'target' | 'sender' | 'deliveryId'> => ({ ...base, target: { ...target, loginId: login.id } })
+    const render = (c: MessageContent): MessageContent => renderRelayed(c, p.sender, name, { template: this.opts.template })
     switch (row.op) {
       case 'message': {
         const replyTo = p.replyTo ? (await copies(p.replyTo)).original : undefined
-        const result = await send({ ...base, kind: 'message', content: render(p.content!), relayed, ...(replyTo ? { replyTo } : {}) })
+        const reply = replyTo ? { replyTo } : {}
+        const result = await this.asThemselves(portal, row, p.sender, name,
+          own => send({ ...through(own), kind: 'message', content: p.content!, relayed: false, ...reply }),
+          () => send({ ...viaRelay(), kind: 'message', content: render(p.content!), relayed: true, ...reply }))
         return this.copyOf(row, messageId, result, 'original')
       }
       case 'edit': {
         const { original, latest, revisions } = await copies(messageId)
-        if (!original || !latest) {
-          throw new DeliveryError('permanent', `This edit was not sent to ${NETWORK_LABEL[row.network]}, because the original message never arrived there.`, { reason: 'm.event_not_handled' })
-        }
-        const result = await send({ ...base, kind: 'edit', content: render(p.content!), of: latest, original, editCount: revisions, relayed })
+        if (!original || !latest) throw this.noOriginal(row)
+        // An edit goes through the account that wrote the original, where that is the editor's own.
+        const author = await this.ownAuthor(network, original, p.sender)
+        const edit = { kind: 'edit' as const, of: latest, original, editCount: revisions }
+        const result = await this.asThemselves(portal, row, p.sender, name,
+          own => send({ ...through(own), ...edit, content: p.content!, relayed: false }),
+          () => send({ ...viaRelay(), ...edit, content: render(p.content!), relayed: true }), author)
         return this.copyOf(row, messageId, result, 'revision')
       }
       case 'delete': {
         const { original, latest } = await copies(messageId)
         if (!original) return // it never arrived there: nothing to delete
-        await send({ ...base, kind: 'delete', of: original, ...(latest && latest.remoteId !== original.remoteId ? { latest } : {}) })
+        const author = await this.ownAuthor(network, original, p.sender)
+        const del = { kind: 'delete' as const, of: original, ...(latest && latest.remoteId !== original.remoteId ? { latest } : {}) }
+        await this.asThemselves(portal, row, p.sender, name, own => send({ ...through(own), ...del }), () => send({ ...viaRelay(), ...del }), author)
         return
       }
       case 'reaction':
-        return this.reaction(row, p, base, relayed, name)
+        return this.remoteReaction(portal, row, p, name, through, viaRelay)
     }
+  }
+
+  private noOriginal(row: OutboxRow): DeliveryError {
+    return new DeliveryError('permanent', `This edit was not sent to ${NETWORK_LABEL[row.network]}, because the original message never arrived there.`, { reason: 'm.event_not_handled' })
+  }
+
+  /** The sender's own login that wrote a copy; undefined when the relay (or anyone else) wrote it. */
+  private async ownAuthor(network: RemoteNetworkId, copy: CopyRef, sender: Person): Promise<Login | null> {
+    const author = await this.opts.own.author(network, copy.authorId)
+    return author && author.kind === 'personal' && sender.network === 'matrix' && author.ownerMxid === sender.id ? author : null
+  }
+
+  /**
+   * Sends as the person themselves through their own login when they have one that can post there (`author`: the
+   * login that must send, for edits and deletions; null: none of theirs may), else through the relay. A login that
+   * turns out unable to post (logged out, not in the group, banned) hands over to the relay, and the room is told
+   * once. Anything else it fails with is the outbox's to retry, as for the relay.
+   */
+  private async asThemselves<T>(portal: Portal, row: OutboxRow, sender: Person, name: string,
+    own: (login: Login) => Promise<T>, relay: () => Promise<T>, author?: Login | null): Promise<T> {
+    const network = row.network as RemoteNetworkId
+    const choice = author === null ? undefined
+      : author ? (author.state === 'logged_out' ? { fallback: author, why: 'logged_out' as Why } : { via: author })
+      : await this.opts.own.speaking(sender, network, row.chat_id)
+    if (choice && 'via' in choice) {
+      try {
+        const result = await own(choice.via)
+        this.opts.own.sent(choice.via, row.chat_id, portal.roomId)
+        return result
+      } catch (err) {
+        const e = asDeliveryError(err)
+        if (e.disposition !== 'hold' && !e.loginUnusable) throw err
+        this.opts.own.failed(choice.via, row.chat_id)
+        await this.tell(portal, choice.via, name, e.disposition === 'hold' ? 'logged_out' : 'cannot_post')
+      }
+    } else if (choice) {
+      await this.tell(portal, choice.fallback, name, choice.why)
+    }
+    return relay()
+  }
+
+  private async tell(portal: Portal, own: Login, name: string, why: Why): Promise<void> {
+    const text = this.opts.own.notice(own, portal.roomId, name, why)
+    if (text) await this.opts.rooms.notice(portal.roomId, `⚠️ ${text}`).catch(() => {})
+  }
+
+  /** A reaction on Signal or WhatsApp: the person's own reaction through their login, else per the relay policy. */
+  private async remoteReaction(portal: Portal, row: OutboxRow, p: Payload, name: string,
+    through: (login: Login) => Pick<Delivery, 'target' | 'sender' | 'deliveryId'>, viaRelay: () => Pick<Delivery, 'target' | 'sender' | 'deliveryId'>): Promise<SentCopy[] | void> {
+    const participant = this.opts.participants.get(row.network)!
+    const network = row.network as RemoteNetworkId
+    const reactionId = row.message_id!
+    const targetCopy = (await MessageMap.copiesOn(this.opts.db, p.target!, network)).original
+    if (!targetCopy) return // the message reacted to never arrived there
+    const mine = (await MessageMap.copiesOn(this.opts.db, reactionId, network)).original
+    const author = mine ? await this.ownAuthor(network, mine, p.sender) : null
+    if (p.removed) {
+      // Taken back through the login that reacted, when that was the person's own.
+      if (author) {
+        await participant.send({ ...through(author), kind: 'reaction', of: targetCopy, emoji: p.emoji!, removed: true })
+        return
+      }
+      return this.reaction(row, p, viaRelay(), true, name)
+    }
+    let own = false
+    const result = await this.asThemselves(portal, row, p.sender, name,
+      async login => {
+        const r = await participant.send({ ...through(login), kind: 'reaction', of: targetCopy, emoji: p.emoji!, removed: false })
+        own = true
+        return r
+      },
+      async () => undefined)
+    if (own) return this.copyOf(row, reactionId, result ?? {}, 'original')
+    return this.reaction(row, p, viaRelay(), true, name)
   }
 
   private async reaction(row: OutboxRow, p: Payload, base: Pick<Delivery, 'target' | 'sender' | 'deliveryId'>, relayed: boolean, name: string): Promise<SentCopy[] | void> {

@@ -19,11 +19,13 @@ export class DeliveryError extends Error {
   /** The network is pacing the bridge (it answered "too many requests" and said when to come back): the
    * attempt is no failure, and does not count towards giving up. Set only together with retryAfterMs. */
   readonly rateLimited: boolean
+  /** The login that tried cannot post in this chat at all (not a member, removed, banned): another login may. */
+  readonly loginUnusable: boolean
 
   constructor(
     disposition: Disposition,
     userMessage: string,
-    opts: { cause?: unknown; retryAfterMs?: number; rateLimited?: boolean; reason?: string; internal?: string } = {},
+    opts: { cause?: unknown; retryAfterMs?: number; rateLimited?: boolean; reason?: string; internal?: string; loginUnusable?: boolean } = {},
   ) {
     super(opts.internal ?? userMessage, { cause: opts.cause })
     this.name = 'DeliveryError'
@@ -31,6 +33,7 @@ export class DeliveryError extends Error {
     this.userMessage = userMessage
     this.retryAfterMs = opts.retryAfterMs
     this.rateLimited = opts.rateLimited === true && opts.retryAfterMs !== undefined
+    this.loginUnusable = opts.loginUnusable === true
     this.reason = opts.reason ?? (disposition === 'permanent' ? 'm.foreign_network_error' : 'm.bridge_unavailable')
   }
 }

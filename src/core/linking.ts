@@ -5,11 +5,13 @@ import type { SqlLoginStore } from './logins.ts'
 import { NETWORK_LABEL, type RemoteNetworkId } from './model.ts'
 import type { Login, LoginRequest, LoginUi, RemoteNetwork } from './network.ts'
 import type { Outbox } from './outbox.ts'
+import type { PortalStore } from './portals.ts'
 
 export interface LinkingEnv {
   networks: Map<RemoteNetworkId, RemoteNetwork>
   logins: SqlLoginStore
   outbox: Outbox
+  portals: PortalStore
 }
 
 export function adapterFor(env: Pick<LinkingEnv, 'networks'>, network: RemoteNetworkId): RemoteNetwork {
@@ -25,8 +27,10 @@ export async function linkAccount(env: LinkingEnv, network: RemoteNetworkId, req
   return login
 }
 
-/** Stops using a login; its rooms keep their links and their messages wait until it is linked again. */
+/** Unlinks the account and deletes it and its data for good; rooms it relayed keep their links and lose their
+ * relay on its network, so their messages wait until another relay account is set there. */
 export async function unlinkAccount(env: LinkingEnv, login: Login): Promise<void> {
   await adapterFor(env, login.network).logout(login)
-  await env.logins.setState(login.id, 'logged_out', 'logged out by its owner')
+  await env.logins.remove(login.id)
+  env.portals.forgetLogin(login.id)
 }

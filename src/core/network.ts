@@ -7,10 +7,20 @@ import type { MediaStore } from './media.ts'
 
 export type ConnectionState = 'connecting' | 'connected' | 'disconnected' | 'logged_out'
 
-/** A relay account linked to the bridge (one row of `logins`). */
+/**
+ * What a login is for, chosen when it is linked. `relay`: a spare account that speaks for others (name-prefixed)
+ * in the rooms it relays, and the only kind that may be a room's relay or create portals; what is typed on its
+ * phone is that account's own. `personal`: its owner's own identity: their Matrix messages go out through it as
+ * themselves, and what they type on its phone is shown as their Matrix user.
+ */
+export type LoginKind = 'relay' | 'personal'
+export const LOGIN_KINDS: readonly LoginKind[] = ['relay', 'personal']
+
+/** A Signal or WhatsApp account linked to the bridge (one row of `logins`). */
 export interface Login {
   id: string
   network: RemoteNetworkId
+  kind: LoginKind
   /** The account's own identifier on its network (Signal number, WhatsApp JID). Shown only to its owner. */
   address: string
   /** Stable person id of the account (Signal ACI; WhatsApp person id): its own messages are echoes. */
@@ -26,9 +36,12 @@ export interface LoginStore {
   get(id: string): Promise<Login | undefined>
   list(network?: RemoteNetworkId): Promise<Login[]>
   /** Creates or replaces the login with this network+address; returns its id (stable across re-links). */
-  save(login: Omit<Login, 'id' | 'state' | 'stateMessage'> & { state?: ConnectionState }): Promise<Login>
+  save(login: NewLogin): Promise<Login>
   remove(id: string): Promise<void>
 }
+
+/** What an adapter knows of an account it has just linked. */
+export type NewLogin = Omit<Login, 'id' | 'state' | 'stateMessage'> & { state?: ConnectionState }
 
 /** What the core hands an adapter when it starts. */
 export interface NetworkContext {
@@ -89,6 +102,7 @@ export interface LoginUi {
 
 export interface LoginRequest {
   ownerMxid: string
+  kind: LoginKind
   /** WhatsApp pairing-code login: the phone number in international form. */
   phoneNumber?: string
   signal?: AbortSignal
@@ -113,6 +127,8 @@ export interface RemoteNetwork extends Participant {
   /** Live connection state of a login, as far as this process knows. */
   state(loginId: string): ConnectionState
   login(request: LoginRequest, ui: LoginUi): Promise<Login>
+  /** Unlinks the account and deletes for good what the bridge keeps of it (keys, sessions, cached messages); the
+   * core then deletes the login itself. */
   logout(login: Login): Promise<void>
   listGroups(login: Login): Promise<GroupInfo[]>
   /** Resolve a group id or invite link to a group the login is a member of (joining by link if needed). */

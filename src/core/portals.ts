@@ -160,6 +160,15 @@ export class PortalStore {
     return this.update(`UPDATE portals SET ${COLUMN[network].login} = $2 WHERE id = $1 RETURNING *`, [portal.id, loginId])
   }
 
+  /** A login was deleted (the database unset it as a relay, ON DELETE SET NULL): the portals here follow. */
+  forgetLogin(loginId: string): void {
+    for (const p of this.all()) {
+      if (p.signalLogin === loginId || p.whatsappLogin === loginId) {
+        this.remember({ ...p, signalLogin: p.signalLogin === loginId ? null : p.signalLogin, whatsappLogin: p.whatsappLogin === loginId ? null : p.whatsappLogin })
+      }
+    }
+  }
+
   setName(portal: Portal, name: string): Promise<Portal> {
     return this.update('UPDATE portals SET name = $2 WHERE id = $1 RETURNING *', [portal.id, name])
   }

@@ -20,6 +20,8 @@ export interface RouterOptions {
   createPortal?: (event: InboundEvent) => Promise<Portal | undefined>
   /** A group's name or topic changed. */
   onChatUpdate?: (portal: Portal, event: Extract<InboundEvent, { kind: 'chat_update' }>) => Promise<void>
+  /** Who the sender is: someone's personal account speaks as its owner's Matrix user (core/own-logins.ts). */
+  identify?: (sender: Person, roomId: string) => Promise<Person>
 }
 
 class Duplicate extends Error {}
@@ -55,11 +57,12 @@ export class Router {
       return 'queued'
     }
     const targets = targetsOf(portal, event)
+    const sender = await this.identify(event, portal)
     let deliveries: NewDelivery[] = []
     let result: RouteResult
     try {
       result = await this.opts.db.transaction(async tx => {
-        const out = await this.record(tx, portal, event, targets)
+        const out = await this.record(tx, portal, event, targets, sender)
         if (typeof out === 'string') return out
         deliveries = out
         await Outbox.enqueue(tx, deliveries)
@@ -111,30 +114,36 @@ export class Router {
     for (const d of deliveries) this.opts.outbox.kick(d.network, d.chatId)
   })
 
+  /** The sender as the bridge records and shows them (see RouterOptions.identify). */
+  private async identify(event: InboundEvent, portal: Portal): Promise<Person> {
+    return this.opts.identify && event.chat.network !== 'matrix' ? this.opts.identify(event.sender, portal.roomId) : event.sender
+  }
+
   /** Consecutive new messages that reply to nothing (the bulk of any traffic) are recorded in one statement. */
   private async recordMany(tx: Queryable, events: InboundEvent[]): Promise<NewDelivery[]> {
     const deliveries: NewDelivery[] = []
-    let plain: Array<{ portal: Portal; event: Extract<InboundEvent, { kind: 'message' }>; targets: NetworkId[] }> = []
+    let plain: Array<{ portal: Portal; event: Extract<InboundEvent, { kind: 'message' }>; targets: NetworkId[]; sender: Person }> = []
     const recordPlain = async (): Promise<void> => {
       if (plain.length === 0) return
       const items = plain
       plain = []
-      const ids = await MessageMap.createManyWithOrigin(tx, items.map(({ portal, event }) => newMessage(portal, event)))
-      for (const [i, { portal, event, targets }] of items.entries()) {
+      const ids = await MessageMap.createManyWithOrigin(tx, items.map(({ portal, event, sender }) => newMessage(portal, event, sender)))
+      for (const [i, { portal, event, targets, sender }] of items.entries()) {
         const id = ids[i]
-        if (id !== undefined) deliveries.push(...fanOut(portal, event.sender, 'message', id, { content: event.content }, messageTargets(event, targets)))
+        if (id !== undefined) deliveries.push(...fanOut(portal, sender, 'message', id, { content: event.content, ...typedOn(event, sender) }, messageTargets(event, targets)))
       }
     }
     for (const event of events) {
       const portal = this.opts.portals.find(event.chat.network, event.chat.id)
       if (!portal || event.kind === 'chat_update') continue
       const targets = targetsOf(portal, event)
+      const sender = await this.identify(event, portal)
       if (event.kind === 'message' && !event.replyTo) {
-        plain.push({ portal, event, targets })
+        plain.push({ portal, event, targets, sender })
         continue
       }
       await recordPlain() // a reply may quote one of them
-      const out = await this.record(tx, portal, event, targets)
+      const out = await this.record(tx, portal, event, targets, sender)
       if (typeof out !== 'string') deliveries.push(...out)
     }
     await recordPlain()
@@ -153,20 +162,19 @@ export class Router {
     return MessageMap.find(tx, chat.network, chat.id, remoteId)
   }
 
-  private async record(tx: Queryable, portal: Portal, event: Exclude<InboundEvent, { kind: 'chat_update' }>, targets: NetworkId[]): Promise<NewDelivery[] | RouteResult> {
+  private async record(tx: Queryable, portal: Portal, event: Exclude<InboundEvent, { kind: 'chat_update' }>, targets: NetworkId[], sender: Person): Promise<NewDelivery[] | RouteResult> {
     const { chat } = event
     // A new message checks for a redelivery in the statement that records it (the hot path: one round trip);
     // everything else looks first.
     if (event.kind !== 'message' && await this.target(tx, chat, event.remoteId)) return 'duplicate'
-    const sender: Person = event.sender
     const fan = (op: NewDelivery['op'], messageId: number, payload: Record<string, unknown>, to = targets): NewDelivery[] =>
-      fanOut(portal, sender, op, messageId, payload, to)
+      fanOut(portal, sender, op, messageId, { ...payload, ...typedOn(event, sender) }, to)
 
     switch (event.kind) {
       case 'message': {
         const to = messageTargets(event, targets)
         const reply = event.replyTo ? await this.target(tx, chat, event.replyTo) : undefined
-        const [id] = await MessageMap.createManyWithOrigin(tx, [newMessage(portal, event)])
+        const [id] = await MessageMap.createManyWithOrigin(tx, [newMessage(portal, event, sender)])
         if (id === undefined) return 'duplicate'
         return fan('message', id, { content: event.content, ...(reply ? { replyTo: reply.message.id } : {}) }, to)
       }
@@ -219,10 +227,11 @@ export class Router {
   }
 }
 
-/** A new message and the copy it arrived as, as MessageMap.createManyWithOrigin takes them. */
-function newMessage(portal: Portal, event: Extract<InboundEvent, { kind: 'message' }>) {
+/** A new message and the copy it arrived as, as MessageMap.createManyWithOrigin takes them. The copy's author is the
+ * account that wrote it on its network, whoever the sender is taken to be. */
+function newMessage(portal: Portal, event: Extract<InboundEvent, { kind: 'message' }>, sender: Person) {
   return {
-    m: { portalId: portal.id, sender: event.sender },
+    m: { portalId: portal.id, sender },
     c: { network: event.chat.network, chatId: event.chat.id, remoteId: event.remoteId, authorId: event.sender.id, sentAt: event.timestamp },
   }
 }
@@ -234,6 +243,11 @@ function targetsOf(portal: Portal, event: InboundEvent): NetworkId[] {
 /** Notices are bot output: on Matrix they stay in Matrix (this ends the notice ping-pong of double-bridged rooms). */
 function messageTargets(event: Extract<InboundEvent, { kind: 'message' }>, targets: NetworkId[]): NetworkId[] {
   return event.content.kind === 'notice' ? targets.filter(n => n === 'matrix') : targets
+}
+
+/** Where a person wrote what arrived from their own account on a network (the label of the bot's copy in Matrix). */
+function typedOn(event: InboundEvent, sender: Person): { typedOn?: NetworkId } {
+  return sender.network !== event.chat.network ? { typedOn: event.chat.network } : {}
 }
 
 function fanOut(portal: Portal, sender: Person, op: NewDelivery['op'], messageId: number, payload: Record<string, unknown>, to: NetworkId[]): NewDelivery[] {

@@ -12,6 +12,7 @@ import type { Router } from '../core/router.ts'
 import type { HomeserverApi } from './client.ts'
 import { isTransientMatrixError } from './client-errors.ts'
 import { fromMatrix, Unsupported } from './convert.ts'
+import { isPuppetEcho } from './double-puppet.ts'
 import { parseGhost, type Ghosts } from './ghosts.ts'
 import type { Inbox, InboxRow, MatrixEvent } from './inbox.ts'
 import type { BotRooms } from './rooms.ts'
@@ -31,6 +32,8 @@ export interface MatrixEventsOptions {
   domain: string
   botMxid: string
   permissions: Record<string, 'relay' | 'user' | 'admin'>
+  /** The mark of what the bridge posted as people (double puppeting), when it does. */
+  puppetSource?: string
   log: Logger
   batchSize?: number
   /** Attempts before an event that keeps failing is given up on (and reported). */
@@ -258,7 +261,7 @@ export class MatrixEvents {
       await step.flush()
       return this.member(ev)
     }
-    if (isEcho(ev, botMxid, domain)) return
+    if (isEcho(ev, botMxid, domain, this.opts.puppetSource)) return
     const portal = portals.byRoom(ev.room_id)
     if (ev.type === 'm.room.encryption' && typeof ev.state_key === 'string') {
       await step.flush()
@@ -333,8 +336,8 @@ interface Step {
  * Whatever the bot and the ghosts sent comes back from the homeserver: it is never relayed again, and the
  * endpoint does not even store it. Memberships are kept (the bot's invitations, ghosts leaving rooms).
  */
-export function isEcho(ev: Pick<MatrixEvent, 'type' | 'sender'>, botMxid: string, domain: string): boolean {
-  return ev.type !== 'm.room.member' && (ev.sender === botMxid || parseGhost(ev.sender, domain) !== undefined)
+export function isEcho(ev: Pick<MatrixEvent, 'type' | 'sender' | 'content'>, botMxid: string, domain: string, puppetSource?: string): boolean {
+  return ev.type !== 'm.room.member' && (ev.sender === botMxid || parseGhost(ev.sender, domain) !== undefined || isPuppetEcho(ev, puppetSource))
 }
 
 function isDbError(err: unknown): boolean {

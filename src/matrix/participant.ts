@@ -6,7 +6,8 @@ import type { Participant } from '../core/network.ts'
 import type { HomeserverApi } from './client.ts'
 import { matrixDeliveryError } from './client-errors.ts'
 import { MATRIX_MSGTYPE, toMatrixText } from './convert.ts'
-import { ghostMxid, type Ghosts } from './ghosts.ts'
+import { ghostMxid, parseGhost, type Ghosts } from './ghosts.ts'
+import { DOUBLE_PUPPET_KEY } from './double-puppet.ts'
 import type { MentionResolver } from './html.ts'
 import { editContent, splitForMatrix } from './limits.ts'
 
@@ -24,12 +25,33 @@ function layoutOf(copy: CopyRef): Layout | undefined {
   return l && Array.isArray(l.text) && Array.isArray(l.media) ? l : undefined
 }
 
+export interface MatrixParticipantOptions {
+  api: HomeserverApi
+  ghosts: Ghosts
+  media: MediaStore
+  domain: string
+  botMxid: string
+  log: Logger
+  /** Double puppeting: the homeserver API with the second registration's token, and the mark its posts carry. */
+  puppet?: { api: HomeserverApi; source: string }
+}
+
 export class MatrixParticipant implements Participant {
   readonly network = 'matrix' as const
-  private readonly opts: { api: HomeserverApi; ghosts: Ghosts; media: MediaStore; domain: string; log: Logger }
+  private readonly opts: MatrixParticipantOptions
 
-  constructor(opts: { api: HomeserverApi; ghosts: Ghosts; media: MediaStore; domain: string; log: Logger }) {
+  constructor(opts: MatrixParticipantOptions) {
     this.opts = opts
+  }
+
+  /** Whether the bridge can post as this Matrix user (a local user, with double puppeting set up). */
+  canPuppet(mxid: string): boolean {
+    return this.opts.puppet !== undefined && mxid !== this.opts.botMxid && mxid.endsWith(`:${this.opts.domain}`) && parseGhost(mxid, this.opts.domain) === undefined
+  }
+
+  /** The API that acts as this user: the double-puppeting one for people, the bridge's own for the bot and ghosts. */
+  private apiFor(mxid: string): HomeserverApi {
+    return this.canPuppet(mxid) ? this.opts.puppet!.api : this.opts.api
   }
 
   private mentionFor: MentionResolver = person => {
@@ -46,18 +68,24 @@ export class MatrixParticipant implements Participant {
   }
 
   private async sendUnchecked(d: Delivery): Promise<SendResult> {
-    const { api, ghosts } = this.opts
+    const { ghosts } = this.opts
     const room = d.target.chatId
-    const ghost = await ghosts.ensure(d.sender, room)
+    // Who posts: a remote person's ghost; a Matrix person (whose own Signal or WhatsApp account wrote it) as
+    // themselves by double puppeting, or, when the bridge cannot post as them, the bot under their name.
+    const relayed = 'relayed' in d && d.relayed
+    const ghost = d.sender.network !== 'matrix' ? await ghosts.ensure(d.sender, room)
+      : !relayed && this.canPuppet(d.sender.id) ? d.sender.id : this.opts.botMxid
+    const api = this.apiFor(ghost)
+    const mark: Json = api === this.opts.api ? {} : { [DOUBLE_PUPPET_KEY]: this.opts.puppet!.source }
     // The delivery id makes each send idempotent: a retry after a crash reuses the same txn id.
     const send = async (type: string, content: Json, part = 0): Promise<string> =>
-      api.sendEvent(ghost, room, type, content, `${d.deliveryId}.${part}`)
+      api.sendEvent(ghost, room, type, { ...content, ...mark }, `${d.deliveryId}.${part}`)
     const done = (eventId: string): SendResult => ({ remoteId: eventId, authorId: ghost, sentAt: Date.now() })
 
     switch (d.kind) {
       case 'message': {
         const reply = d.replyTo ? { 'm.relates_to': { 'm.in_reply_to': { event_id: d.replyTo.remoteId } } } : {}
-        const events = await this.contentEvents(d.content, ghost)
+        const events = await this.contentEvents(d.content, ghost, api)
         const ids: string[] = []
         for (const [i, ev] of events.entries()) ids.push(await send(ev.type, { ...ev.content, ...(i === 0 ? reply : {}) }, i))
         if (ids.length === 0) return {}
@@ -93,12 +121,14 @@ export class MatrixParticipant implements Participant {
       case 'delete': {
         const layout = (d.latest && layoutOf(d.latest)) ?? layoutOf(d.of)
         const ids = layout ? [...layout.text, ...layout.media] : [d.of.remoteId]
-        for (const [i, id] of ids.entries()) await api.redact(d.of.authorId || ghost, room, id, i === 0 ? d.deliveryId : `${d.deliveryId}.${i}`)
+        const by = d.of.authorId || ghost
+        for (const [i, id] of ids.entries()) await this.apiFor(by).redact(by, room, id, i === 0 ? d.deliveryId : `${d.deliveryId}.${i}`)
         return {}
       }
       case 'reaction': {
         if (d.removed) {
-          if (d.previous) await api.redact(d.previous.authorId || ghost, room, d.previous.remoteId, d.deliveryId)
+          const by = d.previous?.authorId || ghost
+          if (d.previous) await this.apiFor(by).redact(by, room, d.previous.remoteId, d.deliveryId)
           return {}
         }
         return done(await send('m.reaction', { 'm.relates_to': { rel_type: 'm.annotation', event_id: d.of.remoteId, key: d.emoji } }))
@@ -108,8 +138,8 @@ export class MatrixParticipant implements Participant {
 
   /** Events for the text (several when it is longer than one event holds), one per attachment; a single
    * attachment carries a short text as its caption. */
-  private async contentEvents(content: MessageContent, ghost: string): Promise<Array<{ type: string; content: Json; text?: true }>> {
-    const { api, media } = this.opts
+  private async contentEvents(content: MessageContent, ghost: string, api: HomeserverApi): Promise<Array<{ type: string; content: Json; text?: true }>> {
+    const { media } = this.opts
     const parts = content.body.text.length > 0 ? splitForMatrix(content.body, rt => toMatrixText({ ...content, body: rt }, this.mentionFor)) : []
     const text = parts[0] ?? toMatrixText(content, this.mentionFor)
     const events: Array<{ type: string; content: Json; text?: true }> = []

@@ -126,6 +126,17 @@ export class BotRooms implements MatrixRooms {
     }, this.txn())
   }
 
+  async memberName(roomId: string, mxid: string): Promise<string> {
+    const { rows } = await this.opts.db.query<{ displayname: string | null }>(
+      'SELECT displayname FROM room_members WHERE room_id = $1 AND mxid = $2', [roomId, mxid])
+    let name = rows[0]?.displayname
+    if (name === undefined) {
+      const state = await this.opts.api.getState(roomId, 'm.room.member', mxid, this.opts.botMxid).catch(() => undefined)
+      name = typeof state?.displayname === 'string' ? state.displayname : null
+    }
+    return name || mxid.slice(1, mxid.indexOf(':'))
+  }
+
   setRoomName(roomId: string, name: string): Promise<void> {
     return this.names.set(roomId, roomNameWithin(name))
   }

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto'
 import { UserError } from '../core/errors.ts'
 import { linkAccount, type LinkingEnv } from '../core/linking.ts'
 import { NETWORK_LABEL, type RemoteNetworkId } from '../core/model.ts'
-import type { Login, LoginUi } from '../core/network.ts'
+import type { Login, LoginKind, LoginUi } from '../core/network.ts'
 
 export interface Flow {
   id: string
@@ -81,11 +81,15 @@ export class LoginProcess {
   lastUsed = Date.now()
   waiting = 0
 
-  constructor(deps: ProcessDeps, flow: Flow, actor: string, relink?: Login) {
+  /** What the new login will be: a relink keeps the kind it had. */
+  readonly kind: LoginKind
+
+  constructor(deps: ProcessDeps, flow: Flow, actor: string, kind: LoginKind, relink?: Login) {
     this.#deps = deps
     this.flow = flow
     this.actor = actor
     this.relink = relink
+    this.kind = relink?.kind ?? kind
   }
 
   get step(): Step | undefined {
@@ -156,7 +160,7 @@ export class LoginProcess {
       },
     }
     const owner = this.relink?.ownerMxid ?? this.actor
-    linkAccount(this.#deps, network, { ownerMxid: owner, signal: this.#abort.signal, ...(phoneNumber ? { phoneNumber } : {}) }, ui)
+    linkAccount(this.#deps, network, { ownerMxid: owner, kind: this.kind, signal: this.#abort.signal, ...(phoneNumber ? { phoneNumber } : {}) }, ui)
       .then(login => {
         this.#set({ type: 'complete', step_id: `relay-bridge.${network}.complete`, instructions: `Linked: the ${NETWORK_LABEL[network]} account is login ${login.id}.`, complete: { user_login_id: login.id } })
       })

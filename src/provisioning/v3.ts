@@ -4,7 +4,7 @@
 // The flows are per network (signal-qr, whatsapp-qr, whatsapp-phone), as this bridge has two.
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Logger } from 'pino'
-import { mayManageLogin, type Viewer } from '../core/access.ts'
+import { defaultLoginKind, mayManageLogin, type Viewer } from '../core/access.ts'
 import type { LinkingEnv } from '../core/linking.ts'
 import { unlinkAccount } from '../core/linking.ts'
 import { HttpError, readJson, sendJson } from '../console/http.ts'
@@ -96,7 +96,7 @@ export class ProvisioningV3 {
       if (!relink || !mayManageLogin(relink, viewer)) throw notFound()
       if (relink.network !== flow.network) throw new HttpError(400, 'M_INVALID_PARAM', `Login ${relink.id} is not a ${flow.network} login.`)
     }
-    const process = new LoginProcess({ ...this.#o }, flow, viewer.mxid, relink)
+    const process = new LoginProcess({ ...this.#o }, flow, viewer.mxid, defaultLoginKind(viewer.level), relink)
     this.#processes.set(process.id, process)
     const step = await this.#settle(() => process.start(), process)
     return this.#json(res, { login_id: process.id, ...step })

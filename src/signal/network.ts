@@ -69,6 +69,8 @@ export class SignalNetwork implements RemoteNetwork {
   private daemon: DaemonHealth = { reachable: undefined, since: Date.now(), version: '', accounts: [], error: '' }
   private prober: NodeJS.Timeout | undefined
   private probing = false
+  /** Remote ids (`aci:timestamp`) the bridge sent lately, through any of its accounts. */
+  private readonly sentIds = new Set<string>()
 
   constructor(opts: SignalNetworkOptions) {
     this.opts = opts
@@ -118,9 +120,9 @@ export class SignalNetwork implements RemoteNetwork {
     return this.states.get(loginId) ?? 'disconnected'
   }
 
-  send(delivery: Delivery): Promise<SendResult> {
+  async send(delivery: Delivery): Promise<SendResult> {
     const ctx = this.need()
-    return sendDelivery(delivery, {
+    const result = await sendDelivery(delivery, {
       client: this.client,
       media: ctx.media,
       log: this.log!,
@@ -128,6 +130,13 @@ export class SignalNetwork implements RemoteNetwork {
       onAccountGone: login => this.markUnlinked(login),
       onOutcome: (kind, outcome) => this.metrics?.sends.inc({ kind, outcome }),
     })
+    // Another of the bridge's accounts in the same group receives this send as a member's message: an echo, until
+    // the outbox has recorded the copy (after which the core knows its id).
+    if (result.remoteId) {
+      this.sentIds.add(result.remoteId)
+      if (this.sentIds.size > 2000) this.sentIds.delete(this.sentIds.values().next().value!)
+    }
+    return result
   }
 
   async login(request: LoginRequest, ui: LoginUi): Promise<Login> {
@@ -135,6 +144,7 @@ export class SignalNetwork implements RemoteNetwork {
     const { number, aci } = await linkDevice(this.client, ui, request.signal)
     const login = await ctx.logins.save({
       network: 'signal',
+      kind: request.kind,
       address: number,
       personId: aci,
       displayName: neutralLabel(aci),
@@ -270,8 +280,10 @@ export class SignalNetwork implements RemoteNetwork {
     let done = true
     for (const c of result.events) {
       const chat = c.event.chat.id
-      // Unknown groups still pass messages (the core may create a portal); the rest needs a portal.
-      if (c.event.kind !== 'message' && !ctx.isBridgedChat('signal', chat)) continue
+      if (this.sentIds.has(c.event.remoteId)) continue
+      // Unknown groups still pass a relay account's messages (the core may create a portal); the rest needs a portal.
+      // A personal account's other chats are none of the bridge's business: nothing of them is fetched or kept.
+      if ((c.event.kind !== 'message' || login.kind === 'personal') && !ctx.isBridgedChat('signal', chat)) continue
       if (!(await this.deliverInbound(runner, c))) done = false
     }
     // Recorded, or never to be relayed: the daemon's copies of its files are no longer needed.

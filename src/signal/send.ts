@@ -65,7 +65,9 @@ async function dispatch(delivery: Delivery, login: Login, deps: SendDeps): Promi
     case 'edit': {
       const of = parseRemoteId(delivery.of.remoteId)
       const tooLate = now - delivery.original.sentAt > EDIT_WINDOW_MS || delivery.editCount >= MAX_EDITS
-      if (!of || tooLate) {
+      // Clients apply an edit only from the original's author: another account's edit would be dropped too.
+      const notItsOwn = delivery.original.authorId !== login.personId
+      if (!of || tooLate || notItsOwn) {
         // Receiving clients drop late edits silently (§8): send a new message quoting the original instead.
         const body = concat(plainText(EDIT_MARKER), delivery.content.body)
         return sendParts(renderParts(body, delivery.content.location), { ...base, ...quoteOf(delivery.original) }, login, deps)
@@ -203,10 +205,10 @@ export function toDeliveryError(err: unknown): DeliveryError {
       return new DeliveryError('transient', 'Signal could not take the message just now; the bridge will retry.', { cause: err, internal })
     case -1: {
       if (/Group not found|Invalid group id/i.test(msg)) {
-        return new DeliveryError('permanent', 'The Signal group no longer exists for the relay account; link another with `!relay link signal <group>`.', { cause: err, internal })
+        return new DeliveryError('permanent', 'The Signal group no longer exists for the relay account; link another with `!relay link signal <group>`.', { cause: err, internal, loginUnusable: true })
       }
       if (/not a member|not allowed to send/i.test(msg)) {
-        return new DeliveryError('permanent', 'The Signal relay account is not a member of the group (or may not post there); add it back, or re-link with `!relay link signal <group>`.', { cause: err, internal })
+        return new DeliveryError('permanent', 'The Signal relay account is not a member of the group (or may not post there); add it back, or re-link with `!relay link signal <group>`.', { cause: err, internal, loginUnusable: true })
       }
       // Before an unlink is noticed every recipient fails as NETWORK_FAILURE (§11.1): retry rather than give up.
       const types = (err.response?.results ?? []).map(r => r.type)

@@ -92,6 +92,7 @@ export async function linkWhatsApp(deps: LoginDeps, req: LoginRequest, ui: Login
     const address = jidNormalizedUser(user.id)
     const login = await ctx.logins.save({
       network: 'whatsapp',
+      kind: req.kind,
       address,
       personId: who.id,
       displayName: user.name || user.notify || 'WhatsApp relay',

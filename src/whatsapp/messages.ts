@@ -59,6 +59,12 @@ export class MessageStore {
     return m?.fromBridge ? m.message : undefined
   }
 
+  /** Whether any of the bridge's logins sent this id (one login hears what another sent into a group they share). */
+  async isBridgeSend(id: string): Promise<boolean> {
+    const { rows } = await this.#db.query('SELECT 1 FROM wa_messages WHERE msg_id = $1 AND from_bridge LIMIT 1', [id])
+    return rows.length > 0
+  }
+
   async isOwnSend(loginId: string, id: string): Promise<boolean> {
     const { rows } = await this.#db.query(
       'SELECT 1 FROM wa_messages WHERE login_id = $1 AND msg_id = $2 AND from_bridge',

@@ -132,11 +132,10 @@ export class WhatsAppNetwork implements RemoteNetwork {
   async logout(login: Login): Promise<void> {
     const s = this.#sessions.get(login.id)
     if (s) await s.logout()
-    else {
-      await this.#c.db.query('DELETE FROM wa_auth WHERE login_id = $1', [login.id])
-      await this.#c.reportState(login.id, 'logged_out', `The relay account was logged out. ${RELINK}`)
-    }
+    else await this.#c.reportState(login.id, 'logged_out', `The account was logged out. ${RELINK}`)
     this.#sessions.delete(login.id)
+    // For good: its keys, the messages it kept for quoting and retries, and its phone's sightings.
+    for (const table of ['wa_auth', 'wa_messages', 'wa_phone']) await this.#c.db.query(`DELETE FROM ${table} WHERE login_id = $1`, [login.id])
   }
 
   async listGroups(login: Login): Promise<GroupInfo[]> {
@@ -201,6 +200,7 @@ export class WhatsAppNetwork implements RemoteNetwork {
       retryCache: this.#retryCache,
       reconnect: this.#opts.reconnect,
       inFlight: this.#inFlight,
+      openLogins: () => this.#sessions.size,
       onState: (id, state) => {
         for (const st of STATES) this.#stateGauge?.set({ login: id, state: st }, st === state ? 1 : 0)
       },

@@ -53,7 +53,7 @@ export function classify(err: unknown): DeliveryError {
   const text = `${(err as Error)?.message ?? err} ${JSON.stringify((err as Boom)?.data ?? '')}`
   if (status === 401) return new DeliveryError('hold', 'The WhatsApp relay account is logged out; the message will be sent after it is linked again.', { cause: err, internal: text })
   if (/not-a-participant|item-not-found|not-authorized|forbidden/i.test(text) || status === 403 || status === 404) {
-    return new DeliveryError('permanent', `The WhatsApp relay account is no longer in this group (or the group is gone), so the message was not delivered. ${LINK_HINT}`, { cause: err, internal: text })
+    return new DeliveryError('permanent', `The WhatsApp relay account is no longer in this group (or the group is gone), so the message was not delivered. ${LINK_HINT}`, { cause: err, internal: text, loginUnusable: true })
   }
   if (/rate-overlimit/i.test(text) || status === 429)
     return new DeliveryError('transient', 'WhatsApp is rate limiting the relay account; the message will be retried.', { cause: err, internal: text, retryAfterMs: 30_000 })
@@ -77,9 +77,11 @@ export class Sender {
 
   async #paced(chat: string, delivery: Delivery): Promise<SendResult> {
     const [min, max] = this.#d.paceMs
+    // The pace is each account's own: a person's own login and the relay do not slow each other down.
+    const paceKey = `${delivery.target.loginId ?? ''}\u0000${chat}`
     if (max > 0) {
       const gap = min + Math.random() * (max - min)
-      const wait = (this.#lastSend.get(chat) ?? 0) + gap - Date.now()
+      const wait = (this.#lastSend.get(paceKey) ?? 0) + gap - Date.now()
       if (wait > 0) await new Promise(r => setTimeout(r, wait))
     }
     try {
@@ -90,7 +92,7 @@ export class Sender {
       this.#d.onSent?.(false, delivery.kind)
       throw classify(err)
     } finally {
-      this.#lastSend.set(chat, Date.now())
+      this.#lastSend.set(paceKey, Date.now())
     }
   }
 

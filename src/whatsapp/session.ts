@@ -22,6 +22,8 @@ export interface SessionDeps {
   retryCache: TtlCache
   reconnect: { initialMs: number; maxMs: number }
   inFlight: Set<string>
+  /** How many WhatsApp logins are open: with more than one, one may hear in a group what another sent there. */
+  openLogins(): number
   onState(loginId: string, state: ConnectionState): void
 }
 
@@ -127,18 +129,23 @@ export class Session {
     sock.ev.on('creds.update', () => void this.#serial(() => auth.saveCreds()))
     sock.ev.on('messages.upsert', ({ messages }) => void this.#serial(async () => { for (const m of messages) await this.#persistently(() => this.#onMessage(m)) }))
     sock.ev.on('groups.update', updates => void this.#serial(() => this.#persistently(() => this.#onGroupsUpdate(updates))))
+    // A personal account's other groups and contacts are none of the bridge's business: only bridged groups are
+    // looked at, and nothing is learnt of anyone outside them.
+    const mine = (chat: string | null | undefined): boolean => this.login.kind !== 'personal' || (!!chat && this.#d.ctx.isBridgedChat('whatsapp', chat))
     sock.ev.on('groups.upsert', metas => void this.#serial(async () => {
       for (const m of metas) {
+        if (!mine(m.id)) continue
         this.#d.groups.set(m)
         await this.#learnParticipants(m.participants)
       }
     }))
     sock.ev.on('group-participants.update', u => void this.#serial(async () => {
       this.#d.groups.forget(u.id)
+      if (!mine(u.id)) return
       await this.#persistently(() => this.#learnParticipants(u.participants))
       await this.#ownMembership(u)
     }))
-    sock.ev.on('lid-mapping.update', ({ lid, pn }) => void this.#serial(() => this.#d.people.link(lid, pn)))
+    sock.ev.on('lid-mapping.update', ({ lid, pn }) => void this.#serial(async () => { if (this.login.kind !== 'personal') await this.#d.people.link(lid, pn) }))
     sock.ev.on('message-receipt.update', receipts => {
       if (receipts.some(r => this.#isPhone(r.key.participant))) void this.#serial(() => this.#d.phone.seen(this.login.id))
       void this.#ephemeral(() => this.#onReceipts(receipts))
@@ -287,6 +294,10 @@ export class Session {
   async #onMessage(msg: WAMessage): Promise<void> {
     const { ctx, store, inFlight } = this.#d
     const id = msg.key.id
+    // A personal account's chats outside the portals are never read, downloaded or kept.
+    if (this.login.kind === 'personal' && !(msg.key.remoteJid && ctx.isBridgedChat('whatsapp', msg.key.remoteJid))) return
+    // What another of the bridge's logins sent into a group this one is in too is an echo as well.
+    if (!msg.key.fromMe && id && (inFlight.has(id) || (this.#d.openLogins() > 1 && await store.isBridgeSend(id)))) return
     if (msg.key.fromMe && id) {
       // The echo of our own send (racing it, or after it) yields nothing: leave before any other work.
       if (inFlight.has(id) || await store.isOwnSend(this.login.id, id)) return

@@ -148,7 +148,8 @@ describe.each(DB_KINDS)('commands on %s', kind => {
     await s.hs.waitFor(() => s.botNotices(dm).find(n => n.startsWith('Linked!')), { what: 'the login to finish' })
     await s.hs.join(erin, dm)
     const logins = await s.command(erin, dm, 'logins')
-    expect(logins).toMatch(/• sig-[0-9a-f]+ — Signal erin-phone — connected/)
+    // Not an admin: her own account, personal unless she says otherwise.
+    expect(logins).toMatch(/• sig-[0-9a-f]+ — Signal erin-phone — personal account — connected/)
   })
 
   it('login refuses an unknown network and a number where none fits', async () => {
@@ -162,22 +163,23 @@ describe.each(DB_KINDS)('commands on %s', kind => {
   it('logins shows addresses only in the direct chat; admins see everyone\'s logins with their owners', async () => {
     const room = await roomWithBot(s, ALICE, [ADMIN])
     const inRoom = await s.command(ALICE, room, '!relay logins')
-    expect(inRoom).toContain(`• ${sigLogin} — Signal — connected`)
+    expect(inRoom).toContain(`• ${sigLogin} — Signal — relay account — connected`)
     expect(inRoom).not.toContain('signal-relay')
-    expect(await s.command(ALICE, await directChat(ALICE), 'logins')).toContain(`• ${sigLogin} — Signal signal-relay — connected`)
-    expect(await s.command(ADMIN, room, '!relay logins')).toContain(`• ${waLogin} — WhatsApp — connected — owner ${ALICE}`)
+    expect(await s.command(ALICE, await directChat(ALICE), 'logins')).toContain(`• ${sigLogin} — Signal signal-relay — relay account — connected`)
+    expect(await s.command(ADMIN, room, '!relay logins')).toContain(`• ${waLogin} — WhatsApp — relay account — connected — owner ${ALICE}`)
     const nobody = await roomWithBot(s, '@gina:example.org')
-    expect(await s.command('@gina:example.org', nobody, '!relay logins')).toBe('No relay accounts are linked yet. Link one with `!relay login signal` or `!relay login whatsapp`.')
+    expect(await s.command('@gina:example.org', nobody, '!relay logins')).toBe('No accounts are linked yet. Link your own with `!relay login signal` or `!relay login whatsapp`.')
   })
 
-  it('logout needs a login id, refuses unknown ones and other people\'s, and logs out one\'s own', async () => {
+  it('logout needs a login id, refuses unknown ones and other people\'s, and logs out one\'s own for good', async () => {
     const spare = await linkedLogin(s, s.whatsapp, ALICE, 'whatsapp-spare')
     const room = await roomWithBot(s, ALICE, [FRANK])
     expect(await s.command(ALICE, room, '!relay logout')).toBe('Say which login: `!relay logout <login>`. `!relay logins` lists them.')
     expect(await s.command(ALICE, room, '!relay logout wa-000000')).toBe('There is no login “wa-000000”. `!relay logins` lists them.')
     expect(await s.command(FRANK, room, `!relay logout ${spare}`)).toBe(`The login ${spare} belongs to someone else; only they or an admin can use it.`)
-    expect(await s.command(ALICE, room, `!relay logout ${spare}`)).toMatch(new RegExp(`^Logged out ${spare}\\.`))
-    expect((await s.bridge.logins.get(spare))?.state).toBe('logged_out')
+    expect(await s.command(ALICE, room, `!relay logout ${spare}`)).toMatch(new RegExp(`^Logged out ${spare} and deleted everything the bridge kept of it\\.`))
+    expect(await s.bridge.logins.get(spare)).toBeUndefined()
+    expect(await s.command(ALICE, room, `!relay logout ${spare}`)).toBe(`There is no login “${spare}”. \`logins\` lists them.`)
     expect((await s.bridge.logins.get(waLogin))?.state).toBe('connected')
   })
 

@@ -187,6 +187,16 @@ export class FakeHomeserver {
     return this.pusher.idle
   }
 
+  /** Loads a further registration, as `app_service_config_files` lists several. Only one without a `url` is modelled
+   * (double puppeting): it receives nothing, and its token acts as the local users its namespaces cover. */
+  addRegistration(reg: AppserviceRegistration): void {
+    if (reg.url) throw new Error('fake homeserver: only a registration without a url can be added (no second pusher)')
+    if ([this.registration, ...this.state.otherRegistrations].some(r => r.as_token === reg.as_token || r.id === reg.id)) {
+      throw new Error('fake homeserver: two registrations share an id or as_token (Synapse refuses to start)')
+    }
+    this.state.otherRegistrations.push(reg)
+  }
+
   /** Where to push transactions (the appservice usually listens on a port chosen after the fake started). */
   setAppserviceUrl(url: string | null): void {
     this.registration.url = url

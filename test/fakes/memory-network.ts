@@ -161,11 +161,18 @@ export class MemoryNetwork implements RemoteNetwork {
       this.refused.push({ delivery: d, disposition: f.disposition, at: Date.now() })
       throw new DeliveryError(f.disposition, f.message, f.retryAfterMs !== undefined ? { retryAfterMs: f.retryAfterMs } : {})
     }
-    if (!this.groups.has(d.target.chatId)) throw new DeliveryError('permanent', 'The group does not exist.')
+    const group = this.groups.get(d.target.chatId)
+    if (!group) throw new DeliveryError('permanent', 'The group does not exist.')
+    const login = d.target.loginId ? await this.need().logins.get(d.target.loginId) : undefined
+    // A personal account posts only where it is a member (relay accounts are taken to be in every group they relay).
+    if (login?.kind === 'personal' && !group.members.includes(login.address)) {
+      this.refused.push({ delivery: d, disposition: 'permanent', at: Date.now() })
+      throw new DeliveryError('permanent', 'The account is not a member of the group.', { loginUnusable: true })
+    }
     const remoteId = `${this.network}-out-${++this.counter}`
     this.sent.push({ delivery: d, remoteId, text: describe(d), at: Date.now() })
     for (const w of this.waiters.splice(0)) w()
-    return { remoteId, authorId: d.target.loginId ?? 'relay', sentAt: Date.now() }
+    return { remoteId, authorId: login?.kind === 'personal' ? login.personId : (d.target.loginId ?? 'relay'), sentAt: Date.now() }
   }
 
   async login(request: LoginRequest, ui: LoginUi): Promise<Login> {
@@ -173,7 +180,7 @@ export class MemoryNetwork implements RemoteNetwork {
     await ui.showQr(`memory://${this.network}/login/${++this.counter}`, 'Scan this code.')
     const address = await new Promise<string>(resolve => this.pendingLogins.push(resolve))
     const login = await ctx.logins.save({
-      network: this.network, address, personId: `person-${address}`, displayName: `Relay ${address}`,
+      network: this.network, kind: request.kind, address, personId: `person-${address}`, displayName: `Relay ${address}`,
       ownerMxid: request.ownerMxid, metadata: {},
     })
     await this.setState(login.id, 'connected')

@@ -93,7 +93,7 @@ describe.each(DB_KINDS)('on %s', kind => {
     const base = await freshDb(kind)
     const { db, count } = counting(base)
     const logins = new SqlLoginStore(db)
-    const saved = await logins.save({ network: 'signal', address: '+100', personId: 'aci', displayName: 'Relay', ownerMxid: '@o:x', metadata: {} })
+    const saved = await logins.save({ network: 'signal', kind: 'relay', address: '+100', personId: 'aci', displayName: 'Relay', ownerMxid: '@o:x', metadata: {} })
     for (let i = 0; i < 5; i++) expect((await logins.get(saved.id))?.state).toBe('connecting')
     expect(count('SELECT * FROM logins')).toBe(0)
     expect(await logins.setState(saved.id, 'logged_out', 'unlinked on the phone')).toBe('connecting')

@@ -52,6 +52,27 @@ describe('first run and registration', () => {
     expect(users.some((re: RegExp) => re.test('@signal_x:exampleXorg'))).toBe(false)
   })
 
+  it('generate-registration also writes the double-puppeting registration: no url, every local user, not exclusive, its own tokens', async () => {
+    const dir = await tempDir()
+    const config = join(dir, 'config.yaml')
+    const reg = join(dir, 'registration.yaml')
+    await runCli(['-c', config], { cwd: dir })
+    const run = await runCli(['generate-registration', '-c', config, '-r', reg], { cwd: dir })
+    expect(run.stdout).toContain(`Wrote ${reg} and ${join(dir, 'doublepuppet.yaml')} (double puppeting)`)
+    const cfg = parse(await readFile(config, 'utf8'))
+    const dp = parse(await readFile(join(dir, 'doublepuppet.yaml'), 'utf8'))
+    expect(dp).toEqual({
+      id: 'relay-bridge-doublepuppet', url: null, as_token: cfg.appservice.double_puppet.as_token, hs_token: cfg.appservice.double_puppet.hs_token,
+      sender_localpart: 'relaybot-doublepuppet', rate_limited: false,
+      namespaces: { users: [{ exclusive: false, regex: '@.*:example\\.org' }], aliases: [], rooms: [] },
+    })
+    expect(dp.as_token).toMatch(/^[0-9a-f]{64}$/)
+    expect(new Set([cfg.appservice.as_token, cfg.appservice.hs_token, dp.as_token, dp.hs_token]).size).toBe(4)
+    const users = new RegExp(`^${dp.namespaces.users[0].regex}$`)
+    expect(users.test('@carol:example.org')).toBe(true)
+    expect(users.test('@carol:elsewhere.example')).toBe(false)
+  })
+
   it('tokens given in the environment win over the file', async () => {
     const dir = await tempDir()
     const config = join(dir, 'config.yaml')

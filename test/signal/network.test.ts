@@ -25,7 +25,7 @@ beforeEach(async () => {
   daemon.addAccount(RELAY)
   groupId = daemon.addGroup({ name: 'Family', members: [RELAY, ALEX, KIM] }).id
   ctx = testContext()
-  login = await ctx.logins.save({ network: 'signal', address: RELAY.number, personId: RELAY.aci, displayName: 'Relay', ownerMxid: '@op:x', metadata: {} })
+  login = await ctx.logins.save({ network: 'signal', kind: 'relay', address: RELAY.number, personId: RELAY.aci, displayName: 'Relay', ownerMxid: '@op:x', metadata: {} })
   ctx.bridged.add(groupId)
   net = new SignalNetwork({ daemonUrl: daemon.url, timings })
   await net.start(ctx)
@@ -153,11 +153,11 @@ describe('linking and unlinking', () => {
 
   it('linking shows a QR code, waits for the scan, saves the login with its ACI and opens its stream', async () => {
     const { ui, shown } = testUi()
-    const pending = net.login({ ownerMxid: '@me:x' }, ui)
+    const pending = net.login({ ownerMxid: '@me:x', kind: 'relay' }, ui)
     await daemon.scanLink({ number: '+15550100009', aci: 'b1b2b3b4-0000-4000-8000-000000000009' })
     const linked = await pending
     expect(shown[0]).toMatchObject({ kind: 'qr', data: expect.stringMatching(/^sgnl:\/\/linkdevice\?/), caption: expect.stringMatching(/Linked devices/) })
-    expect(linked).toMatchObject({ network: 'signal', address: '+15550100009', personId: 'b1b2b3b4-0000-4000-8000-000000000009', ownerMxid: '@me:x' })
+    expect(linked).toMatchObject({ network: 'signal', kind: 'relay', address: '+15550100009', personId: 'b1b2b3b4-0000-4000-8000-000000000009', ownerMxid: '@me:x' })
     expect(daemon.callsOf('finishLink')[0]!.params).toEqual({ deviceLinkUri: shown[0]!.data, deviceName: 'relay-bridge' })
     await daemon.until(() => daemon.hasStream('+15550100009'))
   })
@@ -168,13 +168,13 @@ describe('linking and unlinking', () => {
     daemon = await FakeSignalDaemon.start({ linkTimeoutMs: 100 })
     net = new SignalNetwork({ daemonUrl: daemon.url, timings })
     await net.start(ctx)
-    const err = await net.login({ ownerMxid: '@me:x' }, testUi().ui).catch((e: unknown) => e)
+    const err = await net.login({ ownerMxid: '@me:x', kind: 'relay' }, testUi().ui).catch((e: unknown) => e)
     expect(err).toBeInstanceOf(UserError)
     expect((err as Error).message).toMatch(/expired.*!relay login signal/)
   })
 
   it('a link for a number the daemon still holds fails with what the operator should do', async () => {
-    const pending = net.login({ ownerMxid: '@me:x' }, testUi().ui).catch((e: unknown) => e)
+    const pending = net.login({ ownerMxid: '@me:x', kind: 'relay' }, testUi().ui).catch((e: unknown) => e)
     await daemon.scanLink({ number: RELAY.number })
     const err = await pending
     expect(err).toBeInstanceOf(UserError)

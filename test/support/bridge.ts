@@ -103,11 +103,13 @@ export async function roomWithBot(s: Scenario, owner = ALICE, members: string[] 
   return room
 }
 
-/** A relay login on the network, linked through `login` in the owner's direct chat. */
-export async function linkedLogin(s: Scenario, network: MemoryNetwork, owner = ALICE, address = `${network.network}-relay`): Promise<string> {
+/** A relay login on the network (or, with kind 'personal', the owner's own), linked through `login` in the owner's
+ * direct chat. */
+export async function linkedLogin(s: Scenario, network: MemoryNetwork, owner = ALICE, address = `${network.network}-relay`, kind: 'relay' | 'personal' = 'relay'): Promise<string> {
+  if (!s.hs.profile(owner)) s.hs.createUser(owner, { displayname: owner.slice(1, owner.indexOf(':')).replace(/^./, c => c.toUpperCase()) })
   const dm = await s.hs.createRoom(owner, { invite: [s.hs.botUserId], isDirect: true })
   await s.hs.waitFor(() => s.hs.membership(dm, s.hs.botUserId) === 'join', { what: 'the bot to join the direct chat' })
-  await s.hs.sendMessage(owner, dm, `login ${network.network}`)
+  await s.hs.sendMessage(owner, dm, `login ${network.network} ${kind}`)
   // Re-checked by the network's own waiter: nothing on the homeserver need change once the login waits.
   await network.waitFor(() => network.loginsWaiting > 0, 'the login to wait for a scan')
   network.scan(address)

@@ -100,7 +100,7 @@ const loginIdIn = (notice: string) => /login ([a-z]+-[0-9a-f]+)/.exec(notice)![1
 /** `login signal` in the direct chat, the phone scans the QR code; returns the login id. */
 export async function loginSignal(s: RealScenario, dm: string, account: { number: string; aci: string; name?: string } = SIG_RELAY, owner = ALICE): Promise<string> {
   const before = s.botNotices(dm).length
-  await s.hs.sendMessage(owner, dm, 'login signal')
+  await s.hs.sendMessage(owner, dm, 'login signal relay')
   await s.hs.waitFor(() => botEvents(s, dm, 'm.image').length > 0, { what: 'the Signal QR code' })
   await s.daemon.scanLink(account)
   const linked = await s.hs.waitFor(() => s.botNotices(dm).slice(before).find(n => n.startsWith('Linked!')), { what: 'the Signal login to finish' })
@@ -112,7 +112,7 @@ export async function loginSignal(s: RealScenario, dm: string, account: { number
 export async function loginWhatsApp(s: RealScenario, dm: string, owner = ALICE): Promise<string> {
   const before = s.botNotices(dm).length
   const images = botEvents(s, dm, 'm.image').length
-  await s.hs.sendMessage(owner, dm, 'login whatsapp')
+  await s.hs.sendMessage(owner, dm, 'login whatsapp relay')
   await s.hs.waitFor(() => botEvents(s, dm, 'm.image').length > images, { what: 'the WhatsApp QR code' })
   s.wa.scanQr()
   const linked = await s.hs.waitFor(() => s.botNotices(dm).slice(before).find(n => n.startsWith('Linked!')), { what: 'the WhatsApp login to finish' })

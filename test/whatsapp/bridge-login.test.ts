@@ -43,7 +43,7 @@ describe.each(DB_KINDS)('WhatsApp login through the bridge on %s', kind => {
   it('a QR code nobody scans expires with a sentence saying how to retry; the next login works', async () => {
     s = await realScenario(kind)
     const dm = await directChat(s)
-    await s.hs.sendMessage(ALICE, dm, 'login whatsapp')
+    await s.hs.sendMessage(ALICE, dm, 'login whatsapp relay')
     await s.hs.waitFor(() => botEvents(s, dm, 'm.image')[0])
     for (let i = 0; i < 6; i++) s.wa.rotateQr() // WhatsApp gives up after six codes
     expect(await waitForNotice(s, dm, /expired/)).toMatch(/`!relay login whatsapp` to try again/)

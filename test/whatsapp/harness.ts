@@ -85,7 +85,7 @@ export async function started(kind: DbKind = 'pglite', opts: WhatsAppNetworkOpti
 export async function linked(kind: DbKind = 'pglite', opts: WhatsAppNetworkOptions = {}) {
   const env = await started(kind, opts)
   const { ui, shown } = recordingUi()
-  const pending = env.net.login({ ownerMxid: '@owner:example.org' }, ui)
+  const pending = env.net.login({ ownerMxid: '@owner:example.org', kind: 'relay' }, ui)
   await until(() => shown.some(s => s.kind === 'qr'))
   env.wa.scanQr()
   const login = await pending

@@ -95,22 +95,35 @@ export function roomCmd(ctx: Pick<Ctx, 'env'>, words: string): string {
 
 /**
  * Which login acts for a command: the one named, else the room's relay on that network, else the
- * sender's own, else (for admins) any.
+ * sender's own, else (for admins) any. With `relayOnly` (everything that joins, lists or relays groups), only
+ * relay accounts: a personal account speaks only for its owner and never shows what else it is in.
  */
-export async function pickLogin(ctx: Ctx, network: RemoteNetworkId, named?: string): Promise<Login> {
+export async function pickLogin(ctx: Ctx, network: RemoteNetworkId, named?: string, opts: { relayOnly?: boolean } = {}): Promise<Login> {
   const { logins } = ctx.env
   const all = await logins.list(network)
   if (named) {
     const login = all.find(l => l.id === named)
     if (!login) throw new UserError(`There is no ${label(network)} login “${named}”. ${cmd(ctx, 'logins')} lists them.`)
     if (login.ownerMxid !== ctx.sender && ctx.level !== 'admin') throw new UserError(`The login ${named} belongs to someone else; only they or an admin can use it.`)
+    if (opts.relayOnly && login.kind !== 'relay') throw new UserError(notRelay(login))
     return login
   }
+  const usable = opts.relayOnly ? all.filter(l => l.kind === 'relay') : all
   const relay = ctx.portal && loginOf(ctx.portal, network)
-  const choice = all.find(l => l.id === relay) ?? all.find(l => l.ownerMxid === ctx.sender) ?? (ctx.level === 'admin' ? all[0] : undefined)
-  if (!choice) throw new UserError(`You have no ${label(network)} login yet. Link one with ${cmd(ctx, `login ${network}`)}.`)
+  const choice = usable.find(l => l.id === relay) ?? usable.find(l => l.ownerMxid === ctx.sender) ?? (ctx.level === 'admin' ? usable[0] : undefined)
+  if (!choice) {
+    throw new UserError(opts.relayOnly
+      ? `You have no ${label(network)} relay account yet. Link a spare number with ${cmd(ctx, `login ${network} relay`)}.`
+      : `You have no ${label(network)} login yet. Link one with ${cmd(ctx, `login ${network}`)}.`)
+  }
   return choice
 }
+
+const notRelay = (login: Login): string =>
+  `${login.id} is a personal account: it speaks only for its owner, so it cannot relay a room or list its groups. Link a spare number with \`login ${login.network} relay\` for that.`
+
+/** "relay account" or "personal account", as `logins` and the login messages say it. */
+export const kindLabel = (login: Pick<Login, 'kind'>): string => `${login.kind} account`
 
 export function describeState(login: Login): string {
   const state = { connected: 'connected', connecting: 'connecting', disconnected: 'disconnected', logged_out: 'logged out' }[login.state]

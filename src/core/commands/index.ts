@@ -12,9 +12,9 @@ type Handler = (ctx: Ctx) => Promise<void>
 const COMMANDS: Array<[string, string, Handler]> = [
   ['help', 'this list', help],
   ['status', 'in a room: what it is linked to, who relays it, what is queued; in our direct chat: the whole bridge', status],
-  ['login signal|whatsapp [+number]', 'link a relay account (QR code, or a WhatsApp pairing code for +number)', login],
-  ['logins', 'the relay accounts and their state', logins],
-  ['logout <login>', 'unlink a relay account', logout],
+  ['login signal|whatsapp [relay|personal] [+number]', 'link your own account (personal, the default) or, for admins by default, a relay account that speaks for others (QR code, or a WhatsApp pairing code for +number)', login],
+  ['logins', 'your linked accounts, their kind and state (admins: everyone\'s)', logins],
+  ['logout <login>', 'unlink an account and delete what the bridge kept of it', logout],
   ['groups signal|whatsapp', 'the groups a relay account is in', groups],
   ['link signal|whatsapp <group id or invite link>', 'bridge this room with a group', link],
   ['create signal|whatsapp [name]', 'make a new group for this room and bridge it', create],

@@ -21,7 +21,7 @@ function refuseEncrypted(ctx: Ctx): void {
 export async function groups(ctx: Ctx): Promise<void> {
   requireLevel(ctx, 'user')
   const network = parseNetwork(ctx, ctx.args[0], 'groups signal')
-  const login = await pickLogin(ctx, network, ctx.args[1])
+  const login = await pickLogin(ctx, network, ctx.args[1], { relayOnly: true })
   const list = await networkOf(ctx, network).listGroups(login)
   if (list.length === 0) {
     return ctx.reply(`The ${label(network)} account ${login.id} is in no groups yet. Add it to a group on the phone, or make one for this room with ${roomCmd(ctx, `create ${network}`)}.`)
@@ -63,7 +63,7 @@ export async function link(ctx: Ctx): Promise<void> {
   if (!target) throw new UserError(`Say which group: ${roomCmd(ctx, `link ${network} <group id or invite link>`)}. ${roomCmd(ctx, `groups ${network}`)} lists the ones I am in.`)
   await requireRoomPower(ctx)
   refuseEncrypted(ctx)
-  const login = await pickLogin(ctx, network, ctx.args[2])
+  const login = await pickLogin(ctx, network, ctx.args[2], { relayOnly: true })
   const group = await networkOf(ctx, network).joinGroup(login, target)
   await attach(ctx, network, group, login.id)
   await ctx.reply(`Linked this room to the ${label(network)} group “${group.name}” (${group.memberCount} members), relayed by ${login.id}. ${await afterLink(ctx)}`)
@@ -77,7 +77,7 @@ export async function create(ctx: Ctx): Promise<void> {
   if (ctx.portal && chatOf(ctx.portal, network)) {
     throw new UserError(`This room is already linked to a ${label(network)} group. Run ${roomCmd(ctx, `unlink ${network}`)} first.`)
   }
-  const login = await pickLogin(ctx, network)
+  const login = await pickLogin(ctx, network, undefined, { relayOnly: true })
   const name = ctx.args.slice(1).join(' ').trim() || ctx.portal?.name || 'Relay bridge'
   const group = await networkOf(ctx, network).createGroup(login, name)
   await attach(ctx, network, group, login.id)
@@ -101,7 +101,7 @@ export async function set(ctx: Ctx): Promise<void> {
   requireLevel(ctx, 'user')
   const network = parseNetwork(ctx, ctx.args[0], 'set signal [login]')
   await requireRoomPower(ctx)
-  const login = await pickLogin(ctx, network, ctx.args[1])
+  const login = await pickLogin(ctx, network, ctx.args[1], { relayOnly: true })
   const portal = await portalHere(ctx)
   ctx.portal = await ctx.env.portals.setRelay(portal, network, login.id)
   const group = chatOf(ctx.portal, network)

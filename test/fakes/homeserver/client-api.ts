@@ -7,7 +7,7 @@ import { E2eeState } from './e2ee.ts'
 import { EphemeralRooms } from './ephemeral.ts'
 import { upgradeRoom } from './upgrade.ts'
 import { RateLimited, type RateLimiter, type RateLimitKind } from './rate-limit.ts'
-import { MatrixFault, newMediaId, type FakeEvent, type FakeHomeserverOptions, type InjectedFault, type RecordedCall } from './types.ts'
+import { MatrixFault, newMediaId, type AppserviceRegistration, type FakeEvent, type FakeHomeserverOptions, type InjectedFault, type RecordedCall } from './types.ts'
 
 export interface StoredMedia {
   data: Buffer
@@ -189,6 +189,8 @@ export class ClientApi {
     if (header !== undefined && !/^Bearer \S+$/.test(header)) throw new MatrixFault(401, 'M_MISSING_TOKEN', 'Invalid Authorization header.')
     const token = header !== undefined ? header.slice(7) : (query ?? undefined)
     if (!token) throw new MatrixFault(401, 'M_MISSING_TOKEN', 'Missing access token.')
+    const other = this.s.otherRegistrations.find(r => r.as_token === token)
+    if (other) return this.authenticateOther(ctx, other)
     const owner = this.e2ee.tokenOwner(token)
     if (owner) {
       // A real user's (or a logged-in appservice user's) own token: `user_id` is not theirs to assert.
@@ -215,6 +217,18 @@ export class ClientApi {
       }
       ctx.device = device
     }
+  }
+
+  /**
+   * A further appservice (double puppeting: no url, a non-exclusive namespace over the server's own users): as
+   * Synapse's get_appservice_user, it may act as any existing local user its namespaces cover, and only as them.
+   */
+  private authenticateOther(ctx: Ctx, reg: AppserviceRegistration): void {
+    const asserted = ctx.query.get('user_id') ?? `@${reg.sender_localpart}:${this.s.domain}`
+    const covered = asserted.endsWith(`:${this.s.domain}`) && reg.namespaces.users.some(n => new RegExp(`^(?:${n.regex})$`).test(asserted))
+    if (!covered) throw new MatrixFault(403, 'M_FORBIDDEN', `Application service cannot masquerade as this user (${asserted}).`)
+    if (!this.s.users.has(asserted)) throw new MatrixFault(403, 'M_FORBIDDEN', `Application service has not registered this user (${asserted})`)
+    ctx.user = asserted
   }
 
   /** Counts one action of the caller against its limit, or throws the 429 (every caller here is an AS user). */

@@ -48,6 +48,8 @@ const key = (type: string, stateKey: string) => `${type}\u0000${stateKey}`
 export class HomeserverState {
   readonly domain: string
   readonly registration: AppserviceRegistration
+  /** Further registrations that receive no transactions (a double-puppeting one): only their tokens are honoured. */
+  readonly otherRegistrations: AppserviceRegistration[] = []
   readonly botUserId: string
   readonly users = new Map<string, UserRecord>()
   readonly rooms = new Map<string, Room>()
