@@ -5,6 +5,7 @@ import type { Config } from './config.ts'
 import { Commands } from './core/commands/index.ts'
 import { Deliverer } from './core/deliver.ts'
 import { Ephemeral } from './core/ephemeral.ts'
+import { GroupState } from './core/group-state.ts'
 import { SqlLoginStore } from './core/logins.ts'
 import { FileMediaStore, type MediaStore } from './core/media.ts'
 import { MessageMap } from './core/messages.ts'
@@ -31,6 +32,7 @@ import { isEcho, MatrixEvents } from './matrix/events.ts'
 import { Ghosts } from './matrix/ghosts.ts'
 import { Inbox } from './matrix/inbox.ts'
 import { MatrixParticipant } from './matrix/participant.ts'
+import { RoomState } from './matrix/room-state.ts'
 import { BotRooms } from './matrix/rooms.ts'
 import { Metrics, startMetricsServer } from './metrics.ts'
 
@@ -75,6 +77,7 @@ export async function buildNetworks(
     new SignalNetwork({
       daemonUrl: config.signal.daemon_url,
       ...(config.signal.attachments_dir ? { attachmentsDir: config.signal.attachments_dir } : {}),
+      ...(config.signal.shared_dir ? { sharedDir: { here: config.signal.shared_dir, inDaemon: config.signal.shared_dir_in_daemon || config.signal.shared_dir } } : {}),
       ...overrides.signal,
     }),
     new WhatsAppNetwork({ paceMs: [min, max], ...overrides.whatsapp }),
@@ -109,11 +112,13 @@ export async function startBridge(config: Config, deps: BridgeDeps = {}): Promis
   const ghosts = new Ghosts({ db, api, media, domain, botMxid, log })
   const networks = new Map<RemoteNetworkId, RemoteNetwork>()
   for (const n of deps.networks ?? await buildNetworks(config)) networks.set(n.network, n)
-  const participants = new Map<NetworkId, Participant>([['matrix', new MatrixParticipant({ api, ghosts, media, domain, log })]])
+  const roomState = new RoomState({ api, media, botMxid, log: log.child({ part: 'room-state' }) })
+  const participants = new Map<NetworkId, Participant>([['matrix', new MatrixParticipant({ api, ghosts, media, domain, log, roomState })]])
   for (const [id, n] of networks) participants.set(id, n)
 
+  const groupState = new GroupState({ db, portals, rooms, log: log.child({ part: 'group-state' }), kick: (n, chatId) => outbox.kick(n, chatId) })
   const deliverer = new Deliverer({
-    db, portals, participants, names: new SenderNames(db), rooms,
+    db, portals, participants, names: new SenderNames(db), rooms, groupState,
     template: config.bridge.relay.message_format, reactions: config.bridge.relay.reactions,
   })
   const outbox = new Outbox({
@@ -134,20 +139,18 @@ export async function startBridge(config: Config, deps: BridgeDeps = {}): Promis
     const name = group?.name || `${NETWORK_LABEL[network]} group`
     const roomId = await rooms.createPortalRoom({ name, invite: [login.ownerMxid] })
     const portal = await portals.link(await portals.create(roomId, { name, creator: login.ownerMxid }), network, event.chat.id, login.id)
+    await groupState.seed(portal, network, { name })
+    await groupState.seed(portal, 'matrix', { name })
     await rooms.setBridgeInfo(roomId, network, { network, id: event.chat.id, name }, login.ownerMxid)
     log.info({ network, room: roomId }, 'Created a portal room for a group that spoke')
     return portal
   }
   const router = new Router({
     db, portals, outbox, log, createPortal,
-    onChatUpdate: async (portal, event) => {
-      if (!event.name || event.name === portal.name) return
-      await portals.setName(portal, event.name)
-      await rooms.setRoomName(portal.roomId, event.name)
-    },
+    onChatUpdate: (portal, event) => groupState.receive(portal, event),
   })
   const commands = new Commands({
-    prefix: config.bridge.command_prefix, permissions: config.bridge.permissions, portals, logins, networks, rooms, outbox,
+    prefix: config.bridge.command_prefix, permissions: config.bridge.permissions, portals, logins, networks, rooms, outbox, groupState,
     log: log.child({ part: 'commands' }), qrPng,
   })
   const upgrades = new RoomUpgrades({
@@ -157,6 +160,7 @@ export async function startBridge(config: Config, deps: BridgeDeps = {}): Promis
   const events = new MatrixEvents({
     db, inbox, api, router, commands, rooms, upgrades, ghosts, portals, media, domain, botMxid,
     permissions: config.bridge.permissions, log: log.child({ part: 'matrix-events' }),
+    onPowerChanged: roomId => groupState.permissionsChanged('matrix', roomId),
     ...(deps.timings?.inboxRetryMs ? { retryDelayMs: deps.timings.inboxRetryMs } : {}),
   })
   const ephemeral = new Ephemeral({
@@ -204,6 +208,9 @@ export async function startBridge(config: Config, deps: BridgeDeps = {}): Promis
       if (portal) await rooms.notice(portal.roomId, text).catch(err => log.warn({ err: (err as Error).message }, 'Could not send a notice'))
     },
     isBridgedChat: (n, chatId) => portals.find(n, chatId) !== undefined,
+    permissionsChanged: (n, chatId) => {
+      groupState.permissionsChanged(n, chatId).catch(err => log.warn({ err: (err as Error).message }, 'Could not retry the group changes that waited for a permission'))
+    },
     findCopy: async (n, chatId, remoteId) => {
       const found = await MessageMap.find(db, n, chatId, remoteId)
       return found ? { extra: found.copy.extra ?? {} } : undefined

@@ -28,6 +28,4 @@ export interface MatrixRooms {
   /** A com.beeper.message_send_status event about a Matrix event. */
   messageStatus(roomId: string, eventId: string, network: NetworkId, status: 'SUCCESS' | 'FAIL_RETRIABLE' | 'FAIL_PERMANENT',
     detail?: { reason: string; message: string; internal?: string }): Promise<void>
-  /** Names the room; where the bot lacks the power, says so in the room and names it once the power arrives. */
-  setRoomName(roomId: string, name: string): Promise<void>
 }

@@ -1,7 +1,8 @@
 // Matrix as a participant: remote people speak in the room through their ghosts.
 import type { Logger } from 'pino'
 import type { MediaStore } from '../core/media.ts'
-import type { CopyRef, Delivery, MessageContent, SendResult } from '../core/model.ts'
+import { NotPermitted } from '../core/errors.ts'
+import type { ChatField, ChatValue, CopyRef, Delivery, MessageContent, SendResult } from '../core/model.ts'
 import type { Participant } from '../core/network.ts'
 import type { HomeserverApi } from './client.ts'
 import { matrixDeliveryError } from './client-errors.ts'
@@ -9,6 +10,7 @@ import { MATRIX_MSGTYPE, toMatrixText } from './convert.ts'
 import { ghostMxid, type Ghosts } from './ghosts.ts'
 import type { MentionResolver } from './html.ts'
 import { editContent, splitForMatrix } from './limits.ts'
+import { matrixChatValue, type RoomState } from './room-state.ts'
 
 type Json = Record<string, unknown>
 
@@ -26,9 +28,9 @@ function layoutOf(copy: CopyRef): Layout | undefined {
 
 export class MatrixParticipant implements Participant {
   readonly network = 'matrix' as const
-  private readonly opts: { api: HomeserverApi; ghosts: Ghosts; media: MediaStore; domain: string; log: Logger }
+  private readonly opts: { api: HomeserverApi; ghosts: Ghosts; media: MediaStore; domain: string; log: Logger; roomState: RoomState }
 
-  constructor(opts: { api: HomeserverApi; ghosts: Ghosts; media: MediaStore; domain: string; log: Logger }) {
+  constructor(opts: { api: HomeserverApi; ghosts: Ghosts; media: MediaStore; domain: string; log: Logger; roomState: RoomState }) {
     this.opts = opts
   }
 
@@ -39,10 +41,20 @@ export class MatrixParticipant implements Participant {
 
   async send(d: Delivery): Promise<SendResult> {
     try {
+      // A group's name, topic or picture is the room's state, set by the bot (no ghost speaks).
+      if (d.kind === 'chat_update') {
+        await this.opts.roomState.set(d.target.chatId, d.field, d.value)
+        return {}
+      }
       return await this.sendUnchecked(d)
     } catch (err) {
+      if (err instanceof NotPermitted) throw err
       throw matrixDeliveryError(err)
     }
+  }
+
+  chatValue(field: ChatField, value: ChatValue): ChatValue {
+    return matrixChatValue(field, value)
   }
 
   private async sendUnchecked(d: Delivery): Promise<SendResult> {
@@ -103,6 +115,8 @@ export class MatrixParticipant implements Participant {
         }
         return done(await send('m.reaction', { 'm.relates_to': { rel_type: 'm.annotation', event_id: d.of.remoteId, key: d.emoji } }))
       }
+      case 'chat_update':
+        return {} // handled in send()
     }
   }
 

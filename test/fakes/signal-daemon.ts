@@ -37,6 +37,10 @@ export interface FakeGroup {
   inviteLink: string | null
   /** joinGroup by link only requests membership (admin approval). */
   requiresApproval: boolean
+  /** Who may change the name, description, picture and timer (listGroups' permissionEditDetails). */
+  permissionEditDetails?: 'EVERY_MEMBER' | 'ONLY_ADMINS'
+  /** The picture last set with updateGroup's `avatar`, as the file's bytes. */
+  avatar?: Buffer
 }
 export interface RecordedCall {
   method: string

@@ -115,7 +115,7 @@ describe('fixtures written from signal-cli.md (test/fixtures/signal)', () => {
       media,
       getAttachment: async id => files[id]!,
       getSticker: async () => Buffer.alloc(0),
-      groupName: async () => undefined,
+      groupDetails: async () => undefined,
     })
     if (event.kind !== 'message') throw new Error('not a message')
     expect(event.content.body.text).toBe('look at this')
@@ -148,7 +148,7 @@ describe('fixtures written from signal-cli.md (test/fixtures/signal)', () => {
       media: new MemoryMedia(),
       getAttachment: async () => Buffer.alloc(0),
       getSticker: async (packId, stickerId) => (asked.push([packId, stickerId]), Buffer.from('RIFFwebp')),
-      groupName: async () => undefined,
+      groupDetails: async () => undefined,
     })
     expect(asked).toEqual([['0123456789abcdef0123456789abcdef', 7]])
     if (event.kind !== 'message') throw new Error('not a message')
@@ -161,7 +161,7 @@ describe('fixtures written from signal-cli.md (test/fixtures/signal)', () => {
       media: new MemoryMedia(),
       getAttachment: async () => Buffer.alloc(0),
       getSticker: async () => Buffer.alloc(0),
-      groupName: async id => (id === GROUP ? 'Family ❤ (renamed)' : undefined),
+      groupDetails: async id => (id === GROUP ? { name: 'Family ❤ (renamed)', topic: '' } : undefined),
     })
     expect(event).toMatchObject({ kind: 'chat_update', chat: { id: GROUP }, name: 'Family ❤ (renamed)' })
   })

@@ -6,6 +6,7 @@ import { chatOf, loginOf } from '../portals.ts'
 import { describeState, label, levelOf, requireLevel, type CommandEnv, type CommandRequest, type Ctx } from './context.ts'
 import { create, groups, link, set, unlink, unset } from './links.ts'
 import { login, logins, logout } from './logins.ts'
+import { sync } from './sync.ts'
 
 type Handler = (ctx: Ctx) => Promise<void>
 
@@ -21,6 +22,7 @@ const COMMANDS: Array<[string, string, Handler]> = [
   ['unlink signal|whatsapp', 'stop bridging this room with its group', unlink],
   ['set signal|whatsapp [login]', 'choose the account that relays this room', set],
   ['unset signal|whatsapp', 'stop relaying this room on a network', unset],
+  ['sync [name|topic|avatar to-matrix|to-networks on|off]', 'show or choose what of the room’s name, topic and picture is kept in step with the groups', sync],
 ]
 
 async function help(ctx: Ctx): Promise<void> {
