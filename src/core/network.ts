@@ -81,6 +81,8 @@ export interface GroupInfo {
   name: string
   /** The group's description, where the network said it. */
   topic?: string
+  /** The group's disappearing-message timer in seconds (0: off), where the network said it. */
+  disappearingSeconds?: number
   memberCount: number
   inviteLink?: string
 }

@@ -331,6 +331,7 @@ export function toGroupInfo(g: GroupJson): GroupInfo {
     id: g.id,
     name: g.name ?? '',
     ...(typeof g.description === 'string' ? { topic: g.description } : {}),
+    ...(typeof g.messageExpirationTime === 'number' ? { disappearingSeconds: g.messageExpirationTime } : {}),
     memberCount: g.members?.length ?? 0,
     ...(g.groupInviteLink ? { inviteLink: g.groupInviteLink } : {}),
   }

@@ -148,7 +148,7 @@ export class WhatsAppNetwork implements RemoteNetwork {
     const all = await sock.groupFetchAllParticipating()
     return Object.values(all).map(g => {
       this.#groups.set(g)
-      return { id: g.id, name: g.subject, memberCount: g.size ?? g.participants.length }
+      return { id: g.id, name: g.subject, memberCount: g.size ?? g.participants.length, disappearingSeconds: g.ephemeralDuration ?? 0 }
     })
   }
 
@@ -166,7 +166,7 @@ export class WhatsAppNetwork implements RemoteNetwork {
     const g = all[jid]
     if (!g) throw new UserError('The relay account is not in that WhatsApp group. Add it to the group, or give an invite link.')
     this.#groups.set(g)
-    return { id: g.id, name: g.subject, topic: g.desc ?? '', memberCount: g.participants.length }
+    return { id: g.id, name: g.subject, topic: g.desc ?? '', memberCount: g.participants.length, disappearingSeconds: g.ephemeralDuration ?? 0 }
   }
 
   async createGroup(login: Login, name: string): Promise<GroupInfo> {

@@ -172,4 +172,12 @@ describe.each(DB_KINDS)('group name, description and picture through the real ad
     await settled(s)
     expect(s.hs.timeline(room).filter(e => e.type === 'm.room.name' && e.sender === s.hs.botUserId)).toHaveLength(1)
   })
+
+  it('`!relay status` shows each group’s disappearing-message timer', async () => {
+    const { room, sg, wg } = await setup()
+    expect(await s.command(ALICE, room, '!relay status')).toContain('• Disappearing messages: Signal off, WhatsApp off')
+    s.daemon.groups.get(sg)!.expirationSeconds = 86_400
+    s.wa.groups.get(wg)!.ephemeralDuration = 604_800
+    expect(await s.command(ALICE, room, '!relay status')).toContain('• Disappearing messages: Signal 1 day, WhatsApp 1 week')
+  })
 })

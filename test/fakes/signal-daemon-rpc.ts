@@ -111,7 +111,7 @@ function groupJson(state: RpcState, g: FakeGroup, account: FakeAccount): unknown
     description: g.description,
     isMember: g.members.some(m => m.uuid === account.aci),
     isBlocked: false,
-    messageExpirationTime: 0,
+    messageExpirationTime: g.expirationSeconds ?? 0,
     members: g.members.map(m => ({ number: m.number, uuid: m.uuid, isAdmin: g.admins.includes(m.uuid) })),
     pendingMembers: [],
     requestingMembers: [],

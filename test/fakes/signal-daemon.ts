@@ -41,6 +41,8 @@ export interface FakeGroup {
   permissionEditDetails?: 'EVERY_MEMBER' | 'ONLY_ADMINS'
   /** The picture last set with updateGroup's `avatar`, as the file's bytes. */
   avatar?: Buffer
+  /** The disappearing-message timer in seconds (listGroups' messageExpirationTime; 0 or absent: off). */
+  expirationSeconds?: number
 }
 export interface RecordedCall {
   method: string

@@ -66,12 +66,13 @@ describe('published fixtures (test/fixtures/published/signal)', () => {
     expect(event.content.body).toEqual({ text: 'MESSAGE', styles: [{ start: 0, length: 5, style: 'italic' }], links: [], mentions: [] })
   })
 
-  it('14: the stale listGroups shape (members as strings) still gives a name, a member count and the link', () => {
+  it('14: the stale listGroups shape (members as strings) still gives a name, a description, a member count and the link', () => {
     const raw = publishedFixture('14-jsonrpc-listGroups-response-manpage.json') as { result: GroupJson[] }
     expect(raw.result.map(toGroupInfo)).toEqual([
       {
         id: 'Zmlj+GlvbmFsR3JvdXAvSWRGb3JUZXN0czAwMDAwMDM=',
         name: 'My Group',
+        topic: 'It\'s special because it is mine.',
         memberCount: 2,
         inviteLink: 'https://signal.group/#CjQKIEZpY3Rpb25hbEdyb3VwTWFzdGVyS2V5Rm9yVGVzdHMwMBIQRmljdGlvbmFsUGFzc3dvcmQ',
       },

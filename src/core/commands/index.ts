@@ -1,7 +1,7 @@
 // `!relay …` commands. They are handled here and never relayed; the bot's replies are notices, which
 // never leave Matrix either.
 import { UserError } from '../errors.ts'
-import { NETWORK_LABEL, REMOTE_NETWORKS } from '../model.ts'
+import { NETWORK_LABEL, REMOTE_NETWORKS, type RemoteNetworkId } from '../model.ts'
 import { chatOf, loginOf } from '../portals.ts'
 import { describeState, label, levelOf, requireLevel, type CommandEnv, type CommandRequest, type Ctx } from './context.ts'
 import { create, groups, link, set, unlink, unset } from './links.ts'
@@ -47,11 +47,30 @@ async function status(ctx: Ctx): Promise<void> {
     lines.push(`• ${label(network)}: ${group ? `group \`${group}\`` : 'not linked'}; ` +
       (login ? `relayed by ${login.id}, ${describeState(login)}` : 'no relay set'))
   }
+  lines.push(`• Disappearing messages: ${(await Promise.all(REMOTE_NETWORKS.filter(n => chatOf(portal, n)).map(async n => `${label(n)} ${await disappearing(ctx, n)}`))).join(', ') || 'no group linked'}`)
   const counts = await ctx.env.outbox.counts(portal.id)
   const queued = counts.filter(c => c.state !== 'failed').map(c => `${c.n} ${c.state} for ${NETWORK_LABEL[c.network as 'matrix']}`)
   const failed = counts.filter(c => c.state === 'failed').map(c => `${c.n} for ${NETWORK_LABEL[c.network as 'matrix']}`)
   lines.push(`• Deliveries: ${queued.length ? queued.join(', ') : 'none waiting'}${failed.length ? `; failed in the last week: ${failed.join(', ')}` : ''}`)
   await ctx.reply(lines.join('\n'))
+}
+
+/** A group's disappearing-message timer as its relay account sees it now ("off", "1 week", "unknown"). */
+async function disappearing(ctx: Ctx, network: RemoteNetworkId): Promise<string> {
+  const portal = ctx.portal!
+  const loginId = loginOf(portal, network)
+  const login = loginId ? await ctx.env.logins.get(loginId) : undefined
+  const adapter = ctx.env.networks.get(network)
+  const group = login && adapter ? (await adapter.listGroups(login).catch(() => [])).find(g => g.id === chatOf(portal, network)) : undefined
+  return group?.disappearingSeconds === undefined ? 'unknown' : timerLabel(group.disappearingSeconds)
+}
+
+export function timerLabel(seconds: number): string {
+  if (seconds <= 0) return 'off'
+  const units: Array<[number, string]> = [[604_800, 'week'], [86_400, 'day'], [3_600, 'hour'], [60, 'minute'], [1, 'second']]
+  const [size, name] = units.find(([u]) => seconds % u === 0 && seconds >= u)!
+  const n = seconds / size
+  return `${n} ${name}${n === 1 ? '' : 's'}`
 }
 
 export class Commands {
