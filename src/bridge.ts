@@ -5,6 +5,7 @@ import type { Config } from './config.ts'
 import { Commands } from './core/commands/index.ts'
 import { Deliverer } from './core/deliver.ts'
 import { Ephemeral } from './core/ephemeral.ts'
+import { GroupState } from './core/group-state.ts'
 import { SqlLoginStore } from './core/logins.ts'
 import { FileMediaStore, type MediaStore } from './core/media.ts'
 import { MessageMap } from './core/messages.ts'
@@ -36,6 +37,7 @@ import { isEcho, MatrixEvents } from './matrix/events.ts'
 import { Ghosts } from './matrix/ghosts.ts'
 import { Inbox } from './matrix/inbox.ts'
 import { MatrixParticipant } from './matrix/participant.ts'
+import { RoomState } from './matrix/room-state.ts'
 import { BotRooms } from './matrix/rooms.ts'
 import { Metrics, startMetricsServer } from './metrics.ts'
 import type { ConsoleServer } from './console/server.ts'
@@ -87,6 +89,7 @@ export async function buildNetworks(
     new SignalNetwork({
       daemonUrl: config.signal.daemon_url,
       ...(config.signal.attachments_dir ? { attachmentsDir: config.signal.attachments_dir } : {}),
+      ...(config.signal.shared_dir ? { sharedDir: { here: config.signal.shared_dir, inDaemon: config.signal.shared_dir_in_daemon || config.signal.shared_dir } } : {}),
       ...overrides.signal,
     }),
     new WhatsAppNetwork({ paceMs: [min, max], sentRetentionMs: config.retention.message_map_days * 86_400_000, ...overrides.whatsapp }),
@@ -164,13 +167,15 @@ export async function startBridge(config: Config, deps: BridgeDeps = {}): Promis
     homeserverUrl: config.homeserver.address, asToken: config.appservice.double_puppet.as_token, domain,
     botLocalpart: config.appservice.bot.username, log: log.child({ part: 'matrix-puppet' }),
   }) : undefined)
-  const matrixParticipant = new MatrixParticipant({ api, ghosts, media, domain, botMxid, log, ...(puppetApi && puppetSource ? { puppet: { api: puppetApi, source: puppetSource } } : {}) })
+  const roomState = new RoomState({ api, media, botMxid, log: log.child({ part: 'room-state' }) })
+  const matrixParticipant = new MatrixParticipant({ api, ghosts, media, domain, botMxid, log, roomState, ...(puppetApi && puppetSource ? { puppet: { api: puppetApi, source: puppetSource } } : {}) })
   const participants = new Map<NetworkId, Participant>([['matrix', matrixParticipant]])
   for (const [id, n] of networks) participants.set(id, n)
 
   const ownLogins = new OwnLogins({ logins, matrixName: (roomId, mxid) => rooms.memberName(roomId, mxid) })
+  const groupState = new GroupState({ db, portals, rooms, log: log.child({ part: 'group-state' }), kick: (n, chatId) => outbox.kick(n, chatId) })
   const deliverer = new Deliverer({
-    db, portals, participants, names: new SenderNames(db), rooms, own: ownLogins, puppets: mxid => matrixParticipant.canPuppet(mxid),
+    db, portals, participants, names: new SenderNames(db), rooms, own: ownLogins, puppets: mxid => matrixParticipant.canPuppet(mxid), groupState,
     template: config.bridge.relay.message_format, reactions: config.bridge.relay.reactions,
   })
   const outbox = new Outbox({
@@ -192,6 +197,8 @@ export async function startBridge(config: Config, deps: BridgeDeps = {}): Promis
     const name = group?.name || `${NETWORK_LABEL[network]} group`
     const roomId = await rooms.createPortalRoom({ name, invite: [login.ownerMxid] })
     const portal = await portals.link(await portals.create(roomId, { name, creator: login.ownerMxid }), network, event.chat.id, login.id, group?.name)
+    await groupState.seed(portal, network, { name })
+    await groupState.seed(portal, 'matrix', { name })
     await rooms.setBridgeInfo(roomId, network, { network, id: event.chat.id, name }, login.ownerMxid)
     log.info({ network, room: roomId }, 'Created a portal room for a group that spoke')
     return portal
@@ -199,12 +206,10 @@ export async function startBridge(config: Config, deps: BridgeDeps = {}): Promis
   const router = new Router({
     db, portals, outbox, log, createPortal, identify: (sender, roomId) => ownLogins.identify(sender, roomId),
     onChatUpdate: async (portal, event) => {
-      if (!event.name) return
+      // The group's own name, for status texts; what the room and the other group show is group state's to keep.
       const network = event.chat.network
-      if (network !== 'matrix' && groupNameOf(portal, network) !== event.name) portal = await portals.setGroupName(portal, network, event.name)
-      if (event.name === portal.name) return
-      await portals.setName(portal, event.name)
-      await rooms.setRoomName(portal.roomId, event.name)
+      if (event.name && network !== 'matrix' && groupNameOf(portal, network) !== event.name) portal = await portals.setGroupName(portal, network, event.name)
+      await groupState.receive(portal, event)
     },
   })
   // The homeserver as the last start-up check saw it, for the bridge-wide status.
@@ -224,7 +229,7 @@ export async function startBridge(config: Config, deps: BridgeDeps = {}): Promis
   ]
   const web = config.console.enabled ? await startConsole(config, { db, api, logins, portals, networks, outbox, rooms, botMxid, log: log.child({ part: 'console' }), ...deps.console }) : undefined
   const commands = new Commands({
-    prefix: config.bridge.command_prefix, permissions: config.bridge.permissions, portals, logins, networks, rooms, outbox,
+    prefix: config.bridge.command_prefix, permissions: config.bridge.permissions, portals, logins, networks, rooms, outbox, groupState,
     log: log.child({ part: 'commands' }), qrPng, services, ...(web ? { console: web } : {}),
   })
   const upgrades = new RoomUpgrades({
@@ -234,6 +239,7 @@ export async function startBridge(config: Config, deps: BridgeDeps = {}): Promis
   const events = new MatrixEvents({
     db, inbox, api, router, commands, rooms, upgrades, ghosts, portals, media, domain, botMxid,
     permissions: config.bridge.permissions, log: log.child({ part: 'matrix-events' }), ...(puppetSource ? { puppetSource } : {}),
+    onPowerChanged: roomId => groupState.permissionsChanged('matrix', roomId),
     ...(deps.timings?.inboxRetryMs ? { retryDelayMs: deps.timings.inboxRetryMs } : {}),
   })
   const ephemeral = new Ephemeral({
@@ -284,6 +290,9 @@ export async function startBridge(config: Config, deps: BridgeDeps = {}): Promis
       if (portal) await rooms.notice(portal.roomId, text).catch(err => log.warn({ err: (err as Error).message }, 'Could not send a notice'))
     },
     isBridgedChat: (n, chatId) => portals.find(n, chatId) !== undefined,
+    permissionsChanged: (n, chatId) => {
+      groupState.permissionsChanged(n, chatId).catch(err => log.warn({ err: (err as Error).message }, 'Could not retry the group changes that waited for a permission'))
+    },
     findCopy: async (n, chatId, remoteId) => {
       const found = await MessageMap.find(db, n, chatId, remoteId)
       return found ? { extra: found.copy.extra ?? {} } : undefined

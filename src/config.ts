@@ -32,7 +32,12 @@ export const configSchema = z.object({
   }),
   database: z.object({ uri: z.string().default('') }),
   data_dir: z.string().min(1).default('./data'),
-  signal: z.object({ daemon_url: url, attachments_dir: z.string().default('') }),
+  signal: z.object({
+    daemon_url: url,
+    attachments_dir: z.string().default(''),
+    shared_dir: z.string().default(''),
+    shared_dir_in_daemon: z.string().default(''),
+  }),
   whatsapp: z
     .object({ send_pace_ms: z.tuple([z.number().min(0), z.number().min(0)]).default([800, 2500]) })
     .default({ send_pace_ms: [800, 2500] }),

@@ -51,7 +51,7 @@ export async function terminalLogin(config: Config, network: 'signal' | 'whatsap
       const ctx: NetworkContext = {
         log: createLogger('warn'), db, media: new FileMediaStore(config.data_dir), metrics: new Registry(), logins,
         receive: async () => {}, ephemeral: () => {}, wantsEphemeral: { typing: false, receipts: false }, reportState: async () => {}, notify: async () => {},
-        notifyChat: async () => {}, isBridgedChat: () => false, findCopy: async () => undefined,
+        notifyChat: async () => {}, isBridgedChat: () => false, permissionsChanged: () => {}, findCopy: async () => undefined,
       }
       const login = await linkWhatsApp(
         { ctx, factory: baileysSocketFactory, people: new People(db, Date.now), retryCache: new TtlCache(3_600_000), timeoutMs: 180_000 },

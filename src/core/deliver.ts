@@ -1,6 +1,7 @@
 // Step 4 of the flow: turn a queued row into a Delivery for its network, send it, and say what to record.
 // Also the one place that decides how a failure is reported: in Matrix, never on Signal or WhatsApp.
 import type { Db } from '../db/types.ts'
+import type { GroupState } from './group-state.ts'
 import { asDeliveryError, DeliveryError } from './errors.ts'
 import { MessageMap } from './messages.ts'
 import { NETWORK_LABEL, type CopyRef, type Delivery, type DeliveryTarget, type MessageContent, type NetworkId, type Person, type RemoteNetworkId, type SendResult } from './model.ts'
@@ -23,6 +24,7 @@ export interface DelivererOptions {
   own: OwnLogins
   /** Whether the bridge can post in Matrix as this user (double puppeting); if not, the bot posts under their name. */
   puppets: (mxid: string) => boolean
+  groupState: GroupState
 }
 
 interface Payload {
@@ -89,6 +91,8 @@ export class Deliverer {
         }
         case 'reaction':
           return this.reaction(row, p, base, relayed, name)
+        case 'chat_update':
+          return this.opts.groupState.deliver(row, participant, base)
       }
     }
     const network = row.network
@@ -130,6 +134,9 @@ export class Deliverer {
       }
       case 'reaction':
         return this.remoteReaction(portal, row, p, name, through, viaRelay)
+      case 'chat_update':
+        // A group's name, description or picture changes through the room's relay (never a person's own account).
+        return this.opts.groupState.deliver(row, participant, viaRelay())
     }
   }
 
@@ -271,7 +278,7 @@ export class Deliverer {
     if (!portal || row.network === 'matrix' && !portal.roomId) return
     const p = row.payload as unknown as Payload
     const where = NETWORK_LABEL[row.network]
-    const what = row.op === 'message' ? 'A message' : row.op === 'edit' ? 'An edit' : row.op === 'delete' ? 'A deletion' : 'A reaction'
+    const what = { message: 'A message', edit: 'An edit', delete: 'A deletion', reaction: 'A reaction', chat_update: 'A change of the group’s name, description or picture' }[row.op]
     const who = p.sender?.displayName ? ` from ${p.sender.displayName}` : ''
     await this.opts.rooms.notice(portal.roomId, `⚠️ ${what}${who} was not delivered to ${where}: ${error.userMessage}`)
     const matrixCopy = row.message_id ? (await MessageMap.copiesOn(this.opts.db, row.message_id, 'matrix')).original : undefined

@@ -56,3 +56,21 @@ export function asDeliveryError(err: unknown): DeliveryError {
     internal: message,
   })
 }
+
+/**
+ * The bridge may not make this change of group state on the network (a Matrix power level, a Signal or WhatsApp
+ * admin right). Not a failure to retry with backoff: the change waits until the permission arrives, and the room
+ * is told once what is missing (core/group-state.ts).
+ */
+export class NotPermitted extends Error {
+  /** What is missing, as a clause: "setting the room name (m.room.name) needs power level 50, and I have 0". */
+  readonly missing: string
+  /** What would let it through, as a sentence: "Make the relay account a group admin, and I will make the change then." */
+  readonly remedy: string
+  constructor(missing: string, remedy: string) {
+    super(missing)
+    this.name = 'NotPermitted'
+    this.missing = missing
+    this.remedy = remedy
+  }
+}

@@ -124,10 +124,24 @@ export interface InboundReaction extends InboundBase {
   emoji: string
   removed: boolean
 }
+// ---- Group state: name, topic (description) and picture (avatar), kept in step (core/group-state.ts) ----
+
+export type ChatField = 'name' | 'topic' | 'avatar'
+export const CHAT_FIELDS: readonly ChatField[] = ['name', 'topic', 'avatar']
+/** A group picture, as bytes in the media store (content-addressed: the same picture has the same id). */
+export interface ChatAvatar {
+  mediaId: string
+  mimetype: string
+}
+/** A field's value: text for the name and topic; a picture, or null when it was removed, for the avatar. */
+export type ChatValue = string | ChatAvatar | null
+
+/** A group's name, topic or picture changed. Fields left out did not change (or are not known). */
 export interface InboundChatUpdate extends InboundBase {
   kind: 'chat_update'
   name?: string
   topic?: string
+  avatar?: ChatAvatar | null
 }
 
 export type InboundEvent = InboundMessage | InboundEdit | InboundDelete | InboundReaction | InboundChatUpdate
@@ -220,7 +234,14 @@ export interface ReactionDelivery extends DeliveryBase {
   previous?: CopyRef
 }
 
-export type Delivery = MessageDelivery | EditDelivery | DeleteDelivery | ReactionDelivery
+/** Set a group's name, topic or picture, as the bridge itself (bot or relay account). */
+export interface ChatUpdateDelivery extends DeliveryBase {
+  kind: 'chat_update'
+  field: ChatField
+  value: ChatValue
+}
+
+export type Delivery = MessageDelivery | EditDelivery | DeleteDelivery | ReactionDelivery | ChatUpdateDelivery
 
 /** What a successful send produced on the target network. */
 export interface SendResult {

@@ -2,7 +2,7 @@
 import type { Logger } from 'pino'
 import type { Registry } from 'prom-client'
 import type { Db } from '../db/types.ts'
-import type { Delivery, EphemeralEvent, InboundEvent, NetworkId, Person, RemoteNetworkId, SendResult } from './model.ts'
+import type { ChatField, ChatValue, Delivery, EphemeralEvent, InboundEvent, NetworkId, Person, RemoteNetworkId, SendResult } from './model.ts'
 import type { MediaStore } from './media.ts'
 
 export type ConnectionState = 'connecting' | 'connected' | 'disconnected' | 'logged_out'
@@ -66,6 +66,9 @@ export interface NetworkContext {
   notifyChat(network: RemoteNetworkId, chatId: string, text: string): Promise<void>
   /** Whether a remote chat is linked to a portal (adapters skip unlinked chats early). */
   isBridgedChat(network: RemoteNetworkId, chatId: string): boolean
+  /** Something about who may change a group changed (an admin was made, a permission setting changed): changes of
+   * the group's name, description or picture that waited for a permission are tried again. Never fails. */
+  permissionsChanged(network: RemoteNetworkId, chatId: string): void
   /** Look up a recorded copy by its remote id on this adapter's network (for getMessage, quotes). */
   findCopy(network: NetworkId, chatId: string, remoteId: string): Promise<{ extra: Record<string, unknown> } | undefined>
 }
@@ -74,6 +77,9 @@ export interface NetworkContext {
 export interface Participant {
   readonly network: NetworkId
   send(delivery: Delivery): Promise<SendResult>
+  /** A group name, topic or picture as this network would keep it (control characters stripped, cut to its
+   * limits), so that the echo of a change the bridge makes reads the same as what it recorded. */
+  chatValue?(field: ChatField, value: ChatValue): ChatValue
 }
 
 /** Where ephemeral events are shown: Matrix, on the person's ghost (matrix/ephemeral.ts). */
@@ -86,6 +92,10 @@ export interface EphemeralSink {
 export interface GroupInfo {
   id: string
   name: string
+  /** The group's description, where the network said it. */
+  topic?: string
+  /** The group's disappearing-message timer in seconds (0: off), where the network said it. */
+  disappearingSeconds?: number
   memberCount: number
   inviteLink?: string
 }

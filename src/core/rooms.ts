@@ -30,6 +30,4 @@ export interface MatrixRooms {
     detail?: { reason: string; message: string; internal?: string }): Promise<void>
   /** A member's display name in the room as the bridge last saw it (their user id's localpart when unnamed). */
   memberName(roomId: string, mxid: string): Promise<string>
-  /** Names the room; where the bot lacks the power, says so in the room and names it once the power arrives. */
-  setRoomName(roomId: string, name: string): Promise<void>
 }

@@ -17,6 +17,7 @@ import { parseGhost, type Ghosts } from './ghosts.ts'
 import type { Inbox, InboxRow, MatrixEvent } from './inbox.ts'
 import type { BotRooms } from './rooms.ts'
 import type { RoomUpgrades } from './upgrade.ts'
+import { chatUpdateOf } from './room-state.ts'
 
 export interface MatrixEventsOptions {
   db: Db
@@ -34,6 +35,8 @@ export interface MatrixEventsOptions {
   permissions: Record<string, 'relay' | 'user' | 'admin'>
   /** The mark of what the bridge posted as people (double puppeting), when it does. */
   puppetSource?: string
+  /** The room's power levels changed: group changes waiting for the bot's power are tried again. */
+  onPowerChanged?: (roomId: string) => Promise<void>
   log: Logger
   batchSize?: number
   /** Attempts before an event that keeps failing is given up on (and reported). */
@@ -283,17 +286,16 @@ export class MatrixEvents {
       if (portal) await rooms.messageStatus(ev.room_id, ev.event_id, 'signal', 'FAIL_PERMANENT', { reason: 'com.beeper.undecryptable_event', message: 'The bridge cannot read encrypted messages.' })
       return
     }
-    if (ev.type === 'm.room.name' && typeof ev.state_key === 'string') {
-      await step.flush()
-      if (portal && typeof ev.content.name === 'string') {
-        await portals.setName(portal, ev.content.name)
-        await rooms.names.renamedInMatrix(ev.room_id)
-      }
+    if ((ev.type === 'm.room.name' || ev.type === 'm.room.topic' || ev.type === 'm.room.avatar') && typeof ev.state_key === 'string') {
+      if (!portal) return
+      const sender: Person = { network: 'matrix', id: ev.sender, displayName: await this.displayName(ev.room_id, ev.sender) }
+      const update = await chatUpdateOf(ev, sender, { media, download: mxc => api.downloadMedia(mxc) })
+      if (update) await step.route(update)
       return
     }
     if (ev.type === 'm.room.power_levels' && ev.state_key === '') {
       await step.flush()
-      if (portal) await rooms.names.powerChanged(ev.room_id, ev.content)
+      if (portal) await this.opts.onPowerChanged?.(ev.room_id)
       return
     }
     if (ev.type === 'm.room.tombstone' && ev.state_key === '') {

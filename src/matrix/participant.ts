@@ -1,7 +1,8 @@
 // Matrix as a participant: remote people speak in the room through their ghosts.
 import type { Logger } from 'pino'
 import type { MediaStore } from '../core/media.ts'
-import type { CopyRef, Delivery, MessageContent, SendResult } from '../core/model.ts'
+import { NotPermitted } from '../core/errors.ts'
+import type { ChatField, ChatValue, CopyRef, Delivery, MessageContent, SendResult } from '../core/model.ts'
 import type { Participant } from '../core/network.ts'
 import type { HomeserverApi } from './client.ts'
 import { matrixDeliveryError } from './client-errors.ts'
@@ -10,6 +11,7 @@ import { ghostMxid, parseGhost, type Ghosts } from './ghosts.ts'
 import { DOUBLE_PUPPET_KEY } from './double-puppet.ts'
 import type { MentionResolver } from './html.ts'
 import { editContent, splitForMatrix } from './limits.ts'
+import { matrixChatValue, type RoomState } from './room-state.ts'
 
 type Json = Record<string, unknown>
 
@@ -32,6 +34,7 @@ export interface MatrixParticipantOptions {
   domain: string
   botMxid: string
   log: Logger
+  roomState: RoomState
   /** Double puppeting: the homeserver API with the second registration's token, and the mark its posts carry. */
   puppet?: { api: HomeserverApi; source: string }
 }
@@ -61,10 +64,20 @@ export class MatrixParticipant implements Participant {
 
   async send(d: Delivery): Promise<SendResult> {
     try {
+      // A group's name, topic or picture is the room's state, set by the bot (no ghost speaks).
+      if (d.kind === 'chat_update') {
+        await this.opts.roomState.set(d.target.chatId, d.field, d.value)
+        return {}
+      }
       return await this.sendUnchecked(d)
     } catch (err) {
+      if (err instanceof NotPermitted) throw err
       throw matrixDeliveryError(err)
     }
+  }
+
+  chatValue(field: ChatField, value: ChatValue): ChatValue {
+    return matrixChatValue(field, value)
   }
 
   private async sendUnchecked(d: Delivery): Promise<SendResult> {
@@ -133,6 +146,8 @@ export class MatrixParticipant implements Participant {
         }
         return done(await send('m.reaction', { 'm.relates_to': { rel_type: 'm.annotation', event_id: d.of.remoteId, key: d.emoji } }))
       }
+      case 'chat_update':
+        return {} // handled in send()
     }
   }
 

@@ -5,7 +5,6 @@ import type { Db } from '../db/types.ts'
 import type { NetworkId, RemoteNetworkId } from '../core/model.ts'
 import type { BridgeChannel, MatrixRooms } from '../core/rooms.ts'
 import type { HomeserverApi } from './client.ts'
-import { RoomNames } from './room-names.ts'
 import { roomNameWithin } from './limits.ts'
 
 const PROTOCOL: Record<RemoteNetworkId, { id: string; displayname: string; external_url: string }> = {
@@ -19,12 +18,9 @@ export const bridgeStateKey = (network: RemoteNetworkId, channelId: string): str
 
 export class BotRooms implements MatrixRooms {
   private readonly opts: { api: HomeserverApi; db: Db; botMxid: string; log?: Logger }
-  /** Room names the bot sets, and those waiting for the power to. */
-  readonly names: RoomNames
 
   constructor(opts: { api: HomeserverApi; db: Db; botMxid: string; log?: Logger }) {
     this.opts = opts
-    this.names = new RoomNames({ ...opts, notice: (roomId, text) => this.notice(roomId, text) })
   }
 
   private txn(): string {
@@ -135,10 +131,6 @@ export class BotRooms implements MatrixRooms {
       name = typeof state?.displayname === 'string' ? state.displayname : null
     }
     return name || mxid.slice(1, mxid.indexOf(':'))
-  }
-
-  setRoomName(roomId: string, name: string): Promise<void> {
-    return this.names.set(roomId, roomNameWithin(name))
   }
 }
 

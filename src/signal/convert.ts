@@ -283,15 +283,16 @@ export interface MediaDeps {
   media: MediaStore
   getAttachment(id: string): Promise<Buffer>
   getSticker(packId: string, stickerId: number): Promise<Buffer>
-  groupName(groupId: string): Promise<string | undefined>
+  /** The group's name and description now (a group update does not say what changed, §4.10). */
+  groupDetails(groupId: string): Promise<{ name: string; topic: string } | undefined>
 }
 
 /** Fetches what the pure conversion left pending. Fetch errors propagate, so the caller retries. */
 export async function completeEvent(c: Converted, deps: MediaDeps): Promise<InboundEvent> {
   const event = c.event
   if (c.groupUpdate && event.kind === 'chat_update') {
-    const name = await deps.groupName(c.groupUpdate)
-    return name === undefined ? event : { ...event, name }
+    const details = await deps.groupDetails(c.groupUpdate)
+    return details === undefined ? event : { ...event, ...details }
   }
   if (event.kind !== 'message' && event.kind !== 'edit') return event
   let body = event.content.body

@@ -1,15 +1,18 @@
 // The Signal adapter: one signal-cli daemon, one event stream per relay login, deliveries through send.ts.
+import { mkdir, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import type { Logger } from 'pino'
 import { Counter, Gauge } from 'prom-client'
 import { clockTime, type ConnectionState, type GroupInfo, type Login, type LoginRequest, type LoginUi, type NetworkContext, type RemoteNetwork, type ServiceHealth, type ServiceStatus } from '../core/network.ts'
-import type { Delivery, SendResult } from '../core/model.ts'
-import { UserError } from '../core/errors.ts'
+import type { ChatField, ChatValue, Delivery, SendResult } from '../core/model.ts'
+import { DeliveryError, UserError } from '../core/errors.ts'
 import { AttachmentFiles } from './attachments.ts'
 import { SignalClient, SignalRpcError, SignalUnreachableError, isAccountGone } from './client.ts'
 import { SignalEventStream, type StreamTimings } from './events.ts'
 import { completeEvent, convertInner, ephemeralOf, meaningfulName, neutralLabel, type Converted } from './convert.ts'
 import { sendDelivery } from './send.ts'
 import { DEVICE_NAME, linkDevice } from './login.ts'
+import { MAX_GROUP_NAME, signalChatValue } from './group-state.ts'
 import type { GroupJson } from './types.ts'
 
 export interface SignalTimings extends Partial<StreamTimings> {
@@ -37,11 +40,13 @@ export interface SignalNetworkOptions {
   timings?: SignalTimings
   /** The daemon's attachments directory as this process sees it (a shared volume): relayed files are removed. */
   attachmentsDir?: string
+  /** A directory both this process and the daemon can read, and this process write (a group picture is handed to
+   * `updateGroup` as a file): its path here, and as the daemon sees it. */
+  sharedDir?: { here: string; inDaemon: string }
 }
 
 const GROUP_ID = /^[A-Za-z0-9+/]{43}=$/
 const GROUP_LINK = /^https:\/\/signal\.group\/#\S+$/
-const MAX_GROUP_NAME = 32
 const unlinkedSentence = 'The Signal relay account is no longer linked to the bridge (removed on the phone, or unused for weeks). Its owner can re-link it with `!relay login signal`; messages wait until then.'
 
 interface Runner {
@@ -129,6 +134,7 @@ export class SignalNetwork implements RemoteNetwork {
       login: async id => (id ? ctx.logins.get(id) : undefined),
       onAccountGone: login => this.markUnlinked(login),
       onOutcome: (kind, outcome) => this.metrics?.sends.inc({ kind, outcome }),
+      avatarPath: value => this.avatarFile(value.mediaId, value.mimetype),
     })
     // Another of the bridge's accounts in the same group receives this send as a member's message: an echo, until
     // the outbox has recorded the copy (after which the core knows its id).
@@ -137,6 +143,22 @@ export class SignalNetwork implements RemoteNetwork {
       if (this.sentIds.size > 2000) this.sentIds.delete(this.sentIds.values().next().value!)
     }
     return result
+  }
+
+  chatValue(field: ChatField, value: ChatValue): ChatValue {
+    return signalChatValue(field, value)
+  }
+
+  /** A group picture written where the daemon can read it; its path as the daemon sees it. */
+  private async avatarFile(mediaId: string, mimetype: string): Promise<string> {
+    const shared = this.opts.sharedDir
+    if (!shared) {
+      throw new DeliveryError('permanent', 'The bridge cannot hand a picture to signal-cli: set signal.shared_dir (a directory the bridge writes and the daemon reads) and signal.shared_dir_in_daemon (the same directory as the daemon sees it).')
+    }
+    const name = `group-avatar-${mediaId.replace(/[^A-Za-z0-9_-]/g, '')}.${mimetype === 'image/png' ? 'png' : 'jpg'}`
+    await mkdir(shared.here, { recursive: true })
+    await writeFile(join(shared.here, name), await this.need().media.get(mediaId))
+    return join(shared.inDaemon, name)
   }
 
   async login(request: LoginRequest, ui: LoginUi): Promise<Login> {
@@ -301,12 +323,14 @@ export class SignalNetwork implements RemoteNetwork {
           getAttachment: async id => Buffer.from((await this.client.call<{ data: string }>('getAttachment', { account: runner.login.address, id })).data, 'base64'),
           getSticker: async (packId, stickerId) =>
             Buffer.from((await this.client.call<{ data: string }>('getSticker', { account: runner.login.address, packId, stickerId })).data, 'base64'),
-          groupName: async groupId => {
+          groupDetails: async groupId => {
             const [g] = await this.client.call<GroupJson[]>('listGroups', { account: runner.login.address, groupId })
-            return g?.name ?? undefined
+            return g ? { name: g.name ?? '', topic: g.description ?? '' } : undefined
           },
         })
         await ctx.receive(event)
+        // What changed is not said (§4.10): an admin made, or the edit permission opened, lets waiting changes through.
+        if (event.kind === 'chat_update') ctx.permissionsChanged('signal', event.chat.id)
         this.metrics?.events.inc({ outcome: 'received' })
         return true
       } catch (err) {
@@ -395,6 +419,8 @@ export function toGroupInfo(g: GroupJson): GroupInfo {
   return {
     id: g.id,
     name: g.name ?? '',
+    ...(typeof g.description === 'string' ? { topic: g.description } : {}),
+    ...(typeof g.messageExpirationTime === 'number' ? { disappearingSeconds: g.messageExpirationTime } : {}),
     memberCount: g.members?.length ?? 0,
     ...(g.groupInviteLink ? { inviteLink: g.groupInviteLink } : {}),
   }

@@ -5,11 +5,12 @@ import type { Login } from '../core/network.ts'
 import type { CopyRef, Delivery, SendResult } from '../core/model.ts'
 import { plainText } from '../core/model.ts'
 import { concat } from '../core/richtext.ts'
-import { DeliveryError } from '../core/errors.ts'
+import { DeliveryError, NotPermitted } from '../core/errors.ts'
 import type { MediaStore } from '../core/media.ts'
 import { isAccountGone, SignalRpcError, SignalUnreachableError, type SignalClient } from './client.ts'
 import type { GroupJson, SendResultJson } from './types.ts'
 import { attachmentUri, parseRemoteId, renderParts, renderWhole, type SignalText } from './render.ts'
+import { relayIsAdmin, updateGroupParams, type GroupStateDeps } from './group-state.ts'
 
 export const EDIT_WINDOW_MS = 24 * 3600_000
 export const DELETE_WINDOW_MS = 24 * 3600_000
@@ -29,6 +30,7 @@ export interface SendDeps {
   onAccountGone(login: Login): Promise<void>
   onOutcome?(kind: Delivery['kind'], outcome: SendOutcome): void
   now?: () => number
+  avatarPath: GroupStateDeps['avatarPath']
 }
 
 export async function sendDelivery(delivery: Delivery, deps: SendDeps): Promise<SendResult> {
@@ -44,6 +46,7 @@ export async function sendDelivery(delivery: Delivery, deps: SendDeps): Promise<
     deps.onOutcome?.(delivery.kind, 'ok')
     return result
   } catch (err) {
+    if (err instanceof NotPermitted) throw err
     const mapped = toDeliveryError(err)
     deps.onOutcome?.(delivery.kind, mapped.disposition)
     if (isAccountGone(err)) await deps.onAccountGone(login)
@@ -109,15 +112,18 @@ async function dispatch(delivery: Delivery, login: Login, deps: SendDeps): Promi
       })
       return resultOf(res, login)
     }
+    case 'chat_update': {
+      const params = await updateGroupParams(delivery, login, deps)
+      if (params) await call(deps, 'updateGroup', params)
+      return {}
+    }
   }
 }
 
 /** Whether the relay account is an admin of the group, from listGroups (members[].isAdmin in 0.14, admins before). */
 async function isGroupAdmin(deps: SendDeps, login: Login, groupId: string): Promise<boolean> {
   const [g] = await deps.client.call<GroupJson[]>('listGroups', { account: login.address, groupId })
-  const me = (m: { number: string | null; uuid: string | null } | string): boolean =>
-    typeof m === 'string' ? m === login.address || m === login.personId : m.uuid === login.personId || m.number === login.address
-  return !!g && ((g.members ?? []).some(m => typeof m !== 'string' && m.isAdmin === true && me(m)) || (g.admins ?? []).some(me))
+  return !!g && relayIsAdmin(g, login)
 }
 
 function quoteOf(ref: CopyRef | undefined): Record<string, unknown> {

@@ -125,4 +125,8 @@ export interface GroupJson {
   /** Deprecated since 0.14 in favour of members[].isAdmin; still sent. */
   admins?: Array<{ number: string | null; uuid: string | null } | string>
   groupInviteLink?: string | null
+  /** Who may change the name, description, picture and timer: `EVERY_MEMBER` or `ONLY_ADMINS`. */
+  permissionEditDetails?: string | null
+  /** The disappearing-message timer in seconds (0: off). */
+  messageExpirationTime?: number | null
 }

@@ -2,7 +2,8 @@
 // and group management.
 import { Counter, Gauge, type Registry } from 'prom-client'
 import { DeliveryError, UserError } from '../core/errors.ts'
-import type { Delivery, SendResult } from '../core/model.ts'
+import type { ChatField, ChatValue, Delivery, SendResult } from '../core/model.ts'
+import { whatsappChatValue } from './group-state.ts'
 import type { ConnectionState, GroupInfo, Login, LoginRequest, LoginUi, NetworkContext, RemoteNetwork } from '../core/network.ts'
 import { linkWhatsApp } from './login.ts'
 import { MessageStore } from './messages.ts'
@@ -39,6 +40,8 @@ export class WhatsAppNetwork implements RemoteNetwork {
   readonly #opts: Required<Omit<WhatsAppNetworkOptions, 'now'>> & { now: () => number }
   readonly #sessions = new Map<string, Session>()
   readonly #inFlight = new Set<string>()
+  /** Groups whose picture the relay is changing: WhatsApp re-encodes a picture, so its echo cannot be told by its bytes. */
+  readonly #ownPictures = new Set<string>()
   readonly #retryCache = new TtlCache(60 * 60_000)
   readonly #groups = new GroupCache()
   #ctx: NetworkContext | undefined
@@ -86,6 +89,7 @@ export class WhatsAppNetwork implements RemoteNetwork {
       now,
       paceMs: this.#opts.paceMs,
       inFlight: this.#inFlight,
+      ownPictures: this.#ownPictures,
       onSent: (ok, kind) => this.#sends?.inc({ kind, result: ok ? 'ok' : 'error' }),
     })
     for (const login of await ctx.logins.list('whatsapp')) if (login.state !== 'logged_out') await this.#open(login)
@@ -113,6 +117,10 @@ export class WhatsAppNetwork implements RemoteNetwork {
 
   send(delivery: Delivery): Promise<SendResult> {
     return this.#sender.send(delivery)
+  }
+
+  chatValue(field: ChatField, value: ChatValue): ChatValue {
+    return whatsappChatValue(field, value)
   }
 
   async login(request: LoginRequest, ui: LoginUi): Promise<Login> {
@@ -143,7 +151,7 @@ export class WhatsAppNetwork implements RemoteNetwork {
     const all = await sock.groupFetchAllParticipating()
     return Object.values(all).map(g => {
       this.#groups.set(g)
-      return { id: g.id, name: g.subject, memberCount: g.size ?? g.participants.length }
+      return { id: g.id, name: g.subject, memberCount: g.size ?? g.participants.length, disappearingSeconds: g.ephemeralDuration ?? 0 }
     })
   }
 
@@ -161,7 +169,7 @@ export class WhatsAppNetwork implements RemoteNetwork {
     const g = all[jid]
     if (!g) throw new UserError('The relay account is not in that WhatsApp group. Add it to the group, or give an invite link.')
     this.#groups.set(g)
-    return { id: g.id, name: g.subject, memberCount: g.participants.length }
+    return { id: g.id, name: g.subject, topic: g.desc ?? '', memberCount: g.participants.length, disappearingSeconds: g.ephemeralDuration ?? 0 }
   }
 
   async createGroup(login: Login, name: string): Promise<GroupInfo> {
@@ -201,6 +209,7 @@ export class WhatsAppNetwork implements RemoteNetwork {
       reconnect: this.#opts.reconnect,
       inFlight: this.#inFlight,
       openLogins: () => this.#sessions.size,
+      ownPictures: this.#ownPictures,
       onState: (id, state) => {
         for (const st of STATES) this.#stateGauge?.set({ login: id, state: st }, st === state ? 1 : 0)
       },

@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto'
 import type { Boom } from '@hapi/boom'
 import type { AnyMessageContent, MiscMessageGenerationOptions, WAMessage, WAMessageKey } from '@whiskeysockets/baileys'
 import type { Logger } from 'pino'
-import { DeliveryError } from '../core/errors.ts'
+import { DeliveryError, NotPermitted } from '../core/errors.ts'
 import type { MediaStore } from '../core/media.ts'
 import type { CopyRef, Delivery, MessageContent, SendResult } from '../core/model.ts'
 import { plainText } from '../core/model.ts'
@@ -12,6 +12,7 @@ import { concat } from '../core/richtext.ts'
 import type { MessageStore, StoredMessage } from './messages.ts'
 import type { People } from './people.ts'
 import { relayIsAdmin } from './membership.ts'
+import { setGroupState } from './group-state.ts'
 import { mediaContent, renderText, takesCaption } from './render.ts'
 import { statusOf, type GroupCache, type WaPort } from './socket.ts'
 
@@ -36,6 +37,8 @@ export interface SenderDeps {
   paceMs: [number, number]
   /** Ids about to be sent: their echo may arrive before sendMessage resolves. */
   inFlight: Set<string>
+  /** Groups whose picture the relay is changing (their next picture notification is its echo). */
+  ownPictures: Set<string>
   onSent?(ok: boolean, kind: Delivery['kind']): void
 }
 
@@ -90,6 +93,7 @@ export class Sender {
       return res
     } catch (err) {
       this.#d.onSent?.(false, delivery.kind)
+      if (err instanceof NotPermitted) throw err
       throw classify(err)
     } finally {
       this.#lastSend.set(paceKey, Date.now())
@@ -134,6 +138,9 @@ export class Sender {
         const text = delivery.removed ? '' : delivery.emoji
         return this.#one(conn, chat, { react: { text, key } }, messageIdFor(delivery.deliveryId))
       }
+      case 'chat_update':
+        await setGroupState(conn.sock, delivery, { groups: this.#d.groups, media: this.#d.media, ownPictures: this.#d.ownPictures })
+        return {}
     }
   }
 

@@ -5,6 +5,7 @@ import { DisconnectReason, extractMessageContent, jidDecode, jidNormalizedUser, 
 import type { ConnectionState, Login, NetworkContext } from '../core/network.ts'
 import { loadAuth, lockLogin, type LoginLock, type StoredAuth } from './auth.ts'
 import { toInbound } from './convert.ts'
+import { currentPicture } from './group-state.ts'
 import { isSelf } from './membership.ts'
 import type { MessageStore } from './messages.ts'
 import { neutralLabel, type People } from './people.ts'
@@ -24,6 +25,8 @@ export interface SessionDeps {
   inFlight: Set<string>
   /** How many WhatsApp logins are open: with more than one, one may hear in a group what another sent there. */
   openLogins(): number
+  /** Groups whose picture the relay is changing (send.ts): their next picture notification is its echo. */
+  ownPictures: Set<string>
   onState(loginId: string, state: ConnectionState): void
 }
 
@@ -144,7 +147,11 @@ export class Session {
       if (!mine(u.id)) return
       await this.#persistently(() => this.#learnParticipants(u.participants))
       await this.#ownMembership(u)
+      if (u.action === 'promote' && u.participants.some(p => isSelf(p, this.sock?.user)) && this.#d.ctx.isBridgedChat('whatsapp', u.id)) {
+        this.#d.ctx.permissionsChanged('whatsapp', u.id)
+      }
     }))
+    sock.ev.on('contacts.update', updates => void this.#serial(() => this.#persistently(() => this.#onPictures(updates))))
     sock.ev.on('lid-mapping.update', ({ lid, pn }) => void this.#serial(async () => { if (this.login.kind !== 'personal') await this.#d.people.link(lid, pn) }))
     sock.ev.on('message-receipt.update', receipts => {
       if (receipts.some(r => this.#isPhone(r.key.participant))) void this.#serial(() => this.#d.phone.seen(this.login.id))
@@ -344,6 +351,8 @@ export class Session {
     for (const u of updates) {
       if (!u.id) continue
       this.#d.groups.forget(u.id)
+      // Who may edit the group info changed: changes that waited for that go again.
+      if (u.restrict != null && this.#d.ctx.isBridgedChat('whatsapp', u.id)) this.#d.ctx.permissionsChanged('whatsapp', u.id)
       if (u.subject == null && u.desc == null) continue
       const author = u.author ? await this.#d.people.resolve(u.author, u.authorPn) : undefined
       const sender = author
@@ -353,6 +362,22 @@ export class Session {
       await this.#d.ctx.receive({
         kind: 'chat_update', chat: { network: 'whatsapp', id: u.id }, sender, remoteId: `${u.id}/subject/${at}`, timestamp: at, loginId: this.login.id,
         ...(u.subject != null ? { name: u.subject } : {}), ...(u.desc != null ? { topic: u.desc } : {}),
+      })
+    }
+  }
+
+  /** A group's picture changed (rc14 says so as contacts.update with `imgUrl` 'changed' or 'removed', and no author). */
+  async #onPictures(updates: BaileysEventMap['contacts.update']): Promise<void> {
+    const { ctx, ownPictures } = this.#d
+    for (const u of updates) {
+      const chat = u.id
+      if (!chat?.endsWith('@g.us') || (u.imgUrl !== 'changed' && u.imgUrl !== 'removed') || !ctx.isBridgedChat('whatsapp', chat) || !this.sock) continue
+      if (ownPictures.delete(chat)) continue // the echo of the relay's own change
+      const avatar = u.imgUrl === 'removed' ? null : await currentPicture(this.sock, chat, ctx.media)
+      const at = Date.now()
+      await ctx.receive({
+        kind: 'chat_update', chat: { network: 'whatsapp', id: chat }, remoteId: `${chat}/picture/${at}`, timestamp: at, loginId: this.login.id,
+        sender: { network: 'whatsapp', id: this.login.personId, displayName: this.login.displayName }, avatar,
       })
     }
   }

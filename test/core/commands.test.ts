@@ -27,7 +27,7 @@ describe.each(DB_KINDS)('commands on %s', kind => {
   it('help lists every command with one line each; in the direct chat no prefix is needed', async () => {
     const room = await roomWithBot(s)
     const help = await s.command(ALICE, room, '!relay help')
-    for (const word of ['help', 'status', 'login', 'logins', 'logout', 'groups', 'link', 'create', 'unlink', 'set', 'unset', 'console']) {
+    for (const word of ['help', 'status', 'login', 'logins', 'logout', 'groups', 'link', 'create', 'unlink', 'set', 'unset', 'console', 'sync']) {
       expect(help).toMatch(new RegExp(`• !relay ${word}\\b`))
     }
     expect(help.split('\n').filter(l => l.startsWith('• '))).toHaveLength(12)

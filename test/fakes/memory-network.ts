@@ -1,6 +1,6 @@
 // An in-memory network that implements the adapter contract, for the core's own tests: groups, logins,
 // sends and inbound events, with failures on demand. It knows nothing of Signal or WhatsApp wire formats.
-import { DeliveryError, UserError } from '../../src/core/errors.ts'
+import { DeliveryError, NotPermitted, UserError } from '../../src/core/errors.ts'
 import { plainText, type Delivery, type InboundEvent, type MessageContent, type RemoteNetworkId, type SendResult } from '../../src/core/model.ts'
 import type { ConnectionState, GroupInfo, Login, LoginRequest, LoginUi, NetworkContext, RemoteNetwork } from '../../src/core/network.ts'
 import { PATIENCE_MS } from '../support/patience.ts'
@@ -8,8 +8,11 @@ import { PATIENCE_MS } from '../support/patience.ts'
 export interface MemoryGroup {
   id: string
   name: string
+  topic?: string
   members: string[]
   inviteLink: string
+  /** Only admins may change the name, topic and picture, and the relay account is none. */
+  restricted?: boolean
 }
 
 export interface Sent {
@@ -79,6 +82,23 @@ export class MemoryNetwork implements RemoteNetwork {
     const g = { id, name, members, inviteLink: `https://invite.example/${id}` }
     this.groups.set(id, g)
     return g
+  }
+
+  /** Only admins may edit the group's info now (and the relay is none), or everyone may again: the network says so,
+   * as Signal's group updates and WhatsApp's groups.update do. */
+  restrictInfo(groupId: string, restricted: boolean): void {
+    this.groups.get(groupId)!.restricted = restricted
+    this.need().permissionsChanged(this.network, groupId)
+  }
+
+  /** Someone in the group changes its name or topic. */
+  async changeInfo(groupId: string, from: { id: string; name: string }, change: { name?: string; topic?: string }): Promise<void> {
+    const g = this.groups.get(groupId)!
+    Object.assign(g, change)
+    await this.inbound({
+      kind: 'chat_update', chat: { network: this.network, id: groupId }, sender: { network: this.network, id: from.id, displayName: from.name },
+      remoteId: `${this.network}-info-${++this.counter}`, timestamp: Date.now(), ...change,
+    })
   }
 
   /** The next `times` sends fail this way (a transient failure may ask for a retry no sooner than `retryAfterMs`). */
@@ -169,10 +189,31 @@ export class MemoryNetwork implements RemoteNetwork {
       this.refused.push({ delivery: d, disposition: 'permanent', at: Date.now() })
       throw new DeliveryError('permanent', 'The account is not a member of the group.', { loginUnusable: true })
     }
+    if (d.kind === 'chat_update') return this.changeByRelay(d)
     const remoteId = `${this.network}-out-${++this.counter}`
     this.sent.push({ delivery: d, remoteId, text: describe(d), at: Date.now() })
     for (const w of this.waiters.splice(0)) w()
     return { remoteId, authorId: login?.kind === 'personal' ? login.personId : (d.target.loginId ?? 'relay'), sentAt: Date.now() }
+  }
+
+  /** The relay changes the group's info: refused where only admins may; otherwise done, and (as WhatsApp does)
+   * every device of the group hears of it, the relay's own included: the bridge gets its own change back. */
+  private async changeByRelay(d: Extract<Delivery, { kind: 'chat_update' }>): Promise<SendResult> {
+    const g = this.groups.get(d.target.chatId)!
+    if (g.restricted) throw new NotPermitted('only admins may edit the group info, and the relay account is no admin', 'Make the relay account an admin, and I will make the change then.')
+    if (d.field === 'name') g.name = String(d.value)
+    if (d.field === 'topic') g.topic = String(d.value)
+    this.sent.push({ delivery: d, remoteId: '', text: describe(d), at: Date.now() })
+    for (const w of this.waiters.splice(0)) w()
+    const relay = d.target.loginId ? await this.need().logins.get(d.target.loginId) : undefined
+    if (d.field !== 'avatar') {
+      setImmediate(() => void this.inbound({
+        kind: 'chat_update', chat: { network: this.network, id: g.id },
+        sender: { network: this.network, id: relay?.personId ?? 'relay', displayName: relay?.displayName ?? 'Relay' },
+        remoteId: `${this.network}-info-${++this.counter}`, timestamp: Date.now(), [d.field]: d.value,
+      }).catch(() => {}))
+    }
+    return {}
   }
 
   async login(request: LoginRequest, ui: LoginUi): Promise<Login> {
@@ -198,7 +239,7 @@ export class MemoryNetwork implements RemoteNetwork {
   async joinGroup(_login: Login, idOrLink: string): Promise<GroupInfo> {
     const g = [...this.groups.values()].find(x => x.id === idOrLink || x.inviteLink === idOrLink)
     if (!g) throw new UserError(`I am not in a group “${idOrLink}”.`)
-    return { id: g.id, name: g.name, memberCount: g.members.length, inviteLink: g.inviteLink }
+    return { id: g.id, name: g.name, topic: g.topic ?? '', memberCount: g.members.length, inviteLink: g.inviteLink }
   }
 
   async createGroup(_login: Login, name: string): Promise<GroupInfo> {
@@ -221,5 +262,7 @@ function describe(d: Delivery): string {
       return `delete ${d.of.remoteId}`
     case 'reaction':
       return `${d.removed ? 'unreact' : 'react'} ${d.emoji} on ${d.of.remoteId}`
+    case 'chat_update':
+      return `set ${d.field}: ${typeof d.value === 'string' || d.value === null ? String(d.value) : `picture ${d.value.mediaId}`}`
   }
 }

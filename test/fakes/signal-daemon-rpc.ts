@@ -111,14 +111,14 @@ function groupJson(state: RpcState, g: FakeGroup, account: FakeAccount): unknown
     description: g.description,
     isMember: g.members.some(m => m.uuid === account.aci),
     isBlocked: false,
-    messageExpirationTime: 0,
+    messageExpirationTime: g.expirationSeconds ?? 0,
     members: g.members.map(m => ({ number: m.number, uuid: m.uuid, isAdmin: g.admins.includes(m.uuid) })),
     pendingMembers: [],
     requestingMembers: [],
     admins: g.members.filter(m => g.admins.includes(m.uuid)).map(m => ({ number: m.number, uuid: m.uuid })),
     banned: [],
     permissionAddMember: 'EVERY_MEMBER',
-    permissionEditDetails: 'EVERY_MEMBER',
+    permissionEditDetails: g.permissionEditDetails ?? 'EVERY_MEMBER',
     permissionSendMessage: 'EVERY_MEMBER',
     groupInviteLink: g.inviteLink,
     ...(state.opts.unknownFields ? { label: null, futureGroupField: true } : {}),
@@ -224,7 +224,20 @@ async function dispatch(state: RpcState, method: string, p: Params): Promise<unk
         return { groupId: g.id, timestamp: state.nextTimestamp(), results: [] }
       }
       const g = group(state, account!, p.groupId)
+      const details = ['name', 'description', 'avatar', 'expiration'].filter(k => p[k] !== undefined)
+      // Who may not edit the details is refused by the Signal server (403); how signal-cli words that is not
+      // documented, so the fake answers with the least telling of its errors (an I/O failure, -3).
+      if (details.length > 0 && g.permissionEditDetails === 'ONLY_ADMINS' && !g.admins.includes(account!.aci)) {
+        throw new RpcFault(-3, 'Failed to send message: [403] Authorization failed!')
+      }
+      if (p.avatar !== undefined) {
+        // A path on the daemon's filesystem (§5): a file that is not there is refused as an invalid attachment.
+        const data = typeof p.avatar === 'string' && p.avatar !== '' ? await readFile(p.avatar).catch(() => undefined) : undefined
+        if (!data) throw new RpcFault(-1, `Failed to add avatar attachment for group": ${String(p.avatar)} (No such file or directory)`)
+        g.avatar = data
+      }
       if (typeof p.name === 'string') g.name = p.name
+      if (typeof p.description === 'string') g.description = p.description
       return sendResult(state, account!, g, method)
     }
     case 'joinGroup': {

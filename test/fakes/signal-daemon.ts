@@ -37,6 +37,12 @@ export interface FakeGroup {
   inviteLink: string | null
   /** joinGroup by link only requests membership (admin approval). */
   requiresApproval: boolean
+  /** Who may change the name, description, picture and timer (listGroups' permissionEditDetails). */
+  permissionEditDetails?: 'EVERY_MEMBER' | 'ONLY_ADMINS'
+  /** The picture last set with updateGroup's `avatar`, as the file's bytes. */
+  avatar?: Buffer
+  /** The disappearing-message timer in seconds (listGroups' messageExpirationTime; 0 or absent: off). */
+  expirationSeconds?: number
 }
 export interface RecordedCall {
   method: string

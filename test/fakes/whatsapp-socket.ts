@@ -194,10 +194,70 @@ export class FakeWhatsApp {
   isAdmin(groupId: string, m: Sender | 'self'): boolean {
     return !!this.groups.get(groupId)?.participants.some(p => this.#is(p, m) && p.admin)
   }
-  renameGroup(groupId: string, subject: string): void {
+  renameGroup(groupId: string, subject: string, author?: Sender): void {
     const g = this.groups.get(groupId)
     if (g) g.subject = subject
-    this.current?.ev.emit('groups.update', [{ id: groupId, subject, subjectTime: Math.floor(Date.now() / 1000) }])
+    this.current?.ev.emit('groups.update', [{ id: groupId, subject, subjectTime: Math.floor(Date.now() / 1000), ...(author ? { author: this.#participantJid(groupId, author) } : {}) }])
+  }
+  /** A member changes the group's description: rc14 emits groups.update with `desc` (and its id and owner). */
+  describeGroup(groupId: string, desc: string, author?: Sender): void {
+    const g = this.#group(groupId)
+    g.desc = desc
+    g.descId = newId()
+    this.current?.ev.emit('groups.update', [{ id: groupId, desc, descId: g.descId, ...(author ? { author: this.#participantJid(groupId, author), descOwner: this.#participantJid(groupId, author) } : {}) }])
+  }
+  /** An admin lets only admins edit the group info (`restrict`), or everyone again. */
+  restrictInfo(groupId: string, restrict: boolean): void {
+    this.#group(groupId).restrict = restrict
+    this.current?.ev.emit('groups.update', [{ id: groupId, restrict }])
+  }
+  /** The pictures groups have now, as the bytes given (by updateProfilePicture, or a member's setPicture). */
+  readonly pictures = new Map<string, Buffer>()
+  /** What WhatsApp's CDN serves for a group's picture: the relay's uploads come back re-encoded, as WhatsApp does. */
+  readonly #served = new Map<string, Buffer>()
+  /** A member sets (or removes) the group's picture: rc14 emits contacts.update for the group with `imgUrl`
+   * 'changed' or 'removed' (Socket/messages-recv.js, the `picture` notification), and names no author there. */
+  setPicture(groupId: string, data: Buffer | null): void {
+    this.#group(groupId)
+    this.#picture(groupId, data, data)
+  }
+  #picture(groupId: string, data: Buffer | null, served: Buffer | null): void {
+    if (data && served) {
+      this.pictures.set(groupId, data)
+      this.#served.set(groupId, served)
+    } else {
+      this.pictures.delete(groupId)
+      this.#served.delete(groupId)
+    }
+    queueMicrotask(() => this.current?.ev.emit('contacts.update', [{ id: groupId, imgUrl: data ? 'changed' : 'removed' }]))
+  }
+  /** The relay changed the picture (rc14 makes a 640 px JPEG of it first): stored re-encoded, and every device of the
+   * group, the relay's own included, is told. */
+  ownPicture(groupId: string, data: Buffer | null): void {
+    this.#picture(groupId, data, data ? Buffer.concat([Buffer.from('re-encoded:'), data]) : null)
+  }
+  /** profilePictureUrl: a CDN address of the picture, or undefined for a group without one. */
+  pictureUrl(groupId: string): string | undefined {
+    const data = this.#served.get(groupId)
+    if (!data) return undefined
+    const p = `/pp/${randomBytes(6).toString('hex')}.jpg`
+    this.#blobs.set(p, data)
+    return this.#base + p
+  }
+  /** A change of the group's info by the relay account itself: WhatsApp refuses it in a `restrict` group unless the
+   * relay is an admin (rc14's query fails with 401 not-authorized), and otherwise notifies every device of the group,
+   * the relay's own included (the strict reading: nothing says the author's device is spared the echo). */
+  editInfo(groupId: string, change: Partial<GroupMetadata>): void {
+    const g = this.groups.get(groupId)
+    if (!g) throw iqError('item-not-found', 404)
+    if (!g.participants.some(p => p.lid === `${this.account.lid}@lid`)) throw iqError('forbidden', 403)
+    if (g.restrict && !this.isAdmin(groupId, 'self')) throw iqError('not-authorized', 401)
+    Object.assign(g, change)
+    const author = `${this.account.lid}@lid`
+    if ('subject' in change || 'desc' in change) {
+      const update = { id: groupId, author, ...change, ...('subject' in change ? { subjectTime: Math.floor(Date.now() / 1000), subjectOwner: author } : {}) }
+      queueMicrotask(() => this.current?.ev.emit('groups.update', [update]))
+    }
   }
   addInvite(code: string, groupId: string): void {
     this.invites.set(code, groupId)
@@ -551,6 +611,30 @@ export class FakeWaSocket implements WaPort {
     const meta = structuredClone(this.world.groups.get(id)!)
     this.ev.emit('groups.upsert', [meta])
     return meta
+  }
+  groupUpdateSubject: WASocket['groupUpdateSubject'] = async (jid, subject) => {
+    this.#live()
+    if ([...subject].length > 100) throw iqError('bad-request', 400)
+    this.world.editInfo(jid, { subject })
+  }
+  groupUpdateDescription: WASocket['groupUpdateDescription'] = async (jid, desc) => {
+    this.#live()
+    this.world.editInfo(jid, { desc: desc ?? '' })
+  }
+  updateProfilePicture: WASocket['updateProfilePicture'] = async (jid, content) => {
+    this.#live()
+    if (!Buffer.isBuffer(content)) throw new Error('fake: updateProfilePicture is only modelled with a Buffer')
+    this.world.editInfo(jid, {})
+    this.world.ownPicture(jid, content)
+  }
+  removeProfilePicture: WASocket['removeProfilePicture'] = async jid => {
+    this.#live()
+    this.world.editInfo(jid, {})
+    this.world.ownPicture(jid, null)
+  }
+  profilePictureUrl: WASocket['profilePictureUrl'] = async jid => {
+    this.#live()
+    return this.world.pictureUrl(jid)
   }
   groupInviteCode: WASocket['groupInviteCode'] = async jid => {
     this.#live()

@@ -62,7 +62,7 @@ describe('attachment file names', () => {
 
   it('Signal → elsewhere: an attachment keeps a safe name', async () => {
     const base = ownFixture('attachments-photo-and-voice.json') as { envelope: { dataMessage: { attachments: Array<Record<string, unknown>> } } }
-    const deps = { media: new MemoryMedia(), getAttachment: async () => Buffer.from('x'), getSticker: async () => Buffer.from('x'), groupName: async () => undefined }
+    const deps = { media: new MemoryMedia(), getAttachment: async () => Buffer.from('x'), getSticker: async () => Buffer.from('x'), groupDetails: async () => undefined }
     await fc.assert(fc.asyncProperty(nameArb, fc.boolean(), async (n, asId) => {
       const input = structuredClone(base)
       const a = input.envelope.dataMessage.attachments[0]!

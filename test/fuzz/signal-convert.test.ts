@@ -68,7 +68,7 @@ const deps = {
   media,
   getAttachment: async (id: string) => Buffer.from(`bytes of ${id}`),
   getSticker: async () => Buffer.from('webp'),
-  groupName: async () => 'Family',
+  groupDetails: async () => ({ name: 'Family', topic: '' }),
 }
 
 async function completeAll(r: ConvertResult): Promise<InboundEvent[]> {

@@ -66,12 +66,13 @@ describe('published fixtures (test/fixtures/published/signal)', () => {
     expect(event.content.body).toEqual({ text: 'MESSAGE', styles: [{ start: 0, length: 5, style: 'italic' }], links: [], mentions: [] })
   })
 
-  it('14: the stale listGroups shape (members as strings) still gives a name, a member count and the link', () => {
+  it('14: the stale listGroups shape (members as strings) still gives a name, a description, a member count and the link', () => {
     const raw = publishedFixture('14-jsonrpc-listGroups-response-manpage.json') as { result: GroupJson[] }
     expect(raw.result.map(toGroupInfo)).toEqual([
       {
         id: 'Zmlj+GlvbmFsR3JvdXAvSWRGb3JUZXN0czAwMDAwMDM=',
         name: 'My Group',
+        topic: 'It\'s special because it is mine.',
         memberCount: 2,
         inviteLink: 'https://signal.group/#CjQKIEZpY3Rpb25hbEdyb3VwTWFzdGVyS2V5Rm9yVGVzdHMwMBIQRmljdGlvbmFsUGFzc3dvcmQ',
       },
@@ -115,7 +116,7 @@ describe('fixtures written from signal-cli.md (test/fixtures/signal)', () => {
       media,
       getAttachment: async id => files[id]!,
       getSticker: async () => Buffer.alloc(0),
-      groupName: async () => undefined,
+      groupDetails: async () => undefined,
     })
     if (event.kind !== 'message') throw new Error('not a message')
     expect(event.content.body.text).toBe('look at this')
@@ -148,7 +149,7 @@ describe('fixtures written from signal-cli.md (test/fixtures/signal)', () => {
       media: new MemoryMedia(),
       getAttachment: async () => Buffer.alloc(0),
       getSticker: async (packId, stickerId) => (asked.push([packId, stickerId]), Buffer.from('RIFFwebp')),
-      groupName: async () => undefined,
+      groupDetails: async () => undefined,
     })
     expect(asked).toEqual([['0123456789abcdef0123456789abcdef', 7]])
     if (event.kind !== 'message') throw new Error('not a message')
@@ -161,7 +162,7 @@ describe('fixtures written from signal-cli.md (test/fixtures/signal)', () => {
       media: new MemoryMedia(),
       getAttachment: async () => Buffer.alloc(0),
       getSticker: async () => Buffer.alloc(0),
-      groupName: async id => (id === GROUP ? 'Family ❤ (renamed)' : undefined),
+      groupDetails: async id => (id === GROUP ? { name: 'Family ❤ (renamed)', topic: '' } : undefined),
     })
     expect(event).toMatchObject({ kind: 'chat_update', chat: { id: GROUP }, name: 'Family ❤ (renamed)' })
   })

@@ -71,6 +71,7 @@ export function testContext(): TestContext {
       poke()
     },
     isBridgedChat: (_n, chatId) => ctx.bridged.has(chatId),
+    permissionsChanged: () => {},
     findCopy: async () => undefined,
     async until(check, timeoutMs = PATIENCE_MS) {
       const deadline = Date.now() + timeoutMs

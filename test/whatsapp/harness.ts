@@ -47,6 +47,7 @@ export function makeContext(db: Db, logins = new MemoryLogins(), media = new Mem
     notify: async (loginId, text) => void h.notices.push({ loginId, text }),
     notifyChat: async (_n, chatId, text) => void h.notices.push({ loginId: chatId, text }),
     isBridgedChat: (_n, chat) => h.bridged.has(chat),
+    permissionsChanged: () => {},
     findCopy: async () => undefined,
   }
   return { ...h, ctx }

@@ -4,6 +4,7 @@ import { UserError } from '../errors.ts'
 import type { SqlLoginStore } from '../logins.ts'
 import { NETWORK_LABEL, type RemoteNetworkId } from '../model.ts'
 import type { Login, RemoteNetwork, ServiceStatus } from '../network.ts'
+import type { GroupState } from '../group-state.ts'
 import type { Outbox } from '../outbox.ts'
 import { loginOf, type Portal, type PortalStore } from '../portals.ts'
 import type { MatrixRooms } from '../rooms.ts'
@@ -20,6 +21,7 @@ export interface CommandEnv {
   networks: Map<RemoteNetworkId, RemoteNetwork>
   rooms: MatrixRooms
   outbox: Outbox
+  groupState: GroupState
   log: Logger
   /** Renders a QR code as a PNG. */
   qrPng: (data: string) => Promise<Buffer>

@@ -6,6 +6,7 @@ import { cmd, levelOf, type CommandEnv, type CommandRequest, type Ctx } from './
 import { create, groups, link, set, unlink, unset } from './links.ts'
 import { login, logins, logout } from './logins.ts'
 import { status } from './status.ts'
+import { sync } from './sync.ts'
 
 type Handler = (ctx: Ctx) => Promise<void>
 
@@ -22,6 +23,7 @@ const COMMANDS: Array<[string, string, Handler]> = [
   ['set signal|whatsapp [login]', 'choose the account that relays this room', set],
   ['unset signal|whatsapp', 'stop relaying this room on a network', unset],
   ['console', 'a sign-in link to the operator console in your browser', consoleLink],
+  ['sync [name|topic|avatar to-matrix|to-networks on|off]', 'show or choose what of the room’s name, topic and picture is kept in step with the groups', sync],
 ]
 
 async function help(ctx: Ctx): Promise<void> {

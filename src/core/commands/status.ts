@@ -1,6 +1,6 @@
 // `status`: in a room, what the room is linked to; in our direct chat, the bridge as a whole (its services,
 // the relay accounts, the messages held), because that is where an operator asks how the bridge is doing.
-import { NETWORK_LABEL, REMOTE_NETWORKS } from '../model.ts'
+import { NETWORK_LABEL, REMOTE_NETWORKS, type RemoteNetworkId } from '../model.ts'
 import { chatOf, groupNameOf, loginOf } from '../portals.ts'
 import { cmd, describeState, label, requireLevel, roomCmd, type Ctx } from './context.ts'
 import { nextForRoom } from './next.ts'
@@ -31,6 +31,7 @@ export async function status(ctx: Ctx): Promise<void> {
     lines.push(`• ${label(network)}: ${group ? (name ? `“${name}”` : `group \`${group}\``) : 'not linked'}; ` +
       (login ? `relayed by ${login.id}, ${describeState(login)}` : 'no relay set'))
   }
+  lines.push(`• Disappearing messages: ${(await Promise.all(REMOTE_NETWORKS.filter(n => chatOf(portal, n)).map(async n => `${label(n)} ${await disappearing(ctx, n)}`))).join(', ') || 'no group linked'}`)
   lines.push(`• Deliveries: ${queueLine(await ctx.env.outbox.counts(portal.id))}`)
   lines.push((await nextForRoom(ctx, portal)) ?? 'Nothing to do: messages flow between this room and its groups.')
   await ctx.reply(lines.join('\n'))
@@ -60,4 +61,22 @@ async function bridgeStatus(ctx: Ctx): Promise<void> {
     : `Nothing to do. ${roomCmd(ctx, 'status')} in a bridged room shows that room.`,
   )
   await ctx.reply(lines.join('\n'))
+}
+
+/** A group's disappearing-message timer as its relay account sees it now ("off", "1 week", "unknown"). */
+async function disappearing(ctx: Ctx, network: RemoteNetworkId): Promise<string> {
+  const portal = ctx.portal!
+  const loginId = loginOf(portal, network)
+  const login = loginId ? await ctx.env.logins.get(loginId) : undefined
+  const adapter = ctx.env.networks.get(network)
+  const group = login && adapter ? (await adapter.listGroups(login).catch(() => [])).find(g => g.id === chatOf(portal, network)) : undefined
+  return group?.disappearingSeconds === undefined ? 'unknown' : timerLabel(group.disappearingSeconds)
+}
+
+export function timerLabel(seconds: number): string {
+  if (seconds <= 0) return 'off'
+  const units: Array<[number, string]> = [[604_800, 'week'], [86_400, 'day'], [3_600, 'hour'], [60, 'minute'], [1, 'second']]
+  const [size, name] = units.find(([u]) => seconds % u === 0 && seconds >= u)!
+  const n = seconds / size
+  return `${n} ${name}${n === 1 ? '' : 's'}`
 }
