@@ -2,6 +2,7 @@
 // Only the linking step runs here (no event streams), so a running bridge loses nothing meanwhile; the
 // bridge picks the new login up at its next start, or at once when it is linked with `!relay login`.
 import QRCode from 'qrcode'
+import { CLI } from './cli-name.ts'
 import type { Config } from './config.ts'
 import { createLogger } from './log.ts'
 import { SqlLoginStore } from './core/logins.ts'
@@ -21,11 +22,12 @@ export function terminalUi(out: NodeJS.WritableStream = process.stdout): LoginUi
     async say(text) {
       out.write(`${text}\n`)
     },
+    again: network => `${CLI} login ${network}`,
   }
 }
 
 export async function terminalLogin(config: Config, network: 'signal' | 'whatsapp', opts: { phone?: string; owner: string }): Promise<void> {
-  const owner = opts.owner || `@admin:${config.homeserver.domain}`
+  const { owner } = opts
   const db = await openDatabase(config.database.uri, config.data_dir)
   try {
     await migrate(db)
