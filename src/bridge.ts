@@ -115,7 +115,7 @@ export async function startBridge(config: Config, deps: BridgeDeps = {}): Promis
 async function assemble(config: Config, deps: BridgeDeps, started: StopStep[]): Promise<Bridge> {
   const log = deps.log ?? createLogger(config.logging.level)
   const metrics = new Metrics()
-  const own = deps.db ? undefined : await openDatabase(config.database.uri, config.data_dir)
+  const own = deps.db ? undefined : await openDatabase(config.database.uri, config.data_dir, sentence => log.info(sentence))
   if (own) started.push({ what: 'closing the database', run: () => own.close() })
   const db = timed(deps.db ?? own!, metrics.observeQuery)
   const applied = await migrate(db)

@@ -164,7 +164,7 @@ export function buildProgram(): Command {
     .description('apply database migrations and exit')
     .action(async () => {
       const config = await configOrFirstRun(paths().config)
-      const db = await openDatabase(config.database.uri, config.data_dir)
+      const db = await openDatabase(config.database.uri, config.data_dir, sentence => console.log(sentence))
       try {
         const applied = await migrate(db)
         console.log(applied.length ? `Applied ${applied.join(', ')}.` : 'The database is up to date.')
