@@ -313,7 +313,7 @@ async function assemble(config: Config, deps: BridgeDeps, started: StopStep[]): 
   }
 }
 
-/** `relay-bridge start`: run until SIGINT/SIGTERM, then stop within the deadline. Resolves with the exit code
+/** `npx relay-bridge start`: run until SIGINT/SIGTERM, then stop within the deadline. Resolves with the exit code
  * the process should end with (1 when something did not finish); the caller exits with it, because a
  * connection to a dependency that hangs would keep the process alive. A second signal ends it at once. */
 export async function runBridge(config: Config, deps: BridgeDeps = {}, onReady?: (bridge: Bridge) => void): Promise<number> {

@@ -1,4 +1,4 @@
-// `relay-bridge login signal|whatsapp`: link a relay account from a terminal, printing the QR code there.
+// `npx relay-bridge login signal|whatsapp`: link a relay account from a terminal, printing the QR code there.
 // Only the linking step runs here (no event streams), so a running bridge loses nothing meanwhile; the
 // bridge picks the new login up at its next start, or at once when it is linked with `!relay login`.
 import QRCode from 'qrcode'

@@ -1,5 +1,5 @@
 // The command line as an operator meets it: unknown commands, help, the version.
-import { readFile, writeFile } from 'node:fs/promises'
+import { readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { parse, stringify } from 'yaml'
 import { describe, expect, it } from 'vitest'
@@ -46,5 +46,18 @@ describe('the command line', () => {
     const run = await runCli(['--version'])
     expect(run.code).toBe(0)
     expect(run.stdout.trim()).toBe(PACKAGE.version)
+  })
+
+  it('every instruction to run the command line says a form that works from a checkout', async () => {
+    const root = new URL('../../', import.meta.url)
+    const files = ['README.md', 'config/config.example.yaml', ...(await readdir(new URL('docs/', root))).map(f => `docs/${f}`),
+      ...(await readdir(new URL('src/', root), { recursive: true })).filter(f => f.endsWith('.ts')).map(f => `src/${f}`)]
+    const bare: string[] = []
+    for (const file of files) {
+      const text = await readFile(new URL(file, root), 'utf8')
+      // `relay-bridge` is on PATH only where the package is installed; `npx relay-bridge` works everywhere.
+      for (const m of text.matchAll(/(?<![\w/.-]|npx )relay-bridge (start|generate-registration|migrate|login)\b/g)) bare.push(`${file}: ${m[0]}`)
+    }
+    expect(bare).toEqual([])
   })
 })
