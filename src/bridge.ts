@@ -1,7 +1,7 @@
 // Puts the bridge together: database, homeserver client and endpoint, the core, and the networks.
 import type { Server } from 'node:http'
 import type { Logger } from 'pino'
-import type { Config } from './config.ts'
+import { permissionsProblem, type Config } from './config.ts'
 import { Commands } from './core/commands/index.ts'
 import { Deliverer } from './core/deliver.ts'
 import { Ephemeral } from './core/ephemeral.ts'
@@ -25,11 +25,12 @@ import type { Db } from './db/types.ts'
 import type { SignalNetworkOptions } from './signal/network.ts'
 import type { WhatsAppNetworkOptions } from './whatsapp/network.ts'
 import { timed } from './db/timed.ts'
-import { checkHomeserver, explain, type CheckResult } from './homeserver-check.ts'
+import { checkHomeserver, DomainMismatchError, explain, type CheckResult } from './homeserver-check.ts'
+import { APPSERVICE_LISTENER, listenProblem, METRICS_LISTENER, type Listener } from './listen.ts'
 import { AppservicePingError } from './matrix/client-errors.ts'
 import { greetAdmins } from './core/commands/greeting.ts'
 import { createLogger } from './log.ts'
-import { stopWithin } from './stop.ts'
+import { stopWithin, type StopStep } from './stop.ts'
 import { AppserviceServer } from './matrix/appservice.ts'
 import { MatrixClientApi, type HomeserverApi } from './matrix/client.ts'
 import { GhostEphemeral, matrixEphemeralDrop } from './matrix/ephemeral.ts'
@@ -54,6 +55,8 @@ export interface BridgeDeps {
   timings?: { backoff?: { initialMs: number; maxMs: number; maxAttempts: number }; inboxRetryMs?: number; homeserverRetryMs?: number; maintenanceMs?: number; retentionMs?: number }
   /** The console's clock (sign-in links and sessions expire by it) and how often open pages refresh. */
   console?: { now?: () => number; refreshMs?: number }
+  /** Called when the running bridge finds it cannot go on (already logged): runBridge stops and exits non-zero. */
+  onFatal?: (err: Error) => void
 }
 
 export interface Bridge {
@@ -138,10 +141,33 @@ async function startConsole(config: Config, d: {
   return server
 }
 
+/** A listen that fails says which setting to change. */
+async function listening<T>(listener: Listener, hostname: string, port: number, listen: () => Promise<T>): Promise<T> {
+  try {
+    return await listen()
+  } catch (err) {
+    const sentence = listenProblem(err, listener, hostname, port)
+    throw sentence ? new Error(sentence, { cause: err }) : err
+  }
+}
+
+/** Starts the bridge. When a part fails to start, what had started is stopped again (the database closed, the
+ * listeners closed) before the error is thrown: a bridge that cannot run must not half run. */
 export async function startBridge(config: Config, deps: BridgeDeps = {}): Promise<Bridge> {
+  const started: StopStep[] = []
+  try {
+    return await assemble(config, deps, started)
+  } catch (err) {
+    await stopWithin(STOP_WORK_MS + STOP_DATABASE_MS, started.reverse())
+    throw err
+  }
+}
+
+async function assemble(config: Config, deps: BridgeDeps, started: StopStep[]): Promise<Bridge> {
   const log = deps.log ?? createLogger(config.logging.level)
   const metrics = new Metrics()
-  const own = deps.db ? undefined : await openDatabase(config.database.uri, config.data_dir)
+  const own = deps.db ? undefined : await openDatabase(config.database.uri, config.data_dir, sentence => log.info(sentence))
+  if (own) started.push({ what: 'closing the database', run: () => own.close() })
   const db = timed(deps.db ?? own!, metrics.observeQuery)
   const applied = await migrate(db)
   if (applied.length) log.info({ applied }, 'Applied database migrations')
@@ -253,8 +279,12 @@ export async function startBridge(config: Config, deps: BridgeDeps = {}): Promis
     ignore: e => isEcho(e, botMxid, domain, puppetSource),
     onUserQuery: mxid => ghosts.exists(mxid),
   })
-  const port = await appservice.listen(config.appservice.port, config.appservice.hostname)
+  started.push({ what: 'closing the endpoint the homeserver pushes to', run: () => appservice.close() })
+  const { hostname: asHost, port: asPort } = config.appservice
+  const port = await listening(APPSERVICE_LISTENER, asHost, asPort, () => appservice.listen(asPort, asHost))
   log.info({ port }, 'Listening for the homeserver')
+  const permissions = permissionsProblem(config)
+  if (permissions) log.warn(permissions)
 
   /** Tells a login's owner, and the rooms it relays, something in Matrix only. */
   const notify = async (loginId: string, text: string): Promise<void> => {
@@ -301,13 +331,16 @@ export async function startBridge(config: Config, deps: BridgeDeps = {}): Promis
 
   let metricsServer: Server | undefined
   if (config.metrics.enabled) {
-    metricsServer = await startMetricsServer(metrics, {
+    const { hostname, port: metricsPort } = config.metrics
+    metricsServer = await listening(METRICS_LISTENER, hostname, metricsPort, () => startMetricsServer(metrics, {
       health: async () => {
         await db.query('SELECT 1')
         const all = await logins.list()
         return { ok: true, details: { logins: all.map(l => ({ id: l.id, network: l.network, kind: l.kind, state: l.state })), inbox: await inbox.pendingCount() } }
       },
-    }, config.metrics.hostname, config.metrics.port)
+    }, hostname, metricsPort))
+    const server = metricsServer
+    started.push({ what: 'closing the metrics listener', run: () => new Promise<void>(resolve => server.close(() => resolve())) })
   }
 
   // The homeserver may be down or misconfigured: keep running (transactions still arrive) and retry.
@@ -315,6 +348,7 @@ export async function startBridge(config: Config, deps: BridgeDeps = {}): Promis
   let hsTimer: NodeJS.Timeout | undefined
   const retryMs = deps.timings?.homeserverRetryMs ?? 15_000
   let greeted = false
+  started.push({ what: 'retrying the homeserver', run: async () => { stopped = true; clearTimeout(hsTimer) } })
   const check = async (attempt: number): Promise<void> => {
     const result = await checkHomeserver(api, config, log)
     homeserver = { result, at: Date.now() }
@@ -330,12 +364,19 @@ export async function startBridge(config: Config, deps: BridgeDeps = {}): Promis
     if (result !== 'ok' && result !== 'hs_cannot_reach_bridge' && !stopped) {
       const delay = Math.min(retryMs * 2 ** attempt, 300_000)
       log.warn(`Retrying the homeserver in ${Math.round(delay / 1000)} s.`)
-      hsTimer = setTimeout(() => void check(attempt + 1), delay)
+      hsTimer = setTimeout(() => void check(attempt + 1).catch(err => {
+        // A homeserver that came up only now and names itself otherwise: nothing a retry mends.
+        if (!(err instanceof DomainMismatchError)) throw err
+        log.fatal(err.message)
+        deps.onFatal?.(err)
+      }), delay)
     }
   }
+  // At start, a homeserver of another name stops the start (the caller prints the sentence once).
   await check(0)
 
   for (const [id, n] of networks) {
+    started.push({ what: `disconnecting from ${NETWORK_LABEL[id]}`, run: () => n.stop() })
     await n.start(context(id)).catch(err => log.error({ network: id, err: (err as Error).message }, `The ${id} connection did not start; relaying to it waits`))
   }
   await outbox.start()
@@ -384,15 +425,18 @@ export async function startBridge(config: Config, deps: BridgeDeps = {}): Promis
   }
 }
 
-/** `relay-bridge start`: run until SIGINT/SIGTERM, then stop within the deadline. Resolves with the exit code
+/** `npx relay-bridge start`: run until SIGINT/SIGTERM, then stop within the deadline. Resolves with the exit code
  * the process should end with (1 when something did not finish); the caller exits with it, because a
  * connection to a dependency that hangs would keep the process alive. A second signal ends it at once. */
 export async function runBridge(config: Config, deps: BridgeDeps = {}, onReady?: (bridge: Bridge) => void): Promise<number> {
   const log = deps.log ?? createLogger(config.logging.level)
-  const bridge = await startBridge(config, { ...deps, log })
+  let fatal: (err: Error) => void = () => {}
+  const failed = new Promise<Error>(resolve => (fatal = resolve))
+  const bridge = await startBridge(config, { ...deps, log, onFatal: fatal })
   onReady?.(bridge)
-  const signal = await new Promise<NodeJS.Signals>(resolve => {
-    const first = (received: NodeJS.Signals) => {
+  let first: (received: NodeJS.Signals) => void = () => {}
+  const signalled = new Promise<NodeJS.Signals>(resolve => {
+    first = (received: NodeJS.Signals) => {
       // From now on either signal has its default effect: a second one ends the process at once.
       process.off('SIGINT', first)
       process.off('SIGTERM', first)
@@ -401,8 +445,14 @@ export async function runBridge(config: Config, deps: BridgeDeps = {}, onReady?:
     process.on('SIGINT', first)
     process.on('SIGTERM', first)
   })
-  log.info({ signal }, 'Stopping')
+  const reason = await Promise.race([signalled, failed])
+  if (reason instanceof Error) {
+    process.off('SIGINT', first)
+    process.off('SIGTERM', first)
+  }
+  log.info(reason instanceof Error ? {} : { signal: reason }, 'Stopping')
   const unfinished = await bridge.stop()
+  if (reason instanceof Error) return 1
   if (unfinished.length === 0) {
     log.info('Stopped')
     return 0

@@ -1,8 +1,11 @@
 // The configuration, validated once at start into typed values. Every error names the key path and
 // what is expected; every key can be overridden from the environment as RELAY_BRIDGE_<PATH>.
+import { readFileSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { parse as parseYaml, parseDocument } from 'yaml'
 import { z } from 'zod'
+import { CLI } from './cli-name.ts'
+import { closest } from './suggest.ts'
 
 const url = z.url({ protocol: /^https?$/, error: 'expected an http:// or https:// URL' })
 const port = z.number({ error: 'expected a port number' }).int().min(0).max(65535)
@@ -42,6 +45,7 @@ export const configSchema = z.object({
     .object({ send_pace_ms: z.tuple([z.number().min(0), z.number().min(0)]).default([800, 2500]) })
     .default({ send_pace_ms: [800, 2500] }),
   bridge: z.object({
+    admin: z.string().regex(/^(@[^:\s]+:[a-zA-Z0-9.-]+(:\d+)?)?$/, 'expected a Matrix user id such as @you:example.org').default(''),
     command_prefix: z.string().min(1).default('!relay'),
     permissions: z.record(z.string(), level).default({ '*': 'relay' }),
     auto_create_portals: z.boolean().default(true),
@@ -94,17 +98,31 @@ export class ConfigError extends Error {
 }
 
 const ENV_PREFIX = 'RELAY_BRIDGE_'
+const FROM_ENV = 'the environment (RELAY_BRIDGE_* variables)'
 
-/** Every key path of the schema, for environment overrides (records and tuples are set whole). */
-function leafPaths(schema: z.ZodType, prefix: string[] = []): string[][] {
+/** The schema of what a key holds, without the wrappers that only supply a default. */
+function unwrap(schema: z.ZodType): z.ZodType {
   let s: z.ZodType = schema
   while (s instanceof z.ZodDefault || s instanceof z.ZodOptional) s = s.unwrap() as z.ZodType
-  if (s instanceof z.ZodObject) {
-    return Object.entries(s.shape as Record<string, z.ZodType>).flatMap(([k, v]) => leafPaths(v, [...prefix, k]))
-  }
-  return [prefix]
+  return s
 }
-const ENV_PATHS = leafPaths(configSchema)
+
+interface Leaf {
+  path: string[]
+  /** Text keys take an environment value as it is; others read it as YAML. */
+  text: boolean
+}
+
+/** Every key path of the schema, for environment overrides (records and tuples are set whole). */
+function leaves(schema: z.ZodType, prefix: string[] = []): Leaf[] {
+  const s = unwrap(schema)
+  if (s instanceof z.ZodObject) {
+    return Object.entries(s.shape as Record<string, z.ZodType>).flatMap(([k, v]) => leaves(v, [...prefix, k]))
+  }
+  // Every string format (url, regex-checked ids, tokens) has the def type "string".
+  return [{ path: prefix, text: (s.def as { type?: string }).type === 'string' }]
+}
+const ENV_LEAVES = leaves(configSchema)
 
 export const envName = (path: string[]): string => ENV_PREFIX + path.join('_').toUpperCase()
 
@@ -117,53 +135,139 @@ function setPath(target: Record<string, unknown>, path: string[], value: unknown
   node[path[path.length - 1]!] = value
 }
 
-/** Overrides from RELAY_BRIDGE_* variables; values are read as YAML scalars (so 8080 is a number). */
+/** Overrides from RELAY_BRIDGE_* variables; returns the names of those used. A key that holds text takes the
+ * value as it is (a token that looks like a number stays text); any other key reads it as YAML, so 8080 is a
+ * number and `{"*": relay}` a mapping. */
 export function applyEnv(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): string[] {
   const used: string[] = []
-  for (const path of ENV_PATHS) {
+  const problems: string[] = []
+  for (const { path, text } of ENV_LEAVES) {
     const name = envName(path)
     const value = env[name]
     if (value === undefined) continue
-    // Tokens and URIs stay strings even if they look like numbers.
-    const parsed = /token|secret|uri|address|url|domain|hostname|username|displayname|prefix|format|dir/.test(path.at(-1)!)
-      ? value
-      : parseYaml(value)
-    setPath(raw, path, parsed)
-    used.push(name)
+    try {
+      setPath(raw, path, text ? value : parseYaml(value))
+      used.push(name)
+    } catch (err) {
+      problems.push(`${name}: not a valid YAML value (${(err as Error).message.split('\n')[0]}); write a mapping as {"key": value, …} and a list as [a, b]`)
+    }
   }
+  if (problems.length > 0) throw new ConfigError(problems, FROM_ENV)
   return used
 }
 
-export function validateConfig(raw: unknown, source: string): Config {
-  const result = configSchema.safeParse(raw)
-  if (result.success) return result.data
-  const problems = result.error.issues.map(issue => {
-    const path = issue.path.map(String).join('.') || '(top level)'
-    const got = issue.code === 'invalid_type' && issue.message.includes('received undefined') ? 'is missing' : issue.message
-    return `${path}: ${got}`
+/** Keys the schema does not know, each with the known key it most probably meant. */
+function unknownKeys(raw: unknown, schema: z.ZodType, prefix: string[] = []): string[] {
+  const s = unwrap(schema)
+  if (!(s instanceof z.ZodObject) || typeof raw !== 'object' || raw === null || Array.isArray(raw)) return []
+  const shape = s.shape as Record<string, z.ZodType>
+  return Object.entries(raw as Record<string, unknown>).flatMap(([key, value]) => {
+    const path = [...prefix, key]
+    if (key in shape) return unknownKeys(value, shape[key]!, path)
+    const sibling = closest(key, Object.keys(shape))
+    const elsewhere = sibling ? undefined : ENV_LEAVES.find(l => l.path.at(-1) === key)?.path
+    const meant = sibling ? [...prefix, sibling] : elsewhere
+    return [`${path.join('.')}: unknown key${meant ? `; did you mean ${meant.join('.')}?` : ''}`]
   })
-  throw new ConfigError(problems, source)
 }
 
-/** Reads, overrides from the environment, and validates. */
-export async function loadConfig(path: string, env: NodeJS.ProcessEnv = process.env): Promise<Config> {
-  const text = await readFile(path, 'utf8')
+/** Validates a parsed configuration. `fromEnv` names the RELAY_BRIDGE_* variables applied to it, so that a
+ * problem in one of them names the variable rather than the file. */
+export function validateConfig(raw: unknown, source: string, fromEnv: string[] = []): Config {
+  const problems: string[] = unknownKeys(raw, configSchema)
+  let envProblems = 0
+  const result = configSchema.safeParse(raw)
+  if (result.success && problems.length === 0) return followDomain(result.data)
+  for (const issue of result.success ? [] : result.error.issues) {
+    const path = issue.path.map(String)
+    const got = issue.code === 'invalid_type' && issue.message.includes('received undefined') ? 'is missing' : issue.message
+    const leaf = ENV_LEAVES.find(l => fromEnv.includes(envName(l.path)) && l.path.every((k, i) => path[i] === k))
+    if (leaf) {
+      envProblems++
+      const rest = path.slice(leaf.path.length).join('.')
+      problems.push(`${envName(leaf.path)} (from the environment, sets ${leaf.path.join('.')}): ${rest ? `${rest}: ` : ''}${got}`)
+    } else {
+      problems.push(`${path.join('.') || '(top level)'}: ${got}`)
+    }
+  }
+  const where = envProblems === 0 ? source : envProblems === problems.length ? FROM_ENV : `${source} and ${FROM_ENV}`
+  throw new ConfigError(problems, where)
+}
+
+/** Turns the text of a configuration file into a validated configuration, with the environment applied. */
+function parseConfig(text: string, path: string, env: NodeJS.ProcessEnv): Config {
   const doc = parseDocument(text)
   if (doc.errors.length > 0) {
     throw new ConfigError(doc.errors.map(e => `YAML syntax: ${e.message.split('\n')[0]}`), path)
   }
   const raw = (doc.toJS() ?? {}) as Record<string, unknown>
   if (typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError(['(top level): expected a mapping of keys'], path)
-  applyEnv(raw, env)
-  return validateConfig(raw, path)
+  const used = applyEnv(raw, env)
+  return validateConfig(raw, path, used)
+}
+
+/** Reads, overrides from the environment, and validates. */
+export async function loadConfig(path: string, env: NodeJS.ProcessEnv = process.env): Promise<Config> {
+  return parseConfig(await readFile(path, 'utf8'), path, env)
+}
+
+/** The same, at once: for help texts, which commander asks for synchronously. */
+export function loadConfigSync(path: string, env: NodeJS.ProcessEnv = process.env): Config {
+  return parseConfig(readFileSync(path, 'utf8'), path, env)
+}
+
+/** bridge.permissions as config.example.yaml has it, for a server and its admin. */
+function examplePermissions(domain: string, admin: string): Record<string, PermissionLevel> {
+  return { '*': 'relay', [domain]: 'user', [admin]: 'admin' }
+}
+const EXAMPLE_PERMISSIONS = examplePermissions('example.org', '@admin:example.org')
+
+const sameEntries = (a: Record<string, string>, b: Record<string, string>): boolean =>
+  Object.keys(a).length === Object.keys(b).length && Object.entries(a).every(([k, v]) => b[k] === v)
+
+/** Permissions left as in the example mean "the people of my server, and me as the admin": they follow
+ * homeserver.domain and bridge.admin, so that setting the domain does not lock its people out. bridge.admin
+ * is an admin whatever the permissions say. */
+function followDomain(config: Config): Config {
+  const { domain } = config.homeserver
+  const { admin } = config.bridge
+  if (sameEntries(config.bridge.permissions, EXAMPLE_PERMISSIONS)) {
+    config.bridge.permissions = examplePermissions(domain, admin || `@admin:${domain}`)
+  }
+  if (admin) config.bridge.permissions[admin] = 'admin'
+  return config
 }
 
 /** Keys that a first-time operator must fill in before the bridge can start. */
 export function missingEssentials(config: Config): string[] {
   const missing: string[] = []
   if (!config.appservice.as_token || !config.appservice.hs_token) {
-    missing.push('appservice.as_token / appservice.hs_token (run `relay-bridge generate-registration`)')
+    missing.push(`appservice.as_token / appservice.hs_token (run \`${CLI} generate-registration\`)`)
   }
-  if (config.homeserver.domain === 'example.org') missing.push('homeserver.domain (your server name)')
+  const { domain } = config.homeserver
+  if (domain === 'example.org') missing.push('homeserver.domain (your server name: the part after the colon in your Matrix id)')
+  if (!config.bridge.admin && sameEntries(config.bridge.permissions, examplePermissions(domain, `@admin:${domain}`))) {
+    missing.push(`bridge.admin (your own Matrix id, such as @you:${domain === 'example.org' ? 'your.server' : domain}: the bridge's admin)`)
+  }
   return missing
+}
+
+/** A sentence when no entry of bridge.permissions lets anyone of homeserver.domain use the bridge: then the
+ * bot declines every invitation from the operator's own server. */
+export function permissionsProblem(config: Config): string | undefined {
+  const { domain } = config.homeserver
+  const { permissions } = config.bridge
+  const ofDomain = Object.entries(permissions).some(([key, level]) =>
+    (level === 'user' || level === 'admin') && (key === '*' || key === domain || key.endsWith(`:${domain}`)))
+  if (ofDomain) return undefined
+  return `No entry in bridge.permissions lets anyone on ${domain} (homeserver.domain) use the bridge, so the bot will decline ` +
+    `their invitations. Add "${domain}": user, or your own id ("@you:${domain}": admin), to bridge.permissions.`
+}
+
+/** Who owns a login made in the terminal when --owner is not given: the configured admin, else the one
+ * user the permissions make admin. */
+export function defaultOwner(config: Config): string | undefined {
+  if (config.bridge.admin) return config.bridge.admin
+  const admins = Object.entries(config.bridge.permissions).filter(([key, level]) => level === 'admin' && key.startsWith('@'))
+  return admins.length === 1 ? admins[0]![0] : undefined
 }

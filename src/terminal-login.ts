@@ -1,11 +1,15 @@
-// `relay-bridge login signal|whatsapp`: link a relay account from a terminal, printing the QR code there.
+// `npx relay-bridge login signal|whatsapp`: link a relay account from a terminal, printing the QR code there.
 // Only the linking step runs here (no event streams), so a running bridge loses nothing meanwhile; the
 // bridge picks the new login up at its next start, or at once when it is linked with `!relay login`.
 import QRCode from 'qrcode'
+import { CLI } from './cli-name.ts'
 import type { Config } from './config.ts'
 import { createLogger } from './log.ts'
 import { SqlLoginStore } from './core/logins.ts'
-import type { LoginUi, NetworkContext } from './core/network.ts'
+import type { Login, LoginUi, NetworkContext } from './core/network.ts'
+import type { Db } from './db/types.ts'
+import type { WaSocketFactory } from './whatsapp/socket.ts'
+import type { Logger } from 'pino'
 import { migrate } from './db/migrate.ts'
 import { openDatabase } from './db/open.ts'
 
@@ -21,12 +25,13 @@ export function terminalUi(out: NodeJS.WritableStream = process.stdout): LoginUi
     async say(text) {
       out.write(`${text}\n`)
     },
+    again: network => `${CLI} login ${network}`,
   }
 }
 
 export async function terminalLogin(config: Config, network: 'signal' | 'whatsapp', opts: { phone?: string; owner: string }): Promise<void> {
-  const owner = opts.owner || `@admin:${config.homeserver.domain}`
-  const db = await openDatabase(config.database.uri, config.data_dir)
+  const { owner } = opts
+  const db = await openDatabase(config.database.uri, config.data_dir, sentence => void terminalUi().say(sentence))
   try {
     await migrate(db)
     const logins = new SqlLoginStore(db)
@@ -42,23 +47,31 @@ export async function terminalLogin(config: Config, network: 'signal' | 'whatsap
       })
       await ui.say(`Linked relay account ${login.id}, owned by ${owner}. Restart the bridge (or it will connect at its next start).`)
     } else {
-      const { linkWhatsApp } = await import('./whatsapp/login.ts')
-      const { People } = await import('./whatsapp/people.ts')
-      const { baileysSocketFactory, TtlCache } = await import('./whatsapp/socket.ts')
-      const { Registry } = await import('prom-client')
-      const { FileMediaStore } = await import('./core/media.ts')
-      // Only linking runs here: nothing is received, so the context refuses to relay.
-      const ctx: NetworkContext = {
-        log: createLogger('warn'), db, media: new FileMediaStore(config.data_dir), metrics: new Registry(), logins,
-        receive: async () => {}, ephemeral: () => {}, wantsEphemeral: { typing: false, receipts: false }, reportState: async () => {}, notify: async () => {},
-        notifyChat: async () => {}, isBridgedChat: () => false, permissionsChanged: () => {}, findCopy: async () => undefined,
-      }
-      const login = await linkWhatsApp(
-        { ctx, factory: baileysSocketFactory, people: new People(db, Date.now), retryCache: new TtlCache(3_600_000), timeoutMs: 180_000 },
-        { ownerMxid: owner, kind: 'relay', ...(opts.phone ? { phoneNumber: opts.phone.replace(/[^0-9]/g, '') } : {}) }, ui)
-      await ui.say(`Linked relay account ${login.id}, owned by ${owner}. Restart the bridge to start relaying with it.`)
+      const login = await linkWhatsAppHere(config, db, { owner, ...(opts.phone ? { phone: opts.phone } : {}) }, ui)
+      await ui.say(`Linked as login ${login.id}, owned by ${owner}. Restart the bridge to start relaying with it.`)
     }
   } finally {
     await db.close()
   }
+}
+
+/** Links a WhatsApp account from here. Only linking runs: nothing is received, so the context relays nothing.
+ * Baileys logs at warn and above (`log`), beside the QR code. */
+export async function linkWhatsAppHere(
+  config: Config, db: Db, opts: { owner: string; phone?: string }, ui: LoginUi,
+  log: Logger = createLogger('warn'), factory?: WaSocketFactory,
+): Promise<Login> {
+  const { linkWhatsApp } = await import('./whatsapp/login.ts')
+  const { People } = await import('./whatsapp/people.ts')
+  const { baileysSocketFactory, TtlCache } = await import('./whatsapp/socket.ts')
+  const { Registry } = await import('prom-client')
+  const { FileMediaStore } = await import('./core/media.ts')
+  const ctx: NetworkContext = {
+    log, db, media: new FileMediaStore(config.data_dir), metrics: new Registry(), logins: new SqlLoginStore(db),
+    receive: async () => {}, ephemeral: () => {}, wantsEphemeral: { typing: false, receipts: false }, reportState: async () => {}, notify: async () => {},
+    notifyChat: async () => {}, isBridgedChat: () => false, permissionsChanged: () => {}, findCopy: async () => undefined,
+  }
+  return linkWhatsApp(
+    { ctx, factory: factory ?? baileysSocketFactory, people: new People(db, Date.now), retryCache: new TtlCache(3_600_000), timeoutMs: 180_000 },
+    { ownerMxid: opts.owner, kind: 'relay', ...(opts.phone ? { phoneNumber: opts.phone.replace(/[^0-9]/g, '') } : {}) }, ui)
 }

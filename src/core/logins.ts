@@ -35,7 +35,7 @@ const PREFIX: Record<RemoteNetworkId, string> = { signal: 'sig', whatsapp: 'wa' 
 /**
  * Every write to `logins` goes through this store, so it keeps what it read or wrote: a send looks up its
  * login each time, and every inbound event asks whether its sender is someone's personal account; neither may
- * cost a database round trip per message. (A `relay-bridge login` run beside a running bridge takes effect at the
+ * cost a database round trip per message. (A `npx relay-bridge login` run beside a running bridge takes effect at the
  * bridge's next start, as before.)
  */
 export class SqlLoginStore implements LoginStore {

@@ -108,7 +108,13 @@ export interface LoginUi {
   showCode(code: string, caption: string): Promise<void>
   /** Progress in plain words. */
   say(text: string): Promise<void>
+  /** How the person starts this login again where they are (a terminal has its own command); the bot's
+   * command when not given. */
+  again?(network: RemoteNetworkId): string
 }
+
+/** The command that starts a login again, as the person sees it where they are. */
+export const retryCommand = (ui: LoginUi, network: RemoteNetworkId): string => ui.again?.(network) ?? `!relay login ${network}`
 
 export interface LoginRequest {
   ownerMxid: string

@@ -1,8 +1,10 @@
 import type { Db } from './types.ts'
+import { migrate } from './migrate.ts'
 import { openPostgres } from './postgres.ts'
 
-/** PostgreSQL when a URI is configured; otherwise the embedded PGlite under data_dir. */
-export async function openDatabase(uri: string, dataDir: string): Promise<Db> {
+/** PostgreSQL when a URI is configured; otherwise the embedded PGlite under data_dir, migrated when new.
+ * `progress` hears what takes long (creating the embedded database). */
+export async function openDatabase(uri: string, dataDir: string, progress?: (sentence: string) => void): Promise<Db> {
   if (uri) {
     const db = openPostgres(uri)
     try {
@@ -19,7 +21,7 @@ export async function openDatabase(uri: string, dataDir: string): Promise<Db> {
   }
   // Loaded only when embedded: a bridge on PostgreSQL does not carry PGlite in memory.
   const { openPglite } = await import('./pglite.ts')
-  return openPglite(dataDir)
+  return openPglite(dataDir, { prepare: migrate, ...(progress ? { progress } : {}) })
 }
 
 export function redactUri(uri: string): string {

@@ -4,7 +4,7 @@ import type { Logger } from 'pino'
 import { Coalescer } from '../db/coalesce.ts'
 import type { Db } from '../db/types.ts'
 import type { Commands } from '../core/commands/index.ts'
-import { levelOf } from '../core/commands/context.ts'
+import { ruleOf } from '../core/commands/context.ts'
 import type { MediaStore } from '../core/media.ts'
 import type { InboundEvent, Person } from '../core/model.ts'
 import type { PortalStore } from '../core/portals.ts'
@@ -245,13 +245,17 @@ export class MatrixEvents {
       this.names.set(`${ev.room_id}\u0000${target}`, displayname)
     }
     if (target === botMxid && membership === 'invite') {
-      const level = levelOf(ev.sender, this.opts.permissions)
+      const { level, rule } = ruleOf(ev.sender, this.opts.permissions)
       if (level === 'user' || level === 'admin') {
         await api.join(botMxid, ev.room_id)
         if (ev.content.is_direct === true) await rooms.rememberDirect(ev.sender, ev.room_id)
         log.info({ room: ev.room_id }, 'Joined a room on invitation')
         await this.opts.upgrades.joined(ev.room_id)
       } else {
+        // Said in the log too: the operator is often the one declined, by a permission they did not mean.
+        log.warn({ room: ev.room_id, sender: ev.sender, rule: rule ?? null, granted: level },
+          `Declined the invitation of ${ev.sender}: ${rule === undefined ? 'no entry of bridge.permissions matches them' : `the bridge.permissions entry "${rule}" gives them "${level}"`}, ` +
+            `and joining a room needs "user" or "admin". To let them in, add "${ev.sender}": user (or their server) to bridge.permissions.`)
         await api.leave(botMxid, ev.room_id, 'You are not allowed to use this bridge.').catch(() => {})
       }
     }

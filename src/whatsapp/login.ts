@@ -3,7 +3,7 @@
 import { randomUUID } from 'node:crypto'
 import { DisconnectReason, jidNormalizedUser, type BaileysEventMap, type Contact } from '@whiskeysockets/baileys'
 import { UserError } from '../core/errors.ts'
-import type { Login, LoginRequest, LoginUi, NetworkContext } from '../core/network.ts'
+import { retryCommand, type Login, type LoginRequest, type LoginUi, type NetworkContext } from '../core/network.ts'
 import { loadAuth, moveAuth } from './auth.ts'
 import type { People } from './people.ts'
 import { CLIENT_OUTDATED, OUTDATED_AT_LOGIN, ignoreJid, statusOf, type TtlCache, type WaPort, type WaSocketFactory } from './socket.ts'
@@ -16,24 +16,32 @@ export interface LoginDeps {
   timeoutMs: number
 }
 
-const AGAIN = 'Type `!relay login whatsapp` to try again.'
 export const QR_CAPTION =
   'Scan this code with WhatsApp on the relay phone: Settings → Linked devices → Link a device. The code changes every 20 seconds or so.'
 export const CODE_CAPTION =
   'On the relay phone open WhatsApp → Linked devices → Link a device → Link with phone number instead, and type this code.'
 
-function failure(err: unknown): UserError {
+/** `shown`: whether a QR code or pairing code reached the person. Baileys reports a WhatsApp it cannot reach
+ * (no route, DNS, a connect that times out) with the same 408 as a code that expired unscanned. */
+function failure(err: unknown, again: string, shown: boolean): UserError {
   const code = statusOf(err)
-  if (code === DisconnectReason.timedOut) return new UserError(`The code expired before the phone linked it. ${AGAIN}`)
+  const thenAgain = `then ${again.charAt(0).toLowerCase()}${again.slice(1)}`
+  if (code === DisconnectReason.timedOut && !shown) {
+    return new UserError(`WhatsApp could not be reached (${(err as Error)?.message ?? 'no answer'}), so no code could be shown. ` +
+      `Check that this machine can reach web.whatsapp.com (outgoing HTTPS), ${thenAgain}`)
+  }
+  if (code === DisconnectReason.timedOut) return new UserError(`The code expired before the phone linked it. ${again}`)
   if (code === DisconnectReason.loggedOut || code === DisconnectReason.forbidden)
-    return new UserError(`WhatsApp refused to link the bridge (code ${code}). Check the relay phone's account, then ${AGAIN.toLowerCase()}`)
+    return new UserError(`WhatsApp refused to link the bridge (code ${code}). Check the relay phone's account, ${thenAgain}`)
   if (code === CLIENT_OUTDATED) return new UserError(OUTDATED_AT_LOGIN)
-  return new UserError(`Linking WhatsApp failed (${code ?? (err as Error)?.message ?? 'unknown error'}). ${AGAIN}`)
+  return new UserError(`Linking WhatsApp failed (${code ?? (err as Error)?.message ?? 'unknown error'}). ${again}`)
 }
 
 /** Runs one login to completion; resolves with the saved login (auth rows already under its id). */
 export async function linkWhatsApp(deps: LoginDeps, req: LoginRequest, ui: LoginUi): Promise<Login> {
   const { ctx, factory } = deps
+  const again = `Type \`${retryCommand(ui, 'whatsapp')}\` to try again.`
+  let shown = false
   const pendingId = `pending-${randomUUID()}`
   const auth = await loadAuth(ctx.db, pendingId, ctx.log)
   const digits = req.phoneNumber?.replace(/\D/g, '')
@@ -42,12 +50,12 @@ export async function linkWhatsApp(deps: LoginDeps, req: LoginRequest, ui: Login
   let sock: WaPort | undefined
   try {
     const user = await new Promise<Contact>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new UserError(`Nobody linked the bridge in time. ${AGAIN}`)), deps.timeoutMs)
+      const timer = setTimeout(() => reject(new UserError(`Nobody linked the bridge in time. ${again}`)), deps.timeoutMs)
       const fail = (err: unknown) => {
         clearTimeout(timer)
         reject(err)
       }
-      req.signal?.addEventListener('abort', () => fail(new UserError(`The login was cancelled. ${AGAIN}`)), { once: true })
+      req.signal?.addEventListener('abort', () => fail(new UserError(`The login was cancelled. ${again}`)), { once: true })
       let codeShown = false
       const connect = () => {
         const s = factory(auth.state, {
@@ -61,16 +69,21 @@ export async function linkWhatsApp(deps: LoginDeps, req: LoginRequest, ui: Login
         s.ev.on('creds.update', () => void auth.saveCreds().catch(fail))
         s.ev.on('connection.update', (u: BaileysEventMap['connection.update']) => {
           if (u.qr) {
-            if (digits === undefined) void ui.showQr(u.qr, QR_CAPTION).catch(fail)
-            else if (!codeShown) {
+            if (digits === undefined) {
+              shown = true
+              void ui.showQr(u.qr, QR_CAPTION).catch(fail)
+            } else if (!codeShown) {
               codeShown = true
-              void s.requestPairingCode(digits).then(code => ui.showCode(code, CODE_CAPTION)).catch(err => fail(failure(err)))
+              void s.requestPairingCode(digits).then(code => {
+                shown = true
+                return ui.showCode(code, CODE_CAPTION)
+              }).catch(err => fail(failure(err, again, shown)))
             }
           }
           if (u.connection === 'open') {
             clearTimeout(timer)
             if (s.user) resolve(s.user)
-            else reject(new UserError(`WhatsApp opened the connection without saying which account it is. ${AGAIN}`))
+            else reject(new UserError(`WhatsApp opened the connection without saying which account it is. ${again}`))
           }
           if (u.connection === 'close') {
             const code = statusOf(u.lastDisconnect?.error)
@@ -78,7 +91,7 @@ export async function linkWhatsApp(deps: LoginDeps, req: LoginRequest, ui: Login
             if (code === DisconnectReason.restartRequired) {
               void ui.say('The phone linked the bridge; connecting…').catch(() => {})
               connect()
-            } else fail(failure(u.lastDisconnect?.error))
+            } else fail(failure(u.lastDisconnect?.error, again, shown))
           }
         })
       }
@@ -88,7 +101,7 @@ export async function linkWhatsApp(deps: LoginDeps, req: LoginRequest, ui: Login
     await sock?.end(undefined).catch(() => {})
     await auth.saveCreds()
     const who = await deps.people.resolve(user.lid, user.id, user.name)
-    if (!who) throw new UserError(`WhatsApp gave the bridge an account id it cannot read. ${AGAIN}`)
+    if (!who) throw new UserError(`WhatsApp gave the bridge an account id it cannot read. ${again}`)
     const address = jidNormalizedUser(user.id)
     const login = await ctx.logins.save({
       network: 'whatsapp',
@@ -104,7 +117,7 @@ export async function linkWhatsApp(deps: LoginDeps, req: LoginRequest, ui: Login
     return login
   } catch (err) {
     await auth.wipe().catch(() => {})
-    throw err instanceof UserError ? err : failure(err)
+    throw err instanceof UserError ? err : failure(err, again, shown)
   } finally {
     await sock?.end(undefined).catch(() => {})
   }

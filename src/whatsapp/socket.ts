@@ -53,11 +53,29 @@ export interface WaSocketOptions {
 
 export type WaSocketFactory = (auth: AuthenticationState, opts: WaSocketOptions) => WaPort
 
-/** Production factory: the settings of reference §1. */
-export const baileysSocketFactory: WaSocketFactory = (auth, opts) =>
+/** Baileys warns at every socket it makes that history sync is off ("⚠️ DANGER: DISABLING ALL SYNC …"). §1
+ * turns it off on purpose, so that line is said at debug; every other warning stays a warning. */
+export function quietHistoryWarning(log: Logger): Logger {
+  return new Proxy(log, {
+    get(target, prop) {
+      if (prop === 'warn') {
+        return (obj: unknown, ...rest: unknown[]) => typeof obj === 'string' && obj.includes('DISABLING ALL SYNC')
+          ? target.debug(obj)
+          : (target.warn as (...args: unknown[]) => void)(obj, ...rest)
+      }
+      if (prop === 'child') return (...args: Parameters<Logger['child']>) => quietHistoryWarning(target.child(...args) as unknown as Logger)
+      const value: unknown = Reflect.get(target, prop, target)
+      return typeof value === 'function' ? value.bind(target) : value
+    },
+  })
+}
+
+/** The production factory, connecting to `url` instead of WhatsApp when given (a test's closed port). */
+export const baileysSocketFactoryAt = (url?: string): WaSocketFactory => (auth, opts) =>
   makeWASocket({
     auth,
-    logger: opts.logger.child({ module: 'baileys' }, { level: 'warn' }),
+    ...(url ? { waWebSocketUrl: url } : {}),
+    logger: quietHistoryWarning(opts.logger.child({ module: 'baileys' }, { level: 'warn' })),
     browser: Browsers.ubuntu('Relay bridge'),
     markOnlineOnConnect: false,
     syncFullHistory: false,
@@ -67,6 +85,9 @@ export const baileysSocketFactory: WaSocketFactory = (auth, opts) =>
     cachedGroupMetadata: opts.cachedGroupMetadata,
     msgRetryCounterCache: opts.msgRetryCounterCache,
   })
+
+/** Production factory: the settings of reference §1. */
+export const baileysSocketFactory: WaSocketFactory = baileysSocketFactoryAt()
 
 /**
  * Which chats Baileys should not decrypt. Groups are never ignored, bridged or not: an unbridged group

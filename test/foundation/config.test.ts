@@ -1,9 +1,9 @@
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { parse } from 'yaml'
+import { parse, stringify } from 'yaml'
 import { describe, expect, it } from 'vitest'
-import { applyEnv, ConfigError, envName, loadConfig, missingEssentials, validateConfig } from '../../src/config.ts'
+import { applyEnv, ConfigError, envName, loadConfig, missingEssentials, permissionsProblem, validateConfig } from '../../src/config.ts'
 import { tempDir } from '../support/config.ts'
 
 const EXAMPLE = fileURLToPath(new URL('../../config/config.example.yaml', import.meta.url))
@@ -75,5 +75,98 @@ describe('configuration', () => {
     const path = join(dir, 'config.yaml')
     await writeFile(path, 'homeserver:\n  address: [unclosed\n')
     await expect(loadConfig(path, {})).rejects.toThrow(/config\.yaml is not valid:[\s\S]*YAML syntax/)
+  })
+})
+
+describe('configuration mistakes an operator makes, each named', () => {
+  async function configFile(edit: (raw: Record<string, any>) => void): Promise<string> {
+    const raw = await exampleRaw()
+    edit(raw)
+    const path = join(await tempDir(), 'config.yaml')
+    await writeFile(path, stringify(raw))
+    return path
+  }
+
+  async function refusal(path: string, env: NodeJS.ProcessEnv = {}): Promise<string> {
+    const err = await loadConfig(path, env).then(() => undefined, (e: unknown) => e)
+    expect(err).toBeInstanceOf(ConfigError)
+    return (err as Error).message
+  }
+
+  it('a bad value in an environment variable names the variable, not the file', async () => {
+    const path = await configFile(() => {})
+    const message = await refusal(path, { RELAY_BRIDGE_APPSERVICE_PORT: 'abc' })
+    expect(message).toMatch(/RELAY_BRIDGE_APPSERVICE_PORT \(from the environment, sets appservice\.port\): expected a port number/)
+    expect(message).not.toMatch(/in .*config\.yaml is not valid/)
+  })
+
+  it('a malformed RELAY_BRIDGE_BRIDGE_PERMISSIONS names the variable and how to write a mapping', async () => {
+    const path = await configFile(() => {})
+    const message = await refusal(path, { RELAY_BRIDGE_BRIDGE_PERMISSIONS: '{"*": relay, "example.org": user' })
+    expect(message).toMatch(/RELAY_BRIDGE_BRIDGE_PERMISSIONS: not a valid YAML value .*\{"key": value, …\}/)
+  })
+
+  it('a Matrix id in RELAY_BRIDGE_BRIDGE_ADMIN is taken as text (YAML would refuse the leading @)', async () => {
+    const path = await configFile(() => {})
+    const config = await loadConfig(path, { RELAY_BRIDGE_BRIDGE_ADMIN: '@me:example.org' })
+    expect(config.bridge.admin).toBe('@me:example.org')
+  })
+
+  it('misspelled keys are named with the key they probably meant', async () => {
+    const path = await configFile(raw => {
+      raw.bridge.auto_create_portal = false
+      raw.homesever = raw.homeserver
+      delete raw.homeserver
+      raw.metrics.hostnme = '0.0.0.0'
+      raw.appservice.bot.color = 'blue'
+    })
+    const message = await refusal(path)
+    expect(message).toMatch(/bridge\.auto_create_portal: unknown key; did you mean bridge\.auto_create_portals\?/)
+    expect(message).toMatch(/homesever: unknown key; did you mean homeserver\?/)
+    expect(message).toMatch(/metrics\.hostnme: unknown key; did you mean metrics\.hostname\?/)
+    expect(message).toMatch(/appservice\.bot\.color: unknown key(?!;)/)
+  })
+
+  it('a key put under the wrong section is pointed to where it belongs', async () => {
+    const path = await configFile(raw => {
+      raw.bridge.port = 9100
+    })
+    expect(await refusal(path)).toMatch(/bridge\.port: unknown key; did you mean appservice\.port\?/)
+  })
+
+  it('permissions left as in the example follow homeserver.domain and bridge.admin', async () => {
+    const config = validateConfig({ ...(await exampleRaw()), homeserver: { address: 'http://hs:8008', domain: 'family.example' } }, 'config.yaml')
+    expect(config.bridge.permissions).toEqual({ '*': 'relay', 'family.example': 'user', '@admin:family.example': 'admin' })
+    const raw = await exampleRaw()
+    raw.homeserver.domain = 'family.example'
+    raw.bridge.admin = '@me:family.example'
+    expect(validateConfig(raw, 'config.yaml').bridge.permissions).toEqual({ '*': 'relay', 'family.example': 'user', '@me:family.example': 'admin' })
+  })
+
+  it('permissions the operator wrote stay as written, and bridge.admin is an admin besides', async () => {
+    const raw = await exampleRaw()
+    raw.homeserver.domain = 'family.example'
+    raw.bridge.permissions = { '*': 'relay', 'friends.example': 'user' }
+    raw.bridge.admin = '@me:family.example'
+    expect(validateConfig(raw, 'config.yaml').bridge.permissions).toEqual({ '*': 'relay', 'friends.example': 'user', '@me:family.example': 'admin' })
+  })
+
+  it('a first-time operator is asked for their own Matrix id as the admin', async () => {
+    const raw = await exampleRaw()
+    raw.homeserver.domain = 'family.example'
+    raw.appservice.as_token = raw.appservice.hs_token = 'x'.repeat(64)
+    expect(missingEssentials(validateConfig(raw, 'config.yaml'))).toEqual([expect.stringMatching(/^bridge\.admin \(your own Matrix id, such as @you:family\.example/)])
+    raw.bridge.admin = '@me:family.example'
+    expect(missingEssentials(validateConfig(raw, 'config.yaml'))).toEqual([])
+  })
+
+  it('a configuration where no permission entry lets homeserver.domain in says so', async () => {
+    const raw = await exampleRaw()
+    raw.homeserver.domain = 'family.example'
+    raw.bridge.permissions = { '*': 'relay', 'example.org': 'user', '@admin:example.org': 'admin', 'other.example': 'user' }
+    expect(permissionsProblem(validateConfig(raw, 'config.yaml'))).toMatch(
+      /No entry in bridge\.permissions lets anyone on family\.example \(homeserver\.domain\) use the bridge.*Add "family\.example": user/)
+    raw.bridge.permissions['@me:family.example'] = 'admin'
+    expect(permissionsProblem(validateConfig(raw, 'config.yaml'))).toBeUndefined()
   })
 })

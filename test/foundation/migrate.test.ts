@@ -58,6 +58,20 @@ describe('migrations', async () => {
     expect(again.stdout).toMatch(/up to date/)
   }, PATIENCE_MS * 3)
 
+  it('a new embedded database says it is being created, how long that took, and is migrated', async () => {
+    const dir = await tempDir()
+    const config = await configFile(dir, '')
+    const run = await runCli(['migrate', '-c', config], { timeoutMs: PATIENCE_MS })
+    expect(run.code).toBe(0)
+    expect(run.stdout).toMatch(/^Creating the embedded database in .*pglite \(only on the first start; this takes a few seconds, up to a minute on a busy machine\)…\nCreated the embedded database in \d+\.\d s\.\nThe database is up to date\.\n$/)
+    const db = await openPglite(join(dir, 'data'))
+    const { rows } = await db.query<{ name: string }>('SELECT name FROM schema_migrations ORDER BY version')
+    expect(rows.map(r => r.name)).toEqual((await loadMigrations()).map(m => m.name))
+    await db.close()
+    // Once created, it is opened as it is, without the line.
+    expect((await runCli(['migrate', '-c', config], { timeoutMs: PATIENCE_MS })).stdout).toBe('The database is up to date.\n')
+  }, PATIENCE_MS * 2)
+
   it('a migration that fails is rolled back whole and named in the error', async () => {
     const dir = await tempDir()
     await writeFile(join(dir, '001_ok.sql'), 'CREATE TABLE a (x int);')

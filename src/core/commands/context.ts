@@ -48,9 +48,15 @@ export interface Ctx extends CommandRequest {
 
 /** bridge.permissions: an exact user id wins over a server name, which wins over "*". */
 export function levelOf(mxid: string, permissions: Record<string, string>): Level {
+  return ruleOf(mxid, permissions).level
+}
+
+/** The level and the entry of bridge.permissions that gave it (undefined when none matched), for the log. */
+export function ruleOf(mxid: string, permissions: Record<string, string>): { level: Level; rule: string | undefined } {
   const server = mxid.slice(mxid.indexOf(':') + 1)
-  const level = permissions[mxid] ?? permissions[server] ?? permissions['*']
-  return level === 'relay' || level === 'user' || level === 'admin' ? level : 'none'
+  const rule = [mxid, server, '*'].find(key => Object.hasOwn(permissions, key))
+  const level = rule === undefined ? undefined : permissions[rule]
+  return { level: level === 'relay' || level === 'user' || level === 'admin' ? level : 'none', rule }
 }
 
 export function requireLevel(ctx: Ctx, needed: Level): void {
