@@ -4,7 +4,7 @@ import { Command, CommanderError } from 'commander'
 import { copyFile, access } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 import { ConfigError, loadConfig, missingEssentials, type Config } from './config.ts'
-import { ensureTokens, writeRegistration } from './registration.ts'
+import { ensureStoreKey, ensureTokens, writeRegistration } from './registration.ts'
 import { openDatabase } from './db/open.ts'
 import { migrate } from './db/migrate.ts'
 import { createLogger } from './log.ts'
@@ -52,7 +52,13 @@ export function buildProgram(): Command {
     .description('run the bridge')
     .action(async () => {
       const { config: configPath } = program.opts<{ config: string }>()
-      const config = await configOrFirstRun(configPath)
+      let config = await configOrFirstRun(configPath)
+      if (config.encryption.allow && !config.encryption.store_key) {
+        // The first start with encryption: the at-rest key is made here, like the tokens, and kept in the file.
+        await ensureStoreKey(configPath)
+        console.log(`Wrote a new encryption.store_key into ${configPath}. Keep it with the database: the bridge's encryption keys cannot be read without it.`)
+        config = await loadConfig(configPath)
+      }
       const missing = missingEssentials(config)
       if (missing.length > 0) {
         throw new Exit(2, `Before the bridge can start, fill in ${configPath}:\n${missing.map(m => `  - ${m}`).join('\n')}`)

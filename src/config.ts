@@ -49,6 +49,16 @@ export const configSchema = z.object({
     typing_to_matrix: z.boolean().default(true),
     receipts_to_matrix: z.boolean().default(true),
   }),
+  encryption: z
+    .object({
+      // Off by default: without the homeserver's appservice extensions (docs/operators.md) the bridge gets no keys.
+      allow: z.boolean().default(false),
+      default: z.boolean().default(false),
+      key_wait_seconds: z.number().positive('expected a positive number of seconds').default(300),
+      store_key: z.string().default(''),
+    })
+    .refine(e => e.allow || !e.default, { error: 'default: true needs allow: true', path: ['default'] })
+    .default({ allow: false, default: false, key_wait_seconds: 300, store_key: '' }),
   metrics: z.object({ enabled: z.boolean().default(true), hostname: z.string().default('127.0.0.1'), port }),
   logging: z.object({
     level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
@@ -99,7 +109,7 @@ export function applyEnv(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): 
     const value = env[name]
     if (value === undefined) continue
     // Tokens and URIs stay strings even if they look like numbers.
-    const parsed = /token|uri|address|url|domain|hostname|username|displayname|prefix|format|dir/.test(path.at(-1)!)
+    const parsed = /token|store_key|uri|address|url|domain|hostname|username|displayname|prefix|format|dir/.test(path.at(-1)!)
       ? value
       : parseYaml(value)
     setPath(raw, path, parsed)

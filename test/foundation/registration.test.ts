@@ -52,6 +52,34 @@ describe('first run and registration', () => {
     expect(users.some((re: RegExp) => re.test('@signal_x:exampleXorg'))).toBe(false)
   })
 
+  it('asks for the encryption extensions only with encryption allowed, and makes the store key with the tokens', async () => {
+    const dir = await tempDir()
+    const config = join(dir, 'config.yaml')
+    const reg = join(dir, 'registration.yaml')
+    await runCli(['-c', config], { cwd: dir })
+    expect((await runCli(['generate-registration', '-c', config, '-r', reg], { cwd: dir })).code).toBe(0)
+    const plain = parse(await readFile(reg, 'utf8'))
+    expect(plain['org.matrix.msc3202']).toBeUndefined()
+    expect(plain['io.element.msc4190']).toBeUndefined()
+    const key = parse(await readFile(config, 'utf8')).encryption.store_key
+    expect(key).toMatch(/^[0-9a-f]{64}$/)
+
+    expect((await runCli(['generate-registration', '-c', config, '-r', reg], { cwd: dir, env: { RELAY_BRIDGE_ENCRYPTION_ALLOW: 'true' } })).code).toBe(0)
+    expect(parse(await readFile(reg, 'utf8'))).toMatchObject({
+      receive_ephemeral: true, 'de.sorunome.msc2409.push_ephemeral': true, 'org.matrix.msc3202': true, 'io.element.msc4190': true,
+    })
+    expect(parse(await readFile(config, 'utf8')).encryption.store_key).toBe(key) // never replaced: it unlocks the store
+  })
+
+  it('encryption.default without encryption.allow is refused with the key path', async () => {
+    const dir = await tempDir()
+    const config = join(dir, 'config.yaml')
+    await runCli(['-c', config], { cwd: dir })
+    const run = await runCli(['migrate', '-c', config], { cwd: dir, env: { RELAY_BRIDGE_ENCRYPTION_DEFAULT: 'true' } })
+    expect(run.code).toBe(2)
+    expect(run.stderr).toMatch(/encryption\.default: default: true needs allow: true/)
+  })
+
   it('tokens given in the environment win over the file', async () => {
     const dir = await tempDir()
     const config = join(dir, 'config.yaml')
