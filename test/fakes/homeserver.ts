@@ -6,6 +6,7 @@ import { EventEmitter } from 'node:events'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { ClientApi } from './homeserver/client-api.ts'
+import type { E2eeState, ToDeviceHold, ToDeviceMessage } from './homeserver/e2ee.ts'
 import { TransactionPusher } from './homeserver/pusher.ts'
 import { RateLimiter } from './homeserver/rate-limit.ts'
 import { HomeserverState } from './homeserver/state.ts'
@@ -25,6 +26,7 @@ import { PATIENCE_MS } from '../support/patience.ts'
 
 export { MatrixFault }
 export type { AppserviceRegistration, FakeEvent, FakeHomeserverOptions, InjectedFault, PushAttempt, RecordedCall, TransactionBody }
+export type { E2eeState, ToDeviceHold, ToDeviceMessage }
 
 export interface HelperRoomOptions {
   invite?: string[]
@@ -114,6 +116,10 @@ export class FakeHomeserver {
       firstTxnId: opts.firstTxnId ?? 1,
       pushTimeoutMs: opts.pushTimeoutMs ?? 5000,
       onChange: () => this.changed(),
+      otkCountKey: opts.otkCountKey ?? 'both',
+      keyCounts: (users) => this.api.e2ee.keyCountsFor(users),
+      botUserId: this.state.botUserId,
+      isAsUser: (u) => this.state.isAsUser(u),
     })
     this.api = new ClientApi(this.state, this.pusher, {
       pingSupported: opts.pingSupported ?? true,
@@ -121,6 +127,7 @@ export class FakeHomeserver {
       authenticatedMedia: opts.authenticatedMedia ?? true,
       legacyMedia: opts.legacyMedia ?? true,
       requireInhibitLogin: opts.requireInhibitLogin ?? true,
+      deviceMasquerading: opts.deviceMasquerading ?? true,
     }, (call) => {
       this.calls.push(call)
       this.changed()
@@ -135,6 +142,7 @@ export class FakeHomeserver {
     }
     this.state.onEvent = (ev) => {
       if (this.interested(ev)) this.pusher.enqueueEvent(this.forAppservice(ev))
+      if (ev.type === 'm.room.member' && ev.state_key !== undefined) this.api.e2ee.membershipChanged(ev.room_id, ev.state_key, String(ev.content['membership']))
       this.changed()
     }
     this.server = createServer((req, res) => {
@@ -334,6 +342,27 @@ export class FakeHomeserver {
   /** Any ephemeral event, pushed as is (if the registration asks for ephemeral events). */
   sendEphemeral(event: Record<string, unknown>): void {
     this.pusher.enqueueEphemeral(event)
+  }
+
+  // ---- end-to-end encryption (homeserver/e2ee.ts) ----------------------------------------------------
+
+  /** A real user's client logs in: a new device (or the one named) and its access token, for the client-server
+   * API (keys, to-device, /sync, room sends as that user). */
+  login(userId: string, deviceId?: string): { accessToken: string; deviceId: string } {
+    if (!this.state.users.has(userId)) throw new MatrixFault(403, 'M_FORBIDDEN', 'Invalid username or password')
+    return this.api.e2ee.login(userId, deviceId)
+  }
+
+  /** Devices, keys and every to-device message sent, for inspection. */
+  get e2ee(): E2eeState {
+    return this.api.e2ee
+  }
+
+  /** To-device messages for the appservice that match stay out of its transactions until release(): a room key
+   * then arrives in a later transaction than the event it unlocks, as happens when a sender's to-device
+   * traffic is slower than its room event. */
+  holdToDevice(match: (m: ToDeviceMessage) => boolean): ToDeviceHold {
+    return this.api.e2ee.holdToDevice(match)
   }
 
   // ---- inspection ----------------------------------------------------------------------------------

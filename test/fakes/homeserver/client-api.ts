@@ -3,6 +3,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { CreateRoomInput, HomeserverState } from './state.ts'
 import type { TransactionPusher } from './pusher.ts'
+import { E2eeState } from './e2ee.ts'
 import { EphemeralRooms } from './ephemeral.ts'
 import { upgradeRoom } from './upgrade.ts'
 import { RateLimited, type RateLimiter, type RateLimitKind } from './rate-limit.ts'
@@ -23,6 +24,10 @@ interface Ctx {
   headers: IncomingMessage['headers']
   /** Set by authenticate(). */
   user: string | undefined
+  /** The caller's device: a real user's token's device, or the appservice's masqueraded one (MSC3202). */
+  device: string | undefined
+  /** True when the caller used the as_token (the appservice or one of its users). */
+  appservice: boolean
 }
 
 type Answer = { status: number; json: unknown } | { status: number; bytes: Buffer; mimetype: string; filename?: string | undefined }
@@ -39,6 +44,8 @@ export class ClientApi {
   readonly faults: InjectedFault[] = []
   /** Typing and read receipts (homeserver/ephemeral.ts). */
   readonly ephemeral: EphemeralRooms
+  /** Devices, keys, to-device messages (homeserver/e2ee.ts). */
+  readonly e2ee: E2eeState
   /** Awaited after a send or redaction made its event and before the answer goes out (see echoBeforeAnswer). */
   beforeAnswer: ((ev: FakeEvent) => Promise<void>) | undefined
   /** Synapse's limits, applied to the appservice's users while its registration says rate_limited: true. */
@@ -46,13 +53,17 @@ export class ClientApi {
   private readonly routes: [string, RegExp, Handler][]
   private readonly s: HomeserverState
   private readonly pusher: TransactionPusher
-  private readonly opts: Required<Pick<FakeHomeserverOptions, 'pingSupported' | 'pingTimeoutMs' | 'authenticatedMedia' | 'legacyMedia' | 'requireInhibitLogin'>>
+  private readonly opts: Required<Pick<FakeHomeserverOptions, 'pingSupported' | 'pingTimeoutMs' | 'authenticatedMedia' | 'legacyMedia' | 'requireInhibitLogin' | 'deviceMasquerading'>>
   private readonly record: (call: RecordedCall) => void
 
   constructor(state: HomeserverState, pusher: TransactionPusher, opts: ClientApi['opts'], record: (call: RecordedCall) => void, changed: () => void = () => {}) {
     this.s = state
     this.pusher = pusher
     this.ephemeral = new EphemeralRooms(state, pusher, changed)
+    this.e2ee = new E2eeState(state, {
+      toDevice: (m) => pusher.enqueueToDevice(m),
+      deviceListChanged: (u) => pusher.enqueueDeviceListChange(u),
+    }, changed)
     this.opts = opts
     this.record = record
     const C = '/_matrix/client/v3'
@@ -81,6 +92,19 @@ export class ClientApi {
       ['GET', re('/_matrix/client/v1/media/download/([^/]+)/([^/]+)(?:/[^/]*)?'), (_c, m) => this.download(m[1]!, m[2]!, 'authenticated')],
       ['GET', re('/_matrix/media/v3/download/([^/]+)/([^/]+)(?:/[^/]*)?'), (_c, m) => this.download(m[1]!, m[2]!, 'legacy')],
       ['POST', re('/_matrix/client/v1/appservice/([^/]+)/ping'), (c, m) => this.ping(c, m[1]!)],
+      ['POST', re(`${C}/login`), (c) => this.login(c)],
+      ['POST', re(`${C}/logout`), (c) => this.logout(c)],
+      ['GET', re(`${C}/sync`), (c) => this.sync(c)],
+      ['GET', re(`${C}/devices`), (c) => ok({ devices: this.e2ee.listDevices(c.user!) })],
+      ['GET', re(`${C}/devices/([^/]+)`), (c, m) => this.getDevice(c, m[1]!)],
+      ['PUT', re(`${C}/devices/([^/]+)`), (c, m) => this.putDevice(c, m[1]!)],
+      ['DELETE', re(`${C}/devices/([^/]+)`), (c, m) => this.deleteDevice(c, m[1]!)],
+      ['POST', re(`${C}/keys/upload`), (c) => ok(this.e2ee.upload(c.user!, c.device, obj(c.body)))],
+      ['POST', re(`${C}/keys/query`), (c) => ok(this.e2ee.query(c.user!, obj(c.body)))],
+      ['POST', re(`${C}/keys/claim`), (c) => ok(this.e2ee.claim(obj(c.body)))],
+      ['POST', re(`${C}/keys/device_signing/upload`), (c) => ok(this.e2ee.uploadCrossSigning(c.user!, obj(c.body), c.appservice))],
+      ['POST', re(`${C}/keys/signatures/upload`), (c) => ok(this.e2ee.uploadSignatures(c.user!, obj(c.body)))],
+      ['PUT', re(`${C}/sendToDevice/([^/]+)/([^/]+)`), (c, m) => ok(this.e2ee.sendToDevice(c.user!, c.device, m[1]!, m[2]!, obj(c.body)))],
     ]
   }
 
@@ -88,7 +112,7 @@ export class ClientApi {
     const url = new URL(req.url ?? '/', 'http://fake')
     const raw = await readAll(req)
     const path = decodePath(url.pathname)
-    const ctx: Ctx = { method: req.method ?? 'GET', query: url.searchParams, body: undefined, raw, headers: req.headers, user: undefined }
+    const ctx: Ctx = { method: req.method ?? 'GET', query: url.searchParams, body: undefined, raw, headers: req.headers, user: undefined, device: undefined, appservice: false }
     let answer: Answer
     let headers: Record<string, string> = {}
     try {
@@ -126,7 +150,7 @@ export class ClientApi {
         continue
       }
       const args = m.map((part) => (part === undefined ? part : decodeURIComponent(part))) as string[]
-      if (!rawPath.startsWith('/_matrix/client/versions')) this.authenticate(ctx)
+      if (!rawPath.startsWith('/_matrix/client/versions') && !rawPath.endsWith('/login')) this.authenticate(ctx)
       this.injectedFault(ctx, decodePath(rawPath))
       if (ctx.raw.length && !rawPath.startsWith('/_matrix/media/v3/upload')) {
         try {
@@ -165,26 +189,43 @@ export class ClientApi {
     if (header !== undefined && !/^Bearer \S+$/.test(header)) throw new MatrixFault(401, 'M_MISSING_TOKEN', 'Invalid Authorization header.')
     const token = header !== undefined ? header.slice(7) : (query ?? undefined)
     if (!token) throw new MatrixFault(401, 'M_MISSING_TOKEN', 'Missing access token.')
+    const owner = this.e2ee.tokenOwner(token)
+    if (owner) {
+      // A real user's (or a logged-in appservice user's) own token: `user_id` is not theirs to assert.
+      ctx.user = owner.userId
+      ctx.device = owner.deviceId
+      return
+    }
     if (token !== this.s.registration.as_token) throw new MatrixFault(401, 'M_UNKNOWN_TOKEN', 'Unrecognised access token.', { soft_logout: false })
+    ctx.appservice = true
     const asserted = ctx.query.get('user_id')
     if (asserted === null || asserted === this.s.botUserId) {
       ctx.user = this.s.botUserId
-      return
+    } else {
+      if (!this.s.isAsUser(asserted)) throw new MatrixFault(403, 'M_FORBIDDEN', `Application service cannot masquerade as this user (${asserted}).`)
+      if (!this.s.users.has(asserted)) throw new MatrixFault(403, 'M_FORBIDDEN', `Application service has not registered this user (${asserted})`)
+      ctx.user = asserted
     }
-    if (!this.s.isAsUser(asserted)) throw new MatrixFault(403, 'M_FORBIDDEN', `Application service cannot masquerade as this user (${asserted}).`)
-    if (!this.s.users.has(asserted)) throw new MatrixFault(403, 'M_FORBIDDEN', `Application service has not registered this user (${asserted})`)
-    ctx.user = asserted
+    // MSC3202 device masquerading (synapse/api/auth/base.py): only with the experimental flag on; a device the
+    // user does not have is refused with 400 M_EXCLUSIVE.
+    const device = ctx.query.get('org.matrix.msc3202.device_id')
+    if (device !== null && this.opts.deviceMasquerading) {
+      if (!this.e2ee.device(ctx.user, device)) {
+        throw new MatrixFault(400, 'M_EXCLUSIVE', `Application service trying to use a device that doesn't exist ('${device}' for ${ctx.user})`)
+      }
+      ctx.device = device
+    }
   }
 
   /** Counts one action of the caller against its limit, or throws the 429 (every caller here is an AS user). */
   private limit(ctx: Ctx, kind: RateLimitKind): void {
-    if (this.s.registration.rate_limited === true) this.limiter?.check(ctx.user!, kind)
+    if (ctx.appservice && this.s.registration.rate_limited === true) this.limiter?.check(ctx.user!, kind)
   }
 
   /** `ts` is honoured for appservice users only; every caller here is one. */
   private ts(ctx: Ctx): number | undefined {
     const v = ctx.query.get('ts')
-    if (v === null) return undefined
+    if (v === null || !ctx.appservice) return undefined
     if (!/^\d+$/.test(v)) throw new MatrixFault(400, 'M_INVALID_PARAM', 'ts must be an integer')
     return Number(v)
   }
@@ -316,6 +357,68 @@ export class ClientApi {
     const m = server === this.s.domain ? this.media.get(mediaId) : undefined
     if (!m) throw new MatrixFault(404, 'M_NOT_FOUND', 'Not found')
     return { status: 200, bytes: m.data, mimetype: m.mimetype, filename: m.filename }
+  }
+
+  /** Only the appservice login (m.login.application_service, with the as_token) is served: real users' devices
+   * come from the test helper FakeHomeserver.login(). */
+  private login(ctx: Ctx): Answer {
+    const body = obj(ctx.body)
+    if (body['type'] !== 'm.login.application_service') throw new MatrixFault(400, 'M_UNKNOWN', 'Unknown login type')
+    this.authenticate(ctx)
+    if (!ctx.appservice) throw new MatrixFault(401, 'M_MISSING_TOKEN', 'Missing access token.')
+    // synapse/handlers/auth.py: an appservice opted into MSC4190 may not log in.
+    if (this.s.registration['io.element.msc4190'] === true) {
+      throw new MatrixFault(400, 'IO.ELEMENT.MSC4190.M_APPSERVICE_LOGIN_UNSUPPORTED', 'This appservice has MSC4190 enabled, so appservice login cannot be used.')
+    }
+    const identifier = obj(body['identifier'] ?? {})
+    const user = str(identifier['user']) ?? str(body['user'])
+    if (!user) throw new MatrixFault(400, 'M_MISSING_PARAM', 'Missing identifier.user')
+    const userId = user.startsWith('@') ? user : `@${user}:${this.s.domain}`
+    if (!this.s.isAsUser(userId)) throw new MatrixFault(403, 'M_FORBIDDEN', 'Invalid username or password')
+    if (!this.s.users.has(userId) && userId !== this.s.botUserId) throw new MatrixFault(403, 'M_FORBIDDEN', 'Invalid username or password')
+    const requested = str(body['device_id'])
+    const { accessToken, deviceId } = this.e2ee.login(userId, requested, str(body['initial_device_display_name']))
+    return ok({ user_id: userId, access_token: accessToken, device_id: deviceId, home_server: this.s.domain })
+  }
+
+  private logout(ctx: Ctx): Answer {
+    if (ctx.appservice || !ctx.device) throw new MatrixFault(400, 'M_UNKNOWN', 'Application services cannot log out with the as_token')
+    this.e2ee.deleteDevice(ctx.user!, ctx.device)
+    return ok({})
+  }
+
+  private sync(ctx: Ctx): Answer {
+    if (!ctx.device) throw new MatrixFault(400, 'M_UNKNOWN', 'This fake serves /sync to devices only')
+    return ok(this.e2ee.sync(ctx.user!, ctx.device, ctx.query.get('since')))
+  }
+
+  private getDevice(ctx: Ctx, deviceId: string): Answer {
+    const d = this.e2ee.device(ctx.user!, deviceId)
+    if (!d) throw new MatrixFault(404, 'M_NOT_FOUND', 'No device found')
+    return ok({ device_id: d.deviceId, display_name: d.displayName ?? null, last_seen_ip: null, last_seen_ts: null })
+  }
+
+  /** MSC4190 (synapse/rest/client/devices.py): an opted-in appservice creates the device (201) or updates it
+   * (200); anyone else only renames an existing one. */
+  private putDevice(ctx: Ctx, deviceId: string): Answer {
+    const body = obj(ctx.body)
+    const name = body['display_name']
+    if (name !== undefined && name !== null && typeof name !== 'string') throw new MatrixFault(400, 'M_BAD_JSON', 'display_name must be a string')
+    if (ctx.appservice && this.s.registration['io.element.msc4190'] === true) {
+      const created = this.e2ee.upsertDevice(ctx.user!, deviceId, typeof name === 'string' ? name : undefined)
+      return { status: created ? 201 : 200, json: {} }
+    }
+    if (!this.e2ee.device(ctx.user!, deviceId)) throw new MatrixFault(404, 'M_NOT_FOUND', 'Unknown device')
+    this.e2ee.upsertDevice(ctx.user!, deviceId, typeof name === 'string' ? name : undefined)
+    return ok({})
+  }
+
+  private deleteDevice(ctx: Ctx, deviceId: string): Answer {
+    if (!(ctx.appservice && this.s.registration['io.element.msc4190'] === true)) {
+      throw new MatrixFault(401, 'M_UNAUTHORIZED', 'User-interactive authentication required', { session: 'fake', flows: [{ stages: ['m.login.password'] }], params: {} })
+    }
+    this.e2ee.deleteDevice(ctx.user!, deviceId)
+    return ok({})
   }
 
   private async ping(ctx: Ctx, appserviceId: string): Promise<Answer> {

@@ -1,6 +1,7 @@
 // Homeserver → appservice traffic, as Synapse does it: one transaction at a time, events in order, the
 // same txnId and the very same body retried until a 2xx; user queries; the ping callback.
 import { request } from 'node:http'
+import type { ToDeviceMessage } from './e2ee.ts'
 import type { AppserviceRegistration, FakeEvent, PushAttempt, TransactionBody } from './types.ts'
 
 export interface PusherOptions {
@@ -12,6 +13,13 @@ export interface PusherOptions {
   firstTxnId: number
   pushTimeoutMs: number
   onChange: () => void
+  /** Which MSC3202 key(s) carry one-time-key counts: Synapse before 1.73 sent only `…device_one_time_key_counts`,
+   * later versions send both spellings. */
+  otkCountKey: 'both' | 'key_counts' | 'keys_count'
+  /** MSC3202 key counts and unused fallback key types of these users' devices (homeserver/e2ee.ts). */
+  keyCounts?: (users: Iterable<string>) => { counts: Record<string, unknown>; fallback: Record<string, unknown> }
+  botUserId: string
+  isAsUser: (userId: string) => boolean
 }
 
 export interface HttpResult {
@@ -42,6 +50,8 @@ export class TransactionPusher {
   private readonly opts: PusherOptions
   private readonly events: FakeEvent[] = []
   private readonly ephemeral: Record<string, unknown>[] = []
+  private readonly toDevice: ToDeviceMessage[] = []
+  private readonly changedDeviceLists = new Set<string>()
   private nextTxnId: number
   private running = false
   private paused = false
@@ -58,7 +68,22 @@ export class TransactionPusher {
   }
 
   get pending(): number {
-    return this.events.length + this.ephemeral.length
+    return this.events.length + this.ephemeral.length + this.toDevice.length + this.changedDeviceLists.size
+  }
+
+  /** MSC2409/MSC4203: to-device messages for the appservice's users' devices, only for a registration that asks
+   * for ephemeral events (Synapse sends them beside `ephemeral`, and never otherwise). */
+  enqueueToDevice(message: ToDeviceMessage): void {
+    if (!this.reg.receive_ephemeral && !this.reg['de.sorunome.msc2409.push_ephemeral']) return
+    this.toDevice.push(message)
+    this.kick()
+  }
+
+  /** MSC3202: a user whose device list changed and who shares a room with one of the appservice's users. */
+  enqueueDeviceListChange(userId: string): void {
+    if (this.reg['org.matrix.msc3202'] !== true) return
+    this.changedDeviceLists.add(userId)
+    this.kick()
   }
 
   /** True when nothing is queued and no transaction is in flight. */
@@ -111,14 +136,34 @@ export class TransactionPusher {
     while (!this.paused && !this.stopped && this.reg.url && this.pending > 0) {
       const events = this.events.splice(0, this.opts.maxEvents)
       const ephemeral = this.ephemeral.splice(0, 100)
+      const toDevice = this.toDevice.splice(0, 100)
       const txnId = String(this.nextTxnId++)
       const body: TransactionBody = { events }
       if (ephemeral.length) {
         if (this.opts.ephemeralKey !== 'unstable') body.ephemeral = ephemeral
         if (this.opts.ephemeralKey !== 'stable') body['de.sorunome.msc2409.ephemeral'] = ephemeral
       }
+      if (toDevice.length) body['de.sorunome.msc2409.to_device'] = toDevice
+      this.addMsc3202(body, events, toDevice)
       // Serialised once: every retry sends byte-identical content.
       await this.deliver(txnId, body, JSON.stringify(body))
+    }
+  }
+
+  /** synapse/appservice/api.py push_bulk and scheduler.py: key counts for the appservice's sender and for its users
+   * named in the transaction (event senders, to-device recipients), device lists changed meanwhile. */
+  private addMsc3202(body: TransactionBody, events: FakeEvent[], toDevice: ToDeviceMessage[]): void {
+    if (this.reg['org.matrix.msc3202'] !== true) return
+    const users = [this.opts.botUserId, ...events.map((e) => e.sender), ...toDevice.map((m) => m.to_user_id)]
+    const { counts, fallback } = this.opts.keyCounts?.(users.filter((u) => this.opts.isAsUser(u))) ?? { counts: {}, fallback: {} }
+    if (Object.keys(counts).length) {
+      if (this.opts.otkCountKey !== 'keys_count') body['org.matrix.msc3202.device_one_time_key_counts'] = counts
+      if (this.opts.otkCountKey !== 'key_counts') body['org.matrix.msc3202.device_one_time_keys_count'] = counts
+    }
+    if (Object.keys(fallback).length) body['org.matrix.msc3202.device_unused_fallback_key_types'] = fallback
+    if (this.changedDeviceLists.size) {
+      body['org.matrix.msc3202.device_lists'] = { changed: [...this.changedDeviceLists], left: [] }
+      this.changedDeviceLists.clear()
     }
   }
 

@@ -18,6 +18,11 @@ export interface AppserviceRegistration {
   rate_limited?: boolean
   receive_ephemeral?: boolean
   'de.sorunome.msc2409.push_ephemeral'?: boolean
+  /** MSC3202 transaction extensions: device lists, one-time-key counts, unused fallback key types. */
+  'org.matrix.msc3202'?: boolean
+  /** MSC4190: the appservice creates its users' devices with PUT /devices/{id}; its m.login.application_service
+   * login is refused. */
+  'io.element.msc4190'?: boolean
 }
 
 export interface FakeHomeserverOptions {
@@ -59,6 +64,12 @@ export interface FakeHomeserverOptions {
   /** Synapse's per-user limits (rc_message, rc_joins, media), enforced while the registration says
    * rate_limited: true, as Synapse does; with false (the default registration) users are exempt. */
   rateLimits?: RateLimitOptions
+  /** Which key(s) carry MSC3202 one-time-key counts in transactions: 'both' (Synapse ≥ 1.73, the default),
+   * 'key_counts' (`…device_one_time_key_counts` only, older Synapse) or 'keys_count'. */
+  otkCountKey?: 'both' | 'key_counts' | 'keys_count'
+  /** Synapse's experimental msc3202_device_masquerading: `org.matrix.msc3202.device_id` on the appservice's
+   * calls picks the device. Default true; false ignores the parameter, as such a Synapse does. */
+  deviceMasquerading?: boolean
 }
 
 export interface FakeEvent {
@@ -103,6 +114,14 @@ export interface TransactionBody {
   events: FakeEvent[]
   ephemeral?: Record<string, unknown>[]
   'de.sorunome.msc2409.ephemeral'?: Record<string, unknown>[]
+  /** MSC2409/MSC4203: each message names its recipient (to_user_id, to_device_id). */
+  'de.sorunome.msc2409.to_device'?: { type: string; sender: string; content: Record<string, unknown>; to_user_id: string; to_device_id: string }[]
+  'org.matrix.msc3202.device_lists'?: { changed: string[]; left: string[] }
+  /** user → device → algorithm → count, under either spelling (see otkCountKey). */
+  'org.matrix.msc3202.device_one_time_key_counts'?: Record<string, unknown>
+  'org.matrix.msc3202.device_one_time_keys_count'?: Record<string, unknown>
+  /** user → device → algorithms. */
+  'org.matrix.msc3202.device_unused_fallback_key_types'?: Record<string, unknown>
 }
 
 /** An error the fake answers instead of handling a matching call (to test the bridge's retries). */
