@@ -26,6 +26,8 @@ import { createLogger } from './log.ts'
 import { stopWithin } from './stop.ts'
 import { AppserviceServer } from './matrix/appservice.ts'
 import { MatrixClientApi, type HomeserverApi } from './matrix/client.ts'
+import { Decryption } from './matrix/decryption.ts'
+import { openEncryption } from './matrix/encryption.ts'
 import { GhostEphemeral, matrixEphemeralDrop } from './matrix/ephemeral.ts'
 import { isEcho, MatrixEvents } from './matrix/events.ts'
 import { Ghosts } from './matrix/ghosts.ts'
@@ -96,16 +98,24 @@ export async function startBridge(config: Config, deps: BridgeDeps = {}): Promis
   if (applied.length) log.info({ applied }, 'Applied database migrations')
   const domain = config.homeserver.domain
   const botMxid = `@${config.appservice.bot.username}:${domain}`
-  const api = deps.api ?? new MatrixClientApi({
+  const plainApi = deps.api ?? new MatrixClientApi({
     homeserverUrl: config.homeserver.address, asToken: config.appservice.as_token, domain,
     botLocalpart: config.appservice.bot.username, log: log.child({ part: 'matrix' }),
   })
+  const encryption = config.encryption.allow
+    ? await openEncryption({ api: plainApi, db, botMxid, domain, store: undefined, log })
+    : undefined
+  // Every room event the bridge sends goes through this one: encrypted where the room is.
+  const api = encryption?.api ?? plainApi
   const media: MediaStore = new FileMediaStore(config.data_dir)
   const portals = new PortalStore(db)
   await portals.load()
   const logins = new SqlLoginStore(db)
   const inbox = new Inbox(db)
-  const rooms = new BotRooms({ api, db, botMxid, log: log.child({ part: 'rooms' }) })
+  const rooms = new BotRooms({
+    api, db, botMxid, log: log.child({ part: 'rooms' }),
+    ...(encryption ? { encryption: { rooms: encryption.rooms, byDefault: config.encryption.default, health: () => encryption.health() } } : {}),
+  })
   const ghosts = new Ghosts({ db, api, media, domain, botMxid, log })
   const networks = new Map<RemoteNetworkId, RemoteNetwork>()
   for (const n of deps.networks ?? await buildNetworks(config)) networks.set(n.network, n)
@@ -154,11 +164,19 @@ export async function startBridge(config: Config, deps: BridgeDeps = {}): Promis
     api, portals, rooms, botMxid, log: log.child({ part: 'room-upgrades' }),
     onMoved: portal => outbox.kick('matrix', portal.roomId),
   })
+  // Declared before the events that it wakes; set right after them.
+  let kickEvents = (): void => {}
+  const decryption = encryption && new Decryption({
+    db, inbox, crypto: encryption.machine, rooms, portals, waitMs: config.encryption.key_wait_seconds * 1000,
+    counter: metrics.decryptions, log: log.child({ part: 'decryption' }), onDue: () => kickEvents(),
+  })
   const events = new MatrixEvents({
     db, inbox, api, router, commands, rooms, upgrades, ghosts, portals, media, domain, botMxid,
     permissions: config.bridge.permissions, log: log.child({ part: 'matrix-events' }),
     ...(deps.timings?.inboxRetryMs ? { retryDelayMs: deps.timings.inboxRetryMs } : {}),
+    ...(encryption && decryption ? { encryption: { decryption, rooms: encryption.rooms } } : {}),
   })
+  kickEvents = () => events.kick()
   const ephemeral = new Ephemeral({
     db, portals, sink: new GhostEphemeral({ api, ghosts, domain, log: log.child({ part: 'matrix-ephemeral' }) }),
     typing: config.bridge.typing_to_matrix, receipts: config.bridge.receipts_to_matrix, log: log.child({ part: 'ephemeral' }),
@@ -169,6 +187,7 @@ export async function startBridge(config: Config, deps: BridgeDeps = {}): Promis
     onEphemeral: matrixEphemeralDrop(metrics.registry),
     ignore: e => isEcho(e, botMxid, domain),
     onUserQuery: mxid => ghosts.exists(mxid),
+    storeCrypto: encryption !== undefined,
   })
   const port = await appservice.listen(config.appservice.port, config.appservice.hostname)
   log.info({ port }, 'Listening for the homeserver')
@@ -227,7 +246,14 @@ export async function startBridge(config: Config, deps: BridgeDeps = {}): Promis
   const retryMs = deps.timings?.homeserverRetryMs ?? 15_000
   const check = async (attempt: number): Promise<void> => {
     const result = await checkHomeserver(api, config, log)
-    if (result !== 'ok' && result !== 'hs_cannot_reach_bridge' && !stopped) {
+    let ok = result === 'ok' || result === 'hs_cannot_reach_bridge'
+    if (ok && encryption) {
+      ok = await encryption.setUp().then(() => true, (err: unknown) => {
+        log.error({ err: (err as Error).message }, `Encryption could not be set up: ${(err as Error).message}. Encrypted rooms wait; see docs/operators.md, "Encrypted rooms".`)
+        return false
+      })
+    }
+    if (!ok && !stopped) {
       const delay = Math.min(retryMs * 2 ** attempt, 300_000)
       log.warn(`Retrying the homeserver in ${Math.round(delay / 1000)} s.`)
       hsTimer = setTimeout(() => void check(attempt + 1), delay)
@@ -262,6 +288,8 @@ export async function startBridge(config: Config, deps: BridgeDeps = {}): Promis
           run: () => outbox.stop(),
         },
         ...[...networks].map(([id, n]) => ({ what: `disconnecting from ${NETWORK_LABEL[id]}`, run: () => n.stop() })),
+        // After the outbox: deliveries in flight still encrypt.
+        ...(encryption ? [{ what: 'closing the encryption device', run: async () => { decryption?.stop(); await encryption.close() } }] : []),
         { what: 'closing the metrics listener', run: () => new Promise<void>(resolve => (metricsServer ? metricsServer.close(() => resolve()) : resolve())) },
       ])
       // Even when something above hangs, the database gets its own time to close: PGlite writes what it

@@ -99,6 +99,33 @@ export function buildProgram(): Command {
     })
 
   program
+    .command('reset-encryption')
+    .description('start a fresh encryption identity for the bot (when its keys or store_key are lost); stop the bridge first')
+    .action(async () => {
+      const { config: configPath } = program.opts<{ config: string }>()
+      const config = await configOrFirstRun(configPath)
+      const db = await openDatabase(config.database.uri, config.data_dir)
+      try {
+        await migrate(db)
+        const { resetEncryption } = await import('./matrix/encryption.ts')
+        const { MatrixClientApi } = await import('./matrix/client.ts')
+        const log = createLogger('warn')
+        const botMxid = `@${config.appservice.bot.username}:${config.homeserver.domain}`
+        const api = new MatrixClientApi({
+          homeserverUrl: config.homeserver.address, asToken: config.appservice.as_token, domain: config.homeserver.domain,
+          botLocalpart: config.appservice.bot.username, log, requestTimeoutMs: 10_000,
+        })
+        const { deviceId, deletedOnHomeserver } = await resetEncryption({ db, botMxid, api, log, storeKey: config.encryption.store_key })
+        console.log(deviceId
+          ? `Forgot the bot's encryption device ${deviceId}${deletedOnHomeserver ? ' and deleted it on the homeserver' : ' (the homeserver kept it: delete it there by hand if you like)'}. ` +
+            'The next start makes a new device and identity; people in encrypted rooms will see that the bot\'s identity changed (docs/operators.md §16).'
+          : 'The bot had no encryption device yet; the next start with encryption allowed makes one.')
+      } finally {
+        await db.close()
+      }
+    })
+
+  program
     .command('login')
     .description('link a relay account in this terminal by scanning a QR code')
     .argument('<network>', 'signal or whatsapp')

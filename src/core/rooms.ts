@@ -8,6 +8,15 @@ export interface BridgeChannel {
   name: string
 }
 
+/** A room's encryption as `status` reports it. */
+export interface RoomEncryptionStatus {
+  encrypted: boolean
+  /** Whether the bridge reads and writes this room (false: encrypted while the bridge's encryption is off). */
+  readable: boolean
+  /** One line for `status`: on or off, and healthy or what is wrong. */
+  text: string
+}
+
 export interface MatrixRooms {
   /** A room for a new portal, with the bot as admin, inviting `invite`. */
   createPortalRoom(opts: { name: string; topic?: string; invite: string[] }): Promise<string>
@@ -28,6 +37,7 @@ export interface MatrixRooms {
   /** A com.beeper.message_send_status event about a Matrix event. */
   messageStatus(roomId: string, eventId: string, network: NetworkId, status: 'SUCCESS' | 'FAIL_RETRIABLE' | 'FAIL_PERMANENT',
     detail?: { reason: string; message: string; internal?: string }): Promise<void>
+  encryptionStatus(roomId: string): Promise<RoomEncryptionStatus>
   /** Names the room; where the bot lacks the power, says so in the room and names it once the power arrives. */
   setRoomName(roomId: string, name: string): Promise<void>
 }

@@ -1,12 +1,14 @@
 // The appservice's calls to the homeserver (client-server API with identity assertion, §2 of
-// matrix-appservice.md). The rest of the bridge depends only on `HomeserverApi`: tests substitute it, and a
-// future encryption layer wraps it (every outgoing room event passes through sendEvent/sendState).
+// matrix-appservice.md). The rest of the bridge depends only on `HomeserverApi`: tests substitute it, and the
+// encryption layer (encrypting-api.ts) wraps it: every outgoing room event passes through sendEvent (state
+// events through sendState, which stay plain as the spec wants), every attachment through uploadAttachment.
 //
 // HTTP goes through the bot-sdk's MatrixClient.doRequest, which already does Bearer auth, JSON, keep-alive
 // and Retry-After parsing. We never use its impersonateUserId(): that is shared mutable state on the client,
 // and two ghosts sending at once would race on it. `user_id` goes into each call's own query instead.
 import { MatrixClient, MatrixError } from '@vector-im/matrix-bot-sdk'
 import type { Logger } from 'pino'
+import type { EncryptedFile } from './attachments.ts'
 import { routeBotSdkLogs } from './client-log.ts'
 import {
   isMatrixErrcode,
@@ -58,6 +60,10 @@ export interface DownloadedMedia {
   mimetype: string
 }
 
+/** Where an attachment is: `url` in a plain room, `file` (its URL and key) in an encrypted one; spread into
+ * the event's content. */
+export type MediaRef = { url: string } | { file: EncryptedFile }
+
 /** What the bridge needs from the homeserver. `asUser` is the full MXID to act as (the bot or a ghost). */
 export interface HomeserverApi {
   readonly domain: string
@@ -72,6 +78,8 @@ export interface HomeserverApi {
   getProfile(userId: string): Promise<Profile | undefined>
 
   uploadMedia(data: Uint8Array, mimetype: string, filename?: string, asUser?: string): Promise<string>
+  /** An attachment for an event in `roomId`: encrypted first when the room is. */
+  uploadAttachment(roomId: string, data: Uint8Array, mimetype: string, filename?: string, asUser?: string): Promise<MediaRef>
   downloadMedia(mxc: string): Promise<DownloadedMedia>
 
   createRoom(asUser: string, options: CreateRoomOptions): Promise<string>
@@ -97,6 +105,11 @@ export interface HomeserverApi {
   /** AS → HS ping (spec v1.7). 'unsupported' on homeservers older than the endpoint; throws
    * AppservicePingError (with an operator hint) when the homeserver cannot reach the bridge. */
   pingAppservice(appserviceId: string, transactionId: string): Promise<{ durationMs: number } | 'unsupported'>
+}
+
+/** One device's client-server calls: a path under /_matrix/client and a JSON body, answered with JSON. */
+export interface DeviceHttp {
+  request(method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, body?: JsonObject): Promise<JsonObject>
 }
 
 export interface MatrixClientApiOptions {
@@ -203,6 +216,10 @@ export class MatrixClientApi implements HomeserverApi {
       throw new MatrixApiError({ status: 502, errcode: undefined, error: 'upload answered without a content_uri' })
     }
     return uri
+  }
+
+  async uploadAttachment(_roomId: string, data: Uint8Array, mimetype: string, filename?: string, asUser?: string): Promise<MediaRef> {
+    return { url: await this.uploadMedia(data, mimetype, filename, asUser) }
   }
 
   async downloadMedia(mxc: string): Promise<DownloadedMedia> {
@@ -327,6 +344,21 @@ export class MatrixClientApi implements HomeserverApi {
       const failure = err instanceof MatrixApiError ? pingFailureOf(err) : undefined
       if (failure) throw failure
       throw err
+    }
+  }
+
+  /**
+   * Client-server calls for one device of an appservice user (the crypto layer's keys, to-device messages,
+   * device management): `user_id` asserts the user, and `org.matrix.msc3202.device_id` (MSC3202 device
+   * masquerading) the device, once there is one. Errors are the typed ones of every other call.
+   */
+  deviceHttp(userId: string, deviceId?: string): DeviceHttp {
+    return {
+      request: (method, path, body) => this.request(method, path, {
+        asUser: userId,
+        query: deviceId !== undefined ? { 'org.matrix.msc3202.device_id': deviceId } : {},
+        ...(body !== undefined ? { body } : {}),
+      }),
     }
   }
 

@@ -37,7 +37,8 @@ async function status(ctx: Ctx): Promise<void> {
       ? 'This is our direct chat. `logins` shows your relay accounts; in a room, `status` shows its bridge.'
       : 'This room is not bridged. `link signal <group>` or `create whatsapp` bridges it.')
   }
-  const lines = [`This room is bridged${portal.encrypted ? ' but encrypted, which the bridge cannot read yet' : ''}:`]
+  const encryption = await ctx.env.rooms.encryptionStatus(ctx.roomId)
+  const lines = [`This room is bridged${encryption.encrypted && !encryption.readable ? ' but encrypted, which the bridge cannot read with its encryption off' : ''}:`]
   for (const network of REMOTE_NETWORKS) {
     const group = chatOf(portal, network)
     const loginId = loginOf(portal, network)
@@ -48,6 +49,7 @@ async function status(ctx: Ctx): Promise<void> {
   const counts = await ctx.env.outbox.counts(portal.id)
   const queued = counts.filter(c => c.state !== 'failed').map(c => `${c.n} ${c.state} for ${NETWORK_LABEL[c.network as 'matrix']}`)
   const failed = counts.filter(c => c.state === 'failed').map(c => `${c.n} for ${NETWORK_LABEL[c.network as 'matrix']}`)
+  lines.push(`• Encryption: ${encryption.text}`)
   lines.push(`• Deliveries: ${queued.length ? queued.join(', ') : 'none waiting'}${failed.length ? `; failed in the last week: ${failed.join(', ')}` : ''}`)
   await ctx.reply(lines.join('\n'))
 }
