@@ -103,7 +103,7 @@ export async function startBridge(config: Config, deps: BridgeDeps = {}): Promis
     botLocalpart: config.appservice.bot.username, log: log.child({ part: 'matrix' }),
   })
   const encryption = config.encryption.allow
-    ? await openEncryption({ api: plainApi, db, botMxid, domain, store: undefined, log })
+    ? await openEncryption({ api: plainApi, db, botMxid, domain, storeKey: config.encryption.store_key, log })
     : undefined
   // Every room event the bridge sends goes through this one: encrypted where the room is.
   const api = encryption?.api ?? plainApi

@@ -115,7 +115,7 @@ export function buildProgram(): Command {
           homeserverUrl: config.homeserver.address, asToken: config.appservice.as_token, domain: config.homeserver.domain,
           botLocalpart: config.appservice.bot.username, log, requestTimeoutMs: 10_000,
         })
-        const { deviceId, deletedOnHomeserver } = await resetEncryption({ db, botMxid, api, log, storeKey: config.encryption.store_key })
+        const { deviceId, deletedOnHomeserver } = await resetEncryption({ db, botMxid, api, log })
         console.log(deviceId
           ? `Forgot the bot's encryption device ${deviceId}${deletedOnHomeserver ? ' and deleted it on the homeserver' : ' (the homeserver kept it: delete it there by hand if you like)'}. ` +
             'The next start makes a new device and identity; people in encrypted rooms will see that the bot\'s identity changed (docs/operators.md §16).'
