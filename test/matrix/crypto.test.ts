@@ -35,7 +35,6 @@ async function setup(opts: FakeHomeserverOptions = {}) {
   const created = await ensureBotDevice(api.deviceHttp(BOT), BOT, BOT_DEVICE, 'relay bridge')
   const bot = await CryptoMachine.open({ userId: BOT, deviceId: BOT_DEVICE, http: api.deviceHttp(BOT, BOT_DEVICE), log })
   cleanups.push(() => bot.close())
-  await bot.processOutgoing()
   let fed = 0
   /** Everything the homeserver queued so far reaches the bot's machine, transaction by transaction. */
   const botSync = async (): Promise<void> => {
@@ -45,6 +44,11 @@ async function setup(opts: FakeHomeserverOptions = {}) {
       if (part) await bot.receiveSyncChanges(part)
     }
   }
+  // The device's creation is a device-list change: its transaction carries the count of a device that has no
+  // keys yet. Taken before the first upload, as a bridge does with what it stored before starting the machine,
+  // it does not make the machine upload a second batch.
+  await botSync()
+  await bot.processOutgoing()
   const peers: OlmPeer[] = []
   const login = async (userId: string) => {
     const peer = await OlmPeer.login(hs, userId)
@@ -72,6 +76,13 @@ function event(hs: FakeHomeserver, room: string, id: string): FakeEvent {
 
 const sessionOf = (ev: FakeEvent): string => String(ev.content['session_id'])
 
+/** Unclaimed signed_curve25519 keys of the bot's device, as the homeserver holds them. */
+function botOneTimeKeys(hs: FakeHomeserver): number {
+  const device = hs.e2ee.device(BOT, BOT_DEVICE)
+  if (!device) throw new Error('the bot has no device')
+  return hs.e2ee.otkCounts(device)['signed_curve25519'] ?? 0
+}
+
 /** A room Alice made encrypted and the bot joined; `extra` are invited and joined too. */
 async function encryptedRoom(hs: FakeHomeserver, api: MatrixClientApi, extra: string[] = [], encryption: JsonObject = {}): Promise<string> {
   const room = await hs.createRoom(ALICE, { invite: [BOT, ...extra], encrypted: true })
@@ -86,13 +97,21 @@ describe('the bot device and a real Olm peer', () => {
     const { hs, api, bot, botSync, login, botSends } = await setup()
     const alice = await login(ALICE)
     const room = await encryptedRoom(hs, api)
+    const uploaded = botOneTimeKeys(hs)
+    expect(uploaded).toBeGreaterThan(0)
 
     const fromAlice = event(hs, room, await alice.send(room, 'hello bot'))
+    // Alice's device took one of the bot's one-time keys to start an Olm session.
+    expect(hs.calls.some((c) => c.path.endsWith('/keys/claim') && c.user === ALICE)).toBe(true)
+    expect(botOneTimeKeys(hs)).toBe(uploaded - 1)
     expect(fromAlice.type).toBe('m.room.encrypted')
     expect(JSON.stringify(fromAlice.content)).not.toContain('hello bot')
     await botSync()
     const got = await bot.decrypt(fromAlice as unknown as JsonObject & { room_id: string })
     expect(got).toMatchObject({ kind: 'decrypted', event: { type: 'm.room.message', content: { body: 'hello bot' } }, senderDevice: alice.deviceId })
+    // The transaction's one-time-key count told the bot, which topped its keys up again (a count computed before
+    // an upload landed can make it upload one more, as with Synapse).
+    expect(botOneTimeKeys(hs)).toBeGreaterThanOrEqual(uploaded)
 
     const fromBot = await botSends(room, 'hello alice')
     expect(JSON.stringify(fromBot.content)).not.toContain('hello alice')
@@ -154,7 +173,7 @@ describe('the bot device and a real Olm peer', () => {
     const both = await botSends(room, 'for both of you')
     expect(await bob.readText(both)).toBe('for both of you')
 
-    await hs.leave(BOB, room)
+    await bob.leave(room)
     const aliceOnly = await botSends(room, 'bob has gone')
     expect(await alice.readText(aliceOnly)).toBe('bob has gone')
     expect(sessionOf(aliceOnly)).not.toBe(sessionOf(both))
@@ -199,9 +218,36 @@ describe('the bot device on an older homeserver', () => {
     expect(created).toBe('login')
     const alice = await login(ALICE)
     const room = await encryptedRoom(hs, api)
+    const uploaded = botOneTimeKeys(hs)
     const fromAlice = event(hs, room, await alice.send(room, 'old server'))
     await botSync()
+    // The claimed key was replaced: counts read from the older spelling alone.
+    expect(botOneTimeKeys(hs)).toBeGreaterThanOrEqual(uploaded)
     expect(await bot.decrypt(fromAlice as unknown as JsonObject & { room_id: string })).toMatchObject({ kind: 'decrypted', event: { content: { body: 'old server' } } })
     expect(await alice.readText(await botSends(room, 'still works'))).toBe('still works')
+  })
+})
+
+describe("a transaction's crypto part for one device", () => {
+  it('keeps only the to-device events for this device, and reads the counts under either spelling', () => {
+    const toDevice = [
+      { type: 'm.room.encrypted', sender: ALICE, content: { n: 1 }, to_user_id: BOT, to_device_id: BOT_DEVICE },
+      { type: 'm.room.encrypted', sender: ALICE, content: { n: 2 }, to_user_id: BOT, to_device_id: 'OTHERDEVICE' },
+      { type: 'm.room.encrypted', sender: ALICE, content: { n: 3 }, to_user_id: '@signal_x:example.org', to_device_id: BOT_DEVICE },
+    ]
+    const counts = { [BOT]: { [BOT_DEVICE]: { signed_curve25519: 7 }, OTHERDEVICE: { signed_curve25519: 1 } } }
+    const newer = cryptoOfTransaction({
+      events: [], 'de.sorunome.msc2409.to_device': toDevice, 'org.matrix.msc3202.device_one_time_keys_count': counts,
+      'org.matrix.msc3202.device_lists': { changed: [ALICE], left: [] },
+      'org.matrix.msc3202.device_unused_fallback_key_types': { [BOT]: { [BOT_DEVICE]: ['signed_curve25519'] } },
+    }, BOT, BOT_DEVICE)
+    expect(newer).toEqual({
+      toDevice: [{ type: 'm.room.encrypted', sender: ALICE, content: { n: 1 } }],
+      changed: [ALICE], left: [], otkCounts: { signed_curve25519: 7 }, unusedFallbackKeyTypes: ['signed_curve25519'],
+    })
+    const older = cryptoOfTransaction({ events: [], 'org.matrix.msc3202.device_one_time_key_counts': counts }, BOT, BOT_DEVICE)
+    expect(older?.otkCounts).toEqual({ signed_curve25519: 7 })
+    expect(older?.unusedFallbackKeyTypes).toBeUndefined()
+    expect(cryptoOfTransaction({ events: [{ event_id: '$a' }] }, BOT, BOT_DEVICE)).toBeUndefined()
   })
 })

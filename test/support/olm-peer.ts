@@ -82,6 +82,11 @@ export class OlmPeer {
     return String(r.event.content['body'])
   }
 
+  /** The user leaves the room (POST /rooms/{id}/leave with this device's token). */
+  async leave(roomId: string): Promise<void> {
+    await this.http.request('POST', `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/leave`, {})
+  }
+
   /** Logs this device out: the homeserver deletes it, and others see the user's device list change. */
   async logout(): Promise<void> {
     await this.http.request('POST', '/_matrix/client/v3/logout', {})

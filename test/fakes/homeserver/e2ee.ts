@@ -162,10 +162,11 @@ export class E2eeState {
         throw new MatrixFault(400, 'M_UNKNOWN', `One time key ${keyId} already exists. Old key: ${canonicalJson(old)}; new key: ${canonicalJson(key)}`)
       }
     }
+    let keysChanged = false
     if (deviceKeys !== undefined) {
       const before = device.keys ? canonicalJson(stripSignatures(device.keys)) : undefined
       device.keys = structuredClone(deviceKeys)
-      if (before !== canonicalJson(stripSignatures(deviceKeys))) this.deviceListChanged(userId)
+      keysChanged = before !== canonicalJson(stripSignatures(deviceKeys))
     }
     for (const [keyId, key] of Object.entries((otks ?? {}) as Json)) device.oneTimeKeys.set(keyId, structuredClone(key))
     for (const [keyId, key] of Object.entries((fallbacks ?? {}) as Json)) {
@@ -175,6 +176,9 @@ export class E2eeState {
       if (old && old.keyId === keyId && canonicalJson(old.key) === canonicalJson(key)) continue
       device.fallbackKeys.set(alg, { keyId, key: structuredClone(key), used: false })
     }
+    // Synapse's notifier hands the change to the appservice scheduler after the request's writes, so the
+    // transaction it causes counts the keys uploaded with it.
+    if (keysChanged) this.deviceListChanged(userId)
     this.changed()
     return { one_time_key_counts: this.otkCounts(device) }
   }
