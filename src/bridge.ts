@@ -33,6 +33,8 @@ import { createLogger } from './log.ts'
 import { stopWithin, type StopStep } from './stop.ts'
 import { AppserviceServer } from './matrix/appservice.ts'
 import { MatrixClientApi, type HomeserverApi } from './matrix/client.ts'
+import { Decryption } from './matrix/decryption.ts'
+import { openEncryption } from './matrix/encryption.ts'
 import { GhostEphemeral, matrixEphemeralDrop } from './matrix/ephemeral.ts'
 import { isEcho, MatrixEvents } from './matrix/events.ts'
 import { Ghosts } from './matrix/ghosts.ts'
@@ -173,17 +175,25 @@ async function assemble(config: Config, deps: BridgeDeps, started: StopStep[]): 
   if (applied.length) log.info({ applied }, 'Applied database migrations')
   const domain = config.homeserver.domain
   const botMxid = `@${config.appservice.bot.username}:${domain}`
-  const api = deps.api ?? new MatrixClientApi({
+  const plainApi = deps.api ?? new MatrixClientApi({
     homeserverUrl: config.homeserver.address, asToken: config.appservice.as_token, domain,
     botLocalpart: config.appservice.bot.username, log: log.child({ part: 'matrix' }),
   })
+  const encryption = config.encryption.allow
+    ? await openEncryption({ api: plainApi, db, botMxid, domain, storeKey: config.encryption.store_key, log })
+    : undefined
+  // Every room event the bridge sends goes through this one: encrypted where the room is.
+  const api = encryption?.api ?? plainApi
   const files = new FileMediaStore(config.data_dir)
   const media: MediaStore = files
   const portals = new PortalStore(db)
   await portals.load()
   const logins = new SqlLoginStore(db)
   const inbox = new Inbox(db)
-  const rooms = new BotRooms({ api, db, botMxid, log: log.child({ part: 'rooms' }) })
+  const rooms = new BotRooms({
+    api, db, botMxid, log: log.child({ part: 'rooms' }),
+    ...(encryption ? { encryption: { rooms: encryption.rooms, byDefault: config.encryption.default, health: () => encryption.health() } } : {}),
+  })
   const ghosts = new Ghosts({ db, api, media, domain, botMxid, log })
   const networks = new Map<RemoteNetworkId, RemoteNetwork>()
   for (const n of deps.networks ?? await buildNetworks(config)) networks.set(n.network, n)
@@ -262,12 +272,20 @@ async function assemble(config: Config, deps: BridgeDeps, started: StopStep[]): 
     api, portals, rooms, botMxid, log: log.child({ part: 'room-upgrades' }),
     onMoved: portal => outbox.kick('matrix', portal.roomId),
   })
+  // Declared before the events that it wakes; set right after them.
+  let kickEvents = (): void => {}
+  const decryption = encryption && new Decryption({
+    db, inbox, crypto: encryption.machine, rooms, portals, waitMs: config.encryption.key_wait_seconds * 1000,
+    counter: metrics.decryptions, log: log.child({ part: 'decryption' }), onDue: () => kickEvents(),
+  })
   const events = new MatrixEvents({
     db, inbox, api, router, commands, rooms, upgrades, ghosts, portals, media, domain, botMxid,
     permissions: config.bridge.permissions, log: log.child({ part: 'matrix-events' }), ...(puppetSource ? { puppetSource } : {}),
     onPowerChanged: roomId => groupState.permissionsChanged('matrix', roomId),
     ...(deps.timings?.inboxRetryMs ? { retryDelayMs: deps.timings.inboxRetryMs } : {}),
+    ...(encryption && decryption ? { encryption: { decryption, rooms: encryption.rooms } } : {}),
   })
+  kickEvents = () => events.kick()
   const ephemeral = new Ephemeral({
     db, portals, sink: new GhostEphemeral({ api, ghosts, domain, log: log.child({ part: 'matrix-ephemeral' }) }),
     typing: config.bridge.typing_to_matrix, receipts: config.bridge.receipts_to_matrix, log: log.child({ part: 'ephemeral' }),
@@ -278,6 +296,7 @@ async function assemble(config: Config, deps: BridgeDeps, started: StopStep[]): 
     onEphemeral: matrixEphemeralDrop(metrics.registry),
     ignore: e => isEcho(e, botMxid, domain, puppetSource),
     onUserQuery: mxid => ghosts.exists(mxid),
+    storeCrypto: encryption !== undefined,
   })
   started.push({ what: 'closing the endpoint the homeserver pushes to', run: () => appservice.close() })
   const { hostname: asHost, port: asPort } = config.appservice
@@ -352,8 +371,15 @@ async function assemble(config: Config, deps: BridgeDeps, started: StopStep[]): 
   const check = async (attempt: number): Promise<void> => {
     const result = await checkHomeserver(api, config, log)
     homeserver = { result, at: Date.now() }
-    if ((result === 'ok' || result === 'hs_cannot_reach_bridge') && !greeted && !stopped) {
-      // The bot exists on the homeserver now: it can open a direct chat.
+    let ok = result === 'ok' || result === 'hs_cannot_reach_bridge'
+    if (ok && encryption) {
+      ok = await encryption.setUp().then(() => true, (err: unknown) => {
+        log.error({ err: (err as Error).message }, `Encryption could not be set up: ${(err as Error).message}. Encrypted rooms wait; see docs/operators.md, "Encrypted rooms".`)
+        return false
+      })
+    }
+    if (ok && !greeted && !stopped) {
+      // The bot exists on the homeserver now (and its device, where encryption is on): it can open a direct chat.
       greeted = true
       // Awaited: a first start is ready once the admin has been greeted (later starts only look it up).
       await greetAdmins({
@@ -361,7 +387,7 @@ async function assemble(config: Config, deps: BridgeDeps, started: StopStep[]): 
         prefix: config.bridge.command_prefix, log: log.child({ part: 'greeting' }),
       })
     }
-    if (result !== 'ok' && result !== 'hs_cannot_reach_bridge' && !stopped) {
+    if (!ok && !stopped) {
       const delay = Math.min(retryMs * 2 ** attempt, 300_000)
       log.warn(`Retrying the homeserver in ${Math.round(delay / 1000)} s.`)
       hsTimer = setTimeout(() => void check(attempt + 1).catch(err => {
@@ -415,6 +441,8 @@ async function assemble(config: Config, deps: BridgeDeps, started: StopStep[]): 
           run: () => outbox.stop(),
         },
         ...[...networks].map(([id, n]) => ({ what: `disconnecting from ${NETWORK_LABEL[id]}`, run: () => n.stop() })),
+        // After the outbox: deliveries in flight still encrypt.
+        ...(encryption ? [{ what: 'closing the encryption device', run: async () => { decryption?.stop(); await encryption.close() } }] : []),
         { what: 'closing the metrics listener', run: () => new Promise<void>(resolve => (metricsServer ? metricsServer.close(() => resolve()) : resolve())) },
       ])
       // Even when something above hangs, the database gets its own time to close: PGlite writes what it

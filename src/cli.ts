@@ -7,7 +7,7 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { CLI } from './cli-name.ts'
 import { ConfigError, defaultOwner, loadConfig, loadConfigSync, missingEssentials, type Config } from './config.ts'
-import { doublePuppetPath, ensureTokens, writeRegistration } from './registration.ts'
+import { doublePuppetPath, ensureStoreKey, ensureTokens, writeRegistration } from './registration.ts'
 import { openDatabase } from './db/open.ts'
 import { migrate } from './db/migrate.ts'
 import { createLogger } from './log.ts'
@@ -108,7 +108,13 @@ export function buildProgram(): Command {
     .description('run the bridge')
     .action(async () => {
       const { config: configPath } = paths()
-      const config = await configOrFirstRun(configPath)
+      let config = await configOrFirstRun(configPath)
+      if (config.encryption.allow && !config.encryption.store_key) {
+        // The first start with encryption: the at-rest key is made here, like the tokens, and kept in the file.
+        await ensureStoreKey(configPath)
+        console.log(`Wrote a new encryption.store_key into ${configPath}. Keep it with the database: the bridge's encryption keys cannot be read without it.`)
+        config = await loadConfig(configPath)
+      }
       const missing = missingEssentials(config)
       if (missing.length > 0) {
         throw new Exit(2, `Before the bridge can start, fill in ${configPath}:\n${missing.map(m => `  - ${m}`).join('\n')}`)
@@ -169,6 +175,33 @@ export function buildProgram(): Command {
       try {
         const applied = await migrate(db)
         console.log(applied.length ? `Applied ${applied.join(', ')}.` : 'The database is up to date.')
+      } finally {
+        await db.close()
+      }
+    })
+
+  program
+    .command('reset-encryption')
+    .description('start a fresh encryption identity for the bot (when its keys or store_key are lost); stop the bridge first')
+    .action(async () => {
+      const { config: configPath } = program.opts<{ config: string }>()
+      const config = await configOrFirstRun(configPath)
+      const db = await openDatabase(config.database.uri, config.data_dir)
+      try {
+        await migrate(db)
+        const { resetEncryption } = await import('./matrix/encryption.ts')
+        const { MatrixClientApi } = await import('./matrix/client.ts')
+        const log = createLogger('warn')
+        const botMxid = `@${config.appservice.bot.username}:${config.homeserver.domain}`
+        const api = new MatrixClientApi({
+          homeserverUrl: config.homeserver.address, asToken: config.appservice.as_token, domain: config.homeserver.domain,
+          botLocalpart: config.appservice.bot.username, log, requestTimeoutMs: 10_000,
+        })
+        const { deviceId, deletedOnHomeserver } = await resetEncryption({ db, botMxid, api, log })
+        console.log(deviceId
+          ? `Forgot the bot's encryption device ${deviceId}${deletedOnHomeserver ? ' and deleted it on the homeserver' : ' (the homeserver kept it: delete it there by hand if you like)'}. ` +
+            'The next start makes a new device and identity; people in encrypted rooms will see that the bot\'s identity changed (docs/operators.md §16).'
+          : 'The bot had no encryption device yet; the next start with encryption allowed makes one.')
       } finally {
         await db.close()
       }

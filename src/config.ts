@@ -69,6 +69,16 @@ export const configSchema = z.object({
       processed_events_hours: z.number().positive().default(24),
     })
     .default({ message_map_days: 90, media_days: 7, processed_events_hours: 24 }),
+  encryption: z
+    .object({
+      // Off by default: without the homeserver's appservice extensions (docs/operators.md) the bridge gets no keys.
+      allow: z.boolean().default(false),
+      default: z.boolean().default(false),
+      key_wait_seconds: z.number().positive('expected a positive number of seconds').default(300),
+      store_key: z.string().default(''),
+    })
+    .refine(e => e.allow || !e.default, { error: 'default: true needs allow: true', path: ['default'] })
+    .default({ allow: false, default: false, key_wait_seconds: 300, store_key: '' }),
   metrics: z.object({ enabled: z.boolean().default(true), hostname: z.string().default('127.0.0.1'), port }),
   console: z.object({
     enabled: z.boolean().default(false),

@@ -35,6 +35,12 @@ export class Metrics {
     labelNames: ['network', 'state'] as const,
     registers: [this.registry],
   })
+  readonly decryptions = new Counter({
+    name: 'relay_bridge_decryptions_total',
+    help: 'Encrypted Matrix events, by outcome: decrypted, waiting (its key had not come), decrypted_late (its key came within the wait), failed_no_keys (the wait ended without the key: "the bridge hasn\'t received the decryption keys"), failed (cannot be decrypted)',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  })
   readonly loginState = new Gauge({
     name: 'relay_bridge_login_connected',
     help: '1 when a relay login is connected, by network and login id',

@@ -21,6 +21,10 @@ export interface Registration {
   rate_limited: false
   receive_ephemeral: true
   'de.sorunome.msc2409.push_ephemeral': true
+  /** MSC3202: device lists and one-time-key counts in transactions, and device masquerading (encryption only). */
+  'org.matrix.msc3202'?: true
+  /** MSC4190: the appservice creates its devices itself, where MAS handles logins (encryption only). */
+  'io.element.msc4190'?: true
   namespaces: {
     users: { exclusive: true; regex: string }[]
     aliases: never[]
@@ -39,6 +43,9 @@ export function buildRegistration(config: Config): Registration {
     rate_limited: false,
     receive_ephemeral: true,
     'de.sorunome.msc2409.push_ephemeral': true,
+    // To-device events come with the ephemeral flag (MSC2409/MSC4203 in Synapse); the rest only when asked for,
+    // so that a bridge without encryption asks the homeserver for nothing it does not use.
+    ...(config.encryption.allow ? { 'org.matrix.msc3202': true as const, 'io.element.msc4190': true as const } : {}),
     namespaces: {
       users: [
         { exclusive: true, regex: `@${escapeRegex(config.appservice.bot.username)}:${domain}` },
@@ -86,32 +93,39 @@ export const doublePuppetPath = (registrationPath: string): string => join(dirna
 
 const newToken = (): string => randomBytes(32).toString('hex')
 
-/**
- * Fills empty appservice tokens in the config file (keeping its comments and any existing tokens) and
- * returns the tokens in force.
- */
-export async function ensureTokens(configPath: string): Promise<{ as_token: string; hs_token: string; changed: boolean }> {
+/** Fills the empty secrets at `paths` in the config file, keeping its comments and every value already set. */
+async function fillSecrets(configPath: string, paths: string[][]): Promise<{ values: string[]; changed: boolean }> {
   const doc = parseDocument(await readFile(configPath, 'utf8'))
   let changed = false
-  const tokens = { as_token: '', hs_token: '' }
-  for (const key of ['as_token', 'hs_token'] as const) {
-    const current = doc.getIn(['appservice', key])
-    if (typeof current === 'string' && current.length > 0) {
-      tokens[key] = current
-    } else {
-      tokens[key] = newToken()
-      doc.setIn(['appservice', key], tokens[key])
-      changed = true
-    }
-  }
-  for (const key of ['as_token', 'hs_token'] as const) {
-    const current = doc.getIn(['appservice', 'double_puppet', key])
-    if (typeof current === 'string' && current.length > 0) continue
-    doc.setIn(['appservice', 'double_puppet', key], newToken())
+  const values = paths.map(path => {
+    const current = doc.getIn(path)
+    if (typeof current === 'string' && current.length > 0) return current
+    const made = newToken()
+    doc.setIn(path, made)
     changed = true
-  }
+    return made
+  })
   if (changed) await writeFile(configPath, doc.toString())
-  return { ...tokens, changed }
+  return { values, changed }
+}
+
+/**
+ * Fills empty appservice tokens and the crypto store's at-rest key in the config file and returns the tokens
+ * in force. The store key is made even while encryption is off, so that turning it on later needs no other step.
+ */
+export async function ensureTokens(configPath: string): Promise<{ as_token: string; hs_token: string; changed: boolean }> {
+  const { values: [as_token = '', hs_token = ''], changed } = await fillSecrets(configPath, [
+    ['appservice', 'as_token'], ['appservice', 'hs_token'],
+    ['appservice', 'double_puppet', 'as_token'], ['appservice', 'double_puppet', 'hs_token'],
+    ['encryption', 'store_key'],
+  ])
+  return { as_token, hs_token, changed }
+}
+
+/** The crypto store's at-rest key, written into the config file on the first start with encryption allowed
+ * (an operator who has not run generate-registration since upgrading). Returns the key in force. */
+export async function ensureStoreKey(configPath: string): Promise<string> {
+  return (await fillSecrets(configPath, [['encryption', 'store_key']])).values[0]!
 }
 
 export async function writeRegistration(path: string, config: Config): Promise<void> {

@@ -8,6 +8,15 @@ export interface BridgeChannel {
   name: string
 }
 
+/** A room's encryption as `status` reports it. */
+export interface RoomEncryptionStatus {
+  encrypted: boolean
+  /** Whether the bridge reads and writes this room (false: encrypted while the bridge's encryption is off). */
+  readable: boolean
+  /** One line for `status`: on or off, and healthy or what is wrong. */
+  text: string
+}
+
 export interface MatrixRooms {
   /** A room for a new portal, with the bot as admin, inviting `invite`. */
   createPortalRoom(opts: { name: string; topic?: string; invite: string[] }): Promise<string>
@@ -30,4 +39,5 @@ export interface MatrixRooms {
     detail?: { reason: string; message: string; internal?: string }): Promise<void>
   /** A member's display name in the room as the bridge last saw it (their user id's localpart when unnamed). */
   memberName(roomId: string, mxid: string): Promise<string>
+  encryptionStatus(roomId: string): Promise<RoomEncryptionStatus>
 }

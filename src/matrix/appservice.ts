@@ -7,6 +7,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Logger } from 'pino'
 import { eventTypeLabel, type Metrics } from '../metrics.ts'
 import type { Inbox, MatrixEvent } from './inbox.ts'
+import { isEmpty, transactionCrypto } from './transaction-crypto.ts'
 
 export interface AppserviceOptions {
   hsToken: string
@@ -22,6 +23,8 @@ export interface AppserviceOptions {
   /** The transaction's ephemeral events (typing, receipts, presence), under the stable or the unstable key.
    * Called once per transaction, retries included; must return at once. */
   onEphemeral?: (events: unknown[]) => void
+  /** Store the transaction's to-device events, device lists and key counts (encryption on). Off: ignored. */
+  storeCrypto?: boolean
   /** Homeserver asks whether a user in our namespace exists; true after creating it. */
   onUserQuery?: (userId: string) => Promise<boolean>
   /** A ping from the homeserver (spec v1.7). */
@@ -247,7 +250,20 @@ export class AppserviceServer {
       if (events.length < all.length) {
         log.warn({ txnId, skipped: all.length - events.length }, 'Skipped malformed events in a transaction')
       }
+      // The keys first: once an event is stored it may be handled, and its key must be there before it.
+      let newCrypto = false
+      if (this.opts.storeCrypto) {
+        const { crypto, problems } = transactionCrypto(body as Record<string, unknown>)
+        if (problems.length > 0) {
+          log.error({ txnId, problems: problems.slice(0, 20) }, 'The homeserver sent encryption fields the bridge cannot read; they are left out and the rest of the transaction is kept. Check that the homeserver version is one docs/operators.md lists')
+        }
+        if (!isEmpty(crypto)) newCrypto = await inbox.storeCrypto(txnId, crypto)
+      }
       const stored = await inbox.store(txnId, this.opts.ignore ? events.filter(e => !this.opts.ignore!(e)) : events)
+      if (stored === undefined && newCrypto) {
+        metrics.transactions.inc({ result: 'stored' })
+        return 0
+      }
       if (stored === undefined) {
         // Ephemeral events carry no id, so a known txn id that brings only those cannot be told apart as a
         // retry or a reuse (a restarted homeserver numbering from 1): counted on its own, not as a duplicate.

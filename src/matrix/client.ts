@@ -1,12 +1,14 @@
 // The appservice's calls to the homeserver (client-server API with identity assertion, §2 of
-// matrix-appservice.md). The rest of the bridge depends only on `HomeserverApi`: tests substitute it, and a
-// future encryption layer wraps it (every outgoing room event passes through sendEvent/sendState).
+// matrix-appservice.md). The rest of the bridge depends only on `HomeserverApi`: tests substitute it, and the
+// encryption layer (encrypting-api.ts) wraps it: every outgoing room event passes through sendEvent (state
+// events through sendState, which stay plain as the spec wants), every attachment through uploadAttachment.
 //
 // HTTP goes through the bot-sdk's MatrixClient.doRequest, which already does Bearer auth, JSON, keep-alive
 // and Retry-After parsing. We never use its impersonateUserId(): that is shared mutable state on the client,
 // and two ghosts sending at once would race on it. `user_id` goes into each call's own query instead.
 import { MatrixClient, MatrixError } from '@vector-im/matrix-bot-sdk'
 import type { Logger } from 'pino'
+import type { EncryptedFile } from './attachments.ts'
 import { routeBotSdkLogs } from './client-log.ts'
 import {
   isMatrixErrcode,
@@ -58,6 +60,10 @@ export interface DownloadedMedia {
   mimetype: string
 }
 
+/** Where an attachment is: `url` in a plain room, `file` (its URL and key) in an encrypted one; spread into
+ * the event's content. */
+export type MediaRef = { url: string } | { file: EncryptedFile }
+
 /** What the bridge needs from the homeserver. `asUser` is the full MXID to act as (the bot or a ghost). */
 export interface HomeserverApi {
   readonly domain: string
@@ -72,6 +78,8 @@ export interface HomeserverApi {
   getProfile(userId: string): Promise<Profile | undefined>
 
   uploadMedia(data: Uint8Array, mimetype: string, filename?: string, asUser?: string): Promise<string>
+  /** An attachment for an event in `roomId`: encrypted first when the room is. */
+  uploadAttachment(roomId: string, data: Uint8Array, mimetype: string, filename?: string, asUser?: string): Promise<MediaRef>
   downloadMedia(mxc: string): Promise<DownloadedMedia>
 
   createRoom(asUser: string, options: CreateRoomOptions): Promise<string>
@@ -208,6 +216,10 @@ export class MatrixClientApi implements HomeserverApi {
       throw new MatrixApiError({ status: 502, errcode: undefined, error: 'upload answered without a content_uri' })
     }
     return uri
+  }
+
+  async uploadAttachment(_roomId: string, data: Uint8Array, mimetype: string, filename?: string, asUser?: string): Promise<MediaRef> {
+    return { url: await this.uploadMedia(data, mimetype, filename, asUser) }
   }
 
   async downloadMedia(mxc: string): Promise<DownloadedMedia> {

@@ -2,6 +2,7 @@
 import { safeFilename } from '../core/filename.ts'
 import type { MediaStore } from '../core/media.ts'
 import { plainText, type Attachment, type AttachmentKind, type InboundEvent, type MessageContent, type NetworkId, type Person } from '../core/model.ts'
+import { decryptAttachment, encryptedFileOf } from './attachments.ts'
 import { htmlToRichText, richTextToMatrix, stripPlainReplyFallback, type MentionResolver } from './html.ts'
 import type { MatrixEvent } from './inbox.ts'
 
@@ -38,10 +39,15 @@ function textOf(content: Json, ctx: ConvertContext, isReply: boolean) {
 }
 
 async function attachmentOf(content: Json, kind: AttachmentKind, ctx: ConvertContext): Promise<Attachment | Unsupported> {
-  const url = str(content.url)
-  if (!url?.startsWith('mxc://')) return new Unsupported('media without an mxc:// url (encrypted file?)')
+  // In an encrypted room the file is encrypted too: `file` holds its URL and key instead of `url`.
+  const file = encryptedFileOf(content.file)
+  const url = file?.url ?? str(content.url)
+  if (!url?.startsWith('mxc://')) return new Unsupported('media without an mxc:// url or a readable encrypted file')
   const info = obj(content.info) ?? {}
-  const { data, mimetype } = await ctx.download(url)
+  const downloaded = await ctx.download(url)
+  const data = file ? decryptAttachment(downloaded.data, file) : downloaded.data
+  // An encrypted file is uploaded as opaque bytes: only the event's info says what it is.
+  const mimetype = file ? undefined : downloaded.mimetype
   const mediaId = await ctx.media.put(data)
   const filename = safeFilename(str(content.filename) ?? str(content.body) ?? 'file')
   const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : undefined)

@@ -13,6 +13,9 @@ import type { HomeserverApi } from './client.ts'
 import { isTransientMatrixError } from './client-errors.ts'
 import { fromMatrix, Unsupported } from './convert.ts'
 import { isPuppetEcho } from './double-puppet.ts'
+import { AttachmentError } from './attachments.ts'
+import type { Decryption } from './decryption.ts'
+import type { EncryptedRooms } from './encrypted-rooms.ts'
 import { parseGhost, type Ghosts } from './ghosts.ts'
 import type { Inbox, InboxRow, MatrixEvent } from './inbox.ts'
 import type { BotRooms } from './rooms.ts'
@@ -46,6 +49,8 @@ export interface MatrixEventsOptions {
   backlogLimit?: number
   /** The longest an answer waits for the backlog, below the homeserver's own timeout (default 20 s). */
   backlogWaitMs?: number
+  /** With encryption allowed: opens m.room.encrypted events, and learns which rooms are encrypted. */
+  encryption?: { decryption: Decryption; rooms: EncryptedRooms }
 }
 
 export class MatrixEvents {
@@ -127,6 +132,9 @@ export class MatrixEvents {
     const { inbox, db } = this.opts
     for (;;) {
       const rows = await inbox.pending(this.opts.batchSize ?? 200)
+      // Read after the rows: a transaction's keys are stored before its events, so every key these rows need
+      // is handed to the device before they are handled.
+      await this.cryptoCatchUp()
       if (rows.length === 0 || this.stopped) return
       const byRoom = new Map<string, InboxRow[]>()
       for (const r of rows) {
@@ -186,6 +194,17 @@ export class MatrixEvents {
     }
   }
 
+  /** Keys and counts to the device; then events that were waiting for a key that came, or whose wait ended. */
+  private async cryptoCatchUp(): Promise<void> {
+    const decryption = this.opts.encryption?.decryption
+    if (!decryption) return
+    await decryption.catchUp()
+    if (decryption.pending) {
+      // Handled as if it had just arrived, after the room's events already relayed (it is late, not lost).
+      await decryption.retry(ev => this.handle(ev, { route: e => this.opts.router.receive(e).then(() => {}), flush: async () => {} }))
+    }
+  }
+
   /** true when the row is finished with (handled, or given up on). */
   private async processRow(row: InboxRow, step: Step): Promise<boolean> {
     try {
@@ -195,7 +214,8 @@ export class MatrixEvents {
       const attempts = row.attempts + 1
       const message = (err as Error).message
       await this.opts.inbox.recordFailure(row.id, message)
-      const giveUp = attempts >= (this.opts.maxAttempts ?? 10) || !isTransientMatrixError(err) && !isDbError(err)
+      // A file that fails its hash stays broken however often it is fetched.
+      const giveUp = attempts >= (this.opts.maxAttempts ?? 10) || err instanceof AttachmentError || !isTransientMatrixError(err) && !isDbError(err)
       this.opts.log.warn({ eventId: row.event.event_id, attempts, err: message, giveUp }, 'Could not handle a Matrix event')
       if (giveUp && this.opts.portals.byRoom(row.event.room_id)) {
         await this.opts.rooms.notice(row.event.room_id, `⚠️ A message could not be relayed: ${message}`).catch(() => {})
@@ -236,6 +256,7 @@ export class MatrixEvents {
     const membership = String(ev.content.membership ?? '')
     const displayname = typeof ev.content.displayname === 'string' ? ev.content.displayname : null
     const ghost = parseGhost(target, this.opts.domain)
+    this.opts.encryption?.rooms.membershipChanged(ev.room_id)
     // Names are only ever looked up for people (the bot's and ghosts' own events are never relayed).
     if (target !== botMxid && !ghost) {
       await db.query(
@@ -270,24 +291,36 @@ export class MatrixEvents {
     }
     if (isEcho(ev, botMxid, domain, this.opts.puppetSource)) return
     const portal = portals.byRoom(ev.room_id)
+    const encryption = this.opts.encryption
     if (ev.type === 'm.room.encryption' && typeof ev.state_key === 'string') {
       await step.flush()
+      encryption?.rooms.encrypted(ev.room_id, ev.content)
       if (portal) {
         await portals.setEncrypted(portal, true)
-        await rooms.notice(ev.room_id, 'This room is now encrypted. relay-bridge cannot read encrypted rooms yet, so messages here are no longer relayed. Use an unencrypted room for the bridge.')
+        // With encryption allowed nothing changes for the people in the room: no notice.
+        if (!encryption) await rooms.notice(ev.room_id, 'This room is now encrypted. Encryption is off in this bridge\'s configuration (encryption.allow), so messages here are no longer relayed. Ask its operator to turn it on, or use an unencrypted room for the bridge.')
       }
       return
     }
     if (ev.type === 'm.room.encrypted') {
       await step.flush()
+      if (encryption) {
+        const plain = await encryption.decryption.open(ev)
+        // Handled exactly as if it had come in the clear: relayed, or run as a command.
+        return plain ? this.handle(plain, step) : undefined
+      }
       // Outside portals too: a command typed in an encrypted room or direct chat must not meet silence.
       if (!this.warnedEncrypted.has(ev.room_id)) {
         this.warnedEncrypted.add(ev.room_id)
         await rooms.notice(ev.room_id, portal
-          ? 'I cannot read encrypted messages yet, so they are not relayed. Use an unencrypted room for the bridge.'
-          : 'I cannot read encrypted messages yet, so I cannot see commands here. Talk to me in an unencrypted room.')
+          ? 'I cannot read encrypted messages: encryption is off in this bridge\'s configuration (encryption.allow), so they are not relayed. Ask its operator to turn it on, or use an unencrypted room for the bridge.'
+          : 'I cannot read encrypted messages: encryption is off in this bridge\'s configuration (encryption.allow), so I cannot see commands here. Talk to me in an unencrypted room.')
       }
-      if (portal) await rooms.messageStatus(ev.room_id, ev.event_id, 'signal', 'FAIL_PERMANENT', { reason: 'com.beeper.undecryptable_event', message: 'The bridge cannot read encrypted messages.' })
+      if (portal) await rooms.messageStatus(ev.room_id, ev.event_id, 'signal', 'FAIL_PERMANENT', { reason: 'com.beeper.undecryptable_event', message: 'The bridge cannot read encrypted messages: its encryption is off.' })
+      return
+    }
+    if (ev.type === 'm.room.history_visibility' && ev.state_key === '') {
+      encryption?.rooms.historyVisibility(ev.room_id, ev.content.history_visibility)
       return
     }
     if ((ev.type === 'm.room.name' || ev.type === 'm.room.topic' || ev.type === 'm.room.avatar') && typeof ev.state_key === 'string') {

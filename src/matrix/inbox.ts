@@ -1,6 +1,8 @@
 // Durable record of what the homeserver pushed: events land here before the 200 goes out.
+import { createHash } from 'node:crypto'
 import { Coalescer } from '../db/coalesce.ts'
 import type { Db } from '../db/types.ts'
+import type { TransactionCrypto } from './transaction-crypto.ts'
 
 export interface MatrixEvent {
   event_id: string
@@ -28,6 +30,13 @@ export interface InboxRow {
   id: number
   event: MatrixEvent
   attempts: number
+}
+
+/** A transaction's crypto part as stored, waiting to be handed to the Olm machine. */
+export interface CryptoRow {
+  id: number
+  txnId: string
+  crypto: TransactionCrypto
 }
 
 export class Inbox {
@@ -93,6 +102,39 @@ export class Inbox {
     })
   }
 
+  /**
+   * Stores a transaction's to-device events, device lists and key counts; called before its room events are
+   * stored, so that the keys of an event are always handed over before the event is handled. A retry of the
+   * same transaction is stored once (see migrations/011_crypto_inbox.sql). True when it was new.
+   */
+  async storeCrypto(txnId: string, crypto: TransactionCrypto): Promise<boolean> {
+    const toDevice = jsonbText(crypto.toDevice)
+    const lists = jsonbText(crypto.deviceLists)
+    const otk = jsonbText(crypto.otkCounts)
+    const fallback = crypto.fallbackKeyTypes === undefined ? null : jsonbText(crypto.fallbackKeyTypes)
+    const digest = createHash('sha256').update(JSON.stringify([txnId, toDevice, lists, otk, fallback])).digest('base64url')
+    const { rows } = await this.db.query(
+      `INSERT INTO crypto_inbox (digest, txn_id, to_device, device_lists, otk_counts, fallback_key_types)
+       VALUES ($1, $2, $3::jsonb, $4::jsonb, $5::jsonb, $6::jsonb) ON CONFLICT (digest) DO NOTHING RETURNING id`,
+      [digest, txnId, toDevice, lists, otk, fallback])
+    return rows.length > 0
+  }
+
+  /** Stored crypto parts not yet handed over, oldest first. */
+  async pendingCrypto(limit: number): Promise<CryptoRow[]> {
+    const { rows } = await this.db.query<{ id: number; txn_id: string; to_device: TransactionCrypto['toDevice']; device_lists: TransactionCrypto['deviceLists']; otk_counts: TransactionCrypto['otkCounts']; fallback_key_types: TransactionCrypto['fallbackKeyTypes'] | null }>(
+      'SELECT id, txn_id, to_device, device_lists, otk_counts, fallback_key_types FROM crypto_inbox WHERE handled_at IS NULL ORDER BY id LIMIT $1',
+      [limit])
+    return rows.map(r => ({
+      id: Number(r.id), txnId: r.txn_id,
+      crypto: { toDevice: r.to_device, deviceLists: r.device_lists, otkCounts: r.otk_counts, fallbackKeyTypes: r.fallback_key_types ?? undefined },
+    }))
+  }
+
+  async cryptoHandled(id: number): Promise<void> {
+    await this.db.query('UPDATE crypto_inbox SET handled_at = now() WHERE id = $1', [id])
+  }
+
   async pending(limit: number): Promise<InboxRow[]> {
     const { rows } = await this.db.query<InboxRow>(
       'SELECT id, event, attempts FROM inbox WHERE processed_at IS NULL ORDER BY id LIMIT $1',
@@ -116,5 +158,6 @@ export class Inbox {
   async prune(processedMaxAgeMs = 86_400_000): Promise<void> {
     await this.db.query(`DELETE FROM appservice_txns WHERE received_at < now() - interval '1 hour'`)
     await this.db.query('DELETE FROM inbox WHERE processed_at < $1', [new Date(Date.now() - processedMaxAgeMs)])
+    await this.db.query('DELETE FROM crypto_inbox WHERE handled_at < $1', [new Date(Date.now() - processedMaxAgeMs)])
   }
 }

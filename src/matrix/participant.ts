@@ -98,7 +98,7 @@ export class MatrixParticipant implements Participant {
     switch (d.kind) {
       case 'message': {
         const reply = d.replyTo ? { 'm.relates_to': { 'm.in_reply_to': { event_id: d.replyTo.remoteId } } } : {}
-        const events = await this.contentEvents(d.content, ghost, api)
+        const events = await this.contentEvents(d.content, ghost, api, room)
         const ids: string[] = []
         for (const [i, ev] of events.entries()) ids.push(await send(ev.type, { ...ev.content, ...(i === 0 ? reply : {}) }, i))
         if (ids.length === 0) return {}
@@ -153,7 +153,7 @@ export class MatrixParticipant implements Participant {
 
   /** Events for the text (several when it is longer than one event holds), one per attachment; a single
    * attachment carries a short text as its caption. */
-  private async contentEvents(content: MessageContent, ghost: string, api: HomeserverApi): Promise<Array<{ type: string; content: Json; text?: true }>> {
+  private async contentEvents(content: MessageContent, ghost: string, api: HomeserverApi, room: string): Promise<Array<{ type: string; content: Json; text?: true }>> {
     const { media } = this.opts
     const parts = content.body.text.length > 0 ? splitForMatrix(content.body, rt => toMatrixText({ ...content, body: rt }, this.mentionFor)) : []
     const text = parts[0] ?? toMatrixText(content, this.mentionFor)
@@ -161,16 +161,16 @@ export class MatrixParticipant implements Participant {
     const captioned = content.attachments.length === 1 && parts.length === 1
     if (!captioned) events.push(...parts.map(part => ({ type: 'm.room.message', content: part, text: true as const })))
     for (const att of content.attachments) {
-      const mxc = await api.uploadMedia(await media.get(att.mediaId), att.mimetype, att.filename, ghost)
+      const ref = await api.uploadAttachment(room, await media.get(att.mediaId), att.mimetype, att.filename, ghost)
       const info: Json = { mimetype: att.mimetype, size: att.size }
       if (att.width) info.w = att.width
       if (att.height) info.h = att.height
       if (att.durationMs) info.duration = att.durationMs
       const c: Json = captioned
-        ? { ...text, msgtype: MATRIX_MSGTYPE[att.kind], filename: att.filename, url: mxc, info }
-        : { msgtype: MATRIX_MSGTYPE[att.kind], body: att.filename, filename: att.filename, url: mxc, info }
+        ? { ...text, msgtype: MATRIX_MSGTYPE[att.kind], filename: att.filename, ...ref, info }
+        : { msgtype: MATRIX_MSGTYPE[att.kind], body: att.filename, filename: att.filename, ...ref, info }
       if (att.kind === 'voice') c['org.matrix.msc3245.voice'] = {}
-      events.push(att.kind === 'sticker' ? { type: 'm.sticker', content: { body: att.filename, url: mxc, info } } : { type: 'm.room.message', content: c, ...(captioned ? { text: true as const } : {}) })
+      events.push(att.kind === 'sticker' ? { type: 'm.sticker', content: { body: att.filename, ...ref, info } } : { type: 'm.room.message', content: c, ...(captioned ? { text: true as const } : {}) })
     }
     if (content.location) {
       const { latitude, longitude, name } = content.location

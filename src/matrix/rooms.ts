@@ -3,8 +3,9 @@ import { randomBytes } from 'node:crypto'
 import type { Logger } from 'pino'
 import type { Db } from '../db/types.ts'
 import type { NetworkId, RemoteNetworkId } from '../core/model.ts'
-import type { BridgeChannel, MatrixRooms } from '../core/rooms.ts'
-import type { HomeserverApi } from './client.ts'
+import type { BridgeChannel, MatrixRooms, RoomEncryptionStatus } from '../core/rooms.ts'
+import type { HomeserverApi, StateEventInput } from './client.ts'
+import type { EncryptedRooms } from './encrypted-rooms.ts'
 import { roomNameWithin } from './limits.ts'
 
 const PROTOCOL: Record<RemoteNetworkId, { id: string; displayname: string; external_url: string }> = {
@@ -16,15 +17,37 @@ const PROTOCOL: Record<RemoteNetworkId, { id: string; displayname: string; exter
 export const bridgeStateKey = (network: RemoteNetworkId, channelId: string): string =>
   `relay-bridge://${network}/${encodeURIComponent(channelId)}`
 
-export class BotRooms implements MatrixRooms {
-  private readonly opts: { api: HomeserverApi; db: Db; botMxid: string; log?: Logger }
+/** What the bot knows of encryption when it is allowed. */
+export interface BotEncryption {
+  rooms: EncryptedRooms
+  /** encryption.default: rooms the bridge creates are encrypted. */
+  byDefault: boolean
+  /** The bot's device, in a sentence. */
+  health: () => Promise<{ ok: boolean; text: string }>
+}
 
-  constructor(opts: { api: HomeserverApi; db: Db; botMxid: string; log?: Logger }) {
+interface BotRoomsOptions {
+  api: HomeserverApi
+  db: Db
+  botMxid: string
+  log?: Logger
+  encryption?: BotEncryption
+}
+
+export class BotRooms implements MatrixRooms {
+  private readonly opts: BotRoomsOptions
+
+  constructor(opts: BotRoomsOptions) {
     this.opts = opts
   }
 
   private txn(): string {
     return `bot.${Date.now()}.${randomBytes(4).toString('hex')}`
+  }
+
+  /** m.room.encryption for a room the bridge creates, when encryption.default says so. */
+  private initialState(): StateEventInput[] {
+    return this.opts.encryption?.byDefault ? [{ type: 'm.room.encryption', state_key: '', content: { algorithm: 'm.megolm.v1.aes-sha2' } }] : []
   }
 
   async createPortalRoom(o: { name: string; topic?: string; invite: string[] }): Promise<string> {
@@ -34,6 +57,7 @@ export class BotRooms implements MatrixRooms {
       invite: o.invite,
       preset: 'private_chat',
       power_level_content_override: { users: { [this.opts.botMxid]: 100 } },
+      initial_state: this.initialState(),
     })
   }
 
@@ -57,8 +81,8 @@ export class BotRooms implements MatrixRooms {
 
   async image(roomId: string, png: Buffer, body: string, replaces?: string): Promise<string> {
     const { api, botMxid } = this.opts
-    const url = await api.uploadMedia(png, 'image/png', 'qr.png')
-    const content = { msgtype: 'm.image', body, url, info: { mimetype: 'image/png', size: png.length } }
+    const ref = await api.uploadAttachment(roomId, png, 'image/png', 'qr.png')
+    const content = { msgtype: 'm.image', body, ...ref, info: { mimetype: 'image/png', size: png.length } }
     if (!replaces) return api.sendEvent(botMxid, roomId, 'm.room.message', content, this.txn())
     return api.sendEvent(botMxid, roomId, 'm.room.message', {
       ...content, body: `* ${body}`, 'm.new_content': content,
@@ -70,7 +94,7 @@ export class BotRooms implements MatrixRooms {
     const { db, api, botMxid } = this.opts
     const { rows } = await db.query<{ room_id: string }>('SELECT room_id FROM direct_chats WHERE mxid = $1', [mxid])
     if (rows[0]) return rows[0].room_id
-    const roomId = await api.createRoom(botMxid, { invite: [mxid], is_direct: true, preset: 'trusted_private_chat', name: 'Relay bridge' })
+    const roomId = await api.createRoom(botMxid, { invite: [mxid], is_direct: true, preset: 'trusted_private_chat', name: 'Relay bridge', initial_state: this.initialState() })
     await this.rememberDirect(mxid, roomId)
     return roomId
   }
@@ -131,6 +155,29 @@ export class BotRooms implements MatrixRooms {
       name = typeof state?.displayname === 'string' ? state.displayname : null
     }
     return name || mxid.slice(1, mxid.indexOf(':'))
+  }
+
+  async encryptionStatus(roomId: string): Promise<RoomEncryptionStatus> {
+    const { encryption, api, botMxid, db } = this.opts
+    if (!encryption) {
+      const encrypted = (await api.getState(roomId, 'm.room.encryption', '', botMxid).catch(() => undefined)) !== undefined
+      return { encrypted, readable: !encrypted, text: encrypted ? 'on in this room, but off in the bridge (encryption.allow), so nothing here is relayed' : 'off (the bridge\'s encryption is off too)' }
+    }
+    if (!(await encryption.rooms.encryptionOf(roomId))) return { encrypted: false, readable: true, text: 'off in this room' }
+    const device = await encryption.health()
+    const { rows: [counts] } = await db.query<{ waiting: number; failed: number }>(
+      `SELECT count(*) FILTER (WHERE state = 'waiting')::int AS waiting,
+              count(*) FILTER (WHERE state = 'failed' AND done_at > now() - interval '1 day')::int AS failed
+       FROM undecrypted_events WHERE room_id = $1`, [roomId])
+    const waiting = counts?.waiting ?? 0
+    const failed = counts?.failed ?? 0
+    const healthy = device.ok && failed === 0
+    return {
+      encrypted: true, readable: true,
+      text: `on, ${healthy ? 'healthy' : 'NOT healthy'}: ${device.text}` +
+        (waiting > 0 ? `; ${waiting} message${waiting === 1 ? '' : 's'} waiting for decryption keys` : '') +
+        (failed > 0 ? `; ${failed} message${failed === 1 ? '' : 's'} could not be decrypted in the last day (their senders' clients did not share the keys with the bridge)` : ''),
+    }
   }
 }
 

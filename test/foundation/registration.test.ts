@@ -94,11 +94,36 @@ describe('first run and registration', () => {
     expect(users.some((re: RegExp) => re.test('@signal_x:familyXexample'))).toBe(false)
   })
 
+  it('asks for the encryption extensions only with encryption allowed, and makes the store key with the tokens', async () => {
+    const dir = await tempDir()
+    const config = await firstRun(dir)
+    const reg = join(dir, 'registration.yaml')
+    expect((await runCli(['generate-registration', '-c', config, '-r', reg], { cwd: dir })).code).toBe(0)
+    const plain = parse(await readFile(reg, 'utf8'))
+    expect(plain['org.matrix.msc3202']).toBeUndefined()
+    expect(plain['io.element.msc4190']).toBeUndefined()
+    const key = parse(await readFile(config, 'utf8')).encryption.store_key
+    expect(key).toMatch(/^[0-9a-f]{64}$/)
+
+    expect((await runCli(['generate-registration', '-c', config, '-r', reg], { cwd: dir, env: { RELAY_BRIDGE_ENCRYPTION_ALLOW: 'true' } })).code).toBe(0)
+    expect(parse(await readFile(reg, 'utf8'))).toMatchObject({
+      receive_ephemeral: true, 'de.sorunome.msc2409.push_ephemeral': true, 'org.matrix.msc3202': true, 'io.element.msc4190': true,
+    })
+    expect(parse(await readFile(config, 'utf8')).encryption.store_key).toBe(key) // never replaced: it unlocks the store
+  })
+
+  it('encryption.default without encryption.allow is refused with the key path', async () => {
+    const dir = await tempDir()
+    const config = await firstRun(dir)
+    const run = await runCli(['migrate', '-c', config], { cwd: dir, env: { RELAY_BRIDGE_ENCRYPTION_DEFAULT: 'true' } })
+    expect(run.code).toBe(2)
+    expect(run.stderr).toMatch(/encryption\.default: default: true needs allow: true/)
+  })
+
   it('generate-registration also writes the double-puppeting registration: no url, every local user, not exclusive, its own tokens', async () => {
     const dir = await tempDir()
-    const config = join(dir, 'config.yaml')
+    const config = await firstRun(dir)
     const reg = join(dir, 'registration.yaml')
-    await runCli(['-c', config], { cwd: dir })
     const run = await runCli(['generate-registration', '-c', config, '-r', reg], { cwd: dir })
     expect(run.stdout).toContain(`Wrote ${reg} and ${join(dir, 'doublepuppet.yaml')} (double puppeting)`)
     const cfg = parse(await readFile(config, 'utf8'))
@@ -106,12 +131,12 @@ describe('first run and registration', () => {
     expect(dp).toEqual({
       id: 'relay-bridge-doublepuppet', url: null, as_token: cfg.appservice.double_puppet.as_token, hs_token: cfg.appservice.double_puppet.hs_token,
       sender_localpart: 'relaybot-doublepuppet', rate_limited: false,
-      namespaces: { users: [{ exclusive: false, regex: '@.*:example\\.org' }], aliases: [], rooms: [] },
+      namespaces: { users: [{ exclusive: false, regex: '@.*:family\\.example' }], aliases: [], rooms: [] },
     })
     expect(dp.as_token).toMatch(/^[0-9a-f]{64}$/)
     expect(new Set([cfg.appservice.as_token, cfg.appservice.hs_token, dp.as_token, dp.hs_token]).size).toBe(4)
     const users = new RegExp(`^${dp.namespaces.users[0].regex}$`)
-    expect(users.test('@carol:example.org')).toBe(true)
+    expect(users.test('@carol:family.example')).toBe(true)
     expect(users.test('@carol:elsewhere.example')).toBe(false)
   })
 

@@ -12,10 +12,10 @@ async function portalHere(ctx: Ctx): Promise<Portal> {
   return ctx.portal
 }
 
-function refuseEncrypted(ctx: Ctx): void {
-  if (ctx.portal?.encrypted) {
-    throw new UserError('This room is encrypted, and relay-bridge cannot read encrypted rooms yet. Create an unencrypted room, invite me there and link it instead.')
-  }
+async function refuseUnreadable(ctx: Ctx): Promise<void> {
+  if (!ctx.portal?.encrypted) return
+  if ((await ctx.env.rooms.encryptionStatus(ctx.roomId)).readable) return
+  throw new UserError('This room is encrypted, and encryption is off in this bridge\'s configuration (encryption.allow). Ask its operator to turn it on, or create an unencrypted room, invite me there and link it instead.')
 }
 
 export async function groups(ctx: Ctx): Promise<void> {
@@ -64,7 +64,7 @@ export async function link(ctx: Ctx): Promise<void> {
   const target = ctx.args[1]
   if (!target) throw new UserError(`Say which group: ${roomCmd(ctx, `link ${network} <group id or invite link>`)}. ${roomCmd(ctx, `groups ${network}`)} lists the ones I am in.`)
   await requireRoomPower(ctx)
-  refuseEncrypted(ctx)
+  await refuseUnreadable(ctx)
   const login = await pickLogin(ctx, network, ctx.args[2], { relayOnly: true })
   const group = await networkOf(ctx, network).joinGroup(login, target)
   await attach(ctx, network, group, login.id)
@@ -75,7 +75,7 @@ export async function create(ctx: Ctx): Promise<void> {
   requireLevel(ctx, 'user')
   const network = parseNetwork(ctx, ctx.args[0], 'create whatsapp [name]')
   await requireRoomPower(ctx)
-  refuseEncrypted(ctx)
+  await refuseUnreadable(ctx)
   if (ctx.portal && chatOf(ctx.portal, network)) {
     throw new UserError(`This room is already linked to a ${label(network)} group. Run ${roomCmd(ctx, `unlink ${network}`)} first.`)
   }

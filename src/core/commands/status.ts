@@ -21,7 +21,8 @@ export async function status(ctx: Ctx): Promise<void> {
   if (!portal) {
     return ctx.reply(`This room is not bridged. ${(await nextForRoom(ctx, undefined)) ?? `${roomCmd(ctx, 'link signal <group>')} bridges it.`}`)
   }
-  const lines = [`This room is bridged${portal.encrypted ? ' but encrypted, which the bridge cannot read yet' : ''}:`]
+  const encryption = await ctx.env.rooms.encryptionStatus(ctx.roomId)
+  const lines = [`This room is bridged${encryption.encrypted && !encryption.readable ? ' but encrypted, which the bridge cannot read with its encryption off' : ''}:`]
   for (const network of REMOTE_NETWORKS) {
     const group = chatOf(portal, network)
     const name = groupNameOf(portal, network)
@@ -32,6 +33,7 @@ export async function status(ctx: Ctx): Promise<void> {
       (login ? `relayed by ${login.id}, ${describeState(login)}` : 'no relay set'))
   }
   lines.push(`• Disappearing messages: ${(await Promise.all(REMOTE_NETWORKS.filter(n => chatOf(portal, n)).map(async n => `${label(n)} ${await disappearing(ctx, n)}`))).join(', ') || 'no group linked'}`)
+  lines.push(`• Encryption: ${encryption.text}`)
   lines.push(`• Deliveries: ${queueLine(await ctx.env.outbox.counts(portal.id))}`)
   lines.push((await nextForRoom(ctx, portal)) ?? 'Nothing to do: messages flow between this room and its groups.')
   await ctx.reply(lines.join('\n'))
