@@ -199,10 +199,12 @@ async function assemble(config: Config, deps: BridgeDeps, started: StopStep[]): 
   for (const n of deps.networks ?? await buildNetworks(config)) networks.set(n.network, n)
   // Double puppeting: the second registration's token acts as the homeserver's own users.
   const puppetSource = config.appservice.double_puppet.as_token ? doublePuppetId(config) : undefined
-  const puppetApi = deps.puppetApi ?? (puppetSource ? new MatrixClientApi({
+  const plainPuppetApi = deps.puppetApi ?? (puppetSource ? new MatrixClientApi({
     homeserverUrl: config.homeserver.address, asToken: config.appservice.double_puppet.as_token, domain,
     botLocalpart: config.appservice.bot.username, log: log.child({ part: 'matrix-puppet' }),
   }) : undefined)
+  // What the bridge posts as a person into an encrypted room is encrypted too, by the bot's device.
+  const puppetApi = plainPuppetApi && encryption ? encryption.encrypting(plainPuppetApi) : plainPuppetApi
   const roomState = new RoomState({ api, media, botMxid, log: log.child({ part: 'room-state' }) })
   const matrixParticipant = new MatrixParticipant({ api, ghosts, media, domain, botMxid, log, roomState, ...(puppetApi && puppetSource ? { puppet: { api: puppetApi, source: puppetSource } } : {}) })
   const participants = new Map<NetworkId, Participant>([['matrix', matrixParticipant]])

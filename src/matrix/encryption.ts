@@ -19,6 +19,8 @@ export interface Encryption {
   rooms: EncryptedRooms
   /** The API that encrypts what goes into encrypted rooms. */
   api: HomeserverApi
+  /** Another API (double puppeting's) made to encrypt the same way, by the bot's device. */
+  encrypting(inner: HomeserverApi): HomeserverApi
   /** Creates the device on the homeserver, uploads its keys and cross-signs it; safe to call again. */
   setUp(): Promise<void>
   /** The device, in a sentence for `!relay status`. */
@@ -87,6 +89,7 @@ export async function openEncryption(o: {
   return {
     machine, rooms,
     api: new EncryptingApi(o.api, machine, rooms),
+    encrypting: inner => new EncryptingApi(inner, machine, rooms),
     async setUp() {
       try {
         const how = await ensureBotDevice(deviceApi.deviceHttp(o.botMxid), o.botMxid, deviceId, 'relay-bridge')
