@@ -254,8 +254,8 @@ let confirming = null
 function confirmLogout(login) {
   confirming = login
   $('confirm-h').textContent = `Log out ${login.id}?`
-  $('confirm-text').textContent = `The bridge stops using the ${NETWORK[login.network]} account “${login.name}”. ` +
-    `Its ${login.portals} portal${login.portals === 1 ? '' : 's'} keep their links; messages for ${NETWORK[login.network]} wait until it is linked again.`
+  $('confirm-text').textContent = `The bridge stops using the ${NETWORK[login.network]} account “${login.name}” and deletes what it kept of it. ` +
+    `Its ${login.portals} portal${login.portals === 1 ? '' : 's'} keep their links; messages for ${NETWORK[login.network]} wait until a relay account is set there again.`
   $('confirm').showModal()
 }
 

@@ -133,6 +133,7 @@ describe('the operator console in a real browser', () => {
 
   it('logs the Signal relay out after a confirmation, and Cancel changes nothing', async () => {
     const signal = card(admin, 'Signal')
+    const sigId = (await signal.locator('.id').first().textContent())!
     await signal.getByRole('button', { name: 'Log out' }).click()
     const confirm = admin.getByRole('alertdialog', { name: /^Log out sig-/ })
     await confirm.waitFor()
@@ -143,9 +144,10 @@ describe('the operator console in a real browser', () => {
     await signal.getByRole('button', { name: 'Log out' }).click()
     await shot(admin, 'logout-confirm')
     await confirm.getByRole('button', { name: 'Log out' }).click()
-    await signal.getByText('logged out', { exact: true }).waitFor()
-    await e.until(() => !e.daemon.hasStream(SIGNAL_RELAY.number!), 'the Signal event stream to close')
     await admin.getByText(/^Logged out sig-/).waitFor()
+    await e.until(() => !e.daemon.hasStream(SIGNAL_RELAY.number!), 'the Signal event stream to close')
+    // A logout deletes the login for good (as the `logout` command does): its card goes from the page.
+    await admin.locator('.id', { hasText: sigId }).waitFor({ state: 'detached' })
   })
 
   it('a user who is no admin sees neither another person\'s login nor a portal they do not administer, and cannot log one out', async () => {

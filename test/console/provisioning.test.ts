@@ -150,21 +150,23 @@ describe.each(DB_KINDS)('the provisioning API and the console sign-in, on %s', k
   })
 
   it('a state-changing request without the page\'s CSRF token, or with a wrong one, changes nothing', async () => {
+    const spare = await linkedLogin(s, s.whatsapp, ALICE, '15550100077')
     const { cookie, csrf } = await signIn(base, await consoleToken(ALICE))
-    const without = await call(base, 'POST', `_matrix/provision/v3/logout/${aliceWa}`, { session: { cookie } })
+    const without = await call(base, 'POST', `_matrix/provision/v3/logout/${spare}`, { session: { cookie } })
     expect(without.status).toBe(403)
-    const wrong = await call(base, 'POST', `_matrix/provision/v3/logout/${aliceWa}`, { session: { cookie, csrf: `${csrf.slice(0, -1)}A` } })
+    const wrong = await call(base, 'POST', `_matrix/provision/v3/logout/${spare}`, { session: { cookie, csrf: `${csrf.slice(0, -1)}A` } })
     expect(wrong.status).toBe(403)
     expect(wrong.body.error).toMatch(/CSRF/)
-    expect((await s.bridge.logins.get(aliceWa))?.state).toBe('connected')
-    // With its token the same request is carried out.
-    const right = await call(base, 'POST', `_matrix/provision/v3/logout/${aliceWa}`, { session: { cookie, csrf } })
+    expect((await s.bridge.logins.get(spare))?.state).toBe('connected')
+    // With its token the same request is carried out: a logout deletes the login for good, as `logout` does.
+    const right = await call(base, 'POST', `_matrix/provision/v3/logout/${spare}`, { session: { cookie, csrf } })
     expect(right.status).toBe(200)
-    expect((await s.bridge.logins.get(aliceWa))).toMatchObject({ state: 'logged_out', stateMessage: 'logged out by its owner' })
+    expect(await s.bridge.logins.get(spare)).toBeUndefined()
   })
 
   it('portals: the room\'s admin sees queues and held deliveries with their reasons; another room admin sees no relay\'s number', async () => {
-    // WhatsApp's relay was logged out above: a message from Matrix is held for it.
+    // WhatsApp logs the relay out (the phone unlinked it): a message from Matrix is held for it.
+    await s.whatsapp.setState(aliceWa, 'logged_out', 'WhatsApp logged the relay account out of the bridge.')
     await s.hs.sendMessage(ALICE, room, 'held for WhatsApp')
     const mine = await until(async () => {
       const p = (await call(base, 'GET', '_relay_bridge/v1/portals', asUser(ALICE))).body.portals?.find((x: { room_id: string }) => x.room_id === room)

@@ -62,9 +62,10 @@ export async function setUpPortal(e: E2E): Promise<Portal> {
   const created = await e.command(ADMIN, room, '!relay create whatsapp')
   expect(created).toMatch(/Created the WhatsApp group[\s\S]*Share this link so people can join: https:\/\/chat\.whatsapp\.com\//)
   const status = await e.command(ADMIN, room, '!relay status')
-  const wg = /WhatsApp: group `([^`]+)`/.exec(status)![1]!
-  expect(status).toMatch(/Signal: group `[^`]+`; relayed by sig-[0-9a-f]+, connected/)
-  expect(status).toMatch(/WhatsApp: group `[^`]+`; relayed by wa-[0-9a-f]+, connected/)
+  // The groups by their names, as people know them.
+  expect(status).toMatch(/Signal: “Family”; relayed by sig-[0-9a-f]+, connected/)
+  expect(status).toMatch(/WhatsApp: “Family”; relayed by wa-[0-9a-f]+, connected/)
+  const wg = (await e.wa<string | undefined>('groupBySubject', 'Family'))!
   // Someone on WhatsApp joins by the invite link.
   await e.wa('addMember', wg, DAVE)
   return { dm, room, signalGroup: group.id, whatsappGroup: wg }

@@ -157,6 +157,10 @@ export class FakeWhatsApp {
     this.groups.set(id, { id, subject: spec.subject, addressingMode: mode as GroupMetadata['addressingMode'], participants, owner: undefined })
     return id
   }
+  /** The id of the group with this subject: how a test finds a group the bridge created, as a person would. */
+  groupBySubject(subject: string): string | undefined {
+    return [...this.groups.values()].find(g => g.subject === subject)?.id
+  }
   /** Someone joins (e.g. by the invite link): the metadata changes and rc14 tells the socket (add). */
   addMember(groupId: string, member: Sender): void {
     const g = this.#group(groupId)
