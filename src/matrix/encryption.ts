@@ -49,7 +49,7 @@ export async function openEncryption(o: {
   if (typeof api.deviceHttp !== 'function') {
     throw new Error('Encryption needs the homeserver client that can act as a device; turn encryption.allow off for this setup.')
   }
-  if (!o.storeKey) throw new Error('encryption.store_key is empty: run `relay-bridge generate-registration` (or start through the relay-bridge command), which fills it in.')
+  if (!o.storeKey) throw new Error('encryption.store_key is empty: run `npx relay-bridge generate-registration` (or start through the relay-bridge command), which fills it in.')
   const deviceApi = api as DeviceCapableApi
   const deviceId = await botDeviceId(o.db, o.botMxid)
   const log = o.log.child({ part: 'encryption', deviceId })
@@ -108,7 +108,7 @@ export async function openEncryption(o: {
       const signed = await crypto.isCrossSignedByOwner().catch(() => false)
       return signed
         ? { ok: true, text: `device ${deviceId}, cross-signed by the bot` }
-        : { ok: false, text: `device ${deviceId} is not cross-signed by the bot (run \`relay-bridge reset-encryption\` if this stays)` }
+        : { ok: false, text: `device ${deviceId} is not cross-signed by the bot (run \`npx relay-bridge reset-encryption\` if this stays)` }
     },
     async close() {
       await crypto.close()
@@ -118,7 +118,7 @@ export async function openEncryption(o: {
 }
 
 /**
- * `relay-bridge reset-encryption`: forgets the bot's device and everything its keys were for, so that the
+ * `npx relay-bridge reset-encryption`: forgets the bot's device and everything its keys were for, so that the
  * next start makes a new device and identity. The old device is deleted on the homeserver where MSC4190 lets
  * the appservice do that without a password; elsewhere it stays, answering nothing. Returns the old device id.
  */

@@ -40,7 +40,6 @@ export async function linkDevice(client: SignalClient, ui: LoginUi, signal?: Abo
     }
     throw new UserError(`Linking failed (${describe(err)}). Try \`${again}\` again.`)
   }
-  await ui.say('Linked. Looking up the account…')
   const aci = await accountAci(client, number, again)
   return { number, aci }
 }

@@ -49,15 +49,15 @@ describe.each(DB_KINDS)('own logins on %s', kind => {
     const own = await linkedLogin(s, s.signal, ALICE, 'alice-phone', 'personal')
     const room = await roomWithBot(s)
     const g = s.signal.addGroup('Family', ['alice-phone'])
-    const refusal = `${own} is a personal account: it speaks only for its owner, so it cannot relay a room or list its groups. Link a spare number with \`login signal relay\` for that.`
+    const refusal = `${own} is a personal account: it speaks only for its owner, so it cannot relay a room or list its groups. Link a spare number with \`!relay login signal relay\` for that.`
     expect(await s.command(ALICE, room, `!relay set signal ${own}`)).toBe(refusal)
     expect(await s.command(ALICE, room, `!relay link signal ${g.id} ${own}`)).toBe(refusal)
     expect(await s.command(ALICE, room, `!relay groups signal ${own}`)).toBe(refusal)
     // Not named: her personal account is not picked either.
-    expect(await s.command(ALICE, room, `!relay link signal ${g.id}`)).toBe('You have no Signal relay account yet. Link a spare number with `login signal relay`.')
-    expect(await s.command(ALICE, room, '!relay create signal')).toBe('You have no Signal relay account yet. Link a spare number with `login signal relay`.')
+    expect(await s.command(ALICE, room, `!relay link signal ${g.id}`)).toBe('You have no Signal relay account yet. Link a spare number with `!relay login signal relay`.')
+    expect(await s.command(ALICE, room, '!relay create signal')).toBe('You have no Signal relay account yet. Link a spare number with `!relay login signal relay`.')
     const relay = await linkedLogin(s, s.signal, ALICE, 'spare')
-    expect(await s.command(ALICE, room, `!relay link signal ${g.id}`)).toMatch(new RegExp(`relayed by ${relay}\\.$`))
+    expect(await s.command(ALICE, room, `!relay link signal ${g.id}`)).toMatch(new RegExp(`relayed by ${relay}\\.`))
   })
 
   it('a personal account never makes a portal for a group that speaks; a relay account does', async () => {
@@ -80,10 +80,10 @@ describe.each(DB_KINDS)('own logins on %s', kind => {
     s = await scenario(kind)
     const { room, sg } = await bridgedRoom(s)
     const relay = s.bridge.portals.byRoom(room)!.signalLogin!
-    expect(await s.command(ALICE, room, `!relay logout ${relay}`)).toBe(`Logged out ${relay} and deleted everything the bridge kept of it. Rooms it relayed keep their links; their Signal messages wait until a relay account is set there again (\`set signal\`).`)
+    expect(await s.command(ALICE, room, `!relay logout ${relay}`)).toBe(`Logged out ${relay} and deleted everything the bridge kept of it. Rooms it relayed keep their links; their Signal messages wait until a relay account is set there again (\`!relay set signal\`).`)
     expect(await s.bridge.logins.get(relay)).toBeUndefined()
     expect(s.bridge.portals.byRoom(room)).toMatchObject({ signalGroup: sg.id, signalLogin: null })
-    expect(await s.command(ALICE, room, '!relay status')).toContain(`• Signal: group \`${sg.id}\`; no relay set`)
+    expect(await s.command(ALICE, room, '!relay status')).toContain(`• Signal: “${sg.name}”; no relay set`)
     // A restart reads the same from the database.
     await s.restart()
     expect(s.bridge.portals.byRoom(room)).toMatchObject({ signalGroup: sg.id, signalLogin: null })

@@ -168,6 +168,11 @@ export class FakeHomeserver {
   }
 
   /** Every push attempt (including refused ones and retries), in order. */
+  /** Events queued for the appservice and not yet acknowledged by it. */
+  get pendingForAppservice(): number {
+    return this.pusher.pending
+  }
+
   get transactions(): readonly PushAttempt[] {
     return this.pusher.attempts
   }

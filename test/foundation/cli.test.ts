@@ -13,7 +13,7 @@ describe('the command line', () => {
     const dir = await tempDir()
     const run = await runCli(['bogus'], { cwd: dir })
     expect(run.code).toBe(1)
-    expect(run.stderr).toMatch(/^error: unknown command 'bogus'\. The commands are start, generate-registration, migrate, login/)
+    expect(run.stderr).toMatch(/^error: unknown command 'bogus'\. The commands are start, generate-registration, migrate, reset-encryption, login/)
     expect(run.stderr).not.toMatch(/too many arguments/)
     const typo = await runCli(['-c', join(dir, 'config.yaml'), 'migrat'], { cwd: dir })
     expect(typo.stderr).toMatch(/^error: unknown command 'migrat' \(did you mean migrate\?\)/)
@@ -56,7 +56,7 @@ describe('the command line', () => {
     for (const file of files) {
       const text = await readFile(new URL(file, root), 'utf8')
       // `relay-bridge` is on PATH only where the package is installed; `npx relay-bridge` works everywhere.
-      for (const m of text.matchAll(/(?<![\w/.-]|npx )relay-bridge (start|generate-registration|migrate|login)\b/g)) bare.push(`${file}: ${m[0]}`)
+      for (const m of text.matchAll(/(?<![\w/.-]|npx )relay-bridge (start|generate-registration|migrate|reset-encryption|login)\b/g)) bare.push(`${file}: ${m[0]}`)
     }
     expect(bare).toEqual([])
   })

@@ -117,7 +117,7 @@ describe('first run and registration', () => {
     const config = await firstRun(dir)
     const run = await runCli(['migrate', '-c', config], { cwd: dir, env: { RELAY_BRIDGE_ENCRYPTION_DEFAULT: 'true' } })
     expect(run.code).toBe(2)
-    expect(run.stderr).toMatch(/encryption\.default: default: true needs allow: true/)
+    expect(run.stderr).toMatch(/RELAY_BRIDGE_ENCRYPTION_DEFAULT \(from the environment, sets encryption\.default\): default: true needs allow: true/)
   })
 
   it('generate-registration also writes the double-puppeting registration: no url, every local user, not exclusive, its own tokens', async () => {

@@ -40,7 +40,7 @@ describe.each(DB_KINDS)('Signal login through the bridge on %s', kind => {
   it('linking Signal posts one notice after the scan, and it names one next step', async () => {
     s = await realScenario(kind)
     const dm = await directChat(s)
-    await s.hs.sendMessage(ALICE, dm, 'login signal')
+    await s.hs.sendMessage(ALICE, dm, 'login signal relay')
     await waitForNotice(s, dm, /The same code as a link/)
     const before = s.botNotices(dm).length
     await s.daemon.scanLink(SIG_RELAY)
@@ -49,7 +49,7 @@ describe.each(DB_KINDS)('Signal login through the bridge on %s', kind => {
     await s.command(ALICE, dm, 'help')
     const after = s.botNotices(dm).slice(before)
     expect(after).toHaveLength(2)
-    expect(after[0]).toMatch(/^Linked! The Signal account is now login sig-[0-9a-f]+\. Next: add it to your Signal group, invite me to the Matrix room for it, and type `!relay link signal <group id or invite link>` there \(`!relay groups signal` lists its groups\)\.$/)
+    expect(after[0]).toMatch(/^Linked! The Signal account is now login sig-[0-9a-f]+, a relay account\. Next: add it to your Signal group, invite me to the Matrix room for it, and type `!relay link signal <group id or invite link>` there \(`!relay groups signal` lists its groups\)\.$/)
   })
 
   it('a link code nobody scans expires, and the direct chat says how to get a fresh one', async () => {

@@ -113,7 +113,7 @@ export async function pickLogin(ctx: Ctx, network: RemoteNetworkId, named?: stri
     const login = all.find(l => l.id === named)
     if (!login) throw new UserError(`There is no ${label(network)} login “${named}”. ${cmd(ctx, 'logins')} lists them.`)
     if (login.ownerMxid !== ctx.sender && ctx.level !== 'admin') throw new UserError(`The login ${named} belongs to someone else; only they or an admin can use it.`)
-    if (opts.relayOnly && login.kind !== 'relay') throw new UserError(notRelay(login))
+    if (opts.relayOnly && login.kind !== 'relay') throw new UserError(notRelay(ctx, login))
     return login
   }
   const usable = opts.relayOnly ? all.filter(l => l.kind === 'relay') : all
@@ -127,8 +127,8 @@ export async function pickLogin(ctx: Ctx, network: RemoteNetworkId, named?: stri
   return choice
 }
 
-const notRelay = (login: Login): string =>
-  `${login.id} is a personal account: it speaks only for its owner, so it cannot relay a room or list its groups. Link a spare number with \`login ${login.network} relay\` for that.`
+const notRelay = (ctx: Ctx, login: Login): string =>
+  `${login.id} is a personal account: it speaks only for its owner, so it cannot relay a room or list its groups. Link a spare number with ${cmd(ctx, `login ${login.network} relay`)} for that.`
 
 /** "relay account" or "personal account", as `logins` and the login messages say it. */
 export const kindLabel = (login: Pick<Login, 'kind'>): string => `${login.kind} account`

@@ -56,6 +56,10 @@ export async function login(ctx: Ctx): Promise<void> {
   const dm = ctx.isDirect ? ctx.roomId : await rooms.directRoom(ctx.sender)
   if (!ctx.isDirect) await ctx.reply(`I sent you a direct message to continue: a login code is a credential and does not belong in a shared room.`)
   const ui = chatUi(ctx, dm)
+  // Before the code: which kind of account this becomes (the one notice after the scan names the next step).
+  await ui.say(kind === 'relay'
+    ? `Linking a ${label(network)} account as a relay account, which speaks for others in the rooms it relays…`
+    : `Linking your own ${label(network)} account as your personal account: in bridged rooms whose group it is in, your messages will go out as you…`)
   // The answer in the direct chat is read there: commands named in it need no prefix.
   const here: Ctx = { ...ctx, roomId: dm, isDirect: true }
   // The login waits for a person to scan a code: run it in the background, not in the command queue.

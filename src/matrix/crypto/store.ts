@@ -159,7 +159,7 @@ async function load(db: Db, name: string, seal: Sealer): Promise<Map<string, Res
       throw new CryptoStoreKeyError(
         `The crypto store "${name}" in the database was encrypted with another key than the one in the configuration. ` +
           'Put back the key it was made with (from a backup of the configuration), or start a new encryption identity ' +
-          'with `relay-bridge reset-encryption` (users then see the bridge as a new, unverified device).',
+          'with `npx relay-bridge reset-encryption` (users then see the bridge as a new, unverified device).',
         { cause: err },
       )
     }
