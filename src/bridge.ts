@@ -5,6 +5,7 @@ import { permissionsProblem, type Config } from './config.ts'
 import { Commands } from './core/commands/index.ts'
 import { Deliverer } from './core/deliver.ts'
 import { Ephemeral } from './core/ephemeral.ts'
+import { cleanChatText } from './core/chat-text.ts'
 import { GroupState } from './core/group-state.ts'
 import { SqlLoginStore } from './core/logins.ts'
 import { FileMediaStore, type MediaStore } from './core/media.ts'
@@ -244,9 +245,11 @@ async function assemble(config: Config, deps: BridgeDeps, started: StopStep[]): 
   const router = new Router({
     db, portals, outbox, log, createPortal, identify: (sender, roomId) => ownLogins.identify(sender, roomId),
     onChatUpdate: async (portal, event) => {
-      // The group's own name, for status texts; what the room and the other group show is group state's to keep.
+      // The group's own name, for status texts (cleaned as group state cleans it: a NUL cannot be stored); what the
+      // room and the other group show is group state's to keep.
       const network = event.chat.network
-      if (event.name && network !== 'matrix' && groupNameOf(portal, network) !== event.name) portal = await portals.setGroupName(portal, network, event.name)
+      const name = event.name === undefined ? undefined : cleanChatText('name', event.name)
+      if (name && network !== 'matrix' && groupNameOf(portal, network) !== name) portal = await portals.setGroupName(portal, network, name)
       await groupState.receive(portal, event)
     },
   })

@@ -1,6 +1,7 @@
 // Portals: one Matrix room, at most one Signal group, at most one WhatsApp group, and the login that
 // relays on each side. Kept in memory too: every inbound event asks "which portal?", and one process
 // owns the table.
+import { cleanChatText } from './chat-text.ts'
 import type { Db, Queryable } from '../db/types.ts'
 import { NETWORKS, type NetworkId, type RemoteNetworkId } from './model.ts'
 
@@ -142,7 +143,8 @@ export class PortalStore {
     const c = COLUMN[network]
     return this.update(
       `UPDATE portals SET ${c.group} = $2, ${c.login} = COALESCE($3, ${c.login}), ${c.name} = $4 WHERE id = $1 RETURNING *`,
-      [portal.id, groupId, loginId, groupName || null],
+      // As people typed it on the network, less what a name cannot hold (a NUL cannot even be stored).
+      [portal.id, groupId, loginId, groupName ? cleanChatText('name', groupName) || null : null],
     )
   }
 
