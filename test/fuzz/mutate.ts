@@ -64,12 +64,14 @@ export function mutate<T>(value: T, mutations: Mutation[]): T {
           delete parent[key]
         }
         break
+      // A copy of the value: fast-check hands out one instance of each constant (`{}`, `[]`), and two mutations
+      // putting the same one in place could make a value that contains itself.
       case 'replace':
-        parent[key] = m.value
+        parent[key] = structuredClone(m.value)
         break
       case 'addField': {
         const target = parent[key]
-        if (typeof target === 'object' && target !== null && !Array.isArray(target)) (target as Record<string, unknown>)[m.key] = m.value
+        if (typeof target === 'object' && target !== null && !Array.isArray(target)) (target as Record<string, unknown>)[m.key] = structuredClone(m.value)
         break
       }
     }

@@ -252,7 +252,7 @@ describe.each(DB_KINDS)('the crypto store in the %s table', (kind: DbKind) => {
     expect((refusal as Error).message).toBe(
       `The crypto store "${BOT}" in the database was encrypted with another key than the one in the configuration. ` +
         'Put back the key it was made with (from a backup of the configuration), or start a new encryption identity ' +
-        'with `relay-bridge reset-encryption` (users then see the bridge as a new, unverified device).')
+        'with `npx relay-bridge reset-encryption` (users then see the bridge as a new, unverified device).')
     // An empty store knows its key too, and the right key still opens the refused one.
     const empty = await openCryptoStore({ db, key, name: '@empty:example.org' })
     await empty.close()

@@ -32,6 +32,8 @@ describe.each(DB_KINDS)('Signal login through the bridge on %s', kind => {
     const linked = await waitForNotice(s, dm, /^Linked!/)
     expect(linked).toMatch(/The Signal account is now login sig-[0-9a-f]+/)
     await s.daemon.until(() => s.daemon.hasStream(SIG_RELAY.number))
+    // The stream open is not yet the state recorded: wait for that, as a person would see it after a moment.
+    await vi.waitFor(async () => expect((await s.bridge.logins.list('signal'))[0]?.state).toBe('connected'), { timeout: PATIENCE_MS, interval: 20 })
     await s.hs.join(ALICE, dm)
     // Alice is no admin: without a kind, the account she links is her own.
     expect(await s.command(ALICE, dm, 'logins')).toMatch(new RegExp(`Signal \\${SIG_RELAY.number} — personal account — connected`))
