@@ -3,16 +3,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { isIP } from 'node:net'
 
-/** An answer that ends the request: thrown by handlers, written by the router. */
-export class HttpError extends Error {
-  readonly status: number
-  readonly errcode: string
-  constructor(status: number, errcode: string, message: string) {
-    super(message)
-    this.status = status
-    this.errcode = errcode
-  }
-}
+import { HttpError } from '../http-error.ts'
+export { HttpError }
 
 /** Every answer of the listener: not cached, not framed, not sniffed, and no address leaks in a Referer. */
 export const SAFE_HEADERS: Record<string, string> = {

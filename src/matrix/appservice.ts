@@ -6,6 +6,7 @@ import { createHash, timingSafeEqual } from 'node:crypto'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { Logger } from 'pino'
 import { eventTypeLabel, type Metrics } from '../metrics.ts'
+import { HttpError } from '../http-error.ts'
 import type { Inbox, MatrixEvent } from './inbox.ts'
 import { isEmpty, transactionCrypto } from './transaction-crypto.ts'
 
@@ -31,15 +32,6 @@ export interface AppserviceOptions {
   onPing?: (transactionId: string | undefined) => void
 }
 
-class HttpError extends Error {
-  readonly status: number
-  readonly errcode: string
-  constructor(status: number, errcode: string, message: string) {
-    super(message)
-    this.status = status
-    this.errcode = errcode
-  }
-}
 
 const digest = (s: string): Buffer => createHash('sha256').update(s).digest()
 

@@ -2,6 +2,7 @@
 // pairing code to show (display_and_wait, long-polled until it changes), a phone number to ask for (user_input),
 // then complete. Underneath it is the same login the `login` command runs (core/linking.ts); this only turns
 // its UI callbacks into steps a client can poll.
+import { HttpError } from '../http-error.ts'
 import { randomBytes } from 'node:crypto'
 import { UserError } from '../core/errors.ts'
 import { linkAccount, type LinkingEnv } from '../core/linking.ts'
@@ -44,15 +45,7 @@ export interface CompleteStep {
 export type Step = DisplayStep | InputStep | CompleteStep
 
 /** A failure to tell the client, with the mautrix-style error code. */
-export class LoginStepError extends Error {
-  readonly status: number
-  readonly errcode: string
-  constructor(status: number, errcode: string, message: string) {
-    super(message)
-    this.status = status
-    this.errcode = errcode
-  }
-}
+export class LoginStepError extends HttpError {}
 
 export interface ProcessDeps extends LinkingEnv {
   /** Renders QR data as an image for clients that would rather show an image (a data: URL). */
