@@ -90,6 +90,8 @@ describe.each(DB_KINDS)('group name, description and picture through the real ad
     const call = await s.daemon.waitForCall('updateGroup')
     expect(call.params.avatar).toMatch(new RegExp(`^${shared.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/group-avatar-`))
     expect(await readFile(String(call.params.avatar))).toEqual(PNG)
+    // The daemon records the call before it has read the file.
+    await s.daemon.until(() => s.daemon.groups.get(sg)!.avatar !== undefined)
     expect(s.daemon.groups.get(sg)!.avatar).toEqual(PNG)
     await until(() => s.wa.pictures.get(wg), 'the WhatsApp group picture')
     expect(s.wa.pictures.get(wg)).toEqual(PNG)

@@ -3,7 +3,6 @@
 // process. People drive it only the way people do: Matrix messages and commands, Signal envelopes, WhatsApp
 // messages.
 import type { ChildProcess } from 'node:child_process'
-import { createServer } from 'node:net'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -13,6 +12,7 @@ import { buildRegistration } from '../../src/registration.ts'
 import { FakeHomeserver, type FakeEvent } from '../fakes/homeserver.ts'
 import { FakeSignalDaemon } from '../fakes/signal-daemon.ts'
 import { forkChild, stopChild } from '../support/children.ts'
+import { freePort } from '../support/ports.ts'
 import { AS_TOKEN, HS_TOKEN, tempDir } from '../support/config.ts'
 import { createPostgresDatabase, type DbKind } from '../support/db.ts'
 import { PATIENCE_MS } from '../support/patience.ts'
@@ -25,15 +25,6 @@ export interface WaSent {
   id: string
   content: Record<string, any>
   quotedId: string | null
-}
-
-export async function freePort(): Promise<number> {
-  return new Promise(resolve => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port
-      s.close(() => resolve(port))
-    })
-  })
 }
 
 export class E2E {

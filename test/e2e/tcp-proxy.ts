@@ -2,6 +2,7 @@
 // refused) and bring it back, as a network outage or a database restart would, or make it hang (nothing
 // forwarded, nothing closed), as a stuck server or a silently dropped network path would.
 import { createServer, connect, type Server, type Socket } from 'node:net'
+import { freePort } from '../support/ports.ts'
 
 export class TcpProxy {
   readonly port: number
@@ -19,10 +20,7 @@ export class TcpProxy {
   }
 
   static async start(target: { host: string; port: number }): Promise<TcpProxy> {
-    const probe = createServer()
-    const port = await new Promise<number>(r => probe.listen(0, '127.0.0.1', () => r((probe.address() as { port: number }).port)))
-    await new Promise<void>(r => probe.close(() => r()))
-    const proxy = new TcpProxy(port, target)
+    const proxy = new TcpProxy(await freePort(), target)
     await proxy.listen()
     return proxy
   }

@@ -6,6 +6,7 @@ import { randomBytes, randomUUID } from 'node:crypto'
 import type { Envelope } from './signal-envelopes.ts'
 import { RpcFault, handleRpc, type RpcState } from './signal-daemon-rpc.ts'
 import { PATIENCE_MS } from '../support/patience.ts'
+import { freePort } from '../support/ports.ts'
 
 export interface FakeDaemonOptions {
   /** 'on-connection' queues events while no stream is attached; 'on-start' discards them (§3.4). */
@@ -119,7 +120,8 @@ export class FakeSignalDaemon implements RpcState {
   }
 
   static async start(opts: FakeDaemonOptions = {}): Promise<FakeSignalDaemon> {
-    const d = new FakeSignalDaemon(opts)
+    // A port outside the ephemeral range: the daemon comes back on it after stop() or goAway().
+    const d = new FakeSignalDaemon({ ...opts, port: opts.port ?? (await freePort()) })
     await d.listen()
     return d
   }
