@@ -466,6 +466,8 @@ export async function runBridge(config: Config, deps: BridgeDeps = {}, onReady?:
   let fatal: (err: Error) => void = () => {}
   const failed = new Promise<Error>(resolve => (fatal = resolve))
   const bridge = await startBridge(config, { ...deps, log, onFatal: fatal })
+  // The one line that says the start is over (and how long it took: docs/performance.md, "First start").
+  log.info({ seconds: Number(process.uptime().toFixed(2)) }, `Ready, ${process.uptime().toFixed(1)} s after the process started`)
   onReady?.(bridge)
   let first: (received: NodeJS.Signals) => void = () => {}
   const signalled = new Promise<NodeJS.Signals>(resolve => {
