@@ -47,7 +47,7 @@ function say(text) {
 
 /** "5 minutes ago", with the exact time for those who ask. */
 function when(ms) {
-  if (!ms) return el('span', { class: 'muted' }, 'not seen since the bridge started')
+  if (!ms) return el('span', { class: 'muted' }, 'nothing yet')
   const s = Math.max(0, Math.round((Date.now() - ms) / 1000))
   const ago = s < 60 ? 'just now' : s < 3600 ? `${Math.round(s / 60)} min ago` : s < 172800 ? `${Math.round(s / 3600)} h ago` : `${Math.round(s / 86400)} days ago`
   const d = new Date(ms)
@@ -154,7 +154,7 @@ function render(snapshot) {
 let relinking = null
 
 function relinkReset() {
-  for (const id of ['relink-phone', 'relink-qr', 'relink-code', 'relink-text', 'relink-again']) $(id).hidden = true
+  for (const id of ['relink-phone', 'relink-qr', 'relink-pair', 'relink-text', 'relink-again']) $(id).hidden = true
   $('relink-choice').replaceChildren()
   $('relink-state').textContent = ''
 }
@@ -189,10 +189,15 @@ function showStep(login, step) {
       link.textContent = 'Open as a link'
     }
   } else {
-    $('relink-code').hidden = false
-    $('relink-code').textContent = d.data
-    $('relink-code').setAttribute('aria-label', `Pairing code ${d.data.split('').join(' ')}`)
+    // Shown as WhatsApp shows it (two groups of four); read out one character at a time.
+    const pair = $('relink-pair')
+    const first = pair.hidden
+    pair.hidden = false
+    $('relink-code').textContent = d.data.length === 8 ? `${d.data.slice(0, 4)}-${d.data.slice(4)}` : d.data
+    $('relink-code-spelled').textContent = `Pairing code: ${d.data.split('').join(' ')}`
     $('relink-state').textContent = step.instructions
+    // The phone number form that had the focus is gone: the keyboard and a screen reader go to the code.
+    if (first) pair.focus()
   }
 }
 
@@ -227,14 +232,16 @@ async function runRelink(login, flow) {
       first = false
       step = await api('POST', `${V3}/login/step/${pid}/${encodeURIComponent(step.step_id)}/display_and_wait`, undefined, abort.signal)
     }
-    for (const id of ['relink-qr', 'relink-code', 'relink-text']) $(id).hidden = true
+    for (const id of ['relink-qr', 'relink-pair', 'relink-text']) $(id).hidden = true
     status.textContent = `Linked. ${step.instructions}`
     status.dataset.linked = step.complete?.user_login_id ?? ''
+    $('relink-close').focus()
   } catch (err) {
     if (abort.signal.aborted) return
-    for (const id of ['relink-qr', 'relink-code', 'relink-text']) $(id).hidden = true
+    for (const id of ['relink-qr', 'relink-pair', 'relink-text']) $(id).hidden = true
     status.textContent = err.message
     $('relink-again').hidden = false
+    $('relink-again').focus()
   } finally {
     if (relinking === abort) relinking = null
   }

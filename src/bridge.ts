@@ -131,7 +131,7 @@ async function startConsole(config: Config, d: {
   const { default: QRCode } = await import('qrcode')
   const m = config.metrics
   const server = new ConsoleServer({
-    ...d, config: config.console, permissions: config.bridge.permissions, domain: config.homeserver.domain,
+    ...d, config: config.console, permissions: config.bridge.permissions, domain: config.homeserver.domain, homeserverUrl: config.homeserver.address,
     commandPrefix: config.bridge.command_prefix,
     qrImage: async data => `data:image/svg+xml;base64,${Buffer.from(await QRCode.toString(data, { type: 'svg', margin: 2 })).toString('base64')}`,
     health: () => checkHealth({

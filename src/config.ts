@@ -87,9 +87,10 @@ export const configSchema = z.object({
     public_url: z.union([z.literal(''), url]).default(''),
     shared_secret: z.string().default(''),
     trusted_proxies: z.array(z.string().min(1)).default([]),
+    openid_address: z.union([z.literal(''), url]).default(''),
     link_minutes: z.number().positive().max(60, 'expected at most 60 minutes: a sign-in link is a credential in a chat').default(10),
     session_hours: z.number().positive().default(12),
-  }).default({ enabled: false, hostname: '127.0.0.1', port: 29331, public_url: '', shared_secret: '', trusted_proxies: [], link_minutes: 10, session_hours: 12 }),
+  }).default({ enabled: false, hostname: '127.0.0.1', port: 29331, public_url: '', shared_secret: '', trusted_proxies: [], openid_address: '', link_minutes: 10, session_hours: 12 }),
   logging: z.object({
     level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
   }),

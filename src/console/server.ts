@@ -11,6 +11,7 @@ import type { PortalStore } from '../core/portals.ts'
 import type { MatrixRooms } from '../core/rooms.ts'
 import type { Config } from '../config.ts'
 import type { Db } from '../db/types.ts'
+import { OPENID_PREFIX, OpenIdTokens } from '../provisioning/openid.ts'
 import { ProvisioningV3, V3_PREFIX } from '../provisioning/v3.ts'
 import { ConsoleAuth, sameSecret, type Session } from './auth.ts'
 import type { HealthView } from './health.ts'
@@ -38,6 +39,8 @@ export interface ConsoleOptions extends LinkingEnv {
   permissions: Record<string, string>
   botMxid: string
   domain: string
+  /** The homeserver's address: OpenID tokens are checked there unless console.openid_address says otherwise. */
+  homeserverUrl: string
   commandPrefix: string
   db: Db
   portals: PortalStore
@@ -62,6 +65,7 @@ export class ConsoleServer {
   readonly views: ConsoleViews
   readonly v3: ProvisioningV3
   readonly #o: ConsoleOptions
+  readonly #openid: OpenIdTokens
   readonly #live: LiveUpdates
   readonly #files = new Map<string, Buffer>()
   readonly #trusted: Set<string>
@@ -76,6 +80,9 @@ export class ConsoleServer {
     this.#live = new LiveUpdates(v => this.snapshot(v), o.log, o.refreshMs ?? 2_000)
     this.v3 = new ProvisioningV3({
       ...o, onChange: () => this.poke(), waitCapMs: o.waitCapMs ?? 45_000, abandonMs: o.abandonMs ?? 120_000,
+    })
+    this.#openid = new OpenIdTokens({
+      homeserverUrl: o.config.openid_address || o.homeserverUrl, domain: o.domain, ...(o.now ? { now: o.now } : {}),
     })
     for (const { file } of Object.values(STATIC)) this.#files.set(file, readFileSync(new URL(file, STATIC_DIR)))
   }
@@ -170,7 +177,8 @@ export class ConsoleServer {
   }
 
   /**
-   * Who is asking. With an Authorization header: the shared secret, acting for ?user_id= (the mautrix way).
+   * Who is asking. With an Authorization header, as the mautrix bridges: the shared secret, acting for ?user_id=;
+   * or `openid:<token>`, a Matrix OpenID token of a user of our homeserver (?user_id=, if given, must be its holder).
    * Otherwise the console's session cookie, and for anything but reading, its CSRF token in X-CSRF-Token.
    */
   async #caller(req: IncomingMessage, url: URL): Promise<Caller> {
@@ -180,10 +188,16 @@ export class ConsoleServer {
       const given = header.replace(/^Bearer\s+/i, '')
       const secret = this.#o.config.shared_secret
       if (!given) throw new HttpError(401, 'M_MISSING_TOKEN', 'Missing auth token')
-      if (!secret || !sameSecret(given, secret)) throw new HttpError(401, 'M_UNKNOWN_TOKEN', 'Invalid auth token')
-      const userId = url.searchParams.get('user_id') ?? ''
-      if (!/^@[^:\s]+:[^\s]+$/.test(userId)) throw new HttpError(400, 'M_MISSING_PARAM', 'Say which Matrix user the request acts for: ?user_id=@someone:your.domain')
-      caller = { viewer: viewerOf(userId, this.#o.permissions), session: undefined }
+      if (secret && sameSecret(given, secret)) {
+        const userId = url.searchParams.get('user_id') ?? ''
+        if (!/^@[^:\s]+:[^\s]+$/.test(userId)) throw new HttpError(400, 'M_MISSING_PARAM', 'Say which Matrix user the request acts for: ?user_id=@someone:your.domain')
+        caller = { viewer: viewerOf(userId, this.#o.permissions), session: undefined }
+      } else if (given.startsWith(OPENID_PREFIX)) {
+        const userId = await this.#openid.userOf(given.slice(OPENID_PREFIX.length), url.searchParams.get('user_id'))
+        caller = { viewer: viewerOf(userId, this.#o.permissions), session: undefined }
+      } else {
+        throw new HttpError(401, 'M_UNKNOWN_TOKEN', 'Invalid auth token')
+      }
     } else {
       const session = await this.#session(req)
       if (!session) throw new HttpError(401, 'M_MISSING_TOKEN', 'Missing auth token: sign in with the link the bridge bot sends when you type `console` in your direct chat with it.')

@@ -20,7 +20,7 @@ export interface LoginView {
   owner: string
   state: ConnectionState | 'banned'
   state_message: string | null
-  /** ms; null when the network has given no sign of life since the bridge started. */
+  /** ms; null when the network has given no sign of life for the login yet. */
   last_activity: number | null
   held: { count: number; since: number | null }
   /** The number or JID: only for the owner and admins. */

@@ -9,6 +9,7 @@ import { DeliveryError, UserError } from '../core/errors.ts'
 import { AttachmentFiles } from './attachments.ts'
 import { SignalClient, SignalRpcError, SignalUnreachableError, isAccountGone } from './client.ts'
 import { SignalEventStream, type StreamTimings } from './events.ts'
+import { SignalActivity } from './activity.ts'
 import { completeEvent, convertInner, ephemeralOf, meaningfulName, neutralLabel, type Converted } from './convert.ts'
 import { sendDelivery } from './send.ts'
 import { DEVICE_NAME, linkDevice } from './login.ts'
@@ -24,6 +25,8 @@ export interface SignalTimings extends Partial<StreamTimings> {
   receiveRetryMs?: number
   /** How often the daemon is asked whether it is there (`version`, `listAccounts`), with or without accounts. */
   daemonCheckMs?: number
+  /** The least time between two writes of a login's last activity (a minute). */
+  activityWriteMs?: number
 }
 
 /** The daemon as the last check saw it (undefined reachable: not checked yet). */
@@ -66,8 +69,8 @@ export class SignalNetwork implements RemoteNetwork {
   private readonly states = new Map<string, ConnectionState>()
   /** Profile names seen on envelopes, to name mentioned people (a mention carries no display name). */
   private readonly names = new Map<string, string>()
-  /** When the daemon last delivered anything for each login (ms), for the console; since this process started. */
-  private readonly lastReceived = new Map<string, number>()
+  /** When the daemon last delivered anything for each login, for the console; kept across restarts. */
+  private activity: SignalActivity | undefined
   private poller: NodeJS.Timeout | undefined
   private metrics: { state: Gauge<'login' | 'state'>; sends: Counter<'kind' | 'outcome'>; events: Counter<'outcome'> } | undefined
   private files: AttachmentFiles | undefined
@@ -86,6 +89,7 @@ export class SignalNetwork implements RemoteNetwork {
     this.ctx = ctx
     this.log = ctx.log.child({ network: 'signal' })
     this.metrics = signalMetrics(ctx)
+    this.activity = new SignalActivity({ db: ctx.db, log: this.log, ...(this.opts.timings?.activityWriteMs ? { everyMs: this.opts.timings.activityWriteMs } : {}) })
     if (this.opts.attachmentsDir) this.files = new AttachmentFiles(this.opts.attachmentsDir, this.log)
     for (const login of await ctx.logins.list('signal')) {
       // An unlinked login stays down until its owner re-links it: its stream would only answer 400.
@@ -103,6 +107,8 @@ export class SignalNetwork implements RemoteNetwork {
     clearInterval(this.poller)
     clearInterval(this.prober)
     await Promise.all([...this.runners.values()].map(r => this.halt(r)))
+    // Nothing arrives any more: what arrived since the last write is kept for the next run.
+    await this.activity?.flush()
   }
 
   async service(): Promise<ServiceStatus> {
@@ -184,6 +190,7 @@ export class SignalNetwork implements RemoteNetwork {
   async logout(login: Login): Promise<void> {
     const runner = this.runners.get(login.id)
     if (runner) await this.halt(runner)
+    this.activity?.forget(login.id)
     const sentence =
       `The bridge stopped using this Signal account. signal-cli cannot remove its own link: on the phone, open Signal → Settings → Linked devices and remove "${DEVICE_NAME}". Portals stay; re-link any time with \`!relay login signal\`.`
     this.setState(login.id, 'logged_out', sentence)
@@ -216,7 +223,7 @@ export class SignalNetwork implements RemoteNetwork {
   }
 
   async lastActivity(loginId: string): Promise<number | undefined> {
-    return this.lastReceived.get(loginId)
+    return this.activity?.last(loginId)
   }
 
   /** The console's view of the daemon: the same periodic check as service(), so a page refresh asks it nothing. */
@@ -260,7 +267,7 @@ export class SignalNetwork implements RemoteNetwork {
       { daemonUrl: this.opts.daemonUrl, account: login.address, timings: this.opts.timings ?? {}, log: this.log!.child({ login: login.id }) },
       {
         onEvent: inner => {
-          this.lastReceived.set(login.id, Date.now())
+          this.activity?.saw(login.id)
           // Typing and receipts go straight on, never behind messages being recorded (and never holding them).
           const ephemeral = ephemeralOf(inner, { loginId: login.id, aci: login.personId, displayName: login.displayName })
           if (ephemeral) {

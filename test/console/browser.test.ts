@@ -1,7 +1,7 @@
 // The operator console in a real browser (Debian's Chromium through playwright-core), against the real bridge
 // process with the fake homeserver, signal-cli daemon and WhatsApp: sign in through the bot's one-time link,
-// relink a logged-out WhatsApp relay by scanning its live QR code and watch the held messages go out, log a Signal
-// relay out, and the refusals: a replayed link, someone else's login, a group name full of markup.
+// relink a logged-out WhatsApp relay by scanning its live QR code and watch the held messages go out, relink it with
+// a pairing code, log a Signal relay out, and the refusals: a replayed link, someone else's login, a group name full of markup.
 // RELAY_BRIDGE_SCREENSHOTS=1 (scripts/console-screenshots.sh) also writes the main views into docs/.
 import { mkdir } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
@@ -132,6 +132,47 @@ describe('the operator console in a real browser', () => {
     await wa.getByText('none', { exact: true }).waitFor()
   })
 
+  it('relinks WhatsApp with a pairing code instead, by keyboard: the number typed, the 8-character code shown and spelled out, the phone types it, linked', async () => {
+    const wa = card(admin, 'WhatsApp')
+    await e.wa('unlinkedLive')
+    await wa.getByText('logged out', { exact: true }).waitFor()
+    await wa.getByRole('button', { name: 'Relink' }).focus()
+    await admin.keyboard.press('Enter')
+    const dialog = admin.getByRole('dialog', { name: /^Relink WhatsApp/ })
+    await dialog.waitFor()
+    // From "Show a QR code" (focused) one Tab reaches the pairing code option.
+    await admin.keyboard.press('Tab')
+    expect(await admin.evaluate(() => (globalThis as any).document.activeElement?.textContent)).toBe('Use a pairing code instead')
+    await admin.keyboard.press('Enter')
+    const number = dialog.getByRole('textbox', { name: 'Phone number of the relay account, with country code' })
+    await number.waitFor()
+    expect(await number.evaluate(el => el === (globalThis as any).document.activeElement)).toBe(true)
+    await admin.keyboard.type('+1 555 0100 000')
+    await admin.keyboard.press('Enter')
+
+    // The code as WhatsApp shows it, and for a screen reader one character at a time (the grouped form hidden from
+    // it); the keyboard is on it, since the form that had the focus is gone.
+    const pair = dialog.locator('#relink-pair')
+    await pair.getByText('K7QW-2M9X', { exact: true }).waitFor()
+    expect(await pair.evaluate(el => el === (globalThis as any).document.activeElement)).toBe(true)
+    const heard = await pair.ariaSnapshot()
+    expect(heard).toContain('Pairing code: K 7 Q W 2 M 9 X')
+    expect(heard).not.toContain('K7QW')
+    await dialog.getByRole('status').filter({ hasText: /Link with phone number instead, and type this code/ }).waitFor()
+    // WhatsApp was asked for a code for the number typed, in digits.
+    expect(await e.wa('pairingCodeRequests')).toEqual(['15550100000'])
+    await shot(admin, 'relink-code')
+
+    // The person types the code on the phone: "linked", the code gone, the login connected again.
+    await e.wa('acceptPairingCode')
+    await dialog.getByText(/^Linked\./).waitFor()
+    expect(await pair.isHidden()).toBe(true)
+    expect(await admin.evaluate(() => (globalThis as any).document.activeElement?.textContent)).toBe('Close')
+    await admin.keyboard.press('Enter')
+    await dialog.waitFor({ state: 'hidden' })
+    await wa.getByText('connected', { exact: true }).waitFor()
+  })
+
   it('logs the Signal relay out after a confirmation, and Cancel changes nothing', async () => {
     const signal = card(admin, 'Signal')
     const sigId = (await signal.locator('.id').first().textContent())!
@@ -148,7 +189,8 @@ describe('the operator console in a real browser', () => {
     await admin.getByText(/^Logged out sig-/).waitFor()
     await e.until(() => !e.daemon.hasStream(SIGNAL_RELAY.number!), 'the Signal event stream to close')
     // A logout deletes the login for good (as the `logout` command does): its card goes from the page.
-    await admin.locator('.id', { hasText: sigId }).waitFor({ state: 'detached' })
+    // (Its card, found by the login id it carries: the portal's card names the id too, until the same update.)
+    await admin.locator(`article[data-login="${sigId}"]`).waitFor({ state: 'detached' })
   })
 
   it('a user who is no admin sees neither another person\'s login nor a portal they do not administer, and cannot log one out', async () => {

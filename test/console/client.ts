@@ -1,5 +1,7 @@
-// A provisioning API client for tests: the shared-secret way (as mautrix clients call it) or a browser's session
-// (cookie and CSRF token, as the console page calls it).
+// A provisioning API client for tests: the shared-secret way or a Matrix OpenID token (as mautrix clients call it),
+// or a browser's session (cookie and CSRF token, as the console page calls it).
+import type { FakeHomeserver } from '../fakes/homeserver.ts'
+
 export const SECRET = 'provisioning-secret-for-tests-0123456789'
 
 export interface Answer {
@@ -40,6 +42,20 @@ export async function call(base: string, method: string, path: string, who: Call
 }
 
 export const asUser = (userId: string): Caller => ({ secret: { token: SECRET, userId } })
+
+/** `Authorization: Bearer openid:<token>`, with ?user_id= when given (mautrix clients always give it). */
+export const withOpenId = (token: string, userId?: string): Caller => ({ secret: { token: `openid:${token}`, ...(userId ? { userId } : {}) } })
+
+/** What a Matrix client does to prove who it is to a third party: logs in to its homeserver and asks it for an
+ * OpenID token (POST /_matrix/client/v3/user/{userId}/openid/request_token). */
+export async function openIdToken(hs: FakeHomeserver, userId: string): Promise<{ access_token: string; token_type: string; matrix_server_name: string; expires_in: number }> {
+  const { accessToken } = hs.login(userId)
+  const res = await fetch(`${hs.url}/_matrix/client/v3/user/${encodeURIComponent(userId)}/openid/request_token`, {
+    method: 'POST', headers: { Authorization: `Bearer ${accessToken}`, 'Content-Type': 'application/json' }, body: '{}',
+  })
+  if (!res.ok) throw new Error(`the homeserver refused an OpenID token for ${userId}: ${res.status} ${await res.text()}`)
+  return await res.json() as { access_token: string; token_type: string; matrix_server_name: string; expires_in: number }
+}
 
 /** The sign-in token of the newest console link in a list of bot notices. */
 export function linkToken(notices: string[]): string | undefined {

@@ -16,7 +16,7 @@ export interface Portal {
   whatsappGroup: string
 }
 
-async function dmWithBot(e: E2E): Promise<string> {
+export async function dmWithBot(e: E2E): Promise<string> {
   if (!e.hs.profile(ADMIN)) e.hs.createUser(ADMIN, { displayname: 'Admin' })
   const dm = await e.hs.createRoom(ADMIN, { invite: [e.hs.botUserId], isDirect: true })
   await e.hs.waitFor(() => e.hs.membership(dm, e.hs.botUserId) === 'join', { what: 'the bot to join the direct chat' })

@@ -207,6 +207,26 @@ describe('client-server strictness', () => {
     expect(await raw(hs, '/_matrix/client/v3/nothing', { headers: { Authorization: `Bearer ${hs.registration.as_token}` } })).toMatchObject({ status: 404, body: { errcode: 'M_UNRECOGNIZED' } })
   })
 
+  it('OpenID tokens as Synapse issues them: for oneself only, a JSON body, and userinfo names the holder until an hour has passed', async () => {
+    let clock = Date.now()
+    const { hs } = await setup({ clock: () => clock })
+    hs.createUser('@bob:example.org')
+    const { accessToken } = hs.login(ADMIN)
+    const ask = (userId: string, body: string | undefined) => raw(hs, `/_matrix/client/v3/user/${encodeURIComponent(userId)}/openid/request_token`, {
+      method: 'POST', headers: { Authorization: `Bearer ${accessToken}` }, ...(body === undefined ? {} : { body }),
+    })
+    expect(await ask('@bob:example.org', '{}')).toEqual({ status: 403, body: { errcode: 'M_FORBIDDEN', error: 'Cannot request tokens for other users.' } })
+    expect(await ask(ADMIN, undefined)).toMatchObject({ status: 400, body: { errcode: 'M_NOT_JSON' } })
+    const issued = await ask(ADMIN, '{}')
+    expect(issued).toEqual({ status: 200, body: { access_token: expect.stringMatching(/^[A-Za-z]{24}$/), token_type: 'Bearer', matrix_server_name: 'example.org', expires_in: 3600 } })
+    const userinfo = (q: string) => raw(hs, `/_matrix/federation/v1/openid/userinfo${q}`)
+    expect(await userinfo(`?access_token=${issued.body['access_token']}`)).toEqual({ status: 200, body: { sub: ADMIN } })
+    expect(await userinfo('')).toEqual({ status: 401, body: { errcode: 'M_MISSING_TOKEN', error: 'Access Token required' } })
+    expect(await userinfo('?access_token=nope')).toEqual({ status: 401, body: { errcode: 'M_UNKNOWN_TOKEN', error: 'Access Token unknown or expired' } })
+    clock += 3600 * 1000
+    expect(await userinfo(`?access_token=${issued.body['access_token']}`)).toEqual({ status: 401, body: { errcode: 'M_UNKNOWN_TOKEN', error: 'Access Token unknown or expired' } })
+  })
+
   it('register without inhibit_login is refused like on MAS servers, allowed when configured', async () => {
     const { hs } = await setup()
     const init = (username: string): RequestInit => ({ method: 'POST', headers: { Authorization: `Bearer ${hs.registration.as_token}` }, body: JSON.stringify({ type: 'm.login.application_service', username }) })

@@ -128,6 +128,7 @@ export class FakeHomeserver {
       legacyMedia: opts.legacyMedia ?? true,
       requireInhibitLogin: opts.requireInhibitLogin ?? true,
       deviceMasquerading: opts.deviceMasquerading ?? true,
+      clock: opts.clock ?? Date.now,
     }, (call) => {
       this.calls.push(call)
       this.changed()

@@ -101,6 +101,8 @@ export class FakeWhatsApp {
    * (how WhatsApp reports that refusal is not documented; the strictest reading is that nothing says so). */
   readonly revoked = new Set<string>()
   readonly peerSent: PeerRecord[] = []
+  /** The phone numbers (digits) pairing codes were asked for, in order. */
+  readonly pairingRequests: string[] = []
   /** Whether the phone still lists this linked device (false after an unlink or logout). */
   linked = true
   /** A refusal WhatsApp answers every connect with, before login (`<failure reason="405">` for a retired WhatsApp Web
@@ -329,7 +331,13 @@ export class FakeWhatsApp {
     if (!s) throw new Error('No socket is waiting for a QR scan.')
     s.pair()
   }
+  /** The numbers pairing codes were asked for (a method, so that a test in another process can ask too). */
+  pairingCodeRequests(): string[] {
+    return [...this.pairingRequests]
+  }
+  /** The person types the pairing code on the phone: only a socket that asked for one has a code to type. */
   acceptPairingCode(): void {
+    if (!this.current?.pairingCode) throw new Error('No socket waiting to link asked for a pairing code.')
     this.scanQr()
   }
   rotateQr(): void {
@@ -422,6 +430,8 @@ export class FakeWaSocket implements WaPort {
   metadataFetches = 0
   /** Chats this socket asked for presence (typing) updates of. */
   readonly subscribed = new Set<string>()
+  /** The pairing code this socket was given, if it asked for one. */
+  pairingCode: string | undefined
   #qr = 0
 
   constructor(world: FakeWhatsApp, auth: Auth, opts: WaSocketOptions) {
@@ -673,7 +683,9 @@ export class FakeWaSocket implements WaPort {
   requestPairingCode: WASocket['requestPairingCode'] = async phone => {
     if (this.state === 'closed') throw CLOSED()
     if (!/^\d{7,15}$/.test(phone)) throw iqError('bad-request', 400)
-    return 'K7QW2M9X'
+    this.world.pairingRequests.push(phone)
+    this.pairingCode = 'K7QW2M9X'
+    return this.pairingCode
   }
   updateMediaMessage: WASocket['updateMediaMessage'] = async msg => {
     this.#live()

@@ -5,6 +5,7 @@ import type { CreateRoomInput, HomeserverState } from './state.ts'
 import type { TransactionPusher } from './pusher.ts'
 import { E2eeState } from './e2ee.ts'
 import { EphemeralRooms } from './ephemeral.ts'
+import { OpenIdTokens } from './openid.ts'
 import { upgradeRoom } from './upgrade.ts'
 import { RateLimited, type RateLimiter, type RateLimitKind } from './rate-limit.ts'
 import { MatrixFault, newMediaId, type AppserviceRegistration, type FakeEvent, type FakeHomeserverOptions, type InjectedFault, type RecordedCall } from './types.ts'
@@ -46,6 +47,8 @@ export class ClientApi {
   readonly ephemeral: EphemeralRooms
   /** Devices, keys, to-device messages (homeserver/e2ee.ts). */
   readonly e2ee: E2eeState
+  /** OpenID tokens users ask for and third parties check (homeserver/openid.ts). */
+  readonly openid: OpenIdTokens
   /** Awaited after a send or redaction made its event and before the answer goes out (see echoBeforeAnswer). */
   beforeAnswer: ((ev: FakeEvent) => Promise<void>) | undefined
   /** Synapse's limits, applied to the appservice's users while its registration says rate_limited: true. */
@@ -53,7 +56,7 @@ export class ClientApi {
   private readonly routes: [string, RegExp, Handler][]
   private readonly s: HomeserverState
   private readonly pusher: TransactionPusher
-  private readonly opts: Required<Pick<FakeHomeserverOptions, 'pingSupported' | 'pingTimeoutMs' | 'authenticatedMedia' | 'legacyMedia' | 'requireInhibitLogin' | 'deviceMasquerading'>>
+  private readonly opts: Required<Pick<FakeHomeserverOptions, 'pingSupported' | 'pingTimeoutMs' | 'authenticatedMedia' | 'legacyMedia' | 'requireInhibitLogin' | 'deviceMasquerading' | 'clock'>>
   private readonly record: (call: RecordedCall) => void
 
   constructor(state: HomeserverState, pusher: TransactionPusher, opts: ClientApi['opts'], record: (call: RecordedCall) => void, changed: () => void = () => {}) {
@@ -65,6 +68,7 @@ export class ClientApi {
       deviceListChanged: (u) => pusher.enqueueDeviceListChange(u),
     }, changed)
     this.opts = opts
+    this.openid = new OpenIdTokens(state.domain, opts.clock)
     this.record = record
     const C = '/_matrix/client/v3'
     const R = `${C}/rooms/([^/]+)`
@@ -105,6 +109,9 @@ export class ClientApi {
       ['POST', re(`${C}/keys/device_signing/upload`), (c) => ok(this.e2ee.uploadCrossSigning(c.user!, obj(c.body), c.appservice))],
       ['POST', re(`${C}/keys/signatures/upload`), (c) => ok(this.e2ee.uploadSignatures(c.user!, obj(c.body)))],
       ['PUT', re(`${C}/sendToDevice/([^/]+)/([^/]+)`), (c, m) => ok(this.e2ee.sendToDevice(c.user!, c.device, m[1]!, m[2]!, obj(c.body)))],
+      ['POST', re(`${C}/user/([^/]+)/openid/request_token`), (c, m) => ok(this.openid.request(c.user!, m[1]!, c.raw, c.body))],
+      // The federation API's one unauthenticated endpoint a third party calls (no X-Matrix signature needed).
+      ['GET', re('/_matrix/federation/v1/openid/userinfo'), (c) => ok(this.openid.userinfo(c.query))],
     ]
   }
 
@@ -150,7 +157,7 @@ export class ClientApi {
         continue
       }
       const args = m.map((part) => (part === undefined ? part : decodeURIComponent(part))) as string[]
-      if (!rawPath.startsWith('/_matrix/client/versions') && !rawPath.endsWith('/login')) this.authenticate(ctx)
+      if (!rawPath.startsWith('/_matrix/client/versions') && !rawPath.endsWith('/login') && !rawPath.startsWith('/_matrix/federation/')) this.authenticate(ctx)
       this.injectedFault(ctx, decodePath(rawPath))
       if (ctx.raw.length && !rawPath.startsWith('/_matrix/media/v3/upload')) {
         try {

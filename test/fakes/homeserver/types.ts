@@ -70,6 +70,8 @@ export interface FakeHomeserverOptions {
   /** Synapse's experimental msc3202_device_masquerading: `org.matrix.msc3202.device_id` on the appservice's
    * calls picks the device. Default true; false ignores the parameter, as such a Synapse does. */
   deviceMasquerading?: boolean
+  /** The clock OpenID tokens expire by (an hour after they were issued, as Synapse's); default Date.now. */
+  clock?: () => number
 }
 
 export interface FakeEvent {
