@@ -8,6 +8,7 @@ import { Ephemeral } from './core/ephemeral.ts'
 import { cleanChatText } from './core/chat-text.ts'
 import { GroupState } from './core/group-state.ts'
 import { SqlLoginStore } from './core/logins.ts'
+import { LoginMedia } from './core/login-media.ts'
 import { FileMediaStore, type MediaStore } from './core/media.ts'
 import { MessageMap } from './core/messages.ts'
 import { NETWORK_LABEL, type InboundEvent, type NetworkId, type RemoteNetworkId } from './core/model.ts'
@@ -123,7 +124,7 @@ async function qrPng(data: string): Promise<Buffer> {
 
 /** The operator console and provisioning API on their own listener (console.enabled). */
 async function startConsole(config: Config, d: {
-  db: Db; api: HomeserverApi; logins: SqlLoginStore; portals: PortalStore; networks: Map<RemoteNetworkId, RemoteNetwork>
+  db: Db; api: HomeserverApi; logins: SqlLoginStore; loginMedia: LoginMedia; portals: PortalStore; networks: Map<RemoteNetworkId, RemoteNetwork>
   outbox: Outbox; rooms: BotRooms; botMxid: string; log: Logger; now?: () => number; refreshMs?: number
 }): Promise<ConsoleServer> {
   const { ConsoleServer } = await import('./console/server.ts')
@@ -190,6 +191,7 @@ async function assemble(config: Config, deps: BridgeDeps, started: StopStep[]): 
   const portals = new PortalStore(db)
   await portals.load()
   const logins = new SqlLoginStore(db)
+  const loginMedia = new LoginMedia(db, media)
   const inbox = new Inbox(db)
   const rooms = new BotRooms({
     api, db, botMxid, log: log.child({ part: 'rooms' }),
@@ -268,9 +270,9 @@ async function assemble(config: Config, deps: BridgeDeps, started: StopStep[]): 
     (await pingHomeserver(), homeserverStatus(config, homeserver)),
     ...await Promise.all([...networks.values()].flatMap(n => (n.service ? [n.service()] : []))),
   ]
-  const web = config.console.enabled ? await startConsole(config, { db, api, logins, portals, networks, outbox, rooms, botMxid, log: log.child({ part: 'console' }), ...deps.console }) : undefined
+  const web = config.console.enabled ? await startConsole(config, { db, api, logins, loginMedia, portals, networks, outbox, rooms, botMxid, log: log.child({ part: 'console' }), ...deps.console }) : undefined
   const commands = new Commands({
-    prefix: config.bridge.command_prefix, permissions: config.bridge.permissions, portals, logins, networks, rooms, outbox, groupState,
+    prefix: config.bridge.command_prefix, permissions: config.bridge.permissions, portals, logins, loginMedia, networks, rooms, outbox, groupState,
     log: log.child({ part: 'commands' }), qrPng, services, ...(web ? { console: web } : {}),
   })
   const upgrades = new RoomUpgrades({
@@ -324,6 +326,7 @@ async function assemble(config: Config, deps: BridgeDeps, started: StopStep[]): 
     log: log.child({ part: network }), db, media, metrics: metrics.registry, logins,
     receive: async event => {
       await router.receive(event)
+      await loginMedia.record(event)
     },
     // A person's own account typing or reading is that person, not a ghost of them: not shown.
     ephemeral: event => void logins.personalByPerson(event.network, event.sender.id)

@@ -142,8 +142,9 @@ export class WhatsAppNetwork implements RemoteNetwork {
     if (s) await s.logout()
     else await this.#c.reportState(login.id, 'logged_out', `The account was logged out. ${RELINK}`)
     this.#sessions.delete(login.id)
-    // For good: its keys, the messages it kept for quoting and retries, and its phone's sightings.
+    // For good: its keys, the messages it kept for quoting and retries, its phone's sightings, and its number.
     for (const table of ['wa_auth', 'wa_messages', 'wa_phone']) await this.#c.db.query(`DELETE FROM ${table} WHERE login_id = $1`, [login.id])
+    await this.#people.forgetAccount(login.personId)
   }
 
   async listGroups(login: Login): Promise<GroupInfo[]> {

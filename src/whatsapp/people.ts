@@ -116,6 +116,18 @@ export class People {
     return row ? this.#person(row) : undefined
   }
 
+  /** A logged-out account's own entry: its number goes; the person stays only where Matrix has a ghost of them (what
+   * they typed on that phone keeps its sender there), and then by their LID, which is no phone number. */
+  async forgetAccount(personId: string): Promise<void> {
+    await this.#db.query(
+      `DELETE FROM wa_people p WHERE person_id = $1
+         AND NOT EXISTS (SELECT 1 FROM ghosts g WHERE g.network = 'whatsapp' AND g.person_id = p.person_id)`,
+      [personId],
+    )
+    await this.#db.query('UPDATE wa_people SET pn = NULL WHERE person_id = $1 AND lid IS NOT NULL', [personId])
+    this.#known.clear()
+  }
+
   async byId(personId: string): Promise<WaPerson | undefined> {
     const row = (await this.#db.query<Row>('SELECT * FROM wa_people WHERE person_id = $1', [personId])).rows[0]
     return row ? this.#person(row) : undefined
