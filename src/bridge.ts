@@ -5,6 +5,7 @@ import { permissionsProblem, type Config } from './config.ts'
 import { Commands } from './core/commands/index.ts'
 import { Deliverer } from './core/deliver.ts'
 import { Ephemeral } from './core/ephemeral.ts'
+import { OwnEphemeral } from './core/own-ephemeral.ts'
 import { cleanChatText } from './core/chat-text.ts'
 import { GroupState } from './core/group-state.ts'
 import { SqlLoginStore } from './core/logins.ts'
@@ -37,7 +38,7 @@ import { AppserviceServer } from './matrix/appservice.ts'
 import { MatrixClientApi, type HomeserverApi } from './matrix/client.ts'
 import { Decryption } from './matrix/decryption.ts'
 import { openEncryption } from './matrix/encryption.ts'
-import { GhostEphemeral, matrixEphemeralDrop } from './matrix/ephemeral.ts'
+import { GhostEphemeral, matrixEphemeral } from './matrix/ephemeral.ts'
 import { isEcho, MatrixEvents } from './matrix/events.ts'
 import { Ghosts } from './matrix/ghosts.ts'
 import { Inbox } from './matrix/inbox.ts'
@@ -297,10 +298,12 @@ async function assemble(config: Config, deps: BridgeDeps, started: StopStep[]): 
     db, portals, sink: new GhostEphemeral({ api, ghosts, domain, log: log.child({ part: 'matrix-ephemeral' }) }),
     typing: config.bridge.typing_to_matrix, receipts: config.bridge.receipts_to_matrix, log: log.child({ part: 'ephemeral' }),
   })
+  // Matrix people's typing and receipts: to a group only through their own login there.
+  const ownEphemeral = new OwnEphemeral({ db, portals, own: ownLogins, networks, log: log.child({ part: 'own-ephemeral' }) })
   const appservice = new AppserviceServer({
     hsToken: config.appservice.hs_token, maxBodyBytes: config.appservice.max_body_bytes, inbox, log, metrics,
     onStored: count => events.stored(count),
-    onEphemeral: matrixEphemeralDrop(metrics.registry),
+    onEphemeral: matrixEphemeral(metrics.registry, event => ownEphemeral.receive(event)),
     ignore: e => isEcho(e, botMxid, domain, puppetSource),
     onUserQuery: mxid => ghosts.exists(mxid),
     storeCrypto: encryption !== undefined,

@@ -4,13 +4,14 @@ import { join } from 'node:path'
 import type { Logger } from 'pino'
 import { Counter, Gauge } from 'prom-client'
 import { clockTime, type ConnectionState, type GroupInfo, type Login, type LoginRequest, type LoginUi, type NetworkContext, type RemoteNetwork, type ServiceHealth, type ServiceStatus } from '../core/network.ts'
-import type { ChatField, ChatValue, Delivery, SendResult } from '../core/model.ts'
+import type { ChatField, ChatValue, CopyRef, Delivery, SendResult } from '../core/model.ts'
 import { DeliveryError, UserError } from '../core/errors.ts'
 import { AttachmentFiles } from './attachments.ts'
 import { SignalClient, SignalRpcError, SignalUnreachableError, isAccountGone } from './client.ts'
 import { SignalEventStream, type StreamTimings } from './events.ts'
 import { completeEvent, convertInner, ephemeralOf, meaningfulName, neutralLabel, type Converted } from './convert.ts'
 import { sendDelivery } from './send.ts'
+import { parseRemoteId } from './render.ts'
 import { DEVICE_NAME, linkDevice } from './login.ts'
 import { MAX_GROUP_NAME, signalChatValue } from './group-state.ts'
 import type { GroupJson } from './types.ts'
@@ -224,6 +225,17 @@ export class SignalNetwork implements RemoteNetwork {
       return new UserError(`signal-cli could not delete this Signal account's keys (error ${err.code}), so the login was kept. Try \`logout\` again; if it fails again, check the signal-cli logs.`)
     }
     return new UserError('The Signal daemon is unreachable, so this Signal account\'s keys could not be deleted and the login was kept. Check that signal-cli is running, then try `logout` again.')
+  }
+
+  async typingAs(login: Login, chatId: string, typing: boolean): Promise<void> {
+    await this.client.call('sendTyping', { account: login.address, groupId: chatId, ...(typing ? {} : { stop: true }) })
+  }
+
+  async readAs(login: Login, _chatId: string, copy: CopyRef): Promise<void> {
+    const target = parseRemoteId(copy.remoteId)
+    if (!target) return
+    // A receipt goes to the message's author alone, in groups too (§5 sendReceipt).
+    await this.client.call('sendReceipt', { account: login.address, recipient: target.aci, targetTimestamp: target.timestamp, type: 'read' })
   }
 
   async listGroups(login: Login): Promise<GroupInfo[]> {

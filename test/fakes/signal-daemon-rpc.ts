@@ -244,6 +244,18 @@ async function dispatch(state: RpcState, method: string, p: Params): Promise<unk
     }
     case 'sendTyping':
       return sendResult(state, account!, group(state, account!, p.groupId), method)
+    case 'sendReceipt': {
+      // SendReceiptCommand: one recipient, the message's author (also for group messages, §5); `read` by default.
+      if (typeof p.recipient !== 'string') throw new RpcFault(-1, 'No recipients given')
+      if (list(p, 'targetTimestamp', 'targetTimestamps').length === 0) throw new RpcFault(-32603, 'null (NullPointerException)')
+      if (p.type !== undefined && p.type !== 'read' && p.type !== 'viewed') throw new RpcFault(-1, `Unknown receipt type: ${String(p.type)}`)
+      const known = [...state.groups.values()].flatMap(g => g.members).find(m => m.uuid === p.recipient || m.number === p.recipient)
+      const type = known ? state.recipientResult(known, method) ?? 'SUCCESS' : 'UNREGISTERED_FAILURE'
+      const entry = { recipientAddress: { uuid: known?.uuid ?? null, number: known?.number ?? null, username: null }, type }
+      const response = { timestamp: state.nextTimestamp(), results: [entry] }
+      if (type !== 'SUCCESS') throw new RpcFault(-1, 'Failed to send message', { response })
+      return response
+    }
     case 'listGroups': {
       const ids = list(p, 'groupId', 'groupIds')
       const mine = [...state.groups.values()].filter(g => g.members.some(m => m.uuid === account!.aci))
