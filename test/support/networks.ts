@@ -133,13 +133,13 @@ export async function bridgedRoom(s: RealScenario, o: { signal?: boolean; whatsa
   const room = await roomWithBot(s, owner)
   const out: Awaited<ReturnType<typeof bridgedRoom>> = { room, dm }
   if (o.signal !== false) {
-    out.signalLogin = await loginSignal(s, dm)
+    out.signalLogin = await loginSignal(s, dm, SIG_RELAY, owner)
     out.signalGroup = signalGroup(s)
     const reply = await s.command(owner, room, `!relay link signal ${out.signalGroup}`)
     if (!reply.startsWith('Linked this room')) throw new Error(`link signal failed: ${reply}`)
   }
   if (o.whatsapp) {
-    out.whatsappLogin = await loginWhatsApp(s, dm)
+    out.whatsappLogin = await loginWhatsApp(s, dm, owner)
     out.whatsappGroup = s.wa.addGroup({ subject: 'Family (WhatsApp)', members: [WA_DAVE, WA_ERIN] })
     const reply = await s.command(owner, room, `!relay link whatsapp ${out.whatsappGroup}`)
     if (!reply.startsWith('Linked this room')) throw new Error(`link whatsapp failed: ${reply}`)
