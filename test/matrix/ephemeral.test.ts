@@ -6,6 +6,7 @@ import { groupText } from '../fakes/signal-envelopes.ts'
 import { ALICE } from '../support/bridge.ts'
 import { SIG_BOB, SIG_RELAY, WA_DAVE, bridgedRoom, personalLogins, realScenario, until, type RealScenario } from '../support/networks.ts'
 import { content } from '../support/relay.ts'
+import { matrixEphemeralOf } from '../../src/matrix/ephemeral.ts'
 
 const CAROL = '@carol:example.org'
 const CAROL_SIGNAL = { number: '+15550100009', aci: '0c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f', name: 'Carol' }
@@ -94,5 +95,18 @@ describe('Matrix typing and read receipts', () => {
     await until(() => s.daemon.callsOf('sendTyping').length === 3, 'the marker (Carol typing again)')
     expect(s.daemon.callsOf('sendReceipt')).toHaveLength(2)
     expect(s.wa.reads).toHaveLength(2)
+  })
+})
+
+describe('what a Matrix ephemeral event says', () => {
+  it('a private read receipt, presence and anything malformed say nothing to carry anywhere', () => {
+    const room = '!r:example.org'
+    expect(matrixEphemeralOf({ type: 'm.receipt', room_id: room, content: { $e1: { 'm.read.private': { [CAROL]: { ts: 1 } } } } })).toEqual([])
+    expect(matrixEphemeralOf({ type: 'm.receipt', room_id: room, content: { $e1: { 'm.read': { [CAROL]: { ts: 1 } }, 'm.read.private': { [ALICE]: { ts: 1 } } } } }))
+      .toEqual([{ kind: 'read', roomId: room, userId: CAROL, eventId: '$e1' }])
+    expect(matrixEphemeralOf({ type: 'm.presence', sender: CAROL, content: { presence: 'online' } })).toEqual([])
+    expect(matrixEphemeralOf({ type: 'm.typing', room_id: room, content: { user_ids: [CAROL, 7] } })).toEqual([{ kind: 'typing', roomId: room, userIds: [CAROL] }])
+    expect(matrixEphemeralOf({ type: 'm.typing', content: { user_ids: [CAROL] } })).toEqual([])
+    expect(matrixEphemeralOf(null)).toEqual([])
   })
 })
