@@ -5,9 +5,11 @@ import { permissionsProblem, type Config } from './config.ts'
 import { Commands } from './core/commands/index.ts'
 import { Deliverer } from './core/deliver.ts'
 import { Ephemeral } from './core/ephemeral.ts'
+import { OwnEphemeral } from './core/own-ephemeral.ts'
 import { cleanChatText } from './core/chat-text.ts'
 import { GroupState } from './core/group-state.ts'
 import { SqlLoginStore } from './core/logins.ts'
+import { LoginMedia } from './core/login-media.ts'
 import { FileMediaStore, type MediaStore } from './core/media.ts'
 import { MessageMap } from './core/messages.ts'
 import { NETWORK_LABEL, type InboundEvent, type NetworkId, type RemoteNetworkId } from './core/model.ts'
@@ -36,7 +38,7 @@ import { AppserviceServer } from './matrix/appservice.ts'
 import { MatrixClientApi, type HomeserverApi } from './matrix/client.ts'
 import { Decryption } from './matrix/decryption.ts'
 import { openEncryption } from './matrix/encryption.ts'
-import { GhostEphemeral, matrixEphemeralDrop } from './matrix/ephemeral.ts'
+import { GhostEphemeral, matrixEphemeral } from './matrix/ephemeral.ts'
 import { isEcho, MatrixEvents } from './matrix/events.ts'
 import { Ghosts } from './matrix/ghosts.ts'
 import { Inbox } from './matrix/inbox.ts'
@@ -123,7 +125,7 @@ async function qrPng(data: string): Promise<Buffer> {
 
 /** The operator console and provisioning API on their own listener (console.enabled). */
 async function startConsole(config: Config, d: {
-  db: Db; api: HomeserverApi; logins: SqlLoginStore; portals: PortalStore; networks: Map<RemoteNetworkId, RemoteNetwork>
+  db: Db; api: HomeserverApi; logins: SqlLoginStore; loginMedia: LoginMedia; portals: PortalStore; networks: Map<RemoteNetworkId, RemoteNetwork>
   outbox: Outbox; rooms: BotRooms; botMxid: string; log: Logger; now?: () => number; refreshMs?: number
 }): Promise<ConsoleServer> {
   const { ConsoleServer } = await import('./console/server.ts')
@@ -190,6 +192,7 @@ async function assemble(config: Config, deps: BridgeDeps, started: StopStep[]): 
   const portals = new PortalStore(db)
   await portals.load()
   const logins = new SqlLoginStore(db)
+  const loginMedia = new LoginMedia(db, media)
   const inbox = new Inbox(db)
   const rooms = new BotRooms({
     api, db, botMxid, log: log.child({ part: 'rooms' }),
@@ -268,9 +271,9 @@ async function assemble(config: Config, deps: BridgeDeps, started: StopStep[]): 
     (await pingHomeserver(), homeserverStatus(config, homeserver)),
     ...await Promise.all([...networks.values()].flatMap(n => (n.service ? [n.service()] : []))),
   ]
-  const web = config.console.enabled ? await startConsole(config, { db, api, logins, portals, networks, outbox, rooms, botMxid, log: log.child({ part: 'console' }), ...deps.console }) : undefined
+  const web = config.console.enabled ? await startConsole(config, { db, api, logins, loginMedia, portals, networks, outbox, rooms, botMxid, log: log.child({ part: 'console' }), ...deps.console }) : undefined
   const commands = new Commands({
-    prefix: config.bridge.command_prefix, permissions: config.bridge.permissions, portals, logins, networks, rooms, outbox, groupState,
+    prefix: config.bridge.command_prefix, permissions: config.bridge.permissions, portals, logins, loginMedia, networks, rooms, outbox, groupState,
     log: log.child({ part: 'commands' }), qrPng, services, ...(web ? { console: web } : {}),
   })
   const upgrades = new RoomUpgrades({
@@ -295,10 +298,12 @@ async function assemble(config: Config, deps: BridgeDeps, started: StopStep[]): 
     db, portals, sink: new GhostEphemeral({ api, ghosts, domain, log: log.child({ part: 'matrix-ephemeral' }) }),
     typing: config.bridge.typing_to_matrix, receipts: config.bridge.receipts_to_matrix, log: log.child({ part: 'ephemeral' }),
   })
+  // Matrix people's typing and receipts: to a group only through their own login there.
+  const ownEphemeral = new OwnEphemeral({ db, portals, own: ownLogins, networks, log: log.child({ part: 'own-ephemeral' }) })
   const appservice = new AppserviceServer({
     hsToken: config.appservice.hs_token, maxBodyBytes: config.appservice.max_body_bytes, inbox, log, metrics,
     onStored: count => events.stored(count),
-    onEphemeral: matrixEphemeralDrop(metrics.registry),
+    onEphemeral: matrixEphemeral(metrics.registry, event => ownEphemeral.receive(event)),
     ignore: e => isEcho(e, botMxid, domain, puppetSource),
     onUserQuery: mxid => ghosts.exists(mxid),
     storeCrypto: encryption !== undefined,
@@ -324,6 +329,7 @@ async function assemble(config: Config, deps: BridgeDeps, started: StopStep[]): 
     log: log.child({ part: network }), db, media, metrics: metrics.registry, logins,
     receive: async event => {
       await router.receive(event)
+      await loginMedia.record(event)
     },
     // A person's own account typing or reading is that person, not a ghost of them: not shown.
     ephemeral: event => void logins.personalByPerson(event.network, event.sender.id)

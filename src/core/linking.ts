@@ -1,6 +1,7 @@
 // Linking and unlinking a relay account, shared by the `login`/`logout` commands and the provisioning API, so
 // that both release what was held and record a logout the same way.
 import { UserError } from './errors.ts'
+import type { LoginMedia } from './login-media.ts'
 import type { SqlLoginStore } from './logins.ts'
 import { NETWORK_LABEL, type RemoteNetworkId } from './model.ts'
 import type { Login, LoginRequest, LoginUi, RemoteNetwork } from './network.ts'
@@ -12,6 +13,8 @@ export interface LinkingEnv {
   logins: SqlLoginStore
   outbox: Outbox
   portals: PortalStore
+  /** The media files each login brought: deleted with it. */
+  loginMedia: LoginMedia
 }
 
 export function adapterFor(env: Pick<LinkingEnv, 'networks'>, network: RemoteNetworkId): RemoteNetwork {
@@ -27,10 +30,12 @@ export async function linkAccount(env: LinkingEnv, network: RemoteNetworkId, req
   return login
 }
 
-/** Unlinks the account and deletes it and its data for good; rooms it relayed keep their links and lose their
- * relay on its network, so their messages wait until another relay account is set there. */
+/** Unlinks the account and deletes it and its data for good (what the network kept of it, its media cache, its
+ * row); rooms it relayed keep their links and lose their relay on its network, so their messages wait until
+ * another relay account is set there. */
 export async function unlinkAccount(env: LinkingEnv, login: Login): Promise<void> {
   await adapterFor(env, login.network).logout(login)
+  await env.loginMedia.forget(login.id)
   await env.logins.remove(login.id)
   env.portals.forgetLogin(login.id)
 }

@@ -171,6 +171,23 @@ export interface InboundRead {
 }
 export type EphemeralEvent = InboundTyping | InboundRead
 
+/** Who is typing in a Matrix room now: Matrix says the whole list each time it changes. */
+export interface MatrixTyping {
+  kind: 'typing'
+  roomId: string
+  userIds: string[]
+}
+/** A Matrix person read up to an event (a public `m.read` receipt; private ones stay private). */
+export interface MatrixRead {
+  kind: 'read'
+  roomId: string
+  userId: string
+  eventId: string
+}
+/** Matrix people's typing and receipts: they reach a group only through the person's own login there
+ * (core/own-ephemeral.ts). */
+export type MatrixEphemeral = MatrixTyping | MatrixRead
+
 // ---- Deliveries (what the core asks an adapter to send) --------------------------------------------
 
 /** A copy of a bridged message on one network, as recorded in the message map. */

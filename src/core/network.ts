@@ -2,7 +2,7 @@
 import type { Logger } from 'pino'
 import type { Registry } from 'prom-client'
 import type { Db } from '../db/types.ts'
-import type { ChatField, ChatValue, Delivery, EphemeralEvent, InboundEvent, NetworkId, Person, RemoteNetworkId, SendResult } from './model.ts'
+import type { ChatField, ChatValue, CopyRef, Delivery, EphemeralEvent, InboundEvent, NetworkId, Person, RemoteNetworkId, SendResult } from './model.ts'
 import type { MediaStore } from './media.ts'
 
 export type ConnectionState = 'connecting' | 'connected' | 'disconnected' | 'logged_out'
@@ -157,6 +157,11 @@ export interface RemoteNetwork extends Participant {
   lastActivity?(loginId: string): Promise<number | undefined>
   /** Whether the service the adapter depends on answers (the signal-cli daemon), and its version. */
   health?(): Promise<ServiceHealth>
+  /** A personal login's owner started or stopped typing in the portal of this group: shown there as them. */
+  typingAs?(login: Login, chatId: string, typing: boolean): Promise<void>
+  /** A personal login's owner read a message in the portal of this group: `copy` is the message's copy there
+   * (written by someone else), marked read as them. */
+  readAs?(login: Login, chatId: string, copy: CopyRef): Promise<void>
 }
 
 export interface ServiceHealth {

@@ -1,7 +1,7 @@
 // Retention: what the bridge keeps only for a while (retention.* in the config), enforced by the periodic
 // maintenance. Without it the message map, the media store and the processed events grow for ever.
 import type { Logger } from 'pino'
-import type { Db } from '../db/types.ts'
+import type { Db, Queryable } from '../db/types.ts'
 
 export interface RetentionOptions {
   db: Db
@@ -62,10 +62,14 @@ export class Retention {
 
   /** Media files: kept while a queued delivery names them, and for the retention after their last write. */
   private async pruneMedia(): Promise<number> {
-    const { rows } = await this.opts.db.query<{ payload: string }>(
-      `SELECT payload::text AS payload FROM outbox WHERE state IN ('pending', 'sending', 'held')`,
-    )
-    const keep = new Set(rows.flatMap(r => r.payload.match(MEDIA_ID) ?? []))
-    return this.opts.media.removeOlderThan(this.now() - this.opts.mediaMs, keep)
+    return this.opts.media.removeOlderThan(this.now() - this.opts.mediaMs, await queuedMedia(this.opts.db))
   }
+}
+
+/** The media files a delivery still waiting in the outbox names: they must stay. */
+export async function queuedMedia(db: Queryable): Promise<Set<string>> {
+  const { rows } = await db.query<{ payload: string }>(
+    `SELECT payload::text AS payload FROM outbox WHERE state IN ('pending', 'sending', 'held')`,
+  )
+  return new Set(rows.flatMap(r => r.payload.match(MEDIA_ID) ?? []))
 }

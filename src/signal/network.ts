@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import type { Logger } from 'pino'
 import { Counter, Gauge } from 'prom-client'
 import { clockTime, type ConnectionState, type GroupInfo, type Login, type LoginRequest, type LoginUi, type NetworkContext, type RemoteNetwork, type ServiceHealth, type ServiceStatus } from '../core/network.ts'
-import type { ChatField, ChatValue, Delivery, SendResult } from '../core/model.ts'
+import type { ChatField, ChatValue, CopyRef, Delivery, SendResult } from '../core/model.ts'
 import { DeliveryError, UserError } from '../core/errors.ts'
 import { AttachmentFiles } from './attachments.ts'
 import { SignalClient, SignalRpcError, SignalUnreachableError, isAccountGone } from './client.ts'
@@ -12,6 +12,7 @@ import { SignalEventStream, type StreamTimings } from './events.ts'
 import { SignalActivity } from './activity.ts'
 import { completeEvent, convertInner, ephemeralOf, meaningfulName, neutralLabel, type Converted } from './convert.ts'
 import { sendDelivery } from './send.ts'
+import { parseRemoteId } from './render.ts'
 import { DEVICE_NAME, linkDevice } from './login.ts'
 import { MAX_GROUP_NAME, signalChatValue } from './group-state.ts'
 import type { GroupJson } from './types.ts'
@@ -187,14 +188,61 @@ export class SignalNetwork implements RemoteNetwork {
     return login
   }
 
+  /**
+   * Unlinks the account and deletes its keys and sessions from signal-cli for good. A linked device cannot take itself
+   * off the phone's list (`removeDevice` works only on the primary device), and `unregister --delete-account` would
+   * delete the person's whole Signal account: so `unregister` (this device stops receiving; the number stays
+   * registered on the phone), then `deleteLocalAccountData`, which signal-cli refuses while the device is registered.
+   */
   async logout(login: Login): Promise<void> {
     const runner = this.runners.get(login.id)
     if (runner) await this.halt(runner)
+    try {
+      await this.forgetAccount(login)
+    } catch (err) {
+      // Nothing was deleted: the login stays as it was, and its stream runs again.
+      if (runner && this.states.get(login.id) !== 'logged_out') this.run(runner.login)
+      throw err
+    }
     this.activity?.forget(login.id)
     const sentence =
-      `The bridge stopped using this Signal account. signal-cli cannot remove its own link: on the phone, open Signal → Settings → Linked devices and remove "${DEVICE_NAME}". Portals stay; re-link any time with \`!relay login signal\`.`
+      `The bridge unlinked this Signal account and deleted its keys and sessions from signal-cli. A linked device cannot remove itself from the phone's list: on the phone, open Signal → Settings → Linked devices and remove "${DEVICE_NAME}". Re-link any time with \`!relay login signal\`.`
     this.setState(login.id, 'logged_out', sentence)
     await this.ctx?.notify(login.id, sentence)
+  }
+
+  private async forgetAccount(login: Login): Promise<void> {
+    const account = { account: login.address }
+    try {
+      await this.client.call('unregister', account)
+    } catch (err) {
+      // Unknown to the daemon: unlinked on the phone already (it marked the account unregistered), or deleted.
+      if (!isAccountGone(err)) throw this.forgetProblem(err)
+    }
+    try {
+      await this.client.call('deleteLocalAccountData', account)
+    } catch (err) {
+      throw this.forgetProblem(err)
+    }
+  }
+
+  private forgetProblem(err: unknown): UserError {
+    this.log?.warn({ err: (err as Error).message }, 'signal-cli could not unlink a Signal account and delete its data')
+    if (err instanceof SignalRpcError) {
+      return new UserError(`signal-cli could not delete this Signal account's keys (error ${err.code}), so the login was kept. Try \`logout\` again; if it fails again, check the signal-cli logs.`)
+    }
+    return new UserError('The Signal daemon is unreachable, so this Signal account\'s keys could not be deleted and the login was kept. Check that signal-cli is running, then try `logout` again.')
+  }
+
+  async typingAs(login: Login, chatId: string, typing: boolean): Promise<void> {
+    await this.client.call('sendTyping', { account: login.address, groupId: chatId, ...(typing ? {} : { stop: true }) })
+  }
+
+  async readAs(login: Login, _chatId: string, copy: CopyRef): Promise<void> {
+    const target = parseRemoteId(copy.remoteId)
+    if (!target) return
+    // A receipt goes to the message's author alone, in groups too (§5 sendReceipt).
+    await this.client.call('sendReceipt', { account: login.address, recipient: target.aci, targetTimestamp: target.timestamp, type: 'read' })
   }
 
   async listGroups(login: Login): Promise<GroupInfo[]> {

@@ -2,7 +2,7 @@
 // and group management.
 import { Counter, Gauge, type Registry } from 'prom-client'
 import { DeliveryError, UserError } from '../core/errors.ts'
-import type { ChatField, ChatValue, Delivery, SendResult } from '../core/model.ts'
+import type { ChatField, ChatValue, CopyRef, Delivery, SendResult } from '../core/model.ts'
 import { whatsappChatValue } from './group-state.ts'
 import type { ConnectionState, GroupInfo, Login, LoginRequest, LoginUi, NetworkContext, RemoteNetwork } from '../core/network.ts'
 import { linkWhatsApp } from './login.ts'
@@ -11,7 +11,7 @@ import { People } from './people.ts'
 import { DAY, HOUR, PhoneWatch } from './phone.ts'
 import { Sender, type Connected } from './send.ts'
 import { RELINK, Session } from './session.ts'
-import { baileysDownloader, baileysSocketFactory, GroupCache, TtlCache, type MediaDownloader, type WaSocketFactory } from './socket.ts'
+import { baileysDownloader, baileysSocketFactory, GroupCache, TtlCache, type MediaDownloader, type WaPort, type WaSocketFactory } from './socket.ts'
 
 export interface WhatsAppNetworkOptions {
   socketFactory?: WaSocketFactory
@@ -142,8 +142,26 @@ export class WhatsAppNetwork implements RemoteNetwork {
     if (s) await s.logout()
     else await this.#c.reportState(login.id, 'logged_out', `The account was logged out. ${RELINK}`)
     this.#sessions.delete(login.id)
-    // For good: its keys, the messages it kept for quoting and retries, and its phone's sightings.
+    // For good: its keys, the messages it kept for quoting and retries, its phone's sightings, and its number.
     for (const table of ['wa_auth', 'wa_messages', 'wa_phone']) await this.#c.db.query(`DELETE FROM ${table} WHERE login_id = $1`, [login.id])
+    await this.#people.forgetAccount(login.personId)
+  }
+
+  // A person's typing and receipts go only over a connected socket: held or retried, they would be stale.
+  async typingAs(login: Login, chatId: string, typing: boolean): Promise<void> {
+    await this.#connectedSocket(login.id)?.sendPresenceUpdate(typing ? 'composing' : 'paused', chatId)
+  }
+
+  async readAs(login: Login, chatId: string, copy: CopyRef): Promise<void> {
+    const sock = this.#connectedSocket(login.id)
+    // The receipt goes to the author's device: without knowing them there is no one to tell.
+    const author = sock && await this.#people.byId(copy.authorId)
+    if (author) await sock.readMessages([{ remoteJid: chatId, id: copy.remoteId, fromMe: false, participant: author.jid }])
+  }
+
+  #connectedSocket(loginId: string): WaPort | undefined {
+    const s = this.#sessions.get(loginId)
+    return s?.sock && s.state === 'connected' ? s.sock : undefined
   }
 
   async listGroups(login: Login): Promise<GroupInfo[]> {

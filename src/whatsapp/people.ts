@@ -116,6 +116,20 @@ export class People {
     return row ? this.#person(row) : undefined
   }
 
+  /** A logged-out account's own entry: its number goes. The person stays, by their LID (no phone number), only where
+   * something still names them: a ghost in Matrix (what they typed on that phone keeps its sender), or copies they
+   * wrote in a group (a later quote of one must name its author). */
+  async forgetAccount(personId: string): Promise<void> {
+    await this.#db.query(
+      `DELETE FROM wa_people p WHERE person_id = $1
+         AND NOT EXISTS (SELECT 1 FROM ghosts g WHERE g.network = 'whatsapp' AND g.person_id = p.person_id)
+         AND NOT EXISTS (SELECT 1 FROM message_copies c WHERE c.network = 'whatsapp' AND c.author_id = p.person_id)`,
+      [personId],
+    )
+    await this.#db.query('UPDATE wa_people SET pn = NULL WHERE person_id = $1 AND lid IS NOT NULL', [personId])
+    this.#known.clear()
+  }
+
   async byId(personId: string): Promise<WaPerson | undefined> {
     const row = (await this.#db.query<Row>('SELECT * FROM wa_people WHERE person_id = $1', [personId])).rows[0]
     return row ? this.#person(row) : undefined

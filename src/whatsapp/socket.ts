@@ -31,6 +31,7 @@ export type WaPort = Pick<
   | 'removeProfilePicture'
   | 'profilePictureUrl'
   | 'readMessages'
+  | 'sendPresenceUpdate'
   | 'presenceSubscribe'
   | 'requestPairingCode'
   | 'updateMediaMessage'

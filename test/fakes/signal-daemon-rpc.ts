@@ -19,6 +19,13 @@ export interface RpcState {
   readonly opts: { unknownFields: boolean; linkTimeoutMs: number; attachmentsDir: string }
   readonly accounts: Map<string, FakeAccount>
   readonly unlinked: Map<string, FakeAccount>
+  /** Accounts whose whole Signal account `unregister --delete-account` deleted on the server. */
+  readonly deletedOnServer: string[]
+  /** A registered account signal-cli closed (deleteLocalAccountData refused it): its open streams carry nothing more,
+   * and listAccounts leaves it out until a call names it and loads it again. */
+  readonly closed: Set<string>
+  /** Drops an account from the open event streams (they stay up, keepalives only). */
+  dropFromStreams(account: string): void
   readonly groups: Map<string, FakeGroup>
   readonly attachments: Map<string, Buffer>
   readonly stickers: Map<string, Buffer>
@@ -80,7 +87,30 @@ function accountOf(state: RpcState, p: Params): FakeAccount {
   }
   const a = typeof p.account === 'string' ? state.accounts.get(p.account) ?? [...state.accounts.values()].find(x => x.aci === p.account) : undefined
   if (!a) throw new RpcFault(-32602, 'Specified account does not exist')
+  state.closed.delete(a.number) // named, a closed account is loaded again (MultiAccountManagerImpl.getManager)
   return a
+}
+
+/**
+ * `deleteLocalAccountData` is a registration command (DeleteLocalAccountDataCommand, v0.14.x): the daemon opens the
+ * account's files itself, closing a loaded account first (SignalJsonRpcCommandHandler), and refuses to delete the data
+ * of an account still registered unless `ignoreRegistered` is set. An account it never had is created and deleted at
+ * once: `{}` too.
+ */
+function deleteLocalAccountData(state: RpcState, p: Params): unknown {
+  if (typeof p.account !== 'string') throw new RpcFault(-32602, 'Method requires account parameter')
+  const registered = state.accounts.get(p.account)
+  if (registered) {
+    state.dropFromStreams(p.account)
+    if (p.ignoreRegistered !== true) {
+      state.closed.add(p.account)
+      throw new RpcFault(-1, 'Not deleting account, it is still registered. Use --ignore-registered to delete it anyway.')
+    }
+    state.accounts.delete(p.account)
+  }
+  state.unlinked.delete(p.account)
+  state.closed.delete(p.account)
+  return {}
 }
 
 /** Timestamps must be JSON numbers: strings end in a ClassCastException (§5). */
@@ -156,12 +186,27 @@ async function dispatch(state: RpcState, method: string, p: Params): Promise<unk
     if (bad) throw new RpcFault(-32600, `Unrecognized field "${bad}" (class org.asamk.signal.commands.${method}), not marked as ignorable`)
   }
   checkTypes(p)
+  if (method === 'deleteLocalAccountData') return deleteLocalAccountData(state, p)
   const account = ACCOUNT_FREE.has(method) ? undefined : accountOf(state, p)
   switch (method) {
     case 'version':
       return { version: '0.14.6' }
     case 'listAccounts':
-      return [...state.accounts.values()].map(a => ({ number: a.number }))
+      return [...state.accounts.values()].filter(a => !state.closed.has(a.number)).map(a => ({ number: a.number }))
+    case 'unregister': {
+      // UnregisterCommand → AccountHelper.unregister: the server stops delivering to this device (a linked device; the
+      // number stays registered on the phone), the account file says `registered: false` and the account is closed:
+      // gone from the daemon like an unlinked one (§11.1), its keys still on disk. `deleteAccount` deletes the whole
+      // Signal account on the server.
+      if (p.deleteAccount === true) state.deletedOnServer.push(account!.number)
+      state.accounts.delete(account!.number)
+      state.unlinked.set(account!.number, account!)
+      state.dropFromStreams(account!.number)
+      return {}
+    }
+    case 'removeDevice':
+      // Every account of this daemon is a linked device; ManagerImpl.removeLinkedDevices needs the primary.
+      throw new RpcFault(-1, "This command doesn't work on linked devices.")
     case 'send': {
       const g = group(state, account!, p.groupId)
       const attachments = list(p, 'attachment', 'attachments')
@@ -199,6 +244,18 @@ async function dispatch(state: RpcState, method: string, p: Params): Promise<unk
     }
     case 'sendTyping':
       return sendResult(state, account!, group(state, account!, p.groupId), method)
+    case 'sendReceipt': {
+      // SendReceiptCommand: one recipient, the message's author (also for group messages, §5); `read` by default.
+      if (typeof p.recipient !== 'string') throw new RpcFault(-1, 'No recipients given')
+      if (list(p, 'targetTimestamp', 'targetTimestamps').length === 0) throw new RpcFault(-32603, 'null (NullPointerException)')
+      if (p.type !== undefined && p.type !== 'read' && p.type !== 'viewed') throw new RpcFault(-1, `Unknown receipt type: ${String(p.type)}`)
+      const known = [...state.groups.values()].flatMap(g => g.members).find(m => m.uuid === p.recipient || m.number === p.recipient)
+      const type = known ? state.recipientResult(known, method) ?? 'SUCCESS' : 'UNREGISTERED_FAILURE'
+      const entry = { recipientAddress: { uuid: known?.uuid ?? null, number: known?.number ?? null, username: null }, type }
+      const response = { timestamp: state.nextTimestamp(), results: [entry] }
+      if (type !== 'SUCCESS') throw new RpcFault(-1, 'Failed to send message', { response })
+      return response
+    }
     case 'listGroups': {
       const ids = list(p, 'groupId', 'groupIds')
       const mine = [...state.groups.values()].filter(g => g.members.some(m => m.uuid === account!.aci))

@@ -77,8 +77,11 @@ function withUnknownFields(envelope: Envelope): Envelope {
 export class FakeSignalDaemon implements RpcState {
   readonly opts: Required<Omit<FakeDaemonOptions, 'port'>>
   readonly accounts = new Map<string, FakeAccount>()
-  /** Accounts dropped by unlink(): gone from listAccounts, -32602 on calls, 400 on new streams. */
+  /** Accounts dropped by unlink() or `unregister`: gone from listAccounts, -32602 on calls, 400 on new streams; their
+   * keys and sessions stay on disk until `deleteLocalAccountData`. */
   readonly unlinked = new Map<string, FakeAccount>()
+  readonly deletedOnServer: string[] = []
+  readonly closed = new Set<string>()
   readonly groups = new Map<string, FakeGroup>()
   readonly attachments = new Map<string, Buffer>()
   readonly stickers = new Map<string, Buffer>()
@@ -219,9 +222,18 @@ export class FakeSignalDaemon implements RpcState {
     if (!a) return
     this.accounts.delete(account)
     this.unlinked.set(account, a)
+    this.dropFromStreams(account)
+  }
+
+  dropFromStreams(account: string): void {
     this.queued.delete(account)
     this.failingAccounts.delete(account)
     for (const s of this.streams) s.accounts.delete(account)
+  }
+
+  /** Whether the daemon's config directory still holds the account's keys and sessions (registered or not). */
+  hasLocalData(account: string): boolean {
+    return this.accounts.has(account) || this.unlinked.has(account)
   }
 
   /** The next `count` calls of `method` answer with this JSON-RPC error. */

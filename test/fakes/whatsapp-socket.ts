@@ -50,11 +50,20 @@ export interface Sender {
   lid?: string
   pn?: string
 }
+/** A WhatsApp account the fake world knows: the relay's (`FakeWhatsApp.account`) and any added with addAccount. */
+export interface FakeWaAccount {
+  pn: string
+  lid: string
+  device: number
+  name: string
+}
 export interface DeliverSpec {
   chat?: string
   id?: string
-  /** A group member (LID and/or PN JIDs), or 'phone' for the relay account's own phone (fromMe, device 0). */
+  /** A group member (LID and/or PN JIDs), or 'phone' for an account's own phone (fromMe, device 0). */
   from: Sender | 'phone'
+  /** Whose phone 'phone' is: the relay account's unless given. */
+  phoneOf?: FakeWaAccount
   /** Force the key's addressing (default: LID when the sender has one). */
   addressing?: 'lid' | 'pn'
   /** Omit participantAlt (a LID sender whose number is unknown). */
@@ -76,6 +85,8 @@ export interface PeerRecord {
   attrs: Record<string, string>
 }
 export interface SentRecord {
+  /** The number of the account that sent it. */
+  by: string
   jid: string
   id: string
   content: Record<string, unknown>
@@ -89,14 +100,18 @@ const iqError = (text: string, code: number): Boom => new Boom(text, { data: cod
 const CLOSED = () => new Boom('Connection Closed', { statusCode: DisconnectReason.connectionClosed })
 
 export class FakeWhatsApp {
-  readonly account = { pn: '15550100000', lid: '201000000000001', device: 7, name: 'Relay' }
+  readonly account: FakeWaAccount = { pn: '15550100000', lid: '201000000000001', device: 7, name: 'Relay' }
+  /** Further accounts (people's own), each with its own sockets; messages in a group reach every member account. */
+  readonly others: FakeWaAccount[] = []
+  /** Whether the phone of each further account still lists its linked device (see `linked`). */
+  readonly #othersLinked = new Map<FakeWaAccount, boolean>()
   readonly groups = new Map<string, GroupMetadata>()
   readonly invites = new Map<string, string>()
   readonly sockets: FakeWaSocket[] = []
   readonly sent: SentRecord[] = []
   /** Every chat-state and read call the bridge made (typing or reading as the relay account). */
-  readonly presenceSent: Array<{ type: string; jid: string | undefined }> = []
-  readonly reads: WAMessageKey[][] = []
+  readonly presenceSent: Array<{ by: string; type: string; jid: string | undefined }> = []
+  readonly reads: Array<{ by: string; keys: WAMessageKey[] }> = []
   /** Ids whose revoke WhatsApp carried out. A non-admin's revoke of someone else's message is dropped silently
    * (how WhatsApp reports that refusal is not documented; the strictest reading is that nothing says so). */
   readonly revoked = new Set<string>()
@@ -123,11 +138,41 @@ export class FakeWhatsApp {
     return s
   }
 
+  /** The relay account's newest socket (or the newest one not yet linked to any account). */
   get current(): FakeWaSocket | undefined {
-    return this.sockets.at(-1)
+    return this.sockets.findLast(s => !s.account || s.account === this.account)
+  }
+  /** An account's newest socket. */
+  socketOf(account: FakeWaAccount): FakeWaSocket | undefined {
+    return this.sockets.findLast(s => s.account === account)
   }
   get ownJid() {
-    return `${this.account.pn}:${this.account.device}@s.whatsapp.net`
+    return this.jidOf(this.account)
+  }
+  jidOf(a: FakeWaAccount): string {
+    return `${a.pn}:${a.device}@s.whatsapp.net`
+  }
+  addAccount(a: { pn: string; lid: string; name: string; device?: number }): FakeWaAccount {
+    const account = { device: 3, ...a }
+    this.others.push(account)
+    this.#othersLinked.set(account, false)
+    return account
+  }
+  /** The account a JID (with or without device) belongs to. */
+  accountOf(jid: string): FakeWaAccount | undefined {
+    const user = jid.split(/[:@]/)[0]
+    return [this.account, ...this.others].find(a => a.pn === user || a.lid === user)
+  }
+  isLinked(a: FakeWaAccount): boolean {
+    return a === this.account ? this.linked : this.#othersLinked.get(a) === true
+  }
+  setLinked(a: FakeWaAccount, linked: boolean): void {
+    if (a === this.account) this.linked = linked
+    else this.#othersLinked.set(a, linked)
+  }
+  /** Whether an account is a member of a group. */
+  isMember(groupId: string, a: FakeWaAccount): boolean {
+    return !!this.groups.get(groupId)?.participants.some(p => p.lid === `${a.lid}@lid`)
   }
 
   async start(): Promise<void> {
@@ -147,6 +192,7 @@ export class FakeWhatsApp {
 
   // ---- groups --------------------------------------------------------------------------------------
   addGroup(spec: { id?: string; subject: string; members: Array<Sender & { admin?: boolean }>; addressingMode?: 'lid' | 'pn' }): string {
+    // An added account is a member like anyone else: give it as { lid, pn } JIDs.
     const id = spec.id ?? `1203630000000${String(++this.#n).padStart(5, '0')}@g.us`
     const mode = spec.addressingMode ?? 'lid'
     const self = { lid: `${this.account.lid}@lid`, pn: `${this.account.pn}@s.whatsapp.net` }
@@ -326,10 +372,10 @@ export class FakeWhatsApp {
 
   // ---- the account's phone -------------------------------------------------------------------------
   /** The person scans the QR code (or types the pairing code): creds get an identity, then 515. */
-  scanQr(): void {
-    const s = this.current
+  scanQr(account: FakeWaAccount = this.account): void {
+    const s = this.sockets.findLast(x => !x.account && x.state !== 'closed')
     if (!s) throw new Error('No socket is waiting for a QR scan.')
-    s.pair()
+    s.pair(account)
   }
   /** The numbers pairing codes were asked for (a method, so that a test in another process can ask too). */
   pairingCodeRequests(): string[] {
@@ -343,10 +389,23 @@ export class FakeWhatsApp {
   rotateQr(): void {
     this.current?.nextQr()
   }
+  /** A message in a group reaches the relay account's socket and every other member account's open socket, each
+   * from its own point of view (its own phone's messages are fromMe). Returns the relay account's copy. */
   deliver(spec: DeliverSpec): WAMessage {
     const s = this.current
     if (!s) throw new Error('No socket to deliver to.')
-    return s.deliver(spec)
+    const one = { ...spec, id: spec.id ?? newId() }
+    const author = spec.from === 'phone' ? (spec.phoneOf ?? this.account) : undefined
+    const seenBy = (x: FakeWaSocket): DeliverSpec => author && x.me !== author ? { ...one, from: this.asMember(author) } : one
+    for (const other of this.others) {
+      const o = this.socketOf(other)
+      if (o && o.state === 'open' && this.isMember(one.chat ?? GROUP, other)) o.deliver(seenBy(o))
+    }
+    return s.deliver(seenBy(s))
+  }
+  /** How an account appears to the other members of a group. */
+  asMember(a: FakeWaAccount): Sender {
+    return { lid: `${a.lid}@lid`, pn: `${a.pn}@s.whatsapp.net` }
   }
   /** Several messages in one messages.upsert, as the offline backlog arrives (rc14 flushes its buffer in batches). */
   deliverBatch(specs: DeliverSpec[], type: 'notify' | 'append' = 'append'): WAMessage[] {
@@ -361,13 +420,15 @@ export class FakeWhatsApp {
   undecryptable(spec: Omit<DeliverSpec, 'message'>): WAMessage {
     return this.current!.deliver({ ...spec, message: {} }, true)
   }
-  /** Closes the live socket with a disconnect reason (reference §3/§12). */
-  disconnect(code: number, opts: { message?: string; data?: unknown } = {}): void {
-    if (code === 401) this.linked = false
-    this.current?.closeWith(new Boom(opts.message ?? 'Stream Errored', { statusCode: code, data: opts.data }))
+  /** Closes an account's live socket (the relay's unless given) with a disconnect reason (reference §3/§12). */
+  disconnect(code: number, opts: { message?: string; data?: unknown } = {}, account: FakeWaAccount = this.account): void {
+    if (code === 401) this.setLinked(account, false)
+    const s = account === this.account ? this.current : this.socketOf(account)
+    s?.closeWith(new Boom(opts.message ?? 'Stream Errored', { statusCode: code, data: opts.data }))
   }
-  unlinkedLive(): void {
-    this.disconnect(401, { message: 'Stream Errored (conflict)', data: { tag: 'conflict', attrs: { type: 'device_removed' } } })
+  /** The phone removed the linked device while it was connected. */
+  unlinkedLive(account: FakeWaAccount = this.account): void {
+    this.disconnect(401, { message: 'Stream Errored (conflict)', data: { tag: 'conflict', attrs: { type: 'device_removed' } } }, account)
   }
   replaced(): void {
     this.disconnect(440, { message: 'Stream Errored (conflict)', data: { tag: 'conflict', attrs: { type: 'replaced' } } })
@@ -424,6 +485,8 @@ export class FakeWaSocket implements WaPort {
   readonly ev = new Bus()
   user: WaPort['user'] = undefined
   readonly world: FakeWhatsApp
+  /** The account this socket is linked as (undefined while it shows QR codes). */
+  account: FakeWaAccount | undefined
   readonly auth: Auth
   readonly opts: WaSocketOptions
   state: 'connecting' | 'open' | 'closed' = 'connecting'
@@ -438,6 +501,12 @@ export class FakeWaSocket implements WaPort {
     this.world = world
     this.auth = auth
     this.opts = opts
+    this.account = auth.creds.me?.id ? world.accountOf(auth.creds.me.id) : undefined
+  }
+
+  /** The account whose socket this is (the relay's until linked as another). */
+  get me(): FakeWaAccount {
+    return this.account ?? this.world.account
   }
 
   boot(): void {
@@ -446,12 +515,12 @@ export class FakeWaSocket implements WaPort {
     const refusal = this.world.refuseAtConnect
     if (refusal !== undefined) return this.closeWith(new Boom('Connection Failure', { statusCode: refusal, data: { reason: String(refusal), location: 'frc' } }))
     if (!this.auth.creds.registered) return this.nextQr()
-    if (!this.world.linked) return this.closeWith(new Boom('Connection Failure', { statusCode: 401, data: { reason: '401', location: 'frc' } }))
-    for (const other of this.world.sockets) if (other !== this && other.state === 'open') other.closeWith(new Boom('Stream Errored (conflict)', { statusCode: 440, data: { tag: 'conflict', attrs: { type: 'replaced' } } }))
+    if (!this.world.isLinked(this.me)) return this.closeWith(new Boom('Connection Failure', { statusCode: 401, data: { reason: '401', location: 'frc' } }))
+    for (const other of this.world.sockets) if (other !== this && other.me === this.me && other.state === 'open') other.closeWith(new Boom('Stream Errored (conflict)', { statusCode: 440, data: { tag: 'conflict', attrs: { type: 'replaced' } } }))
     // rc14's CB:success: the server's `success` node names the account's LID; creds.update carries it just before
     // `open` (the handler may still be saving it when `open` arrives).
-    const w = this.world
-    const me = { ...this.auth.creds.me!, lid: `${w.account.lid}:${w.account.device}@lid` }
+    const a = this.me
+    const me = { ...this.auth.creds.me!, lid: `${a.lid}:${a.device}@lid` }
     this.auth.creds.me = me
     this.ev.emit('creds.update', { me })
     this.user = { id: me.id, lid: me.lid, ...(me.name ? { name: me.name } : {}) }
@@ -463,13 +532,14 @@ export class FakeWaSocket implements WaPort {
     if (++this.#qr > 6) return this.closeWith(new Boom('QR refs attempts ended', { statusCode: DisconnectReason.timedOut }))
     this.ev.emit('connection.update', { qr: `2@fake-qr-${this.#qr},${randomBytes(6).toString('hex')}` })
   }
-  pair(): void {
+  pair(account: FakeWaAccount): void {
     const w = this.world
-    this.auth.creds.me = { id: w.ownJid, lid: `${w.account.lid}:${w.account.device}@lid`, name: w.account.name }
+    this.account = account
+    this.auth.creds.me = { id: w.jidOf(account), lid: `${account.lid}:${account.device}@lid`, name: account.name }
     this.auth.creds.registered = true
     // The phone shares its app-state keys right after the link; rc14 keeps the last one's id in the creds.
     this.auth.creds.myAppStateKeyId = 'AAAA'
-    w.linked = true
+    w.setLinked(account, true)
     this.ev.emit('creds.update', { me: this.auth.creds.me, registered: true, myAppStateKeyId: 'AAAA' })
     // Keys the real handshake would store: proves the key store round trip (app-state keys are protos).
     void Promise.resolve(this.auth.keys.set({
@@ -502,11 +572,11 @@ export class FakeWaSocket implements WaPort {
     const chat = spec.chat ?? GROUP
     let key: WAMessageKey
     if (spec.from === 'phone') {
-      // The relay account's own phone (device 0): in a LID-addressed group rc14 names it by its LID, the number
+      // The account's own phone (device 0): in a LID-addressed group rc14 names it by its LID, the number
       // as participantAlt, like any other member (fromMe judged against creds.me.id and creds.me.lid).
       const lidMode = (w.groups.get(chat)?.addressingMode ?? 'pn') === 'lid'
-      const lid = `${w.account.lid}@lid`
-      const pn = `${w.account.pn}@s.whatsapp.net`
+      const lid = `${this.me.lid}@lid`
+      const pn = `${this.me.pn}@s.whatsapp.net`
       key = { remoteJid: chat, fromMe: true, id: spec.id ?? newId(), participant: lidMode ? lid : pn, participantAlt: lidMode ? pn : lid, addressingMode: (lidMode ? 'lid' : 'pn') as WAMessageKey['addressingMode'] }
     } else {
       const mode = spec.addressing ?? (spec.from.lid ? 'lid' : 'pn')
@@ -568,12 +638,12 @@ export class FakeWaSocket implements WaPort {
       const meta = (await this.opts.cachedGroupMetadata(jid)) ?? (await this.groupMetadata(jid))
       const g = this.world.groups.get(jid)
       if (!g || !meta) throw iqError('item-not-found', 404)
-      if (!g.participants.some(p => p.lid === `${this.world.account.lid}@lid`)) throw iqError('forbidden', 403)
+      if (!this.world.isMember(jid, this.me)) throw iqError('forbidden', 403)
       const mentions = (content as { mentions?: string[] }).mentions ?? []
       for (const m of mentions) if (!g.participants.some(p => p.id === m)) throw new Error(`fake: mention ${m} is not a participant id of ${jid}`)
     }
     const msg = await generateWAMessage(jid, content, {
-      userJid: this.world.ownJid,
+      userJid: this.world.jidOf(this.me),
       upload: async path => ({ mediaUrl: await this.world.putFile(path), directPath: undefined as unknown as string }),
       ...(options?.messageId ? { messageId: options.messageId } : {}),
       ...(options?.quoted ? { quoted: options.quoted } : {}),
@@ -583,7 +653,7 @@ export class FakeWaSocket implements WaPort {
     // Only an admin's revoke of someone else's message takes effect; the sender learns nothing either way.
     if (revoke?.id && (revoke.fromMe || this.world.isAdmin(jid, 'self'))) this.world.revoked.add(revoke.id)
     const plain = Object.fromEntries(Object.entries(content).map(([k, v]) => [k, Buffer.isBuffer(v) ? `<${v.length} bytes>` : v]))
-    this.world.sent.push({ jid, id: msg.key.id!, content: plain, options: { ...(options?.messageId ? { messageId: options.messageId } : {}), ...(options?.quoted?.key.id ? { quotedId: options.quoted.key.id } : {}) }, message: msg })
+    this.world.sent.push({ by: this.me.pn, jid, id: msg.key.id!, content: plain, options: { ...(options?.messageId ? { messageId: options.messageId } : {}), ...(options?.quoted?.key.id ? { quotedId: options.quoted.key.id } : {}) }, message: msg })
     // Baileys emits its own sends as `append` on the next tick: possibly before this promise resolves.
     if (this.world.echoOwnSends) {
       process.nextTick(() => {
@@ -591,6 +661,19 @@ export class FakeWaSocket implements WaPort {
         this.ev.emit('messages.upsert', { messages: [echo], type: 'append' })
         this.#processed(echo)
       })
+    }
+    // Every other account in the group gets it as a member's message.
+    if (jid.endsWith('@g.us')) {
+      const from = this.world.asMember(this.me)
+      for (const other of [this.world.account, ...this.world.others]) {
+        const o = other === this.me ? undefined : this.world.socketOf(other)
+        if (!o || o.state !== 'open' || !this.world.isMember(jid, other)) continue
+        const theirs: WAMessage = { ...msg, key: { remoteJid: jid, fromMe: false, id: msg.key.id!, participant: from.lid!, participantAlt: from.pn!, addressingMode: 'lid' as WAMessageKey['addressingMode'] }, pushName: this.me.name }
+        process.nextTick(() => {
+          o.ev.emit('messages.upsert', { messages: [theirs], type: 'notify' })
+          o.#processed(theirs)
+        })
+      }
     }
     return msg
   }
@@ -610,12 +693,12 @@ export class FakeWaSocket implements WaPort {
     const g = this.world.groups.get(jid)
     if (!g) throw iqError('item-not-found', 404)
     // A group the account has left (or was removed from) no longer answers it.
-    if (!g.participants.some(p => p.lid === `${this.world.account.lid}@lid`)) throw iqError('forbidden', 403)
+    if (!this.world.isMember(jid, this.me)) throw iqError('forbidden', 403)
     return structuredClone(g)
   }
   groupFetchAllParticipating: WASocket['groupFetchAllParticipating'] = async () => {
     this.#live()
-    const mine = [...this.world.groups.values()].filter(g => g.participants.some(p => p.lid === `${this.world.account.lid}@lid`))
+    const mine = [...this.world.groups.values()].filter(g => this.world.isMember(g.id, this.me))
     return Object.fromEntries(mine.map(g => [g.id, structuredClone(g)]))
   }
   groupCreate: WASocket['groupCreate'] = async (subject, participants) => {
@@ -664,13 +747,13 @@ export class FakeWaSocket implements WaPort {
     const jid = this.world.invites.get(code)
     const g = jid ? this.world.groups.get(jid) : undefined
     if (!jid || !g) throw iqError('item-not-found', 404)
-    const me = `${this.world.account.lid}@lid`
+    const me = `${this.me.lid}@lid`
     if (!g.participants.some(p => p.lid === me)) g.participants.push({ id: me, lid: me, admin: null })
     return jid
   }
   readMessages: WASocket['readMessages'] = async keys => {
     this.#live()
-    this.world.reads.push(keys)
+    this.world.reads.push({ by: this.me.pn, keys })
   }
   presenceSubscribe: WASocket['presenceSubscribe'] = async jid => {
     this.#live()
@@ -678,7 +761,7 @@ export class FakeWaSocket implements WaPort {
   }
   sendPresenceUpdate: WASocket['sendPresenceUpdate'] = async (type, jid) => {
     this.#live()
-    this.world.presenceSent.push({ type, jid })
+    this.world.presenceSent.push({ by: this.me.pn, type, jid })
   }
   requestPairingCode: WASocket['requestPairingCode'] = async phone => {
     if (this.state === 'closed') throw CLOSED()
@@ -693,7 +776,7 @@ export class FakeWaSocket implements WaPort {
   }
   logout: WASocket['logout'] = async () => {
     this.#live()
-    this.world.linked = false
+    this.world.setLinked(this.me, false)
     this.closeWith(new Boom('Intentional Logout', { statusCode: DisconnectReason.loggedOut }))
   }
   end: WASocket['end'] = async () => {

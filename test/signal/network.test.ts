@@ -181,11 +181,50 @@ describe('linking and unlinking', () => {
     expect((err as Error).message).toMatch(/restart signal-cli/)
   })
 
-  it('logout stops the stream and tells the owner to remove the device on the phone', async () => {
+  it('logout unregisters the device and deletes its keys and sessions from signal-cli, never the person\'s Signal account', async () => {
     await net.logout(login)
     expect(net.state(login.id)).toBe('logged_out')
-    expect(ctx.notices.at(-1)!.text).toMatch(/Linked devices/)
+    expect(ctx.notices.at(-1)!.text).toMatch(/deleted its keys and sessions.*Linked devices/)
     await daemon.until(() => !daemon.hasStream(RELAY.number))
+    const asked = daemon.calls.filter(c => ['unregister', 'deleteLocalAccountData', 'removeDevice'].includes(c.method))
+    expect(asked.map(c => [c.method, c.params])).toEqual([
+      ['unregister', { account: RELAY.number }],
+      ['deleteLocalAccountData', { account: RELAY.number }],
+    ])
+    expect(daemon.hasLocalData(RELAY.number)).toBe(false)
+    expect(daemon.deletedOnServer).toEqual([])
+    expect(await net.client.listAccounts()).toEqual([])
+    // Linked again later, the same number starts afresh (signal-cli no longer holds it).
+    const again = net.login({ ownerMxid: '@op:x', kind: 'relay' }, testUi().ui)
+    await daemon.scanLink(RELAY)
+    expect((await again).address).toBe(RELAY.number)
+  })
+
+  it('logout of an account the phone had unlinked already still deletes what signal-cli kept of it', async () => {
+    daemon.unlink(RELAY.number)
+    expect(daemon.hasLocalData(RELAY.number)).toBe(true) // unregistered, its keys still on disk (§11.1)
+    await net.logout(login)
+    expect(daemon.hasLocalData(RELAY.number)).toBe(false)
+    expect(net.state(login.id)).toBe('logged_out')
+  })
+
+  it('signal-cli refuses to delete a registered account\'s data, and removes devices only from the primary: why logout unregisters first', async () => {
+    await expect(net.client.call('deleteLocalAccountData', { account: RELAY.number })).rejects.toMatchObject({ code: -1, rpcMessage: expect.stringMatching(/still registered/) })
+    expect(daemon.hasLocalData(RELAY.number)).toBe(true)
+    await expect(net.client.call('removeDevice', { account: RELAY.number, deviceId: 2 })).rejects.toMatchObject({ code: -1, rpcMessage: "This command doesn't work on linked devices." })
+  })
+
+  it('a logout the daemon cannot carry out keeps the login and its stream, and says to try again', async () => {
+    daemon.fail('unregister', -3, 'Unregister error: [500] Internal Server Error')
+    const err = await net.logout(login).catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(UserError)
+    expect((err as Error).message).toMatch(/could not delete this Signal account's keys \(error -3\), so the login was kept\. Try `logout` again/)
+    expect(daemon.hasLocalData(RELAY.number)).toBe(true)
+    await daemon.until(() => daemon.hasStream(RELAY.number))
+    expect(net.state(login.id)).not.toBe('logged_out')
+    // Tried again, it goes through.
+    await net.logout(login)
+    expect(daemon.hasLocalData(RELAY.number)).toBe(false)
   })
 
   it('groups: list, join by link (and admin approval), create with an invite link', async () => {

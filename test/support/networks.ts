@@ -8,7 +8,7 @@ import type { SignalNetwork, SignalTimings } from '../../src/signal/network.ts'
 import type { FakeEvent } from '../fakes/homeserver.ts'
 import { FakeSignalDaemon, type FakeAccount, type FakeDaemonOptions } from '../fakes/signal-daemon.ts'
 import type { FakeSender } from '../fakes/signal-envelopes.ts'
-import { FakeWhatsApp } from '../fakes/whatsapp-socket.ts'
+import { FakeWhatsApp, type FakeWaAccount } from '../fakes/whatsapp-socket.ts'
 import { ALICE, roomWithBot, scenario, type Scenario, type ScenarioOptions } from './bridge.ts'
 import type { DbKind } from './db.ts'
 import { PATIENCE_MS } from './patience.ts'
@@ -133,13 +133,13 @@ export async function bridgedRoom(s: RealScenario, o: { signal?: boolean; whatsa
   const room = await roomWithBot(s, owner)
   const out: Awaited<ReturnType<typeof bridgedRoom>> = { room, dm }
   if (o.signal !== false) {
-    out.signalLogin = await loginSignal(s, dm)
+    out.signalLogin = await loginSignal(s, dm, SIG_RELAY, owner)
     out.signalGroup = signalGroup(s)
     const reply = await s.command(owner, room, `!relay link signal ${out.signalGroup}`)
     if (!reply.startsWith('Linked this room')) throw new Error(`link signal failed: ${reply}`)
   }
   if (o.whatsapp) {
-    out.whatsappLogin = await loginWhatsApp(s, dm)
+    out.whatsappLogin = await loginWhatsApp(s, dm, owner)
     out.whatsappGroup = s.wa.addGroup({ subject: 'Family (WhatsApp)', members: [WA_DAVE, WA_ERIN] })
     const reply = await s.command(owner, room, `!relay link whatsapp ${out.whatsappGroup}`)
     if (!reply.startsWith('Linked this room')) throw new Error(`link whatsapp failed: ${reply}`)
@@ -148,3 +148,38 @@ export async function bridgedRoom(s: RealScenario, o: { signal?: boolean; whatsa
 }
 
 export type { FakeAccount }
+
+/** A person's own (personal) logins, linked in their direct chat as they would do it: their Signal account
+ * (`signal`, put into the Signal group) and their WhatsApp account (`whatsapp`, added to the WhatsApp world and
+ * its group). Returns the login ids and the WhatsApp account. */
+export async function personalLogins(s: RealScenario, person: string, o: {
+  signal?: { number: string; aci: string; name: string }; signalGroup?: string
+  whatsapp?: { pn: string; lid: string; name: string }; whatsappGroup?: string
+}): Promise<{ signalLogin?: string; whatsappLogin?: string; wa?: FakeWaAccount }> {
+  const dm = await directChat(s, person)
+  const out: { signalLogin?: string; whatsappLogin?: string; wa?: FakeWaAccount } = {}
+  if (o.signal) {
+    if (o.signalGroup) s.daemon.groups.get(o.signalGroup)!.members.push({ number: o.signal.number, uuid: o.signal.aci })
+    const before = s.botNotices(dm).length
+    await s.hs.sendMessage(person, dm, 'login signal personal')
+    await s.daemon.until(() => [...s.daemon.pendingLinks.values()].some(l => l.finish))
+    await s.daemon.scanLink(o.signal)
+    const linked = await s.hs.waitFor(() => s.botNotices(dm).slice(before).find(n => n.startsWith('Linked!')), { what: 'the personal Signal login' })
+    out.signalLogin = loginIdIn(linked)
+    await s.daemon.until(() => s.daemon.hasStream(o.signal!.number))
+  }
+  if (o.whatsapp) {
+    const wa = s.wa.addAccount(o.whatsapp)
+    out.wa = wa
+    if (o.whatsappGroup) s.wa.addMember(o.whatsappGroup, s.wa.asMember(wa))
+    const before = s.botNotices(dm).length
+    const sockets = s.wa.sockets.length
+    await s.hs.sendMessage(person, dm, 'login whatsapp personal')
+    await until(() => s.wa.sockets.slice(sockets).some(x => !x.account && x.state === 'connecting'), 'the personal WhatsApp login to show a QR code')
+    s.wa.scanQr(wa)
+    const linked = await s.hs.waitFor(() => s.botNotices(dm).slice(before).find(n => n.startsWith('Linked!')), { what: 'the personal WhatsApp login' })
+    out.whatsappLogin = loginIdIn(linked)
+    await until(() => s.whatsappNet.state(out.whatsappLogin!) === 'connected', 'the personal WhatsApp session to connect')
+  }
+  return out
+}

@@ -1,6 +1,7 @@
 // What every command handler gets, and the permission rules they share.
 import type { Logger } from 'pino'
 import { UserError } from '../errors.ts'
+import type { LoginMedia } from '../login-media.ts'
 import type { SqlLoginStore } from '../logins.ts'
 import { NETWORK_LABEL, type RemoteNetworkId } from '../model.ts'
 import type { Login, RemoteNetwork, ServiceStatus } from '../network.ts'
@@ -22,6 +23,7 @@ export interface CommandEnv {
   rooms: MatrixRooms
   outbox: Outbox
   groupState: GroupState
+  loginMedia: LoginMedia
   log: Logger
   /** Renders a QR code as a PNG. */
   qrPng: (data: string) => Promise<Buffer>
