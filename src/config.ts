@@ -61,6 +61,11 @@ export const configSchema = z.object({
     hold_retention_hours: z.number().positive().default(336),
     typing_to_matrix: z.boolean().default(true),
     receipts_to_matrix: z.boolean().default(true),
+    // The power level Signal and WhatsApp group admins have in the portal room (their ghosts): moderators by
+    // default, so that a room's moderators are the groups' admins. false: group admins get no power in Matrix.
+    admin_power_level: z.union([z.number().int().min(1).max(99), z.literal(false)], {
+      error: 'expected a power level from 1 to 99 (50 is moderator), or false to give group admins no power in the room',
+    }).default(50),
   }),
   retention: z
     .object({

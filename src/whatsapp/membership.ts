@@ -1,7 +1,11 @@
-// The relay account's own place in a WhatsApp group: whether it is still a member, and whether it is an
-// admin (only admins may revoke other people's messages, reference §6). A participant entry names the
-// account by LID or by number depending on the group's addressing, so both of the socket's own JIDs count.
+// Who is in a WhatsApp group: the relay account's own place (whether it is still a member, and whether it is an
+// admin: only admins may revoke other people's messages, reference §6), and the other participants as people of
+// the neutral model. A participant entry names someone by LID or by number depending on the group's addressing, so
+// both JIDs count; a person is keyed by the stable id of people.ts and never named by their number.
 import { jidDecode, type GroupMetadata, type GroupParticipant } from '@whiskeysockets/baileys'
+import type { GroupMember } from '../core/model.ts'
+import { usableName } from './convert.ts'
+import { neutralLabel, type People } from './people.ts'
 import type { WaPort } from './socket.ts'
 
 const userOf = (jid: string | null | undefined): string | undefined => (jid ? jidDecode(jid)?.user : undefined)
@@ -18,4 +22,24 @@ export function isSelf(p: Pick<GroupParticipant, 'id' | 'lid' | 'phoneNumber'>, 
 /** Whether the relay account is an admin (or the super admin) of the group. */
 export function relayIsAdmin(group: GroupMetadata, user: WaPort['user']): boolean {
   return group.participants.some(p => !!p.admin && isSelf(p, user))
+}
+
+/** A participant as a group member (undefined: the relay account itself, or an entry with no usable JID). The name
+ * is the one people.ts keeps from their messages (or the contact's own, `notify`), else the neutral label. */
+export async function memberOf(p: Pick<GroupParticipant, 'id' | 'lid' | 'phoneNumber' | 'notify' | 'admin'>, people: People, user: WaPort['user']): Promise<GroupMember | undefined> {
+  if (isSelf(p, user)) return undefined
+  const person = await people.resolve(p.lid ?? p.id, p.phoneNumber ?? p.id, usableName(p.notify) ?? null)
+  if (!person) return undefined
+  const name = usableName(person.name)
+  return { person: { network: 'whatsapp', id: person.id, displayName: name ?? neutralLabel(person.id) }, admin: !!p.admin, ...(name ? {} : { named: false }) }
+}
+
+/** Everyone in a group but the relay account. */
+export async function membersOf(group: GroupMetadata, people: People, user: WaPort['user']): Promise<GroupMember[]> {
+  const out: GroupMember[] = []
+  for (const p of group.participants) {
+    const m = await memberOf(p, people, user)
+    if (m) out.push(m)
+  }
+  return out
 }

@@ -5,6 +5,7 @@ import type { SqlLoginStore } from '../logins.ts'
 import { NETWORK_LABEL, type RemoteNetworkId } from '../model.ts'
 import type { Login, RemoteNetwork, ServiceStatus } from '../network.ts'
 import type { GroupState } from '../group-state.ts'
+import type { Members } from '../members.ts'
 import type { Outbox } from '../outbox.ts'
 import { loginOf, type Portal, type PortalStore } from '../portals.ts'
 import type { MatrixRooms } from '../rooms.ts'
@@ -22,6 +23,7 @@ export interface CommandEnv {
   rooms: MatrixRooms
   outbox: Outbox
   groupState: GroupState
+  members: Members
   log: Logger
   /** Renders a QR code as a PNG. */
   qrPng: (data: string) => Promise<Buffer>
