@@ -169,7 +169,8 @@ export class Members {
   }
 
   /** The people of a list who are no account of the bridge's own, named as a name can be kept (a profile name may
-   * hold control characters, even a NUL, which the database cannot store), with no picture bytes. */
+   * hold control characters, even a NUL, which the database cannot store); a picture only from the media store (a
+   * queued delivery carries no bytes). */
   private async people(network: RemoteNetworkId, list: GroupMember[]): Promise<GroupMember[]> {
     const out: GroupMember[] = []
     for (const m of list) {
@@ -177,7 +178,8 @@ export class Members {
       const name = withinChars(cleanChatText('name', m.person.displayName), MAX_NAME)
       // The adapters never name anyone by number; should one slip through, it still goes no further.
       const displayName = name && !/^\+?[\d\s().-]{5,}$/.test(name.replace(/\p{Cf}/gu, '')) ? name : `${NETWORK_LABEL[network]} member`
-      out.push({ person: { network, id: m.person.id, displayName }, admin: m.admin, ...(m.named === false ? { named: false } : {}) })
+      const avatar = m.person.avatar && 'mediaId' in m.person.avatar ? { avatar: { mediaId: m.person.avatar.mediaId, mimetype: m.person.avatar.mimetype } } : {}
+      out.push({ person: { network, id: m.person.id, displayName, ...avatar }, admin: m.admin, ...(m.named === false ? { named: false } : {}) })
     }
     return out
   }

@@ -20,7 +20,8 @@ export interface Person {
   displayName: string
   /** Set when the event was typed on a relay account's own phone: it speaks as that account's person. */
   viaRelayAccount?: boolean
-  avatar?: { url: string } | { data: Buffer; mimetype: string }
+  /** Their picture: an mxc URL, bytes, or bytes already in the media store (which a queued delivery can carry). */
+  avatar?: { url: string } | { data: Buffer; mimetype: string } | { mediaId: string; mimetype: string }
 }
 
 // ---- Rich text --------------------------------------------------------------------------------------

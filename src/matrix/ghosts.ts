@@ -101,15 +101,21 @@ export class Ghosts {
     return this.once(person, roomId, true, unnamed)
   }
 
-  /** `unnamed`: the person's name is only a neutral label, which does not replace a name the ghost has already. */
+  /**
+   * `unnamed`: the person's name is only a neutral label, which does not replace a name the ghost has already.
+   * Calls for one ghost in one room go one after the other: the first does the work, the next find it done (and
+   * still bring what they know better, such as the name a message carries while the group's roster had none).
+   */
   private once(person: Person, roomId: string, inviteFirst: boolean, unnamed: boolean): Promise<string> {
     const mxid = ghostMxid(person, this.opts.domain)
     const key = `${mxid}\u0000${roomId}`
-    let p = this.pending.get(key)
-    if (!p) {
-      p = this.doEnsure(mxid, person, roomId, inviteFirst, unnamed).finally(() => this.pending.delete(key))
-      this.pending.set(key, p)
+    const before = this.pending.get(key)
+    const p = (before ? before.catch(() => undefined) : Promise.resolve()).then(() => this.doEnsure(mxid, person, roomId, inviteFirst, unnamed))
+    this.pending.set(key, p)
+    const done = () => {
+      if (this.pending.get(key) === p) this.pending.delete(key)
     }
+    p.then(done, done)
     return p
   }
 
@@ -191,9 +197,11 @@ export class Ghosts {
   }
 
   private async syncAvatar(mxid: string, s: GhostState, avatar: NonNullable<Person['avatar']>): Promise<void> {
-    const key = 'url' in avatar ? avatar.url : await this.opts.media.put(avatar.data)
+    // The media store is content-addressed: the same picture has the same key however it came.
+    const key = 'url' in avatar ? avatar.url : 'mediaId' in avatar ? avatar.mediaId : await this.opts.media.put(avatar.data)
     if (s.avatarKey === key) return
-    const mxc = 'url' in avatar ? avatar.url : await this.opts.api.uploadMedia(avatar.data, avatar.mimetype, 'avatar')
+    const mxc = 'url' in avatar ? avatar.url
+      : await this.opts.api.uploadMedia('mediaId' in avatar ? await this.opts.media.get(avatar.mediaId) : avatar.data, avatar.mimetype, 'avatar')
     await this.opts.api.setAvatarUrl(mxid, mxc)
     await this.opts.db.query('UPDATE ghosts SET avatar_key = $2, avatar_mxc = $3 WHERE mxid = $1', [mxid, key, mxc])
     s.avatarKey = key

@@ -184,7 +184,7 @@ export class WhatsAppNetwork implements RemoteNetwork {
 
   async roster(login: Login, groupId: string): Promise<{ members: GroupMember[] }> {
     const sock = this.#live(login.id).sock
-    return { members: await membersOf(await this.#groups.load(sock, groupId), this.#people, sock.user) }
+    return { members: await membersOf(await this.#groups.load(sock, groupId), this.#people, sock.user, { sock, media: this.#c.media }) }
   }
 
   /** Runs the phone check (probe at 10 days, warning at 12) for every open login (the hourly timer calls this;

@@ -403,8 +403,10 @@ export class Session {
   async #onParticipants(u: BaileysEventMap['group-participants.update']): Promise<void> {
     const { people, ctx } = this.#d
     const changed: GroupMember[] = []
+    // Someone new comes with their picture.
+    const pictures = u.action === 'add' && this.sock ? { sock: this.sock, media: ctx.media } : undefined
     for (const p of u.participants) {
-      const m = await memberOf(p, people, this.sock?.user)
+      const m = await memberOf(p, people, this.sock?.user, pictures)
       if (m) changed.push(m)
     }
     if (changed.length === 0) return

@@ -20,6 +20,8 @@ const SIG_FRANK: FakeSender = { number: '+15550100006', aci: 'f6a5b4c3-2d1e-4f0a
 /** Alice's own Signal account, linked as hers (personal): she is her Matrix self, never a ghost. */
 const SIG_ALICE = { number: '+15550100009', aci: '0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d', name: 'Alice' }
 const WA_FAY = { lid: '201000000000044@lid', pn: '15550100044@s.whatsapp.net' }
+const DAVE_PICTURE = Buffer.from('ffd8ffe000104a464946000101dave', 'utf8')
+const FAY_PICTURE = Buffer.from('ffd8ffe000104a464946000101fay', 'utf8')
 /** WhatsApp people are keyed by their LID's user part (whatsapp/people.ts). */
 const waId = (who: { lid: string }) => who.lid.split('@')[0]!
 
@@ -36,6 +38,11 @@ describe.each(DB_KINDS)('who is in the groups, through the real adapters, on %s'
     return ev && { membership: content(ev)['membership'] as string, sender: ev.sender }
   }
   const joinedGhosts = (room: string) => s.hs.joinedMembers(room).filter(isGhost).sort()
+  /** The bytes of a ghost's picture, from the homeserver's media repository. */
+  const pictureOf = (mxid: string) => {
+    const url = s.hs.profile(mxid)?.avatar_url
+    return url ? s.hs.media(url)?.data : undefined
+  }
   const signalSends = () => s.daemon.callsOf('send').map(c => String(c.params.message))
   const whatsappTexts = () => s.wa.sent.map(x => String(x.content['text'] ?? ''))
 
@@ -44,8 +51,9 @@ describe.each(DB_KINDS)('who is in the groups, through the real adapters, on %s'
    * relay, Bob, Carol and `signalMembers`) and a WhatsApp group (the relay, Dave, Erin). With `personal`, Alice's own
    * Signal account is in the Signal group too.
    */
-  async function setup(o: { signalMembers?: FakeSender[]; personal?: boolean; whatsapp?: boolean; rateLimits?: RateLimitOptions; configure?: (raw: Record<string, any>) => void; botPower?: number } = {}) {
+  async function setup(o: { signalMembers?: FakeSender[]; personal?: boolean; whatsapp?: boolean; rateLimits?: RateLimitOptions; configure?: (raw: Record<string, any>) => void; botPower?: number; before?: () => void } = {}) {
     s = await realScenario(kind, { ...(o.rateLimits ? { homeserver: { rateLimits: o.rateLimits } } : {}), ...(o.configure ? { configure: o.configure } : {}) })
+    o.before?.()
     if (o.rateLimits) s.hs.registration.rate_limited = true
     const dm = await directChat(s)
     const room = await roomWithBot(s)
@@ -84,7 +92,7 @@ describe.each(DB_KINDS)('who is in the groups, through the real adapters, on %s'
   }
 
   it('linking brings both groups’ people into the room as ghosts named without a phone number; the relay accounts and Alice’s own account get none', async () => {
-    const { room } = await setup({ personal: true })
+    const { room } = await setup({ personal: true, before: () => s.wa.setProfilePicture(WA_DAVE, DAVE_PICTURE) })
     const expected = [ghost('signal', SIG_BOB.aci), ghost('signal', SIG_CAROL.aci), ghost('whatsapp', waId(WA_DAVE)), ghost('whatsapp', waId(WA_ERIN))].sort()
     await s.hs.waitFor(() => expected.every(g => s.hs.membership(room, g) === 'join'), { what: 'the four ghosts in the room' })
     await settled(s)
@@ -97,6 +105,9 @@ describe.each(DB_KINDS)('who is in the groups, through the real adapters, on %s'
       expect(name).toMatch(/^(Signal|WhatsApp) user [0-9a-f]{4} \((Signal|WhatsApp)\)$/)
       for (const number of [SIG_BOB.number!, '15550100042', '15550100043', SIG_ALICE.number]) expect(name).not.toContain(number.replace('+', ''))
     }
+    // Dave's profile picture is his ghost's; Erin has none (WhatsApp refuses the query), and her ghost none.
+    expect(pictureOf(ghost('whatsapp', waId(WA_DAVE)))).toEqual(DAVE_PICTURE)
+    expect(pictureOf(ghost('whatsapp', waId(WA_ERIN)))).toBeUndefined()
     // Nothing was said in the groups about any of it.
     expect(signalSends()).toEqual([])
     expect(whatsappTexts()).toEqual([])
@@ -158,9 +169,11 @@ describe.each(DB_KINDS)('who is in the groups, through the real adapters, on %s'
   it('on WhatsApp, someone added comes in, someone leaving leaves, and someone removed by an admin is removed by the bot', async () => {
     const { room, wg } = await setup()
     await s.hs.waitFor(() => s.hs.membership(room, ghost('whatsapp', waId(WA_ERIN))) === 'join', { what: 'Erin’s ghost' })
+    s.wa.setProfilePicture(WA_FAY, FAY_PICTURE)
     s.wa.addMember(wg, WA_FAY)
     await s.hs.waitFor(() => s.hs.membership(room, ghost('whatsapp', waId(WA_FAY))) === 'join', { what: 'Fay’s ghost to join' })
     expect(nameOf(room, ghost('whatsapp', waId(WA_FAY)))).not.toContain('15550100044')
+    expect(pictureOf(ghost('whatsapp', waId(WA_FAY)))).toEqual(FAY_PICTURE)
     s.wa.leaveGroup(wg, WA_ERIN)
     await s.hs.waitFor(() => lastMembership(room, ghost('whatsapp', waId(WA_ERIN)))?.membership === 'leave', { what: 'Erin’s ghost to leave' })
     expect(lastMembership(room, ghost('whatsapp', waId(WA_ERIN)))!.sender).toBe(ghost('whatsapp', waId(WA_ERIN)))

@@ -247,6 +247,14 @@ export class FakeWhatsApp {
   ownPicture(groupId: string, data: Buffer | null): void {
     this.#picture(groupId, data, data ? Buffer.concat([Buffer.from('re-encoded:'), data]) : null)
   }
+  /** A person's profile picture, visible to the relay (their privacy allows it). */
+  setProfilePicture(who: Sender, data: Buffer): void {
+    for (const jid of [who.lid, who.pn]) {
+      if (!jid) continue
+      this.pictures.set(jid, data)
+      this.#served.set(jid, data)
+    }
+  }
   /** profilePictureUrl: a CDN address of the picture, or undefined for a group without one. */
   pictureUrl(groupId: string): string | undefined {
     const data = this.#served.get(groupId)
@@ -645,7 +653,10 @@ export class FakeWaSocket implements WaPort {
   }
   profilePictureUrl: WASocket['profilePictureUrl'] = async jid => {
     this.#live()
-    return this.world.pictureUrl(jid)
+    const url = this.world.pictureUrl(jid)
+    // rc14 queries the server, which answers a person without a picture (or hiding it) with an error (404, 401).
+    if (!url && !jid.endsWith('@g.us')) throw iqError('item-not-found', 404)
+    return url
   }
   groupInviteCode: WASocket['groupInviteCode'] = async jid => {
     this.#live()
