@@ -65,7 +65,8 @@ interface LinePayload {
 /** "Bob (WhatsApp) joined", "… left", "… was removed", "… was banned". */
 export function memberLine(person: Person, change: 'join' | Departure): string {
   const what = { join: 'joined', leave: 'left', kick: 'was removed', ban: 'was banned' }[change]
-  return `${person.displayName} (${NETWORK_LABEL[person.network]}) ${what}`
+  // One short line, whatever a Matrix display name holds.
+  return `${withinChars(cleanChatText('name', person.displayName), 100)} (${NETWORK_LABEL[person.network]}) ${what}`
 }
 
 export class Members {
@@ -115,7 +116,8 @@ export class Members {
    */
   async receive(portal: Portal, event: InboundMembers, opts: { initial?: boolean } = {}): Promise<void> {
     const network = event.chat.network
-    if (network === 'matrix' || chatOf(portal, network) !== event.chat.id) return
+    if (network === 'matrix') return this.matrixCameOrWent(portal, event)
+    if (chatOf(portal, network) !== event.chat.id) return
     const { db, kick } = this.opts
     const members = event.members && await this.people(network, event.members)
     const joined = await this.people(network, event.joined ?? [])
@@ -166,6 +168,27 @@ export class Members {
     })
     const queues = new Map(deliveries.map(d => [`${d.network}\u0000${d.chatId}`, d]))
     for (const d of queues.values()) kick(d.network, d.chatId)
+  }
+
+  /**
+   * A person joined the Matrix room or left it (the homeserver tells each change once, and the inbox drops a
+   * redelivery): with `members to-networks` on, each group hears it in one line. The room itself shows it already.
+   */
+  private async matrixCameOrWent(portal: Portal, event: InboundMembers): Promise<void> {
+    if (portal.roomId !== event.chat.id || !(await this.announced(portal.id))) return
+    const banned = new Set(event.banned ?? [])
+    const lines: LinePayload[] = [
+      ...(event.joined ?? []).map(m => ({ sender: m.person, text: memberLine(m.person, 'join') })),
+      ...(event.left ?? []).map(p => ({ sender: p, text: memberLine(p, banned.has(p.id) ? 'ban' : p.id === event.sender.id ? 'leave' : 'kick') })),
+    ]
+    const deliveries: NewDelivery[] = []
+    for (const target of REMOTE_NETWORKS) {
+      const chatId = chatOf(portal, target)
+      if (chatId) for (const line of lines) deliveries.push({ portalId: portal.id, messageId: null, network: target, chatId, op: 'member_line', payload: { ...line } })
+    }
+    if (deliveries.length === 0) return
+    await Outbox.enqueue(this.opts.db, deliveries)
+    for (const d of deliveries) this.opts.kick(d.network, d.chatId)
   }
 
   /** The people of a list who are no account of the bridge's own, named as a name can be kept (a profile name may

@@ -253,6 +253,28 @@ describe.each(DB_KINDS)('who is in the groups, through the real adapters, on %s'
     expect(s.botNotices(room).filter(n => / (joined|left)$/.test(n))).toEqual([])
   })
 
+  it('with `sync members to-networks on`, a person joining or leaving the Matrix room is one line in each group; the ghosts coming in are none', async () => {
+    const { room, wg } = await setup()
+    await s.hs.waitFor(() => s.hs.membership(room, ghost('whatsapp', waId(WA_ERIN))) === 'join', { what: 'the ghosts' })
+    await s.command(ALICE, room, '!relay sync members to-networks on')
+    const BOB = s.hs.createUser('@bob:example.org', { displayname: 'Bob' })
+    await s.hs.invite(ALICE, room, BOB)
+    await s.hs.join(BOB, room)
+    await until(() => whatsappTexts().includes('Bob (Matrix) joined'), 'the line on WhatsApp')
+    await s.daemon.until(() => signalSends().includes('Bob (Matrix) joined'))
+    // A new display name is no join; leaving is.
+    await s.hs.setDisplayName(BOB, 'Bobby')
+    await s.hs.leave(BOB, room)
+    await until(() => whatsappTexts().includes('Bobby (Matrix) left'), 'the leave on WhatsApp')
+    // A WhatsApp member joins: their ghost comes into the room, and only Signal hears of it.
+    s.wa.addMember(wg, WA_FAY)
+    await s.daemon.until(() => signalSends().some(t => / \(WhatsApp\) joined$/.test(t)))
+    await marker(room, wg, 'the end')
+    await settled(s)
+    expect(whatsappTexts()).toEqual(['Bob (Matrix) joined', 'Bobby (Matrix) left'])
+    expect(signalSends()).toEqual(['Bob (Matrix) joined', 'Bobby (Matrix) left', expect.stringMatching(/^WhatsApp user [0-9a-f]{4} \(WhatsApp\) joined$/), 'Dave (WhatsApp): the end'])
+  })
+
   it('a Signal group of 1,000 people is brought into the room in batches, paced by the homeserver’s join limit, none twice, none lost, no number in any name', async () => {
     const crowd: FakeSender[] = Array.from({ length: 1000 }, (_, i) => {
       const hex = i.toString(16).padStart(12, '0')
