@@ -8,6 +8,7 @@ import { Ephemeral } from './core/ephemeral.ts'
 import { OwnEphemeral } from './core/own-ephemeral.ts'
 import { cleanChatText } from './core/chat-text.ts'
 import { GroupState } from './core/group-state.ts'
+import { Members } from './core/members.ts'
 import { SqlLoginStore } from './core/logins.ts'
 import { LoginMedia } from './core/login-media.ts'
 import { FileMediaStore, type MediaStore } from './core/media.ts'
@@ -216,8 +217,11 @@ async function assemble(config: Config, deps: BridgeDeps, started: StopStep[]): 
 
   const ownLogins = new OwnLogins({ logins, matrixName: (roomId, mxid) => rooms.memberName(roomId, mxid) })
   const groupState = new GroupState({ db, portals, rooms, log: log.child({ part: 'group-state' }), kick: (n, chatId) => outbox.kick(n, chatId) })
+  const members = new Members({
+    db, portals, logins, log: log.child({ part: 'members' }), adminLevel: config.bridge.admin_power_level, kick: (n, chatId) => outbox.kick(n, chatId),
+  })
   const deliverer = new Deliverer({
-    db, portals, participants, names: new SenderNames(db), rooms, own: ownLogins, puppets: mxid => matrixParticipant.canPuppet(mxid), groupState,
+    db, portals, participants, names: new SenderNames(db), rooms, own: ownLogins, puppets: mxid => matrixParticipant.canPuppet(mxid), groupState, members,
     template: config.bridge.relay.message_format, reactions: config.bridge.relay.reactions,
   })
   const outbox = new Outbox({
@@ -242,6 +246,7 @@ async function assemble(config: Config, deps: BridgeDeps, started: StopStep[]): 
     await groupState.seed(portal, network, { name })
     await groupState.seed(portal, 'matrix', { name })
     await rooms.setBridgeInfo(roomId, network, { network, id: event.chat.id, name }, login.ownerMxid)
+    await members.bringIn(portal, adapter, login, event.chat.id)
     log.info({ network, room: roomId }, 'Created a portal room for a group that spoke')
     return portal
   }
@@ -255,6 +260,7 @@ async function assemble(config: Config, deps: BridgeDeps, started: StopStep[]): 
       if (name && network !== 'matrix' && groupNameOf(portal, network) !== name) portal = await portals.setGroupName(portal, network, name)
       await groupState.receive(portal, event)
     },
+    onMembers: (portal, event) => members.receive(portal, event),
   })
   // The homeserver as the last start-up check saw it, for the bridge-wide status.
   let homeserver: { result: CheckResult | 'checking'; at: number } = { result: 'checking', at: Date.now() }
@@ -273,7 +279,7 @@ async function assemble(config: Config, deps: BridgeDeps, started: StopStep[]): 
   ]
   const web = config.console.enabled ? await startConsole(config, { db, api, logins, loginMedia, portals, networks, outbox, rooms, botMxid, log: log.child({ part: 'console' }), ...deps.console }) : undefined
   const commands = new Commands({
-    prefix: config.bridge.command_prefix, permissions: config.bridge.permissions, portals, logins, loginMedia, networks, rooms, outbox, groupState,
+    prefix: config.bridge.command_prefix, permissions: config.bridge.permissions, portals, logins, loginMedia, networks, rooms, outbox, groupState, members,
     log: log.child({ part: 'commands' }), qrPng, services, ...(web ? { console: web } : {}),
   })
   const upgrades = new RoomUpgrades({

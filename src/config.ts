@@ -9,6 +9,8 @@ import { closest } from './suggest.ts'
 
 const url = z.url({ protocol: /^https?$/, error: 'expected an http:// or https:// URL' })
 const port = z.number({ error: 'expected a port number' }).int().min(0).max(65535)
+/** The bot can grant a level below its own (100 at most), and 0 is no power at all. */
+const ADMIN_LEVEL = 'expected a power level from 1 to 99 (50 is moderator), or false to give group admins no power in the room'
 const level = z.enum(['relay', 'user', 'admin'], { error: 'expected relay, user or admin' })
 
 export const configSchema = z.object({
@@ -61,6 +63,9 @@ export const configSchema = z.object({
     hold_retention_hours: z.number().positive().default(336),
     typing_to_matrix: z.boolean().default(true),
     receipts_to_matrix: z.boolean().default(true),
+    // The power level Signal and WhatsApp group admins have in the portal room (their ghosts): moderators by
+    // default, so that a room's moderators are the groups' admins. false: group admins get no power in Matrix.
+    admin_power_level: z.union([z.number().int(ADMIN_LEVEL).min(1, ADMIN_LEVEL).max(99, ADMIN_LEVEL), z.literal(false)], { error: ADMIN_LEVEL }).default(50),
   }),
   retention: z
     .object({

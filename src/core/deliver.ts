@@ -2,6 +2,7 @@
 // Also the one place that decides how a failure is reported: in Matrix, never on Signal or WhatsApp.
 import type { Db } from '../db/types.ts'
 import type { GroupState } from './group-state.ts'
+import { Members } from './members.ts'
 import { asDeliveryError, DeliveryError } from './errors.ts'
 import { MessageMap } from './messages.ts'
 import { NETWORK_LABEL, type CopyRef, type Delivery, type DeliveryTarget, type MessageContent, type NetworkId, type Person, type RemoteNetworkId, type SendResult } from './model.ts'
@@ -25,6 +26,7 @@ export interface DelivererOptions {
   /** Whether the bridge can post in Matrix as this user (double puppeting); if not, the bot posts under their name. */
   puppets: (mxid: string) => boolean
   groupState: GroupState
+  members: Members
 }
 
 interface Payload {
@@ -54,6 +56,8 @@ export class Deliverer {
     }
     const participant = participants.get(row.network)
     if (!participant) throw new DeliveryError('hold', `The ${NETWORK_LABEL[row.network]} connection is not running.`)
+    // Ghosts brought into the room or taken out: no one speaks.
+    if (row.op === 'members') return this.opts.members.deliver(row, portal, participant)
     const target: DeliveryTarget = { network: row.network, chatId: row.network === 'matrix' ? portal.roomId : row.chat_id, roomId: portal.roomId }
     const p = row.payload as unknown as Payload
     const name = await this.opts.names.nameFor(portal.id, p.sender)
@@ -93,6 +97,8 @@ export class Deliverer {
           return this.reaction(row, p, base, relayed, name)
         case 'chat_update':
           return this.opts.groupState.deliver(row, participant, base)
+        case 'member_line':
+          return // only ever queued for the groups: the room sees the ghosts themselves come and go
       }
     }
     const network = row.network
@@ -137,6 +143,12 @@ export class Deliverer {
       case 'chat_update':
         // A group's name, description or picture changes through the room's relay (never a person's own account).
         return this.opts.groupState.deliver(row, participant, viaRelay())
+      case 'member_line': {
+        // "Bob (WhatsApp) joined": the relay's own words, not a message of Bob's, so no name in front and no copy kept.
+        const { content } = Members.lineOf(row)
+        await send({ ...viaRelay(), kind: 'message', content, relayed: true })
+        return
+      }
     }
   }
 
@@ -278,7 +290,8 @@ export class Deliverer {
     if (!portal || row.network === 'matrix' && !portal.roomId) return
     const p = row.payload as unknown as Payload
     const where = NETWORK_LABEL[row.network]
-    const what = { message: 'A message', edit: 'An edit', delete: 'A deletion', reaction: 'A reaction', chat_update: 'A change of the group’s name, description or picture' }[row.op]
+    const what = { message: 'A message', edit: 'An edit', delete: 'A deletion', reaction: 'A reaction', chat_update: 'A change of the group’s name, description or picture',
+      members: 'A change of who is in the groups', member_line: 'A line saying who joined or left' }[row.op]
     const who = p.sender?.displayName ? ` from ${p.sender.displayName}` : ''
     await this.opts.rooms.notice(portal.roomId, `⚠️ ${what}${who} was not delivered to ${where}: ${error.userMessage}`)
     const matrixCopy = row.message_id ? (await MessageMap.copiesOn(this.opts.db, row.message_id, 'matrix')).original : undefined

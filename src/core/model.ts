@@ -20,7 +20,8 @@ export interface Person {
   displayName: string
   /** Set when the event was typed on a relay account's own phone: it speaks as that account's person. */
   viaRelayAccount?: boolean
-  avatar?: { url: string } | { data: Buffer; mimetype: string }
+  /** Their picture: an mxc URL, bytes, or bytes already in the media store (which a queued delivery can carry). */
+  avatar?: { url: string } | { data: Buffer; mimetype: string } | { mediaId: string; mimetype: string }
 }
 
 // ---- Rich text --------------------------------------------------------------------------------------
@@ -144,7 +145,33 @@ export interface InboundChatUpdate extends InboundBase {
   avatar?: ChatAvatar | null
 }
 
-export type InboundEvent = InboundMessage | InboundEdit | InboundDelete | InboundReaction | InboundChatUpdate
+// ---- Membership: who is in a group, kept in step with the portal's room (core/members.ts) ----------
+
+/** A person in a group, and whether they are one of its admins. */
+export interface GroupMember {
+  person: Person
+  admin: boolean
+  /** false: the network gave no name, and `displayName` is only the neutral label; a name known from elsewhere (their
+   * messages) is kept over it. */
+  named?: boolean
+}
+
+/**
+ * Who is in a group changed. A network says it as the whole roster (`members`: whoever is not in it has gone), or as
+ * who came or changed (`joined`) and who went (`left`). `sender` is who made the change: someone who went by their
+ * own hand left; anyone else was removed, or banned when `banned` names them.
+ */
+export interface InboundMembers extends InboundBase {
+  kind: 'members'
+  members?: GroupMember[]
+  joined?: GroupMember[]
+  /** An empty `displayName`: the network does not know their name (the one recorded is used). */
+  left?: Person[]
+  /** Person ids the group has banned (Signal): they leave the room banned. */
+  banned?: string[]
+}
+
+export type InboundEvent = InboundMessage | InboundEdit | InboundDelete | InboundReaction | InboundChatUpdate | InboundMembers
 
 // ---- Ephemeral events: typing and read receipts ----------------------------------------------------
 // Not messages: never recorded, never queued (core/ephemeral.ts). Only Signal and WhatsApp people's reach
@@ -259,6 +286,19 @@ export interface ChatUpdateDelivery extends DeliveryBase {
 }
 
 export type Delivery = MessageDelivery | EditDelivery | DeleteDelivery | ReactionDelivery | ChatUpdateDelivery
+
+/** How someone left a group: by their own hand, removed by someone, or banned. */
+export type Departure = 'leave' | 'kick' | 'ban'
+
+/** Ghosts to bring into a portal's room or to take out, as a group's roster changed (Matrix only). */
+export interface MembersChange {
+  roomId: string
+  /** People who are in the group now (new, renamed, or made or unmade admin). */
+  joins: GroupMember[]
+  leaves: Array<{ person: Person; how: Departure; reason?: string }>
+  /** The power level an admin of a group has in the room; null: group admins get no power there. */
+  adminLevel: number | null
+}
 
 /** What a successful send produced on the target network. */
 export interface SendResult {

@@ -2,7 +2,7 @@
 import type { Logger } from 'pino'
 import type { Registry } from 'prom-client'
 import type { Db } from '../db/types.ts'
-import type { ChatField, ChatValue, CopyRef, Delivery, EphemeralEvent, InboundEvent, NetworkId, Person, RemoteNetworkId, SendResult } from './model.ts'
+import type { ChatField, ChatValue, CopyRef, Delivery, EphemeralEvent, GroupMember, InboundEvent, MembersChange, NetworkId, Person, RemoteNetworkId, SendResult } from './model.ts'
 import type { MediaStore } from './media.ts'
 
 export type ConnectionState = 'connecting' | 'connected' | 'disconnected' | 'logged_out'
@@ -80,6 +80,8 @@ export interface Participant {
   /** A group name, topic or picture as this network would keep it (control characters stripped, cut to its
    * limits), so that the echo of a change the bridge makes reads the same as what it recorded. */
   chatValue?(field: ChatField, value: ChatValue): ChatValue
+  /** Brings people's ghosts into a room and takes them out (Matrix only). Throws what send would throw. */
+  members?(change: MembersChange): Promise<void>
 }
 
 /** Where ephemeral events are shown: Matrix, on the person's ghost (matrix/ephemeral.ts). */
@@ -150,6 +152,9 @@ export interface RemoteNetwork extends Participant {
   /** Resolve a group id or invite link to a group the login is a member of (joining by link if needed). */
   joinGroup(login: Login, idOrLink: string): Promise<GroupInfo>
   createGroup(login: Login, name: string): Promise<GroupInfo>
+  /** Who is in a group the login is a member of now (the login's own account among them, marked by its person id),
+   * and whom the group has banned. Names are never phone numbers. */
+  roster?(login: Login, groupId: string): Promise<{ members: GroupMember[]; banned?: string[] }>
   /** The service this network goes through, when it has one of its own (Signal's daemon); WhatsApp has none. */
   service?(): Promise<ServiceStatus>
   /** When the network last showed a sign of life for the login (ms): WhatsApp, the relay phone last seen;

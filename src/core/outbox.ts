@@ -13,7 +13,7 @@ export interface OutboxRow {
   message_id: number | null
   network: NetworkId
   chat_id: string
-  op: 'message' | 'edit' | 'delete' | 'reaction' | 'chat_update'
+  op: 'message' | 'edit' | 'delete' | 'reaction' | 'chat_update' | 'members' | 'member_line'
   payload: Record<string, unknown>
   state: 'pending' | 'sending' | 'sent' | 'failed' | 'held'
   attempts: number

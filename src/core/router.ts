@@ -20,6 +20,8 @@ export interface RouterOptions {
   createPortal?: (event: InboundEvent) => Promise<Portal | undefined>
   /** A group's name or topic changed. */
   onChatUpdate?: (portal: Portal, event: Extract<InboundEvent, { kind: 'chat_update' }>) => Promise<void>
+  /** Who is in a group changed. */
+  onMembers?: (portal: Portal, event: Extract<InboundEvent, { kind: 'members' }>) => Promise<void>
   /** Who the sender is: someone's personal account speaks as its owner's Matrix user (core/own-logins.ts). */
   identify?: (sender: Person, roomId: string) => Promise<Person>
 }
@@ -56,6 +58,10 @@ export class Router {
       await this.opts.onChatUpdate?.(portal, event)
       return 'queued'
     }
+    if (event.kind === 'members') {
+      await this.opts.onMembers?.(portal, event)
+      return 'queued'
+    }
     const targets = targetsOf(portal, event)
     const sender = await this.identify(event, portal)
     let deliveries: NewDelivery[] = []
@@ -83,7 +89,7 @@ export class Router {
    * transaction; a failure there is retried per call, so each caller still learns only of its own events.
    */
   async receiveMany(events: InboundEvent[]): Promise<void> {
-    if (events.some(e => e.kind === 'chat_update' || !this.opts.portals.find(e.chat.network, e.chat.id))) {
+    if (events.some(e => e.kind === 'chat_update' || e.kind === 'members' || !this.opts.portals.find(e.chat.network, e.chat.id))) {
       for (const e of events) await this.receive(e)
       return
     }
@@ -135,7 +141,7 @@ export class Router {
     }
     for (const event of events) {
       const portal = this.opts.portals.find(event.chat.network, event.chat.id)
-      if (!portal || event.kind === 'chat_update') continue
+      if (!portal || event.kind === 'chat_update' || event.kind === 'members') continue
       const targets = targetsOf(portal, event)
       const sender = await this.identify(event, portal)
       if (event.kind === 'message' && !event.replyTo) {
@@ -162,7 +168,7 @@ export class Router {
     return MessageMap.find(tx, chat.network, chat.id, remoteId)
   }
 
-  private async record(tx: Queryable, portal: Portal, event: Exclude<InboundEvent, { kind: 'chat_update' }>, targets: NetworkId[], sender: Person): Promise<NewDelivery[] | RouteResult> {
+  private async record(tx: Queryable, portal: Portal, event: Exclude<InboundEvent, { kind: 'chat_update' | 'members' }>, targets: NetworkId[], sender: Person): Promise<NewDelivery[] | RouteResult> {
     const { chat } = event
     // A new message checks for a redelivery in the statement that records it (the hot path: one round trip);
     // everything else looks first.

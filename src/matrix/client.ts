@@ -87,6 +87,11 @@ export interface HomeserverApi {
   /** Returns the room id joined (the argument may be an alias). */
   join(asUser: string, roomIdOrAlias: string, viaServers?: string[]): Promise<string>
   leave(asUser: string, roomId: string, reason?: string): Promise<void>
+  /** `asUser` removes `userId` from the room (needs the kick level, and more power than the one removed). */
+  kick(asUser: string, roomId: string, userId: string, reason?: string): Promise<void>
+  /** `asUser` bans `userId` (needs the ban level): they leave, and cannot come back until unbanned. */
+  ban(asUser: string, roomId: string, userId: string, reason?: string): Promise<void>
+  unban(asUser: string, roomId: string, userId: string): Promise<void>
 
   /** `txnId` comes from the caller and must be stable across retries of the same logical send. `ts` sets
    * origin_server_ts (the remote network's send time). Returns the event id. */
@@ -268,6 +273,18 @@ export class MatrixClientApi implements HomeserverApi {
       asUser,
       body: reason ? { reason } : {},
     })
+  }
+
+  async kick(asUser: string, roomId: string, userId: string, reason?: string): Promise<void> {
+    await this.request('POST', `/_matrix/client/v3/rooms/${enc(roomId)}/kick`, { asUser, body: { user_id: userId, ...(reason ? { reason } : {}) } })
+  }
+
+  async ban(asUser: string, roomId: string, userId: string, reason?: string): Promise<void> {
+    await this.request('POST', `/_matrix/client/v3/rooms/${enc(roomId)}/ban`, { asUser, body: { user_id: userId, ...(reason ? { reason } : {}) } })
+  }
+
+  async unban(asUser: string, roomId: string, userId: string): Promise<void> {
+    await this.request('POST', `/_matrix/client/v3/rooms/${enc(roomId)}/unban`, { asUser, body: { user_id: userId } })
   }
 
   async sendEvent(asUser: string, roomId: string, type: string, content: JsonObject, txnId: string, ts?: number): Promise<string> {

@@ -59,6 +59,9 @@ export class EncryptingApi implements HomeserverApi {
   invite(asUser: string, roomId: string, userId: string, reason?: string) { return this.inner.invite(asUser, roomId, userId, reason) }
   join(asUser: string, roomIdOrAlias: string, viaServers?: string[]) { return this.inner.join(asUser, roomIdOrAlias, viaServers) }
   leave(asUser: string, roomId: string, reason?: string) { return this.inner.leave(asUser, roomId, reason) }
+  kick(asUser: string, roomId: string, userId: string, reason?: string) { return this.inner.kick(asUser, roomId, userId, reason) }
+  ban(asUser: string, roomId: string, userId: string, reason?: string) { return this.inner.ban(asUser, roomId, userId, reason) }
+  unban(asUser: string, roomId: string, userId: string) { return this.inner.unban(asUser, roomId, userId) }
   sendState(asUser: string, roomId: string, type: string, stateKey: string, content: JsonObject, ts?: number) { return this.inner.sendState(asUser, roomId, type, stateKey, content, ts) }
   getState(roomId: string, type: string, stateKey?: string, asUser?: string) { return this.inner.getState(roomId, type, stateKey, asUser) }
   getPowerLevels(roomId: string, asUser?: string) { return this.inner.getPowerLevels(roomId, asUser) }

@@ -9,9 +9,9 @@ import type { EphemeralSink } from '../core/network.ts'
 import type { HomeserverApi } from './client.ts'
 import { ghostMxid, type Ghosts } from './ghosts.ts'
 
-/** Shows typing and receipts as the person's ghost, when that ghost is in the room. A ghost joins a room when
- * its person first writes there: typing or reading alone does not make a membership event (nor a new
- * ghost, nor a profile), so people who only read show no receipts until they have written once. */
+/** Shows typing and receipts as the person's ghost, when that ghost is in the room. A ghost joins a room when its
+ * group is linked or its person joins the group (core/members.ts), or when its person first writes there: typing or
+ * reading alone does not make a membership event (nor a new ghost, nor a profile). */
 export class GhostEphemeral implements EphemeralSink {
   private readonly opts: { api: HomeserverApi; ghosts: Ghosts; domain: string; log: Logger }
 

@@ -264,6 +264,7 @@ export class MatrixEvents {
          ON CONFLICT (room_id, mxid) DO UPDATE SET displayname = EXCLUDED.displayname, membership = EXCLUDED.membership`,
         [ev.room_id, target, displayname, membership])
       this.names.set(`${ev.room_id}\u0000${target}`, displayname)
+      await this.personCameOrWent(ev, target, membership, displayname)
     }
     if (target === botMxid && membership === 'invite') {
       const { level, rule } = ruleOf(ev.sender, this.opts.permissions)
@@ -281,6 +282,26 @@ export class MatrixEvents {
       }
     }
     if (ghost && (membership === 'leave' || membership === 'ban')) await this.opts.ghosts.forgetMembership(target, ev.room_id)
+  }
+
+  /**
+   * A person (never the bot, never a ghost) joined the portal's room or left it: the core may tell the groups. What
+   * the membership was before is the event's own `prev_content` (a display name change is a join after a join).
+   */
+  private async personCameOrWent(ev: MatrixEvent, target: string, membership: string, displayname: string | null): Promise<void> {
+    if (!this.opts.portals.byRoom(ev.room_id) || isPuppetEcho(ev, this.opts.puppetSource)) return
+    const prev = ev.unsigned?.['prev_content'] as { membership?: unknown; displayname?: unknown } | undefined
+    const came = membership === 'join' && prev?.membership !== 'join'
+    const went = (membership === 'leave' || membership === 'ban') && prev?.membership === 'join'
+    if (!came && !went) return
+    // A leave carries no name: the one they had in the room is in what it replaced.
+    const named = displayname || (typeof prev?.displayname === 'string' ? prev.displayname : '')
+    const person: Person = { network: 'matrix', id: target, displayName: named || await this.displayName(ev.room_id, target) }
+    const sender: Person = { network: 'matrix', id: ev.sender, displayName: ev.sender === target ? person.displayName : await this.displayName(ev.room_id, ev.sender) }
+    await this.opts.router.receive({
+      kind: 'members', chat: { network: 'matrix', id: ev.room_id }, sender, remoteId: ev.event_id, timestamp: ev.origin_server_ts ?? Date.now(),
+      ...(came ? { joined: [{ person, admin: false }] } : { left: [person], ...(membership === 'ban' ? { banned: [target] } : {}) }),
+    })
   }
 
   private async handle(ev: MatrixEvent, step: Step): Promise<void> {

@@ -3,7 +3,7 @@
 import type { Logger } from 'pino'
 import type { Db } from '../db/types.ts'
 import type { MediaStore } from '../core/media.ts'
-import { NETWORK_LABEL, type Person, type RemoteNetworkId } from '../core/model.ts'
+import { NETWORK_LABEL, type Departure, type Person, type RemoteNetworkId } from '../core/model.ts'
 import { GHOST_PREFIXES } from '../registration.ts'
 import type { HomeserverApi } from './client.ts'
 import { isMatrixErrcode } from './client-errors.ts'
@@ -92,17 +92,34 @@ export class Ghosts {
   /** Makes the person's ghost exist, carry their current name and avatar, and be joined to the room.
    * Concurrent calls for one ghost share the work. */
   ensure(person: Person, roomId: string): Promise<string> {
+    return this.once(person, roomId, false, false)
+  }
+
+  /** As ensure, for a group's member who has not spoken: the bot invites the ghost first (a portal room is
+   * invite-only), so that bringing a thousand of them in costs one join each, not a refused one and another. */
+  enter(person: Person, roomId: string, unnamed = false): Promise<string> {
+    return this.once(person, roomId, true, unnamed)
+  }
+
+  /**
+   * `unnamed`: the person's name is only a neutral label, which does not replace a name the ghost has already.
+   * Calls for one ghost in one room go one after the other: the first does the work, the next find it done (and
+   * still bring what they know better, such as the name a message carries while the group's roster had none).
+   */
+  private once(person: Person, roomId: string, inviteFirst: boolean, unnamed: boolean): Promise<string> {
     const mxid = ghostMxid(person, this.opts.domain)
     const key = `${mxid}\u0000${roomId}`
-    let p = this.pending.get(key)
-    if (!p) {
-      p = this.doEnsure(mxid, person, roomId).finally(() => this.pending.delete(key))
-      this.pending.set(key, p)
+    const before = this.pending.get(key)
+    const p = (before ? before.catch(() => undefined) : Promise.resolve()).then(() => this.doEnsure(mxid, person, roomId, inviteFirst, unnamed))
+    this.pending.set(key, p)
+    const done = () => {
+      if (this.pending.get(key) === p) this.pending.delete(key)
     }
+    p.then(done, done)
     return p
   }
 
-  private async doEnsure(mxid: string, person: Person, roomId: string): Promise<string> {
+  private async doEnsure(mxid: string, person: Person, roomId: string, inviteFirst: boolean, unnamed: boolean): Promise<string> {
     const { api, db } = this.opts
     const s = await this.state(mxid, person)
     if (!s.registered) {
@@ -111,14 +128,17 @@ export class Ghosts {
       s.registered = true
     }
     const name = ghostDisplayName(person)
-    if (s.displayName !== name) {
+    if (s.displayName !== name && !(unnamed && s.displayName)) {
       await api.setDisplayName(mxid, name)
       await db.query('UPDATE ghosts SET display_name = $2 WHERE mxid = $1', [mxid, name])
       s.displayName = name
     }
     if (person.avatar) await this.syncAvatar(mxid, s, person.avatar)
     if (!s.rooms.has(roomId)) {
-      await this.join(mxid, roomId)
+      if (inviteFirst) {
+        await this.invite(mxid, roomId)
+        await this.opts.api.join(mxid, roomId)
+      } else await this.join(mxid, roomId)
       await db.query('INSERT INTO ghost_memberships (mxid, room_id) VALUES ($1, $2) ON CONFLICT DO NOTHING', [mxid, roomId])
       s.rooms.add(roomId)
     }
@@ -137,10 +157,51 @@ export class Ghosts {
     }
   }
 
+  /** The bot invites the ghost; one banned from the room (its group had banned them, and they are back) is unbanned
+   * first, and one already in (it spoke meanwhile) needs no invitation. */
+  private async invite(mxid: string, roomId: string): Promise<void> {
+    const { api, botMxid } = this.opts
+    try {
+      await api.invite(botMxid, roomId, mxid)
+    } catch (err) {
+      if (!isMatrixErrcode(err, 'M_FORBIDDEN')) throw err
+      const membership = (await api.getState(roomId, 'm.room.member', mxid, botMxid).catch(() => undefined))?.['membership']
+      if (membership === 'join') return
+      if (membership !== 'ban') throw err
+      await api.unban(botMxid, roomId, mxid)
+      await api.invite(botMxid, roomId, mxid)
+    }
+  }
+
+  /**
+   * The person left their group (or was removed, or banned): the ghost leaves the room the same way, the bot removing
+   * or banning it. Where the bot may not (its power level), the ghost leaves by itself, which it always may.
+   */
+  async depart(person: Person, roomId: string, how: Departure, reason: string): Promise<void> {
+    const { api, botMxid } = this.opts
+    const mxid = ghostMxid(person, this.opts.domain)
+    // Nobody to take out, unless a ban keeps them from coming back by a message.
+    if (how !== 'ban' && !(await this.isJoined(mxid, roomId))) return
+    const gone = (e: unknown) => {
+      if (!isMatrixErrcode(e, 'M_FORBIDDEN')) throw e
+    }
+    try {
+      if (how === 'leave') await api.leave(mxid, roomId, reason)
+      else if (how === 'kick') await api.kick(botMxid, roomId, mxid, reason)
+      else await api.ban(botMxid, roomId, mxid, reason)
+    } catch (err) {
+      gone(err)
+      if (how !== 'leave') await api.leave(mxid, roomId, reason).catch(gone)
+    }
+    await this.forgetMembership(mxid, roomId)
+  }
+
   private async syncAvatar(mxid: string, s: GhostState, avatar: NonNullable<Person['avatar']>): Promise<void> {
-    const key = 'url' in avatar ? avatar.url : await this.opts.media.put(avatar.data)
+    // The media store is content-addressed: the same picture has the same key however it came.
+    const key = 'url' in avatar ? avatar.url : 'mediaId' in avatar ? avatar.mediaId : await this.opts.media.put(avatar.data)
     if (s.avatarKey === key) return
-    const mxc = 'url' in avatar ? avatar.url : await this.opts.api.uploadMedia(avatar.data, avatar.mimetype, 'avatar')
+    const mxc = 'url' in avatar ? avatar.url
+      : await this.opts.api.uploadMedia('mediaId' in avatar ? await this.opts.media.get(avatar.mediaId) : avatar.data, avatar.mimetype, 'avatar')
     await this.opts.api.setAvatarUrl(mxid, mxc)
     await this.opts.db.query('UPDATE ghosts SET avatar_key = $2, avatar_mxc = $3 WHERE mxid = $1', [mxid, key, mxc])
     s.avatarKey = key

@@ -2,7 +2,7 @@
 import type { Logger } from 'pino'
 import type { MediaStore } from '../core/media.ts'
 import { NotPermitted } from '../core/errors.ts'
-import type { ChatField, ChatValue, CopyRef, Delivery, MessageContent, SendResult } from '../core/model.ts'
+import type { ChatField, ChatValue, CopyRef, Delivery, MembersChange, MessageContent, SendResult } from '../core/model.ts'
 import type { Participant } from '../core/network.ts'
 import type { HomeserverApi } from './client.ts'
 import { matrixDeliveryError } from './client-errors.ts'
@@ -12,6 +12,7 @@ import { DOUBLE_PUPPET_KEY } from './double-puppet.ts'
 import type { MentionResolver } from './html.ts'
 import { editContent, splitForMatrix } from './limits.ts'
 import { matrixChatValue, type RoomState } from './room-state.ts'
+import { RoomMembers } from './room-members.ts'
 
 type Json = Record<string, unknown>
 
@@ -42,9 +43,19 @@ export interface MatrixParticipantOptions {
 export class MatrixParticipant implements Participant {
   readonly network = 'matrix' as const
   private readonly opts: MatrixParticipantOptions
+  private readonly roomMembers: RoomMembers
 
   constructor(opts: MatrixParticipantOptions) {
     this.opts = opts
+    this.roomMembers = new RoomMembers({ api: opts.api, ghosts: opts.ghosts, domain: opts.domain, botMxid: opts.botMxid, log: opts.log })
+  }
+
+  async members(change: MembersChange): Promise<void> {
+    try {
+      await this.roomMembers.apply(change)
+    } catch (err) {
+      throw matrixDeliveryError(err)
+    }
   }
 
   /** Whether the bridge can post as this Matrix user (a local user, with double puppeting set up). */

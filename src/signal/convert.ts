@@ -71,7 +71,7 @@ export function meaningfulName(name: string | null | undefined): string | undefi
   return name!.trim()
 }
 
-const aciOf = (s: string | null | undefined): string | undefined =>
+export const aciOf = (s: string | null | undefined): string | undefined =>
   s && /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(s) ? s.toLowerCase() : undefined
 
 /**

@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import type { Logger } from 'pino'
 import { Counter, Gauge } from 'prom-client'
 import { clockTime, type ConnectionState, type GroupInfo, type Login, type LoginRequest, type LoginUi, type NetworkContext, type RemoteNetwork, type ServiceHealth, type ServiceStatus } from '../core/network.ts'
-import type { ChatField, ChatValue, CopyRef, Delivery, SendResult } from '../core/model.ts'
+import type { ChatField, ChatValue, CopyRef, Delivery, GroupMember, SendResult } from '../core/model.ts'
 import { DeliveryError, UserError } from '../core/errors.ts'
 import { AttachmentFiles } from './attachments.ts'
 import { SignalClient, SignalRpcError, SignalUnreachableError, isAccountGone } from './client.ts'
@@ -15,6 +15,7 @@ import { sendDelivery } from './send.ts'
 import { parseRemoteId } from './render.ts'
 import { DEVICE_NAME, linkDevice } from './login.ts'
 import { MAX_GROUP_NAME, signalChatValue } from './group-state.ts'
+import { rosterOf } from './members.ts'
 import type { GroupJson } from './types.ts'
 
 export interface SignalTimings extends Partial<StreamTimings> {
@@ -270,6 +271,12 @@ export class SignalNetwork implements RemoteNetwork {
     return this.groupById(login, created.groupId)
   }
 
+  async roster(login: Login, groupId: string): Promise<{ members: GroupMember[]; banned: string[] }> {
+    const [g] = await this.rpc<GroupJson[]>(login, 'listGroups', { groupId }, 'The relay account is not in that Signal group.')
+    if (!g || !g.isMember) throw new UserError('The relay account is not a member of that Signal group.')
+    return rosterOf(g, aci => this.names.get(aci))
+  }
+
   async lastActivity(loginId: string): Promise<number | undefined> {
     return this.activity?.last(loginId)
   }
@@ -372,6 +379,8 @@ export class SignalNetwork implements RemoteNetwork {
     const ctx = this.need()
     let delay = this.opts.timings?.receiveRetryMs ?? 500
     for (;;) {
+      // A group update is read whole (§4.10): its name and description, and who is in it now.
+      let group: GroupJson | undefined
       try {
         const event = await completeEvent(c, {
           media: ctx.media,
@@ -380,12 +389,21 @@ export class SignalNetwork implements RemoteNetwork {
             Buffer.from((await this.client.call<{ data: string }>('getSticker', { account: runner.login.address, packId, stickerId })).data, 'base64'),
           groupDetails: async groupId => {
             const [g] = await this.client.call<GroupJson[]>('listGroups', { account: runner.login.address, groupId })
+            group = g
             return g ? { name: g.name ?? '', topic: g.description ?? '' } : undefined
           },
         })
         await ctx.receive(event)
         // What changed is not said (§4.10): an admin made, or the edit permission opened, lets waiting changes through.
         if (event.kind === 'chat_update') ctx.permissionsChanged('signal', event.chat.id)
+        // Who made the change is the envelope's source: someone gone by their own hand left, anyone else was removed.
+        // A group the relay is no longer in shows no members worth believing.
+        if (event.kind === 'chat_update' && group?.isMember) {
+          await ctx.receive({
+            kind: 'members', chat: event.chat, sender: event.sender, remoteId: `${event.remoteId}/members`, timestamp: event.timestamp,
+            loginId: runner.login.id, ...rosterOf(group, aci => this.names.get(aci)),
+          })
+        }
         this.metrics?.events.inc({ outcome: 'received' })
         return true
       } catch (err) {

@@ -124,6 +124,8 @@ export interface GroupJson {
   members?: Array<{ number: string | null; uuid: string | null; isAdmin?: boolean } | string>
   /** Deprecated since 0.14 in favour of members[].isAdmin; still sent. */
   admins?: Array<{ number: string | null; uuid: string | null } | string>
+  /** Who the group has banned. */
+  banned?: Array<{ number: string | null; uuid: string | null } | string>
   groupInviteLink?: string | null
   /** Who may change the name, description, picture and timer: `EVERY_MEMBER` or `ONLY_ADMINS`. */
   permissionEditDetails?: string | null

@@ -102,7 +102,7 @@ async function senderOf(msg: WAMessage, deps: InboundDeps): Promise<Person | und
 
 /** A push name worth showing: not blank and not a phone number, even wrapped in invisible bidi marks
  * (design.md, Privacy: a number never crosses to another network). */
-function usableName(name: string | null | undefined): string | undefined {
+export function usableName(name: string | null | undefined): string | undefined {
   const visible = name?.replace(/\p{Cf}/gu, '').trim()
   if (!visible || /^\+?[\d\s().-]{5,}$/.test(visible)) return undefined
   return name!.trim()

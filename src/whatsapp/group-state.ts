@@ -46,8 +46,8 @@ export async function setGroupState(sock: WaPort, d: ChatUpdateDelivery, deps: {
   }
 }
 
-/** A group's picture now, fetched from WhatsApp's CDN (null: the group has none). */
-export async function currentPicture(sock: WaPort, chat: string, media: MediaStore): Promise<ChatAvatar | null> {
+/** A group's (or a person's) picture now, fetched from WhatsApp's CDN (null: the group has none). */
+export async function currentPicture(sock: Pick<WaPort, 'profilePictureUrl'>, chat: string, media: MediaStore): Promise<ChatAvatar | null> {
   const url = await sock.profilePictureUrl(chat, 'image')
   if (!url) return null
   const res = await fetch(url)

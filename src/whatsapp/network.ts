@@ -2,10 +2,11 @@
 // and group management.
 import { Counter, Gauge, type Registry } from 'prom-client'
 import { DeliveryError, UserError } from '../core/errors.ts'
-import type { ChatField, ChatValue, CopyRef, Delivery, SendResult } from '../core/model.ts'
+import type { ChatField, ChatValue, CopyRef, Delivery, GroupMember, SendResult } from '../core/model.ts'
 import { whatsappChatValue } from './group-state.ts'
 import type { ConnectionState, GroupInfo, Login, LoginRequest, LoginUi, NetworkContext, RemoteNetwork } from '../core/network.ts'
 import { linkWhatsApp } from './login.ts'
+import { membersOf } from './membership.ts'
 import { MessageStore } from './messages.ts'
 import { People } from './people.ts'
 import { DAY, HOUR, PhoneWatch } from './phone.ts'
@@ -197,6 +198,11 @@ export class WhatsAppNetwork implements RemoteNetwork {
     this.#groups.set(g)
     const code = await sock.groupInviteCode(g.id)
     return { id: g.id, name: g.subject, memberCount: g.participants.length, ...(code ? { inviteLink: `https://chat.whatsapp.com/${code}` } : {}) }
+  }
+
+  async roster(login: Login, groupId: string): Promise<{ members: GroupMember[] }> {
+    const sock = this.#live(login.id).sock
+    return { members: await membersOf(await this.#groups.load(sock, groupId), this.#people, sock.user, { sock, media: this.#c.media }) }
   }
 
   /** Runs the phone check (probe at 10 days, warning at 12) for every open login (the hourly timer calls this;

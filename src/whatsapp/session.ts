@@ -2,11 +2,12 @@
 // and the event wiring that feeds the core, the people table, the group cache and the phone watch.
 import type { Boom } from '@hapi/boom'
 import { DisconnectReason, extractMessageContent, jidDecode, jidNormalizedUser, proto, type BaileysEventMap, type WAMessage } from '@whiskeysockets/baileys'
+import type { GroupMember } from '../core/model.ts'
 import type { ConnectionState, Login, NetworkContext } from '../core/network.ts'
 import { loadAuth, lockLogin, type LoginLock, type StoredAuth } from './auth.ts'
-import { toInbound } from './convert.ts'
+import { toInbound, usableName } from './convert.ts'
 import { currentPicture } from './group-state.ts'
-import { isSelf } from './membership.ts'
+import { isSelf, memberOf } from './membership.ts'
 import type { MessageStore } from './messages.ts'
 import { neutralLabel, type People } from './people.ts'
 import type { PhoneWatch } from './phone.ts'
@@ -147,6 +148,7 @@ export class Session {
       if (!mine(u.id)) return
       await this.#persistently(() => this.#learnParticipants(u.participants))
       await this.#ownMembership(u)
+      if (this.#d.ctx.isBridgedChat('whatsapp', u.id)) await this.#persistently(() => this.#onParticipants(u))
       if (u.action === 'promote' && u.participants.some(p => isSelf(p, this.sock?.user)) && this.#d.ctx.isBridgedChat('whatsapp', u.id)) {
         this.#d.ctx.permissionsChanged('whatsapp', u.id)
       }
@@ -394,6 +396,35 @@ export class Session {
     await this.#d.ctx.notifyChat('whatsapp', u.id, u.action === 'remove'
       ? 'The WhatsApp relay account was removed from the WhatsApp group, so messages from this room do not reach WhatsApp until a group admin adds it back; each one that fails is reported here.'
       : 'The WhatsApp relay account is back in the WhatsApp group; messages from this room reach WhatsApp again.')
+  }
+
+  /** Who came, went, or was made or unmade admin: the core keeps the room's ghosts in step. The author is who did it
+   * (someone who went by their own hand left; anyone else was removed by the author). */
+  async #onParticipants(u: BaileysEventMap['group-participants.update']): Promise<void> {
+    const { people, ctx } = this.#d
+    const changed: GroupMember[] = []
+    // Someone new comes with their picture.
+    const pictures = u.action === 'add' && this.sock ? { sock: this.sock, media: ctx.media } : undefined
+    for (const p of u.participants) {
+      const m = await memberOf(p, people, this.sock?.user, pictures)
+      if (m) changed.push(m)
+    }
+    if (changed.length === 0) return
+    const change = u.action === 'add' ? { joined: changed }
+      : u.action === 'promote' ? { joined: changed.map(m => ({ ...m, admin: true })) }
+      : u.action === 'demote' ? { joined: changed.map(m => ({ ...m, admin: false })) }
+      : u.action === 'remove' ? { left: changed.map(m => (m.named === false ? { ...m.person, displayName: '' } : m.person)) }
+      : undefined
+    if (!change) return
+    const author = u.author ? await people.resolve(u.author, u.authorPn) : undefined
+    const sender = author
+      ? { network: 'whatsapp' as const, id: author.id, displayName: usableName(author.name) ?? neutralLabel(author.id) }
+      : { network: 'whatsapp' as const, id: this.login.personId, displayName: this.login.displayName }
+    const at = Date.now()
+    await ctx.receive({
+      kind: 'members', chat: { network: 'whatsapp', id: u.id }, sender, remoteId: `${u.id}/participants/${u.action}/${at}`, timestamp: at,
+      loginId: this.login.id, ...change,
+    })
   }
 
   async #learnParticipants(participants: Array<{ id: string; lid?: string | undefined; phoneNumber?: string | undefined }>): Promise<void> {

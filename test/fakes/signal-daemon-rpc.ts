@@ -146,7 +146,8 @@ function groupJson(state: RpcState, g: FakeGroup, account: FakeAccount): unknown
     pendingMembers: [],
     requestingMembers: [],
     admins: g.members.filter(m => g.admins.includes(m.uuid)).map(m => ({ number: m.number, uuid: m.uuid })),
-    banned: [],
+    // Objects like the members' (the number only where the member shares it).
+    banned: (g.banned ?? []).map(uuid => ({ number: null, uuid })),
     permissionAddMember: 'EVERY_MEMBER',
     permissionEditDetails: g.permissionEditDetails ?? 'EVERY_MEMBER',
     permissionSendMessage: 'EVERY_MEMBER',

@@ -35,6 +35,8 @@ export interface FakeGroup {
   description: string
   members: Array<{ number: string | null; uuid: string }>
   admins: string[]
+  /** ACIs the group has banned (listGroups' `banned`, as member objects). */
+  banned?: string[]
   inviteLink: string | null
   /** joinGroup by link only requests membership (admin approval). */
   requiresApproval: boolean

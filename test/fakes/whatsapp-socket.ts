@@ -224,6 +224,13 @@ export class FakeWhatsApp {
     g.participants = g.participants.filter(p => !this.#is(p, member))
     this.current?.participantsChanged(groupId, 'remove', gone)
   }
+  /** A member leaves by their own hand: rc14 tells it as `remove` with the leaver as the author. */
+  leaveGroup(groupId: string, member: Sender): void {
+    const g = this.#group(groupId)
+    const gone = g.participants.filter(p => this.#is(p, member))
+    g.participants = g.participants.filter(p => !this.#is(p, member))
+    this.current?.participantsChanged(groupId, 'remove', gone, gone[0]?.id)
+  }
   removeSelfFrom(groupId: string): void {
     this.removeMember(groupId, 'self')
   }
@@ -287,6 +294,14 @@ export class FakeWhatsApp {
    * group, the relay's own included, is told. */
   ownPicture(groupId: string, data: Buffer | null): void {
     this.#picture(groupId, data, data ? Buffer.concat([Buffer.from('re-encoded:'), data]) : null)
+  }
+  /** A person's profile picture, visible to the relay (their privacy allows it). */
+  setProfilePicture(who: Sender, data: Buffer): void {
+    for (const jid of [who.lid, who.pn]) {
+      if (!jid) continue
+      this.pictures.set(jid, data)
+      this.#served.set(jid, data)
+    }
   }
   /** profilePictureUrl: a CDN address of the picture, or undefined for a group without one. */
   pictureUrl(groupId: string): string | undefined {
@@ -609,12 +624,12 @@ export class FakeWaSocket implements WaPort {
     }
   }
   /** rc14 on a group notification: a stub message upsert, then group-participants.update (process-message.js). */
-  participantsChanged(groupId: string, action: 'add' | 'remove' | 'promote' | 'demote', participants: GroupMetadata['participants']): void {
+  participantsChanged(groupId: string, action: 'add' | 'remove' | 'promote' | 'demote', participants: GroupMetadata['participants'], by?: string): void {
     const T = proto.WebMessageInfo.StubType
     const stub = { add: T.GROUP_PARTICIPANT_ADD, remove: T.GROUP_PARTICIPANT_REMOVE, promote: T.GROUP_PARTICIPANT_PROMOTE, demote: T.GROUP_PARTICIPANT_DEMOTE }[action]
     // Whoever did it: an admin if the group has one, else another member (the fake does not model who may).
     const others = (this.world.groups.get(groupId)?.participants ?? []).filter(p => !participants.some(q => q.id === p.id))
-    const author = (others.find(p => p.admin) ?? others.find(p => p.id !== `${this.world.account.lid}@lid`))?.id ?? ''
+    const author = by ?? (others.find(p => p.admin) ?? others.find(p => p.id !== `${this.world.account.lid}@lid`))?.id ?? ''
     this.ev.emit('messages.upsert', {
       type: 'notify',
       messages: [{ key: { remoteJid: groupId, fromMe: false, id: newId(), participant: author }, messageTimestamp: Math.floor(Date.now() / 1000), messageStubType: stub, messageStubParameters: participants.map(p => JSON.stringify(p)) }],
@@ -731,7 +746,10 @@ export class FakeWaSocket implements WaPort {
   }
   profilePictureUrl: WASocket['profilePictureUrl'] = async jid => {
     this.#live()
-    return this.world.pictureUrl(jid)
+    const url = this.world.pictureUrl(jid)
+    // rc14 queries the server, which answers a person without a picture (or hiding it) with an error (404, 401).
+    if (!url && !jid.endsWith('@g.us')) throw iqError('item-not-found', 404)
+    return url
   }
   groupInviteCode: WASocket['groupInviteCode'] = async jid => {
     this.#live()

@@ -51,6 +51,20 @@ describe('configuration', () => {
     expect(problemsOf(raw)).toEqual([expect.stringMatching(/^bridge\.relay\.message_format: expected a template containing \{message\}/)])
   })
 
+  it('bridge.admin_power_level is 50 unless set, may be false, and a level the bot could never grant is refused with a sentence', async () => {
+    const raw = await exampleRaw()
+    delete raw.bridge.admin_power_level
+    expect(validateConfig(raw, 'config.yaml').bridge.admin_power_level).toBe(50)
+    for (const fine of [false, 1, 99]) {
+      raw.bridge.admin_power_level = fine
+      expect(problemsOf(raw)).toEqual([])
+    }
+    for (const wrong of [100, 0, 'moderator', true]) {
+      raw.bridge.admin_power_level = wrong
+      expect(problemsOf(raw)).toEqual([expect.stringMatching(/^bridge\.admin_power_level: expected a power level from 1 to 99 \(50 is moderator\), or false/)])
+    }
+  })
+
   it('any key can be overridden from the environment as RELAY_BRIDGE_<PATH>', async () => {
     const raw = await exampleRaw()
     const used = applyEnv(raw, {

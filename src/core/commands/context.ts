@@ -6,6 +6,7 @@ import type { SqlLoginStore } from '../logins.ts'
 import { NETWORK_LABEL, type RemoteNetworkId } from '../model.ts'
 import type { Login, RemoteNetwork, ServiceStatus } from '../network.ts'
 import type { GroupState } from '../group-state.ts'
+import type { Members } from '../members.ts'
 import type { Outbox } from '../outbox.ts'
 import { loginOf, type Portal, type PortalStore } from '../portals.ts'
 import type { MatrixRooms } from '../rooms.ts'
@@ -24,6 +25,7 @@ export interface CommandEnv {
   outbox: Outbox
   groupState: GroupState
   loginMedia: LoginMedia
+  members: Members
   log: Logger
   /** Renders a QR code as a PNG. */
   qrPng: (data: string) => Promise<Buffer>

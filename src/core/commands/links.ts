@@ -55,8 +55,12 @@ async function attach(ctx: Ctx, network: RemoteNetworkId, group: GroupInfo, logi
   ctx.portal = portals.get(portal.id)
   // Messages held because the room had no group or relay can go now.
   await ctx.env.outbox.release(network, [group.id])
+  // Its people come into the room as their ghosts.
+  const login = await ctx.env.logins.get(loginId)
+  if (login) await ctx.env.members.bringIn(linked, networkOf(ctx, network), login, group.id)
   return linked
 }
+
 
 export async function link(ctx: Ctx): Promise<void> {
   requireLevel(ctx, 'user')

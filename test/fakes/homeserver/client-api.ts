@@ -84,6 +84,9 @@ export class ClientApi {
       ['POST', re(`${C}/join/([^/]+)`), (c, m) => this.join(c, m[1]!)],
       ['POST', re(`${R}/join`), (c, m) => this.join(c, m[1]!)],
       ['POST', re(`${R}/leave`), (c, m) => { this.s.leave(c.user!, m[1]!, str(obj(c.body)['reason'])); return ok({}) }],
+      ['POST', re(`${R}/kick`), (c, m) => { this.s.kick(c.user!, m[1]!, target(c), str(obj(c.body)['reason'])); return ok({}) }],
+      ['POST', re(`${R}/ban`), (c, m) => { this.s.ban(c.user!, m[1]!, target(c), str(obj(c.body)['reason'])); return ok({}) }],
+      ['POST', re(`${R}/unban`), (c, m) => { this.s.unban(c.user!, m[1]!, target(c)); return ok({}) }],
       ['PUT', re(`${R}/send/([^/]+)/([^/]+)`), (c, m) => this.send(c, m[1]!, m[2]!, m[3]!)],
       ['PUT', re(`${R}/state/([^/]+)(?:/([^/]*))?`), (c, m) => this.putState(c, m[1]!, m[2]!, m[3] ?? '')],
       ['GET', re(`${R}/state/([^/]+)(?:/([^/]*))?`), (c, m) => this.getState(c, m[1]!, m[2]!, m[3] ?? '')],
@@ -309,6 +312,9 @@ export class ClientApi {
   private join(ctx: Ctx, target: string): Answer {
     if (target.startsWith('#')) throw new MatrixFault(404, 'M_NOT_FOUND', 'Room alias not found')
     this.limit(ctx, 'join')
+    // rc_joins_per_room: joins to one room, whoever makes them (a repeated join of a member changes nothing, and
+    // Synapse does not count it).
+    if (this.s.membership(target, ctx.user!) !== 'join' && ctx.appservice && this.s.registration.rate_limited === true) this.limiter?.check(target, 'joinPerRoom')
     this.s.join(ctx.user!, target)
     return ok({ room_id: target })
   }
@@ -461,6 +467,13 @@ function decodePath(p: string): string {
   } catch {
     return p
   }
+}
+
+/** The `user_id` a membership endpoint acts on. */
+function target(c: Ctx): string {
+  const id = str(obj(c.body)['user_id'])
+  if (!id) throw new MatrixFault(400, 'M_MISSING_PARAM', 'Missing user_id')
+  return id
 }
 
 function obj(v: unknown): Record<string, unknown> {

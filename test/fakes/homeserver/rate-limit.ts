@@ -10,13 +10,16 @@ export interface BucketConfig {
   burstCount: number
 }
 
-/** rc_message (sends, state, redactions, profile changes), rc_joins.local (joins), and media uploads. */
-export type RateLimitKind = 'message' | 'join' | 'media'
+/** rc_message (sends, state, redactions, profile changes), rc_joins.local (joins, per user), rc_joins_per_room (joins
+ * to one room, whoever joins: the bucket is the room's), and media uploads. */
+export type RateLimitKind = 'message' | 'join' | 'joinPerRoom' | 'media'
 
 export interface RateLimitOptions {
-  /** Synapse's defaults are rc_message 0.2/s burst 10, rc_joins.local 0.1/s burst 10; tests use quicker ones. */
+  /** Synapse's defaults are rc_message 0.2/s burst 10, rc_joins.local 0.1/s burst 10, rc_joins_per_room 1/s burst
+   * 10; tests use quicker ones. */
   message?: BucketConfig
   join?: BucketConfig
+  joinPerRoom?: BucketConfig
   media?: BucketConfig
   /** Which forms of the wait the 429 carries: Synapse ≥ 1.100 sends both; older ones only the body. */
   retryAfter?: 'body' | 'header' | 'both'
@@ -52,7 +55,7 @@ export class RateLimiter {
     this.saturated.set(key, (this.saturated.get(key) ?? 0) + times)
   }
 
-  /** Counts one action of `user`, or throws the 429 Synapse would answer. */
+  /** Counts one action of `user` (for joinPerRoom: of the room), or throws the 429 Synapse would answer. */
   check(user: string, kind: RateLimitKind): void {
     const config = this.opts[kind]
     if (!config) return

@@ -299,10 +299,29 @@ export class HomeserverState {
 
   kick(sender: string, roomId: string, target: string, reason?: string): FakeEvent {
     this.requireJoined(roomId, sender)
+    const current = this.membership(roomId, target)
+    if (current !== 'join' && current !== 'invite' && current !== 'knock') throw new MatrixFault(403, 'M_FORBIDDEN', `${target} is not in the room`)
     if (this.powerLevel(roomId, sender) < this.required(roomId, 'kick', 50) || this.powerLevel(roomId, target) >= this.powerLevel(roomId, sender)) {
       throw new MatrixFault(403, 'M_FORBIDDEN', `You cannot kick user ${target}.`)
     }
     return this.append(roomId, sender, 'm.room.member', { membership: 'leave', ...(reason ? { reason } : {}) }, { stateKey: target })
+  }
+
+  /** Synapse's rules: the ban level, and more power than the one banned; anyone may be banned, in the room or not. */
+  ban(sender: string, roomId: string, target: string, reason?: string): FakeEvent {
+    this.requireJoined(roomId, sender)
+    if (this.powerLevel(roomId, sender) < this.required(roomId, 'ban', 50) || this.powerLevel(roomId, target) >= this.powerLevel(roomId, sender)) {
+      throw new MatrixFault(403, 'M_FORBIDDEN', `You cannot ban user ${target}.`)
+    }
+    return this.append(roomId, sender, 'm.room.member', { membership: 'ban', ...(reason ? { reason } : {}) }, { stateKey: target })
+  }
+
+  /** Lifting a ban needs the ban level too; the user is then out of the room (leave), free to be invited. */
+  unban(sender: string, roomId: string, target: string): FakeEvent {
+    this.requireJoined(roomId, sender)
+    if (this.membership(roomId, target) !== 'ban') throw new MatrixFault(403, 'M_FORBIDDEN', `${target} is not banned from this room`)
+    if (this.powerLevel(roomId, sender) < this.required(roomId, 'ban', 50)) throw new MatrixFault(403, 'M_FORBIDDEN', `You cannot unban user ${target}.`)
+    return this.append(roomId, sender, 'm.room.member', { membership: 'leave' }, { stateKey: target })
   }
 
   profileContent(userId: string): Record<string, unknown> {
