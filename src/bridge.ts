@@ -9,6 +9,7 @@ import { OwnEphemeral } from './core/own-ephemeral.ts'
 import { cleanChatText } from './core/chat-text.ts'
 import { GroupState } from './core/group-state.ts'
 import { Members } from './core/members.ts'
+import type { LinkingEnv } from './core/linking.ts'
 import { SqlLoginStore } from './core/logins.ts'
 import { LoginMedia } from './core/login-media.ts'
 import { FileMediaStore, type MediaStore } from './core/media.ts'
@@ -125,7 +126,7 @@ async function qrPng(data: string): Promise<Buffer> {
 }
 
 /** The operator console and provisioning API on their own listener (console.enabled). */
-async function startConsole(config: Config, d: {
+async function startConsole(config: Config, d: LinkingEnv & {
   db: Db; api: HomeserverApi; logins: SqlLoginStore; loginMedia: LoginMedia; portals: PortalStore; networks: Map<RemoteNetworkId, RemoteNetwork>
   outbox: Outbox; rooms: BotRooms; botMxid: string; log: Logger; now?: () => number; refreshMs?: number
 }): Promise<ConsoleServer> {
@@ -277,7 +278,7 @@ async function assemble(config: Config, deps: BridgeDeps, started: StopStep[]): 
     (await pingHomeserver(), homeserverStatus(config, homeserver)),
     ...await Promise.all([...networks.values()].flatMap(n => (n.service ? [n.service()] : []))),
   ]
-  const web = config.console.enabled ? await startConsole(config, { db, api, logins, loginMedia, portals, networks, outbox, rooms, botMxid, log: log.child({ part: 'console' }), ...deps.console }) : undefined
+  const web = config.console.enabled ? await startConsole(config, { db, api, logins, loginMedia, members, portals, networks, outbox, rooms, botMxid, log: log.child({ part: 'console' }), ...deps.console }) : undefined
   const commands = new Commands({
     prefix: config.bridge.command_prefix, permissions: config.bridge.permissions, portals, logins, loginMedia, networks, rooms, outbox, groupState, members,
     log: log.child({ part: 'commands' }), qrPng, services, ...(web ? { console: web } : {}),

@@ -2,6 +2,7 @@
 // that both release what was held and record a logout the same way.
 import { UserError } from './errors.ts'
 import type { LoginMedia } from './login-media.ts'
+import type { Members } from './members.ts'
 import type { SqlLoginStore } from './logins.ts'
 import { NETWORK_LABEL, type RemoteNetworkId } from './model.ts'
 import type { Login, LoginRequest, LoginUi, RemoteNetwork } from './network.ts'
@@ -15,6 +16,7 @@ export interface LinkingEnv {
   portals: PortalStore
   /** The media files each login brought: deleted with it. */
   loginMedia: LoginMedia
+  members: Pick<Members, 'ownLoginLinked'>
 }
 
 export function adapterFor(env: Pick<LinkingEnv, 'networks'>, network: RemoteNetworkId): RemoteNetwork {
@@ -26,6 +28,7 @@ export function adapterFor(env: Pick<LinkingEnv, 'networks'>, network: RemoteNet
 /** Runs a login to the end (a person scans a code meanwhile); messages held for the network then go out. */
 export async function linkAccount(env: LinkingEnv, network: RemoteNetworkId, request: LoginRequest, ui: LoginUi): Promise<Login> {
   const login = await adapterFor(env, network).login(request, ui)
+  await env.members.ownLoginLinked(login)
   await env.outbox.release(network)
   return login
 }

@@ -171,6 +171,27 @@ export class Members {
   }
 
   /**
+   * Someone linked their own account: in the groups it is in they are their Matrix self from now on, so the ghost
+   * that stood for them leaves those rooms (on its own: nobody removed anyone, and no group hears a line of it).
+   */
+  async ownLoginLinked(login: Login): Promise<void> {
+    if (login.kind !== 'personal') return
+    const network = login.network
+    const deliveries: NewDelivery[] = []
+    await this.opts.db.transaction(async tx => {
+      const { rows } = await tx.query<Row & { portal_id: number; room_id: string }>(
+        `DELETE FROM group_members g USING portals p WHERE g.portal_id = p.id AND g.network = $1 AND g.person_id = $2
+         RETURNING g.portal_id, p.room_id, g.person_id, g.display_name, g.admin`, [network, login.personId])
+      for (const r of rows) {
+        const payload: MembersPayload = { network, joins: [], leaves: [{ person: { network, id: r.person_id, displayName: r.display_name }, how: 'leave' }] }
+        deliveries.push({ portalId: r.portal_id, messageId: null, network: 'matrix', chatId: membersQueue(r.room_id), op: 'members', payload: { ...payload } })
+      }
+      await Outbox.enqueue(tx, deliveries)
+    })
+    for (const d of deliveries) this.opts.kick(d.network, d.chatId)
+  }
+
+  /**
    * A person joined the Matrix room or left it (the homeserver tells each change once, and the inbox drops a
    * redelivery): with `members to-networks` on, each group hears it in one line. The room itself shows it already.
    */
