@@ -9,6 +9,7 @@ import type { RemoteNetwork } from '../../src/core/network.ts'
 import { buildRegistration } from '../../src/registration.ts'
 import { FakeHomeserver, type FakeEvent, type FakeHomeserverOptions } from '../fakes/homeserver.ts'
 import { MemoryNetwork, type MemoryGroup } from '../fakes/memory-network.ts'
+import { freePort } from './ports.ts'
 import { tempDir, testConfig } from './config.ts'
 import { freshDb, type DbKind } from './db.ts'
 
@@ -52,18 +53,19 @@ export async function scenario(kind: DbKind, opts: ScenarioOptions = {}): Promis
   const db = await freshDb(kind)
   const dataDir = await tempDir()
   const hs = await FakeHomeserver.start({ retryBackoff: { initialMs: 5, maxMs: 50 }, ...opts.homeserver })
-  let config = testConfig({ homeserver: hs.url, dataDir, extra: opts.configure })
+  // The bridge's port is known before it starts, as in production: a first start sends the admin's greeting, and the
+  // homeserver pushes its echo to the bridge (with echoBeforeAnswer it answers the send only once that was taken).
+  const port = await freePort()
+  const config = testConfig({ homeserver: hs.url, dataDir, extra: raw => { raw.appservice.port = port; raw.appservice.address = `http://127.0.0.1:${port}`; opts.configure?.(raw) } })
   // The fake homeserver loads the registration the bridge would generate.
   Object.assign(hs.registration, buildRegistration(config))
+  hs.setAppserviceUrl(config.appservice.address)
   const signal = new MemoryNetwork('signal')
   const whatsapp = new MemoryNetwork('whatsapp')
   const log = pino({ level: process.env.TEST_LOG ?? 'silent' })
   const timings = { backoff: opts.backoff ?? { initialMs: 20, maxMs: 200, maxAttempts: 4 }, inboxRetryMs: 50, homeserverRetryMs: 50, maintenanceMs: 3_600_000, ...(opts.retentionMs ? { retentionMs: opts.retentionMs } : {}) }
   const boot = async () => {
     const bridge = await startBridge(config, { log, db, networks: (await opts.networks?.(config)) ?? [signal, whatsapp], timings, ...(opts.console ? { console: opts.console } : {}) })
-    hs.setAppserviceUrl(`http://127.0.0.1:${bridge.port}`)
-    // Later starts reuse the port the homeserver knows.
-    config = { ...config, appservice: { ...config.appservice, port: bridge.port } }
     return bridge
   }
   const s: Scenario = {
