@@ -25,6 +25,14 @@ const FAY_PICTURE = Buffer.from('ffd8ffe000104a464946000101fay', 'utf8')
 /** WhatsApp people are keyed by their LID's user part (whatsapp/people.ts). */
 const waId = (who: { lid: string }) => who.lid.split('@')[0]!
 
+/** After each refusal, the next join came no sooner than the wait the homeserver asked for. */
+function expectPaced(joins: Array<{ at: number }>, refused: Array<{ at: number }>, refusals: Array<{ retryAfterMs: number }>): void {
+  for (const [i, c] of refused.entries()) {
+    const next = joins.find(n => n.at > c.at)
+    if (next) expect(next.at).toBeGreaterThanOrEqual(c.at + refusals[i]!.retryAfterMs)
+  }
+}
+
 describe.each(DB_KINDS)('who is in the groups, through the real adapters, on %s', kind => {
   let s: RealScenario
   afterEach(async () => s?.stop())
@@ -275,6 +283,24 @@ describe.each(DB_KINDS)('who is in the groups, through the real adapters, on %s'
     expect(signalSends()).toEqual(['Bob (Matrix) joined', 'Bobby (Matrix) left', expect.stringMatching(/^WhatsApp user [0-9a-f]{4} \(WhatsApp\) joined$/), 'Dave (WhatsApp): the end'])
   })
 
+  it('a join the homeserver refuses with 429 is retried no sooner than it asked, and the pace it set holds for the rest', async () => {
+    const crowd: FakeSender[] = Array.from({ length: 30 }, (_, i) => ({ number: `+1555030${String(i).padStart(4, '0')}`, aci: `0000cafe-0000-4000-8000-${i.toString(16).padStart(12, '0')}`, name: `Guest ${i}` }))
+    // Five a second, burst five: thirty joins go over it on any machine.
+    const { room } = await setup({ signalMembers: crowd, whatsapp: false, rateLimits: { joinPerRoom: { perSecond: 5, burstCount: 5 }, retryAfter: 'body' } })
+    const all = [SIG_BOB, SIG_CAROL, ...crowd].map(p => ghost('signal', p.aci))
+    await s.hs.waitFor(() => all.every(g => s.hs.membership(room, g) === 'join'), { what: 'all 32 ghosts in the room' })
+    const joins = s.hs.calls.filter(c => c.method === 'POST' && c.path.endsWith(`/join/${room}`) && c.user?.startsWith('@signal_'))
+    const refused = joins.filter(c => c.status === 429)
+    const refusals = s.hs.limiter!.refusals.filter(r => r.kind === 'joinPerRoom')
+    // None joined twice.
+    const accepted = joins.filter(c => c.status !== 429).map(c => c.user)
+    expect(new Set(accepted).size).toBe(accepted.length)
+    expect(refused.length).toBeGreaterThan(0)
+    // Once refused, the bridge keeps to the pace: far fewer refusals than joins.
+    expect(refused.length).toBeLessThan(10)
+    expectPaced(joins, refused, refusals)
+  })
+
   it('a Signal group of 1,000 people is brought into the room in batches, paced by the homeserver’s join limit, none twice, none lost, no number in any name', async () => {
     const crowd: FakeSender[] = Array.from({ length: 1000 }, (_, i) => {
       const hex = i.toString(16).padStart(12, '0')
@@ -295,13 +321,10 @@ describe.each(DB_KINDS)('who is in the groups, through the real adapters, on %s'
     // Every ghost joined once; the limit bit (the burst is 10), and the bridge kept to the pace it was shown.
     expect(joins.length - refused.length).toBe(1000)
     expect(refusals.length).toBe(refused.length)
-    expect(refused.length).toBeGreaterThan(0)
+    // Whether the limit bites here depends on how fast this machine joins (a busy one stays under 50 a second);
+    // the next test makes sure it does. Where it did, the bridge kept to the pace it was shown.
     expect(refused.length).toBeLessThan(50)
-    // After each refusal, the next join came no sooner than the wait the homeserver asked for.
-    for (const [i, c] of refused.entries()) {
-      const next = joins.find(n => n.at > c.at)
-      if (next) expect(next.at).toBeGreaterThanOrEqual(c.at + refusals[i]!.retryAfterMs)
-    }
+    expectPaced(joins, refused, refusals)
     // In bounded batches, each one row of the room's own membership queue.
     const { rows } = await s.db.query<{ n: number }>(`SELECT count(*)::int AS n FROM outbox WHERE op = 'members'`)
     expect(rows[0]!.n).toBe(20)
