@@ -1,4 +1,4 @@
-// `npm run bench -- --only first-start` (or `node bench/first-start.ts`): how long `npm start` takes from the
+// `npm run bench:first-start` (`-- --runs N`, default 3): how long `npm start` takes from the
 // process starting to "Ready", the first time (the embedded database is created) and the next (it is opened),
 // on an idle machine and with two busy loops keeping both cores occupied (issue 16, defect 13: at most 5 s
 // idle and 15 s busy). The bridge runs as a checkout runs it (bin/relay-bridge.js on the TypeScript sources,

@@ -7,7 +7,6 @@ import { fork, spawnSync, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs'
 import { writeFile } from 'node:fs/promises'
-import { createServer } from 'node:net'
 import { cpus, totalmem } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
@@ -21,6 +20,7 @@ import { encodeJson } from '../src/whatsapp/auth.ts'
 import { FakeHomeserver, type FakeEvent } from '../test/fakes/homeserver.ts'
 import { FakeSignalDaemon, type RecordedCall } from '../test/fakes/signal-daemon.ts'
 import { groupText } from '../test/fakes/signal-envelopes.ts'
+import { freePort } from '../test/support/ports.ts'
 import {
   ALICE, benchConfig, BRIDGE_NODE_FLAGS, benchRoomId, nowMs, SIGNAL_ALEX, SIGNAL_LOGIN, SIGNAL_RELAY, signalGroupId, tag, untag,
   WHATSAPP_LOGIN, whatsappGroupId,
@@ -80,15 +80,6 @@ function postgresCpuUs(): number {
     }
   }
   return total
-}
-
-async function freePort(): Promise<number> {
-  return new Promise(resolve => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port
-      s.close(() => resolve(p))
-    })
-  })
 }
 
 // ---- processes -----------------------------------------------------------------------------------------
