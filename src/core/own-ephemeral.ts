@@ -71,12 +71,14 @@ export class OwnEphemeral {
   private async read(event: MatrixRead): Promise<boolean> {
     const portal = this.opts.portals.byRoom(event.roomId)
     if (!portal) return false
-    const found = await MessageMap.find(this.opts.db, 'matrix', event.roomId, event.eventId)
-    if (!found || found.message.kind !== 'message') return false
-    const messageId = found.message.id
+    // Receipts are frequent and most readers have no login of their own: the message is looked up only for one who does.
+    let found: ReturnType<typeof MessageMap.find> | undefined
     let sent = false
     await this.each(portal, event.userId, async (adapter, own, chatId, network) => {
       if (!adapter.readAs) return
+      const message = (await (found ??= MessageMap.find(this.opts.db, 'matrix', event.roomId, event.eventId)))?.message
+      if (!message || message.kind !== 'message') return
+      const messageId = message.id
       const position = `${event.roomId}\u0000${event.userId}\u0000${network}`
       if ((this.positions.get(position) ?? -1) >= messageId) return
       // Only a message that has a copy there, and that someone else wrote: nobody reads their own message.
