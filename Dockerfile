@@ -29,6 +29,12 @@ COPY src/ src/
 RUN npm run build \
  && npm prune --omit=dev --ignore-scripts
 
+# The embedded database's template (src/db/template.ts): a first start in the container loads it instead of
+# creating a database from nothing, which would cost seconds (postinstall would make it, but no scripts ran).
+COPY migrations/ migrations/
+COPY scripts/pglite-template.ts scripts/
+RUN node scripts/pglite-template.ts
+
 # Fail the build, not the first start, when a module the bridge loads at runtime is missing from the
 # production dependencies.
 RUN node --input-type=module -e "for (const m of ['cli', 'bridge', 'signal/network', 'whatsapp/network']) await import('./dist/' + m + '.js')"

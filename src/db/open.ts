@@ -20,8 +20,8 @@ export async function openDatabase(uri: string, dataDir: string, progress?: (sen
     return db
   }
   // Loaded only when embedded: a bridge on PostgreSQL does not carry PGlite in memory.
-  const { openPglite } = await import('./pglite.ts')
-  return openPglite(dataDir, { prepare: migrate, ...(progress ? { progress } : {}) })
+  const [{ openPglite }, { templateStore }] = await Promise.all([import('./pglite.ts'), import('./template.ts')])
+  return openPglite(dataDir, { prepare: migrate, template: templateStore(), ...(progress ? { progress } : {}) })
 }
 
 export function redactUri(uri: string): string {

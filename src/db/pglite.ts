@@ -4,6 +4,7 @@ import { PGlite } from '@electric-sql/pglite'
 import { access, link, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { hostname } from 'node:os'
 import { join } from 'node:path'
+import type { TemplateStore } from './template.ts'
 import type { Db, Queryable, QueryResult } from './types.ts'
 
 function alive(pid: number): boolean {
@@ -55,6 +56,8 @@ export interface PgliteOpenOptions {
   progress?: (sentence: string) => void
   /** What a new database needs before first use (the migrations): done in memory, before it is written out. */
   prepare?: (db: Db) => Promise<unknown>
+  /** A saved copy of a prepared database to start a new one from, and where to save one made by `prepare`. */
+  template?: TemplateStore
 }
 
 /** Opens the embedded database under dataDir, creating it on the first start. A new one is created and
@@ -71,8 +74,13 @@ export async function openPglite(dataDir: string, opts: PgliteOpenOptions = {}):
     const fresh = await access(join(dir, 'PG_VERSION')).then(() => false, () => true)
     if (fresh && opts.prepare) {
       const started = performance.now()
-      opts.progress?.(`Creating the embedded database in ${dir} (only on the first start; this takes a few seconds, up to a minute on a busy machine)…`)
-      pg = await PGlite.create(dir, { loadDataDir: await pgliteTemplate(opts.prepare) })
+      const saved = await opts.template?.load()
+      opts.progress?.(
+        saved
+          ? `Creating the embedded database in ${dir} (only on the first start)…`
+          : `Creating the embedded database in ${dir} (only on the first start; this takes a few seconds, up to a minute on a busy machine)…`,
+      )
+      pg = await createFrom(dir, saved, opts.prepare, opts.template)
       opts.progress?.(`Created the embedded database in ${((performance.now() - started) / 1000).toFixed(1)} s.`)
     } else {
       pg = await PGlite.create(dir)
@@ -82,6 +90,24 @@ export async function openPglite(dataDir: string, opts: PgliteOpenOptions = {}):
     throw err
   }
   return wrapPglite(pg, () => rm(lock, { force: true }))
+}
+
+/** A new database in `dir`: from the saved template when there is one that loads, otherwise made with `prepare`
+ * (and then saved as the template, for the next new database; a template that cannot be saved, in a read-only
+ * installation, only costs the next first start its seconds). */
+async function createFrom(dir: string, saved: Blob | undefined, prepare: (db: Db) => Promise<unknown>, store?: TemplateStore): Promise<PGlite> {
+  if (saved) {
+    try {
+      return await PGlite.create(dir, { loadDataDir: saved })
+    } catch {
+      // A damaged template: start over in an empty directory, the slow way, and replace it.
+      await rm(dir, { recursive: true, force: true })
+      await mkdir(dir, { recursive: true })
+    }
+  }
+  const made = await pgliteTemplate(prepare)
+  await store?.save(made).catch(() => {})
+  return PGlite.create(dir, { loadDataDir: made })
 }
 
 /** An in-memory embedded database (tests and the benchmark's baseline), empty or a copy of `template`. */

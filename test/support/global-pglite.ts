@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { migrate } from '../../src/db/migrate.ts'
 import { openPglite, pgliteTemplate } from '../../src/db/pglite.ts'
+import { templateStore } from '../../src/db/template.ts'
 
 /** Where the run's migrated PGlite dump lies, for test/support/db.ts. (Defined here, not there: importing db.ts
  * under CI without a server throws before global-skips.ts can say so in its own words.) */
@@ -25,10 +26,13 @@ export default async function setup(): Promise<(() => Promise<void>) | undefined
   if (process.env[PGLITE_TEMPLATE_ENV] && process.env[PGLITE_DIR_TEMPLATE_ENV]) return undefined
   const dir = await mkdtemp(join(tmpdir(), 'rb-pglite-template-'))
   const file = join(dir, 'migrated.tar')
-  await writeFile(file, Buffer.from(await (await pgliteTemplate(migrate)).arrayBuffer()))
-  const onDisk = await openPglite(join(dir, 'data'))
-  await migrate(onDisk)
+  // From the installed template when npm's postinstall made one (src/db/template.ts), which spares the run
+  // creating two databases from nothing (and where there is none, the first database made saves one).
+  const template = templateStore()
+  const onDisk = await openPglite(join(dir, 'data'), { prepare: migrate, template })
   await onDisk.close()
+  const migrated = (await template.load()) ?? (await pgliteTemplate(migrate))
+  await writeFile(file, Buffer.from(await migrated.arrayBuffer()))
   process.env[PGLITE_TEMPLATE_ENV] = file
   process.env[PGLITE_DIR_TEMPLATE_ENV] = join(dir, 'data', 'pglite')
   return () => rm(dir, { recursive: true, force: true })
