@@ -208,7 +208,7 @@ export class SignalNetwork implements RemoteNetwork {
     this.activity?.forget(login.id)
     const sentence =
       `The bridge unlinked this Signal account and deleted its keys and sessions from signal-cli. A linked device cannot remove itself from the phone's list: on the phone, open Signal → Settings → Linked devices and remove "${DEVICE_NAME}". Re-link any time with \`!relay login signal\`.`
-    this.setState(login.id, 'logged_out', sentence)
+    await this.setState(login.id, 'logged_out', sentence)
     await this.ctx?.notify(login.id, sentence)
   }
 
@@ -333,7 +333,7 @@ export class SignalNetwork implements RemoteNetwork {
           runner.chain = runner.chain.then(() => this.handle(runner, inner))
         },
         onState: state => {
-          if (!runner.stopped) this.setState(login.id, state)
+          if (!runner.stopped) void this.setState(login.id, state)
         },
         onGone: () => void this.markUnlinked(login),
       },
@@ -476,15 +476,17 @@ export class SignalNetwork implements RemoteNetwork {
     const runner = this.runners.get(login.id)
     if (runner) await this.halt(runner)
     this.log?.warn({ login: login.id }, 'Signal relay account is no longer in the daemon (unlinked)')
-    this.setState(login.id, 'logged_out', unlinkedSentence)
+    // Recorded before anyone is told: a message sent after the notice is then held at once, not tried first.
+    await this.setState(login.id, 'logged_out', unlinkedSentence)
     await this.ctx?.notify(login.id, unlinkedSentence).catch(err => this.log?.error({ err }, 'Could not notify about an unlinked Signal login'))
   }
 
-  private setState(loginId: string, state: ConnectionState, message?: string): void {
+  /** Resolves once the new state is recorded (callers that need it recorded first await it). */
+  private async setState(loginId: string, state: ConnectionState, message?: string): Promise<void> {
     if (this.states.get(loginId) === state) return
     this.states.set(loginId, state)
     for (const s of ['connecting', 'connected', 'disconnected', 'logged_out'] as const) this.metrics?.state.set({ login: loginId, state: s }, s === state ? 1 : 0)
-    this.ctx?.reportState(loginId, state, message).catch(err => this.log?.error({ err }, 'Could not record a Signal login state'))
+    await this.ctx?.reportState(loginId, state, message).catch(err => this.log?.error({ err }, 'Could not record a Signal login state'))
   }
 }
 
