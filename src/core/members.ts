@@ -49,6 +49,8 @@ interface Row {
 interface Leave {
   person: Person
   how: Departure
+  /** Gone because the group was unlinked from the room, not from the group. */
+  unlinked?: true
 }
 
 /** The payload of a queued `members` row (the room) and of a `member_line` row (another group). */
@@ -192,6 +194,26 @@ export class Members {
   }
 
   /**
+   * A group was unlinked from its room: its people are no longer in this conversation, so their ghosts leave the
+   * room (on their own, saying why; nobody was removed, and no group hears a line of it). Linked again, they come
+   * back with the roster.
+   */
+  async groupUnlinked(portal: Portal, network: RemoteNetworkId): Promise<void> {
+    const deliveries: NewDelivery[] = []
+    await this.opts.db.transaction(async tx => {
+      const { rows } = await tx.query<Row>(
+        'DELETE FROM group_members WHERE portal_id = $1 AND network = $2 RETURNING person_id, display_name, admin', [portal.id, network])
+      const leaves: Leave[] = rows.map(r => ({ person: { network, id: r.person_id, displayName: r.display_name }, how: 'leave', unlinked: true }))
+      for (let i = 0; i < leaves.length; i += MEMBERS_BATCH) {
+        const payload: MembersPayload = { network, joins: [], leaves: leaves.slice(i, i + MEMBERS_BATCH) }
+        deliveries.push({ portalId: portal.id, messageId: null, network: 'matrix', chatId: membersQueue(portal.roomId), op: 'members', payload: { ...payload } })
+      }
+      await Outbox.enqueue(tx, deliveries)
+    })
+    if (deliveries.length > 0) this.opts.kick('matrix', membersQueue(portal.roomId))
+  }
+
+  /**
    * A person joined the Matrix room or left it (the homeserver tells each change once, and the inbox drops a
    * redelivery): with `members to-networks` on, each group hears it in one line. The room itself shows it already.
    */
@@ -252,6 +274,7 @@ export class Members {
 
 function reasonOf(l: Leave): string {
   const where = NETWORK_LABEL[l.person.network]
+  if (l.unlinked) return `The ${where} group was unlinked from this room`
   return { leave: `Left the ${where} group`, kick: `Removed from the ${where} group`, ban: `Banned from the ${where} group` }[l.how]
 }
 

@@ -121,6 +121,25 @@ describe.each(DB_KINDS)('who is in the groups, through the real adapters, on %s'
     expect(whatsappTexts()).toEqual([])
   })
 
+  it('unlinking a group takes its people’s ghosts out of the room, saying why; the other group’s stay, and linking it again brings them back', async () => {
+    const { room, sg } = await setup()
+    const signalGhosts = [ghost('signal', SIG_BOB.aci), ghost('signal', SIG_CAROL.aci)]
+    const whatsappGhosts = [ghost('whatsapp', waId(WA_DAVE)), ghost('whatsapp', waId(WA_ERIN))]
+    await s.hs.waitFor(() => [...signalGhosts, ...whatsappGhosts].every(g => s.hs.membership(room, g) === 'join'), { what: 'the four ghosts in the room' })
+    expect(await s.command(ALICE, room, '!relay unlink signal')).toMatch(/^Unlinked the Signal group/)
+    await s.hs.waitFor(() => signalGhosts.every(g => s.hs.membership(room, g) === 'leave'), { what: 'the Signal ghosts to leave' })
+    for (const g of signalGhosts) {
+      expect(lastMembership(room, g)).toEqual({ membership: 'leave', sender: g }) // they left; nobody removed them
+      const ev = s.hs.timeline(room).filter(e => e.type === 'm.room.member' && e.state_key === g).at(-1)!
+      expect(content(ev)['reason']).toBe('The Signal group was unlinked from this room')
+    }
+    expect(joinedGhosts(room)).toEqual([...whatsappGhosts].sort())
+    expect(signalSends()).toEqual([])
+    expect(whatsappTexts()).toEqual([])
+    expect(await s.command(ALICE, room, `!relay link signal ${sg}`)).toMatch(/^Linked this room/)
+    await s.hs.waitFor(() => signalGhosts.every(g => s.hs.membership(room, g) === 'join'), { what: 'the Signal ghosts to come back' })
+  })
+
   it('on Signal, someone joining comes in, someone leaving leaves, someone removed is removed by the bot, someone banned is banned', async () => {
     const { room, sg, wg } = await setup({ signalMembers: [SIG_FRANK] })
     await s.hs.waitFor(() => s.hs.membership(room, ghost('signal', SIG_FRANK.aci)) === 'join', { what: 'Frank’s ghost' })

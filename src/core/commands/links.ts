@@ -98,6 +98,7 @@ export async function unlink(ctx: Ctx): Promise<void> {
   const groupId = ctx.portal && chatOf(ctx.portal, network)
   if (!ctx.portal || !groupId) throw new UserError(`This room is not linked to a ${label(network)} group. ${roomCmd(ctx, 'status')} shows what it is linked to.`)
   ctx.portal = await ctx.env.portals.unlink(ctx.portal, network)
+  await ctx.env.members.groupUnlinked(ctx.portal, network)
   await ctx.env.rooms.clearBridgeInfo(ctx.roomId, network, groupId)
     .catch((err: unknown) => ctx.env.log.warn({ err: (err as Error).message }, 'Could not clear the room’s m.bridge marker; the bot may need a higher power level'))
   await ctx.reply(`Unlinked the ${label(network)} group. Link it again any time with ${roomCmd(ctx, `link ${network} ${groupId}`)}.`)
