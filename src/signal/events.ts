@@ -16,9 +16,16 @@ export const DEFAULT_STREAM_TIMINGS: StreamTimings = { watchdogMs: 60_000, backo
 
 export type StreamState = 'connecting' | 'connected' | 'disconnected'
 
+/** Events taken from the stream and not yet taken in (recorded) by the bridge, at most: beyond this the stream is
+ * not read until the backlog is down to half, so that a burst waits in the daemon (which then stops receiving from
+ * Signal's server, where the messages wait safely) instead of in the bridge's memory. A chunk already read is
+ * handed over whole, so the backlog can pass this by one chunk's events. */
+export const MAX_BACKLOG = 500
+
 export interface StreamHandlers {
-  /** A parsed SSE `data` object ({envelope, account, exception?}). Not validated here. */
-  onEvent(inner: unknown): void
+  /** A parsed SSE `data` object ({envelope, account, exception?}). Not validated here. A returned promise is the
+   * event being taken in: it counts toward the backlog until it settles. */
+  onEvent(inner: unknown): void | Promise<unknown>
   onState(state: StreamState): void
   /** The daemon answered 400: the account does not exist (unlinked, §11.3). The stream stops. */
   onGone(): void
@@ -33,8 +40,14 @@ export class SignalEventStream {
   private abort: AbortController | undefined
   private wake: (() => void) | undefined
   private loop: Promise<void> | undefined
+  /** Events handed over and not yet taken in (see MAX_BACKLOG). */
+  private backlog = 0
+  /** Reads the stream again after a pause for the backlog (undefined: not paused). */
+  private resumeReading: (() => void) | undefined
   /** Connections opened so far (tests and metrics). */
   connects = 0
+  /** Times the stream was paused for the backlog (tests and metrics). */
+  pauses = 0
 
   constructor(opts: { daemonUrl: string; account: string; timings?: Partial<StreamTimings>; log?: Logger }, handlers: StreamHandlers) {
     // Percent-encode: the daemon form-decodes the query, so a raw `+` would become a space (§3.1).
@@ -127,11 +140,24 @@ export class SignalEventStream {
             this.log?.warn('Signal event stream carried data that is not JSON; skipped')
             return
           }
-          this.handlers.onEvent(inner)
+          const takingIn = this.handlers.onEvent(inner)
+          if (takingIn instanceof Promise) this.track(takingIn, pause)
         },
       })
+      const stream = res.data
+      // The silence of a paused stream is the bridge's own: no watchdog meanwhile.
+      const pause = () => {
+        if (this.resumeReading) return
+        this.pauses++
+        stream.pause()
+        clearTimeout(watchdog)
+        this.resumeReading = () => {
+          this.resumeReading = undefined
+          feedWatchdog()
+          stream.resume()
+        }
+      }
       await new Promise<void>(resolve => {
-        const stream = res.data
         stream.setEncoding('utf8')
         stream.on('data', (chunk: string) => {
           // Any byte is life, `:` keepalives included.
@@ -158,9 +184,22 @@ export class SignalEventStream {
       }
       return 'dropped'
     } finally {
+      this.resumeReading = undefined
       clearTimeout(watchdog)
       abort.abort()
     }
+  }
+
+  /** Counts an event toward the backlog until it is taken in, pausing the stream at MAX_BACKLOG and reading it
+   * again at half. */
+  private track(takingIn: Promise<unknown>, pause: () => void): void {
+    this.backlog++
+    if (this.backlog >= MAX_BACKLOG) pause()
+    const done = () => {
+      this.backlog--
+      if (this.backlog <= MAX_BACKLOG / 2) this.resumeReading?.()
+    }
+    takingIn.then(done, done)
   }
 
   private sleep(ms: number): Promise<void> {

@@ -329,8 +329,10 @@ export class SignalNetwork implements RemoteNetwork {
             if (ephemeral.event) this.ctx?.ephemeral(ephemeral.event)
             return
           }
-          // Events of one account are recorded strictly in arrival order.
+          // Events of one account are recorded strictly in arrival order; the stream counts them until they are
+          // (its backlog bounds how many wait in memory).
           runner.chain = runner.chain.then(() => this.handle(runner, inner))
+          return runner.chain
         },
         onState: state => {
           if (!runner.stopped) void this.setState(login.id, state)

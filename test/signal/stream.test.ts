@@ -1,6 +1,6 @@
 // The SSE stream: keepalives, the watchdog, reconnection with backoff, the ≤0.14.3 header delay (§3.3).
 import { afterEach, describe, expect, it } from 'vitest'
-import { SignalEventStream, type StreamState } from '../../src/signal/events.ts'
+import { MAX_BACKLOG, SignalEventStream, type StreamState } from '../../src/signal/events.ts'
 import { FakeSignalDaemon } from '../fakes/signal-daemon.ts'
 import { groupText } from '../fakes/signal-envelopes.ts'
 
@@ -21,7 +21,7 @@ function open(timings: { watchdogMs: number; backoffInitialMs?: number; backoffM
   let gone = 0
   stream = new SignalEventStream(
     { daemonUrl: daemon.url, account: RELAY, timings: { backoffInitialMs: 20, backoffMaxMs: 200, ...timings } },
-    { onEvent: e => events.push(e), onState: s => states.push(s), onGone: () => gone++ },
+    { onEvent: e => { events.push(e) }, onState: s => states.push(s), onGone: () => gone++ },
   )
   stream.start()
   return { events, states, gone: () => gone, stream }
@@ -49,6 +49,48 @@ describe('Signal event stream', () => {
     const from = daemon.keepalivesSent
     await daemon.until(() => daemon.keepalivesSent >= from + 60)
     expect(s.stream.connects).toBe(1)
+  })
+
+  it('a burst the bridge cannot take in yet waits in the daemon: reading pauses at the backlog limit, the watchdog stays quiet, and everything comes in order once taken in', async () => {
+    daemon = await FakeSignalDaemon.start({ keepaliveMs: 50 })
+    daemon.addAccount({ number: RELAY })
+    const arrived: string[] = []
+    const takingIn: Array<() => void> = []
+    stream = new SignalEventStream({ daemonUrl: daemon.url, account: RELAY, timings: { watchdogMs: 500, backoffInitialMs: 20, backoffMaxMs: 200 } }, {
+      // Nothing is taken in until the test says so: a bridge whose database is slower than the burst.
+      onEvent: e => {
+        arrived.push((e as { envelope: { dataMessage: { message: string } } }).envelope.dataMessage.message)
+        return new Promise<void>(resolve => takingIn.push(resolve))
+      },
+      onState: () => {},
+      onGone: () => {},
+    })
+    stream.start()
+    await daemon.until(() => daemon.hasStream(RELAY))
+    const total = 10 * MAX_BACKLOG
+    for (let i = 0; i < total; i++) daemon.push(RELAY, groupText(ALEX, GROUP, `m${i}`))
+
+    await daemon.until(() => stream!.pauses === 1)
+    const atPause = arrived.length
+    // At most the limit and the rest of the chunk being read (a 64 KiB chunk holds about a hundred of these).
+    expect(atPause).toBeGreaterThanOrEqual(MAX_BACKLOG)
+    expect(atPause).toBeLessThan(MAX_BACKLOG + 200)
+    // Twenty keepalive periods later (counted as written, not slept for), more than the watchdog's limit: nothing
+    // more was read, and the pause was not taken for a dead stream.
+    const from = daemon.keepalivesSent
+    await daemon.until(() => daemon.keepalivesSent >= from + 20)
+    expect(arrived.length).toBe(atPause)
+    expect(stream.connects).toBe(1)
+
+    // Taken in as they come, all of them arrive, in order, on the one connection.
+    while (arrived.length < total || takingIn.length > 0) {
+      takingIn.splice(0).forEach(resolve => resolve())
+      const seen = arrived.length
+      if (seen < total) await daemon.until(() => arrived.length > seen)
+    }
+    expect(arrived).toEqual(Array.from({ length: total }, (_, i) => `m${i}`))
+    expect(stream.connects).toBe(1)
+    expect(stream.pauses).toBeGreaterThanOrEqual(1)
   })
 
   it('silence (no keepalives at all) makes the watchdog reconnect', async () => {
