@@ -3,13 +3,12 @@
 // content goes to Signal and WhatsApp and back, everything the bridge says in the room is encrypted, and a
 // message whose key is late or never comes neither holds the room back nor vanishes. Nothing is mocked:
 // what Alice reads was encrypted for her device, what the bridge relays was decrypted by its own.
-import { createHash, webcrypto } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { InboundEvent } from '../../src/core/model.ts'
-import type { FakeEvent } from '../fakes/homeserver.ts'
 import type { MemoryGroup, Sent } from '../fakes/memory-network.ts'
 import { ALICE, linkedLogin, scenario, type Scenario } from '../support/bridge.ts'
 import { DB_KINDS } from '../support/db.ts'
+import { decryptFile, encryptFile, reader } from '../support/encrypted-room.ts'
 import { OlmPeer } from '../support/olm-peer.ts'
 import { until } from '../support/relay.ts'
 
@@ -21,48 +20,6 @@ const PNG = Buffer.from('89504e470d0a1a0a0000000d4948445200000001000000010806000
 const encryptionConfig = (o: { waitSeconds: number; byDefault?: boolean }) => (raw: Record<string, any>) => {
   raw.encryption = { allow: true, default: o.byDefault ?? false, key_wait_seconds: o.waitSeconds, store_key: 'a'.repeat(64) }
   raw.metrics = { enabled: true, hostname: '127.0.0.1', port: 0 }
-}
-
-// ---- encrypted attachments as Element makes them (WebCrypto AES-CTR), independent of the bridge's code ----
-const b64 = (b: Uint8Array): string => Buffer.from(b).toString('base64').replace(/=+$/, '')
-async function encryptFile(data: Buffer): Promise<{ ciphertext: Buffer; file: (url: string) => Record<string, unknown> }> {
-  const iv = new Uint8Array(16)
-  webcrypto.getRandomValues(iv.subarray(0, 8))
-  const key = await webcrypto.subtle.generateKey({ name: 'AES-CTR', length: 256 }, true, ['encrypt', 'decrypt'])
-  const ciphertext = Buffer.from(await webcrypto.subtle.encrypt({ name: 'AES-CTR', counter: iv, length: 64 }, key, data))
-  const jwk = await webcrypto.subtle.exportKey('jwk', key)
-  const sha256 = b64(createHash('sha256').update(ciphertext).digest())
-  return { ciphertext, file: url => ({ v: 'v2', url, key: { kty: 'oct', key_ops: ['encrypt', 'decrypt'], alg: 'A256CTR', k: jwk.k, ext: true }, iv: b64(iv), hashes: { sha256 } }) }
-}
-async function decryptFile(ciphertext: Buffer, file: Record<string, any>): Promise<Buffer> {
-  expect(b64(createHash('sha256').update(ciphertext).digest())).toBe(file.hashes.sha256)
-  const key = await webcrypto.subtle.importKey('jwk', file.key, { name: 'AES-CTR' }, false, ['decrypt'])
-  const iv = Buffer.from(file.iv, 'base64')
-  return Buffer.from(await webcrypto.subtle.decrypt({ name: 'AES-CTR', counter: iv, length: 64 }, key, ciphertext))
-}
-
-type Clear = FakeEvent & { content: Record<string, any> }
-
-/** The room as a device sees it: encrypted events it can decrypt show their clear type and content. */
-function reader(s: Scenario, peer: OlmPeer) {
-  const clear = new Map<string, { type: string; content: Record<string, any> }>()
-  const timeline = async (room: string): Promise<FakeEvent[]> => {
-    await peer.sync()
-    for (const ev of s.hs.timeline(room)) {
-      if (ev.type !== 'm.room.encrypted' || clear.has(ev.event_id)) continue
-      const r = await peer.crypto.decrypt(ev as never)
-      if (r.kind === 'decrypted') clear.set(ev.event_id, r.event)
-    }
-    return s.hs.timeline(room).map(ev => ({ ...ev, ...clear.get(ev.event_id) }))
-  }
-  return {
-    timeline,
-    /** Waits for an event that, decrypted, matches. */
-    find: (room: string, match: (ev: Clear) => boolean, what: string): Promise<Clear> =>
-      until(async () => (await timeline(room)).find(ev => match(ev as Clear)) as Clear | undefined, what),
-    notice: (room: string, re: RegExp) =>
-      until(async () => (await timeline(room)).find(ev => ev.sender === s.hs.botUserId && ev.type === 'm.room.message' && re.test(String(ev.content.body))), `a bot notice ${re}`),
-  }
 }
 
 async function metric(s: Scenario, name: string, labels: string): Promise<number> {
@@ -82,7 +39,7 @@ describe.each(DB_KINDS)('an encrypted portal on %s', kind => {
     s = await scenario(kind, { configure: encryptionConfig({ waitSeconds: 300 }) })
     s.hs.createUser(ALICE, { displayname: 'Alice' })
     alice = await OlmPeer.login(s.hs, ALICE)
-    read = reader(s, alice)
+    read = reader(s.hs, alice)
     sigLogin = await linkedLogin(s, s.signal)
     waLogin = await linkedLogin(s, s.whatsapp)
   })
@@ -235,7 +192,7 @@ describe.each(DB_KINDS)('with a short wait for keys, and encryption by default, 
     s = await scenario(kind, { configure: encryptionConfig({ waitSeconds: 2, byDefault: true }) })
     s.hs.createUser(ALICE, { displayname: 'Alice' })
     alice = await OlmPeer.login(s.hs, ALICE)
-    read = reader(s, alice)
+    read = reader(s.hs, alice)
   })
   afterAll(async () => {
     await alice?.close()
