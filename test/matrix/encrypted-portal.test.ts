@@ -3,7 +3,9 @@
 // content goes to Signal and WhatsApp and back, everything the bridge says in the room is encrypted, and a
 // message whose key is late or never comes neither holds the room back nor vanishes. Nothing is mocked:
 // what Alice reads was encrypted for her device, what the bridge relays was decrypted by its own.
+import { deserialize } from 'node:v8'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { sealer } from '../../src/matrix/crypto/seal.ts'
 import type { InboundEvent } from '../../src/core/model.ts'
 import type { MemoryGroup, Sent } from '../fakes/memory-network.ts'
 import { ALICE, linkedLogin, scenario, type Scenario } from '../support/bridge.ts'
@@ -17,8 +19,9 @@ const DAVE_PERSON = { network: 'whatsapp' as const, id: 'wa-dave', displayName: 
 const BOB_GHOST = '@signal_aci-bob:example.org'
 const PNG = Buffer.from('89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489', 'hex')
 
+const STORE_KEY = 'a'.repeat(64)
 const encryptionConfig = (o: { waitSeconds: number; byDefault?: boolean }) => (raw: Record<string, any>) => {
-  raw.encryption = { allow: true, default: o.byDefault ?? false, key_wait_seconds: o.waitSeconds, store_key: 'a'.repeat(64) }
+  raw.encryption = { allow: true, default: o.byDefault ?? false, key_wait_seconds: o.waitSeconds, store_key: STORE_KEY }
   raw.metrics = { enabled: true, hostname: '127.0.0.1', port: 0 }
 }
 
@@ -165,6 +168,24 @@ describe.each(DB_KINDS)('an encrypted portal on %s', kind => {
       hold.release()
       await bob.close()
     }
+  })
+
+  it("the crypto store is sealed once: each row opens with the configured key alone into the machine's own, readable record", async () => {
+    await encryptedPortal() // the bot has met Alice's device and shared a room key with it
+    const bot = s.hs.botUserId
+    const seal = sealer(STORE_KEY)
+    const { rows } = await s.db.query<{ key_hash: Uint8Array; value: Uint8Array }>(`SELECT key_hash, value FROM crypto_store WHERE store_name = $1 AND idb_store <> ''`, [bot])
+    expect(rows.length).toBeGreaterThan(10)
+    // A row's sealed payload (src/matrix/crypto/store.ts): the IndexedDB key, length-prefixed, then the v8-serialized value.
+    const records = rows.map(r => {
+      const plain = seal.open(r.value, Buffer.concat([Buffer.from(`${bot}\0`), r.key_hash]))
+      return deserialize(plain.subarray(4 + plain.readUInt32BE(0))) as unknown
+    })
+    // The machine stores most values as base64 of their JSON: those are read too.
+    const json = JSON.stringify(records, (_k, x: unknown) => (x instanceof Uint8Array ? Buffer.from(x).toString('latin1') : x))
+    const text = [json, ...[...json.matchAll(/[A-Za-z0-9+/]{16,}={0,2}/g)].map(m => Buffer.from(m[0], 'base64').toString('utf8'))].join('\n')
+    // What the machine knows of Alice is there in the clear once unsealed: not a second ciphertext under the machine's own key.
+    for (const needle of [ALICE, alice.deviceId, alice.crypto.identityKeys.curve25519]) expect(text, needle).toContain(needle)
   })
 
   it('a room that becomes encrypted after it was linked keeps relaying both ways, without a notice', async () => {
