@@ -13,8 +13,9 @@
 //   await crypto.processOutgoing()            uploads the device keys and one-time keys
 //   await crypto.bootstrapCrossSigning()      'created' | 'present': the device signed by the bot's own identity
 //
-//   For each transaction, once stored (transaction.ts picks out this device's part, both MSC3202 spellings):
-//     const part = cryptoOfTransaction(body, botUserId, deviceId); if (part) await crypto.receiveSyncChanges(part)
+//   For each transaction, once stored (transaction-crypto.ts reads every spelling; decryption.ts's forDevice
+//   picks out this device's part):
+//     const part = forDevice(transactionCrypto(body).crypto, botUserId, deviceId); if (part) await crypto.receiveSyncChanges(part)
 //
 //   await crypto.encrypt(roomId, type, content, { members, encryption, historyVisibility })
 //       → the m.room.encrypted content to send. `encryption` is the room's m.room.encryption content
