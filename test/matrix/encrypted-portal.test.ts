@@ -170,6 +170,58 @@ describe.each(DB_KINDS)('an encrypted portal on %s', kind => {
     }
   })
 
+  it('a member invited after the room key was shared and a member\'s new device get the key of the next message; a member who left and a logged-out device do not', async () => {
+    const { room, sg } = await encryptedPortal()
+    const raw = (id: string) => s.hs.timeline(room).find(e => e.event_id === id)!
+    const sessionOf = (id: string) => String(raw(id).content.session_id)
+    let n = 0
+    const fromSignal = async (body: string) => {
+      await s.signal.inbound({ ...base(BOB_PERSON, sg.id, `sig-members-${++n}`), kind: 'message', content: text(body) })
+      return (await read.find(room, e => e.content.body === body, body)).event_id
+    }
+    // Alice's message reaches Signal after the bridge has handled everything the room did before it.
+    const marker = async (body: string) => {
+      await alice.send(room, body)
+      await until(async () => s.signal.sentTo(sg.id).some(m => m.text === `Alice (Matrix): ${body}`), `${body} on Signal`)
+    }
+    const first = await fromSignal('before Carol')
+
+    const carolId = s.hs.createUser('@carol:example.org', { displayname: 'Carol' })
+    const carol = await OlmPeer.login(s.hs, carolId)
+    try {
+      await s.hs.invite(ALICE, room, carolId)
+      await s.hs.join(carolId, room)
+      await marker('Carol joined')
+      const second = await fromSignal('welcome, Carol')
+      expect(await carol.readText(raw(second))).toBe('welcome, Carol')
+      // A join does not rotate the room key: Carol got it as it stood, so what came before stays closed to her.
+      expect(sessionOf(second)).toBe(sessionOf(first))
+      expect((await carol.read(raw(first))).kind).not.toBe('decrypted')
+
+      const laptop = await alice.addDevice()
+      await marker('Alice has a laptop now')
+      const third = await fromSignal('hello, laptop')
+      expect(await laptop.readText(raw(third))).toBe('hello, laptop')
+
+      await carol.leave(room)
+      await marker('Carol left')
+      const fourth = await fromSignal('Carol has gone')
+      expect(sessionOf(fourth)).not.toBe(sessionOf(third))
+      expect(await carol.read(raw(fourth))).toMatchObject({ kind: 'missing-key' })
+      expect(await laptop.readText(raw(fourth))).toBe('Carol has gone')
+
+      const toLaptop = () => s.hs.e2ee.sentToDevice.filter(m => m.to_device_id === laptop.deviceId && m.sender === s.hs.botUserId).length
+      const laptopKeys = toLaptop()
+      await laptop.logout()
+      await marker('the laptop is gone')
+      const fifth = await fromSignal('only the phone now')
+      expect(sessionOf(fifth)).not.toBe(sessionOf(fourth))
+      expect(toLaptop()).toBe(laptopKeys)
+    } finally {
+      await carol.close()
+    }
+  })
+
   it("the crypto store is sealed once: each row opens with the configured key alone into the machine's own, readable record", async () => {
     await encryptedPortal() // the bot has met Alice's device and shared a room key with it
     const bot = s.hs.botUserId
