@@ -12,7 +12,7 @@ import { WhatsAppNetwork } from '../src/whatsapp/network.ts'
 import { FakeWhatsApp, type SentRecord } from '../test/fakes/whatsapp-socket.ts'
 import { benchConfig, nowMs, untag, WA_ROBIN, whatsappGroupId, WHATSAPP_LOGIN } from './config.ts'
 
-interface Start { type: 'start'; databaseUri: string; homeserver: string; daemonUrl: string; portals: number }
+interface Start { type: 'start'; databaseUri: string; homeserver: string; daemonUrl: string; portals: number; encrypted?: boolean }
 interface WaDeliver { type: 'wa'; msgs: Array<{ chat: number; id: string; text: string }> }
 type FromParent = Start | WaDeliver | { type: 'stats' } | { type: 'stop' }
 

@@ -17,7 +17,11 @@ export interface BenchConfigInput {
   homeserver: string
   daemonUrl: string
   dataDir: string
+  /** encryption.allow, with a fixed store key: the bridge's device and its crypto store are loaded. */
+  encrypted?: boolean
 }
+
+const BENCH_STORE_KEY = 'bench-store-key-'.repeat(4)
 
 export function benchConfig(i: BenchConfigInput): Config {
   return validateConfig({
@@ -38,6 +42,7 @@ export function benchConfig(i: BenchConfigInput): Config {
       relay: { message_format: '{name} ({network}): {message}', reactions: 'message' },
       hold_retention_hours: 336,
     },
+    ...(i.encrypted ? { encryption: { allow: true, store_key: BENCH_STORE_KEY } } : {}),
     metrics: { enabled: false, hostname: '127.0.0.1', port: 0 },
     logging: { level: process.env.BENCH_LOG ?? 'silent' },
   }, 'bench config')

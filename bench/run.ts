@@ -20,12 +20,13 @@ import { encodeJson } from '../src/whatsapp/auth.ts'
 import { FakeHomeserver, type FakeEvent } from '../test/fakes/homeserver.ts'
 import { FakeSignalDaemon, type RecordedCall } from '../test/fakes/signal-daemon.ts'
 import { groupText } from '../test/fakes/signal-envelopes.ts'
+import { OlmPeer } from '../test/support/olm-peer.ts'
 import { freePort } from '../test/support/ports.ts'
 import {
   ALICE, benchConfig, BRIDGE_NODE_FLAGS, benchRoomId, nowMs, SIGNAL_ALEX, SIGNAL_LOGIN, SIGNAL_RELAY, signalGroupId, tag, untag,
   WHATSAPP_LOGIN, whatsappGroupId,
 } from './config.ts'
-import { nextSeq, openLoop, percentiles, Tracker, TransactionPusher, type Net } from './load.ts'
+import { nextSeq, openLoop, percentiles, Tracker, TransactionPusher, type Net, type PreparedMessage } from './load.ts'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const { values: opt } = parseArgs({
@@ -39,7 +40,8 @@ const { values: opt } = parseArgs({
     'latency-rate': { type: 'string', default: '100' },
     scales: { type: 'string', default: '10,1000,10000' },
     out: { type: 'string', default: 'bench/results.json' },
-    /** Only these runs (comma-separated: idle, matrix50, matrix1, signal, whatsapp, latency-matrix, latency-signal, latency-whatsapp, baseline). */
+    /** Only these runs (comma-separated: idle, matrix50, matrix1, signal, whatsapp, latency-matrix, latency-signal, latency-whatsapp,
+     * idle-e2ee, matrix50-e2ee, latency-matrix-e2ee, baseline). */
     only: { type: 'string' },
   },
 })
@@ -144,6 +146,8 @@ interface World {
   tracker: Tracker
   bridge?: Child
   peakRss: number
+  /** Set up on the first encrypted run: Alice's real Olm device and the live rooms, made encrypted. */
+  e2ee?: { alice: OlmPeer; rooms: string[] }
 }
 
 async function makeWorld(portals: number): Promise<World> {
@@ -213,7 +217,7 @@ async function seed(db: Db, rooms: string[]): Promise<void> {
 }
 
 /** A fresh bridge process on the world's database, with the queues emptied by the previous run. */
-async function startBridgeProcess(w: World): Promise<Child> {
+async function startBridgeProcess(w: World, encrypted = false): Promise<Child> {
   // No RESTART IDENTITY: outbox ids name the homeserver txn ids of ghost sends, which must stay new.
   await w.db.query('TRUNCATE inbox, appservice_txns, outbox, message_copies, messages, wa_messages CASCADE')
   const child = new Child('bridge-process.ts', [], BRIDGE_NODE_FLAGS)
@@ -222,7 +226,7 @@ async function startBridgeProcess(w: World): Promise<Child> {
     if (m.type === 'wa-sent') for (const [s, t] of m.arrivals!) w.tracker.arrive(s, 'whatsapp', t)
   }
   const ready = child.next<{ port: number }>('ready', 120_000)
-  child.send({ type: 'start', databaseUri: w.dbUri, homeserver: w.hs.url, daemonUrl: w.daemon.url, portals: w.portals })
+  child.send({ type: 'start', databaseUri: w.dbUri, homeserver: w.hs.url, daemonUrl: w.daemon.url, portals: w.portals, encrypted })
   const { port } = await ready
   w.hs.setAppserviceUrl(`http://127.0.0.1:${port}`)
   await w.daemon.until(() => w.daemon.hasStream(SIGNAL_RELAY.number), 30_000)
@@ -243,6 +247,7 @@ async function stopBridgeProcess(w: World): Promise<Stats | undefined> {
 
 async function closeWorld(w: World): Promise<void> {
   await stopBridgeProcess(w)
+  await w.e2ee?.alice.close()
   await w.hs.stop()
   await w.daemon.stop()
   await w.db.close()
@@ -262,6 +267,8 @@ interface RunResult {
   portals: number
   direction: Direction
   batch?: number
+  /** Matrix messages sent encrypted (Megolm) into encrypted portals, decrypted by the bridge's device. */
+  encrypted?: boolean
   offeredPerS: number
   durationS: number
   generated: number
@@ -316,10 +323,61 @@ async function warmUpMatrix(w: World, port: number): Promise<void> {
   w.tracker.reset()
 }
 
-async function run(w: World, direction: Direction, opts: { rate: number; durationS: number; batch?: number; name: string }): Promise<RunResult> {
-  const child = await startBridgeProcess(w)
+/** The registration of a bridge with encryption.allow (MSC2409 to-device, MSC3202, MSC4190), as its operator installs it. */
+function enableEncryption(w: World): void {
+  Object.assign(w.hs.registration, buildRegistration(benchConfig({ databaseUri: w.dbUri, homeserver: w.hs.url, daemonUrl: 'http://127.0.0.1:1', dataDir: '/tmp', encrypted: true })))
+}
+
+/** The live rooms made encrypted (one room key for the whole run), and Alice's real Olm device in them. The
+ * registration asks for to-device events and device lists from now on, as an operator's does with encryption. */
+async function encryptedRooms(w: World): Promise<NonNullable<World['e2ee']>> {
+  if (w.e2ee) return w.e2ee
+  const alice = await OlmPeer.login(w.hs, ALICE)
+  const rooms = w.rooms.slice(0, w.live)
+  for (const room of rooms) {
+    await w.hs.sendEvent(ALICE, room, 'm.room.encryption', { algorithm: 'm.megolm.v1.aes-sha2', rotation_period_msgs: 1_000_000, rotation_period_ms: 86_400_000 }, { stateKey: '' })
+  }
+  w.e2ee = { alice, rooms }
+  return w.e2ee
+}
+
+/** `count` messages encrypted by Alice's device, round-robin over the encrypted rooms (the first shares the keys). */
+async function encryptAhead(w: World, count: number): Promise<PreparedMessage[]> {
+  const { alice, rooms } = await encryptedRooms(w)
+  const started = Date.now()
+  const out: PreparedMessage[] = []
+  for (let i = 0; i < count; i++) {
+    const roomId = rooms[i % rooms.length]!
+    const seq = nextSeq()
+    const content = await alice.crypto.encrypt(roomId, 'm.room.message', { msgtype: 'm.text', body: `Hello from the benchmark ${tag(seq)}` }, {
+      members: w.hs.joinedMembers(roomId), encryption: w.hs.stateContent(roomId, 'm.room.encryption') ?? {}, historyVisibility: 'shared',
+    })
+    out.push({ seq, roomId, type: 'm.room.encrypted', content })
+  }
+  log(`  encrypted ${count} messages ahead in ${Date.now() - started} ms (the sender's cost, not measured)`)
+  return out
+}
+
+/** The first encrypted messages at 100 msg/s: the bridge's device takes the room keys, and the run's tail is not its start. */
+async function warmUpEncrypted(w: World, port: number, messages: PreparedMessage[]): Promise<void> {
+  const pusher = new TransactionPusher(port, 1, w.tracker)
+  await openLoop({ rate: 100, durationMs: messages.length * 10, emit: count => {
+    for (let i = 0; i < count && messages.length; i++) pusher.addPrepared(messages.shift()!, TARGETS.matrix)
+  } })
+  const deadline = Date.now() + 60_000
+  while (w.tracker.inFlight > 0 && Date.now() < deadline) await sleep(20)
+  if (w.tracker.inFlight > 0) log(`warm-up: ${w.tracker.inFlight} encrypted messages never reached both networks`)
+  pusher.close()
+  w.tracker.reset()
+}
+
+async function run(w: World, direction: Direction, opts: { rate: number; durationS: number; batch?: number; name: string; encrypted?: boolean }): Promise<RunResult> {
+  const child = await startBridgeProcess(w, opts.encrypted)
   const port = (child as Child & { port: number }).port
-  if (direction === 'matrix') await warmUpMatrix(w, port)
+  const WARM = 200
+  const prepared = opts.encrypted ? await encryptAhead(w, WARM + Math.ceil(opts.rate * opts.durationS * 1.1)) : undefined
+  if (prepared) await warmUpEncrypted(w, port, prepared.splice(0, WARM))
+  else if (direction === 'matrix') await warmUpMatrix(w, port)
   else await warmUp(w, child)
   const chats = direction === 'matrix' ? w.portals : w.live
   const nets = TARGETS[direction]
@@ -330,11 +388,12 @@ async function run(w: World, direction: Direction, opts: { rate: number; duratio
   const harnessBefore = process.cpuUsage()
   const pusher = direction === 'matrix' ? new TransactionPusher(port, opts.batch ?? 1, w.tracker) : undefined
   const durationMs = opts.durationS * 1000
-  log(`${opts.name}: ${w.portals} portals, ${direction} → ${nets.join(' + ')}, ${opts.rate} msg/s for ${opts.durationS} s${opts.batch ? `, batches of ${opts.batch}` : ''}`)
+  log(`${opts.name}: ${w.portals} portals, ${direction} → ${nets.join(' + ')}, ${opts.rate} msg/s for ${opts.durationS} s${opts.batch ? `, batches of ${opts.batch}` : ''}${opts.encrypted ? `, encrypted, in ${w.e2ee!.rooms.length} rooms` : ''}`)
   const loop = await openLoop({
     rate: opts.rate, durationMs,
     emit: count => {
-      if (pusher) for (let i = 0; i < count; i++) pusher.add(w.rooms[pick()]!, nets)
+      if (pusher && prepared) for (let i = 0; i < count && prepared.length; i++) pusher.addPrepared(prepared.shift()!, nets)
+      else if (pusher) for (let i = 0; i < count; i++) pusher.add(w.rooms[pick()]!, nets)
       else if (direction === 'signal') {
         for (let i = 0; i < count; i++) {
           const s = nextSeq()
@@ -364,7 +423,7 @@ async function run(w: World, direction: Direction, opts: { rate: number; duratio
   const windowS = (loop.endedAt - from) / 1000
   const acked = pusher ? pusher.stats.acks.filter(([t]) => t >= from && t <= loop.endedAt).reduce((n, [, e]) => n + e, 0) : undefined
   const result: RunResult = {
-    name: opts.name, portals: w.portals, direction, ...(opts.batch ? { batch: opts.batch } : {}),
+    name: opts.name, portals: w.portals, direction, ...(opts.batch ? { batch: opts.batch } : {}), ...(opts.encrypted ? { encrypted: true } : {}),
     offeredPerS: opts.rate, durationS: opts.durationS, generated: loop.generated,
     relayedPerS: round(inWindow / windowS),
     ...(acked !== undefined ? { ackedEventsPerS: round(acked / windowS) } : {}),
@@ -410,7 +469,7 @@ async function baseline(rate: number, batch: number, durationS: number): Promise
 const started = Date.now()
 const scales = opt.scales.split(',').map(Number)
 const runs: RunResult[] = []
-const idle: Array<{ portals: number; rssMb: number; heapUsedMb: number; heapTotalMb: number; externalMb: number }> = []
+const idle: Array<{ portals: number; encrypted?: boolean; rssMb: number; heapUsedMb: number; heapTotalMb: number; externalMb: number }> = []
 const peaks: number[] = []
 const rate50 = Number(opt['rate-batch50'])
 const rate1 = Number(opt['rate-batch1'])
@@ -426,19 +485,21 @@ for (const n of scales) {
   log(`setting up ${n} portals`)
   const w = await makeWorld(n)
   try {
-    // Idle: started, connected, nothing to do.
-    if (want('idle')) {
-      const child = await startBridgeProcess(w)
+    // Idle: started, connected, nothing to do; then again with encryption on (the wasm crypto and the device loaded).
+    const first = n === scales[0]
+    for (const encrypted of [false, true]) {
+      if (!want(encrypted ? 'idle-e2ee' : 'idle') || (encrypted && !first)) continue
+      if (encrypted) enableEncryption(w)
+      const child = await startBridgeProcess(w, encrypted)
       const start = await child.stats()
       await sleep(5000)
       const s = await child.stats()
-      log(`  idle CPU: ${round((s.cpuUs - start.cpuUs) / 5000 / 10, 2)} % of a core`)
+      log(`  idle CPU${encrypted ? ' (encryption on)' : ''}: ${round((s.cpuUs - start.cpuUs) / 5000 / 10, 2)} % of a core`)
       const mb = (b = NaN): number => round(b / 2 ** 20)
-      idle.push({ portals: n, rssMb: mb(s.rss), heapUsedMb: mb(s.heapUsed), heapTotalMb: mb(s.heapTotal), externalMb: mb(s.external) })
-      log(`  idle RSS with ${n} portals: ${mb(s.rss)} MB (V8 heap ${mb(s.heapUsed)} MB used of ${mb(s.heapTotal)} MB, external ${mb(s.external)} MB)`)
+      idle.push({ portals: n, ...(encrypted ? { encrypted } : {}), rssMb: mb(s.rss), heapUsedMb: mb(s.heapUsed), heapTotalMb: mb(s.heapTotal), externalMb: mb(s.external) })
+      log(`  idle RSS with ${n} portals${encrypted ? ', encryption on' : ''}: ${mb(s.rss)} MB (V8 heap ${mb(s.heapUsed)} MB used of ${mb(s.heapTotal)} MB, external ${mb(s.external)} MB)`)
       await stopBridgeProcess(w)
     }
-    const first = n === scales[0]
     if (want('matrix50')) runs.push(await run(w, 'matrix', { rate: rate50, durationS: SUSTAINED_S, batch: 50, name: 'sustained' }))
     if (first && want('matrix1')) runs.push(await run(w, 'matrix', { rate: rate1, durationS: SUSTAINED_S, batch: 1, name: 'sustained' }))
     if (first && want('signal')) runs.push(await run(w, 'signal', { rate: rateRemote, durationS: SUSTAINED_S, name: 'sustained' }))
@@ -446,6 +507,9 @@ for (const n of scales) {
     if (want('latency-matrix')) runs.push(await run(w, 'matrix', { rate: latencyRate, durationS: LATENCY_S, batch: 1, name: 'latency' }))
     if (first && want('latency-signal')) runs.push(await run(w, 'signal', { rate: latencyRate, durationS: LATENCY_S, name: 'latency' }))
     if (first && want('latency-whatsapp')) runs.push(await run(w, 'whatsapp', { rate: latencyRate, durationS: LATENCY_S, name: 'latency' }))
+    // Last: the registration then asks for the encryption extensions, which the plain runs above did without.
+    if (first && want('matrix50-e2ee')) runs.push(await run((enableEncryption(w), w), 'matrix', { rate: rate50, durationS: SUSTAINED_S, batch: 50, name: 'sustained', encrypted: true }))
+    if (first && want('latency-matrix-e2ee')) runs.push(await run((enableEncryption(w), w), 'matrix', { rate: latencyRate, durationS: LATENCY_S, batch: 1, name: 'latency', encrypted: true }))
   } finally {
     peaks.push(w.peakRss)
     await closeWorld(w)
@@ -455,14 +519,16 @@ for (const n of scales) {
 // ---- report --------------------------------------------------------------------------------------------
 
 const find = (f: (r: RunResult) => boolean): RunResult | undefined => runs.find(f)
-const m50 = find(r => r.name === 'sustained' && r.direction === 'matrix' && r.batch === 50 && r.portals === scales[0])
+const m50 = find(r => r.name === 'sustained' && r.direction === 'matrix' && r.batch === 50 && r.portals === scales[0] && !r.encrypted)
+const m50e = find(r => r.name === 'sustained' && r.direction === 'matrix' && r.encrypted === true)
+const latE = find(r => r.name === 'latency' && r.direction === 'matrix' && r.encrypted === true)
 const m1 = find(r => r.name === 'sustained' && r.direction === 'matrix' && r.batch === 1 && r.portals === scales[0])
-const lat = (['matrix', 'signal', 'whatsapp'] as const).map(d => find(r => r.name === 'latency' && r.direction === d && r.portals === scales[0]))
-const smallest = find(r => r.name === 'sustained' && r.batch === 50 && r.portals === Math.min(...scales))
-const largest = find(r => r.name === 'sustained' && r.batch === 50 && r.portals === Math.max(...scales))
+const lat = (['matrix', 'signal', 'whatsapp'] as const).map(d => find(r => r.name === 'latency' && r.direction === d && r.portals === scales[0] && !r.encrypted))
+const smallest = find(r => r.name === 'sustained' && r.batch === 50 && r.portals === Math.min(...scales) && !r.encrypted)
+const largest = find(r => r.name === 'sustained' && r.batch === 50 && r.portals === Math.max(...scales) && !r.encrypted)
 const costRatio = smallest && largest ? largest.bridgeCpuUsPerMsg / smallest.bridgeCpuUsPerMsg : NaN
 const wallRatio = smallest && largest ? smallest.relayedPerS / largest.relayedPerS : NaN
-const idle1000 = idle.find(i => i.portals === 1000)?.rssMb
+const idle1000 = idle.find(i => i.portals === 1000 && !i.encrypted)?.rssMb
 const targets = {
   matrixToBothPerS: { target: 2000, batch50: m50?.relayedPerS, batch1: m1?.relayedPerS, met: (m50?.relayedPerS ?? 0) >= 2000 },
   p99At100PerS: { targetMs: 50, ...Object.fromEntries(lat.map(r => [r?.direction ?? '?', r?.latencyMs.p99])), met: lat.every(r => r && r.latencyMs.p99 <= 50) },
@@ -481,6 +547,13 @@ const results = {
   baseline: baselines,
   matrixRatioToBaseline: { batch50: m50 ? round(m50.relayedPerS / baselines[0]!.ackedEventsPerS, 3) : null, batch1: m1 ? round(m1.relayedPerS / baselines[1]!.ackedEventsPerS, 3) : null },
   idleRss: idle,
+  /** What encryption costs: Matrix → both networks in encrypted portals beside the same runs in plain ones. */
+  encryption: {
+    matrixToBothPerS: { plain: m50?.relayedPerS ?? null, encrypted: m50e?.relayedPerS ?? null },
+    matrixP99Ms: { plain: lat[0]?.latencyMs.p99 ?? null, encrypted: latE?.latencyMs.p99 ?? null },
+    bridgeCpuUsPerMsg: { plain: m50?.bridgeCpuUsPerMsg ?? null, encrypted: m50e?.bridgeCpuUsPerMsg ?? null },
+    idleRssMb: { plain: idle.find(i => i.portals === scales[0] && !i.encrypted)?.rssMb ?? null, encrypted: idle.find(i => i.encrypted)?.rssMb ?? null },
+  },
   peakRssMb: round(Math.max(...peaks) / 2 ** 20),
   runs,
   targets,
@@ -489,7 +562,7 @@ const results = {
 await writeFile(resolvePath(ROOT, opt.out), JSON.stringify(results, null, 2) + '\n')
 
 const rows = runs.map(r => [
-  r.name, String(r.portals), `${r.direction} → ${TARGETS[r.direction].join('+')}`, r.batch ? String(r.batch) : '-', String(r.offeredPerS),
+  r.encrypted ? `${r.name} (encrypted)` : r.name, String(r.portals), `${r.direction} → ${TARGETS[r.direction].join('+')}`, r.batch ? String(r.batch) : '-', String(r.offeredPerS),
   String(r.relayedPerS), String(r.latencyMs.p50), String(r.latencyMs.p95), String(r.latencyMs.p99), String(r.bridgeCpuUsPerMsg),
   String(r.postgresCpuUsPerMsg), String(r.harnessCpuUsPerMsg), String(r.unfinished),
 ])
@@ -500,7 +573,8 @@ console.log(line(head))
 for (const r of rows) console.log(line(r))
 console.log(`baseline (bot-sdk Appservice, ack only): ${baselines.map(b => `batch ${b.batch}: ${b.ackedEventsPerS} events/s`).join(', ')}`)
 console.log(`ratio to baseline: ${JSON.stringify(results.matrixRatioToBaseline)}`)
-console.log(`idle RSS: ${idle.map(i => `${i.portals} portals ${i.rssMb} MB`).join(', ')}; peak ${results.peakRssMb} MB`)
+console.log(`idle RSS: ${idle.map(i => `${i.portals} portals${i.encrypted ? ' (encryption on)' : ''} ${i.rssMb} MB`).join(', ')}; peak ${results.peakRssMb} MB`)
+console.log(`encryption: ${JSON.stringify(results.encryption)}`)
 console.log(`targets: ${JSON.stringify(targets)}`)
 console.log(`wrote ${opt.out} in ${results.wallS} s`)
 process.exit(0)

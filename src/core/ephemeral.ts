@@ -88,8 +88,9 @@ export class Ephemeral {
   }
 
   private async typing(event: InboundTyping): Promise<void> {
+    // Also in encrypted portals: Matrix never encrypts typing notices and receipts (ephemeral events).
     const portal = this.opts.portals.find(event.network, event.chatId)
-    if (!portal || portal.encrypted) return
+    if (!portal) return
     await this.opts.sink.typing(event.sender, portal.roomId, event.typing, TYPING_TIMEOUT_MS)
   }
 
@@ -102,7 +103,7 @@ export class Ephemeral {
     const read = await MessageMap.latestOnMatrix(db, event.network, chats, event.targets)
     if (!read) return // none of them reached Matrix
     const portal = portals.all().find(p => p.id === read.portalId)
-    if (!portal || portal.encrypted) return
+    if (!portal) return
     const position = `${portal.roomId}\u0000${event.network}\u0000${event.sender.id}`
     if ((this.positions.get(position) ?? -1) >= read.messageId) return
     await this.opts.sink.read(event.sender, portal.roomId, read.eventId)

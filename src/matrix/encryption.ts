@@ -1,6 +1,6 @@
 // Puts end-to-bridge encryption together when the configuration allows it: the bot's device (one, kept
 // across restarts), its Olm machine, the room knowledge and the encrypting API the rest of the bridge uses.
-import { createHash, randomBytes } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import type { Logger } from 'pino'
 import type { Db } from '../db/types.ts'
 import type { DeviceHttp, HomeserverApi } from './client.ts'
@@ -60,8 +60,8 @@ export async function openEncryption(o: {
   const http: DeviceHttp = { request: async (method, path, body) => (await store.flush(), inner.request(method, path, body)) }
   const crypto = await CryptoMachine.open({
     userId: o.botMxid, deviceId, http, log,
-    // The rows are sealed by the store already; the machine's own key only has to be stable, so it is derived.
-    store: { name: store.storeName, key: new Uint8Array(createHash('sha256').update(`relay-bridge machine key\u0000${o.storeKey}`).digest()) },
+    // Unencrypted by the machine: the store seals each row once (seal.ts).
+    store: { name: store.storeName },
   })
   const machine: Encryption['machine'] = {
     userId: crypto.userId, deviceId: crypto.deviceId,

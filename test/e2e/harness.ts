@@ -17,6 +17,8 @@ import { AS_TOKEN, HS_TOKEN, tempDir } from '../support/config.ts'
 import { createPostgresDatabase, type DbKind } from '../support/db.ts'
 import { PATIENCE_MS } from '../support/patience.ts'
 import { seedPgliteDataDir } from '../support/global-pglite.ts'
+import { reader } from '../support/encrypted-room.ts'
+import type { OlmPeer } from '../support/olm-peer.ts'
 
 const ENTRY = fileURLToPath(new URL('./entry.ts', import.meta.url))
 
@@ -36,6 +38,8 @@ export class E2E {
   readonly databaseUri: string
   child: ChildProcess | undefined
   private output = ''
+  /** The device through which a user of the story reads and writes encrypted rooms, once one is given. */
+  private device: { peer: OlmPeer; read: ReturnType<typeof reader> } | undefined
   private nextId = 1
   private readonly pending = new Map<number, { resolve: (v: any) => void; reject: (e: Error) => void }>()
 
@@ -156,8 +160,31 @@ export class E2E {
     }
   }
 
+  /** From now on `peer`'s user types in encrypted rooms through that device, and the bot's notices there are read through it. */
+  useDevice(peer: OlmPeer): void {
+    this.device = { peer, read: reader(this.hs, peer) }
+  }
+
+  /** The room as people read it: decrypted where a device was given with useDevice, else as the homeserver holds it. */
+  clearTimeline(room: string): FakeEvent[] {
+    return this.device?.read.view(room) ?? this.hs.timeline(room)
+  }
+
+  /** Sends as `user`, encrypted by their device where the room is encrypted and they have one (as Element does). */
+  say(user: string, room: string, content: string | Record<string, unknown>): Promise<string> {
+    if (this.device?.peer.userId === user && this.hs.stateContent(room, 'm.room.encryption')) return this.device.peer.send(room, content as never)
+    return this.hs.sendMessage(user, room, content)
+  }
+
+  /** Waits for `check` over the room as people read it; an encrypted room is re-read through the device meanwhile. */
+  private waitInRoom<T>(room: string, check: () => T | undefined | false, what: string, timeoutMs = PATIENCE_MS): Promise<T> {
+    const device = this.device
+    if (device && this.hs.stateContent(room, 'm.room.encryption')) return this.until(async () => (await device.read.timeline(room), check()), what, timeoutMs)
+    return this.hs.waitFor(check, { timeoutMs, what })
+  }
+
   botEvents(room: string): FakeEvent[] {
-    return this.hs.timeline(room).filter(e => e.sender === this.hs.botUserId && e.type === 'm.room.message')
+    return this.clearTimeline(room).filter(e => e.sender === this.hs.botUserId && e.type === 'm.room.message')
   }
 
   notices(room: string): string[] {
@@ -165,15 +192,15 @@ export class E2E {
   }
 
   async waitForNotice(room: string, match: RegExp, timeoutMs = PATIENCE_MS): Promise<string> {
-    await this.hs.waitFor(() => this.notices(room).some(n => match.test(n)), { timeoutMs, what: `a notice matching ${match} (logs:\n${this.output.slice(-3000)})` })
+    await this.waitInRoom(room, () => this.notices(room).some(n => match.test(n)), `a notice matching ${match} (logs:\n${this.output.slice(-3000)})`, timeoutMs)
     return this.notices(room).find(n => match.test(n))!
   }
 
   /** Types a command as `user` in `room` and returns the bot's next notice there. */
   async command(user: string, room: string, text: string): Promise<string> {
     const before = this.notices(room).length
-    await this.hs.sendMessage(user, room, text)
-    await this.hs.waitFor(() => this.notices(room).length > before, { timeoutMs: PATIENCE_MS, what: `a reply to ${text}` })
+    await this.say(user, room, text)
+    await this.waitInRoom(room, () => this.notices(room).length > before, `a reply to ${text}`)
     return this.notices(room)[before]!
   }
 

@@ -5,7 +5,8 @@ import { pino } from 'pino'
 import { afterEach, describe, expect, it } from 'vitest'
 import { MatrixClientApi, type JsonObject } from '../../src/matrix/client.ts'
 import { CryptoMachine, ensureBotDevice } from '../../src/matrix/crypto/machine.ts'
-import { cryptoOfTransaction } from '../../src/matrix/crypto/transaction.ts'
+import { forDevice } from '../../src/matrix/decryption.ts'
+import { transactionCrypto } from '../../src/matrix/transaction-crypto.ts'
 import { FakeHomeserver, type FakeEvent, type FakeHomeserverOptions } from '../fakes/homeserver.ts'
 import { verifySigned } from '../fakes/homeserver/e2ee.ts'
 import { RecordingAppservice } from '../fakes/homeserver/recording-appservice.ts'
@@ -40,7 +41,7 @@ async function setup(opts: FakeHomeserverOptions = {}) {
   const botSync = async (): Promise<void> => {
     await hs.waitForPushIdle()
     while (fed < as.accepted.length) {
-      const part = cryptoOfTransaction(as.accepted[fed++]!.body, BOT, BOT_DEVICE)
+      const part = forDevice(transactionCrypto(as.accepted[fed++]!.body as Record<string, unknown>).crypto, BOT, BOT_DEVICE)
       if (part) await bot.receiveSyncChanges(part)
     }
   }
@@ -236,18 +237,18 @@ describe("a transaction's crypto part for one device", () => {
       { type: 'm.room.encrypted', sender: ALICE, content: { n: 3 }, to_user_id: '@signal_x:example.org', to_device_id: BOT_DEVICE },
     ]
     const counts = { [BOT]: { [BOT_DEVICE]: { signed_curve25519: 7 }, OTHERDEVICE: { signed_curve25519: 1 } } }
-    const newer = cryptoOfTransaction({
+    const newer = forDevice(transactionCrypto({
       events: [], 'de.sorunome.msc2409.to_device': toDevice, 'org.matrix.msc3202.device_one_time_keys_count': counts,
       'org.matrix.msc3202.device_lists': { changed: [ALICE], left: [] },
       'org.matrix.msc3202.device_unused_fallback_key_types': { [BOT]: { [BOT_DEVICE]: ['signed_curve25519'] } },
-    }, BOT, BOT_DEVICE)
+    }).crypto, BOT, BOT_DEVICE)
     expect(newer).toEqual({
       toDevice: [{ type: 'm.room.encrypted', sender: ALICE, content: { n: 1 } }],
       changed: [ALICE], left: [], otkCounts: { signed_curve25519: 7 }, unusedFallbackKeyTypes: ['signed_curve25519'],
     })
-    const older = cryptoOfTransaction({ events: [], 'org.matrix.msc3202.device_one_time_key_counts': counts }, BOT, BOT_DEVICE)
+    const older = forDevice(transactionCrypto({ events: [], 'org.matrix.msc3202.device_one_time_key_counts': counts }).crypto, BOT, BOT_DEVICE)
     expect(older?.otkCounts).toEqual({ signed_curve25519: 7 })
     expect(older?.unusedFallbackKeyTypes).toBeUndefined()
-    expect(cryptoOfTransaction({ events: [{ event_id: '$a' }] }, BOT, BOT_DEVICE)).toBeUndefined()
+    expect(forDevice(transactionCrypto({ events: [{ event_id: '$a' }] }).crypto, BOT, BOT_DEVICE)).toBeUndefined()
   })
 })

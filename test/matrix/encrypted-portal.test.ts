@@ -3,13 +3,14 @@
 // content goes to Signal and WhatsApp and back, everything the bridge says in the room is encrypted, and a
 // message whose key is late or never comes neither holds the room back nor vanishes. Nothing is mocked:
 // what Alice reads was encrypted for her device, what the bridge relays was decrypted by its own.
-import { createHash, webcrypto } from 'node:crypto'
+import { deserialize } from 'node:v8'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { sealer } from '../../src/matrix/crypto/seal.ts'
 import type { InboundEvent } from '../../src/core/model.ts'
-import type { FakeEvent } from '../fakes/homeserver.ts'
 import type { MemoryGroup, Sent } from '../fakes/memory-network.ts'
 import { ALICE, linkedLogin, scenario, type Scenario } from '../support/bridge.ts'
 import { DB_KINDS } from '../support/db.ts'
+import { decryptFile, encryptFile, reader } from '../support/encrypted-room.ts'
 import { OlmPeer } from '../support/olm-peer.ts'
 import { until } from '../support/relay.ts'
 
@@ -18,51 +19,10 @@ const DAVE_PERSON = { network: 'whatsapp' as const, id: 'wa-dave', displayName: 
 const BOB_GHOST = '@signal_aci-bob:example.org'
 const PNG = Buffer.from('89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489', 'hex')
 
+const STORE_KEY = 'a'.repeat(64)
 const encryptionConfig = (o: { waitSeconds: number; byDefault?: boolean }) => (raw: Record<string, any>) => {
-  raw.encryption = { allow: true, default: o.byDefault ?? false, key_wait_seconds: o.waitSeconds, store_key: 'a'.repeat(64) }
+  raw.encryption = { allow: true, default: o.byDefault ?? false, key_wait_seconds: o.waitSeconds, store_key: STORE_KEY }
   raw.metrics = { enabled: true, hostname: '127.0.0.1', port: 0 }
-}
-
-// ---- encrypted attachments as Element makes them (WebCrypto AES-CTR), independent of the bridge's code ----
-const b64 = (b: Uint8Array): string => Buffer.from(b).toString('base64').replace(/=+$/, '')
-async function encryptFile(data: Buffer): Promise<{ ciphertext: Buffer; file: (url: string) => Record<string, unknown> }> {
-  const iv = new Uint8Array(16)
-  webcrypto.getRandomValues(iv.subarray(0, 8))
-  const key = await webcrypto.subtle.generateKey({ name: 'AES-CTR', length: 256 }, true, ['encrypt', 'decrypt'])
-  const ciphertext = Buffer.from(await webcrypto.subtle.encrypt({ name: 'AES-CTR', counter: iv, length: 64 }, key, data))
-  const jwk = await webcrypto.subtle.exportKey('jwk', key)
-  const sha256 = b64(createHash('sha256').update(ciphertext).digest())
-  return { ciphertext, file: url => ({ v: 'v2', url, key: { kty: 'oct', key_ops: ['encrypt', 'decrypt'], alg: 'A256CTR', k: jwk.k, ext: true }, iv: b64(iv), hashes: { sha256 } }) }
-}
-async function decryptFile(ciphertext: Buffer, file: Record<string, any>): Promise<Buffer> {
-  expect(b64(createHash('sha256').update(ciphertext).digest())).toBe(file.hashes.sha256)
-  const key = await webcrypto.subtle.importKey('jwk', file.key, { name: 'AES-CTR' }, false, ['decrypt'])
-  const iv = Buffer.from(file.iv, 'base64')
-  return Buffer.from(await webcrypto.subtle.decrypt({ name: 'AES-CTR', counter: iv, length: 64 }, key, ciphertext))
-}
-
-type Clear = FakeEvent & { content: Record<string, any> }
-
-/** The room as a device sees it: encrypted events it can decrypt show their clear type and content. */
-function reader(s: Scenario, peer: OlmPeer) {
-  const clear = new Map<string, { type: string; content: Record<string, any> }>()
-  const timeline = async (room: string): Promise<FakeEvent[]> => {
-    await peer.sync()
-    for (const ev of s.hs.timeline(room)) {
-      if (ev.type !== 'm.room.encrypted' || clear.has(ev.event_id)) continue
-      const r = await peer.crypto.decrypt(ev as never)
-      if (r.kind === 'decrypted') clear.set(ev.event_id, r.event)
-    }
-    return s.hs.timeline(room).map(ev => ({ ...ev, ...clear.get(ev.event_id) }))
-  }
-  return {
-    timeline,
-    /** Waits for an event that, decrypted, matches. */
-    find: (room: string, match: (ev: Clear) => boolean, what: string): Promise<Clear> =>
-      until(async () => (await timeline(room)).find(ev => match(ev as Clear)) as Clear | undefined, what),
-    notice: (room: string, re: RegExp) =>
-      until(async () => (await timeline(room)).find(ev => ev.sender === s.hs.botUserId && ev.type === 'm.room.message' && re.test(String(ev.content.body))), `a bot notice ${re}`),
-  }
 }
 
 async function metric(s: Scenario, name: string, labels: string): Promise<number> {
@@ -82,7 +42,7 @@ describe.each(DB_KINDS)('an encrypted portal on %s', kind => {
     s = await scenario(kind, { configure: encryptionConfig({ waitSeconds: 300 }) })
     s.hs.createUser(ALICE, { displayname: 'Alice' })
     alice = await OlmPeer.login(s.hs, ALICE)
-    read = reader(s, alice)
+    read = reader(s.hs, alice)
     sigLogin = await linkedLogin(s, s.signal)
     waLogin = await linkedLogin(s, s.whatsapp)
   })
@@ -210,6 +170,76 @@ describe.each(DB_KINDS)('an encrypted portal on %s', kind => {
     }
   })
 
+  it('a member invited after the room key was shared and a member\'s new device get the key of the next message; a member who left and a logged-out device do not', async () => {
+    const { room, sg } = await encryptedPortal()
+    const raw = (id: string) => s.hs.timeline(room).find(e => e.event_id === id)!
+    const sessionOf = (id: string) => String(raw(id).content.session_id)
+    let n = 0
+    const fromSignal = async (body: string) => {
+      await s.signal.inbound({ ...base(BOB_PERSON, sg.id, `sig-members-${++n}`), kind: 'message', content: text(body) })
+      return (await read.find(room, e => e.content.body === body, body)).event_id
+    }
+    // Alice's message reaches Signal after the bridge has handled everything the room did before it.
+    const marker = async (body: string) => {
+      await alice.send(room, body)
+      await until(async () => s.signal.sentTo(sg.id).some(m => m.text === `Alice (Matrix): ${body}`), `${body} on Signal`)
+    }
+    const first = await fromSignal('before Carol')
+
+    const carolId = s.hs.createUser('@carol:example.org', { displayname: 'Carol' })
+    const carol = await OlmPeer.login(s.hs, carolId)
+    try {
+      await s.hs.invite(ALICE, room, carolId)
+      await s.hs.join(carolId, room)
+      await marker('Carol joined')
+      const second = await fromSignal('welcome, Carol')
+      expect(await carol.readText(raw(second))).toBe('welcome, Carol')
+      // A join does not rotate the room key: Carol got it as it stood, so what came before stays closed to her.
+      expect(sessionOf(second)).toBe(sessionOf(first))
+      expect((await carol.read(raw(first))).kind).not.toBe('decrypted')
+
+      const laptop = await alice.addDevice()
+      await marker('Alice has a laptop now')
+      const third = await fromSignal('hello, laptop')
+      expect(await laptop.readText(raw(third))).toBe('hello, laptop')
+
+      await carol.leave(room)
+      await marker('Carol left')
+      const fourth = await fromSignal('Carol has gone')
+      expect(sessionOf(fourth)).not.toBe(sessionOf(third))
+      expect(await carol.read(raw(fourth))).toMatchObject({ kind: 'missing-key' })
+      expect(await laptop.readText(raw(fourth))).toBe('Carol has gone')
+
+      const toLaptop = () => s.hs.e2ee.sentToDevice.filter(m => m.to_device_id === laptop.deviceId && m.sender === s.hs.botUserId).length
+      const laptopKeys = toLaptop()
+      await laptop.logout()
+      await marker('the laptop is gone')
+      const fifth = await fromSignal('only the phone now')
+      expect(sessionOf(fifth)).not.toBe(sessionOf(fourth))
+      expect(toLaptop()).toBe(laptopKeys)
+    } finally {
+      await carol.close()
+    }
+  })
+
+  it("the crypto store is sealed once: each row opens with the configured key alone into the machine's own, readable record", async () => {
+    await encryptedPortal() // the bot has met Alice's device and shared a room key with it
+    const bot = s.hs.botUserId
+    const seal = sealer(STORE_KEY)
+    const { rows } = await s.db.query<{ key_hash: Uint8Array; value: Uint8Array }>(`SELECT key_hash, value FROM crypto_store WHERE store_name = $1 AND idb_store <> ''`, [bot])
+    expect(rows.length).toBeGreaterThan(10)
+    // A row's sealed payload (src/matrix/crypto/store.ts): the IndexedDB key, length-prefixed, then the v8-serialized value.
+    const records = rows.map(r => {
+      const plain = seal.open(r.value, Buffer.concat([Buffer.from(`${bot}\0`), r.key_hash]))
+      return deserialize(plain.subarray(4 + plain.readUInt32BE(0))) as unknown
+    })
+    // The machine stores most values as base64 of their JSON: those are read too.
+    const json = JSON.stringify(records, (_k, x: unknown) => (x instanceof Uint8Array ? Buffer.from(x).toString('latin1') : x))
+    const text = [json, ...[...json.matchAll(/[A-Za-z0-9+/]{16,}={0,2}/g)].map(m => Buffer.from(m[0], 'base64').toString('utf8'))].join('\n')
+    // What the machine knows of Alice is there in the clear once unsealed: not a second ciphertext under the machine's own key.
+    for (const needle of [ALICE, alice.deviceId, alice.crypto.identityKeys.curve25519]) expect(text, needle).toContain(needle)
+  })
+
   it('a room that becomes encrypted after it was linked keeps relaying both ways, without a notice', async () => {
     const room = await s.hs.createRoom(ALICE, { invite: [s.hs.botUserId], name: 'Later' })
     await s.hs.waitFor(() => s.hs.membership(room, s.hs.botUserId) === 'join', { what: 'the bot to join' })
@@ -235,7 +265,7 @@ describe.each(DB_KINDS)('with a short wait for keys, and encryption by default, 
     s = await scenario(kind, { configure: encryptionConfig({ waitSeconds: 2, byDefault: true }) })
     s.hs.createUser(ALICE, { displayname: 'Alice' })
     alice = await OlmPeer.login(s.hs, ALICE)
-    read = reader(s, alice)
+    read = reader(s.hs, alice)
   })
   afterAll(async () => {
     await alice?.close()

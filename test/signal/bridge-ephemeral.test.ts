@@ -5,7 +5,7 @@ import { groupText, receipt, typing, type FakeSender } from '../fakes/signal-env
 import { ALICE } from '../support/bridge.ts'
 import { DB_KINDS } from '../support/db.ts'
 import { SIG_BOB, SIG_RELAY, bridgedRoom, realScenario, type RealScenario } from '../support/networks.ts'
-import { content, settled } from '../support/relay.ts'
+import { content, settled, until } from '../support/relay.ts'
 
 const ghost = (p: FakeSender) => `@signal_${p.aci}:example.org`
 /** Someone no longer in the group (the group's members are in the room as ghosts since it was linked). */
@@ -85,5 +85,18 @@ describe.each(DB_KINDS)('Signal typing and read receipts through the bridge on %
     push(receipt(SIG_BOB, [msg.ts], 'read'))
     await s.hs.waitFor(() => s.hs.receiptsIn(room)[ghost(SIG_BOB)]?.eventId === msg.event, { what: 'Bob’s read receipt' })
     expect(calls('typing')).toEqual([])
+  })
+
+  it('in a portal that became encrypted, Bob’s typing and read receipts still show on his ghost: Matrix never encrypts them', async () => {
+    const { room, group } = await setup(raw => {
+      raw.encryption = { allow: true, store_key: 'c'.repeat(64) }
+    })
+    const msg = await aliceSays(room, 'secret plans?')
+    await s.hs.sendEvent(ALICE, room, 'm.room.encryption', { algorithm: 'm.megolm.v1.aes-sha2' }, { stateKey: '' })
+    await until(async () => (await s.db.query<{ encrypted: boolean }>('SELECT encrypted FROM portals WHERE room_id = $1', [room])).rows[0]?.encrypted, 'the portal to know it is encrypted')
+    push(typing(SIG_BOB, group, 'STARTED'))
+    await s.hs.waitFor(() => s.hs.typingIn(room).includes(ghost(SIG_BOB)), { what: 'Bob’s ghost to be typing' })
+    push(receipt(SIG_BOB, [msg.ts], 'read'))
+    await s.hs.waitFor(() => s.hs.receiptsIn(room)[ghost(SIG_BOB)]?.eventId === msg.event, { what: 'Bob’s read receipt' })
   })
 })

@@ -13,8 +13,9 @@
 //   await crypto.processOutgoing()            uploads the device keys and one-time keys
 //   await crypto.bootstrapCrossSigning()      'created' | 'present': the device signed by the bot's own identity
 //
-//   For each transaction, once stored (transaction.ts picks out this device's part, both MSC3202 spellings):
-//     const part = cryptoOfTransaction(body, botUserId, deviceId); if (part) await crypto.receiveSyncChanges(part)
+//   For each transaction, once stored (transaction-crypto.ts reads every spelling; decryption.ts's forDevice
+//   picks out this device's part):
+//     const part = forDevice(transactionCrypto(body).crypto, botUserId, deviceId); if (part) await crypto.receiveSyncChanges(part)
 //
 //   await crypto.encrypt(roomId, type, content, { members, encryption, historyVisibility })
 //       → the m.room.encrypted content to send. `encryption` is the room's m.room.encryption content
@@ -62,11 +63,12 @@ import { isMatrixErrcode, MatrixApiError, type DeviceHttp, type JsonObject } fro
 import type { TransactionCrypto } from './transaction.ts'
 
 /** Where the machine keeps its keys. Default: in memory (lost on exit: tests only). A durable store (store.ts)
- * makes its IndexedDB available first and names the database here, with the secret that encrypts the store's
- * contents at rest: a 32-byte key, or a passphrase the machine derives one from (slower: PBKDF2 at open). */
-export type CryptoStoreChoice =
-  | { name: string; key: Uint8Array }
-  | { name: string; passphrase: string }
+ * makes its IndexedDB available first and names the database here. The machine gets no key or passphrase of its
+ * own: store.ts seals every row already, and a second encryption under the machine's key (ChaCha20 inside the
+ * sealed AES-GCM) cost a derivation at each start and protected nothing more. */
+export interface CryptoStoreChoice {
+  name: string
+}
 
 /** What a room's m.room.encryption and history visibility say about sharing its keys. */
 export interface RoomEncryption {
@@ -155,10 +157,7 @@ export class CryptoMachine {
   }
 
   static async open(opts: CryptoMachineOptions): Promise<CryptoMachine> {
-    const store = opts.store
-    const handle = store === undefined ? await StoreHandle.open(null, null)
-      : 'key' in store ? await StoreHandle.openWithKey(store.name, store.key)
-        : await StoreHandle.open(store.name, store.passphrase)
+    const handle = await StoreHandle.open(opts.store?.name ?? null, null)
     const machine = await OlmMachine.initFromStore(new UserId(opts.userId), new DeviceId(opts.deviceId), handle)
     handle.free()
     const crypto = new CryptoMachine(machine, opts)
