@@ -108,6 +108,8 @@ export interface InboundMessage extends InboundBase {
   content: MessageContent
   /** Remote id (on the same network) of the message this one replies to. */
   replyTo?: string
+  /** The message disappears this many seconds after it was sent (its group's timer): its Matrix copy goes then. */
+  expiresInSeconds?: number
 }
 export interface InboundEdit extends InboundBase {
   kind: 'edit'

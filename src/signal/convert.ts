@@ -189,6 +189,7 @@ function data(sender: Person, dm: DataMessageJson, at: number, self: SelfInfo, n
     kind: 'message',
     content,
     ...(dm.quote && quoteAuthor ? { replyTo: `${quoteAuthor}:${dm.quote.id}` } : {}),
+    ...(dm.expiresInSeconds ? { expiresInSeconds: dm.expiresInSeconds } : {}),
   }
   return { events: [{ event, media, ...(longText ? { longText } : {}) }] }
 }

@@ -30,6 +30,8 @@ export const GroupInfoJson = z.object({
 export const DataMessageJson = z.object({
   timestamp: ts,
   message: str,
+  /** The group's disappearing-message timer the message was sent with (0: none). */
+  expiresInSeconds: z.number().nullish(),
   isExpirationUpdate: z.boolean().nullish(),
   mentions: z.array(MentionJson).nullish(),
   textStyles: z.array(TextStyleJson).nullish(),

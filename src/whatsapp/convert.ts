@@ -28,6 +28,8 @@ export interface InboundDeps {
   download(msg: WAMessage): Promise<Buffer>
   /** Whether this id is one the bridge itself sent (an echo). */
   isOwnSend(id: string): Promise<boolean>
+  /** The group's disappearing-message timer (s) as last known, for a message that does not say its own. */
+  groupTimer?(chatId: string): number | undefined
 }
 
 const ProtocolType = proto.Message.ProtocolMessage.Type
@@ -86,7 +88,10 @@ export async function toInbound(msg: WAMessage, deps: InboundDeps): Promise<Inbo
   const content = await contentOf(msg, c, deps)
   if (!content) return undefined
   const replyTo = contextOf(c)?.stanzaId ?? undefined
-  return { ...base, kind: 'message', content, ...(replyTo ? { replyTo } : {}) }
+  // A message in a group with disappearing messages says its own timer (contextInfo.expiration); a plain
+  // `conversation` has no contextInfo, so the group's setting stands in.
+  const expires = contextOf(c)?.expiration || deps.groupTimer?.(chatId) || 0
+  return { ...base, kind: 'message', content, ...(replyTo ? { replyTo } : {}), ...(expires > 0 ? { expiresInSeconds: expires } : {}) }
 }
 
 async function senderOf(msg: WAMessage, deps: InboundDeps): Promise<Person | undefined> {

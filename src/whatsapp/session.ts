@@ -328,6 +328,7 @@ export class Session {
       log: this.#log,
       download: m => this.#d.download(m, this.sock!),
       isOwnSend: i => store.isOwnSend(this.login.id, i),
+      groupTimer: jid => this.#d.groups.get(jid)?.ephemeralDuration ?? undefined,
     })
     if (event) await this.#d.ctx.receive(event)
   }

@@ -37,6 +37,10 @@ export interface MessageOpts {
   sticker?: { packId: string; stickerId: number }
   groupName?: string | null
   revision?: number
+  /** The group's disappearing-message timer the sender's client stamps on the message (§4.1: 0 when off). */
+  expiresInSeconds?: number
+  /** A view-once photo or video (§4.1: `viewOnce`, false on everything else). */
+  viewOnce?: boolean
 }
 
 let clock = 1_790_000_000_000
@@ -65,7 +69,7 @@ const groupInfo = (groupId: string, o: MessageOpts = {}, type = 'DELIVER') => ({
 
 /** dataMessage fields: non-null ones always present, lists omitted when empty (§4.1). */
 export function dataMessage(groupId: string | null, text: string | null, o: MessageOpts = {}, timestamp = o.timestamp ?? nextTimestamp()): Envelope {
-  const dm: Envelope = { timestamp, message: text, expiresInSeconds: 0, viewOnce: false }
+  const dm: Envelope = { timestamp, message: text, expiresInSeconds: o.expiresInSeconds ?? 0, viewOnce: o.viewOnce ?? false }
   if (o.quote) {
     dm.quote = {
       id: o.quote.id,
