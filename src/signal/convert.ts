@@ -178,7 +178,9 @@ function data(sender: Person, dm: DataMessageJson, at: number, self: SelfInfo, n
   const { content, media, longText } = contentOf(dm, names)
   const hasBody = content.body.text.length > 0 || media.length > 0 || longText !== undefined
   if (!hasBody) {
-    if (dm.groupInfo?.type === 'UPDATE' && !dm.isExpirationUpdate) {
+    // The group's disappearing-message timer changed (§4.10): the message says to what.
+    if (dm.isExpirationUpdate) return { events: [{ event: { ...base, kind: 'chat_update', timer: dm.expiresInSeconds ?? 0 }, media: [] }] }
+    if (dm.groupInfo?.type === 'UPDATE') {
       return { events: [{ event: { ...base, kind: 'chat_update' }, media: [], groupUpdate: groupId }] }
     }
     return { events: [], skipped: 'nothing to relay' }
@@ -285,7 +287,7 @@ export interface MediaDeps {
   getAttachment(id: string): Promise<Buffer>
   getSticker(packId: string, stickerId: number): Promise<Buffer>
   /** The group's name and description now (a group update does not say what changed, §4.10). */
-  groupDetails(groupId: string): Promise<{ name: string; topic: string } | undefined>
+  groupDetails(groupId: string): Promise<{ name: string; topic: string; timer?: number } | undefined>
 }
 
 /** Fetches what the pure conversion left pending. Fetch errors propagate, so the caller retries. */

@@ -68,6 +68,9 @@ export async function toInbound(msg: WAMessage, deps: InboundDeps): Promise<Inbo
 
   if (c.protocolMessage) {
     const p = c.protocolMessage
+    // The group's disappearing-message timer changed: rc14 turns the `ephemeral`/`not_ephemeral` group notification
+    // into this message (0: off); a phone in the group says the same as a message of its own.
+    if (p.type === ProtocolType.EPHEMERAL_SETTING) return { ...base, kind: 'chat_update', timer: Number(p.ephemeralExpiration ?? 0) }
     const target = p.key?.id
     if (!target) return undefined
     if (p.type === ProtocolType.REVOKE) return { ...base, kind: 'delete', target }

@@ -330,6 +330,8 @@ export class Session {
       isOwnSend: i => store.isOwnSend(this.login.id, i),
       groupTimer: jid => this.#d.groups.get(jid)?.ephemeralDuration ?? undefined,
     })
+    // The cached metadata's timer is stale now.
+    if (event?.kind === 'chat_update') this.#d.groups.forget(event.chat.id)
     if (event) await this.#d.ctx.receive(event)
   }
 

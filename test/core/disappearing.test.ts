@@ -1,13 +1,14 @@
 // Disappearing messages (issue 17, point 5) through the whole bridge with the real adapters: a message from a group
 // whose timer is on (Signal: the dataMessage's `expiresInSeconds`, signal-cli.md §4.1; WhatsApp: the message's
 // contextInfo.expiration, as a phone stamps every message in an ephemeral chat) has its Matrix copy redacted when the
-// timer runs out. Time is the bridge's injected clock, moved on by the test.
+// timer runs out. Time is the bridge's injected clock, moved on by the test. A group's timer itself is group state,
+// mirrored to the other group through its relay (signal-cli updateGroup `expiration`; Baileys groupToggleEphemeral).
 import { proto } from '@whiskeysockets/baileys'
 import { afterEach, describe, expect, it } from 'vitest'
 import type { FakeEvent } from '../fakes/homeserver.ts'
-import { groupText } from '../fakes/signal-envelopes.ts'
+import { groupText, groupUpdate, timerUpdate } from '../fakes/signal-envelopes.ts'
 import { DB_KINDS } from '../support/db.ts'
-import { SIG_BOB, SIG_RELAY, WA_DAVE, bridgedRoom, realScenario, type RealScenario } from '../support/networks.ts'
+import { SIG_BOB, SIG_RELAY, WA_DAVE, bridgedRoom, realScenario, until, waitForNotice, type RealScenario } from '../support/networks.ts'
 import { content, settled } from '../support/relay.ts'
 
 const WEEK = 604_800
@@ -70,5 +71,67 @@ describe.each(DB_KINDS)('disappearing messages on %s', kind => {
     const copy = await s.hs.waitForEvent(room, e => content(e).body === 'gone tomorrow')
     offset = 86_400_000 + 1_000
     await s.hs.waitForEvent(room, redactionOf(copy.event_id))
+  })
+})
+
+describe.each(DB_KINDS)('disappearing-message timers mirrored between the groups on %s', kind => {
+  let s: RealScenario
+  afterEach(async () => s?.stop())
+
+  async function setup() {
+    s = await realScenario(kind)
+    const r = await bridgedRoom(s, { whatsapp: true })
+    return { room: r.room, sg: r.signalGroup!, wg: r.whatsappGroup! }
+  }
+  const notices = (room: string) => s.botNotices(room).filter(n => /disappearing/i.test(n))
+  const expirations = () => s.daemon.callsOf('updateGroup').filter(c => c.params.expiration !== undefined).map(c => c.params.expiration)
+  /** Dave says something on WhatsApp and it reaches Matrix: what WhatsApp sent before it has been handled. */
+  async function marker(room: string, wg: string, text: string) {
+    s.wa.deliver({ chat: wg, from: WA_DAVE, pushName: 'Dave', message: { conversation: text } })
+    await s.hs.waitForEvent(room, e => content(e).body === text)
+  }
+
+  it('a Signal timer of 1 week is set on the WhatsApp group (groupToggleEphemeral), told in the room, and WhatsApp’s echo goes no further', async () => {
+    const { room, sg, wg } = await setup()
+    s.daemon.groups.get(sg)!.expirationSeconds = WEEK
+    s.daemon.push(SIG_RELAY.number, timerUpdate(SIG_BOB, sg, 4, WEEK))
+    await until(() => s.wa.groups.get(wg)!.ephemeralDuration === WEEK, 'the WhatsApp group’s timer')
+    await s.hs.waitFor(() => notices(room).includes('Disappearing messages set to 1 week on Signal'), { what: 'the notice in the room' })
+    // WhatsApp told every device, the relay's own included: nothing goes back to Signal, nor to the room again.
+    await marker(room, wg, 'marker')
+    await settled(s)
+    expect(expirations()).toEqual([])
+    expect(notices(room)).toEqual(['Disappearing messages set to 1 week on Signal'])
+  })
+
+  it('a WhatsApp member turning on a 24-hour timer reaches Signal (updateGroup expiration), and Signal’s next group update is no news', async () => {
+    const { room, sg, wg } = await setup()
+    s.wa.timerChanged(wg, 86_400, WA_DAVE)
+    await s.daemon.until(() => s.daemon.groups.get(sg)!.expirationSeconds === 86_400)
+    expect(expirations()).toEqual([86_400])
+    await s.hs.waitFor(() => notices(room).includes('Disappearing messages set to 1 day on WhatsApp'), { what: 'the notice in the room' })
+    // A later group update re-reads the Signal group, timer and all (listGroups' messageExpirationTime).
+    s.daemon.push(SIG_RELAY.number, groupUpdate(SIG_BOB, sg, 5))
+    await marker(room, wg, 'marker')
+    await settled(s)
+    expect(notices(room)).toEqual(['Disappearing messages set to 1 day on WhatsApp'])
+    expect(s.wa.groups.get(wg)!.ephemeralDuration).toBe(86_400)
+  })
+
+  it('a timer the relay may not set on WhatsApp (info restricted to admins) is reported once, and set when the group opens up', async () => {
+    const { room, sg, wg } = await setup()
+    s.wa.restrictInfo(wg, true)
+    s.daemon.push(SIG_RELAY.number, timerUpdate(SIG_BOB, sg, 4, WEEK))
+    const warning = await waitForNotice(s, room, /could not change the WhatsApp group's disappearing-message timer to 1 week/)
+    expect(warning).toMatch(/only admins may edit the WhatsApp group’s info/)
+    // A second change waits too, and is not reported again.
+    s.daemon.push(SIG_RELAY.number, timerUpdate(SIG_BOB, sg, 5, 86_400))
+    await marker(room, wg, 'marker')
+    await settled(s)
+    expect(s.botNotices(room).filter(n => n.startsWith('⚠️'))).toHaveLength(1)
+    expect(s.wa.groups.get(wg)!.ephemeralDuration).toBeUndefined()
+    // Everyone may edit the info again: the latest timer is set.
+    s.wa.restrictInfo(wg, false)
+    await until(() => s.wa.groups.get(wg)!.ephemeralDuration === 86_400, 'the waiting timer on WhatsApp')
   })
 })

@@ -143,6 +143,16 @@ export function groupUpdate(from: FakeSender, groupId: string, revision: number,
   return { ...head(from, ts), dataMessage: dm }
 }
 
+/** A member set the group's disappearing-message timer (§4.10): a group update marked isExpirationUpdate, the new
+ * timer in expiresInSeconds (0: off). */
+export function timerUpdate(from: FakeSender, groupId: string, revision: number, seconds: number): Envelope {
+  const ts = nextTimestamp()
+  const dm = dataMessage(null, null, { expiresInSeconds: seconds }, ts)
+  dm.isExpirationUpdate = true
+  dm.groupInfo = groupInfo(groupId, { revision }, 'UPDATE')
+  return { ...head(from, ts), dataMessage: dm }
+}
+
 /** Text typed on the relay account's own phone, in a group (§4.9): destinations null, fields unwrapped. */
 export function syncSent(self: FakeSender, groupId: string, text: string, o: MessageOpts = {}): Envelope {
   const ts = o.timestamp ?? nextTimestamp()
