@@ -13,6 +13,7 @@ import type {
   StyleRange,
 } from '../core/model.ts'
 import { plainText } from '../core/model.ts'
+import { viewOnceContent } from '../core/render.ts'
 import { concat, splice, utf8Length } from '../core/richtext.ts'
 import { safeFilename } from '../core/filename.ts'
 import type { MediaStore } from '../core/media.ts'
@@ -174,6 +175,14 @@ function data(sender: Person, dm: DataMessageJson, at: number, self: SelfInfo, n
   if (dm.remoteDelete) {
     // Only authors can delete: the target's author is the envelope's source (§4.2).
     return { events: [{ event: { ...base, kind: 'delete', target: `${sender.id}:${dm.remoteDelete.timestamp}` }, media: [] }] }
+  }
+  if (dm.viewOnce && (dm.attachments ?? []).length > 0) {
+    // Nothing of it is fetched: its caption goes with it. The daemon's own file is removed like any other's.
+    const event: InboundEvent = {
+      ...base, kind: 'message', content: viewOnceContent(kindOf(dm.attachments![0]!), 'signal'),
+      ...(dm.expiresInSeconds ? { expiresInSeconds: dm.expiresInSeconds } : {}),
+    }
+    return { events: [{ event, media: [] }] }
   }
   const { content, media, longText } = contentOf(dm, names)
   const hasBody = content.body.text.length > 0 || media.length > 0 || longText !== undefined

@@ -135,3 +135,47 @@ describe.each(DB_KINDS)('disappearing-message timers mirrored between the groups
     await until(() => s.wa.groups.get(wg)!.ephemeralDuration === 86_400, 'the waiting timer on WhatsApp')
   })
 })
+
+describe.each(DB_KINDS)('view-once photos and videos on %s', kind => {
+  let s: RealScenario
+  afterEach(async () => s?.stop())
+  const PNG = Buffer.from('89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489', 'hex')
+
+  async function setup() {
+    s = await realScenario(kind)
+    const r = await bridgedRoom(s, { whatsapp: true })
+    return { room: r.room, sg: r.signalGroup!, wg: r.whatsappGroup! }
+  }
+  const media = (room: string) => s.hs.timeline(room).filter(e => e.type === 'm.room.message' && ['m.image', 'm.video', 'm.file'].includes(String(content(e).msgtype)))
+
+  it('a Signal view-once photo becomes one line in Matrix and on WhatsApp; the photo is never fetched, nor its caption shown', async () => {
+    const { room, sg, wg } = await setup()
+    s.daemon.attachments.set('once1', PNG)
+    s.daemon.push(SIG_RELAY.number, groupText(SIG_BOB, sg, 'only for you', { viewOnce: true, attachments: [{ contentType: 'image/jpeg', id: 'once1', size: PNG.length }] }))
+    const line = await s.hs.waitForEvent(room, e => content(e).msgtype === 'm.emote')
+    expect(content(line).body).toBe('sent a view-once photo; open it on Signal')
+    expect(line.sender).toMatch(/^@signal_/)
+    const copy = await until(() => s.wa.sent.find(m => m.jid === wg), 'the line on WhatsApp')
+    expect(String(copy.content.text)).toMatch(/^\* \*?Bob \(Signal\)\*? sent a view-once photo; open it on Signal$/)
+    await settled(s)
+    expect(s.daemon.callsOf('getAttachment')).toEqual([])
+    expect(media(room)).toEqual([])
+    expect(JSON.stringify([s.hs.timeline(room), s.wa.sent])).not.toContain('only for you')
+  })
+
+  it('a WhatsApp view-once video (viewOnceMessageV2) becomes one line in Matrix and on Signal, and is never downloaded', async () => {
+    const { room, sg, wg } = await setup()
+    const upload = await s.wa.uploadMedia(PNG, 'video')
+    const message = proto.Message.fromObject({ viewOnceMessageV2: { message: { videoMessage: { ...upload, mimetype: 'video/mp4', caption: 'only for you', viewOnce: true } } } })
+    s.wa.deliver({ chat: wg, from: WA_DAVE, pushName: 'Dave', message })
+    const line = await s.hs.waitForEvent(room, e => content(e).msgtype === 'm.emote')
+    expect(content(line).body).toBe('sent a view-once video; open it on WhatsApp')
+    await s.daemon.until(() => s.daemon.callsOf('send').some(c => c.params.groupId === sg))
+    const sent = s.daemon.callsOf('send').find(c => c.params.groupId === sg)!
+    expect(String(sent.params.message)).toBe('* Dave (WhatsApp) sent a view-once video; open it on WhatsApp')
+    expect(sent.params.attachment ?? sent.params.attachments).toBeUndefined()
+    await settled(s)
+    expect(media(room)).toEqual([])
+    expect(JSON.stringify(s.hs.timeline(room))).not.toContain('only for you')
+  })
+})
