@@ -259,7 +259,7 @@ async function assemble(config: Config, deps: BridgeDeps, started: StopStep[]): 
     ...(deps.now ? { now: deps.now } : {}), ...(deps.timings?.expiryPollMs ? { pollMs: deps.timings.expiryPollMs } : {}),
   })
   const router = new Router({
-    db, portals, outbox, log, createPortal, identify: (sender, roomId) => ownLogins.identify(sender, roomId), onExpiring: () => expiry.wake(),
+    db, portals, outbox, log, createPortal, identify: (sender, roomId) => ownLogins.identify(sender, roomId), onExpiring: dueAt => expiry.wake(dueAt),
     ...(deps.now ? { now: deps.now } : {}),
     onChatUpdate: async (portal, event) => {
       // The group's own name, for status texts (cleaned as group state cleans it: a NUL cannot be stored); what the

@@ -30,7 +30,11 @@ export class Expiry {
   private readonly opts: ExpiryOptions
   private readonly now: () => number
   private timer: NodeJS.Timeout | undefined
+  /** When the loop looks next (by this.now), while it sleeps. */
+  private nextAt: number | undefined
   private running: Promise<void> | undefined
+  /** Woken while a pass ran: another follows it. */
+  private again = false
   private stopped = true
 
   constructor(opts: ExpiryOptions) {
@@ -58,21 +62,33 @@ export class Expiry {
     await this.running
   }
 
-  /** Looks now (a new row may be due sooner than the one the loop sleeps for). */
-  wake(): void {
+  /** Looks now, or (given when a new row is due) only if the loop would look later than that: a busy group with a timer
+   * records a disappearing message with every message, and each need not cost a pass. */
+  wake(dueAt?: number): void {
     if (this.stopped) return
-    clearTimeout(this.timer)
     if (this.running) {
-      void this.running.then(() => this.wake())
+      this.again = true
       return
     }
+    if (dueAt !== undefined && this.nextAt !== undefined && this.nextAt <= dueAt) return
+    clearTimeout(this.timer)
+    this.nextAt = undefined
     this.running = this.pass()
-      .catch(err => this.opts.log.warn({ err: (err as Error).message }, 'Could not remove disappearing messages from Matrix; trying again shortly'))
+      .catch(err => {
+        this.opts.log.warn({ err: (err as Error).message }, 'Could not remove disappearing messages from Matrix; trying again shortly')
+        return undefined
+      })
       .then(next => {
         this.running = undefined
         if (this.stopped) return
+        if (this.again) {
+          this.again = false
+          this.wake()
+          return
+        }
         const poll = this.opts.pollMs ?? 60_000
         const wait = next === undefined ? poll : Math.max(0, Math.min(next - this.now(), poll))
+        this.nextAt = this.now() + wait
         this.timer = setTimeout(() => this.wake(), wait)
       })
   }

@@ -25,8 +25,8 @@ export interface RouterOptions {
   onMembers?: (portal: Portal, event: Extract<InboundEvent, { kind: 'members' }>) => Promise<void>
   /** Who the sender is: someone's personal account speaks as its owner's Matrix user (core/own-logins.ts). */
   identify?: (sender: Person, roomId: string) => Promise<Person>
-  /** A disappearing message was recorded (Expiry.wake): its Matrix copy has a time to go. */
-  onExpiring?: () => void
+  /** Disappearing messages were recorded (Expiry.wake): the first of their Matrix copies goes at `dueAt`. */
+  onExpiring?: (dueAt: number) => void
   /** The clock disappearing messages are counted by (Expiry's). */
   now?: () => number
 }
@@ -166,17 +166,19 @@ export class Router {
 
   /** Disappearing messages bound for Matrix: when their copy there must go (core/expiry.ts). */
   private async expiring(tx: Queryable, items: Array<{ id: number; event: Extract<InboundEvent, { kind: 'message' }>; targets: NetworkId[] }>): Promise<void> {
+    const now = (this.opts.now ?? Date.now)()
     const due = items.filter(i => (i.event.expiresInSeconds ?? 0) > 0 && i.targets.includes('matrix'))
       // Counted from when the bridge received it, as a member's phone counts from when it showed the message: a
       // sender's clock (the event's timestamp) may be off, and the copy appears in Matrix only now.
-      .map(i => ({ messageId: i.id, dueAt: (this.opts.now ?? Date.now)() + i.event.expiresInSeconds! * 1000 }))
+      .map(i => ({ messageId: i.id, dueAt: now + i.event.expiresInSeconds! * 1000 }))
     if (due.length === 0) return
     await Expiry.schedule(tx, due)
   }
 
   /** After the commit (the loop reads what the transaction wrote): a message that disappears may be due soon. */
   private expiringRecorded(events: InboundEvent[]): void {
-    if (events.some(e => e.kind === 'message' && (e.expiresInSeconds ?? 0) > 0)) this.opts.onExpiring?.()
+    const seconds = events.flatMap(e => e.kind === 'message' && (e.expiresInSeconds ?? 0) > 0 ? [e.expiresInSeconds!] : [])
+    if (seconds.length > 0) this.opts.onExpiring?.((this.opts.now ?? Date.now)() + Math.min(...seconds) * 1000)
   }
 
   private async origin(tx: Queryable, event: InboundEvent, messageId: number, role: 'original' | 'revision' | 'action'): Promise<void> {
