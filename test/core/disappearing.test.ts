@@ -134,6 +134,21 @@ describe.each(DB_KINDS)('disappearing-message timers mirrored between the groups
     s.wa.restrictInfo(wg, false)
     await until(() => s.wa.groups.get(wg)!.ephemeralDuration === 86_400, 'the waiting timer on WhatsApp')
   })
+
+  it('a WhatsApp timer the relay may not set on Signal (details for admins only) is reported once, and no updateGroup is tried', async () => {
+    const { room, sg, wg } = await setup()
+    s.daemon.groups.get(sg)!.permissionEditDetails = 'ONLY_ADMINS'
+    s.daemon.groups.get(sg)!.admins = [SIG_BOB.aci]
+    s.wa.timerChanged(wg, WEEK, WA_DAVE)
+    const warning = await waitForNotice(s, room, /could not change the Signal group's disappearing-message timer to 1 week/)
+    expect(warning).toMatch(/only admins may edit the Signal group’s details, and the relay account is no admin/)
+    s.wa.timerChanged(wg, 0, WA_DAVE)
+    await s.hs.waitFor(() => notices(room).includes('Disappearing messages turned off on WhatsApp'), { what: 'the second change in the room' })
+    await marker(room, wg, 'marker')
+    await settled(s)
+    expect(s.botNotices(room).filter(n => n.startsWith('⚠️'))).toHaveLength(1)
+    expect(expirations()).toEqual([])
+  })
 })
 
 describe.each(DB_KINDS)('view-once photos and videos on %s', kind => {
