@@ -21,6 +21,7 @@ import { OwnLogins } from './core/own-logins.ts'
 import { RoomUpgrades } from './matrix/upgrade.ts'
 import { groupNameOf, PortalStore, type Portal } from './core/portals.ts'
 import { SenderNames } from './core/render.ts'
+import { Expiry } from './core/expiry.ts'
 import { Retention } from './core/retention.ts'
 import { Router } from './core/router.ts'
 import { migrate } from './db/migrate.ts'
@@ -59,7 +60,9 @@ export interface BridgeDeps {
   /** The Signal and WhatsApp adapters; by default built from the config. */
   networks?: RemoteNetwork[]
   /** Shorter delays for tests. */
-  timings?: { backoff?: { initialMs: number; maxMs: number; maxAttempts: number }; inboxRetryMs?: number; homeserverRetryMs?: number; maintenanceMs?: number; retentionMs?: number }
+  timings?: { backoff?: { initialMs: number; maxMs: number; maxAttempts: number }; inboxRetryMs?: number; homeserverRetryMs?: number; maintenanceMs?: number; retentionMs?: number; expiryPollMs?: number }
+  /** The clock disappearing messages are due by (a test moves it a week on). */
+  now?: () => number
   /** The console's clock (sign-in links and sessions expire by it) and how often open pages refresh. */
   console?: { now?: () => number; refreshMs?: number }
   /** Called when the running bridge finds it cannot go on (already logged): runBridge stops and exits non-zero. */
@@ -251,8 +254,13 @@ async function assemble(config: Config, deps: BridgeDeps, started: StopStep[]): 
     log.info({ network, room: roomId }, 'Created a portal room for a group that spoke')
     return portal
   }
+  const expiry = new Expiry({
+    db, portals, log: log.child({ part: 'expiry' }), kick: (n, chatId) => outbox.kick(n, chatId),
+    ...(deps.now ? { now: deps.now } : {}), ...(deps.timings?.expiryPollMs ? { pollMs: deps.timings.expiryPollMs } : {}),
+  })
   const router = new Router({
-    db, portals, outbox, log, createPortal, identify: (sender, roomId) => ownLogins.identify(sender, roomId),
+    db, portals, outbox, log, createPortal, identify: (sender, roomId) => ownLogins.identify(sender, roomId), onExpiring: dueAt => expiry.wake(dueAt),
+    ...(deps.now ? { now: deps.now } : {}),
     onChatUpdate: async (portal, event) => {
       // The group's own name, for status texts (cleaned as group state cleans it: a NUL cannot be stored); what the
       // room and the other group show is group state's to keep.
@@ -424,6 +432,7 @@ async function assemble(config: Config, deps: BridgeDeps, started: StopStep[]): 
     await n.start(context(id)).catch(err => log.error({ network: id, err: (err as Error).message }, `The ${id} connection did not start; relaying to it waits`))
   }
   await outbox.start()
+  expiry.start()
   events.kick()
   const maintenance = setInterval(() => {
     void Promise.all([inbox.prune(config.retention.processed_events_hours * 3_600_000), outbox.expireHeld(), outbox.prune()])
@@ -454,6 +463,7 @@ async function assemble(config: Config, deps: BridgeDeps, started: StopStep[]): 
         ...(web ? [{ what: 'closing the console', run: () => web.close() }] : []),
         { what: 'handling the Matrix events already received', run: () => events.stop() },
         { what: 'showing typing and read receipts', run: () => ephemeral.stop() },
+        { what: 'redacting disappearing messages', run: () => expiry.stop() },
         {
           what: () => `sending the messages in flight to ${outbox.busyNetworks().map(n => NETWORK_LABEL[n as NetworkId] ?? n).join(', ') || 'no one'}`,
           run: () => outbox.stop(),

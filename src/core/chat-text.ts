@@ -10,7 +10,7 @@ const CONTROLS = /[\u0000-\u0008\u000B-\u001F\u007F-\u009F\u202A-\u202E\u2066-\u
 const LINE_BREAKS = /[\t\n]/g
 
 /** The text without control characters; a name also on one line (its line breaks and tabs become spaces). */
-export function cleanChatText(field: Exclude<ChatField, 'avatar'>, text: string): string {
+export function cleanChatText(field: Exclude<ChatField, 'avatar' | 'timer'>, text: string): string {
   const clean = text.replace(CONTROLS, '')
   return field === 'name' ? clean.replace(LINE_BREAKS, ' ').replace(/ {2,}/g, ' ').trim() : clean.trim()
 }
@@ -20,4 +20,13 @@ export function withinChars(s: string, max: number): string {
   const chars = [...s]
   if (chars.length <= max) return s
   return `${chars.slice(0, Math.max(0, max - 1)).join('')}…`
+}
+
+/** A disappearing-message timer as people say it ("off", "1 week", "8 hours"). */
+export function timerLabel(seconds: number): string {
+  if (seconds <= 0) return 'off'
+  const units: Array<[number, string]> = [[604_800, 'week'], [86_400, 'day'], [3_600, 'hour'], [60, 'minute'], [1, 'second']]
+  const [size, name] = units.find(([u]) => seconds % u === 0 && seconds >= u)!
+  const n = seconds / size
+  return `${n} ${name}${n === 1 ? '' : 's'}`
 }

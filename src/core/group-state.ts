@@ -7,7 +7,7 @@
 // no change, whoever made it.
 import type { Logger } from 'pino'
 import type { Db, Queryable } from '../db/types.ts'
-import { cleanChatText, withinChars } from './chat-text.ts'
+import { cleanChatText, timerLabel, withinChars } from './chat-text.ts'
 import { NotPermitted } from './errors.ts'
 import { CHAT_FIELDS, NETWORK_LABEL, NETWORKS, type ChatField, type ChatValue, type Delivery, type InboundChatUpdate, type NetworkId, type Person } from './model.ts'
 import type { Participant } from './network.ts'
@@ -23,6 +23,10 @@ export type SyncSettings = Record<ChatField, Record<SyncDirection, boolean>>
 /** On toward Matrix (the room shows what the groups are called), off toward the networks (the groups barely notice the
  * bridge, and a room can keep its own name). */
 const DEFAULT: Record<SyncDirection, boolean> = { 'to-matrix': true, 'to-networks': false }
+/** The disappearing-message timer is a privacy setting, not a label: a group whose messages disappear must not have
+ * them kept for ever in the other group, so it is mirrored unless a room says otherwise. Toward Matrix it is a notice
+ * (Matrix has no such timer; the bridge redacts its copies itself, core/expiry.ts). */
+const DEFAULTS: Partial<Record<ChatField, Record<SyncDirection, boolean>>> = { timer: { 'to-matrix': true, 'to-networks': true } }
 
 export const directionOf = (target: NetworkId): SyncDirection => (target === 'matrix' ? 'to-matrix' : 'to-networks')
 
@@ -37,7 +41,7 @@ interface ChatPayload {
 /** Two values of a field are the same when they read the same (pictures: the same bytes). */
 function same(a: ChatValue | undefined, b: ChatValue | undefined): boolean {
   if (a === undefined || b === undefined) return a === b
-  if (a === null || b === null || typeof a === 'string' || typeof b === 'string') return a === b
+  if (a === null || b === null || typeof a !== 'object' || typeof b !== 'object') return a === b
   return a.mediaId === b.mediaId
 }
 
@@ -48,6 +52,7 @@ function changesOf(event: InboundChatUpdate): Array<{ field: ChatField; value: C
   if (event.name !== undefined) out.push({ field: 'name', value: cleanChatText('name', event.name) })
   if (event.topic !== undefined) out.push({ field: 'topic', value: cleanChatText('topic', event.topic) })
   if (event.avatar !== undefined) out.push({ field: 'avatar', value: event.avatar })
+  if (event.timer !== undefined) out.push({ field: 'timer', value: Math.max(0, Math.floor(event.timer)) })
   return out
 }
 
@@ -72,7 +77,7 @@ export class GroupState {
   // ---- the portal's choices ---------------------------------------------------------------------------
 
   async settings(portalId: number, q: Queryable = this.opts.db): Promise<SyncSettings> {
-    const out = Object.fromEntries(CHAT_FIELDS.map(f => [f, { ...DEFAULT }])) as SyncSettings
+    const out = Object.fromEntries(CHAT_FIELDS.map(f => [f, { ...(DEFAULTS[f] ?? DEFAULT) }])) as SyncSettings
     const { rows } = await q.query<{ field: ChatField; direction: SyncDirection; enabled: boolean }>(
       'SELECT field, direction, enabled FROM portal_sync WHERE portal_id = $1', [portalId])
     for (const r of rows) if (out[r.field]) out[r.field][r.direction] = r.enabled
@@ -219,12 +224,13 @@ export class GroupState {
 
 /** "the room name", "the WhatsApp group's description", … */
 export function whatOf(network: NetworkId, field: ChatField): string {
-  if (network === 'matrix') return { name: 'the room name', topic: 'the room topic', avatar: 'the room picture' }[field]
-  return `the ${NETWORK_LABEL[network]} group's ${{ name: 'name', topic: 'description', avatar: 'picture' }[field]}`
+  if (network === 'matrix') return { name: 'the room name', topic: 'the room topic', avatar: 'the room picture', timer: 'the room’s notice of the disappearing-message timer' }[field]
+  return `the ${NETWORK_LABEL[network]} group's ${{ name: 'name', topic: 'description', avatar: 'picture', timer: 'disappearing-message timer' }[field]}`
 }
 
 function shownValue(value: ChatValue): string {
   if (value === null) return 'no picture'
+  if (typeof value === 'number') return timerLabel(value)
   if (typeof value !== 'string') return 'a new picture'
   return `“${withinChars(value, 80)}”`
 }

@@ -108,6 +108,8 @@ export interface InboundMessage extends InboundBase {
   content: MessageContent
   /** Remote id (on the same network) of the message this one replies to. */
   replyTo?: string
+  /** The message disappears this many seconds after it was sent (its group's timer): its Matrix copy goes then. */
+  expiresInSeconds?: number
 }
 export interface InboundEdit extends InboundBase {
   kind: 'edit'
@@ -127,15 +129,16 @@ export interface InboundReaction extends InboundBase {
 }
 // ---- Group state: name, topic (description) and picture (avatar), kept in step (core/group-state.ts) ----
 
-export type ChatField = 'name' | 'topic' | 'avatar'
-export const CHAT_FIELDS: readonly ChatField[] = ['name', 'topic', 'avatar']
+export type ChatField = 'name' | 'topic' | 'avatar' | 'timer'
+export const CHAT_FIELDS: readonly ChatField[] = ['name', 'topic', 'avatar', 'timer']
 /** A group picture, as bytes in the media store (content-addressed: the same picture has the same id). */
 export interface ChatAvatar {
   mediaId: string
   mimetype: string
 }
-/** A field's value: text for the name and topic; a picture, or null when it was removed, for the avatar. */
-export type ChatValue = string | ChatAvatar | null
+/** A field's value: text for the name and topic; a picture, or null when it was removed, for the avatar; seconds
+ * (0: off) for the disappearing-message timer. */
+export type ChatValue = string | number | ChatAvatar | null
 
 /** A group's name, topic or picture changed. Fields left out did not change (or are not known). */
 export interface InboundChatUpdate extends InboundBase {
@@ -143,6 +146,8 @@ export interface InboundChatUpdate extends InboundBase {
   name?: string
   topic?: string
   avatar?: ChatAvatar | null
+  /** The disappearing-message timer, in seconds (0: off). Matrix has none. */
+  timer?: number
 }
 
 // ---- Membership: who is in a group, kept in step with the portal's room (core/members.ts) ----------

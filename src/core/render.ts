@@ -1,7 +1,7 @@
 // How relayed messages look on Signal and WhatsApp: the sender's name and network in bold, then the text.
 import { Coalescer } from '../db/coalesce.ts'
 import type { Queryable } from '../db/types.ts'
-import { NETWORK_LABEL, plainText, type MessageContent, type Person, type RichText } from './model.ts'
+import { NETWORK_LABEL, plainText, type AttachmentKind, type MessageContent, type NetworkId, type Person, type RichText } from './model.ts'
 import { concat } from './richtext.ts'
 
 export type ReactionPolicy = 'message' | 'emoji' | 'drop'
@@ -120,4 +120,16 @@ export class SenderNames {
     const clash = (names.get(this.key(sender.network, sender.displayName))?.size ?? 0) > 1
     return clash ? `${sender.displayName} #${shortTag(sender.id)}` : sender.displayName
   }
+}
+
+/**
+ * A view-once photo or video is never copied: a copy in Matrix or in the other group would be a permanent one of what
+ * its sender meant to be seen once. Its place is taken by one line, as the sender's emote ("* Dave (WhatsApp) sent a
+ * view-once photo; open it on WhatsApp"). signal-cli (`send` viewOnce) and Baileys (`viewOnce` on media) could send
+ * it on as view-once to the other group, but Matrix has no such thing, and the relay would hold the only copy the
+ * bridge keeps: the line alone, everywhere, is the simpler promise (docs/operators.md).
+ */
+export function viewOnceContent(kind: AttachmentKind, network: NetworkId): MessageContent {
+  const what = kind === 'image' ? 'photo' : kind === 'video' ? 'video' : kind === 'voice' || kind === 'audio' ? 'voice message' : 'message'
+  return { kind: 'emote', body: plainText(`sent a view-once ${what}; open it on ${NETWORK_LABEL[network]}`), attachments: [] }
 }

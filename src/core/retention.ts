@@ -36,7 +36,7 @@ export class Retention {
     return { messages, media }
   }
 
-  /** The message map: a message older than the retention, with nothing of it still queued, goes with its copies
+  /** The message map: a message older than the retention, with nothing of it still queued or due to disappear, goes with its copies
    * (the foreign keys cascade); replies, edits and reactions to it are then no longer carried over. */
   private async pruneMessages(): Promise<number> {
     const cutoff = new Date(this.now() - this.opts.messageMapMs)
@@ -48,6 +48,8 @@ export class Retention {
              SELECT m.id FROM messages m
              WHERE m.created_at < $1
                AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.message_id = m.id AND o.state IN ('pending', 'sending', 'held'))
+               -- A disappearing message's Matrix copy has yet to go: the record of it must outlive the wait.
+               AND NOT EXISTS (SELECT 1 FROM expiring_messages e WHERE e.message_id = m.id)
              ORDER BY m.id LIMIT ${BATCH})
            RETURNING 1)
          SELECT count(*)::int AS n FROM gone`,

@@ -3,6 +3,7 @@
 import type { Logger } from 'pino'
 import { Coalescer } from '../db/coalesce.ts'
 import type { Db, Queryable } from '../db/types.ts'
+import { Expiry } from './expiry.ts'
 import { MessageMap, type FoundCopy } from './messages.ts'
 import type { ChatRef, InboundEvent, NetworkId, Person } from './model.ts'
 import { NETWORKS } from './model.ts'
@@ -24,6 +25,10 @@ export interface RouterOptions {
   onMembers?: (portal: Portal, event: Extract<InboundEvent, { kind: 'members' }>) => Promise<void>
   /** Who the sender is: someone's personal account speaks as its owner's Matrix user (core/own-logins.ts). */
   identify?: (sender: Person, roomId: string) => Promise<Person>
+  /** Disappearing messages were recorded (Expiry.wake): the first of their Matrix copies goes at `dueAt`. */
+  onExpiring?: (dueAt: number) => void
+  /** The clock disappearing messages are counted by (Expiry's). */
+  now?: () => number
 }
 
 class Duplicate extends Error {}
@@ -79,6 +84,7 @@ export class Router {
       throw err
     }
     for (const d of deliveries) this.opts.outbox.kick(d.network, d.chatId)
+    this.expiringRecorded([event])
     return result
   }
 
@@ -118,6 +124,7 @@ export class Router {
       await Outbox.enqueue(tx, deliveries)
     })
     for (const d of deliveries) this.opts.outbox.kick(d.network, d.chatId)
+    this.expiringRecorded(lists.flat())
   })
 
   /** The sender as the bridge records and shows them (see RouterOptions.identify). */
@@ -134,6 +141,7 @@ export class Router {
       const items = plain
       plain = []
       const ids = await MessageMap.createManyWithOrigin(tx, items.map(({ portal, event, sender }) => newMessage(portal, event, sender)))
+      await this.expiring(tx, items.flatMap(({ event, targets }, i) => ids[i] === undefined ? [] : [{ id: ids[i]!, event, targets: messageTargets(event, targets) }]))
       for (const [i, { portal, event, targets, sender }] of items.entries()) {
         const id = ids[i]
         if (id !== undefined) deliveries.push(...fanOut(portal, sender, 'message', id, { content: event.content, ...typedOn(event, sender) }, messageTargets(event, targets)))
@@ -154,6 +162,23 @@ export class Router {
     }
     await recordPlain()
     return deliveries
+  }
+
+  /** Disappearing messages bound for Matrix: when their copy there must go (core/expiry.ts). */
+  private async expiring(tx: Queryable, items: Array<{ id: number; event: Extract<InboundEvent, { kind: 'message' }>; targets: NetworkId[] }>): Promise<void> {
+    const now = (this.opts.now ?? Date.now)()
+    const due = items.filter(i => (i.event.expiresInSeconds ?? 0) > 0 && i.targets.includes('matrix'))
+      // Counted from when the bridge received it, as a member's phone counts from when it showed the message: a
+      // sender's clock (the event's timestamp) may be off, and the copy appears in Matrix only now.
+      .map(i => ({ messageId: i.id, dueAt: now + i.event.expiresInSeconds! * 1000 }))
+    if (due.length === 0) return
+    await Expiry.schedule(tx, due)
+  }
+
+  /** After the commit (the loop reads what the transaction wrote): a message that disappears may be due soon. */
+  private expiringRecorded(events: InboundEvent[]): void {
+    const seconds = events.flatMap(e => e.kind === 'message' && (e.expiresInSeconds ?? 0) > 0 ? [e.expiresInSeconds!] : [])
+    if (seconds.length > 0) this.opts.onExpiring?.((this.opts.now ?? Date.now)() + Math.min(...seconds) * 1000)
   }
 
   private async origin(tx: Queryable, event: InboundEvent, messageId: number, role: 'original' | 'revision' | 'action'): Promise<void> {
@@ -182,6 +207,7 @@ export class Router {
         const reply = event.replyTo ? await this.target(tx, chat, event.replyTo) : undefined
         const [id] = await MessageMap.createManyWithOrigin(tx, [newMessage(portal, event, sender)])
         if (id === undefined) return 'duplicate'
+        await this.expiring(tx, [{ id, event, targets: to }])
         return fan('message', id, { content: event.content, ...(reply ? { replyTo: reply.message.id } : {}) }, to)
       }
       case 'edit': {

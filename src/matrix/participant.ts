@@ -2,7 +2,8 @@
 import type { Logger } from 'pino'
 import type { MediaStore } from '../core/media.ts'
 import { NotPermitted } from '../core/errors.ts'
-import type { ChatField, ChatValue, CopyRef, Delivery, MembersChange, MessageContent, SendResult } from '../core/model.ts'
+import { NETWORK_LABEL, type ChatField, type ChatValue, type CopyRef, type Delivery, type MembersChange, type MessageContent, type SendResult } from '../core/model.ts'
+import { timerLabel } from '../core/chat-text.ts'
 import type { Participant } from '../core/network.ts'
 import type { HomeserverApi } from './client.ts'
 import { matrixDeliveryError } from './client-errors.ts'
@@ -77,7 +78,16 @@ export class MatrixParticipant implements Participant {
     try {
       // A group's name, topic or picture is the room's state, set by the bot (no ghost speaks).
       if (d.kind === 'chat_update') {
-        await this.opts.roomState.set(d.target.chatId, d.field, d.value)
+        const field = d.field
+        if (field !== 'timer') {
+          await this.opts.roomState.set(d.target.chatId, field, d.value)
+          return {}
+        }
+        // Matrix has no such timer: the room is told, and the bridge redacts its own copies as they run out.
+        const seconds = Number(d.value)
+        const where = NETWORK_LABEL[d.sender.network]
+        const body = seconds > 0 ? `Disappearing messages set to ${timerLabel(seconds)} on ${where}` : `Disappearing messages turned off on ${where}`
+        await this.opts.api.sendEvent(this.opts.botMxid, d.target.chatId, 'm.room.message', { msgtype: 'm.notice', body }, d.deliveryId)
         return {}
       }
       return await this.sendUnchecked(d)

@@ -6,7 +6,7 @@ import type { Logger } from 'pino'
 import { cleanChatText, withinChars } from '../core/chat-text.ts'
 import { NotPermitted } from '../core/errors.ts'
 import type { MediaStore } from '../core/media.ts'
-import type { ChatField, ChatValue, InboundChatUpdate, Person } from '../core/model.ts'
+import type { ChatAvatar, ChatField, ChatValue, InboundChatUpdate, Person } from '../core/model.ts'
 import type { HomeserverApi, PowerLevels } from './client.ts'
 import { roomNameWithin } from './limits.ts'
 
@@ -18,7 +18,10 @@ export function statePower(pl: PowerLevels | undefined, userId: string, type: st
   }
 }
 
-const STATE: Record<ChatField, { type: string; what: string }> = {
+/** What a room keeps as state (the disappearing-message timer is no room state: it is a notice, matrix/participant.ts). */
+type RoomField = Exclude<ChatField, 'timer'>
+
+const STATE: Record<RoomField, { type: string; what: string }> = {
   name: { type: 'm.room.name', what: 'the room name' },
   topic: { type: 'm.room.topic', what: 'the room topic' },
   avatar: { type: 'm.room.avatar', what: 'the room picture' },
@@ -49,7 +52,7 @@ export class RoomState {
   }
 
   /** Sets the room's name, topic or picture as the bot. Throws NotPermitted when the bot lacks the power to. */
-  async set(roomId: string, field: ChatField, value: ChatValue): Promise<void> {
+  async set(roomId: string, field: RoomField, value: ChatValue): Promise<void> {
     const { api, media, botMxid } = this.opts
     const { type, what } = STATE[field]
     let content: Record<string, unknown>
@@ -57,8 +60,9 @@ export class RoomState {
     else if (field === 'topic') content = { topic: value }
     else if (value === null || typeof value === 'string') content = {} // the picture was removed
     else {
-      const data = await media.get(value.mediaId)
-      content = { url: await api.uploadMedia(data, value.mimetype, 'avatar', botMxid), info: { mimetype: value.mimetype, size: data.length } }
+      const picture = value as ChatAvatar
+      const data = await media.get(picture.mediaId)
+      content = { url: await api.uploadMedia(data, picture.mimetype, 'avatar', botMxid), info: { mimetype: picture.mimetype, size: data.length } }
     }
     try {
       await api.sendState(botMxid, roomId, type, '', content)

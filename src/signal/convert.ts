@@ -13,6 +13,7 @@ import type {
   StyleRange,
 } from '../core/model.ts'
 import { plainText } from '../core/model.ts'
+import { viewOnceContent } from '../core/render.ts'
 import { concat, splice, utf8Length } from '../core/richtext.ts'
 import { safeFilename } from '../core/filename.ts'
 import type { MediaStore } from '../core/media.ts'
@@ -175,10 +176,20 @@ function data(sender: Person, dm: DataMessageJson, at: number, self: SelfInfo, n
     // Only authors can delete: the target's author is the envelope's source (§4.2).
     return { events: [{ event: { ...base, kind: 'delete', target: `${sender.id}:${dm.remoteDelete.timestamp}` }, media: [] }] }
   }
+  if (dm.viewOnce && (dm.attachments ?? []).length > 0) {
+    // Nothing of it is fetched: its caption goes with it. The daemon's own file is removed like any other's.
+    const event: InboundEvent = {
+      ...base, kind: 'message', content: viewOnceContent(kindOf(dm.attachments![0]!), 'signal'),
+      ...(dm.expiresInSeconds ? { expiresInSeconds: dm.expiresInSeconds } : {}),
+    }
+    return { events: [{ event, media: [] }] }
+  }
   const { content, media, longText } = contentOf(dm, names)
   const hasBody = content.body.text.length > 0 || media.length > 0 || longText !== undefined
   if (!hasBody) {
-    if (dm.groupInfo?.type === 'UPDATE' && !dm.isExpirationUpdate) {
+    // The group's disappearing-message timer changed (§4.10): the message says to what.
+    if (dm.isExpirationUpdate) return { events: [{ event: { ...base, kind: 'chat_update', timer: dm.expiresInSeconds ?? 0 }, media: [] }] }
+    if (dm.groupInfo?.type === 'UPDATE') {
       return { events: [{ event: { ...base, kind: 'chat_update' }, media: [], groupUpdate: groupId }] }
     }
     return { events: [], skipped: 'nothing to relay' }
@@ -189,6 +200,7 @@ function data(sender: Person, dm: DataMessageJson, at: number, self: SelfInfo, n
     kind: 'message',
     content,
     ...(dm.quote && quoteAuthor ? { replyTo: `${quoteAuthor}:${dm.quote.id}` } : {}),
+    ...(dm.expiresInSeconds ? { expiresInSeconds: dm.expiresInSeconds } : {}),
   }
   return { events: [{ event, media, ...(longText ? { longText } : {}) }] }
 }
@@ -284,7 +296,7 @@ export interface MediaDeps {
   getAttachment(id: string): Promise<Buffer>
   getSticker(packId: string, stickerId: number): Promise<Buffer>
   /** The group's name and description now (a group update does not say what changed, §4.10). */
-  groupDetails(groupId: string): Promise<{ name: string; topic: string } | undefined>
+  groupDetails(groupId: string): Promise<{ name: string; topic: string; timer?: number } | undefined>
 }
 
 /** Fetches what the pure conversion left pending. Fetch errors propagate, so the caller retries. */

@@ -44,7 +44,8 @@ export async function updateGroupParams(d: ChatUpdateDelivery, login: Login, dep
       'Make the relay account an admin of the Signal group (or let every member edit the group details), and I will make the change then.')
   }
   const change: Record<string, unknown> =
-    d.field === 'name' ? { name: d.value }
+    d.field === 'timer' ? { expiration: Number(d.value) }
+    : d.field === 'name' ? { name: d.value }
     : d.field === 'topic' ? { description: d.value }
     : { avatar: await deps.avatarPath(d.value as Exclude<ChatValue, string | null>) }
   return { account: login.address, groupId, ...change }

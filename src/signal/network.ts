@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import type { Logger } from 'pino'
 import { Counter, Gauge } from 'prom-client'
 import { clockTime, type ConnectionState, type GroupInfo, type Login, type LoginRequest, type LoginUi, type NetworkContext, type RemoteNetwork, type ServiceHealth, type ServiceStatus } from '../core/network.ts'
-import type { ChatField, ChatValue, CopyRef, Delivery, GroupMember, SendResult } from '../core/model.ts'
+import type { ChatAvatar, ChatField, ChatValue, CopyRef, Delivery, GroupMember, SendResult } from '../core/model.ts'
 import { DeliveryError, UserError } from '../core/errors.ts'
 import { AttachmentFiles } from './attachments.ts'
 import { SignalClient, SignalRpcError, SignalUnreachableError, isAccountGone } from './client.ts'
@@ -142,7 +142,7 @@ export class SignalNetwork implements RemoteNetwork {
       login: async id => (id ? ctx.logins.get(id) : undefined),
       onAccountGone: login => this.markUnlinked(login),
       onOutcome: (kind, outcome) => this.metrics?.sends.inc({ kind, outcome }),
-      avatarPath: value => this.avatarFile(value.mediaId, value.mimetype),
+      avatarPath: value => this.avatarFile((value as ChatAvatar).mediaId, (value as ChatAvatar).mimetype),
     })
     // Another of the bridge's accounts in the same group receives this send as a member's message: an echo, until
     // the outbox has recorded the copy (after which the core knows its id).
@@ -392,7 +392,8 @@ export class SignalNetwork implements RemoteNetwork {
           groupDetails: async groupId => {
             const [g] = await this.client.call<GroupJson[]>('listGroups', { account: runner.login.address, groupId })
             group = g
-            return g ? { name: g.name ?? '', topic: g.description ?? '' } : undefined
+            // The timer too: signal-cli before 0.13.21 does not mark a timer change as one (§3).
+            return g ? { name: g.name ?? '', topic: g.description ?? '', ...(typeof g.messageExpirationTime === 'number' ? { timer: g.messageExpirationTime } : {}) } : undefined
           },
         })
         await ctx.receive(event)

@@ -30,7 +30,11 @@ export const GroupInfoJson = z.object({
 export const DataMessageJson = z.object({
   timestamp: ts,
   message: str,
+  /** The group's disappearing-message timer the message was sent with (0: none). */
+  expiresInSeconds: z.number().nullish(),
   isExpirationUpdate: z.boolean().nullish(),
+  /** A view-once photo or video: never copied (core/render.ts, viewOnceContent). */
+  viewOnce: z.boolean().nullish(),
   mentions: z.array(MentionJson).nullish(),
   textStyles: z.array(TextStyleJson).nullish(),
   attachments: z.array(AttachmentJson).nullish(),

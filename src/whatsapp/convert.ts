@@ -12,6 +12,7 @@ import type {
   RichText,
 } from '../core/model.ts'
 import { plainText } from '../core/model.ts'
+import { viewOnceContent } from '../core/render.ts'
 import { concat, splice } from '../core/richtext.ts'
 import { safeFilename } from '../core/filename.ts'
 import { parseMarkup } from './markup.ts'
@@ -28,6 +29,8 @@ export interface InboundDeps {
   download(msg: WAMessage): Promise<Buffer>
   /** Whether this id is one the bridge itself sent (an echo). */
   isOwnSend(id: string): Promise<boolean>
+  /** The group's disappearing-message timer (s) as last known, for a message that does not say its own. */
+  groupTimer?(chatId: string): number | undefined
 }
 
 const ProtocolType = proto.Message.ProtocolMessage.Type
@@ -66,6 +69,9 @@ export async function toInbound(msg: WAMessage, deps: InboundDeps): Promise<Inbo
 
   if (c.protocolMessage) {
     const p = c.protocolMessage
+    // The group's disappearing-message timer changed: rc14 turns the `ephemeral`/`not_ephemeral` group notification
+    // into this message (0: off); a phone in the group says the same as a message of its own.
+    if (p.type === ProtocolType.EPHEMERAL_SETTING) return { ...base, kind: 'chat_update', timer: Number(p.ephemeralExpiration ?? 0) }
     const target = p.key?.id
     if (!target) return undefined
     if (p.type === ProtocolType.REVOKE) return { ...base, kind: 'delete', target }
@@ -83,10 +89,27 @@ export async function toInbound(msg: WAMessage, deps: InboundDeps): Promise<Inbo
     const emoji = c.reactionMessage.text ?? ''
     return { ...base, kind: 'reaction', target, emoji, removed: emoji === '' }
   }
+  // A message in a group with disappearing messages says its own timer (contextInfo.expiration); a plain
+  // `conversation` has no contextInfo, so the group's setting stands in.
+  const expires = contextOf(c)?.expiration || deps.groupTimer?.(chatId) || 0
+  const expiring = expires > 0 ? { expiresInSeconds: expires } : {}
+  if (isViewOnce(msg.message)) {
+    // Never downloaded: the line takes its place (core/render.ts says why).
+    return { ...base, kind: 'message', content: viewOnceContent(MEDIA.find(m => c[m.field])?.kind ?? 'image', 'whatsapp'), ...expiring }
+  }
   const content = await contentOf(msg, c, deps)
   if (!content) return undefined
   const replyTo = contextOf(c)?.stanzaId ?? undefined
-  return { ...base, kind: 'message', content, ...(replyTo ? { replyTo } : {}) }
+  return { ...base, kind: 'message', content, ...(replyTo ? { replyTo } : {}), ...expiring }
+}
+
+/** A view-once photo, video or voice message: wrapped (viewOnceMessage, V2, V2Extension; inside an ephemeralMessage in a
+ * group with a timer), or flagged on the media itself. */
+export function isViewOnce(m: proto.IMessage): boolean {
+  const inner = m.ephemeralMessage?.message ?? m
+  if (inner.viewOnceMessage || inner.viewOnceMessageV2 || inner.viewOnceMessageV2Extension) return true
+  const c = extractMessageContent(m)
+  return !!(c?.imageMessage?.viewOnce || c?.videoMessage?.viewOnce || c?.audioMessage?.viewOnce)
 }
 
 async function senderOf(msg: WAMessage, deps: InboundDeps): Promise<Person | undefined> {

@@ -26,13 +26,15 @@ export async function setGroupState(sock: WaPort, d: ChatUpdateDelivery, deps: {
   const meta = await deps.groups.load(sock, chat)
   if (meta.restrict && !relayIsAdmin(meta, sock.user)) throw notPermitted()
   try {
-    if (d.field === 'name') await sock.groupUpdateSubject(chat, String(d.value))
+    // The timer is one of the group's settings, which `restrict` also reserves to admins.
+    if (d.field === 'timer') await sock.groupToggleEphemeral(chat, Number(d.value))
+    else if (d.field === 'name') await sock.groupUpdateSubject(chat, String(d.value))
     else if (d.field === 'topic') await sock.groupUpdateDescription(chat, d.value ? String(d.value) : undefined)
     else {
       // Marked before the call: the notification of the change may arrive before the call returns.
       deps.ownPictures.add(chat)
       if (d.value === null || typeof d.value === 'string') await sock.removeProfilePicture(chat)
-      else await sock.updateProfilePicture(chat, await deps.media.get(d.value.mediaId))
+      else await sock.updateProfilePicture(chat, await deps.media.get((d.value as ChatAvatar).mediaId))
     }
   } catch (err) {
     deps.ownPictures.delete(chat)

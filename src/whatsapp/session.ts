@@ -5,7 +5,7 @@ import { DisconnectReason, extractMessageContent, jidDecode, jidNormalizedUser, 
 import type { GroupMember } from '../core/model.ts'
 import type { ConnectionState, Login, NetworkContext } from '../core/network.ts'
 import { loadAuth, lockLogin, type LoginLock, type StoredAuth } from './auth.ts'
-import { toInbound, usableName } from './convert.ts'
+import { isViewOnce, toInbound, usableName } from './convert.ts'
 import { currentPicture } from './group-state.ts'
 import { isSelf, memberOf } from './membership.ts'
 import type { MessageStore } from './messages.ts'
@@ -315,7 +315,8 @@ export class Session {
     const chat = msg.key.remoteJid
     // Kept for quoting and replying later: messages, not the reactions and edits/revokes about them.
     const content = msg.message ? extractMessageContent(msg.message) : undefined
-    if (content && !content.reactionMessage && !content.protocolMessage && id && chat && !msg.key.fromMe && ctx.isBridgedChat('whatsapp', chat)) {
+    // A view-once message is not kept (its media keys would let the bridge fetch what was meant to be seen once).
+    if (content && !content.reactionMessage && !content.protocolMessage && id && chat && !msg.key.fromMe && !isViewOnce(msg.message!) && ctx.isBridgedChat('whatsapp', chat)) {
       await store.put(this.login.id, msg.key, msg.message!, false)
       this.#subscribe(chat)
     }
@@ -328,7 +329,10 @@ export class Session {
       log: this.#log,
       download: m => this.#d.download(m, this.sock!),
       isOwnSend: i => store.isOwnSend(this.login.id, i),
+      groupTimer: jid => this.#d.groups.get(jid)?.ephemeralDuration ?? undefined,
     })
+    // The cached metadata's timer is stale now.
+    if (event?.kind === 'chat_update') this.#d.groups.forget(event.chat.id)
     if (event) await this.#d.ctx.receive(event)
   }
 

@@ -27,6 +27,7 @@ export type WaPort = Pick<
   | 'groupAcceptInvite'
   | 'groupUpdateSubject'
   | 'groupUpdateDescription'
+  | 'groupToggleEphemeral'
   | 'updateProfilePicture'
   | 'removeProfilePicture'
   | 'profilePictureUrl'

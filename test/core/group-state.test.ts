@@ -85,6 +85,7 @@ describe.each(DB_KINDS)('group state kept in step on %s', kind => {
     expect(shown).toContain('• name: to Matrix on, to the networks off')
     expect(shown).toContain('• topic (description): to Matrix on, to the networks off')
     expect(shown).toContain('• avatar (picture): to Matrix on, to the networks off')
+    expect(shown).toContain('• disappearing-message timer: to Matrix on, to the networks on')
     await s.whatsapp.changeInfo(wg.id, DAVE, { topic: 'Sunday lunch at noon' })
     await s.hs.waitFor(() => s.hs.stateContent(room, 'm.room.topic')?.['topic'] === 'Sunday lunch at noon', { what: 'the room topic' })
     expect(await s.command(ALICE, room, '!relay sync topic to-matrix off')).toMatch(/no longer carried to Matrix/)
@@ -97,7 +98,7 @@ describe.each(DB_KINDS)('group state kept in step on %s', kind => {
 
   it('`sync` with a wrong word says how it is used, and changing it needs the room power', async () => {
     const { room } = await portal()
-    expect(await s.command(ALICE, room, '!relay sync name sideways on')).toBe('Say what, which way and whether: `sync <name|topic|avatar> <to-matrix|to-networks> <on|off>`, e.g. `sync name to-networks on`.')
+    expect(await s.command(ALICE, room, '!relay sync name sideways on')).toBe('Say what, which way and whether: `sync <name|topic|avatar|timer> <to-matrix|to-networks> <on|off>`, e.g. `sync name to-networks on`.')
     s.hs.createUser('@carol:example.org', { displayname: 'Carol' })
     await s.hs.invite(ALICE, room, '@carol:example.org')
     await s.hs.join('@carol:example.org', room)

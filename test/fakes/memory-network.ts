@@ -263,6 +263,6 @@ function describe(d: Delivery): string {
     case 'reaction':
       return `${d.removed ? 'unreact' : 'react'} ${d.emoji} on ${d.of.remoteId}`
     case 'chat_update':
-      return `set ${d.field}: ${typeof d.value === 'string' || d.value === null ? String(d.value) : `picture ${d.value.mediaId}`}`
+      return `set ${d.field}: ${typeof d.value === 'string' || d.value === null ? String(d.value) : typeof d.value === 'number' ? `${d.value} s` : `picture ${d.value.mediaId}`}`
   }
 }

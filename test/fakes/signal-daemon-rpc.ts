@@ -296,6 +296,7 @@ async function dispatch(state: RpcState, method: string, p: Params): Promise<unk
       }
       if (typeof p.name === 'string') g.name = p.name
       if (typeof p.description === 'string') g.description = p.description
+      if (typeof p.expiration === 'number') g.expirationSeconds = p.expiration
       return sendResult(state, account!, g, method)
     }
     case 'joinGroup': {

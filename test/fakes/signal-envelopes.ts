@@ -37,6 +37,10 @@ export interface MessageOpts {
   sticker?: { packId: string; stickerId: number }
   groupName?: string | null
   revision?: number
+  /** The group's disappearing-message timer the sender's client stamps on the message (§4.1: 0 when off). */
+  expiresInSeconds?: number
+  /** A view-once photo or video (§4.1: `viewOnce`, false on everything else). */
+  viewOnce?: boolean
 }
 
 let clock = 1_790_000_000_000
@@ -65,7 +69,7 @@ const groupInfo = (groupId: string, o: MessageOpts = {}, type = 'DELIVER') => ({
 
 /** dataMessage fields: non-null ones always present, lists omitted when empty (§4.1). */
 export function dataMessage(groupId: string | null, text: string | null, o: MessageOpts = {}, timestamp = o.timestamp ?? nextTimestamp()): Envelope {
-  const dm: Envelope = { timestamp, message: text, expiresInSeconds: 0, viewOnce: false }
+  const dm: Envelope = { timestamp, message: text, expiresInSeconds: o.expiresInSeconds ?? 0, viewOnce: o.viewOnce ?? false }
   if (o.quote) {
     dm.quote = {
       id: o.quote.id,
@@ -136,6 +140,16 @@ export function groupUpdate(from: FakeSender, groupId: string, revision: number,
   const ts = nextTimestamp()
   const dm = dataMessage(null, null, {}, ts)
   dm.groupInfo = groupInfo(groupId, { groupName, revision }, 'UPDATE')
+  return { ...head(from, ts), dataMessage: dm }
+}
+
+/** A member set the group's disappearing-message timer (§4.10): a group update marked isExpirationUpdate, the new
+ * timer in expiresInSeconds (0: off). */
+export function timerUpdate(from: FakeSender, groupId: string, revision: number, seconds: number): Envelope {
+  const ts = nextTimestamp()
+  const dm = dataMessage(null, null, { expiresInSeconds: seconds }, ts)
+  dm.isExpirationUpdate = true
+  dm.groupInfo = groupInfo(groupId, { revision }, 'UPDATE')
   return { ...head(from, ts), dataMessage: dm }
 }
 

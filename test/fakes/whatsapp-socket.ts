@@ -265,6 +265,12 @@ export class FakeWhatsApp {
     g.descId = newId()
     this.current?.ev.emit('groups.update', [{ id: groupId, desc, descId: g.descId, ...(author ? { author: this.#participantJid(groupId, author), descOwner: this.#participantJid(groupId, author) } : {}) }])
   }
+  /** The group's disappearing-message timer was set (0: off) by a member (or 'phone': the relay account's own): every
+   * device hears it as the message rc14 makes of the `ephemeral`/`not_ephemeral` notification (messages-recv.js). */
+  timerChanged(groupId: string, seconds: number, by: Sender | 'phone'): WAMessage {
+    this.#group(groupId).ephemeralDuration = seconds || undefined
+    return this.deliver({ chat: groupId, from: by, message: { protocolMessage: { type: proto.Message.ProtocolMessage.Type.EPHEMERAL_SETTING, ephemeralExpiration: seconds } } })
+  }
   /** An admin lets only admins edit the group info (`restrict`), or everyone again. */
   restrictInfo(groupId: string, restrict: boolean): void {
     this.#group(groupId).restrict = restrict
@@ -728,6 +734,13 @@ export class FakeWaSocket implements WaPort {
     this.#live()
     if ([...subject].length > 100) throw iqError('bad-request', 400)
     this.world.editInfo(jid, { subject })
+  }
+  /** rc14 sends `<ephemeral expiration>` or `<not_ephemeral>` (groups.js); WhatsApp refuses it like any info edit in
+   * a `restrict` group, and tells every device of the group, as the EPHEMERAL_SETTING message rc14 makes of it. */
+  groupToggleEphemeral: WASocket['groupToggleEphemeral'] = async (jid, expiration) => {
+    this.#live()
+    this.world.editInfo(jid, { ephemeralDuration: expiration || undefined })
+    queueMicrotask(() => this.world.timerChanged(jid, expiration, 'phone'))
   }
   groupUpdateDescription: WASocket['groupUpdateDescription'] = async (jid, desc) => {
     this.#live()

@@ -45,6 +45,8 @@ export interface ScenarioOptions {
   retentionMs?: number
   /** The console's clock and refresh interval (when the configuration enables it). */
   console?: BridgeDeps['console']
+  /** The clock disappearing messages are due by; with it, the bridge looks for due ones every 50 ms. */
+  now?: () => number
 }
 
 export async function scenario(kind: DbKind, opts: ScenarioOptions = {}): Promise<Scenario> {
@@ -63,9 +65,9 @@ export async function scenario(kind: DbKind, opts: ScenarioOptions = {}): Promis
   const signal = new MemoryNetwork('signal')
   const whatsapp = new MemoryNetwork('whatsapp')
   const log = pino({ level: process.env.TEST_LOG ?? 'silent' })
-  const timings = { backoff: opts.backoff ?? { initialMs: 20, maxMs: 200, maxAttempts: 4 }, inboxRetryMs: 50, homeserverRetryMs: 50, maintenanceMs: 3_600_000, ...(opts.retentionMs ? { retentionMs: opts.retentionMs } : {}) }
+  const timings = { backoff: opts.backoff ?? { initialMs: 20, maxMs: 200, maxAttempts: 4 }, inboxRetryMs: 50, homeserverRetryMs: 50, maintenanceMs: 3_600_000, ...(opts.retentionMs ? { retentionMs: opts.retentionMs } : {}), ...(opts.now ? { expiryPollMs: 50 } : {}) }
   const boot = async () => {
-    const bridge = await startBridge(config, { log, db, networks: (await opts.networks?.(config)) ?? [signal, whatsapp], timings, ...(opts.console ? { console: opts.console } : {}) })
+    const bridge = await startBridge(config, { log, db, networks: (await opts.networks?.(config)) ?? [signal, whatsapp], timings, ...(opts.console ? { console: opts.console } : {}), ...(opts.now ? { now: opts.now } : {}) })
     return bridge
   }
   const s: Scenario = {

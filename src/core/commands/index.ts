@@ -23,7 +23,7 @@ const COMMANDS: Array<[string, string, Handler]> = [
   ['set signal|whatsapp [login]', 'choose the account that relays this room', set],
   ['unset signal|whatsapp', 'stop relaying this room on a network', unset],
   ['console', 'a sign-in link to the operator console in your browser', consoleLink],
-  ['sync [name|topic|avatar|members to-matrix|to-networks on|off]', 'show or choose what of the room’s name, topic and picture is kept in step with the groups, and whether a join or a leave in one group is told in the other', sync],
+  ['sync [name|topic|avatar|timer|members to-matrix|to-networks on|off]', 'show or choose what of the room’s name, topic, picture and disappearing-message timer is kept in step with the groups, and whether a join or a leave in one group is told in the other', sync],
 ]
 
 async function help(ctx: Ctx): Promise<void> {

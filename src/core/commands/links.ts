@@ -48,7 +48,10 @@ async function attach(ctx: Ctx, network: RemoteNetworkId, group: GroupInfo, logi
   const linked = await portals.link(portal, network, group.id, loginId, group.name)
   if (!linked.name && group.name) await portals.setName(linked, group.name)
   // What the group shows now: only later changes of it are news to carry.
-  await ctx.env.groupState.seed(linked, network, { name: group.name, ...(group.topic !== undefined ? { topic: group.topic } : {}) })
+  await ctx.env.groupState.seed(linked, network, {
+    name: group.name, ...(group.topic !== undefined ? { topic: group.topic } : {}),
+    ...(group.disappearingSeconds !== undefined ? { timer: group.disappearingSeconds } : {}),
+  })
   // The link stands without the m.bridge marker: a bot invited with power level 0 may not set state.
   await rooms.setBridgeInfo(ctx.roomId, network, { network, id: group.id, name: group.name }, portal.creator ?? ctx.sender)
     .catch((err: unknown) => ctx.env.log.warn({ err: (err as Error).message }, 'Could not mark the room as bridged (m.bridge); the bot may need a higher power level'))

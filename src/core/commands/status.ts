@@ -1,5 +1,6 @@
 // `status`: in a room, what the room is linked to; in our direct chat, the bridge as a whole (its services,
 // the relay accounts, the messages held), because that is where an operator asks how the bridge is doing.
+import { timerLabel } from '../chat-text.ts'
 import { NETWORK_LABEL, REMOTE_NETWORKS, type RemoteNetworkId } from '../model.ts'
 import { chatOf, groupNameOf, loginOf } from '../portals.ts'
 import { cmd, describeState, label, requireLevel, roomCmd, type Ctx } from './context.ts'
@@ -75,10 +76,3 @@ async function disappearing(ctx: Ctx, network: RemoteNetworkId): Promise<string>
   return group?.disappearingSeconds === undefined ? 'unknown' : timerLabel(group.disappearingSeconds)
 }
 
-export function timerLabel(seconds: number): string {
-  if (seconds <= 0) return 'off'
-  const units: Array<[number, string]> = [[604_800, 'week'], [86_400, 'day'], [3_600, 'hour'], [60, 'minute'], [1, 'second']]
-  const [size, name] = units.find(([u]) => seconds % u === 0 && seconds >= u)!
-  const n = seconds / size
-  return `${n} ${name}${n === 1 ? '' : 's'}`
-}

@@ -5,9 +5,9 @@ import { SYNC_DIRECTIONS, type SyncDirection } from '../group-state.ts'
 import { CHAT_FIELDS, type ChatField } from '../model.ts'
 import { requireLevel, requireRoomPower, type Ctx } from './context.ts'
 
-const USAGE = 'sync <name|topic|avatar> <to-matrix|to-networks> <on|off>'
+const USAGE = 'sync <name|topic|avatar|timer> <to-matrix|to-networks> <on|off>'
 const DIRECTION_LABEL: Record<SyncDirection, string> = { 'to-matrix': 'to Matrix', 'to-networks': 'to the networks' }
-const FIELD_LABEL: Record<ChatField, string> = { name: 'name', topic: 'topic (description)', avatar: 'avatar (picture)' }
+const FIELD_LABEL: Record<ChatField, string> = { name: 'name', topic: 'topic (description)', avatar: 'avatar (picture)', timer: 'disappearing-message timer' }
 
 export async function sync(ctx: Ctx): Promise<void> {
   requireLevel(ctx, 'relay')
