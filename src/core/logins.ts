@@ -45,6 +45,8 @@ export class SqlLoginStore implements LoginStore {
   private everything: Promise<Map<string, Login>> | undefined
   /** Counts writes, so that a read that raced one is not remembered over it. */
   private writes = 0
+  /** Each login's last state write, which the next one waits for. */
+  private readonly stateWrites = new Map<string, Promise<unknown>>()
   constructor(db: Db) {
     this.db = db
   }
@@ -135,8 +137,21 @@ export class SqlLoginStore implements LoginStore {
     await this.db.query('DELETE FROM logins WHERE id = $1', [id])
   }
 
-  /** Stores a state change; returns the previous state (undefined when the login is unknown). */
-  async setState(id: string, state: ConnectionState, message: string | null): Promise<ConnectionState | undefined> {
+  /** Stores a state change; returns the previous state (undefined when the login is unknown). A login's changes are
+   * written one after the other, in the order they were made: two in flight at once on different connections could
+   * commit the other way round (a login left "connecting" on record after it had connected). */
+  setState(id: string, state: ConnectionState, message: string | null): Promise<ConnectionState | undefined> {
+    const write = () => this.writeState(id, state, message)
+    const next = (this.stateWrites.get(id) ?? Promise.resolve()).then(write, write)
+    this.stateWrites.set(id, next)
+    const forget = () => {
+      if (this.stateWrites.get(id) === next) this.stateWrites.delete(id)
+    }
+    next.then(forget, forget)
+    return next
+  }
+
+  private async writeState(id: string, state: ConnectionState, message: string | null): Promise<ConnectionState | undefined> {
     this.changed()
     const mine = this.writes
     this.known.delete(id)

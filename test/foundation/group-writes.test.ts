@@ -109,6 +109,32 @@ describe.each(DB_KINDS)('on %s', kind => {
     await base.close()
   })
 
+  it('a login’s state changes made at once are written one after the other, so the last one made is the one on record', async () => {
+    const base = await freshDb(kind)
+    let inFlight = 0
+    let most = 0
+    // Counts the state writes under way at once (on PostgreSQL each could take its own connection).
+    const db = Object.create(base) as Db
+    db.query = (async (sql: string, params?: unknown[]) => {
+      if (!sql.trim().startsWith('UPDATE logins')) return base.query(sql, params)
+      most = Math.max(most, ++inFlight)
+      try {
+        return await base.query(sql, params)
+      } finally {
+        inFlight--
+      }
+    }) as Db['query']
+    const logins = new SqlLoginStore(db)
+    const saved = await logins.save({ network: 'signal', kind: 'relay', address: '+100', personId: 'aci', displayName: 'Relay', ownerMxid: '@o:x', metadata: {} })
+    // A stream dropping and coming back: its states follow each other within milliseconds, none awaited.
+    const states = Array.from({ length: 20 }, (_, i) => (['disconnected', 'connecting', 'connected'] as const)[i % 3]!)
+    const previous = await Promise.all(states.map(st => logins.setState(saved.id, st, null)))
+    expect(most).toBe(1)
+    expect(previous).toEqual(['connecting', ...states.slice(0, -1)]) // each saw the one made before it
+    expect((await new SqlLoginStore(base).get(saved.id))?.state).toBe(states.at(-1))
+    await base.close()
+  })
+
   it('transactions arriving together are stored in one statement, each event once, retries answered as such', async () => {
     const base = await freshDb(kind)
     const { db, count } = counting(base)
