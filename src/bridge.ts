@@ -346,6 +346,10 @@ async function assemble(config: Config, deps: BridgeDeps, started: StopStep[]): 
       await router.receive(event)
       await loginMedia.record(event)
     },
+    receiveMany: async events => {
+      await router.receiveMany(events)
+      for (const event of events) await loginMedia.record(event)
+    },
     // A person's own account typing or reading is that person, not a ghost of them: not shown.
     ephemeral: event => void logins.personalByPerson(event.network, event.sender.id)
       .then(own => { if (!own) ephemeral.receive(event) }, () => ephemeral.receive(event)),

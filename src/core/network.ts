@@ -52,6 +52,9 @@ export interface NetworkContext {
   logins: LoginStore
   /** Record an inbound event durably (dedupe, echo check, queue deliveries). Resolves once committed. */
   receive(event: InboundEvent): Promise<void>
+  /** Record consecutive events together (one transaction), in order. Throws leaving none of them recorded: the
+   * caller then hands them over one by one. Optional: without it, an adapter uses receive() for each. */
+  receiveMany?(events: InboundEvent[]): Promise<void>
   /** Hand over a typing notice or read receipt. Returns at once and never fails: these are not recorded, and
    * one lost (on a crash, or while the homeserver is away) is superseded by the next. */
   ephemeral(event: EphemeralEvent): void

@@ -57,7 +57,11 @@ const unlinkedSentence = 'The Signal relay account is no longer linked to the br
 interface Runner {
   login: Login
   stream: SignalEventStream
-  chain: Promise<void>
+  /** Events handed over by the stream and not yet taken up, in arrival order, each with what to tell the stream
+   * once it is recorded. */
+  waiting: Array<{ inner: unknown; taken: () => void }>
+  /** Works through `waiting` while there is any (undefined: idle). */
+  draining: Promise<void> | undefined
   stopped: boolean
 }
 
@@ -317,7 +321,7 @@ export class SignalNetwork implements RemoteNetwork {
   }
 
   private run(login: Login): void {
-    const runner: Runner = { login, chain: Promise.resolve(), stopped: false, stream: undefined as unknown as SignalEventStream }
+    const runner: Runner = { login, waiting: [], draining: undefined, stopped: false, stream: undefined as unknown as SignalEventStream }
     runner.stream = new SignalEventStream(
       { daemonUrl: this.opts.daemonUrl, account: login.address, timings: this.opts.timings ?? {}, log: this.log!.child({ login: login.id }) },
       {
@@ -331,8 +335,10 @@ export class SignalNetwork implements RemoteNetwork {
           }
           // Events of one account are recorded strictly in arrival order; the stream counts them until they are
           // (its backlog bounds how many wait in memory).
-          runner.chain = runner.chain.then(() => this.handle(runner, inner))
-          return runner.chain
+          return new Promise<void>(taken => {
+            runner.waiting.push({ inner, taken })
+            runner.draining ??= this.drain(runner)
+          })
         },
         onState: state => {
           if (!runner.stopped) void this.setState(login.id, state)
@@ -344,13 +350,50 @@ export class SignalNetwork implements RemoteNetwork {
     runner.stream.start()
   }
 
+  /** Events of a login handed over by its stream that wait for the ones before them to be recorded. */
+  backlog(loginId: string): number {
+    return this.runners.get(loginId)?.waiting.length ?? 0
+  }
+
   private async halt(runner: Runner): Promise<void> {
     runner.stopped = true
     if (this.runners.get(runner.login.id) === runner) this.runners.delete(runner.login.id)
     await runner.stream.stop()
   }
 
-  private async handle(runner: Runner, inner: unknown): Promise<void> {
+  /**
+   * Records what the stream handed over, in arrival order. A run of events that need nothing more from the daemon
+   * (no file, long text or group to read: most traffic) goes to the core together, in one transaction; anything
+   * else goes on its own, between runs. What arrives meanwhile is the next round's.
+   */
+  private async drain(runner: Runner): Promise<void> {
+    try {
+      while (runner.waiting.length > 0) {
+        let run: Array<{ item: Runner['waiting'][number]; events: Converted[] }> = []
+        for (const item of runner.waiting.splice(0)) {
+          try {
+            const events = this.prepare(runner, item.inner)
+            if (events.every(selfContained)) {
+              run.push({ item, events })
+              continue
+            }
+            await this.recordRun(runner, run)
+            run = []
+            await this.handle(runner, item.inner, events)
+          } catch (err) {
+            this.log!.error({ login: runner.login.id, err: (err as Error).message }, 'A Signal event could not be handled; it is not relayed')
+          }
+          item.taken()
+        }
+        await this.recordRun(runner, run)
+      }
+    } finally {
+      runner.draining = undefined
+    }
+  }
+
+  /** What one event from the stream asks the core to record (none for what is not relayed). */
+  private prepare(runner: Runner, inner: unknown): Converted[] {
     const ctx = this.need()
     const login = runner.login
     const self = { loginId: login.id, aci: login.personId, displayName: login.displayName }
@@ -360,18 +403,45 @@ export class SignalNetwork implements RemoteNetwork {
       // Decrypt or identity failures (§6): logged, never relayed. The type holds no number or text.
       this.log!.warn({ login: login.id, type: result.exception.type }, 'Signal could not decrypt or trust an incoming message; it is not relayed')
       this.metrics?.events.inc({ outcome: 'exception' })
-      return
+      return []
     }
     if (result.skipped) this.log!.debug({ login: login.id, reason: result.skipped }, 'Signal event ignored')
-    let done = true
-    for (const c of result.events) {
-      const chat = c.event.chat.id
-      if (this.sentIds.has(c.event.remoteId)) continue
+    return result.events.filter(c => {
+      if (this.sentIds.has(c.event.remoteId)) return false
       // Unknown groups still pass a relay account's messages (the core may create a portal); the rest needs a portal.
       // A personal account's other chats are none of the bridge's business: nothing of them is fetched or kept.
-      if ((c.event.kind !== 'message' || login.kind === 'personal') && !ctx.isBridgedChat('signal', chat)) continue
-      if (!(await this.deliverInbound(runner, c))) done = false
+      return (c.event.kind === 'message' && login.kind !== 'personal') || ctx.isBridgedChat('signal', c.event.chat.id)
+    })
+  }
+
+  /** Records a run of self-contained events together; should the core refuse the run, each goes on its own. */
+  private async recordRun(runner: Runner, run: Array<{ item: Runner['waiting'][number]; events: Converted[] }>): Promise<void> {
+    if (run.length === 0) return
+    const ctx = this.need()
+    const events = await Promise.all(run.flatMap(r => r.events.map(c => completeEvent(c, NOTHING_TO_FETCH))))
+    let together = false
+    if (events.length > 1 && ctx.receiveMany) {
+      try {
+        await ctx.receiveMany(events)
+        this.metrics?.events.inc({ outcome: 'received' }, events.length)
+        together = true
+      } catch (err) {
+        this.log!.debug({ login: runner.login.id, err: (err as Error).message }, 'Signal events could not be recorded together; one by one')
+      }
     }
+    for (const r of run) {
+      try {
+        if (!together) await this.handle(runner, r.item.inner, r.events)
+      } catch (err) {
+        this.log!.error({ login: runner.login.id, err: (err as Error).message }, 'A Signal event could not be handled; it is not relayed')
+      }
+      r.item.taken()
+    }
+  }
+
+  private async handle(runner: Runner, inner: unknown, events: Converted[]): Promise<void> {
+    let done = true
+    for (const c of events) if (!(await this.deliverInbound(runner, c))) done = false
     // Recorded, or never to be relayed: the daemon's copies of its files are no longer needed.
     if (done) await this.files?.removeNamedIn(inner)
   }
@@ -491,6 +561,21 @@ export class SignalNetwork implements RemoteNetwork {
     for (const s of ['connecting', 'connected', 'disconnected', 'logged_out'] as const) this.metrics?.state.set({ login: loginId, state: s }, s === state ? 1 : 0)
     await this.ctx?.reportState(loginId, state, message).catch(err => this.log?.error({ err }, 'Could not record a Signal login state'))
   }
+}
+
+/** An event the core can record as it is: nothing to fetch from the daemon first, no group to read. */
+function selfContained(c: Converted): boolean {
+  return c.media.length === 0 && !c.longText && !c.groupUpdate && c.event.kind !== 'chat_update' && c.event.kind !== 'members'
+}
+const notSelfContained = (): never => {
+  throw new Error('This Signal event needs something from the daemon; it is not self-contained.')
+}
+/** What completes a self-contained event: nothing is fetched. */
+const NOTHING_TO_FETCH: Parameters<typeof completeEvent>[1] = {
+  media: { put: notSelfContained } as unknown as Parameters<typeof completeEvent>[1]['media'],
+  getAttachment: notSelfContained,
+  getSticker: notSelfContained,
+  groupDetails: notSelfContained,
 }
 
 export function toGroupInfo(g: GroupJson): GroupInfo {

@@ -40,6 +40,22 @@ const alice: Person = { network: 'whatsapp', id: 'alice', displayName: 'Alice' }
 const target = () => ({ network: 'signal' as const, chatId: groupId, loginId: login.id, roomId: '!r:x' })
 
 describe('receiving', () => {
+  it('a burst is recorded in runs: what arrives while the core records is handed over together next, in order', async () => {
+    let release!: () => void
+    ctx.hold = new Promise<void>(resolve => (release = resolve))
+    const texts = Array.from({ length: 100 }, (_, i) => `m${i}`)
+    daemon.push(RELAY.number, groupText(ALEX, groupId, texts[0]!))
+    await ctx.until(() => ctx.recording === 1) // the first is being recorded (slowly)
+    for (const t of texts.slice(1)) daemon.push(RELAY.number, groupText(ALEX, groupId, t))
+    await daemon.until(() => net.backlog(login.id) === 99)
+    ctx.hold = undefined
+    release()
+    await ctx.until(() => ctx.received.length === 100)
+    expect(ctx.received.map(e => (e.kind === 'message' ? e.content.body.text : e.kind))).toEqual(texts)
+    // The first alone (it was alone when it came), the 99 behind it in one run.
+    expect(ctx.batches.map(b => b.length)).toEqual([99])
+  })
+
   it('group messages reach the core in order, and a failed commit is retried, never dropped', async () => {
     ctx.failReceives = 2
     const sent = ['one', 'two', 'three'].map(t => groupText(ALEX, groupId, t))

@@ -23,8 +23,13 @@ export interface TestContext extends NetworkContext {
   states: Array<{ loginId: string; state: ConnectionState; message?: string }>
   notices: Array<{ loginId: string; text: string }>
   bridged: Set<string>
-  /** Makes the next `n` receive() calls fail (the core could not commit). */
+  /** Makes the next `n` receive() or receiveMany() calls fail (the core could not commit). */
   failReceives: number
+  /** The runs recorded together through receiveMany(), each as it came. */
+  batches: InboundEvent[][]
+  /** While set, recording waits for it (a slow database); `recording` counts the calls waiting. */
+  hold: Promise<void> | undefined
+  recording: number
   logins: MemoryLogins
   media: MemoryMedia
   /** Resolves once `check` holds, re-checked whenever the context sees something. */
@@ -45,13 +50,27 @@ export function testContext(): TestContext {
     notices: [],
     bridged: new Set(),
     failReceives: 0,
+    batches: [],
+    hold: undefined,
+    recording: 0,
     async receive(event) {
+      await ctx.receiveMany!([event])
+      ctx.batches.pop()
+    },
+    async receiveMany(events) {
+      if (ctx.hold) {
+        ctx.recording++
+        poke()
+        await ctx.hold
+        ctx.recording--
+      }
       if (ctx.failReceives > 0) {
         ctx.failReceives--
         poke()
         throw new Error('database unavailable')
       }
-      ctx.received.push(event)
+      ctx.received.push(...events)
+      ctx.batches.push(events)
       poke()
     },
     async reportState(loginId, state, message) {
