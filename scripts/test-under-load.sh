@@ -31,6 +31,14 @@ for i in $(seq 1 "$RUNS"); do
     try { r = JSON.parse(fs.readFileSync(process.argv[1], "utf8")) } catch { console.log("no results (the run did not finish)"); process.exit(1) }
     const skipped = r.numPendingTests + r.numTodoTests
     const failedFiles = r.testResults.filter(f => f.status === "failed").map(f => f.name.replace(process.cwd() + "/", ""))
+    // What failed, in a line each (the run directory is removed at the end): the test and the first line of why.
+    for (const f of r.testResults) {
+      const file = f.name.replace(process.cwd() + "/", "")
+      for (const a of f.assertionResults.filter(a => a.status === "failed")) {
+        console.error(`  failed: ${file} > ${a.fullName}: ${String(a.failureMessages?.[0] ?? "").split("\n")[0].slice(0, 300)}`)
+      }
+      if (f.status === "failed" && !f.assertionResults.some(a => a.status === "failed")) console.error(`  failed: ${file}: ${String(f.message ?? "").split("\n")[0].slice(0, 300)}`)
+    }
     console.log(`${r.numPassedTests} passed, ${r.numFailedTests} failed, ${skipped} skipped` + (failedFiles.length ? `; failing: ${failedFiles.join(", ")}` : ""))
     process.exit(r.numFailedTests || skipped || !r.success ? 1 : 0)
   ' "$OUT/run-$i.json") || { bad=1; tail -n 40 "$OUT/run-$i.log"; }
