@@ -60,8 +60,8 @@ interface Runner {
   /** Events handed over by the stream and not yet taken up, in arrival order, each with what to tell the stream
    * once it is recorded. */
   waiting: Array<{ inner: unknown; taken: () => void }>
-  /** Works through `waiting` while there is any (undefined: idle). */
-  draining: Promise<void> | undefined
+  /** Whether drain() is working through `waiting`. */
+  draining: boolean
   stopped: boolean
 }
 
@@ -321,7 +321,7 @@ export class SignalNetwork implements RemoteNetwork {
   }
 
   private run(login: Login): void {
-    const runner: Runner = { login, waiting: [], draining: undefined, stopped: false, stream: undefined as unknown as SignalEventStream }
+    const runner: Runner = { login, waiting: [], draining: false, stopped: false, stream: undefined as unknown as SignalEventStream }
     runner.stream = new SignalEventStream(
       { daemonUrl: this.opts.daemonUrl, account: login.address, timings: this.opts.timings ?? {}, log: this.log!.child({ login: login.id }) },
       {
@@ -337,7 +337,10 @@ export class SignalNetwork implements RemoteNetwork {
           // (its backlog bounds how many wait in memory).
           return new Promise<void>(taken => {
             runner.waiting.push({ inner, taken })
-            runner.draining ??= this.drain(runner)
+            if (!runner.draining) {
+              runner.draining = true
+              void this.drain(runner)
+            }
           })
         },
         onState: state => {
@@ -388,7 +391,7 @@ export class SignalNetwork implements RemoteNetwork {
         await this.recordRun(runner, run)
       }
     } finally {
-      runner.draining = undefined
+      runner.draining = false
     }
   }
 
