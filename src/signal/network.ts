@@ -339,7 +339,7 @@ export class SignalNetwork implements RemoteNetwork {
             runner.waiting.push({ inner, taken })
             if (!runner.draining) {
               runner.draining = true
-              void this.drain(runner)
+              this.drain(runner).catch((err: unknown) => this.log?.error({ err: (err as Error).message }, 'Signal events could not be handled'))
             }
           })
         },
@@ -421,10 +421,11 @@ export class SignalNetwork implements RemoteNetwork {
   private async recordRun(runner: Runner, run: Array<{ item: Runner['waiting'][number]; events: Converted[] }>): Promise<void> {
     if (run.length === 0) return
     const ctx = this.need()
-    const events = await Promise.all(run.flatMap(r => r.events.map(c => completeEvent(c, NOTHING_TO_FETCH))))
+    const converted = run.flatMap(r => r.events)
     let together = false
-    if (events.length > 1 && ctx.receiveMany) {
+    if (converted.length > 1 && ctx.receiveMany) {
       try {
+        const events = await Promise.all(converted.map(c => completeEvent(c, NOTHING_TO_FETCH)))
         await ctx.receiveMany(events)
         this.metrics?.events.inc({ outcome: 'received' }, events.length)
         together = true
