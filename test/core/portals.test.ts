@@ -100,6 +100,16 @@ describe.each(DB_KINDS)('portal rooms on %s', kind => {
     expect(s.bridge.portals.byRoom(room)?.whatsappGroup).toBeNull()
   })
 
+  it('with encryption off, a room that was encrypted before the bot came is not linked, even by a client that sends the command in the clear', async () => {
+    const room = await adminRoom({ encrypted: true })
+    const sg = s.signal.addGroup('Encrypted all along')
+    const n = s.botNotices(room).length
+    await s.hs.sendEvent(ALICE, room, 'm.room.message', { msgtype: 'm.text', body: `!relay link signal ${sg.id} ${sigLogin}` })
+    await s.hs.waitFor(() => s.botNotices(room).length > n, { what: 'the refusal' })
+    expect(s.botNotices(room).at(-1)).toMatch(/^This room is encrypted, and encryption is off in this bridge's configuration \(encryption\.allow\)/)
+    expect(s.bridge.portals.byRoom(room)?.signalGroup ?? null).toBeNull()
+  })
+
   it('in a room that was encrypted before the bot came, a command is not met with silence', async () => {
     const room = await adminRoom({ encrypted: true })
     const n = s.botNotices(room).length

@@ -13,7 +13,8 @@ async function portalHere(ctx: Ctx): Promise<Portal> {
 }
 
 async function refuseUnreadable(ctx: Ctx): Promise<void> {
-  if (!ctx.portal?.encrypted) return
+  // Asked of the room itself, not of the portal's record: a room encrypted before the bot came (or made encrypted by
+  // the bridge) has no record of it until someone sends m.room.encryption again.
   if ((await ctx.env.rooms.encryptionStatus(ctx.roomId)).readable) return
   throw new UserError('This room is encrypted, and encryption is off in this bridge\'s configuration (encryption.allow). Ask its operator to turn it on, or create an unencrypted room, invite me there and link it instead.')
 }
