@@ -312,6 +312,7 @@ async function assemble(config: Config, deps: BridgeDeps, started: StopStep[]): 
   const ephemeral = new Ephemeral({
     db, portals, sink: new GhostEphemeral({ api, ghosts, domain, log: log.child({ part: 'matrix-ephemeral' }) }),
     typing: config.bridge.typing_to_matrix, receipts: config.bridge.receipts_to_matrix, log: log.child({ part: 'ephemeral' }),
+    recorded: (network, chatId) => outbox.recorded(network, chatId),
   })
   // Matrix people's typing and receipts: to a group only through their own login there.
   const ownEphemeral = new OwnEphemeral({ db, portals, own: ownLogins, networks, log: log.child({ part: 'own-ephemeral' }) })

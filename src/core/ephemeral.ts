@@ -9,7 +9,7 @@
 import type { Logger } from 'pino'
 import type { Queryable } from '../db/types.ts'
 import { MessageMap } from './messages.ts'
-import type { EphemeralEvent, InboundRead, InboundTyping } from './model.ts'
+import type { EphemeralEvent, InboundRead, InboundTyping, RemoteNetworkId } from './model.ts'
 import type { EphemeralSink } from './network.ts'
 import { chatOf, loginOf, type PortalStore } from './portals.ts'
 
@@ -29,6 +29,9 @@ export interface EphemeralOptions {
   typing: boolean
   receipts: boolean
   log: Logger
+  /** Resolves once the copies being sent to a chat right now are recorded (Outbox.recorded): a receipt can come for
+   * a copy the network has shown before the bridge has its answer. */
+  recorded?: (network: RemoteNetworkId, chatId: string) => Promise<void>
 }
 
 export class Ephemeral {
@@ -100,6 +103,8 @@ export class Ephemeral {
     const chats = event.chatId !== undefined
       ? (portals.find(event.network, event.chatId) ? [event.chatId] : [])
       : portals.all().filter(p => loginOf(p, event.network) === event.loginId).map(p => chatOf(p, event.network)).filter((c): c is string => c !== null)
+    // Someone may read a copy as soon as the network shows it, before the bridge has recorded it.
+    await Promise.all(chats.map(chat => this.opts.recorded?.(event.network, chat)))
     const read = await MessageMap.latestOnMatrix(db, event.network, chats, event.targets)
     if (!read) return // none of them reached Matrix
     const portal = portals.all().find(p => p.id === read.portalId)

@@ -99,6 +99,8 @@ export class FakeSignalDaemon implements RpcState {
   readonly failingAccounts = new Set<string>()
   readonly adminDeletes: RpcState['adminDeletes'] = []
   readonly pendingLinks = new Map<string, { used: boolean; finish?: (r: FakeAccount | Error) => void }>()
+  /** While set, every RPC answer waits for it after the call was carried out. */
+  answersHeld: Promise<void> | undefined
   /** Requests that arrived after hang(): read to the end, never answered. */
   readonly hungRequests: Array<{ path: string; body: string }> = []
   private hung = false
@@ -333,6 +335,8 @@ export class FakeSignalDaemon implements RpcState {
     for await (const c of req) chunks.push(c as Buffer)
     const answer = await handleRpc(this, Buffer.concat(chunks).toString('utf8'))
     this.notify()
+    // A slow network: the call is done (a message is on Signal) but its answer has not reached the client yet.
+    if (this.answersHeld) await this.answersHeld
     if (answer === undefined) return void res.writeHead(201, { 'Content-Length': '0' }).end()
     const body = JSON.stringify(answer)
     res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) }).end(body)

@@ -65,6 +65,23 @@ describe.each(DB_KINDS)('Signal typing and read receipts through the bridge on %
     expect(Object.keys(s.hs.receiptsIn(room))).toEqual([ghost(SIG_BOB)])
   })
 
+  it('Bob reading the relay’s copy before the daemon’s answer has reached the bridge still marks Alice’s event read', async () => {
+    const { room, group } = await setup()
+    let answer!: () => void
+    s.daemon.answersHeld = new Promise<void>(resolve => (answer = resolve))
+    const before = s.daemon.calls.length
+    const event = await s.hs.sendMessage(ALICE, room, 'read me')
+    const call = await s.daemon.waitForCall('send', c => c.params['message'] === 'Alice (Matrix): read me', before)
+    // The copy is on Bob's phone; the bridge still waits for the answer that tells it the copy's timestamp.
+    push(receipt(SIG_BOB, [(call.result as { timestamp: number }).timestamp], 'read'))
+    // Bob's next message came after the receipt on the same stream: once it is in Matrix, the receipt was taken in.
+    push(groupText(SIG_BOB, group, 'read it'))
+    await s.hs.waitForEvent(room, e => content(e).body === 'read it')
+    s.daemon.answersHeld = undefined
+    answer()
+    await s.hs.waitFor(() => s.hs.receiptsIn(room)[ghost(SIG_BOB)]?.eventId === event, { what: 'Bob’s read receipt on Alice’s event' })
+  })
+
   it('a receipt from someone whose ghost never joined the room is dropped, not refused by the homeserver', async () => {
     const { room } = await setup()
     const msg = await aliceSays(room, 'anyone?')
