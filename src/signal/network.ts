@@ -436,6 +436,8 @@ export class SignalNetwork implements RemoteNetwork {
     for (const r of run) {
       try {
         if (!together) await this.handle(runner, r.item.inner, r.events)
+        // Recorded: the daemon's copies of files the event named but nobody relays (a view-once photo) can go.
+        else await this.files?.removeNamedIn(r.item.inner)
       } catch (err) {
         this.log!.error({ login: runner.login.id, err: (err as Error).message }, 'A Signal event could not be handled; it is not relayed')
       }

@@ -1,4 +1,7 @@
 // SignalNetwork end to end against the fake daemon: receiving, sending, linking, unlinking.
+import { existsSync } from 'node:fs'
+import { writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { plainText, type Delivery, type Person } from '../../src/core/model.ts'
 import { DeliveryError, UserError } from '../../src/core/errors.ts'
@@ -7,6 +10,7 @@ import { SignalNetwork } from '../../src/signal/network.ts'
 import { EDIT_MARKER } from '../../src/signal/send.ts'
 import { FakeSignalDaemon } from '../fakes/signal-daemon.ts'
 import { edit, groupText, groupUpdate, reaction, syncSent } from '../fakes/signal-envelopes.ts'
+import { tempDir } from '../support/config.ts'
 import { testContext, testUi, type TestContext } from './support.ts'
 
 const RELAY = { number: '+15550100001', aci: '5f0c2a9e-3b7d-4e61-9a2c-7d1e8b4f6a30', name: 'Relay' }
@@ -54,6 +58,28 @@ describe('receiving', () => {
     expect(ctx.received.map(e => (e.kind === 'message' ? e.content.body.text : e.kind))).toEqual(texts)
     // The first alone (it was alone when it came), the 99 behind it in one run.
     expect(ctx.batches.map(b => b.length)).toEqual([99])
+  })
+
+  it('a view-once photo recorded in a run as its one line still has the daemon’s copy of its file removed', async () => {
+    const shared = await tempDir('rb-signal-attachments-')
+    await net.stop()
+    net = new SignalNetwork({ daemonUrl: daemon.url, timings, attachmentsDir: shared })
+    await net.start(ctx)
+    await daemon.until(() => daemon.hasStream(RELAY.number))
+    await writeFile(join(shared, 'once.jpg'), 'a photo meant to be seen once')
+    let release!: () => void
+    ctx.hold = new Promise<void>(resolve => (release = resolve))
+    daemon.push(RELAY.number, groupText(ALEX, groupId, 'look'))
+    await ctx.until(() => ctx.recording === 1)
+    daemon.push(RELAY.number, groupText(ALEX, groupId, '', { viewOnce: true, attachments: [{ contentType: 'image/jpeg', id: 'once.jpg', filename: 'once.jpg', size: 29 }] }))
+    daemon.push(RELAY.number, groupText(ALEX, groupId, 'did you see it?'))
+    await daemon.until(() => net.backlog(login.id) === 2)
+    ctx.hold = undefined
+    release()
+    await ctx.until(() => ctx.received.length === 3)
+    expect(ctx.batches.map(b => b.length)).toEqual([2]) // the line and the next message, together
+    expect(daemon.callsOf('getAttachment')).toEqual([])
+    await daemon.until(() => !existsSync(join(shared, 'once.jpg')))
   })
 
   it('group messages reach the core in order, and a failed commit is retried, never dropped', async () => {
