@@ -6,7 +6,7 @@ import type { Logger } from 'pino'
 import { cleanChatText, withinChars } from '../core/chat-text.ts'
 import { NotPermitted } from '../core/errors.ts'
 import type { MediaStore } from '../core/media.ts'
-import type { ChatAvatar, ChatField, ChatValue, InboundChatUpdate, Person } from '../core/model.ts'
+import type { ChatField, ChatValue, InboundChatUpdate, Person } from '../core/model.ts'
 import type { HomeserverApi, PowerLevels } from './client.ts'
 import { roomNameWithin } from './limits.ts'
 
@@ -58,11 +58,10 @@ export class RoomState {
     let content: Record<string, unknown>
     if (field === 'name') content = { name: value }
     else if (field === 'topic') content = { topic: value }
-    else if (value === null || typeof value === 'string') content = {} // the picture was removed
+    else if (value === null || typeof value !== 'object') content = {} // the picture was removed
     else {
-      const picture = value as ChatAvatar
-      const data = await media.get(picture.mediaId)
-      content = { url: await api.uploadMedia(data, picture.mimetype, 'avatar', botMxid), info: { mimetype: picture.mimetype, size: data.length } }
+      const data = await media.get(value.mediaId)
+      content = { url: await api.uploadMedia(data, value.mimetype, 'avatar', botMxid), info: { mimetype: value.mimetype, size: data.length } }
     }
     try {
       await api.sendState(botMxid, roomId, type, '', content)

@@ -33,8 +33,8 @@ export async function setGroupState(sock: WaPort, d: ChatUpdateDelivery, deps: {
     else {
       // Marked before the call: the notification of the change may arrive before the call returns.
       deps.ownPictures.add(chat)
-      if (d.value === null || typeof d.value === 'string') await sock.removeProfilePicture(chat)
-      else await sock.updateProfilePicture(chat, await deps.media.get((d.value as ChatAvatar).mediaId))
+      if (d.value === null || typeof d.value !== 'object') await sock.removeProfilePicture(chat)
+      else await sock.updateProfilePicture(chat, await deps.media.get(d.value.mediaId))
     }
   } catch (err) {
     deps.ownPictures.delete(chat)
