@@ -188,7 +188,12 @@ async function assemble(config: Config, deps: BridgeDeps, started: StopStep[]): 
     botLocalpart: config.appservice.bot.username, log: log.child({ part: 'matrix' }),
   })
   const encryption = config.encryption.allow
-    ? await openEncryption({ api: plainApi, db, botMxid, domain, storeKey: config.encryption.store_key, log })
+    ? await openEncryption({
+      api: plainApi, db, botMxid, domain, storeKey: config.encryption.store_key, log,
+      ...(config.encryption.ghost_devices
+        ? { ghostDevices: { maxLoaded: config.encryption.ghost_devices_in_memory, idleMs: config.encryption.ghost_idle_seconds * 1000 } }
+        : {}),
+    })
     : undefined
   // Every room event the bridge sends goes through this one: encrypted where the room is.
   const api = encryption?.api ?? plainApi
@@ -299,6 +304,7 @@ async function assemble(config: Config, deps: BridgeDeps, started: StopStep[]): 
   let kickEvents = (): void => {}
   const decryption = encryption && new Decryption({
     db, inbox, crypto: encryption.machine, rooms, portals, waitMs: config.encryption.key_wait_seconds * 1000,
+    ...(encryption.ghosts ? { ghosts: encryption.ghosts } : {}),
     counter: metrics.decryptions, log: log.child({ part: 'decryption' }), onDue: () => kickEvents(),
   })
   const events = new MatrixEvents({

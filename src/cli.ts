@@ -197,11 +197,12 @@ export function buildProgram(): Command {
           homeserverUrl: config.homeserver.address, asToken: config.appservice.as_token, domain: config.homeserver.domain,
           botLocalpart: config.appservice.bot.username, log, requestTimeoutMs: 10_000,
         })
-        const { deviceId, deletedOnHomeserver } = await resetEncryption({ db, botMxid, api, log })
-        console.log(deviceId
+        const { deviceId, deletedOnHomeserver, ghostDevices } = await resetEncryption({ db, botMxid, api, log })
+        const ghosts = ghostDevices > 0 ? ` Forgot the own devices of ${ghostDevices} ghost${ghostDevices === 1 ? '' : 's'} too: each gets a new one when it next speaks in an encrypted room.` : ''
+        console.log((deviceId
           ? `Forgot the bot's encryption device ${deviceId}${deletedOnHomeserver ? ' and deleted it on the homeserver' : ' (the homeserver kept it: delete it there by hand if you like)'}. ` +
             'The next start makes a new device and identity; people in encrypted rooms will see that the bot\'s identity changed (docs/operators.md §16).'
-          : 'The bot had no encryption device yet; the next start with encryption allowed makes one.')
+          : 'The bot had no encryption device yet; the next start with encryption allowed makes one.') + ghosts)
       } finally {
         await db.close()
       }

@@ -81,9 +81,15 @@ export const configSchema = z.object({
       default: z.boolean().default(false),
       key_wait_seconds: z.number().positive('expected a positive number of seconds').default(300),
       store_key: z.string().default(''),
+      // Each ghost sends from a device of its own, cross-signed by its own identity (no warning shield on its
+      // messages); off, ghosts send from the bot's device, as the mautrix bridges do.
+      ghost_devices: z.boolean().default(true),
+      // Ghosts' encryption machines kept in memory; an idle one is unloaded and loaded again when it speaks.
+      ghost_devices_in_memory: z.number().int().positive().default(100),
+      ghost_idle_seconds: z.number().positive('expected a positive number of seconds').default(600),
     })
     .refine(e => e.allow || !e.default, { error: 'default: true needs allow: true', path: ['default'] })
-    .default({ allow: false, default: false, key_wait_seconds: 300, store_key: '' }),
+    .default({ allow: false, default: false, key_wait_seconds: 300, store_key: '', ghost_devices: true, ghost_devices_in_memory: 100, ghost_idle_seconds: 600 }),
   metrics: z.object({ enabled: z.boolean().default(true), hostname: z.string().default('127.0.0.1'), port }),
   console: z.object({
     enabled: z.boolean().default(false),

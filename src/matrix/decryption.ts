@@ -7,11 +7,11 @@ import type { Counter } from 'prom-client'
 import type { Db } from '../db/types.ts'
 import type { NetworkId } from '../core/model.ts'
 import type { PortalStore } from '../core/portals.ts'
+import type { GhostDevices } from './crypto/ghost-devices.ts'
 import type { CryptoMachine } from './crypto/machine.ts'
-import type { TransactionCrypto as DeviceChanges } from './crypto/transaction.ts'
+import { forDevice } from './crypto/transaction.ts'
 import { jsonbText, type Inbox, type MatrixEvent } from './inbox.ts'
 import type { BotRooms } from './rooms.ts'
-import type { TransactionCrypto } from './transaction-crypto.ts'
 
 /** What mautrix bridges say in the same case, so that people who know one know the other. */
 export const NO_KEYS = "the bridge hasn't received the decryption keys"
@@ -20,6 +20,8 @@ export interface DecryptionOptions {
   db: Db
   inbox: Inbox
   crypto: Pick<CryptoMachine, 'userId' | 'deviceId' | 'receiveSyncChanges' | 'decrypt' | 'onRoomKeys'>
+  /** The ghosts' own devices: each transaction's part for them, after the bot's. */
+  ghosts?: Pick<GhostDevices, 'receive'>
   rooms: BotRooms
   portals: PortalStore
   waitMs: number
@@ -63,6 +65,8 @@ export class Decryption {
       for (const row of rows) {
         const mine = forDevice(row.crypto, crypto.userId, crypto.deviceId)
         if (mine) await crypto.receiveSyncChanges(mine)
+        // A ghost's device only sends; what it is sent can be missed (ghost-devices.ts), never the bot's part.
+        await this.opts.ghosts?.receive(row.crypto).catch(err => this.opts.log.warn({ err: (err as Error).message }, 'A ghost\'s device could not take in a transaction\'s keys'))
         await inbox.cryptoHandled(row.id)
       }
       if (rows.length < 100) return
@@ -180,16 +184,4 @@ function plainEvent(ev: MatrixEvent, clear: { type: string; content: Record<stri
   const relates = ev.content['m.relates_to']
   const content = clear.content['m.relates_to'] === undefined && relates !== undefined ? { ...clear.content, 'm.relates_to': relates } : clear.content
   return { ...ev, type: clear.type, content }
-}
-
-/** This device's part of a stored transaction, as the machine takes it; undefined when nothing concerns it. */
-export function forDevice(c: TransactionCrypto, userId: string, deviceId: string): DeviceChanges | undefined {
-  const toDevice = c.toDevice
-    .filter(e => e.to_user_id === userId && e.to_device_id === deviceId)
-    .map(({ to_user_id: _u, to_device_id: _d, ...event }) => event as Record<string, unknown>)
-  const otkCounts = c.otkCounts[userId]?.[deviceId]
-  const unusedFallbackKeyTypes = c.fallbackKeyTypes?.[userId]?.[deviceId]
-  const { changed, left } = c.deviceLists
-  if (!toDevice.length && !changed.length && !left.length && otkCounts === undefined && unusedFallbackKeyTypes === undefined) return undefined
-  return { toDevice, changed, left, otkCounts, unusedFallbackKeyTypes }
 }

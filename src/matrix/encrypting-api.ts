@@ -1,21 +1,32 @@
 // The homeserver API as the rest of the bridge sees it once encryption is on: room events sent into an
-// encrypted room are encrypted by the bot's device first (ghosts' messages, notices, command answers, edits,
-// reactions, message statuses), attachments are encrypted before they are uploaded, and everything else
-// passes through unchanged. Redactions and state events stay plain, as the spec wants.
+// encrypted room are encrypted first (ghosts' messages, edits and reactions by the ghost's own device; notices,
+// command answers and message statuses by the bot's), attachments are encrypted before they are uploaded, and
+// everything else passes through unchanged. Redactions and state events stay plain, as the spec wants.
+import type { Logger } from 'pino'
+import type { GhostDevices } from './crypto/ghost-devices.ts'
 import type { CryptoMachine } from './crypto/machine.ts'
 import { encryptAttachment } from './attachments.ts'
 import type { CreateRoomOptions, HomeserverApi, JsonObject, MediaRef } from './client.ts'
 import type { EncryptedRooms } from './encrypted-rooms.ts'
 
+/** Who sends from a device of their own: the ghosts, when encryption.ghost_devices is on. */
+export interface OwnDevices {
+  isGhost(mxid: string): boolean
+  devices: Pick<GhostDevices, 'encrypt'>
+  log: Logger
+}
+
 export class EncryptingApi implements HomeserverApi {
   private readonly inner: HomeserverApi
   private readonly crypto: Pick<CryptoMachine, 'encrypt'>
   private readonly rooms: EncryptedRooms
+  private readonly own: OwnDevices | undefined
 
-  constructor(inner: HomeserverApi, crypto: Pick<CryptoMachine, 'encrypt'>, rooms: EncryptedRooms) {
+  constructor(inner: HomeserverApi, crypto: Pick<CryptoMachine, 'encrypt'>, rooms: EncryptedRooms, own?: OwnDevices) {
     this.inner = inner
     this.crypto = crypto
     this.rooms = rooms
+    this.own = own
   }
 
   get domain(): string {
@@ -30,8 +41,22 @@ export class EncryptingApi implements HomeserverApi {
   async sendEvent(asUser: string, roomId: string, type: string, content: JsonObject, txnId: string, ts?: number): Promise<string> {
     const sharing = await this.rooms.sharing(roomId)
     if (!sharing) return this.inner.sendEvent(asUser, roomId, type, content, txnId, ts)
-    const encrypted = await this.crypto.encrypt(roomId, type, content, sharing)
+    const encrypted = await this.encrypt(asUser, roomId, type, content, sharing)
     return this.inner.sendEvent(asUser, roomId, 'm.room.encrypted', encrypted, txnId, ts)
+  }
+
+  /** A ghost's event from its own device. Should that device not be ready (the homeserver refused to create it),
+   * the bot's device encrypts it: the message arrives, with the warning clients give such messages, rather than
+   * not at all. */
+  private async encrypt(asUser: string, roomId: string, type: string, content: JsonObject, sharing: NonNullable<Awaited<ReturnType<EncryptedRooms['sharing']>>>): Promise<JsonObject> {
+    if (this.own?.isGhost(asUser)) {
+      try {
+        return await this.own.devices.encrypt(asUser, roomId, type, content, sharing)
+      } catch (err) {
+        this.own.log.warn({ ghost: asUser, err: (err as Error).message }, 'A ghost\'s own device could not encrypt; the bot\'s device does')
+      }
+    }
+    return this.crypto.encrypt(roomId, type, content, sharing)
   }
 
   async uploadAttachment(roomId: string, data: Uint8Array, mimetype: string, filename?: string, asUser?: string): Promise<MediaRef> {

@@ -1,10 +1,12 @@
 // Puts end-to-bridge encryption together when the configuration allows it: the bot's device (one, kept
-// across restarts), its Olm machine, the room knowledge and the encrypting API the rest of the bridge uses.
+// across restarts), its Olm machine, the ghosts' own devices (crypto/ghost-devices.ts), the room knowledge and
+// the encrypting API the rest of the bridge uses.
 import { randomBytes } from 'node:crypto'
 import type { Logger } from 'pino'
 import type { Db } from '../db/types.ts'
 import type { DeviceHttp, HomeserverApi } from './client.ts'
-import { CryptoMachine, ensureBotDevice } from './crypto/machine.ts'
+import { GhostDevices, type GhostDeviceStats } from './crypto/ghost-devices.ts'
+import { CryptoMachine, ensureDevice } from './crypto/machine.ts'
 import { openCryptoStore } from './crypto/store.ts'
 import { EncryptedRooms } from './encrypted-rooms.ts'
 import { EncryptingApi } from './encrypting-api.ts'
@@ -17,6 +19,8 @@ export interface Encryption {
   /** The machine, with every call that changes its state written to the database before its effects leave. */
   machine: Pick<CryptoMachine, 'userId' | 'deviceId' | 'decrypt' | 'onRoomKeys' | 'receiveSyncChanges' | 'encrypt'>
   rooms: EncryptedRooms
+  /** Each ghost's own device (undefined with encryption.ghost_devices off: ghosts send from the bot's). */
+  ghosts: Pick<GhostDevices, 'receive' | 'deviceOf' | 'stats'> | undefined
   /** The API that encrypts what goes into encrypted rooms. */
   api: HomeserverApi
   /** Another API (double puppeting's) made to encrypt the same way, by the bot's device. */
@@ -28,8 +32,9 @@ export interface Encryption {
   close(): Promise<void>
 }
 
-/** The bot's device id, made on the first start with encryption and kept in the database. */
-export async function botDeviceId(db: Db, userId: string): Promise<string> {
+/** The device id of one of the appservice's users (the bot, a ghost), made on its first use with encryption
+ * and kept in the database: a new id would be a new device, which people see as a new, unverified device. */
+export async function keptDeviceId(db: Db, userId: string): Promise<string> {
   const made = `RELAYBRIDGE${randomBytes(5).toString('hex').toUpperCase()}`
   await db.query('INSERT INTO crypto_device (user_id, device_id) VALUES ($1, $2) ON CONFLICT (user_id) DO NOTHING', [userId, made])
   const { rows } = await db.query<{ device_id: string }>('SELECT device_id FROM crypto_device WHERE user_id = $1', [userId])
@@ -44,6 +49,8 @@ export async function openEncryption(o: {
   /** encryption.store_key: seals the store's rows. */
   storeKey: string
   log: Logger
+  /** encryption.ghost_devices and what bounds them; undefined: ghosts send from the bot's device. */
+  ghostDevices?: { maxLoaded: number; idleMs: number }
 }): Promise<Encryption> {
   const api = o.api as Partial<DeviceCapableApi>
   if (typeof api.deviceHttp !== 'function') {
@@ -51,7 +58,7 @@ export async function openEncryption(o: {
   }
   if (!o.storeKey) throw new Error('encryption.store_key is empty: run `npx relay-bridge generate-registration` (or start through the relay-bridge command), which fills it in.')
   const deviceApi = api as DeviceCapableApi
-  const deviceId = await botDeviceId(o.db, o.botMxid)
+  const deviceId = await keptDeviceId(o.db, o.botMxid)
   const log = o.log.child({ part: 'encryption', deviceId })
   const store = await openCryptoStore({ db: o.db, key: o.storeKey, name: o.botMxid, log })
   // The rule of store.ts: what the machine committed is in the database before any effect of it leaves the
@@ -81,18 +88,24 @@ export async function openEncryption(o: {
   }
   const rooms = new EncryptedRooms({
     api: o.api, botMxid: o.botMxid,
-    // The bot and the ghosts have no devices of their own (yet): no key goes to them.
+    // The bridge's own users never need the keys of what the bridge sends: the bot's device reads the room.
     isOwnUser: mxid => mxid === o.botMxid || parseGhost(mxid, o.domain) !== undefined,
   })
+  const ghosts = o.ghostDevices && new GhostDevices({
+    db: o.db, storeKey: o.storeKey, log: log.child({ part: 'ghost-devices' }), ...o.ghostDevices,
+    deviceHttp: (userId, device) => deviceApi.deviceHttp(userId, device),
+    keptDeviceId: userId => keptDeviceId(o.db, userId),
+  })
+  const ghostSender = ghosts && { isGhost: (mxid: string) => parseGhost(mxid, o.domain) !== undefined, devices: ghosts, log }
   let ready = false
   let problem = 'the device is not set up on the homeserver yet'
   return {
-    machine, rooms,
-    api: new EncryptingApi(o.api, machine, rooms),
+    machine, rooms, ghosts,
+    api: new EncryptingApi(o.api, machine, rooms, ghostSender),
     encrypting: inner => new EncryptingApi(inner, machine, rooms),
     async setUp() {
       try {
-        const how = await ensureBotDevice(deviceApi.deviceHttp(o.botMxid), o.botMxid, deviceId, 'relay-bridge')
+        const how = await ensureDevice(deviceApi.deviceHttp(o.botMxid), o.botMxid, deviceId, 'relay-bridge')
         await crypto.processOutgoing()
         const identity = await crypto.bootstrapCrossSigning()
         await store.flush()
@@ -106,40 +119,47 @@ export async function openEncryption(o: {
     async health() {
       if (!ready) return { ok: false, text: `device ${deviceId}: ${problem}` }
       const signed = await crypto.isCrossSignedByOwner().catch(() => false)
+      const g = ghosts && ghostsLine(ghosts.stats())
       return signed
-        ? { ok: true, text: `device ${deviceId}, cross-signed by the bot` }
+        ? { ok: true, text: `device ${deviceId}, cross-signed by the bot${g ? `; ${g}` : ''}` }
         : { ok: false, text: `device ${deviceId} is not cross-signed by the bot (run \`npx relay-bridge reset-encryption\` if this stays)` }
     },
     async close() {
+      await ghosts?.close()
       await crypto.close()
       await store.close()
     },
   }
 }
 
+function ghostsLine(s: GhostDeviceStats): string {
+  return `ghosts send from devices of their own (${s.loaded} in memory now)`
+}
+
 /**
- * `npx relay-bridge reset-encryption`: forgets the bot's device and everything its keys were for, so that the
- * next start makes a new device and identity. The old device is deleted on the homeserver where MSC4190 lets
- * the appservice do that without a password; elsewhere it stays, answering nothing. Returns the old device id.
+ * `npx relay-bridge reset-encryption`: forgets the bot's device, every ghost's device and everything their keys
+ * were for, so that the next start makes a new device and identity for the bot, and each ghost gets a new one
+ * when it next speaks in an encrypted room. The old devices are deleted on the homeserver where MSC4190 lets the
+ * appservice do that without a password; elsewhere they stay, answering nothing. Returns the bot's old device id.
  */
-export async function resetEncryption(o: { db: Db; botMxid: string; api?: DeviceCapableApi; log: Logger }): Promise<{ deviceId: string | undefined; deletedOnHomeserver: boolean }> {
-  const { rows } = await o.db.query<{ device_id: string }>('SELECT device_id FROM crypto_device WHERE user_id = $1', [o.botMxid])
-  const deviceId = rows[0]?.device_id
+export async function resetEncryption(o: { db: Db; botMxid: string; api?: DeviceCapableApi; log: Logger }): Promise<{ deviceId: string | undefined; deletedOnHomeserver: boolean; ghostDevices: number }> {
+  const { rows } = await o.db.query<{ user_id: string; device_id: string }>('SELECT user_id, device_id FROM crypto_device')
+  const deviceId = rows.find(r => r.user_id === o.botMxid)?.device_id
   await o.db.transaction(async tx => {
-    await tx.query('DELETE FROM crypto_device WHERE user_id = $1', [o.botMxid])
-    // Keys and counts for the old device mean nothing to the new one. The store is deleted whatever its key
+    await tx.query('DELETE FROM crypto_device')
+    // Keys and counts for the old devices mean nothing to new ones. The stores are deleted whatever their key
     // (it may be the lost key that brought the operator here): a reset must work without it.
     await tx.query('DELETE FROM crypto_inbox')
-    await tx.query('DELETE FROM crypto_store WHERE store_name = $1', [o.botMxid])
+    await tx.query('DELETE FROM crypto_store')
   })
   let deletedOnHomeserver = false
-  if (deviceId && o.api) {
+  for (const row of o.api ? rows : []) {
     try {
-      await o.api.deviceHttp(o.botMxid).request('DELETE', `/_matrix/client/v3/devices/${encodeURIComponent(deviceId)}`, {})
-      deletedOnHomeserver = true
+      await o.api!.deviceHttp(row.user_id).request('DELETE', `/_matrix/client/v3/devices/${encodeURIComponent(row.device_id)}`, {})
+      if (row.user_id === o.botMxid) deletedOnHomeserver = true
     } catch (err) {
-      o.log.warn({ err: (err as Error).message }, 'Could not delete the old device on the homeserver')
+      o.log.warn({ user: row.user_id, err: (err as Error).message }, 'Could not delete an old device on the homeserver')
     }
   }
-  return { deviceId, deletedOnHomeserver }
+  return { deviceId, deletedOnHomeserver, ghostDevices: rows.filter(r => r.user_id !== o.botMxid).length }
 }

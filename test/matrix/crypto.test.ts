@@ -4,8 +4,8 @@
 import { pino } from 'pino'
 import { afterEach, describe, expect, it } from 'vitest'
 import { MatrixClientApi, type JsonObject } from '../../src/matrix/client.ts'
-import { CryptoMachine, ensureBotDevice } from '../../src/matrix/crypto/machine.ts'
-import { forDevice } from '../../src/matrix/decryption.ts'
+import { CryptoMachine, ensureDevice } from '../../src/matrix/crypto/machine.ts'
+import { forDevice } from '../../src/matrix/crypto/transaction.ts'
 import { transactionCrypto } from '../../src/matrix/transaction-crypto.ts'
 import { FakeHomeserver, type FakeEvent, type FakeHomeserverOptions } from '../fakes/homeserver.ts'
 import { verifySigned } from '../fakes/homeserver/e2ee.ts'
@@ -33,7 +33,7 @@ async function setup(opts: FakeHomeserverOptions = {}) {
   hs.createUser(ALICE, { displayname: 'Alice' })
   hs.createUser(BOB, { displayname: 'Bob' })
   const api = new MatrixClientApi({ homeserverUrl: hs.url, asToken: hs.registration.as_token, domain: hs.domain, botLocalpart: 'relaybot', log })
-  const created = await ensureBotDevice(api.deviceHttp(BOT), BOT, BOT_DEVICE, 'relay bridge')
+  const created = await ensureDevice(api.deviceHttp(BOT), BOT, BOT_DEVICE, 'relay bridge')
   const bot = await CryptoMachine.open({ userId: BOT, deviceId: BOT_DEVICE, http: api.deviceHttp(BOT, BOT_DEVICE), log })
   cleanups.push(() => bot.close())
   let fed = 0

@@ -3,8 +3,8 @@
 //
 // API (what the bridge calls):
 //
-//   const deviceId = <the one kept with the store> ?? newBotDeviceId()
-//   await ensureBotDevice(api.deviceHttp(botUserId), botUserId, deviceId, 'relay bridge')
+//   const deviceId = <the one kept with the store> (encryption.ts keptDeviceId)
+//   await ensureDevice(api.deviceHttp(botUserId), botUserId, deviceId, 'relay bridge')
 //       MSC4190 PUT /devices/{id} as the appservice; on a homeserver without it (404), the older
 //       m.login.application_service login with that device_id. Keep deviceId with the store: a new one is a new
 //       device, and users see a new (unverified) device of the bot.
@@ -13,7 +13,7 @@
 //   await crypto.processOutgoing()            uploads the device keys and one-time keys
 //   await crypto.bootstrapCrossSigning()      'created' | 'present': the device signed by the bot's own identity
 //
-//   For each transaction, once stored (transaction-crypto.ts reads every spelling; decryption.ts's forDevice
+//   For each transaction, once stored (transaction-crypto.ts reads every spelling; transaction.ts's forDevice
 //   picks out this device's part):
 //     const part = forDevice(transactionCrypto(body).crypto, botUserId, deviceId); if (part) await crypto.receiveSyncChanges(part)
 //
@@ -57,7 +57,6 @@ import {
   DeviceId,
   type RoomKeyInfo,
 } from '@matrix-org/matrix-sdk-crypto-wasm'
-import { randomBytes } from 'node:crypto'
 import type { Logger } from 'pino'
 import { isMatrixErrcode, MatrixApiError, type DeviceHttp, type JsonObject } from '../client.ts'
 import type { TransactionCrypto } from './transaction.ts'
@@ -92,11 +91,12 @@ const DEFAULT_ROTATION_MS = 604_800_000
 const DEFAULT_ROTATION_MSGS = 100
 
 /**
- * Makes sure the bot's device `deviceId` exists on the homeserver: MSC4190's PUT /devices/{id} as the appservice
- * (201 created, 200 existed), else, on a homeserver without MSC4190 (404 for an unknown device), the older
- * `m.login.application_service` login with that device id. `http` acts as the bot with no device yet.
+ * Makes sure the device `deviceId` of one of the appservice's users (the bot, a ghost) exists on the homeserver:
+ * MSC4190's PUT /devices/{id} as the appservice (201 created, 200 existed), else, on a homeserver without MSC4190
+ * (404 for an unknown device), the older `m.login.application_service` login with that device id, after which
+ * the device is used by masquerading (MSC3202's device_id parameter). `http` acts as the user with no device yet.
  */
-export async function ensureBotDevice(http: DeviceHttp, userId: string, deviceId: string, displayName: string): Promise<'device-api' | 'login'> {
+export async function ensureDevice(http: DeviceHttp, userId: string, deviceId: string, displayName: string): Promise<'device-api' | 'login'> {
   try {
     await http.request('PUT', `/_matrix/client/v3/devices/${encodeURIComponent(deviceId)}`, { display_name: displayName })
     return 'device-api'
@@ -116,12 +116,6 @@ export async function ensureBotDevice(http: DeviceHttp, userId: string, deviceId
     }
     throw err
   }
-}
-
-/** A device id for a new bot device (Synapse's are ten capital letters; this one says whose it is). */
-export function newBotDeviceId(): string {
-  const letters = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ'
-  return `RELAY${Array.from(randomBytes(8), (b) => letters[b % letters.length]).join('')}`
 }
 
 export interface CryptoMachineOptions {
@@ -299,6 +293,15 @@ export class CryptoMachine {
   trackUsers(users: string[]): Promise<void> {
     return this.track(async () => {
       await this.machine.updateTrackedUsers(userIds(users))
+      await this.processOutgoing()
+    })
+  }
+
+  /** Queries every tracked user's devices again before the next encryption: for a machine that was not told of
+   * device-list changes for a while (unloaded from memory, or stopped), as a client does after a gap in its sync. */
+  markAllTrackedUsersAsDirty(): Promise<void> {
+    return this.track(async () => {
+      await this.machine.markAllTrackedUsersAsDirty()
       await this.processOutgoing()
     })
   }
