@@ -197,6 +197,8 @@ async function assemble(config: Config, deps: BridgeDeps, started: StopStep[]): 
     : undefined
   // Every room event the bridge sends goes through this one: encrypted where the room is.
   const api = encryption?.api ?? plainApi
+  const ghostDevices = encryption?.ghosts
+  if (ghostDevices) metrics.ghostDeviceStats = () => ({ ...ghostDevices.stats() })
   const files = new FileMediaStore(config.data_dir)
   const media: MediaStore = files
   const portals = new PortalStore(db)

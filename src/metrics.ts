@@ -41,6 +41,20 @@ export class Metrics {
     labelNames: ['result'] as const,
     registers: [this.registry],
   })
+  /** Read when scraped: what the ghosts' own encryption devices cost so far (GhostDevices.stats()). */
+  ghostDeviceStats: (() => Record<string, number>) | undefined
+  readonly ghostDevices = new Gauge({
+    name: 'relay_bridge_ghost_devices',
+    help: 'Ghosts\' own encryption devices, by what: created (devices this process created, each cross-signed by its ghost\'s new identity), loads and unloads (of their machines into and out of memory), loaded (in memory now), olm_sessions (one-time keys claimed for them: new Olm sessions to other devices)',
+    labelNames: ['what'] as const,
+    registers: [this.registry],
+    collect: () => {
+      const stats = this.ghostDeviceStats?.()
+      if (!stats) return
+      const names: Record<string, string> = { created: 'created', loads: 'loads', unloads: 'unloads', loaded: 'loaded', olmSessions: 'olm_sessions' }
+      for (const [key, what] of Object.entries(names)) this.ghostDevices.set({ what }, stats[key] ?? 0)
+    },
+  })
   readonly loginState = new Gauge({
     name: 'relay_bridge_login_connected',
     help: '1 when a relay login is connected, by network and login id',
