@@ -52,8 +52,9 @@ describe.each(DB_KINDS)('the story in an encrypted portal, end to end, on %s', k
   const timestampOf = (call: { result?: unknown }) => (call.result as { timestamp: number }).timestamp
   const attachmentsOf = (params: any): string[] => [params.attachment ?? params.attachments ?? []].flat()
   const dataUri = (a: string) => Buffer.from(a.slice(a.indexOf('base64,') + 7), 'base64')
-  const botDevices = () => [...(e.hs.e2ee.devices.get(e.hs.botUserId)?.values() ?? [])]
+  const devicesOf = (mxid: string) => [...(e.hs.e2ee.devices.get(mxid)?.values() ?? [])]
     .map(d => ({ deviceId: d.deviceId, keys: (d.keys as { keys?: Record<string, string> } | undefined)?.keys }))
+  const botDevices = () => devicesOf(e.hs.botUserId)
 
   let m1: string
   let m1Signal: number
@@ -151,8 +152,13 @@ describe.each(DB_KINDS)('the story in an encrypted portal, end to end, on %s', k
     await e.hs.waitFor(() => e.hs.receiptsIn(p.room)[BOB_GHOST]?.eventId === read, { what: 'Bob\'s read receipt on the encrypted message' })
   })
 
-  it('SIGKILLed: messages sent to the room meanwhile, under a room key sent while it was down, are relayed after the restart; its device keys are the same', async () => {
+  it('SIGKILLed: messages sent to the room meanwhile, under a room key sent while it was down, are relayed after the restart; its device keys and the ghosts\' are the same', async () => {
     const keysBefore = botDevices()
+    const bobBefore = devicesOf(BOB_GHOST)
+    expect(bobBefore).toHaveLength(1)
+    const bobIdentity = structuredClone(e.hs.e2ee.crossSigning.get(BOB_GHOST))
+    expect(bobIdentity?.master).toBeDefined()
+    const bobEarlier = e.hs.timeline(p.room).filter(x => x.sender === BOB_GHOST && x.type === 'm.room.encrypted').at(-1)!
     expect(keysBefore).toHaveLength(1)
     expect(Object.keys(keysBefore[0]!.keys ?? {}).sort()).toEqual([`curve25519:${keysBefore[0]!.deviceId}`, `ed25519:${keysBefore[0]!.deviceId}`])
     const sessionOf = (id: string) => (e.hs.timeline(p.room).find(x => x.event_id === id)!.content as { session_id: string }).session_id
@@ -179,6 +185,13 @@ describe.each(DB_KINDS)('the story in an encrypted portal, end to end, on %s', k
     // And the restarted bridge still encrypts for the room with the same device.
     e.daemon.push(SIGNAL_RELAY.number!, groupText(BOB, p.signalGroup, 'welcome back'))
     const back = await waitMatrix(ev => ev.content.body === 'welcome back', 'Bob\'s message after the restart')
-    expect((e.hs.timeline(p.room).find(x => x.event_id === back.event_id)!.content as { device_id?: string }).device_id).toBe(keysBefore[0]!.deviceId)
+    // Bob's ghost speaks from the device it had, under the identity it had; what it said before still opens, from
+    // a device its owner signed.
+    expect(devicesOf(BOB_GHOST)).toEqual(bobBefore)
+    expect(e.hs.e2ee.crossSigning.get(BOB_GHOST)).toEqual(bobIdentity)
+    expect((e.hs.timeline(p.room).find(x => x.event_id === back.event_id)!.content as { device_id?: string }).device_id).toBe(bobBefore[0]!.deviceId)
+    expect(await admin.read(bobEarlier)).toMatchObject({ kind: 'decrypted', senderDevice: bobBefore[0]!.deviceId })
+    await admin.crypto.trackUsers([BOB_GHOST])
+    expect(await admin.crypto.isCrossSignedByOwner(BOB_GHOST, bobBefore[0]!.deviceId)).toBe(true)
   })
 })
