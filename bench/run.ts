@@ -39,9 +39,11 @@ const { values: opt } = parseArgs({
     'rate-remote': { type: 'string', default: '1500' },
     'latency-rate': { type: 'string', default: '100' },
     scales: { type: 'string', default: '10,1000,10000' },
+    /** Speaking ghosts in the ghosts-e2ee runs (issue 14). */
+    ghosts: { type: 'string', default: '10,100,1000' },
     out: { type: 'string', default: 'bench/results.json' },
     /** Only these runs (comma-separated: idle, matrix50, matrix1, signal, whatsapp, latency-matrix, latency-signal, latency-whatsapp,
-     * idle-e2ee, matrix50-e2ee, latency-matrix-e2ee, baseline). */
+     * idle-e2ee, matrix50-e2ee, latency-matrix-e2ee, ghosts-e2ee, baseline). */
     only: { type: 'string' },
   },
 })
@@ -148,6 +150,9 @@ interface World {
   peakRss: number
   /** Set up on the first encrypted run: Alice's real Olm device and the live rooms, made encrypted. */
   e2ee?: { alice: OlmPeer; rooms: string[] }
+  /** Per encrypted room, the messages on their way to it in order: a ghost's encrypted event there is the next
+   * one (its body cannot be read without decrypting, and a chat's order is kept). */
+  encryptedArrivals: Map<string, number[]>
 }
 
 async function makeWorld(portals: number): Promise<World> {
@@ -168,8 +173,10 @@ async function makeWorld(portals: number): Promise<World> {
   // Arrivals on Matrix: a ghost's message lands in the room.
   const state = (hs as unknown as { state: { onEvent: (ev: FakeEvent) => void } }).state
   const onEvent = state.onEvent
+  const encryptedArrivals = new Map<string, number[]>()
   state.onEvent = ev => {
     if (ev.type === 'm.room.message' && /^@(signal|whatsapp)_/.test(ev.sender)) tracker.arrive(untag((ev.content as { body?: unknown }).body), 'matrix')
+    if (ev.type === 'm.room.encrypted' && /^@(signal|whatsapp)_/.test(ev.sender)) tracker.arrive(encryptedArrivals.get(ev.room_id)?.shift(), 'matrix')
     onEvent(ev)
   }
   const daemon = await FakeSignalDaemon.start({ keepaliveMs: 15_000 })
@@ -192,7 +199,7 @@ async function makeWorld(portals: number): Promise<World> {
     } else rooms.push(benchRoomId(i))
   }
   await seed(db, rooms)
-  return { portals, dbUri, db, hs, daemon, rooms, live, tracker, peakRss: 0 }
+  return { portals, dbUri, db, hs, daemon, rooms, live, tracker, peakRss: 0, encryptedArrivals }
 }
 
 /** Logins, WhatsApp creds, portals and room members written straight into the database. */
@@ -441,6 +448,94 @@ async function run(w: World, direction: Direction, opts: { rate: number; duratio
   return result
 }
 
+interface GhostRunResult {
+  ghosts: number
+  messages: number
+  /** Ghosts' devices created on the homeserver during the run (each with its cross-signing identity). */
+  devicesCreated: number
+  /** One-time keys the ghosts' devices claimed, per message: the Olm sessions they opened. */
+  olmSessionsPerMsg: number
+  /** Room keys the ghosts' devices sent (to-device), per message. */
+  roomKeysPerMsg: number
+  relayedPerS: number
+  latencyMs: { p50: number; p95: number; p99: number; max: number }
+  unfinished: number
+  bridgeCpuUsPerMsg: number
+  postgresCpuUsPerMsg: number
+  bridgeMaxRssMb: number
+}
+
+/**
+ * Issue 14: Signal → Matrix + WhatsApp in the encrypted portals, from `ghosts` different people at 100 msg/s,
+ * each speaking in turn (round-robin, so with more ghosts than the bridge keeps in memory every message loads a
+ * machine). A ghost's first message makes its Matrix user, its device and its cross-signing identity; each
+ * device opens an Olm session with Alice's device and shares its room key with it.
+ */
+async function ghostRun(w: World, ghosts: number): Promise<GhostRunResult> {
+  const { alice, rooms } = await encryptedRooms(w)
+  // At least 300 messages; with 1,000 ghosts two each (the first makes the device, the second loads it again).
+  const perGhost = Math.max(2, Math.ceil(300 / ghosts))
+  const messages = ghosts * perGhost
+  const people = Array.from({ length: ghosts }, (_, i) => ({
+    number: `+1555${String(3_000_000 + i)}`, aci: `b0b0b0b0-0000-4000-8000-${String(i).padStart(12, '0')}`, name: `Person ${i}`,
+  }))
+  const ghostDevices = (): number => [...w.hs.e2ee.devices.entries()].filter(([u, d]) => /^@signal_/.test(u) && d.size > 0).length
+  const ghostCalls = (path: string) => w.hs.calls.filter(c => c.path.endsWith(path) && c.status === 200 && /^@signal_/.test(c.user ?? ''))
+  const claimed = (): number => ghostCalls('/keys/claim').reduce((n, c) => n + Object.values(((c.response as { one_time_keys?: Record<string, object> }).one_time_keys) ?? {})
+    .reduce((m, byDevice) => m + Object.keys(byDevice).length, 0), 0)
+  const roomKeys = (): number => w.hs.e2ee.sentToDevice.filter(m => /^@signal_/.test(m.sender) && m.to_user_id === ALICE).length
+  const devicesBefore = ghostDevices()
+  const claimedBefore = claimed()
+  const keysBefore = roomKeys()
+  const child = await startBridgeProcess(w, true)
+  w.tracker.reset()
+  const before = await child.stats()
+  const pgBefore = postgresCpuUs()
+  log(`ghosts-e2ee: ${ghosts} ghosts speaking ${perGhost} times each in ${rooms.length} encrypted rooms, Signal → Matrix + WhatsApp, 100 msg/s`)
+  // Alice's device syncs as a client does, so it publishes new one-time keys as the ghosts' devices claim hers.
+  let syncing = Promise.resolve()
+  const aliceSync = setInterval(() => { syncing = syncing.then(() => alice.sync()).catch(() => {}) }, 250)
+  let sent = 0
+  const loop = await openLoop({
+    rate: 100, durationMs: messages * 10,
+    emit: count => {
+      for (let i = 0; i < count && sent < messages; i++, sent++) {
+        const s = nextSeq()
+        const chat = sent % rooms.length
+        const env = groupText(people[sent % ghosts]!, signalGroupId(chat), `Hello from Signal ${tag(s)}`)
+        w.tracker.expect(s, nowMs(), TARGETS.signal)
+        let queue = w.encryptedArrivals.get(rooms[chat]!)
+        if (!queue) w.encryptedArrivals.set(rooms[chat]!, queue = [])
+        queue.push(s)
+        w.daemon.push(SIGNAL_RELAY.number, env)
+      }
+    },
+  })
+  const grace = Date.now() + 60_000
+  while (w.tracker.inFlight > 0 && Date.now() < grace) await sleep(50)
+  const after = await child.stats()
+  const pgUs = postgresCpuUs() - pgBefore
+  clearInterval(aliceSync)
+  await syncing
+  const done = Math.max(1, w.tracker.done.length)
+  const result: GhostRunResult = {
+    ghosts, messages,
+    devicesCreated: ghostDevices() - devicesBefore,
+    olmSessionsPerMsg: round((claimed() - claimedBefore) / done, 3),
+    roomKeysPerMsg: round((roomKeys() - keysBefore) / done, 3),
+    relayedPerS: round(w.tracker.done.length / ((Math.max(...w.tracker.done.map(([t]) => t), loop.endedAt) - loop.startedAt) / 1000)),
+    latencyMs: mapValues(percentiles(w.tracker.done.map(([, l]) => l)), v => round(v, 2)),
+    unfinished: w.tracker.inFlight,
+    bridgeCpuUsPerMsg: round((after.cpuUs - before.cpuUs) / done),
+    postgresCpuUsPerMsg: round(pgUs / done),
+    bridgeMaxRssMb: round(after.maxRss / 2 ** 20),
+  }
+  w.encryptedArrivals.clear()
+  await stopBridgeProcess(w)
+  log(`  ${result.messages} messages, ${result.devicesCreated} devices created, Olm sessions/msg ${result.olmSessionsPerMsg}, room keys/msg ${result.roomKeysPerMsg}, p50 ${result.latencyMs.p50} ms, p99 ${result.latencyMs.p99} ms, unfinished ${result.unfinished}, CPU µs/msg: bridge ${result.bridgeCpuUsPerMsg}, PostgreSQL ${result.postgresCpuUsPerMsg}; peak RSS ${result.bridgeMaxRssMb} MB`)
+  return result
+}
+
 function mapValues<T extends Record<string, number>>(o: T, f: (v: number) => number): T {
   return Object.fromEntries(Object.entries(o).map(([k, v]) => [k, f(v)])) as T
 }
@@ -469,6 +564,7 @@ async function baseline(rate: number, batch: number, durationS: number): Promise
 const started = Date.now()
 const scales = opt.scales.split(',').map(Number)
 const runs: RunResult[] = []
+const ghostRuns: GhostRunResult[] = []
 const idle: Array<{ portals: number; encrypted?: boolean; rssMb: number; heapUsedMb: number; heapTotalMb: number; externalMb: number }> = []
 const peaks: number[] = []
 const rate50 = Number(opt['rate-batch50'])
@@ -510,6 +606,7 @@ for (const n of scales) {
     // Last: the registration then asks for the encryption extensions, which the plain runs above did without.
     if (first && want('matrix50-e2ee')) runs.push(await run((enableEncryption(w), w), 'matrix', { rate: rate50, durationS: SUSTAINED_S, batch: 50, name: 'sustained', encrypted: true }))
     if (first && want('latency-matrix-e2ee')) runs.push(await run((enableEncryption(w), w), 'matrix', { rate: latencyRate, durationS: LATENCY_S, batch: 1, name: 'latency', encrypted: true }))
+    if (first && want('ghosts-e2ee')) for (const g of opt.ghosts.split(',').map(Number)) ghostRuns.push(await ghostRun((enableEncryption(w), w), g))
   } finally {
     peaks.push(w.peakRss)
     await closeWorld(w)
@@ -553,6 +650,8 @@ const results = {
     matrixP99Ms: { plain: lat[0]?.latencyMs.p99 ?? null, encrypted: latE?.latencyMs.p99 ?? null },
     bridgeCpuUsPerMsg: { plain: m50?.bridgeCpuUsPerMsg ?? null, encrypted: m50e?.bridgeCpuUsPerMsg ?? null },
     idleRssMb: { plain: idle.find(i => i.portals === scales[0] && !i.encrypted)?.rssMb ?? null, encrypted: idle.find(i => i.encrypted)?.rssMb ?? null },
+    /** Each speaking ghost's own device (issue 14): Signal → both in encrypted portals, by number of ghosts. */
+    ghostDevices: ghostRuns,
   },
   peakRssMb: round(Math.max(...peaks) / 2 ** 20),
   runs,
@@ -574,7 +673,11 @@ for (const r of rows) console.log(line(r))
 console.log(`baseline (bot-sdk Appservice, ack only): ${baselines.map(b => `batch ${b.batch}: ${b.ackedEventsPerS} events/s`).join(', ')}`)
 console.log(`ratio to baseline: ${JSON.stringify(results.matrixRatioToBaseline)}`)
 console.log(`idle RSS: ${idle.map(i => `${i.portals} portals${i.encrypted ? ' (encryption on)' : ''} ${i.rssMb} MB`).join(', ')}; peak ${results.peakRssMb} MB`)
-console.log(`encryption: ${JSON.stringify(results.encryption)}`)
+console.log(`encryption: ${JSON.stringify({ ...results.encryption, ghostDevices: undefined })}`)
+for (const g of ghostRuns) {
+  console.log(`ghosts' own devices, ${g.ghosts} speaking ghosts: ${g.messages} messages, ${g.devicesCreated} devices created, Olm sessions/msg ${g.olmSessionsPerMsg}, ` +
+    `room keys/msg ${g.roomKeysPerMsg}, p50/p99 ${g.latencyMs.p50}/${g.latencyMs.p99} ms, CPU µs/msg bridge ${g.bridgeCpuUsPerMsg}, PostgreSQL ${g.postgresCpuUsPerMsg}, peak RSS ${g.bridgeMaxRssMb} MB`)
+}
 console.log(`targets: ${JSON.stringify(targets)}`)
 console.log(`wrote ${opt.out} in ${results.wallS} s`)
 process.exit(0)
