@@ -54,7 +54,7 @@ describe.each(DB_KINDS)('ghosts with devices of their own, on %s', kind => {
 
   /** `who` says `text` in their group; the event Alice reads and the device that encrypted it, as her device sees
    * it: the sender's device (none when the sender does not own the device) and its curve25519 key. */
-  async function says(who: typeof BOB, text: string): Promise<{ event: FakeEvent; device: string; senderKey: string }> {
+  async function says(who: { network: 'signal' | 'whatsapp'; id: string; displayName: string }, text: string): Promise<{ event: FakeEvent; device: string; senderKey: string }> {
     const group = who.network === 'signal' ? sg : wg
     await s[who.network].inbound({ chat: { network: who.network, id: group.id }, sender: who, remoteId: `m-${++n}`, timestamp: Date.now(), kind: 'message', content: { kind: 'text', body: { text, styles: [], links: [], mentions: [] }, attachments: [] } } as InboundEvent)
     const event = await read.find(room, e => e.content.body === text, `"${text}" in the room`)

@@ -73,7 +73,7 @@ export class GhostDevices {
 
   constructor(o: GhostDevicesOptions) {
     this.o = o
-    this.sweep = setInterval(() => void this.unloadIdle(), Math.max(1_000, Math.floor(o.idleMs / 2)))
+    this.sweep = setInterval(() => void this.unloadIdle(), Math.max(10, Math.floor(o.idleMs / 2)))
     this.sweep.unref()
   }
 
@@ -125,18 +125,25 @@ export class GhostDevices {
     await Promise.allSettled([...this.loading.values()])
     await Promise.allSettled([...this.loaded.keys()].map(mxid => this.unload(mxid)))
     await Promise.allSettled([...this.unloading.values()])
+    // Machines still in use: close() waits for their calls, then the store is flushed.
+    for (const entry of this.loaded.values()) {
+      await entry.crypto.close().catch(() => {})
+      await entry.store.close().catch(() => {})
+    }
+    this.loaded.clear()
   }
 
   private async use(mxid: string): Promise<Loaded> {
-    if (this.closed) throw new Error('The ghosts\' encryption devices are closed.')
-    let entry = this.loaded.get(mxid)
-    if (!entry) {
+    let entry: Loaded | undefined
+    // A machine just loaded can be unloaded again before this call gets to it (others made room meanwhile).
+    while (!(entry = this.loaded.get(mxid))) {
+      if (this.closed) throw new Error('The ghosts\' encryption devices are closed.')
       let loading = this.loading.get(mxid)
       if (!loading) {
         loading = this.load(mxid).finally(() => this.loading.delete(mxid))
         this.loading.set(mxid, loading)
       }
-      entry = await loading
+      await loading
     }
     entry.using++
     entry.lastUsed = Date.now()
