@@ -128,7 +128,8 @@ class Child {
     const exited = new Promise(r => this.proc.once('exit', r))
     if (this.proc.exitCode !== null) return
     this.send({ type: 'stop' })
-    const t = setTimeout(() => this.proc.kill('SIGKILL'), 3000)
+    // A profile is written at exit: give a profiled process time to finish writing it.
+    const t = setTimeout(() => this.proc.kill('SIGKILL'), process.env.BENCH_PROFILE ? 30_000 : 3000)
     await exited
     clearTimeout(t)
   }
@@ -511,7 +512,9 @@ async function ghostRun(w: World, ghosts: number): Promise<GhostRunResult> {
       }
     },
   })
-  const grace = Date.now() + 60_000
+  // Every message is waited for (up to five minutes): with more ghosts than the bridge keeps in memory, each
+  // message loads a machine, and the bridge falls behind the offered rate; the cost per message is the figure.
+  const grace = Date.now() + 300_000
   while (w.tracker.inFlight > 0 && Date.now() < grace) await sleep(50)
   const after = await child.stats()
   const pgUs = postgresCpuUs() - pgBefore

@@ -9,7 +9,7 @@ import type { NetworkId } from '../core/model.ts'
 import type { PortalStore } from '../core/portals.ts'
 import type { GhostDevices } from './crypto/ghost-devices.ts'
 import type { CryptoMachine } from './crypto/machine.ts'
-import { forDevice } from './crypto/transaction.ts'
+import { countsOf, forDevice, nothingNew } from './crypto/transaction.ts'
 import { jsonbText, type Inbox, type MatrixEvent } from './inbox.ts'
 import type { BotRooms } from './rooms.ts'
 
@@ -43,6 +43,8 @@ export class Decryption {
   /** After a restart every waiting event is tried once: its key may have been handed over before the stop. */
   private first = true
   private stopped = false
+  /** The bot's key counts the machine was last handed. */
+  private lastCounts: string | undefined
 
   constructor(opts: DecryptionOptions) {
     this.opts = opts
@@ -64,7 +66,11 @@ export class Decryption {
       const rows = await inbox.pendingCrypto(100)
       for (const row of rows) {
         const mine = forDevice(row.crypto, crypto.userId, crypto.deviceId)
-        if (mine) await crypto.receiveSyncChanges(mine)
+        // Each notice the bot sends comes back with its key counts: no news (transaction.ts).
+        if (mine && !nothingNew(mine, this.lastCounts)) {
+          await crypto.receiveSyncChanges(mine)
+          this.lastCounts = countsOf(mine)
+        }
         // A ghost's device only sends; what it is sent can be missed (ghost-devices.ts), never the bot's part.
         await this.opts.ghosts?.receive(row.crypto).catch(err => this.opts.log.warn({ err: (err as Error).message }, 'A ghost\'s device could not take in a transaction\'s keys'))
         await inbox.cryptoHandled(row.id)

@@ -26,3 +26,16 @@ export function forDevice(c: Stored, userId: string, deviceId: string): Transact
   if (!toDevice.length && !changed.length && !left.length && otkCounts === undefined && unusedFallbackKeyTypes === undefined) return undefined
   return { toDevice, changed, left, otkCounts, unusedFallbackKeyTypes }
 }
+
+/**
+ * Whether a part tells the machine nothing it has not heard: no to-device event, no device-list change, and the
+ * key counts it was last handed (`lastCounts`, from countsOf). Synapse names the key counts of every user that
+ * sent an event in a transaction, so each message the bridge sends comes back with its sender's counts, and a
+ * machine pass over them costs an account commit (the Rust crypto unpickles the account, recomputing the public
+ * half of every one-time key) and a store flush.
+ */
+export function nothingNew(part: TransactionCrypto, lastCounts: string | undefined): boolean {
+  return part.toDevice.length === 0 && part.changed.length === 0 && part.left.length === 0 && countsOf(part) === lastCounts
+}
+
+export const countsOf = (part: TransactionCrypto): string => JSON.stringify([part.otkCounts ?? null, part.unusedFallbackKeyTypes ?? null])
