@@ -5,7 +5,7 @@ import { pino } from 'pino'
 import { afterEach, describe, expect, it } from 'vitest'
 import { MatrixClientApi, type JsonObject } from '../../src/matrix/client.ts'
 import { CryptoMachine, ensureDevice } from '../../src/matrix/crypto/machine.ts'
-import { forDevice } from '../../src/matrix/crypto/transaction.ts'
+import { countsOf, forDevice, nothingNew } from '../../src/matrix/crypto/transaction.ts'
 import { transactionCrypto } from '../../src/matrix/transaction-crypto.ts'
 import { FakeHomeserver, type FakeEvent, type FakeHomeserverOptions } from '../fakes/homeserver.ts'
 import { verifySigned } from '../fakes/homeserver/e2ee.ts'
@@ -250,5 +250,20 @@ describe("a transaction's crypto part for one device", () => {
     expect(older?.otkCounts).toEqual({ signed_curve25519: 7 })
     expect(older?.unusedFallbackKeyTypes).toBeUndefined()
     expect(forDevice(transactionCrypto({ events: [{ event_id: '$a' }] }).crypto, BOT, BOT_DEVICE)).toBeUndefined()
+  })
+
+  it('is no news when it only repeats the key counts the machine was last handed; new counts, a key or a device change are', () => {
+    const part = (o: { count?: number; toDevice?: boolean; changed?: string[] }) => forDevice(transactionCrypto({
+      events: [{ event_id: '$echo', sender: BOT }],
+      'org.matrix.msc3202.device_one_time_keys_count': { [BOT]: { [BOT_DEVICE]: { signed_curve25519: o.count ?? 50 } } },
+      ...(o.toDevice ? { 'de.sorunome.msc2409.to_device': [{ type: 'm.room.encrypted', sender: ALICE, content: {}, to_user_id: BOT, to_device_id: BOT_DEVICE }] } : {}),
+      ...(o.changed ? { 'org.matrix.msc3202.device_lists': { changed: o.changed, left: [] } } : {}),
+    }).crypto, BOT, BOT_DEVICE)!
+    const seen = countsOf(part({}))
+    expect(nothingNew(part({}), undefined)).toBe(false) // the first counts after a start
+    expect(nothingNew(part({}), seen)).toBe(true)
+    expect(nothingNew(part({ count: 49 }), seen)).toBe(false)
+    expect(nothingNew(part({ toDevice: true }), seen)).toBe(false)
+    expect(nothingNew(part({ changed: [ALICE] }), seen)).toBe(false)
   })
 })
