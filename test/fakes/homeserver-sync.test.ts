@@ -107,7 +107,7 @@ describe('fake homeserver: a client\'s /sync', () => {
     expect(joined.state.events).toEqual([])
   })
 
-  it('filters are one\'s own; push rules, capabilities and the absent key backup answer as Synapse does', async () => {
+  it('filters and account data are one\'s own; push rules, capabilities and the absent key backup answer as Synapse does', async () => {
     const hs = await setup()
     const alice = hs.login(ALICE)
     const carol = hs.login(CAROL)
@@ -123,5 +123,11 @@ describe('fake homeserver: a client\'s /sync', () => {
     const caps = (await call(hs, alice.accessToken, 'GET', '/_matrix/client/v3/capabilities')).json
     expect(caps.capabilities['m.room_versions']).toEqual({ default: '11', available: { '10': 'stable', '11': 'stable' } })
     expect(await call(hs, alice.accessToken, 'GET', '/_matrix/client/v3/room_keys/version')).toEqual({ status: 404, json: { errcode: 'M_NOT_FOUND', error: 'No backup found' } })
+
+    const data = `/_matrix/client/v3/user/${encodeURIComponent(ALICE)}/account_data/m.cross_signing.master`
+    expect(await call(hs, alice.accessToken, 'GET', data)).toEqual({ status: 404, json: { errcode: 'M_NOT_FOUND', error: 'Account data not found' } })
+    expect((await call(hs, alice.accessToken, 'PUT', data, { encrypted: {} })).status).toBe(200)
+    expect((await call(hs, alice.accessToken, 'GET', data)).json).toEqual({ encrypted: {} })
+    expect((await call(hs, carol.accessToken, 'GET', data)).status).toBe(403)
   })
 })

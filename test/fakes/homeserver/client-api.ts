@@ -66,6 +66,8 @@ export class ClientApi {
   syncsWaitingChanged: () => void = () => {}
   /** Long-polling /syncs, woken by every change to look again. */
   private readonly syncWaiters = new Set<() => void>()
+  /** Global account data: `${userId}\u0000${type}` → content. Not sent in /sync (no test client reads it from there). */
+  private readonly accountData = new Map<string, Record<string, unknown>>()
   /** Filters clients uploaded: `${userId}\u0000${filterId}` → definition. */
   private readonly filters = new Map<string, Record<string, unknown>>()
 
@@ -114,6 +116,8 @@ export class ClientApi {
       ['GET', re(`${C}/sync`), (c) => this.sync(c)],
       ['GET', re(`${C}/pushrules/?`), () => ok(defaultPushRules())],
       ['GET', re(`${C}/capabilities`), () => this.capabilities()],
+      ['GET', re(`${C}/user/([^/]+)/account_data/([^/]+)`), (c, m) => this.getAccountData(c, m[1]!, m[2]!)],
+      ['PUT', re(`${C}/user/([^/]+)/account_data/([^/]+)`), (c, m) => this.putAccountData(c, m[1]!, m[2]!)],
       // No key backup is ever made here: Synapse's answer when a user has none.
       ['GET', re(`${C}/room_keys/version`), () => { throw new MatrixFault(404, 'M_NOT_FOUND', 'No backup found') }],
       ['POST', re(`${C}/user/([^/]+)/filter`), (c, m) => this.uploadFilter(c, m[1]!)],
@@ -450,6 +454,20 @@ export class ClientApi {
   /** How many /syncs are waiting for something to arrive. */
   get syncsWaiting(): number {
     return this.syncWaiters.size
+  }
+
+  /** GET /user/{userId}/account_data/{type} (synapse/rest/client/account_data.py). */
+  private getAccountData(ctx: Ctx, userId: string, type: string): Answer {
+    if (userId !== ctx.user) throw new MatrixFault(403, 'M_FORBIDDEN', 'Cannot get account data for other users.')
+    const content = this.accountData.get(`${userId}\u0000${type}`)
+    if (!content) throw new MatrixFault(404, 'M_NOT_FOUND', 'Account data not found')
+    return ok(content)
+  }
+
+  private putAccountData(ctx: Ctx, userId: string, type: string): Answer {
+    if (userId !== ctx.user) throw new MatrixFault(403, 'M_FORBIDDEN', 'Cannot add account data for other users.')
+    this.accountData.set(`${userId}\u0000${type}`, obj(ctx.body))
+    return ok({})
   }
 
   /** Something changed: every long-polling /sync looks again. */
