@@ -5,6 +5,7 @@
 // cross-sign are not decrypted. Nothing is mocked; what it decrypts was encrypted for its own device.
 import { createHook } from 'node:async_hooks'
 import loglevel from 'loglevel'
+import { expect } from 'vitest'
 import {
   ClientEvent, createClient, MatrixEventEvent, RoomEvent, SyncState,
   type MatrixClient, type MatrixEvent,
@@ -22,10 +23,34 @@ export interface Shield {
   reason: keyof typeof EventShieldReason | null
 }
 
-/** What a client makes of an encrypted event: its clear content and shield, or why it could not decrypt it. */
-export type Seen =
-  | { kind: 'decrypted'; event: MatrixEvent; shield: Shield }
-  | { kind: 'undecryptable'; event: MatrixEvent; reason: keyof typeof DecryptionFailureCode; detail: string }
+/** What a client shows of an encrypted event: its shield once decrypted, or why it could not decrypt it. */
+export type Shown =
+  | { kind: 'decrypted'; shield: Shield }
+  | { kind: 'undecryptable'; reason: keyof typeof DecryptionFailureCode; detail: string }
+
+/** What a client shows, with the event as the client holds it (its clear content when decrypted). */
+export type Seen = Shown & { event: MatrixEvent }
+
+/** A Seen without its event (a client model full of references), for a readable comparison. */
+export function withoutEvent(s: Seen): Shown {
+  return s.kind === 'decrypted' ? { kind: s.kind, shield: s.shield } : { kind: s.kind, reason: s.reason, detail: s.detail }
+}
+
+/** Which device encrypts a ghost's messages: the bot's one device (every bridge today), or the ghost's own,
+ * cross-signed by the ghost (issue 14). */
+export type Ghosts = 'bot-device' | 'own-devices'
+
+/** What a client shows of a ghost's message, for a client trusting all devices or only cross-signed ones. */
+export function ghostMessageAsSeen(ghosts: Ghosts, isolation: 'all' | 'only-signed'): Shown {
+  if (ghosts === 'own-devices') return { kind: 'decrypted', shield: { colour: 'NONE', reason: null } }
+  if (isolation === 'all') return { kind: 'decrypted', shield: { colour: 'RED', reason: 'MISMATCHED_SENDER' } }
+  // The sdk has no failure code of its own for this refusal of the Rust crypto: it files it under UNKNOWN_ERROR,
+  // with the crypto's words.
+  return {
+    kind: 'undecryptable', reason: 'UNKNOWN_ERROR',
+    detail: expect.stringContaining('trust requirement not satisfied: The sender of the event does not match the owner of the device that created the Megolm session') as string,
+  }
+}
 
 // The sdk logs through loglevel at debug level, from loggers made at import and children made later (each takes its
 // parent's or loglevel's method factory): every one of them writes nothing, unless TEST_LOG asks.
@@ -44,11 +69,13 @@ const silent: Logger = { trace() {}, debug() {}, info() {}, warn() {}, error() {
 // poll timeout + 80 s for /sync) and never clears it, so a stopped client would hold the process for up to a minute
 // and a half. While clients run, the timers the sdk arms are noted; when the last one stops, those still pending
 // are cleared (all they would do is abort a request that has long ended).
-const sdkTimers = new Set<NodeJS.Timeout>()
+const sdkTimers = new Map<number, NodeJS.Timeout>()
 const timerWatch = createHook({
-  init(_id, type, _trigger, resource) {
-    if (type !== 'Timeout') return
-    if (new Error().stack?.includes('/matrix-js-sdk/')) sdkTimers.add(resource as NodeJS.Timeout)
+  init(id, type, _trigger, resource) {
+    if (type === 'Timeout' && new Error().stack?.includes('/matrix-js-sdk/')) sdkTimers.set(id, resource as NodeJS.Timeout)
+  },
+  destroy(id) {
+    sdkTimers.delete(id)
   },
 })
 let running = 0
@@ -173,7 +200,7 @@ export class JsClient {
     this.client.stopClient()
     if (--running > 0) return
     timerWatch.disable()
-    for (const t of sdkTimers) clearTimeout(t)
+    for (const t of sdkTimers.values()) clearTimeout(t)
     sdkTimers.clear()
   }
 }
