@@ -133,6 +133,7 @@ export class FakeHomeserver {
       this.calls.push(call)
       this.changed()
     }, () => this.changed())
+    this.api.syncsWaitingChanged = () => this.changes.emit('change')
     if (opts.rateLimits) this.api.limiter = this.limiter = new RateLimiter(opts.rateLimits)
     if (opts.echoBeforeAnswer) {
       this.api.beforeAnswer = async (ev) => {
@@ -369,6 +370,11 @@ export class FakeHomeserver {
     return this.api.e2ee.login(userId, deviceId)
   }
 
+  /** Clients' /syncs long-polling now (waiting for something to arrive). */
+  get syncsWaiting(): number {
+    return this.api.syncsWaiting
+  }
+
   /** Devices, keys and every to-device message sent, for inspection. */
   get e2ee(): E2eeState {
     return this.api.e2ee
@@ -493,6 +499,7 @@ export class FakeHomeserver {
   }
 
   private changed(): void {
+    this.api.wakeSyncs()
     this.changes.emit('change')
   }
 }

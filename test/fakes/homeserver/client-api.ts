@@ -7,6 +7,8 @@ import { E2eeState } from './e2ee.ts'
 import { EphemeralRooms } from './ephemeral.ts'
 import { OpenIdTokens } from './openid.ts'
 import { upgradeRoom } from './upgrade.ts'
+import { defaultPushRules } from './push-rules.ts'
+import { DEFAULT_TIMELINE_LIMIT, isEmpty, roomsSince } from './room-sync.ts'
 import { RateLimited, type RateLimiter, type RateLimitKind } from './rate-limit.ts'
 import { MatrixFault, newMediaId, type AppserviceRegistration, type FakeEvent, type FakeHomeserverOptions, type InjectedFault, type RecordedCall } from './types.ts'
 
@@ -29,6 +31,8 @@ interface Ctx {
   device: string | undefined
   /** True when the caller used the as_token (the appservice or one of its users). */
   appservice: boolean
+  /** Aborted when the client hangs up (a long-polling /sync then ends). */
+  gone: AbortSignal
 }
 
 type Answer = { status: number; json: unknown } | { status: number; bytes: Buffer; mimetype: string; filename?: string | undefined }
@@ -58,6 +62,14 @@ export class ClientApi {
   private readonly pusher: TransactionPusher
   private readonly opts: Required<Pick<FakeHomeserverOptions, 'pingSupported' | 'pingTimeoutMs' | 'authenticatedMedia' | 'legacyMedia' | 'requireInhibitLogin' | 'deviceMasquerading' | 'clock'>>
   private readonly record: (call: RecordedCall) => void
+  /** Told when a /sync starts or stops waiting (not a change that wakes /syncs: that would wake the sync itself). */
+  syncsWaitingChanged: () => void = () => {}
+  /** Long-polling /syncs, woken by every change to look again. */
+  private readonly syncWaiters = new Set<() => void>()
+  /** Global account data: `${userId}\u0000${type}` → content. Not sent in /sync (no test client reads it from there). */
+  private readonly accountData = new Map<string, Record<string, unknown>>()
+  /** Filters clients uploaded: `${userId}\u0000${filterId}` → definition. */
+  private readonly filters = new Map<string, Record<string, unknown>>()
 
   constructor(state: HomeserverState, pusher: TransactionPusher, opts: ClientApi['opts'], record: (call: RecordedCall) => void, changed: () => void = () => {}) {
     this.s = state
@@ -102,6 +114,14 @@ export class ClientApi {
       ['POST', re(`${C}/login`), (c) => this.login(c)],
       ['POST', re(`${C}/logout`), (c) => this.logout(c)],
       ['GET', re(`${C}/sync`), (c) => this.sync(c)],
+      ['GET', re(`${C}/pushrules/?`), () => ok(defaultPushRules())],
+      ['GET', re(`${C}/capabilities`), () => this.capabilities()],
+      ['GET', re(`${C}/user/([^/]+)/account_data/([^/]+)`), (c, m) => this.getAccountData(c, m[1]!, m[2]!)],
+      ['PUT', re(`${C}/user/([^/]+)/account_data/([^/]+)`), (c, m) => this.putAccountData(c, m[1]!, m[2]!)],
+      // No key backup is ever made here: Synapse's answer when a user has none.
+      ['GET', re(`${C}/room_keys/version`), () => { throw new MatrixFault(404, 'M_NOT_FOUND', 'No backup found') }],
+      ['POST', re(`${C}/user/([^/]+)/filter`), (c, m) => this.uploadFilter(c, m[1]!)],
+      ['GET', re(`${C}/user/([^/]+)/filter/([^/]+)`), (c, m) => this.getFilter(c, m[1]!, m[2]!)],
       ['GET', re(`${C}/devices`), (c) => ok({ devices: this.e2ee.listDevices(c.user!) })],
       ['GET', re(`${C}/devices/([^/]+)`), (c, m) => this.getDevice(c, m[1]!)],
       ['PUT', re(`${C}/devices/([^/]+)`), (c, m) => this.putDevice(c, m[1]!)],
@@ -122,7 +142,9 @@ export class ClientApi {
     const url = new URL(req.url ?? '/', 'http://fake')
     const raw = await readAll(req)
     const path = decodePath(url.pathname)
-    const ctx: Ctx = { method: req.method ?? 'GET', query: url.searchParams, body: undefined, raw, headers: req.headers, user: undefined, device: undefined, appservice: false }
+    const gone = new AbortController()
+    res.once('close', () => gone.abort())
+    const ctx: Ctx = { method: req.method ?? 'GET', query: url.searchParams, body: undefined, raw, headers: req.headers, user: undefined, device: undefined, appservice: false, gone: gone.signal }
     let answer: Answer
     let headers: Record<string, string> = {}
     try {
@@ -414,9 +436,120 @@ export class ClientApi {
     return ok({})
   }
 
-  private sync(ctx: Ctx): Answer {
+  /** GET /capabilities (synapse/rest/client/capabilities.py) for a server with default settings; the room versions
+   * are the ones this fake makes. */
+  private capabilities(): Answer {
+    return ok({
+      capabilities: {
+        'm.room_versions': { default: this.s.defaultRoomVersion, available: { '10': 'stable', '11': 'stable' } },
+        'm.change_password': { enabled: true },
+        'm.set_displayname': { enabled: true },
+        'm.set_avatar_url': { enabled: true },
+        'm.3pid_changes': { enabled: true },
+        'm.get_login_token': { enabled: false },
+      },
+    })
+  }
+
+  /** How many /syncs are waiting for something to arrive. */
+  get syncsWaiting(): number {
+    return this.syncWaiters.size
+  }
+
+  /** GET /user/{userId}/account_data/{type} (synapse/rest/client/account_data.py). */
+  private getAccountData(ctx: Ctx, userId: string, type: string): Answer {
+    if (userId !== ctx.user) throw new MatrixFault(403, 'M_FORBIDDEN', 'Cannot get account data for other users.')
+    const content = this.accountData.get(`${userId}\u0000${type}`)
+    if (!content) throw new MatrixFault(404, 'M_NOT_FOUND', 'Account data not found')
+    return ok(content)
+  }
+
+  private putAccountData(ctx: Ctx, userId: string, type: string): Answer {
+    if (userId !== ctx.user) throw new MatrixFault(403, 'M_FORBIDDEN', 'Cannot add account data for other users.')
+    this.accountData.set(`${userId}\u0000${type}`, obj(ctx.body))
+    return ok({})
+  }
+
+  /** Something changed: every long-polling /sync looks again. */
+  wakeSyncs(): void {
+    for (const wake of [...this.syncWaiters]) wake()
+  }
+
+  /**
+   * GET /sync for a device: to-device messages, device lists and key counts (homeserver/e2ee.ts) and the rooms
+   * (homeserver/room-sync.ts). The token is `s<event position>_<to-device position>`. As Synapse, an
+   * incremental sync with nothing new waits up to `timeout` ms (default 0) for something to arrive.
+   */
+  private async sync(ctx: Ctx): Promise<Answer> {
     if (!ctx.device) throw new MatrixFault(400, 'M_UNKNOWN', 'This fake serves /sync to devices only')
-    return ok(this.e2ee.sync(ctx.user!, ctx.device, ctx.query.get('since')))
+    const sinceRaw = ctx.query.get('since')
+    const since = sinceRaw === null ? null : /^s(\d+)_(\d+)$/.exec(sinceRaw)
+    if (sinceRaw !== null && !since) throw new MatrixFault(400, 'M_INVALID_PARAM', `Invalid stream token: ${sinceRaw}`)
+    const timeout = Number(ctx.query.get('timeout') ?? 0)
+    if (!Number.isInteger(timeout) || timeout < 0) throw new MatrixFault(400, 'M_INVALID_PARAM', 'timeout must be a non-negative integer')
+    const limit = this.timelineLimit(ctx.user!, ctx.query.get('filter'))
+    const deadline = Date.now() + timeout
+    for (;;) {
+      const upTo = this.s.stream.length
+      const crypto = this.e2ee.sync(ctx.user!, ctx.device, since ? since[2]! : null)
+      const rooms = roomsSince(this.s, ctx.user!, since ? Number(since[1]) : null, upTo, limit, pos => `s${pos}_${crypto['next_batch'] as string}`)
+      const lists = crypto['device_lists'] as { changed: string[]; left: string[] }
+      const news = !since || (crypto['to_device'] as { events: unknown[] }).events.length > 0 || lists.changed.length > 0 || lists.left.length > 0 || !isEmpty(rooms)
+      if (news || Date.now() >= deadline || ctx.gone.aborted) {
+        return ok({ ...crypto, next_batch: `s${upTo}_${crypto['next_batch'] as string}`, rooms, account_data: { events: [] }, presence: { events: [] } })
+      }
+      await this.nextChange(deadline - Date.now(), ctx.gone)
+    }
+  }
+
+  /** Resolves at the next change, after `ms`, or when the client hangs up, whichever comes first. */
+  private nextChange(ms: number, gone: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer)
+        this.syncWaiters.delete(done)
+        gone.removeEventListener('abort', done)
+        this.syncsWaitingChanged()
+        resolve()
+      }
+      const timer = setTimeout(done, ms)
+      this.syncWaiters.add(done)
+      gone.addEventListener('abort', done)
+      this.syncsWaitingChanged()
+    })
+  }
+
+  /** The timeline limit of a sync's filter: inline JSON or the id of an uploaded one (Synapse's default otherwise). */
+  private timelineLimit(userId: string, filter: string | null): number {
+    if (filter === null) return DEFAULT_TIMELINE_LIMIT
+    let def: Record<string, unknown> | undefined
+    if (filter.startsWith('{')) {
+      try {
+        def = obj(JSON.parse(filter))
+      } catch {
+        throw new MatrixFault(400, 'M_NOT_JSON', 'Invalid filter JSON')
+      }
+    } else {
+      def = this.filters.get(`${userId}\u0000${filter}`)
+      if (!def) throw new MatrixFault(404, 'M_NOT_FOUND', 'No such filter')
+    }
+    const limit = (((def['room'] as Record<string, unknown> | undefined)?.['timeline']) as Record<string, unknown> | undefined)?.['limit']
+    return typeof limit === 'number' && limit > 0 ? limit : DEFAULT_TIMELINE_LIMIT
+  }
+
+  /** POST /user/{userId}/filter (synapse/rest/client/filter.py): only for oneself; ids count up from 0. */
+  private uploadFilter(ctx: Ctx, userId: string): Answer {
+    if (userId !== ctx.user) throw new MatrixFault(403, 'M_FORBIDDEN', 'Can only create filters for local users')
+    const id = String([...this.filters.keys()].filter(k => k.startsWith(`${userId}\u0000`)).length)
+    this.filters.set(`${userId}\u0000${id}`, obj(ctx.body))
+    return ok({ filter_id: id })
+  }
+
+  private getFilter(ctx: Ctx, userId: string, filterId: string): Answer {
+    if (userId !== ctx.user) throw new MatrixFault(403, 'M_FORBIDDEN', 'Cannot get filters for other users')
+    const def = this.filters.get(`${userId}\u0000${filterId}`)
+    if (!def) throw new MatrixFault(404, 'M_NOT_FOUND', 'No such filter')
+    return ok(def)
   }
 
   private getDevice(ctx: Ctx, deviceId: string): Answer {

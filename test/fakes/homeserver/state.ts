@@ -54,11 +54,14 @@ export class HomeserverState {
   readonly users = new Map<string, UserRecord>()
   readonly rooms = new Map<string, Room>()
   readonly meta = new WeakMap<FakeEvent, StoredMeta>()
+  /** Every event in the order it was stored: its index + 1 is the event's stream position, which /sync tokens count. */
+  readonly stream: FakeEvent[] = []
+  private readonly positions = new WeakMap<FakeEvent, number>()
   /** Request path (room, type or redacted event, txnId) → event id: a retried send returns the first event. Like
    * Synapse for appservices, the key has no user: two ghosts reusing one txn id in one room collide. */
   private readonly txns = new Map<string, string>()
   private readonly namespaces: { exclusive: boolean; regex: RegExp }[]
-  private readonly defaultVersion: '10' | '11'
+  readonly defaultRoomVersion: '10' | '11'
   onEvent: (ev: FakeEvent) => void = () => {}
 
   constructor(domain: string, registration: AppserviceRegistration, roomVersion: '10' | '11') {
@@ -66,7 +69,7 @@ export class HomeserverState {
     this.registration = registration
     this.botUserId = `@${registration.sender_localpart}:${domain}`
     this.namespaces = registration.namespaces.users.map((n) => ({ exclusive: n.exclusive, regex: new RegExp(`^(?:${n.regex})$`) }))
-    this.defaultVersion = roomVersion
+    this.defaultRoomVersion = roomVersion
   }
 
   /** Users the appservice is interested in: its sender and any user matching its namespaces (local only). */
@@ -159,10 +162,17 @@ export class HomeserverState {
       room.state.set(key(type, opts.stateKey), ev)
     }
     room.timeline.push(ev)
+    this.stream.push(ev)
+    this.positions.set(ev, this.stream.length)
     if (opts.txnId !== undefined) this.meta.set(ev, { txnId: opts.txnId })
     if (opts.redacts !== undefined) this.applyRedaction(room, ev, opts.redacts)
     this.onEvent(ev)
     return ev
+  }
+
+  /** Where an event stands in the server's stream (1 for the first event ever stored). */
+  position(ev: FakeEvent): number {
+    return this.positions.get(ev) ?? 0
   }
 
   /** Content keys kept by redaction (a simplified redaction algorithm, enough for bridges to see it). */
@@ -236,7 +246,7 @@ export class HomeserverState {
   }
 
   createRoom(creator: string, input: CreateRoomInput): string {
-    const version = (input.room_version ?? this.defaultVersion) as '10' | '11'
+    const version = (input.room_version ?? this.defaultRoomVersion) as '10' | '11'
     if (version !== '10' && version !== '11') throw new MatrixFault(400, 'M_UNSUPPORTED_ROOM_VERSION', `Your homeserver does not support room version ${version}`)
     const roomId = newRoomId(this.domain)
     this.rooms.set(roomId, { id: roomId, version, state: new Map(), timeline: [] })
