@@ -86,17 +86,19 @@ export async function openEncryption(o: {
       return encrypted
     },
   }
+  const isGhost = (mxid: string) => parseGhost(mxid, o.domain) !== undefined
   const rooms = new EncryptedRooms({
     api: o.api, botMxid: o.botMxid,
     // The bridge's own users never need the keys of what the bridge sends: the bot's device reads the room.
-    isOwnUser: mxid => mxid === o.botMxid || parseGhost(mxid, o.domain) !== undefined,
+    isOwnUser: mxid => mxid === o.botMxid || isGhost(mxid),
   })
   const ghosts = o.ghostDevices && new GhostDevices({
     db: o.db, storeKey: o.storeKey, log: log.child({ part: 'ghost-devices' }), ...o.ghostDevices,
     deviceHttp: (userId, device) => deviceApi.deviceHttp(userId, device),
     keptDeviceId: userId => keptDeviceId(o.db, userId),
+    isOwnUser: mxid => mxid === o.botMxid || isGhost(mxid),
   })
-  const ghostSender = ghosts && { isGhost: (mxid: string) => parseGhost(mxid, o.domain) !== undefined, devices: ghosts, log }
+  const ghostSender = ghosts && { isGhost, devices: ghosts, log }
   let ready = false
   let problem = 'the device is not set up on the homeserver yet'
   return {

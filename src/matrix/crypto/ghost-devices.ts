@@ -28,6 +28,8 @@ export interface GhostDevicesOptions {
   deviceHttp(userId: string, deviceId?: string): DeviceHttp
   /** The device id kept for a user (made on first use): the same function the bot's device uses. */
   keptDeviceId(userId: string): Promise<string>
+  /** The bridge's own users (the bot, the ghosts): no ghost's device shares a key with them. */
+  isOwnUser(mxid: string): boolean
   log: Logger
   /** The most ghost machines in memory at once; the least recently used idle ones beyond it are unloaded. */
   maxLoaded: number
@@ -106,9 +108,14 @@ export class GhostDevices {
   /** A stored transaction's part for each ghost whose machine is in memory: its to-device messages, key counts and
    * the device-list changes. */
   async receive(c: TransactionCrypto): Promise<void> {
-    if (c.deviceLists.changed.length > 0 || c.deviceLists.left.length > 0) this.listChanges++
+    // Changes to the bridge's own users' devices (each new ghost device is one) concern no ghost: it never shares a
+    // key with them. Handed to every machine in memory, each new device would cost a pass over each machine.
+    const others = (users: string[]) => users.filter(u => !this.o.isOwnUser(u))
+    const lists = { changed: others(c.deviceLists.changed), left: others(c.deviceLists.left) }
+    if (lists.changed.length > 0 || lists.left.length > 0) this.listChanges++
+    const theirs = { ...c, deviceLists: lists }
     for (const entry of [...this.loaded.values()]) {
-      const part = forDevice(c, entry.mxid, entry.crypto.deviceId)
+      const part = forDevice(theirs, entry.mxid, entry.crypto.deviceId)
       if (!part) continue
       // Each of a ghost's own messages comes back with its key counts (transaction.ts).
       if (nothingNew(part, entry.counts)) continue
