@@ -306,7 +306,7 @@ async function assemble(config: Config, deps: BridgeDeps, started: StopStep[]): 
   let kickEvents = (): void => {}
   const decryption = encryption && new Decryption({
     db, inbox, crypto: encryption.machine, rooms, portals, waitMs: config.encryption.key_wait_seconds * 1000,
-    ...(encryption.ghosts ? { ghosts: encryption.ghosts } : {}),
+    ...(encryption.ghosts ? { ghosts: encryption.ghosts } : {}), isOwnUser: encryption.isOwnUser,
     counter: metrics.decryptions, log: log.child({ part: 'decryption' }), onDue: () => kickEvents(),
   })
   const events = new MatrixEvents({

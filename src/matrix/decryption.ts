@@ -9,7 +9,7 @@ import type { NetworkId } from '../core/model.ts'
 import type { PortalStore } from '../core/portals.ts'
 import type { GhostDevices } from './crypto/ghost-devices.ts'
 import type { CryptoMachine } from './crypto/machine.ts'
-import { countsOf, forDevice, nothingNew } from './crypto/transaction.ts'
+import { countsOf, forDevice, nothingNew, withoutOwnUsers } from './crypto/transaction.ts'
 import { jsonbText, type Inbox, type MatrixEvent } from './inbox.ts'
 import type { BotRooms } from './rooms.ts'
 
@@ -20,6 +20,8 @@ export interface DecryptionOptions {
   db: Db
   inbox: Inbox
   crypto: Pick<CryptoMachine, 'userId' | 'deviceId' | 'receiveSyncChanges' | 'decrypt' | 'onRoomKeys'>
+  /** The bridge's own users (the bot, the ghosts): changes to their devices are no concern of the bot's machine. */
+  isOwnUser?: (mxid: string) => boolean
   /** The ghosts' own devices: each transaction's part for them, after the bot's. */
   ghosts?: Pick<GhostDevices, 'receive'>
   rooms: BotRooms
@@ -65,7 +67,8 @@ export class Decryption {
     for (;;) {
       const rows = await inbox.pendingCrypto(100)
       for (const row of rows) {
-        const mine = forDevice(row.crypto, crypto.userId, crypto.deviceId)
+        const all = forDevice(row.crypto, crypto.userId, crypto.deviceId)
+        const mine = all && this.opts.isOwnUser ? withoutOwnUsers(all, crypto.userId, this.opts.isOwnUser) : all
         // Each notice the bot sends comes back with its key counts: no news (transaction.ts).
         if (mine && !nothingNew(mine, this.lastCounts)) {
           await crypto.receiveSyncChanges(mine)

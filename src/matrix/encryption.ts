@@ -19,6 +19,8 @@ export interface Encryption {
   /** The machine, with every call that changes its state written to the database before its effects leave. */
   machine: Pick<CryptoMachine, 'userId' | 'deviceId' | 'decrypt' | 'onRoomKeys' | 'receiveSyncChanges' | 'encrypt'>
   rooms: EncryptedRooms
+  /** The bot and the ghosts. */
+  isOwnUser(mxid: string): boolean
   /** Each ghost's own device (undefined with encryption.ghost_devices off: ghosts send from the bot's). */
   ghosts: Pick<GhostDevices, 'receive' | 'deviceOf' | 'stats'> | undefined
   /** The API that encrypts what goes into encrypted rooms. */
@@ -87,22 +89,23 @@ export async function openEncryption(o: {
     },
   }
   const isGhost = (mxid: string) => parseGhost(mxid, o.domain) !== undefined
+  const isOwnUser = (mxid: string) => mxid === o.botMxid || isGhost(mxid)
   const rooms = new EncryptedRooms({
     api: o.api, botMxid: o.botMxid,
     // The bridge's own users never need the keys of what the bridge sends: the bot's device reads the room.
-    isOwnUser: mxid => mxid === o.botMxid || isGhost(mxid),
+    isOwnUser,
   })
   const ghosts = o.ghostDevices && new GhostDevices({
     db: o.db, storeKey: o.storeKey, log: log.child({ part: 'ghost-devices' }), ...o.ghostDevices,
     deviceHttp: (userId, device) => deviceApi.deviceHttp(userId, device),
     keptDeviceId: userId => keptDeviceId(o.db, userId),
-    isOwnUser: mxid => mxid === o.botMxid || isGhost(mxid),
+    isOwnUser,
   })
   const ghostSender = ghosts && { isGhost, devices: ghosts, log }
   let ready = false
   let problem = 'the device is not set up on the homeserver yet'
   return {
-    machine, rooms, ghosts,
+    machine, rooms, ghosts, isOwnUser,
     api: new EncryptingApi(o.api, machine, rooms, ghostSender),
     encrypting: inner => new EncryptingApi(inner, machine, rooms),
     async setUp() {

@@ -15,7 +15,7 @@
 import type { Logger } from 'pino'
 import type { Db } from '../../db/types.ts'
 import type { DeviceHttp, JsonObject } from '../client.ts'
-import { countsOf, forDevice, nothingNew } from './transaction.ts'
+import { countsOf, forDevice, nothingNew, withoutOwnUsers } from './transaction.ts'
 import { CryptoMachine, ensureDevice, type RoomEncryption } from './machine.ts'
 import { openCryptoStore, type CryptoStore } from './store.ts'
 import type { TransactionCrypto } from '../transaction-crypto.ts'
@@ -108,15 +108,13 @@ export class GhostDevices {
   /** A stored transaction's part for each ghost whose machine is in memory: its to-device messages, key counts and
    * the device-list changes. */
   async receive(c: TransactionCrypto): Promise<void> {
-    // Changes to the bridge's own users' devices (each new ghost device is one) concern no ghost: it never shares a
-    // key with them. Handed to every machine in memory, each new device would cost a pass over each machine.
     const others = (users: string[]) => users.filter(u => !this.o.isOwnUser(u))
-    const lists = { changed: others(c.deviceLists.changed), left: others(c.deviceLists.left) }
-    if (lists.changed.length > 0 || lists.left.length > 0) this.listChanges++
-    const theirs = { ...c, deviceLists: lists }
+    if (others(c.deviceLists.changed).length > 0 || others(c.deviceLists.left).length > 0) this.listChanges++
     for (const entry of [...this.loaded.values()]) {
-      const part = forDevice(theirs, entry.mxid, entry.crypto.deviceId)
-      if (!part) continue
+      const all = forDevice(c, entry.mxid, entry.crypto.deviceId)
+      if (!all) continue
+      // Handed to every machine in memory, each new ghost device would cost a pass over each machine.
+      const part = withoutOwnUsers(all, entry.mxid, this.o.isOwnUser)
       // Each of a ghost's own messages comes back with its key counts (transaction.ts).
       if (nothingNew(part, entry.counts)) continue
       entry.using++

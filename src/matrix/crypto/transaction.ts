@@ -39,3 +39,11 @@ export function nothingNew(part: TransactionCrypto, lastCounts: string | undefin
 }
 
 export const countsOf = (part: TransactionCrypto): string => JSON.stringify([part.otkCounts ?? null, part.unusedFallbackKeyTypes ?? null])
+
+/** The part for `self`'s machine without device-list changes of the bridge's other users (the bot, the ghosts):
+ * none of its machines shares a key with another, and each new ghost device is such a change. Its own stay: the
+ * machine learns from them that its device is cross-signed. */
+export function withoutOwnUsers(part: TransactionCrypto, self: string, isOwnUser: (mxid: string) => boolean): TransactionCrypto {
+  const keep = (u: string) => u === self || !isOwnUser(u)
+  return { ...part, changed: part.changed.filter(keep), left: part.left.filter(keep) }
+}
