@@ -549,7 +549,7 @@ async function frameworkFloor(): Promise<Plateau & { maxRssMb: number }> {
 
 /** PostgreSQL alone committing the rows of each Matrix → both message (bench/floors.ts), on this server, in a fresh
  * database with the bridge's schema and 10 portals, driven step by step to its plateau. */
-async function postgresFloor(): Promise<Plateau> {
+async function postgresFloor(): Promise<Plateau & { server: Record<string, string> }> {
   const name = `rbfloor_${randomBytes(4).toString('hex')}`
   const admin = new pg.Client({ connectionString: ADMIN_URI })
   await admin.connect()
@@ -558,6 +558,9 @@ async function postgresFloor(): Promise<Plateau> {
   u.pathname = `/${name}`
   const db = openPostgres(u.toString())
   try {
+    // The floor is only honest with the durability the bridge gets: say what the server did.
+    const server: Record<string, string> = {}
+    for (const setting of ['fsync', 'synchronous_commit', 'wal_sync_method']) server[setting] = (await admin.query<Record<string, string>>(`SHOW ${setting}`)).rows[0]![setting]!
     await migrate(db)
     await seed(db, Array.from({ length: 10 }, (_, i) => benchRoomId(i)))
     const portals = await floorPortals(u.toString())
@@ -567,8 +570,8 @@ async function postgresFloor(): Promise<Plateau> {
       log(`  offered ${rate}/s: committed ${round(perS)} messages/s`)
       return perS
     }, 500)
-    log(`  plateau ${plateau.plateauPerS} messages/s`)
-    return plateau
+    log(`  plateau ${plateau.plateauPerS} messages/s (${Object.entries(server).map(([k, v]) => `${k} ${v}`).join(', ')})`)
+    return { ...plateau, server }
   } finally {
     await db.close()
     await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
@@ -668,7 +671,7 @@ const results = {
   when: new Date().toISOString(),
   machine: { nproc: cpus().length, cpu: cpus()[0]?.model, memoryGb: round(totalmem() / 2 ** 30), node: process.version, postgres: process.env.PG_VERSION ?? 'external (RELAY_BRIDGE_BENCH_DATABASE_URI)' },
   settings: {
-    sustainedS: SUSTAINED_S, latencyS: LATENCY_S, offered: { batch50: rate50, batch1: rate1, remote: rateRemote, latency: latencyRate },
+    sustainedS: SUSTAINED_S, latencyS: LATENCY_S, floorStepS: FLOOR_STEP_S, offered: { batch50: rate50, batch1: rate1, remote: rateRemote, latency: latencyRate },
     whatsappPacing: 'off (paceMs [0, 0]); production jitters 0.8–2.5 s between two sends to one group',
     fakes: 'signal-cli daemon (HTTP + SSE) and homeserver in the parent process; WhatsApp socket in the bridge process; all acknowledge at once',
     postgres: 'a real server on loopback, fsync on; one fresh database per portal count, queues truncated before each run',
