@@ -11,12 +11,15 @@ import { SignalNetwork } from '../src/signal/network.ts'
 import { WhatsAppNetwork } from '../src/whatsapp/network.ts'
 import { FakeWhatsApp, type SentRecord } from '../test/fakes/whatsapp-socket.ts'
 import { benchConfig, nowMs, untag, WA_ROBIN, whatsappGroupId, WHATSAPP_LOGIN } from './config.ts'
+import { installStageHooks } from './stages.ts'
 
 interface Start { type: 'start'; databaseUri: string; homeserver: string; daemonUrl: string; portals: number; encrypted?: boolean }
 interface WaDeliver { type: 'wa'; msgs: Array<{ chat: number; id: string; text: string }> }
 type FromParent = Start | WaDeliver | { type: 'stats' } | { type: 'stop' }
 
 const send = (m: unknown): void => void process.send!(m)
+// Stage timestamps (latency runs, asked for by the benchmark): hooks on pg's client and Node's HTTP messages.
+const stages = process.env.BENCH_STAGES === '1' ? installStageHooks(stamps => send({ type: 'stages', stamps })) : undefined
 // How long the bridge's event loop was ever kept from running (reset by each 'stats'): tells a stall inside the
 // bridge from one around it.
 const loopDelay = monitorEventLoopDelay({ resolution: 5 })
@@ -63,6 +66,7 @@ process.on('message', (msg: FromParent) => {
       }
       case 'wa':
         for (const m of msg.msgs) {
+          stages?.stamp(m.text, 'arrival')
           wa.deliver({ chat: whatsappGroupId(m.chat), id: m.id, from: WA_ROBIN, pushName: 'Robin', message: { conversation: m.text } })
         }
         return

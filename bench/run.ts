@@ -26,7 +26,9 @@ import {
   ALICE, benchConfig, BRIDGE_NODE_FLAGS, benchRoomId, nowMs, SIGNAL_ALEX, SIGNAL_LOGIN, SIGNAL_RELAY, signalGroupId, tag, untag,
   WHATSAPP_LOGIN, whatsappGroupId,
 } from './config.ts'
-import { nextSeq, openLoop, percentiles, Tracker, TransactionPusher, type Net, type PreparedMessage } from './load.ts'
+import { floorPortals, postgresFloorStep, rampToPlateau, type Plateau } from './floors.ts'
+import { nextSeq, openLoop, percentiles, SynapsePusher, Tracker, TransactionPusher, type Net, type PreparedMessage, type Pusher } from './load.ts'
+import { StageLog, type Stamp, type StageSummary } from './stages.ts'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const { values: opt } = parseArgs({
@@ -42,8 +44,8 @@ const { values: opt } = parseArgs({
     /** Speaking ghosts in the ghosts-e2ee runs (issue 14). */
     ghosts: { type: 'string', default: '10,100,1000' },
     out: { type: 'string', default: 'bench/results.json' },
-    /** Only these runs (comma-separated: idle, matrix50, matrix1, signal, whatsapp, latency-matrix, latency-signal, latency-whatsapp,
-     * idle-e2ee, matrix50-e2ee, latency-matrix-e2ee, ghosts-e2ee, baseline). */
+    /** Only these runs (comma-separated: idle, matrix50, matrix-synapse, matrix1, signal, whatsapp, latency-matrix, latency-signal,
+     * latency-whatsapp, idle-e2ee, matrix50-e2ee, latency-matrix-e2ee, ghosts-e2ee, floor-framework, floor-postgres). */
     only: { type: 'string' },
   },
 })
@@ -52,7 +54,9 @@ const LATENCY_S = opt.quick ? 8 : Number(opt['latency-duration'])
 
 const uri = process.env.RELAY_BRIDGE_BENCH_DATABASE_URI ?? process.env.PG_URI
 if (!uri) {
-  const r = spawnSync(`${ROOT}scripts/with-postgres.sh`, [process.execPath, fileURLToPath(import.meta.url), ...process.argv.slice(2)], { stdio: 'inherit', cwd: ROOT })
+  // Statements over 20 ms go to the server's log (PG_LOG), which each run's summary reads.
+  const env = { ...process.env, PG_EXTRA_OPTS: `${process.env.PG_EXTRA_OPTS ?? ''} -c log_min_duration_statement=20` }
+  const r = spawnSync(`${ROOT}scripts/with-postgres.sh`, [process.execPath, fileURLToPath(import.meta.url), ...process.argv.slice(2)], { stdio: 'inherit', cwd: ROOT, env })
   process.exit(r.status ?? 1)
 }
 const ADMIN_URI = uri
@@ -94,9 +98,9 @@ class Child {
   readonly proc: ChildProcess
   private readonly waiters = new Map<string, Array<(m: any) => void>>()
   onMessage: (m: any) => void = () => {}
-  constructor(script: string, args: string[] = [], nodeFlags: string[] = []) {
+  constructor(script: string, args: string[] = [], nodeFlags: string[] = [], env: Record<string, string> = {}) {
     this.proc = fork(`${BUILD}bench/${script.replace(/\.ts$/, '.js')}`, args, {
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: { ...process.env, ...env },
       execArgv: ['--disable-warning=DEP0060', ...(process.env.BENCH_NODE_FLAGS?.split(' ').filter(Boolean) ?? nodeFlags), ...(process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [])],
     })
     this.proc.on('message', (m: any) => {
@@ -149,6 +153,8 @@ interface World {
   tracker: Tracker
   bridge?: Child
   peakRss: number
+  /** The stage timestamps of the run under way, when it asked for them. */
+  stages?: StageLog
   /** Set up on the first encrypted run: Alice's real Olm device and the live rooms, made encrypted. */
   e2ee?: { alice: OlmPeer; rooms: string[] }
   /** Per encrypted room, the messages on their way to it in order: a ghost's encrypted event there is the next
@@ -225,13 +231,16 @@ async function seed(db: Db, rooms: string[]): Promise<void> {
 }
 
 /** A fresh bridge process on the world's database, with the queues emptied by the previous run. */
-async function startBridgeProcess(w: World, encrypted = false): Promise<Child> {
+async function startBridgeProcess(w: World, encrypted = false, stages = false): Promise<Child> {
   // No RESTART IDENTITY: outbox ids name the homeserver txn ids of ghost sends, which must stay new.
   await w.db.query('TRUNCATE inbox, appservice_txns, outbox, message_copies, messages, wa_messages CASCADE')
-  const child = new Child('bridge-process.ts', [], BRIDGE_NODE_FLAGS)
+  const child = new Child('bridge-process.ts', [], BRIDGE_NODE_FLAGS, stages ? { BENCH_STAGES: '1' } : {})
   await child.next('up')
-  child.onMessage = (m: { type: string; arrivals?: Array<[number, number]> }) => {
+  w.stages = stages ? new StageLog() : undefined
+  w.tracker.onComplete = w.stages ? (seq, t0, t) => w.stages!.done(seq, t0, t) : undefined
+  child.onMessage = (m: { type: string; arrivals?: Array<[number, number]>; stamps?: Stamp[] }) => {
     if (m.type === 'wa-sent') for (const [s, t] of m.arrivals!) w.tracker.arrive(s, 'whatsapp', t)
+    else if (m.type === 'stages') w.stages?.add(m.stamps!)
   }
   const ready = child.next<{ port: number }>('ready', 120_000)
   child.send({ type: 'start', databaseUri: w.dbUri, homeserver: w.hs.url, daemonUrl: w.daemon.url, portals: w.portals, encrypted })
@@ -294,6 +303,10 @@ interface RunResult {
   /** The longest the bridge's event loop was blocked during the run. */
   bridgeMaxLoopDelayMs: number
   bridgeMaxRssMb: number
+  /** Latency runs: where each message's time went (bench/stages.ts). */
+  stages?: StageSummary
+  /** PostgreSQL's statements over 20 ms during the run, from the benchmark server's log. */
+  slowStatements?: SlowStatements
 }
 
 /** Sends one message per live chat towards Matrix from each remote network and waits: ghosts get registered and joined. */
@@ -379,8 +392,9 @@ async function warmUpEncrypted(w: World, port: number, messages: PreparedMessage
   w.tracker.reset()
 }
 
-async function run(w: World, direction: Direction, opts: { rate: number; durationS: number; batch?: number; name: string; encrypted?: boolean }): Promise<RunResult> {
-  const child = await startBridgeProcess(w, opts.encrypted)
+async function run(w: World, direction: Direction, opts: { rate: number; durationS: number; batch?: number; name: string; encrypted?: boolean; push?: 'synapse' }): Promise<RunResult> {
+  const latencyRun = opts.name === 'latency'
+  const child = await startBridgeProcess(w, opts.encrypted, latencyRun && !opts.encrypted)
   const port = (child as Child & { port: number }).port
   const WARM = 200
   const prepared = opts.encrypted ? await encryptAhead(w, WARM + Math.ceil(opts.rate * opts.durationS * 1.1)) : undefined
@@ -394,9 +408,12 @@ async function run(w: World, direction: Direction, opts: { rate: number; duratio
   const before = await child.stats()
   const pgBefore = postgresCpuUs()
   const harnessBefore = process.cpuUsage()
-  const pusher = direction === 'matrix' ? new TransactionPusher(port, opts.batch ?? 1, w.tracker) : undefined
+  const logFrom = pgLogOffset()
+  w.stages?.reset()
+  const pusher: Pusher | undefined = direction !== 'matrix' ? undefined
+    : opts.push === 'synapse' ? new SynapsePusher(port, opts.batch ?? 50, w.tracker) : new TransactionPusher(port, opts.batch ?? 1, w.tracker)
   const durationMs = opts.durationS * 1000
-  log(`${opts.name}: ${w.portals} portals, ${direction} → ${nets.join(' + ')}, ${opts.rate} msg/s for ${opts.durationS} s${opts.batch ? `, batches of ${opts.batch}` : ''}${opts.encrypted ? `, encrypted, in ${w.e2ee!.rooms.length} rooms` : ''}`)
+  log(`${opts.name}: ${w.portals} portals, ${direction} → ${nets.join(' + ')}, ${opts.rate} msg/s for ${opts.durationS} s${opts.push === 'synapse' ? `, one transaction in flight of at most ${opts.batch ?? 50}` : opts.batch ? `, batches of ${opts.batch}` : ''}${opts.encrypted ? `, encrypted, in ${w.e2ee!.rooms.length} rooms` : ''}`)
   const loop = await openLoop({
     rate: opts.rate, durationMs,
     emit: count => {
@@ -442,10 +459,13 @@ async function run(w: World, direction: Direction, opts: { rate: number; duratio
     harnessCpuUsPerMsg: round((harness.user + harness.system) / Math.max(1, w.tracker.done.length)),
     bridgeMaxLoopDelayMs: round(after.maxLoopDelayMs ?? NaN),
     bridgeMaxRssMb: round(after.maxRss / 2 ** 20),
+    ...(w.stages ? { stages: w.stages.summary(loop.startedAt) } : {}),
+    ...(logFrom !== undefined ? { slowStatements: slowStatements(logFrom) } : {}),
   }
   pusher?.close()
   await stopBridgeProcess(w)
   log(`  relayed ${result.relayedPerS}/s, p50 ${result.latencyMs.p50} ms, p99 ${result.latencyMs.p99} ms, unfinished ${result.unfinished}, bridge event loop blocked ≤ ${result.bridgeMaxLoopDelayMs} ms, CPU µs/msg: bridge ${result.bridgeCpuUsPerMsg}, PostgreSQL ${result.postgresCpuUsPerMsg}, harness ${result.harnessCpuUsPerMsg}`)
+  logEvidence(result)
   return result
 }
 
@@ -543,23 +563,118 @@ function mapValues<T extends Record<string, number>>(o: T, f: (v: number) => num
   return Object.fromEntries(Object.entries(o).map(([k, v]) => [k, f(v)])) as T
 }
 
-async function baseline(rate: number, batch: number, durationS: number): Promise<{ batch: number; offeredPerS: number; ackedEventsPerS: number; ackP99Ms: number; maxRssMb: number }> {
+// ---- evidence: stages and slow statements ---------------------------------------------------------------
+
+interface SlowStatements {
+  count: number
+  maxMs: number
+  /** The slowest kinds of statement (their first words), with how often each was slow. */
+  top: Array<{ sql: string; count: number; maxMs: number }>
+  /** Checkpoints logged during the run (log_checkpoints): each writes and syncs the dirty pages. */
+  checkpoints: number
+}
+
+/** Where the benchmark server's log ends now (undefined for a server the benchmark did not start). */
+function pgLogOffset(): number | undefined {
+  if (!process.env.PG_LOG) return undefined
+  try {
+    return readFileSync(process.env.PG_LOG).length
+  } catch {
+    return undefined
+  }
+}
+
+function slowStatements(from: number): SlowStatements {
+  const text = readFileSync(process.env.PG_LOG!).subarray(from).toString('utf8')
+  const kinds = new Map<string, { count: number; maxMs: number }>()
+  let count = 0
+  let maxMs = 0
+  for (const m of text.matchAll(/duration: ([\d.]+) ms {2}(?:statement|execute [^:]*): (.*)/g)) {
+    const ms = Number(m[1])
+    const sql = m[2]!.replace(/\s+/g, ' ').slice(0, 60)
+    const k = kinds.get(sql) ?? { count: 0, maxMs: 0 }
+    k.count++
+    k.maxMs = Math.max(k.maxMs, ms)
+    kinds.set(sql, k)
+    count++
+    maxMs = Math.max(maxMs, ms)
+  }
+  const top = [...kinds].map(([sql, k]) => ({ sql, ...k })).sort((x, y) => y.maxMs - x.maxMs).slice(0, 3)
+  return { count, maxMs, top, checkpoints: (text.match(/checkpoint complete/g) ?? []).length }
+}
+
+function logEvidence(r: RunResult): void {
+  if (r.stages) {
+    const st = r.stages
+    log(`  stages (ms, p50/p99): ${Object.entries(st.all).map(([k, v]) => `${k} ${v.p50}/${v.p99}`).join(', ')}`)
+    log(`  slowest 1 % (median ms): ${Object.entries(st.slowest1pct).map(([k, v]) => `${k} ${v}`).join(', ')}`)
+    log(`  over ${st.stallMs} ms: ${st.stalled} messages${st.stalls.length ? ` in ${st.stalls.map(x => `${x.messages} at ${x.atS} s (worst ${x.worstMs} ms)`).join(', ')}; median ${JSON.stringify(st.stalledMedian)}` : ''}`)
+  }
+  if (r.slowStatements) {
+    const ss = r.slowStatements
+    log(`  PostgreSQL statements over 20 ms: ${ss.count}${ss.count ? ` (max ${ss.maxMs} ms; ${ss.top.map(t => `${t.count}× ≤ ${t.maxMs} ms "${t.sql}"`).join('; ')})` : ''}, checkpoints ${ss.checkpoints}`)
+  }
+}
+
+// ---- floors --------------------------------------------------------------------------------------------
+
+const FLOOR_STEP_S = opt.quick ? 3 : 6
+
+/** The bare framework (bot-sdk's Appservice) acknowledging transactions of 50 events, 64 in flight as in the
+ * bridge's harshest run, driven step by step to its plateau. */
+async function frameworkFloor(): Promise<Plateau & { maxRssMb: number }> {
   const port = await freePort()
   const child = new Child('baseline-process.ts', [String(port)])
   await child.next('ready')
-  const pusher = new TransactionPusher(port, batch)
-  const durationMs = durationS * 1000
-  log(`baseline (bot-sdk Appservice): ${rate} msg/s for ${durationS} s, batches of ${batch}`)
-  const loop = await openLoop({ rate, durationMs, emit: count => { for (let i = 0; i < count; i++) pusher.add('!baseline:example.org', []) } })
-  await sleep(1000)
-  const from = loop.startedAt + durationMs / 5
-  const acked = pusher.stats.acks.filter(([t]) => t >= from && t <= loop.endedAt).reduce((n, [, e]) => n + e, 0)
+  log(`floor: bot-sdk Appservice acknowledging batches of 50, ${FLOOR_STEP_S} s per step`)
+  const plateau = await rampToPlateau(async rate => {
+    const pusher = new TransactionPusher(port, 50)
+    const durationMs = FLOOR_STEP_S * 1000
+    const loop = await openLoop({ rate, durationMs, emit: count => { for (let i = 0; i < count; i++) pusher.add('!baseline:example.org', []) } })
+    const from = loop.startedAt + durationMs / 5
+    const acked = pusher.stats.acks.filter(([t]) => t >= from && t <= loop.endedAt).reduce((n, [, e]) => n + e, 0)
+    pusher.close()
+    await sleep(500)
+    const perS = acked / ((loop.endedAt - from) / 1000)
+    log(`  offered ${rate}/s: acknowledged ${round(perS)} events/s`)
+    return perS
+  }, 2000)
   const s = await child.stats()
-  pusher.close()
   await child.stop()
-  const r = { batch, offeredPerS: rate, ackedEventsPerS: round(acked / ((loop.endedAt - from) / 1000)), ackP99Ms: NaN, maxRssMb: round(s.maxRss / 2 ** 20) }
-  log(`  acknowledged ${r.ackedEventsPerS} events/s`)
-  return r
+  log(`  plateau ${plateau.plateauPerS} events/s`)
+  return { ...plateau, maxRssMb: round(s.maxRss / 2 ** 20) }
+}
+
+/** PostgreSQL alone committing the rows of each Matrix → both message (bench/floors.ts), on this server, in a fresh
+ * database with the bridge's schema and 10 portals, driven step by step to its plateau. */
+async function postgresFloor(): Promise<Plateau & { server: Record<string, string> }> {
+  const name = `rbfloor_${randomBytes(4).toString('hex')}`
+  const admin = new pg.Client({ connectionString: ADMIN_URI })
+  await admin.connect()
+  await admin.query(`CREATE DATABASE ${name}`)
+  const u = new URL(ADMIN_URI)
+  u.pathname = `/${name}`
+  const db = openPostgres(u.toString())
+  try {
+    // The floor is only honest with the durability the bridge gets: say what the server did.
+    const server: Record<string, string> = {}
+    for (const setting of ['fsync', 'synchronous_commit', 'wal_sync_method']) server[setting] = (await admin.query<Record<string, string>>(`SHOW ${setting}`)).rows[0]![setting]!
+    await migrate(db)
+    await seed(db, Array.from({ length: 10 }, (_, i) => benchRoomId(i)))
+    const portals = await floorPortals(u.toString())
+    log(`floor: PostgreSQL committing the rows of Matrix → both messages, 10 clients, batches of up to 50, ${FLOOR_STEP_S} s per step`)
+    const plateau = await rampToPlateau(async rate => {
+      const perS = await postgresFloorStep(u.toString(), portals, rate, FLOOR_STEP_S * 1000)
+      log(`  offered ${rate}/s: committed ${round(perS)} messages/s`)
+      return perS
+    }, 500)
+    log(`  plateau ${plateau.plateauPerS} messages/s (${Object.entries(server).map(([k, v]) => `${k} ${v}`).join(', ')})`)
+    return { ...plateau, server }
+  } finally {
+    await db.close()
+    await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
+    await admin.end()
+  }
 }
 
 // ---- main ----------------------------------------------------------------------------------------------
@@ -577,8 +692,11 @@ const latencyRate = Number(opt['latency-rate'])
 
 const only = opt.only ? new Set(opt.only.split(',')) : undefined
 const want = (key: string): boolean => !only || only.has(key)
-const skipped = (batch: number) => ({ batch, offeredPerS: 0, ackedEventsPerS: NaN, ackP99Ms: NaN, maxRssMb: NaN })
-const baselines = want('baseline') ? [await baseline(rate50, 50, SUSTAINED_S), await baseline(rate1, 1, SUSTAINED_S)] : [skipped(50), skipped(1)]
+// The floors first, on the same server, before any bridge has written to it.
+const floors = {
+  framework: want('floor-framework') ? await frameworkFloor() : undefined,
+  postgres: want('floor-postgres') ? await postgresFloor() : undefined,
+}
 
 for (const n of scales) {
   log(`setting up ${n} portals`)
@@ -600,6 +718,7 @@ for (const n of scales) {
       await stopBridgeProcess(w)
     }
     if (want('matrix50')) runs.push(await run(w, 'matrix', { rate: rate50, durationS: SUSTAINED_S, batch: 50, name: 'sustained' }))
+    if (want('matrix-synapse')) runs.push(await run(w, 'matrix', { rate: rate50, durationS: SUSTAINED_S, batch: 50, name: 'synapse', push: 'synapse' }))
     if (first && want('matrix1')) runs.push(await run(w, 'matrix', { rate: rate1, durationS: SUSTAINED_S, batch: 1, name: 'sustained' }))
     if (first && want('signal')) runs.push(await run(w, 'signal', { rate: rateRemote, durationS: SUSTAINED_S, name: 'sustained' }))
     if (first && want('whatsapp')) runs.push(await run(w, 'whatsapp', { rate: rateRemote, durationS: SUSTAINED_S, name: 'sustained' }))
@@ -629,8 +748,21 @@ const largest = find(r => r.name === 'sustained' && r.batch === 50 && r.portals 
 const costRatio = smallest && largest ? largest.bridgeCpuUsPerMsg / smallest.bridgeCpuUsPerMsg : NaN
 const wallRatio = smallest && largest ? smallest.relayedPerS / largest.relayedPerS : NaN
 const idle1000 = idle.find(i => i.portals === 1000 && !i.encrypted)?.rssMb
+const synapse = scales.map(n => find(r => r.name === 'synapse' && r.portals === n)).filter(r => r !== undefined)
+const ratio = (r: RunResult | undefined, floor: Plateau | undefined): number | null => (r && floor ? round(r.relayedPerS / floor.plateauPerS, 3) : null)
+const perScale = (name: string, f: (r: RunResult) => number | null): Record<string, number | null> =>
+  Object.fromEntries(runs.filter(r => r.name === name && r.direction === 'matrix' && r.batch === 50 && !r.encrypted).map(r => [`${r.portals}`, f(r)]))
+/** Matrix → both (batches of 50, 64 in flight; and pushed as Synapse pushes) over each floor's plateau, per portal count. */
+const ratioToFloors = {
+  postgres: { sustained: perScale('sustained', r => ratio(r, floors.postgres)), synapse: perScale('synapse', r => ratio(r, floors.postgres)) },
+  framework: { sustained: perScale('sustained', r => ratio(r, floors.framework)), synapse: perScale('synapse', r => ratio(r, floors.framework)) },
+}
+const pgRatios = [...Object.values(ratioToFloors.postgres.sustained), ...Object.values(ratioToFloors.postgres.synapse)].filter(v => v !== null)
 const targets = {
   matrixToBothPerS: { target: 2000, batch50: m50?.relayedPerS, batch1: m1?.relayedPerS, met: (m50?.relayedPerS ?? 0) >= 2000 },
+  matrixSynapsePerS: { target: 2000, ...Object.fromEntries(synapse.map(r => [`${r.portals} portals`, r.relayedPerS])), met: synapse.length > 0 && synapse.every(r => r.relayedPerS >= 2000) },
+  ratioToPostgresFloor: { target: 0.5, floorPerS: floors.postgres?.plateauPerS ?? null, ...ratioToFloors.postgres, met: pgRatios.length > 0 && pgRatios.every(v => v >= 0.5) },
+  ratioToFrameworkFloor: { target: 'reported', floorPerS: floors.framework?.plateauPerS ?? null, ...ratioToFloors.framework },
   p99At100PerS: { targetMs: 50, ...Object.fromEntries(lat.map(r => [r?.direction ?? '?', r?.latencyMs.p99])), met: lat.every(r => r && r.latencyMs.p99 <= 50) },
   scaling: { target: 'cost at the largest portal count within 20 % of the smallest', cpuPerMsgRatio: round(costRatio, 2), wallPerMsgRatio: round(wallRatio, 2), met: costRatio <= 1.2 && wallRatio <= 1.2 },
   idleRssWith1000Portals: { targetMb: 150, mb: idle1000, met: idle1000 !== undefined && idle1000 <= 150 },
@@ -639,13 +771,14 @@ const results = {
   when: new Date().toISOString(),
   machine: { nproc: cpus().length, cpu: cpus()[0]?.model, memoryGb: round(totalmem() / 2 ** 30), node: process.version, postgres: process.env.PG_VERSION ?? 'external (RELAY_BRIDGE_BENCH_DATABASE_URI)' },
   settings: {
-    sustainedS: SUSTAINED_S, latencyS: LATENCY_S, offered: { batch50: rate50, batch1: rate1, remote: rateRemote, latency: latencyRate },
+    sustainedS: SUSTAINED_S, latencyS: LATENCY_S, floorStepS: FLOOR_STEP_S, offered: { batch50: rate50, batch1: rate1, remote: rateRemote, latency: latencyRate },
     whatsappPacing: 'off (paceMs [0, 0]); production jitters 0.8–2.5 s between two sends to one group',
     fakes: 'signal-cli daemon (HTTP + SSE) and homeserver in the parent process; WhatsApp socket in the bridge process; all acknowledge at once',
     postgres: 'a real server on loopback, fsync on; one fresh database per portal count, queues truncated before each run',
   },
-  baseline: baselines,
-  matrixRatioToBaseline: { batch50: m50 ? round(m50.relayedPerS / baselines[0]!.ackedEventsPerS, 3) : null, batch1: m1 ? round(m1.relayedPerS / baselines[1]!.ackedEventsPerS, 3) : null },
+  /** Each floor's steps and plateau (bench/floors.ts), and relay-bridge's Matrix → both over each. */
+  floors,
+  ratioToFloors,
   idleRss: idle,
   /** What encryption costs: Matrix → both networks in encrypted portals beside the same runs in plain ones. */
   encryption: {
@@ -673,8 +806,8 @@ const widths = head.map((h, i) => Math.max(h.length, ...rows.map(r => r[i]!.leng
 const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ')
 console.log(line(head))
 for (const r of rows) console.log(line(r))
-console.log(`baseline (bot-sdk Appservice, ack only): ${baselines.map(b => `batch ${b.batch}: ${b.ackedEventsPerS} events/s`).join(', ')}`)
-console.log(`ratio to baseline: ${JSON.stringify(results.matrixRatioToBaseline)}`)
+console.log(`floors (plateaus): bot-sdk Appservice acknowledging ${floors.framework?.plateauPerS ?? '–'} events/s; PostgreSQL committing ${floors.postgres?.plateauPerS ?? '–'} messages/s`)
+console.log(`Matrix → both over the PostgreSQL floor (target ≥ 0.5): ${JSON.stringify(ratioToFloors.postgres)}; over the framework floor (reported): ${JSON.stringify(ratioToFloors.framework)}`)
 console.log(`idle RSS: ${idle.map(i => `${i.portals} portals${i.encrypted ? ' (encryption on)' : ''} ${i.rssMb} MB`).join(', ')}; peak ${results.peakRssMb} MB`)
 console.log(`encryption: ${JSON.stringify({ ...results.encryption, ghostDevices: undefined })}`)
 for (const g of ghostRuns) {

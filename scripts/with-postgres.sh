@@ -3,7 +3,8 @@
 # when missing), initdb into a temporary directory as the unprivileged `postgres` user, a free port, and the
 # server stopped and its directory removed whatever happens. The command sees PG_URI, e.g.
 #   scripts/with-postgres.sh sh -c 'RELAY_BRIDGE_TEST_DATABASE_URI=$PG_URI npm test'
-# Extra server settings can be given in PG_EXTRA_OPTS (e.g. "-c fsync=off"); the default keeps fsync on.
+# Extra server settings can be given in PG_EXTRA_OPTS (e.g. "-c fsync=off"); the default keeps fsync on. The
+# server's log is at PG_LOG (e.g. for slow statements with "-c log_min_duration_statement=20").
 set -euo pipefail
 if [ "$#" -eq 0 ]; then
   echo "usage: $0 command [args...]" >&2
@@ -30,6 +31,7 @@ as_pg "$PGBIN/initdb" -D "$PGDATA/data" -U postgres -A trust >/dev/null
 as_pg "$PGBIN/pg_ctl" -D "$PGDATA/data" -l "$PGDATA/log" -w \
   -o "-c listen_addresses=127.0.0.1 -p $PGPORT -k $PGDATA -c max_connections=300 -c fsync=on ${PG_EXTRA_OPTS:-}" start >/dev/null
 export PG_URI="postgres://postgres@127.0.0.1:$PGPORT/postgres"
+export PG_LOG="$PGDATA/log"
 export PG_VERSION="$("$PGBIN/postgres" --version | awk '{print $3}')"
 echo "PostgreSQL $PG_VERSION on port $PGPORT" >&2
 "$@"

@@ -1,0 +1,173 @@
+// The floors relay-bridge is measured against (issue 19): what the bare appservice framework and what PostgreSQL
+// alone accept at saturation. Each is driven step by step to its plateau in the same run as the bridge.
+import { randomBytes } from 'node:crypto'
+import pg from 'pg'
+import { MessageMap } from '../src/core/messages.ts'
+import { jsonbText } from '../src/matrix/inbox.ts'
+import { ALICE, nowMs, tag } from './config.ts'
+import { openLoop } from './load.ts'
+
+export interface Plateau {
+  /** Each step: the rate offered and what was accepted per second over the step after its first fifth. */
+  steps: Array<{ offeredPerS: number; acceptedPerS: number }>
+  /** The most accepted in any step: the floor. */
+  plateauPerS: number
+}
+
+/**
+ * Offers `start`, then twice as much, and so on, until what is accepted grows by less than 5 % from one step to the
+ * next (or `maxSteps`): the plateau is the floor's own limit, not the load offered.
+ */
+export async function rampToPlateau(measure: (ratePerS: number) => Promise<number>, start: number, maxSteps = 8): Promise<Plateau> {
+  const steps: Plateau['steps'] = []
+  for (let rate = start, i = 0; i < maxSteps; i++, rate *= 2) {
+    const accepted = await measure(rate)
+    const previous = steps.at(-1)?.acceptedPerS
+    steps.push({ offeredPerS: rate, acceptedPerS: Math.round(accepted) })
+    if (previous !== undefined && accepted < previous * 1.05) break
+  }
+  return { steps, plateauPerS: Math.max(...steps.map(s => s.acceptedPerS)) }
+}
+
+/** The bridge's pool size (src/db/postgres.ts): the floor gets as many concurrent clients, no more. */
+export const BRIDGE_POOL_SIZE = 10
+/** Messages per batch at saturation: a full Synapse-sized transaction. The bridge, saturated with batches of 50,
+ * stores ~50 events per inbox statement, records ~70 messages per router transaction and marks ~35–55 outbox rows
+ * per statement (pg_stat_statements, 10 portals, quick run); 50 throughout is that, rounded. */
+export const FLOOR_BATCH = 50
+
+export interface FloorPortal { id: number; roomId: string; signalGroup: string; whatsappGroup: string }
+
+/**
+ * PostgreSQL alone committing, per Matrix → Signal + WhatsApp message, the rows relay-bridge commits for one, with
+ * the bridge's own statements (copied, or MessageMap's): the inbox row (and the transaction id), the message and its
+ * origin copy, one outbox row per target network and the inbox row marked processed in one transaction, both
+ * outbox rows claimed ('sending'), each marked sent together with the copy it produced, and the WhatsApp send kept
+ * in wa_messages. Nothing else: the queue reads the bridge also makes are left out (the floor is the higher for it).
+ * BRIDGE_POOL_SIZE workers each take up to FLOOR_BATCH of the messages waiting, so at saturation every batch is full.
+ */
+export async function postgresFloorStep(dbUri: string, portals: FloorPortal[], ratePerS: number, durationMs: number): Promise<number> {
+  const pool = new pg.Pool({ connectionString: dbUri, max: BRIDGE_POOL_SIZE })
+  // The database is dropped with its connections (WITH (FORCE)) right after; an idle client told so must not end the run.
+  pool.on('error', () => {})
+  const run = randomBytes(4).toString('hex')
+  let waiting = 0
+  let next = 0
+  let stopped = false
+  const commits: Array<[number, number]> = []
+  // Idle workers, woken by the next arrivals (or the stop).
+  let idle: Array<() => void> = []
+  const wakeAll = (): void => {
+    for (const w of idle) w()
+    idle = []
+  }
+  const worker = async (): Promise<void> => {
+    const client = await pool.connect()
+    try {
+      while (!stopped) {
+        if (waiting === 0) {
+          await new Promise<void>(r => idle.push(r))
+          continue
+        }
+        const n = Math.min(FLOOR_BATCH, waiting)
+        waiting -= n
+        const msgs = Array.from({ length: n }, () => {
+          const i = next++
+          return { i, portal: portals[i % portals.length]!, eventId: `$floor${run}x${i}` }
+        })
+        await commitMessages(client, run, msgs)
+        commits.push([nowMs(), n])
+      }
+    } finally {
+      client.release()
+    }
+  }
+  const workers = Array.from({ length: BRIDGE_POOL_SIZE }, () => worker())
+  const loop = await openLoop({ rate: ratePerS, durationMs, emit: count => {
+    waiting += count
+    wakeAll()
+  } })
+  stopped = true
+  wakeAll()
+  await Promise.all(workers)
+  await pool.end()
+  const from = loop.startedAt + durationMs / 5
+  const done = commits.filter(([t]) => t >= from && t <= loop.endedAt).reduce((s, [, k]) => s + k, 0)
+  return done / ((loop.endedAt - from) / 1000)
+}
+
+async function commitMessages(c: pg.PoolClient, run: string, msgs: Array<{ i: number; portal: FloorPortal; eventId: string }>): Promise<void> {
+  const text = (i: number): string => `Hello from the benchmark ${tag(i)}`
+  // The transaction as the homeserver pushed it (src/matrix/inbox.ts, one statement).
+  const params: unknown[] = []
+  const values = msgs.map((m, k) => {
+    params.push(m.eventId, m.portal.roomId, 'm.room.message', jsonbText({
+      event_id: m.eventId, room_id: m.portal.roomId, type: 'm.room.message', sender: ALICE, origin_server_ts: Date.now(),
+      content: { msgtype: 'm.text', body: text(m.i) }, unsigned: { age: 1 },
+    }))
+    return `($${k * 4 + 1}, $${k * 4 + 2}, $${k * 4 + 3}, $${k * 4 + 4}::jsonb)`
+  })
+  const { rows: inbox } = await c.query<{ id: number }>(
+    `WITH ev AS (INSERT INTO inbox (event_id, room_id, type, event) VALUES ${values.join(', ')} ON CONFLICT (event_id) DO NOTHING RETURNING id),
+     tx AS (INSERT INTO appservice_txns (txn_id) SELECT unnest($${params.length + 1}::text[]) ON CONFLICT (txn_id) DO NOTHING RETURNING txn_id)
+     SELECT id FROM ev`, [...params, [`floor${run}x${msgs[0]!.i}`]])
+  // The router's transaction (src/core/router.ts): messages + origin copies, the outbox rows, the inbox marked.
+  await c.query('BEGIN')
+  const sender = { network: 'matrix' as const, id: ALICE, displayName: 'Alice' }
+  const q = { query: async <R>(sql: string, p: unknown[] = []) => { const r = await c.query(sql, p); return { rows: r.rows as R[], rowCount: r.rowCount ?? 0 } }, exec: async (sql: string) => void (await c.query(sql)) }
+  const ids = await MessageMap.createManyWithOrigin(q, msgs.map(m => ({
+    m: { portalId: m.portal.id, sender },
+    c: { network: 'matrix' as const, chatId: m.portal.roomId, remoteId: m.eventId, authorId: ALICE, sentAt: Date.now() },
+  })))
+  const out: unknown[] = []
+  const rowsSql = msgs.flatMap((m, k) => (['signal', 'whatsapp'] as const).map((net, j) => {
+    out.push(m.portal.id, ids[k], net, net === 'signal' ? m.portal.signalGroup : m.portal.whatsappGroup, 'message',
+      JSON.stringify({ sender, kind: 'text', text: text(m.i), format: 'plain', eventId: m.eventId }))
+    const b = (k * 2 + j) * 6
+    return `($${b + 1}, $${b + 2}, $${b + 3}, $${b + 4}, $${b + 5}, $${b + 6}::jsonb)`
+  }))
+  // As Outbox.enqueue, plus RETURNING: the floor does not read its queues back (the bridge does) to learn the ids.
+  const { rows: outbox } = await c.query<{ id: number; network: string; chat_id: string; message_id: number }>(
+    `INSERT INTO outbox (portal_id, message_id, network, chat_id, op, payload) VALUES ${rowsSql.join(', ')} RETURNING id, network, chat_id, message_id`, out)
+  await c.query('UPDATE inbox SET processed_at = now() WHERE id = ANY($1::bigint[])', [inbox.map(r => r.id)])
+  await c.query('COMMIT')
+  // The outbox (src/core/outbox.ts): claimed, then each network's run marked sent with the copies it produced.
+  await c.query(`UPDATE outbox SET state = 'sending', attempts = attempts + 1 WHERE id = ANY($1::bigint[])`, [outbox.map(r => r.id)])
+  for (const net of ['signal', 'whatsapp']) {
+    const sent = outbox.filter(r => r.network === net)
+    await c.query(
+      `WITH done AS (UPDATE outbox SET state = 'sent', finished_at = now(), last_error = NULL WHERE id = ANY($1::bigint[])),
+       copies AS (INSERT INTO message_copies (network, chat_id, remote_id, message_id, role, is_origin, author_id, sent_at, extra)
+         SELECT c.network, c.chat_id, c.remote_id, c.message_id, c.role, false, c.author_id, c.sent_at, c.extra
+         FROM jsonb_to_recordset($2::jsonb) AS c(network text, chat_id text, remote_id text, message_id bigint, role text,
+           author_id text, sent_at bigint, extra jsonb)
+         ON CONFLICT DO NOTHING),
+       nxt AS (UPDATE outbox SET state = 'sending', attempts = attempts + 1 WHERE id = $3 AND state IN ('pending', 'sending') RETURNING id)
+       SELECT (SELECT count(*)::int FROM nxt) AS claimed`,
+      [sent.map(r => r.id), JSON.stringify(sent.map(r => ({
+        network: net, chat_id: r.chat_id, remote_id: `${net}-${run}-${r.id}`, message_id: r.message_id, role: 'original',
+        author_id: net === 'signal' ? 'relay-aci' : '15550100000@s.whatsapp.net', sent_at: Date.now(), extra: null,
+      }))), null])
+  }
+  // The WhatsApp adapter keeps every send (src/whatsapp/messages.ts).
+  const wa = outbox.filter(r => r.network === 'whatsapp')
+  const waParams = wa.flatMap(r => {
+    const key = { remoteJid: r.chat_id, fromMe: true, id: `3EB0${run}${r.id}` }
+    return ['wa-bench1', key.id, r.chat_id, true, JSON.stringify(key), JSON.stringify({ extendedTextMessage: { text: `Alice (Matrix): ${text(0)}` } }), Date.now()]
+  })
+  await c.query(
+    `INSERT INTO wa_messages (login_id, msg_id, chat_jid, from_bridge, key, message, created_at)
+     VALUES ${wa.map((_, i) => `(${Array.from({ length: 7 }, (_, j) => `$${i * 7 + j + 1}`).join(', ')})`).join(', ')}
+     ON CONFLICT (login_id, msg_id) DO UPDATE SET key = EXCLUDED.key, message = EXCLUDED.message,
+       from_bridge = wa_messages.from_bridge OR EXCLUDED.from_bridge`, waParams)
+}
+
+/** The floor's portals as seeded: ids and chats, read back. */
+export async function floorPortals(dbUri: string): Promise<FloorPortal[]> {
+  const c = new pg.Client({ connectionString: dbUri })
+  await c.connect()
+  const { rows } = await c.query<{ id: number; room_id: string; signal_group: string; whatsapp_group: string }>(
+    'SELECT id, room_id, signal_group, whatsapp_group FROM portals ORDER BY id')
+  await c.end()
+  return rows.map(r => ({ id: Number(r.id), roomId: r.room_id, signalGroup: r.signal_group, whatsappGroup: r.whatsapp_group }))
+}

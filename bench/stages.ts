@@ -1,0 +1,190 @@
+// Stage timestamps for the latency runs (issue 19): where a message's time goes between the generator and the
+// networks. The bridge process stamps what it sees at its edges, never in the core: a hook on the `pg` client
+// (every statement the bridge makes goes through it) and on HTTP responses read as a stream (signal-cli's events).
+// Opt-in: bench/bridge-process.ts installs it only when the benchmark asks (BENCH_STAGES=1, read once there).
+import { IncomingMessage } from 'node:http'
+import pg from 'pg'
+import { nowMs, untag } from './config.ts'
+import { percentiles } from './load.ts'
+
+/** The stages the bridge process stamps, in the order a message passes them. */
+export const STAGES = [
+  /** The bridge has it: Signal's event read from the stream, WhatsApp's delivered by the socket, Matrix's
+   * transaction parsed (its inbox statement issued). */
+  'arrival',
+  /** The transaction's inbox rows committed (Matrix only). */
+  'stored',
+  /** The message and its outbox rows committed. */
+  'recorded',
+  /** Its outbox rows claimed ('sending'), the later of the two. */
+  'claimed',
+  /** Its outbox rows marked sent, the later of the two (after the networks answered). */
+  'acknowledged',
+] as const
+export type Stage = (typeof STAGES)[number]
+export type Stamp = [seq: number, stage: number, t: number]
+
+const TAGS = /zq(\d+)qz/g
+const tagsIn = (values: unknown): number[] => {
+  const out: number[] = []
+  if (!Array.isArray(values)) return out
+  for (const v of values) {
+    if (typeof v !== 'string' || !v.includes('zq')) continue
+    for (const m of v.matchAll(TAGS)) out.push(Number(m[1]))
+  }
+  return out
+}
+
+/** Installs the hooks; `emit` gets the stamps every 10 ms. */
+export function installStageHooks(emit: (stamps: Stamp[]) => void): { stamp: (text: unknown, stage: Stage) => void } {
+  let stamps: Stamp[] = []
+  const at = (seqs: Iterable<number>, stage: Stage, t = nowMs()): void => {
+    const i = STAGES.indexOf(stage)
+    for (const s of seqs) stamps.push([s, i, t])
+  }
+  setInterval(() => {
+    if (stamps.length === 0) return
+    emit(stamps)
+    stamps = []
+  }, 10).unref()
+
+  // Outbox ids → message, learnt from the queue reads (the payload carries the generator's tag).
+  const outboxSeq = new Map<number, number>()
+  const ofIds = (ids: unknown): number[] => (Array.isArray(ids) ? ids.flatMap(id => outboxSeq.get(Number(id)) ?? []) : [])
+  // Per connection: the tags written inside its open transaction, recorded when it commits.
+  const open = new WeakMap<object, number[]>()
+  const observe = (client: object, text: string, params: unknown, rows: unknown[] | undefined, start: number): void => {
+    if (text === 'BEGIN') open.set(client, [])
+    else if (text === 'COMMIT') {
+      at(open.get(client) ?? [], 'recorded')
+      open.delete(client)
+    } else if (text === 'ROLLBACK') open.delete(client)
+    else if (/^WITH ev AS \(INSERT INTO inbox|^INSERT INTO inbox/.test(text)) {
+      const seqs = tagsIn(params)
+      at(seqs, 'arrival', start)
+      at(seqs, 'stored')
+    } else if (text.startsWith('INSERT INTO outbox')) {
+      const seqs = tagsIn(params)
+      const inTxn = open.get(client)
+      if (inTxn) inTxn.push(...seqs)
+      else at(seqs, 'recorded')
+    } else if (text.startsWith('SELECT o.* FROM unnest')) {
+      for (const r of (rows ?? []) as Array<{ id: number; payload: unknown }>) {
+        const seq = untag(JSON.stringify(r.payload))
+        if (seq !== undefined) outboxSeq.set(Number(r.id), seq)
+      }
+    } else if (text.startsWith(`UPDATE outbox SET state = 'sending'`)) at(ofIds((params as unknown[])[0]), 'claimed')
+    else if (text.startsWith(`WITH done AS (UPDATE outbox SET state = 'sent'`)) {
+      const p = params as unknown[]
+      at(ofIds(p[0]), 'acknowledged')
+      if (p[2] !== null) at(ofIds([p[2]]), 'claimed')
+      for (const id of p[0] as number[]) outboxSeq.delete(Number(id))
+    }
+  }
+
+  type Callback = (err: Error | null, res: pg.QueryResult) => void
+  const query = pg.Client.prototype.query as (this: pg.Client, ...args: unknown[]) => unknown
+  ;(pg.Client.prototype as { query: unknown }).query = function (this: pg.Client, config: unknown, values?: unknown, callback?: unknown): unknown {
+    const text = typeof config === 'string' ? config : ((config as { text?: string } | undefined)?.text ?? '')
+    const params = Array.isArray(values) ? values : (config as { values?: unknown } | undefined)?.values
+    const start = nowMs()
+    const seen = (res: pg.QueryResult | undefined): void => observe(this, text, params, res?.rows, start)
+    const wrap = (cb: Callback): Callback => (err, res) => {
+      if (!err) seen(res)
+      cb(err, res)
+    }
+    if (typeof values === 'function') return query.call(this, config, wrap(values as Callback))
+    if (typeof callback === 'function') return query.call(this, config, values, wrap(callback as Callback))
+    const r = query.call(this, config, values) as Promise<pg.QueryResult> | undefined
+    return r && typeof r.then === 'function' ? r.then(res => (seen(res), res)) : r
+  }
+
+  // signal-cli's events arrive on a server-sent-events response read chunk by chunk.
+  const emitEvent = IncomingMessage.prototype.emit as (this: IncomingMessage, event: string | symbol, ...args: unknown[]) => boolean
+  IncomingMessage.prototype.emit = function (this: IncomingMessage, event: string | symbol, ...args: unknown[]): boolean {
+    if (event === 'data' && this.headers['content-type']?.startsWith('text/event-stream')) at(tagsIn([String(args[0])]), 'arrival')
+    return emitEvent.call(this, event, ...args)
+  } as typeof IncomingMessage.prototype.emit
+
+  return { stamp: (text, stage) => at(tagsIn([text]), stage) }
+}
+
+/** The parent's side: every stamp of a run, and what they say about its slowest messages. */
+export class StageLog {
+  // Per message: generated, the bridge's stages, delivered (reached both networks: the fakes answer at once).
+  private readonly times = new Map<number, Float64Array>()
+  private readonly complete: Array<{ seq: number; latency: number }> = []
+
+  private row(seq: number): Float64Array {
+    let r = this.times.get(seq)
+    if (!r) this.times.set(seq, (r = new Float64Array(STAGES.length + 2).fill(NaN)))
+    return r
+  }
+
+  add(stamps: Stamp[]): void {
+    for (const [seq, i, t] of stamps) {
+      const r = this.row(seq)
+      const k = i + 1
+      // Arrival: the first sighting; the others: the later of a message's two rows.
+      r[k] = Number.isNaN(r[k]!) ? t : STAGES[i] === 'arrival' ? Math.min(r[k]!, t) : Math.max(r[k]!, t)
+    }
+  }
+
+  done(seq: number, t0: number, t: number): void {
+    const r = this.row(seq)
+    r[0] = t0
+    r[STAGES.length + 1] = t
+    this.complete.push({ seq, latency: t - t0 })
+  }
+
+  reset(): void {
+    this.times.clear()
+    this.complete.length = 0
+  }
+
+  /**
+   * The time between consecutive stages (ms): p50 and p99 over every message, and the median over the slowest 1 %
+   * (at or above the run's p99) and over the stalled ones (over `stallMs`), with when the stalls were.
+   */
+  summary(runStart: number, stallMs = 100): StageSummary {
+    const names = ['generated', ...STAGES, 'delivered']
+    const rows = this.complete.map(c => ({ ...c, r: this.times.get(c.seq)! }))
+    // Delivered comes before acknowledged (the rows are marked sent after the networks answered); a stage no
+    // message of the run passed ('stored' outside Matrix) is left out.
+    const order = [0, 1, 2, 3, 4, 6, 5].filter(i => rows.some(c => !Number.isNaN(c.r[i]!)))
+    const spans = order.slice(1).map((to, k) => ({ from: order[k]!, to }))
+    const gap = (r: Float64Array, from: number, to: number): number => r[to]! - r[from]!
+    const label = (s: { from: number; to: number }): string => `${names[s.from]}→${names[s.to]}`
+    const p99 = percentiles(rows.map(c => c.latency)).p99
+    const median = (sel: typeof rows): Record<string, number> =>
+      Object.fromEntries(spans.map(s => [label(s), round(percentiles(sel.map(c => gap(c.r, s.from, s.to)).filter(Number.isFinite)).p50)]))
+    const all = Object.fromEntries(spans.map(s => {
+      const p = percentiles(rows.map(c => gap(c.r, s.from, s.to)).filter(Number.isFinite))
+      return [label(s), { p50: round(p.p50), p99: round(p.p99), max: round(p.max) }]
+    }))
+    const stalled = rows.filter(c => c.latency > stallMs)
+    // Stalls: runs of stalled messages generated within 1 s of each other, as seconds into the run.
+    const windows: Array<{ atS: number; messages: number; worstMs: number }> = []
+    for (const c of stalled.sort((a, b) => a.r[0]! - b.r[0]!)) {
+      const last = windows.at(-1)
+      const atS = (c.r[0]! - runStart) / 1000
+      if (last && atS - last.atS < 1) {
+        last.messages++
+        last.worstMs = Math.max(last.worstMs, round(c.latency))
+      } else windows.push({ atS: round(atS), messages: 1, worstMs: round(c.latency) })
+    }
+    return { stamped: rows.length, all, slowest1pct: median(rows.filter(c => c.latency >= p99)), stallMs, stalled: stalled.length, ...(stalled.length ? { stalledMedian: median(stalled) } : {}), stalls: windows }
+  }
+}
+
+export interface StageSummary {
+  stamped: number
+  all: Record<string, { p50: number; p99: number; max: number }>
+  slowest1pct: Record<string, number>
+  stallMs: number
+  stalled: number
+  stalledMedian?: Record<string, number>
+  stalls: Array<{ atS: number; messages: number; worstMs: number }>
+}
+
+const round = (n: number): number => (Number.isFinite(n) ? Math.round(n * 10) / 10 : n)
