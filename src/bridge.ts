@@ -40,7 +40,6 @@ import { stopWithin, type StopStep } from './stop.ts'
 import { AppserviceServer } from './matrix/appservice.ts'
 import { MatrixClientApi, type HomeserverApi } from './matrix/client.ts'
 import { Decryption } from './matrix/decryption.ts'
-import { openEncryption } from './matrix/encryption.ts'
 import { GhostEphemeral, matrixEphemeral } from './matrix/ephemeral.ts'
 import { isEcho, MatrixEvents } from './matrix/events.ts'
 import { Ghosts } from './matrix/ghosts.ts'
@@ -188,7 +187,9 @@ async function assemble(config: Config, deps: BridgeDeps, started: StopStep[]): 
     botLocalpart: config.appservice.bot.username, log: log.child({ part: 'matrix' }),
   })
   const encryption = config.encryption.allow
-    ? await openEncryption({
+    // Loaded only here: the Olm machine's WebAssembly glue and the crypto store cost several MB of every
+    // process's resident set, and most bridges have no encrypted portal.
+    ? await (await import('./matrix/encryption.ts')).openEncryption({
       api: plainApi, db, botMxid, domain, storeKey: config.encryption.store_key, log,
       ...(config.encryption.ghost_devices
         ? { ghostDevices: { maxLoaded: config.encryption.ghost_devices_in_memory, idleMs: config.encryption.ghost_idle_seconds * 1000 } }

@@ -58,6 +58,9 @@ export interface OutboxOptions {
   now?: () => number
 }
 
+/** A row as read: the read itself may have marked it 'sending' (readMany). */
+type ReadRow = OutboxRow & { claimedByRead: boolean }
+
 /** A row sent, with the copy its send made. */
 interface Sent {
   row: OutboxRow
@@ -67,8 +70,8 @@ interface Sent {
 const queueKey = (network: string, chatId: string): string => `${network}\u0000${chatId}`
 
 /** Rows by their queue, each queue's in id order. */
-function groupByQueue(rows: OutboxRow[]): Map<string, OutboxRow[]> {
-  const byQueue = new Map<string, OutboxRow[]>()
+function groupByQueue<R extends OutboxRow>(rows: R[]): Map<string, R[]> {
+  const byQueue = new Map<string, R[]>()
   for (const row of [...rows].sort((a, b) => a.id - b.id)) {
     const key = queueKey(row.network, row.chat_id)
     const list = byQueue.get(key)
@@ -93,7 +96,7 @@ export class Outbox {
   // With many chats busy at once (every message in a chat of its own, at 10,000 portals) each queue holds one
   // row at a time: their reads, 'sending' marks and 'sent' marks are coalesced across queues, so the cost per
   // message stays that of a few busy chats.
-  private readonly reads = new Coalescer<{ network: string; chatId: string }, OutboxRow[]>(queues => this.readMany(queues))
+  private readonly reads = new Coalescer<{ network: string; chatId: string }, ReadRow[]>(queues => this.readMany(queues))
   private readonly claims = new Coalescer<number[]>(async lists => {
     await this.opts.db.query(`UPDATE outbox SET state = 'sending', attempts = attempts + 1 WHERE id = ANY($1::bigint[])`, [lists.flat()])
   })
@@ -103,15 +106,24 @@ export class Outbox {
     this.opts = { backoff: { initialMs: 1000, maxMs: 300_000, maxAttempts: 15 }, now: Date.now, ...opts }
   }
 
-  /** The first rows still to deliver of each queue, in one statement for all of them. */
-  private async readMany(queues: Array<{ network: string; chatId: string }>): Promise<OutboxRow[][]> {
-    const { rows } = await this.opts.db.query<OutboxRow>(
-      `SELECT o.* FROM unnest($1::text[], $2::text[]) AS q(network, chat_id)
-       CROSS JOIN LATERAL (SELECT * FROM outbox WHERE network = q.network AND chat_id = q.chat_id
-         AND state IN ('pending', 'sending', 'held') ORDER BY id LIMIT ${READ_MAX}) o`,
-      [queues.map(q => q.network), queues.map(q => q.chatId)],
+  /**
+   * The first rows still to deliver of each queue, in one statement for all of them. The same statement marks
+   * each queue's head 'sending' when it may go now (not held, not waiting for a retry), as attempt() would
+   * first: at low rates a queue holds one row, and its claim was a statement and a commit of its own.
+   */
+  private async readMany(queues: Array<{ network: string; chatId: string }>): Promise<ReadRow[][]> {
+    const { rows } = await this.opts.db.query<OutboxRow & { claimed: boolean }>(
+      `WITH r AS (SELECT o.* FROM unnest($1::text[], $2::text[]) AS q(network, chat_id)
+         CROSS JOIN LATERAL (SELECT * FROM outbox WHERE network = q.network AND chat_id = q.chat_id
+           AND state IN ('pending', 'sending', 'held') ORDER BY id LIMIT ${READ_MAX}) o),
+       head AS (SELECT DISTINCT ON (network, chat_id) id, state, next_attempt_at FROM r ORDER BY network, chat_id, id),
+       c AS (UPDATE outbox SET state = 'sending', attempts = attempts + 1
+         WHERE id IN (SELECT id FROM head WHERE state <> 'held' AND next_attempt_at <= $3) RETURNING id)
+       SELECT r.*, c.id IS NOT NULL AS claimed FROM r LEFT JOIN c ON c.id = r.id`,
+      // The outbox's clock decides what is due, as ready() does, so that a claimed head is always sent.
+      [queues.map(q => q.network), queues.map(q => q.chatId), new Date(this.opts.now())],
     )
-    const byQueue = groupByQueue(rows)
+    const byQueue = groupByQueue(rows.map(({ claimed, ...row }) => ({ ...row, claimedByRead: claimed })))
     return queues.map(q => byQueue.get(queueKey(q.network, q.chatId)) ?? [])
   }
 
@@ -246,24 +258,29 @@ export class Outbox {
 
   private async work(network: string, chatId: string): Promise<void> {
     while (!this.stopped) {
-      const rows = await this.reads.add({ network, chatId })
-      if (rows.length === 0) return
+      const read = await this.reads.add({ network, chatId })
+      if (read.length === 0) return
+      // The head, when the read marked it 'sending' itself (readMany): due, and claimed.
+      const headClaimed = read[0]!.claimedByRead
+      const rows: OutboxRow[] = read.map(({ claimedByRead: _, ...row }) => row)
       // The row already marked 'sending' by the statement that finished the one before it.
       let claimed = false
       let stale = false
       for (let i = 0; i < rows.length; i++) {
         const row = rows[i]!
-        if (this.stopped) return
+        if (this.stopped) return // a claimed head goes back to 'pending' at the next start, as any row in flight
         if (!claimed) {
-          if (row.state === 'held') return // the whole queue waits for release()
-          const wait = new Date(row.next_attempt_at).getTime() - this.opts.now()
-          if (wait > 0) {
-            this.wakeLater(network, chatId, wait)
-            return
+          if (!(i === 0 && headClaimed)) {
+            if (row.state === 'held') return // the whole queue waits for release()
+            const wait = new Date(row.next_attempt_at).getTime() - this.opts.now()
+            if (wait > 0) {
+              this.wakeLater(network, chatId, wait)
+              return
+            }
           }
           const run = this.batchable(rows, i)
           if (run.length > 1) {
-            const goOn = await this.sendRun(run)
+            const goOn = await this.sendRun(run, i === 0 && headClaimed)
             this.letRecordWaitersGo(queueKey(network, chatId))
             if (!goOn) return
             stale = true
@@ -272,7 +289,7 @@ export class Outbox {
         }
         const after = rows[i + 1]
         const next = after && this.ready(after) ? after : undefined
-        const outcome = await this.attempt(row, claimed, next)
+        const outcome = await this.attempt(row, claimed || (i === 0 && headClaimed), next)
         this.letRecordWaitersGo(queueKey(network, chatId))
         if (outcome === 'stop') return
         claimed = outcome === 'next_claimed'
@@ -303,13 +320,14 @@ export class Outbox {
   }
 
   /**
-   * Sends a run in order, each row marked 'sending' first (all in one statement), and marks the sent ones with
+   * Sends a run in order, each row marked 'sending' first (all in one statement; the head may already be, by
+   * the read), and marks the sent ones with
    * their copies in one statement at the end: two commits for the run instead of one per row. A crash in
    * between re-sends the run, which the 'sending' mark counts as in flight. Returns whether the queue may go on.
    */
-  private async sendRun(run: OutboxRow[]): Promise<boolean> {
+  private async sendRun(run: OutboxRow[], headClaimed: boolean): Promise<boolean> {
     const { db } = this.opts
-    await this.claims.add(run.map(r => r.id))
+    await this.claims.add(run.slice(headClaimed ? 1 : 0).map(r => r.id))
     const sent: Sent[] = []
     let failure: { row: OutboxRow; err: unknown } | undefined
     for (const row of run) {

@@ -3,13 +3,15 @@
 // encryption layer (encrypting-api.ts) wraps it: every outgoing room event passes through sendEvent (state
 // events through sendState, which stay plain as the spec wants), every attachment through uploadAttachment.
 //
-// HTTP goes through the bot-sdk's MatrixClient.doRequest, which already does Bearer auth, JSON, keep-alive
-// and Retry-After parsing. We never use its impersonateUserId(): that is shared mutable state on the client,
-// and two ghosts sending at once would race on it. `user_id` goes into each call's own query instead.
-import { MatrixClient, MatrixError } from '@vector-im/matrix-bot-sdk'
+// HTTP goes through axios (already the Signal client's): Bearer auth, JSON, keep-alive (Node's default agent).
+// It used to be the bot-sdk's MatrixClient.doRequest, a thin layer over the deprecated `request` library; loading
+// the bot-sdk (with `request`, express, lowdb and its storage drivers) cost about 17 MB of the idle resident set
+// for this one method (docs/performance.md). `user_id` goes into each call's own query, so two ghosts sending at
+// once never share state.
+import { stringify as queryString } from 'node:querystring'
+import axios, { type AxiosInstance } from 'axios'
 import type { Logger } from 'pino'
 import type { EncryptedFile } from './attachments.ts'
-import { routeBotSdkLogs } from './client-log.ts'
 import {
   isMatrixErrcode,
   isUnrecognized,
@@ -151,7 +153,7 @@ const CONNECTION_CODES = new Set([
 export class MatrixClientApi implements HomeserverApi {
   readonly domain: string
   readonly botUserId: string
-  private readonly http: MatrixClient
+  private readonly http: AxiosInstance
   private readonly timeoutMs: number
   private readonly log: Logger
   /** Set once the authenticated media endpoint answered M_UNRECOGNIZED: old servers stay old. */
@@ -162,8 +164,15 @@ export class MatrixClientApi implements HomeserverApi {
     this.botUserId = `@${opts.botLocalpart}:${opts.domain}`
     this.timeoutMs = opts.requestTimeoutMs ?? 60_000
     this.log = opts.log.child({ module: 'matrix-client' })
-    routeBotSdkLogs(opts.log)
-    this.http = new MatrixClient(opts.homeserverUrl, opts.asToken)
+    this.http = axios.create({
+      baseURL: opts.homeserverUrl.replace(/\/+$/, ''),
+      headers: { Authorization: `Bearer ${opts.asToken}` },
+      // Every status is answered by hand (toTypedError), and bodies are decoded here: a download stays bytes.
+      validateStatus: () => true,
+      responseType: 'arraybuffer',
+      maxBodyLength: Infinity,
+      maxContentLength: Infinity,
+    })
   }
 
   async whoami(asUser?: string): Promise<{ userId: string; deviceId?: string }> {
@@ -397,17 +406,37 @@ export class MatrixClientApi implements HomeserverApi {
       qs[k] = Array.isArray(v) ? v : String(v)
     }
     if (opts.asUser) qs['user_id'] = opts.asUser
+    const query = queryString(qs) // arrays as repeated keys (a=1&a=2), as the spec's query parameters want
+    const body = opts.body === undefined ? undefined : Buffer.isBuffer(opts.body) ? opts.body : JSON.stringify(opts.body)
     const started = Date.now()
     try {
-      return await this.http.doRequest(
-        method, path, qs, opts.body ?? null, this.timeoutMs, opts.raw ?? false,
-        opts.contentType ?? 'application/json', opts.raw ?? false,
-      )
+      const res = await this.http.request<ArrayBuffer>({
+        method,
+        url: query ? `${path}?${query}` : path,
+        data: body,
+        headers: body === undefined ? {} : { 'Content-Type': Buffer.isBuffer(opts.body) ? opts.contentType ?? 'application/octet-stream' : 'application/json' },
+        timeout: this.timeoutMs,
+        // A media download may be redirected (to a CDN); nothing else is followed.
+        maxRedirects: method === 'GET' ? 5 : 0,
+      })
+      const raw: RawResponse = { statusCode: res.status, headers: res.headers as RawResponse['headers'], body: Buffer.from(res.data) }
+      if (res.status < 200 || res.status >= 300) throw raw
+      return opts.raw ? raw : jsonOrText(raw.body as Buffer)
     } catch (err) {
       const typed = toTypedError(err, `${method} ${path}`)
       this.log.debug({ request: `${method} ${path}`, ms: Date.now() - started, err: typed.message }, 'homeserver call failed')
       throw typed
     }
+  }
+}
+
+/** A response body as the callers take it: JSON when it parses, else its text. */
+function jsonOrText(body: Buffer): unknown {
+  const text = body.toString('utf8')
+  try {
+    return JSON.parse(text)
+  } catch {
+    return text
   }
 }
 
@@ -449,17 +478,10 @@ function retryAfterOf(body: Record<string, unknown> | undefined, header: string 
   return typeof h === 'string' && /^\d+$/.test(h.trim()) ? Number(h.trim()) * 1000 : undefined
 }
 
-/** The bot-sdk throws a MatrixError (JSON error body), the raw response (any other non-2xx, and every error
- * of a raw request, whose body stays a Buffer), or the `request` library's socket error. */
+/** call() throws the raw response of a non-2xx answer (its body a Buffer), or axios's socket or timeout error
+ * (with a Node error code such as ECONNREFUSED, or ECONNABORTED for a timeout). */
 function toTypedError(err: unknown, request: string): Error {
   if (err instanceof MatrixApiError || err instanceof MatrixConnectionError) return err
-  if (err instanceof MatrixError) {
-    const body = parseBody(err.body)
-    return new MatrixApiError({
-      status: err.statusCode, errcode: err.errcode, error: err.error, retryAfterMs: retryAfterOf(body, undefined) ?? err.retryAfterMs,
-      body, request,
-    })
-  }
   if (err && typeof err === 'object' && typeof (err as RawResponse).statusCode === 'number') {
     const res = err as RawResponse
     const body = parseBody(res.body)

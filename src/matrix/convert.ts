@@ -3,7 +3,8 @@ import { safeFilename } from '../core/filename.ts'
 import type { MediaStore } from '../core/media.ts'
 import { plainText, type Attachment, type AttachmentKind, type InboundEvent, type MessageContent, type NetworkId, type Person } from '../core/model.ts'
 import { decryptAttachment, encryptedFileOf } from './attachments.ts'
-import { htmlToRichText, richTextToMatrix, stripPlainReplyFallback, type MentionResolver } from './html.ts'
+import { richTextToMatrix, type MentionResolver } from './html-render.ts'
+import { stripPlainReplyFallback } from './html-text.ts'
 import type { MatrixEvent } from './inbox.ts'
 
 type Json = Record<string, unknown>
@@ -30,10 +31,17 @@ export class Unsupported {
   }
 }
 
+// The HTML parser (sanitize-html, htmlparser2, postcss: several MB resident) is loaded with the first formatted
+// message, not with the bridge: an idle bridge, or one whose rooms send plain text, never needs it.
+let htmlParse: typeof import('./html-parse.ts') | undefined
+
 /** Body text of m.text/m.notice/m.emote, formatted when the sender sent HTML. */
-function textOf(content: Json, ctx: ConvertContext, isReply: boolean) {
+async function textOf(content: Json, ctx: ConvertContext, isReply: boolean) {
   const html = content.format === 'org.matrix.custom.html' ? str(content.formatted_body) : undefined
-  if (html !== undefined) return htmlToRichText(html, { isGhost: ctx.isGhost })
+  if (html !== undefined) {
+    htmlParse ??= await import('./html-parse.ts')
+    return htmlParse.htmlToRichText(html, { isGhost: ctx.isGhost })
+  }
   const body = str(content.body) ?? ''
   return plainText(isReply ? stripPlainReplyFallback(body) : body)
 }
@@ -74,7 +82,7 @@ async function messageContent(content: Json, ctx: ConvertContext, isReply: boole
     case 'm.emote': {
       // Without a string body there is no message, and an empty one would reach the groups as a bare name.
       if (typeof content.body !== 'string') return new Unsupported('text without a string body')
-      const body = textOf(content, ctx, isReply)
+      const body = await textOf(content, ctx, isReply)
       if (body.text.length === 0) return new Unsupported('empty text')
       return {
         kind: msgtype === 'm.notice' ? 'notice' : msgtype === 'm.emote' ? 'emote' : 'text',
@@ -101,7 +109,7 @@ async function messageContent(content: Json, ctx: ConvertContext, isReply: boole
       const att = await attachmentOf(content, kind, ctx)
       if (att instanceof Unsupported) return att
       // A caption (MSC2530): body differs from the file name.
-      const caption = str(content.filename) && str(content.body) !== str(content.filename) ? textOf(content, ctx, false) : plainText('')
+      const caption = str(content.filename) && str(content.body) !== str(content.filename) ? await textOf(content, ctx, false) : plainText('')
       return { kind: 'text', body: caption, attachments: [att] }
     }
   }

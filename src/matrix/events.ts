@@ -17,7 +17,7 @@ import { AttachmentError } from './attachments.ts'
 import type { Decryption } from './decryption.ts'
 import type { EncryptedRooms } from './encrypted-rooms.ts'
 import { parseGhost, type Ghosts } from './ghosts.ts'
-import type { Inbox, InboxRow, MatrixEvent } from './inbox.ts'
+import { Inbox, type InboxRow, type MatrixEvent } from './inbox.ts'
 import type { BotRooms } from './rooms.ts'
 import type { RoomUpgrades } from './upgrade.ts'
 import { chatUpdateOf } from './room-state.ts'
@@ -143,6 +143,7 @@ export class MatrixEvents {
         byRoom.set(r.event.room_id, list)
       }
       const done: number[] = []
+      let recorded = 0
       let failed = false
       await Promise.all([...byRoom.values()].map(async list => {
         // Consecutive relayable events of a room are recorded in one transaction (one commit for the lot);
@@ -152,8 +153,9 @@ export class MatrixEvents {
           const items = batch.splice(0)
           if (items.length === 0) return true
           try {
-            await this.opts.router.receiveMany(items.map(i => i.event))
-            done.push(...items.map(i => i.row.id))
+            // Marked handled in the transaction that records them: one commit for both.
+            await this.opts.router.receiveMany(items.map(i => i.event), { ids: items.map(i => i.row.id), mark: Inbox.markProcessed })
+            recorded += items.length
             return true
           } catch {
             // One by one, so that each event gets its own failure accounting.
@@ -183,8 +185,8 @@ export class MatrixEvents {
         }
         if (!(await flush())) failed = true
       }))
-      if (done.length > 0) await db.query('UPDATE inbox SET processed_at = now() WHERE id = ANY($1::bigint[])', [done])
-      this.worked(done.length)
+      await Inbox.markProcessed(db, done)
+      this.worked(done.length + recorded)
       if (failed) {
         this.retryLater()
         return

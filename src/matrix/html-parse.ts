@@ -177,14 +177,3 @@ export function htmlToRichText(html: string, opts: HtmlToRichTextOptions = {}): 
   })
   return { text: built.text, styles, links, mentions }
 }
-
-// The legacy plain-text reply fallback: "> <@alice:example.org> original" lines, then one blank line.
-/** Removes a rich-reply fallback quote from the start of a plain body (spec before v1.13). */
-export function stripPlainReplyFallback(body: string): string {
-  if (!body.startsWith('> <')) return body
-  const lines = body.split('\n')
-  let i = 0
-  while (i < lines.length && (lines[i] ?? '').startsWith('>')) i++
-  if (i < lines.length && lines[i] === '') i++
-  return lines.slice(i).join('\n')
-}

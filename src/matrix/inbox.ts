@@ -1,7 +1,7 @@
 // Durable record of what the homeserver pushed: events land here before the 200 goes out.
 import { createHash } from 'node:crypto'
 import { Coalescer } from '../db/coalesce.ts'
-import type { Db } from '../db/types.ts'
+import type { Db, Queryable } from '../db/types.ts'
 import type { TransactionCrypto } from './transaction-crypto.ts'
 
 export interface MatrixEvent {
@@ -146,6 +146,11 @@ export class Inbox {
   async pendingCount(): Promise<number> {
     const { rows } = await this.db.query<{ n: number }>('SELECT count(*)::int AS n FROM inbox WHERE processed_at IS NULL')
     return rows[0]?.n ?? 0
+  }
+
+  /** Marks events handled; `q` may be the transaction that recorded what they brought, so both commit together. */
+  static async markProcessed(q: Queryable, ids: number[]): Promise<void> {
+    if (ids.length > 0) await q.query('UPDATE inbox SET processed_at = now() WHERE id = ANY($1::bigint[])', [ids])
   }
 
   async recordFailure(id: number, error: string): Promise<void> {

@@ -2,11 +2,13 @@
 import { describe, expect, it } from 'vitest'
 import { proto } from '@whiskeysockets/baileys'
 import { SqlLoginStore } from '../../src/core/logins.ts'
+import { Outbox, type OutboxRow } from '../../src/core/outbox.ts'
 import { Coalescer } from '../../src/db/coalesce.ts'
 import type { Db, Queryable } from '../../src/db/types.ts'
 import { Inbox, type MatrixEvent } from '../../src/matrix/inbox.ts'
 import { MessageStore } from '../../src/whatsapp/messages.ts'
 import { DB_KINDS, freshDb } from '../support/db.ts'
+import { pino } from 'pino'
 
 /** Counts the statements a Db runs, by their first words. */
 function counting(db: Db): { db: Db; count: (prefix: string) => number } {
@@ -132,6 +134,40 @@ describe.each(DB_KINDS)('on %s', kind => {
     expect(most).toBe(1)
     expect(previous).toEqual(['connecting', ...states.slice(0, -1)]) // each saw the one made before it
     expect((await new SqlLoginStore(base).get(saved.id))?.state).toBe(states.at(-1))
+    await base.close()
+  })
+
+  it('a lone message to two quiet chats: one statement reads both queues and claims each head, and nothing else marks them sending', async () => {
+    const base = await freshDb(kind)
+    const { db, count } = counting(base)
+    const portal = (await base.query<{ id: number }>(`INSERT INTO portals (room_id) VALUES ('!quiet:x') RETURNING id`)).rows[0]!.id
+    // What each send saw in the database while it was under way: the row must already count as in flight.
+    const during: Array<{ state: string; attempts: number }> = []
+    const sent: string[] = []
+    let marked = 0
+    let bothMarked!: () => void
+    const done = new Promise<void>(resolve => (bothMarked = resolve))
+    const outbox = new Outbox({
+      db, log: pino({ level: 'silent' }), holdRetentionMs: 3_600_000, onFailed: async () => {},
+      onSent: () => { if (++marked === 2) bothMarked() },
+      dispatch: async (row: OutboxRow) => {
+        during.push((await base.query<{ state: string; attempts: number }>('SELECT state, attempts FROM outbox WHERE id = $1', [row.id])).rows[0]!)
+        sent.push(`${row.network}:${row.chat_id}`)
+      },
+    })
+    await Outbox.enqueue(base, ['signal', 'whatsapp'].map(network => ({
+      portalId: portal, messageId: null, network: network as 'signal' | 'whatsapp', chatId: `${network}-group`, op: 'message' as const, payload: { text: 'hi' },
+    })))
+    outbox.kick('signal', 'signal-group')
+    outbox.kick('whatsapp', 'whatsapp-group')
+    await done // both marked sent
+    await outbox.stop()
+    expect(sent.sort()).toEqual(['signal:signal-group', 'whatsapp:whatsapp-group'])
+    expect(during).toEqual([{ state: 'sending', attempts: 1 }, { state: 'sending', attempts: 1 }])
+    expect(count('WITH r AS')).toBe(1) // both queues read, and their heads claimed, together
+    expect(count(`UPDATE outbox SET state = 'sending'`)).toBe(0)
+    const rows = (await base.query<{ state: string; attempts: number }>('SELECT state, attempts FROM outbox')).rows
+    expect(rows).toEqual([{ state: 'sent', attempts: 1 }, { state: 'sent', attempts: 1 }])
     await base.close()
   })
 

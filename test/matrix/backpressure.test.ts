@@ -4,6 +4,7 @@ import { pino } from 'pino'
 import { afterEach, describe, expect, it } from 'vitest'
 import type { InboundEvent } from '../../src/core/model.ts'
 import type { Portal } from '../../src/core/portals.ts'
+import type { Handled } from '../../src/core/router.ts'
 import type { Db } from '../../src/db/types.ts'
 import { AppserviceServer } from '../../src/matrix/appservice.ts'
 import { MatrixEvents, type MatrixEventsOptions } from '../../src/matrix/events.ts'
@@ -41,7 +42,8 @@ describe.each(DB_KINDS)('backpressure on %s', kind => {
     const opened = new Promise<void>(r => (gate.open = () => { gate.closed = false; r() }))
     events = new MatrixEvents({
       db, inbox, log, domain: 'example.org', botMxid: '@bot:example.org', permissions: {},
-      router: { receiveMany: async (evs: InboundEvent[]) => { if (gate.closed) await opened; relayed.push(...evs) } },
+      // Like the real router, marks the inbox rows handled with what it recorded (Router.receiveMany).
+      router: { receiveMany: async (evs: InboundEvent[], handled?: Handled) => { if (gate.closed) await opened; relayed.push(...evs); await handled?.mark(db, handled.ids) } },
       portals: { byRoom: (id: string) => (id === ROOM ? portal : undefined) },
       commands: { parse: () => undefined },
       api: { getState: async () => undefined },

@@ -362,7 +362,7 @@ describe('the wait a rate limit asks for', () => {
 })
 
 describe('logging', () => {
-  it('routes the bot-sdk logs into pino without tokens or bodies', async () => {
+  it('logs a failed homeserver call without tokens or bodies', async () => {
     const lines: string[] = []
     const sink = new Writable({ write(chunk: Buffer, _enc, cb) { lines.push(chunk.toString()); cb() } })
     const log = pino({ level: 'debug' }, sink)
@@ -372,7 +372,7 @@ describe('logging', () => {
     await api.registerUser('signal_secretive')
     await caught(api.registerUser('secret_body_text'))
     const all = lines.join('')
-    expect(all).toContain('bot-sdk')
+    expect(all).toContain('homeserver call failed')
     expect(all).not.toContain(hs.registration.as_token)
     expect(all).not.toContain('secret_body_text')
   })
