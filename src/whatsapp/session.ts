@@ -11,7 +11,7 @@ import { isSelf, memberOf } from './membership.ts'
 import type { MessageStore } from './messages.ts'
 import { neutralLabel, type People } from './people.ts'
 import type { PhoneWatch } from './phone.ts'
-import { ReadGate } from './reading.ts'
+import { MAX_BACKLOG, ReadGate } from './reading.ts'
 import { CLIENT_OUTDATED, KEEPALIVE_MS, OUTDATED_SENTENCE, ignoreJid, statusOf, transportOf, type GroupCache, type MediaDownloader, type TtlCache, type WaPort, type WaSocketFactory, type WaSocketOptions } from './socket.ts'
 
 export interface SessionDeps {
@@ -346,15 +346,21 @@ export class Session {
     try {
       let run: Array<InboundEvent | undefined> = []
       let rows: Array<Promise<void>> = []
-      for (const msg of batch) {
-        if (selfContained(msg)) {
-          run.push(await this.#persistently(() => this.#prepare(msg, rows)))
-          continue
-        }
+      const flush = async () => {
         await this.#recordRun(run, rows)
         taken += run.length
         run = []
         rows = []
+      }
+      for (const msg of batch) {
+        if (selfContained(msg)) {
+          run.push(await this.#persistently(() => this.#prepare(msg, rows)))
+          // Baileys flushes an offline backlog as one upsert of any size: a run is recorded in pieces, each one
+          // statement the event loop gets through quickly.
+          if (run.length >= MAX_BACKLOG) await flush()
+          continue
+        }
+        await flush()
         await this.#persistently(async () => {
           const event = await this.#prepare(msg)
           if (event) await this.#d.ctx.receive(event)
@@ -362,8 +368,7 @@ export class Session {
         this.#gate.done(1)
         taken++
       }
-      await this.#recordRun(run, rows)
-      taken += run.length
+      await flush()
     } finally {
       // What was not recorded never will be (the session stopped): it waits no more.
       this.#gate.done(batch.length - taken)

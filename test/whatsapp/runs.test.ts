@@ -80,6 +80,15 @@ describe.each(DB_KINDS)('WhatsApp messages in runs (%s)', kind => {
     expect(await rowsOf(env)).toBe(50)
   })
 
+  it(`an upsert of 1,200 (an offline backlog flushed at once) is recorded in runs of at most ${MAX_BACKLOG}, in order`, async () => {
+    env = await linked(kind)
+    const core = slowCore(env)
+    env.wa.deliverBatch(texts(1200).map(said), 'append')
+    await until(() => env.received.length === 1200 || undefined, '1,200 messages')
+    expect(core.runs.map(r => r.length)).toEqual([MAX_BACKLOG, MAX_BACKLOG, 1200 - 2 * MAX_BACKLOG])
+    expect(env.received.map(textOf)).toEqual(texts(1200))
+  })
+
   it('messages arriving while a run is recorded are recorded together next, in order', async () => {
     env = await linked(kind)
     const core = slowCore(env)
