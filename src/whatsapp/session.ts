@@ -53,6 +53,9 @@ export class Session {
    * joins them (so that what arrives while a run is recorded is recorded together next). */
   #nextMessages: WAMessage[] | undefined
   readonly #gate: ReadGate
+  /** The socket once Baileys has logged it in: only its reading is held back (a handshake read a frame per breath
+   * would not finish in time). Set as the event comes, not in turn on #chain, which may be busy recording. */
+  #loggedIn: WaPort | undefined
   /** Typing and receipts, in order among themselves, apart from messages: neither waits for the other. */
   #ephemeralChain: Promise<unknown> = Promise.resolve()
   /** Groups whose chat states (typing) this socket asked for, and when. */
@@ -63,7 +66,7 @@ export class Session {
     this.login = login
     this.#d = deps
     // Half of Baileys' keepalive: a held socket is read often enough that Baileys never takes it for dead.
-    this.#gate = new ReadGate(() => (this.sock ? transportOf(this.sock) : undefined), (deps.keepAliveMs ?? KEEPALIVE_MS) / 2)
+    this.#gate = new ReadGate(() => (this.sock && this.sock === this.#loggedIn ? transportOf(this.sock) : undefined), (deps.keepAliveMs ?? KEEPALIVE_MS) / 2)
   }
 
   /** How the socket is read: messages handed over that wait to be recorded, and the holds for them. */
@@ -145,7 +148,10 @@ export class Session {
     const sock = this.#d.factory(auth.state, opts)
     this.sock = sock
     this.#subscribed = new Map()
-    sock.ev.on('connection.update', u => void this.#serial(() => this.#onConnection(sock, u)))
+    sock.ev.on('connection.update', u => {
+      if (u.connection === 'open') this.#loggedIn = sock
+      void this.#serial(() => this.#onConnection(sock, u))
+    })
     sock.ev.on('creds.update', () => void this.#serial(() => auth.saveCreds()))
     sock.ev.on('messages.upsert', ({ messages }) => this.#upsert(messages))
     // Every frame read ends a breath of a held socket (reading.ts).
