@@ -103,6 +103,13 @@ export async function toInbound(msg: WAMessage, deps: InboundDeps): Promise<Inbo
   return { ...base, kind: 'message', content, ...(replyTo ? { replyTo } : {}), ...expiring }
 }
 
+/** Whether relaying this message downloads media from WhatsApp first (a view-once one is never downloaded). */
+export function needsDownload(msg: WAMessage): boolean {
+  if (!msg.message || isViewOnce(msg.message)) return false
+  const c = extractMessageContent(msg.message)
+  return !!c && MEDIA.some(m => c[m.field])
+}
+
 /** A view-once photo, video or voice message: wrapped (viewOnceMessage, V2, V2Extension; inside an ephemeralMessage in a
  * group with a timer), or flagged on the media itself. */
 export function isViewOnce(m: proto.IMessage): boolean {

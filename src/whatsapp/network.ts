@@ -20,6 +20,9 @@ export interface WhatsAppNetworkOptions {
   /** Jitter between two sends to one group, in ms (default [800, 2500]; [0, 0] in tests). */
   paceMs?: [number, number]
   reconnect?: { initialMs: number; maxMs: number }
+  /** Baileys' keepalive interval (its default, 30 s, when not given); a socket held back for the backlog is read a
+   * little every half of it. */
+  keepAliveMs?: number
   now?: () => number
   /** How long a login waits for the phone (default 3 minutes). */
   loginTimeoutMs?: number
@@ -38,7 +41,7 @@ function metric<T>(registry: Registry, name: string, make: () => T): T {
 
 export class WhatsAppNetwork implements RemoteNetwork {
   readonly network = 'whatsapp' as const
-  readonly #opts: Required<Omit<WhatsAppNetworkOptions, 'now'>> & { now: () => number }
+  readonly #opts: Required<Omit<WhatsAppNetworkOptions, 'now' | 'keepAliveMs'>> & { now: () => number; keepAliveMs?: number }
   readonly #sessions = new Map<string, Session>()
   readonly #inFlight = new Set<string>()
   /** Groups whose picture the relay is changing: WhatsApp re-encodes a picture, so its echo cannot be told by its bytes. */
@@ -60,6 +63,7 @@ export class WhatsAppNetwork implements RemoteNetwork {
       download: opts.download ?? baileysDownloader,
       paceMs: opts.paceMs ?? [800, 2500],
       reconnect: opts.reconnect ?? { initialMs: 2000, maxMs: 5 * 60_000 },
+      ...(opts.keepAliveMs ? { keepAliveMs: opts.keepAliveMs } : {}),
       now: opts.now ?? Date.now,
       loginTimeoutMs: opts.loginTimeoutMs ?? 3 * 60_000,
       phoneCheckMs: opts.phoneCheckMs ?? HOUR,
@@ -216,6 +220,12 @@ export class WhatsAppNetwork implements RemoteNetwork {
     return this.#phone.lastSeen(loginId)
   }
 
+  /** How a login's socket is read: its messages that wait for the ones before them to be recorded, and the holds
+   * of its reading for them. */
+  reading(loginId: string): Session['reading'] | undefined {
+    return this.#sessions.get(loginId)?.reading
+  }
+
   lastActivity(loginId: string): Promise<number | undefined> {
     return this.phoneLastSeen(loginId)
   }
@@ -231,6 +241,7 @@ export class WhatsAppNetwork implements RemoteNetwork {
       phone: this.#phone,
       retryCache: this.#retryCache,
       reconnect: this.#opts.reconnect,
+      ...(this.#opts.keepAliveMs ? { keepAliveMs: this.#opts.keepAliveMs } : {}),
       inFlight: this.#inFlight,
       openLogins: () => this.#sessions.size,
       ownPictures: this.#ownPictures,

@@ -2,16 +2,17 @@
 // and the event wiring that feeds the core, the people table, the group cache and the phone watch.
 import type { Boom } from '@hapi/boom'
 import { DisconnectReason, extractMessageContent, jidDecode, jidNormalizedUser, proto, type BaileysEventMap, type WAMessage } from '@whiskeysockets/baileys'
-import type { GroupMember } from '../core/model.ts'
+import type { GroupMember, InboundEvent } from '../core/model.ts'
 import type { ConnectionState, Login, NetworkContext } from '../core/network.ts'
 import { loadAuth, lockLogin, type LoginLock, type StoredAuth } from './auth.ts'
-import { isViewOnce, toInbound, usableName } from './convert.ts'
+import { isViewOnce, needsDownload, toInbound, usableName } from './convert.ts'
 import { currentPicture } from './group-state.ts'
 import { isSelf, memberOf } from './membership.ts'
 import type { MessageStore } from './messages.ts'
 import { neutralLabel, type People } from './people.ts'
 import type { PhoneWatch } from './phone.ts'
-import { CLIENT_OUTDATED, OUTDATED_SENTENCE, ignoreJid, statusOf, type GroupCache, type MediaDownloader, type TtlCache, type WaPort, type WaSocketFactory, type WaSocketOptions } from './socket.ts'
+import { MAX_BACKLOG, ReadGate } from './reading.ts'
+import { CLIENT_OUTDATED, KEEPALIVE_MS, OUTDATED_SENTENCE, ignoreJid, statusOf, transportOf, type GroupCache, type MediaDownloader, type TtlCache, type WaPort, type WaSocketFactory, type WaSocketOptions } from './socket.ts'
 
 export interface SessionDeps {
   ctx: NetworkContext
@@ -23,6 +24,8 @@ export interface SessionDeps {
   phone: PhoneWatch
   retryCache: TtlCache
   reconnect: { initialMs: number; maxMs: number }
+  /** Baileys' keepalive interval (its default when not given). */
+  keepAliveMs?: number
   inFlight: Set<string>
   /** How many WhatsApp logins are open: with more than one, one may hear in a group what another sent there. */
   openLogins(): number
@@ -46,6 +49,13 @@ export class Session {
   #attempts = 0
   #timer: NodeJS.Timeout | undefined
   #chain: Promise<unknown> = Promise.resolve()
+  /** Messages queued on #chain and not yet started: an upsert arriving meanwhile, with nothing else in between,
+   * joins them (so that what arrives while a run is recorded is recorded together next). */
+  #nextMessages: WAMessage[] | undefined
+  readonly #gate: ReadGate
+  /** The socket once Baileys has logged it in: only its reading is held back (a handshake read a frame per breath
+   * would not finish in time). Set as the event comes, not in turn on #chain, which may be busy recording. */
+  #loggedIn: WaPort | undefined
   /** Typing and receipts, in order among themselves, apart from messages: neither waits for the other. */
   #ephemeralChain: Promise<unknown> = Promise.resolve()
   /** Groups whose chat states (typing) this socket asked for, and when. */
@@ -55,6 +65,14 @@ export class Session {
   constructor(login: Login, deps: SessionDeps) {
     this.login = login
     this.#d = deps
+    // Half of Baileys' keepalive: a held socket is read often enough that Baileys never takes it for dead.
+    this.#gate = new ReadGate(() => (this.sock && this.sock === this.#loggedIn ? transportOf(this.sock) : undefined), (deps.keepAliveMs ?? KEEPALIVE_MS) / 2)
+  }
+
+  /** How the socket is read: messages handed over that wait to be recorded, and the holds for them. */
+  get reading(): Pick<ReadGate, 'backlog' | 'holding' | 'pauses' | 'breaths'> {
+    const g = this.#gate
+    return { backlog: g.backlog, holding: g.holding, pauses: g.pauses, breaths: g.breaths }
   }
 
   get #log() {
@@ -125,13 +143,19 @@ export class Session {
       getMessage: async key => (key.id ? this.#d.store.sentContent(this.login.id, key.id) : undefined),
       cachedGroupMetadata: async jid => this.#d.groups.get(jid),
       msgRetryCounterCache: this.#d.retryCache,
+      ...(this.#d.keepAliveMs ? { keepAliveIntervalMs: this.#d.keepAliveMs } : {}),
     }
     const sock = this.#d.factory(auth.state, opts)
     this.sock = sock
     this.#subscribed = new Map()
-    sock.ev.on('connection.update', u => void this.#serial(() => this.#onConnection(sock, u)))
+    sock.ev.on('connection.update', u => {
+      if (u.connection === 'open') this.#loggedIn = sock
+      void this.#serial(() => this.#onConnection(sock, u))
+    })
     sock.ev.on('creds.update', () => void this.#serial(() => auth.saveCreds()))
-    sock.ev.on('messages.upsert', ({ messages }) => void this.#serial(async () => { for (const m of messages) await this.#persistently(() => this.#onMessage(m)) }))
+    sock.ev.on('messages.upsert', ({ messages }) => this.#upsert(messages))
+    // Every frame read ends a breath of a held socket (reading.ts).
+    sock.ws.on('message', () => this.#gate.read())
     sock.ev.on('groups.update', updates => void this.#serial(() => this.#persistently(() => this.#onGroupsUpdate(updates))))
     // A personal account's other groups and contacts are none of the bridge's business: only bridged groups are
     // looked at, and nothing is learnt of anyone outside them.
@@ -219,7 +243,9 @@ export class Session {
   }
 
   /** Events are handled one at a time, in order: an edit never overtakes the message it edits. */
-  #serial(work: () => Promise<unknown>): Promise<unknown> {
+  #serial(work: () => Promise<unknown>, messages = false): Promise<unknown> {
+    // Messages after this work go after it.
+    if (!messages) this.#nextMessages = undefined
     this.#chain = this.#chain.then(work).catch((err: unknown) => this.#log.error({ err: (err as Error).message }, 'WhatsApp event handling failed'))
     return this.#chain
   }
@@ -300,16 +326,93 @@ export class Session {
     return !!d && own.includes(d.user) && !d.device
   }
 
-  async #onMessage(msg: WAMessage): Promise<void> {
+  #upsert(messages: WAMessage[]): void {
+    if (messages.length === 0) return
+    this.#gate.add(messages.length)
+    if (this.#nextMessages) {
+      this.#nextMessages.push(...messages)
+      return
+    }
+    const batch = [...messages]
+    this.#nextMessages = batch
+    void this.#serial(async () => {
+      if (this.#nextMessages === batch) this.#nextMessages = undefined
+      await this.#onMessages(batch)
+    }, true)
+  }
+
+  /**
+   * Records messages in arrival order. A run of messages that need nothing fetched from WhatsApp (no media to
+   * download, no group state to change: most traffic) goes to the core together, in one transaction; anything else
+   * goes on its own, between runs. Each keeps its own side effects (its wa_messages row, the phone's sighting, the
+   * presence subscription), taken before it is recorded, as when each went alone.
+   */
+  async #onMessages(batch: WAMessage[]): Promise<void> {
+    let taken = 0
+    try {
+      let run: Array<InboundEvent | undefined> = []
+      let rows: Array<Promise<void>> = []
+      const flush = async () => {
+        await this.#recordRun(run, rows)
+        taken += run.length
+        run = []
+        rows = []
+      }
+      for (const msg of batch) {
+        if (selfContained(msg)) {
+          run.push(await this.#persistently(() => this.#prepare(msg, rows)))
+          // Baileys flushes an offline backlog as one upsert of any size: a run is recorded in pieces, each one
+          // statement the event loop gets through quickly.
+          if (run.length >= MAX_BACKLOG) await flush()
+          continue
+        }
+        await flush()
+        await this.#persistently(async () => {
+          const event = await this.#prepare(msg)
+          if (event) await this.#d.ctx.receive(event)
+        })
+        this.#gate.done(1)
+        taken++
+      }
+      await flush()
+    } finally {
+      // What was not recorded never will be (the session stopped): it waits no more.
+      this.#gate.done(batch.length - taken)
+    }
+  }
+
+  /** Records a run together; should the core refuse the run, each goes on its own. */
+  async #recordRun(run: Array<InboundEvent | undefined>, rows: Array<Promise<void>>): Promise<void> {
+    if (run.length === 0) return
+    const { ctx } = this.#d
+    await Promise.all(rows)
+    const events = run.filter(e => e !== undefined)
+    let together = false
+    if (events.length > 1 && ctx.receiveMany) {
+      try {
+        await ctx.receiveMany(events)
+        together = true
+      } catch (err) {
+        this.#log.debug({ err: (err as Error).message, events: events.length }, 'WhatsApp messages could not be recorded together; one by one')
+      }
+    }
+    if (!together) for (const e of events) await this.#persistently(() => ctx.receive(e))
+    this.#gate.done(run.length)
+  }
+
+  /** What one message asks the core to record (undefined: nothing), after its own side effects. With `rows`, its
+   * wa_messages row is written together with the rest of its run's (each retried until written), and the promise
+   * of that left in `rows`. */
+  async #prepare(msg: WAMessage, rows?: Array<Promise<void>>): Promise<InboundEvent | undefined> {
     const { ctx, store, inFlight } = this.#d
     const id = msg.key.id
     // A personal account's chats outside the portals are never read, downloaded or kept.
-    if (this.login.kind === 'personal' && !(msg.key.remoteJid && ctx.isBridgedChat('whatsapp', msg.key.remoteJid))) return
+    if (this.login.kind === 'personal' && !(msg.key.remoteJid && ctx.isBridgedChat('whatsapp', msg.key.remoteJid))) return undefined
     // What another of the bridge's logins sent into a group this one is in too is an echo as well.
-    if (!msg.key.fromMe && id && (inFlight.has(id) || (this.#d.openLogins() > 1 && await store.isBridgeSend(id)))) return
+    if (!msg.key.fromMe && id && (inFlight.has(id) || (this.#d.openLogins() > 1 && await store.isBridgeSend(id)))) return undefined
     if (msg.key.fromMe && id) {
       // The echo of our own send (racing it, or after it) yields nothing: leave before any other work.
-      if (inFlight.has(id) || await store.isOwnSend(this.login.id, id)) return
+      if (inFlight.has(id) || await store.isOwnSend(this.login.id, id)) return undefined
       if (this.#isPhone(msg.key.participant ?? msg.participant ?? msg.key.remoteJid)) await this.#d.phone.seen(this.login.id)
     }
     const chat = msg.key.remoteJid
@@ -317,7 +420,10 @@ export class Session {
     const content = msg.message ? extractMessageContent(msg.message) : undefined
     // A view-once message is not kept (its media keys would let the bridge fetch what was meant to be seen once).
     if (content && !content.reactionMessage && !content.protocolMessage && id && chat && !msg.key.fromMe && !isViewOnce(msg.message!) && ctx.isBridgedChat('whatsapp', chat)) {
-      await store.put(this.login.id, msg.key, msg.message!, false)
+      const put = () => store.put(this.login.id, msg.key, msg.message!, false)
+      // Retried alone until written; an error here only means the session stopped (the run is not recorded then).
+      if (rows) rows.push(put().catch(() => this.#persistently(put)))
+      else await put()
       this.#subscribe(chat)
     }
     const displayName = this.login.displayName || (await this.#d.people.byId(this.login.personId))?.name || 'WhatsApp relay'
@@ -333,13 +439,13 @@ export class Session {
     })
     // The cached metadata's timer is stale now.
     if (event?.kind === 'chat_update') this.#d.groups.forget(event.chat.id)
-    if (event) await this.#d.ctx.receive(event)
+    return event
   }
 
   /** Baileys has acknowledged the message to WhatsApp already: never drop it. Handling (every step of it
    * touches the database, which may be away for a while) is retried until it succeeds or the session stops;
    * it is idempotent, as the core dedupes on the message id. */
-  async #persistently(work: () => Promise<void>): Promise<void> {
+  async #persistently<T>(work: () => Promise<T>): Promise<T> {
     let delay = 200
     for (;;) {
       try {
@@ -478,10 +584,19 @@ export class Session {
   async stop(): Promise<void> {
     this.stopped = true
     clearTimeout(this.#timer)
+    this.#gate.stop()
     await this.sock?.end(undefined).catch(() => {})
     await this.#chain
     await this.#ephemeralChain
     await this.#lock?.release()
     this.#lock = undefined
   }
+}
+
+/** A message the core can record as it is converted: nothing to download from WhatsApp first, and no group state
+ * (the disappearing-message timer) changed by it. */
+function selfContained(msg: WAMessage): boolean {
+  if (needsDownload(msg)) return false
+  const c = msg.message ? extractMessageContent(msg.message) : undefined
+  return c?.protocolMessage?.type !== proto.Message.ProtocolMessage.Type.EPHEMERAL_SETTING
 }

@@ -15,6 +15,7 @@ import makeWASocket, {
   type proto,
 } from '@whiskeysockets/baileys'
 import type { Logger } from 'pino'
+import type { WebSocket } from 'ws'
 
 export type WaPort = Pick<
   WASocket,
@@ -39,6 +40,7 @@ export type WaPort = Pick<
   | 'logout'
   | 'end'
   | 'user'
+  | 'ws'
 > & { ev: BaileysEventEmitter }
 
 /** Compile-time proof that the real socket fits the slice: this fails to compile if Baileys drifts. */
@@ -51,7 +53,20 @@ export interface WaSocketOptions {
   getMessage: (key: WAMessageKey) => Promise<proto.IMessage | undefined>
   cachedGroupMetadata: (jid: string) => Promise<GroupMetadata | undefined>
   msgRetryCounterCache: CacheStore
+  /** How often Baileys pings WhatsApp; it ends a connection it has read nothing from for this plus 5 s
+   * (rc14 Socket/socket.js startKeepAliveRequest). Baileys' default (30 s) when not given. */
+  keepAliveIntervalMs?: number
 }
+
+/** Baileys' default keepalive interval (rc14 Defaults: keepAliveIntervalMs). */
+export const KEEPALIVE_MS = 30_000
+
+/**
+ * The `ws` WebSocket under Baileys' WebSocketClient (null before it connects and after it closes). rc14 keeps it in
+ * a protected field and offers no pause of its own; pausing it stops reading the TCP socket, so that WhatsApp's
+ * server holds what it has not sent yet (ws: `pause()` stops the net socket; `resume()` reads it again).
+ */
+export const transportOf = (sock: Pick<WaPort, 'ws'>): WebSocket | null => sock.ws['socket']
 
 export type WaSocketFactory = (auth: AuthenticationState, opts: WaSocketOptions) => WaPort
 
@@ -86,6 +101,7 @@ export const baileysSocketFactoryAt = (url?: string): WaSocketFactory => (auth, 
     getMessage: opts.getMessage,
     cachedGroupMetadata: opts.cachedGroupMetadata,
     msgRetryCounterCache: opts.msgRetryCounterCache,
+    ...(opts.keepAliveIntervalMs ? { keepAliveIntervalMs: opts.keepAliveIntervalMs } : {}),
   })
 
 /** Production factory: the settings of reference §1. */

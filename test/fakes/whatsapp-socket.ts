@@ -8,7 +8,10 @@ import { readFile, unlink } from 'node:fs/promises'
 import type { AddressInfo } from 'node:net'
 import { randomBytes } from 'node:crypto'
 import { Boom } from '@hapi/boom'
+import { WebSocketServer, type WebSocket as PeerSocket } from 'ws'
+import { WebSocketClient } from '@whiskeysockets/baileys/lib/Socket/Client/index.js'
 import {
+  DEFAULT_CONNECTION_CONFIG,
   DisconnectReason,
   encryptedStream,
   generateWAMessage,
@@ -99,7 +102,24 @@ export interface SentRecord {
 const iqError = (text: string, code: number): Boom => new Boom(text, { data: code })
 const CLOSED = () => new Boom('Connection Closed', { statusCode: DisconnectReason.connectionClosed })
 
+export interface FakeWhatsAppOptions {
+  /** Give every socket a real WebSocket to the fake's server, as rc14's WebSocketClient has to WhatsApp's: messages
+   * sent with `deliverOverWire` travel over it, so that a paused socket really stops reading them, and the socket
+   * keeps rc14's keepalive (a ping every keepAliveIntervalMs; the connection ends as lost when nothing was read for
+   * that plus `keepAliveGraceMs`). */
+  wire?: boolean
+  /** rc14 waits 5 s beyond the interval before it ends a silent connection. */
+  keepAliveGraceMs?: number
+}
+
+/** The size of a message frame on the wire: WhatsApp's frames carry encrypted stanzas of a few hundred bytes. */
+const FRAME_BYTES = 512
+
 export class FakeWhatsApp {
+  readonly wire: boolean
+  readonly keepAliveGraceMs: number
+  #server: WebSocketServer | undefined
+  #wsUrl = 'ws://127.0.0.1:9'
   readonly account: FakeWaAccount = { pn: '15550100000', lid: '201000000000001', device: 7, name: 'Relay' }
   /** Further accounts (people's own), each with its own sockets; messages in a group reach every member account. */
   readonly others: FakeWaAccount[] = []
@@ -175,7 +195,33 @@ export class FakeWhatsApp {
     return !!this.groups.get(groupId)?.participants.some(p => p.lid === `${a.lid}@lid`)
   }
 
+  constructor(opts: FakeWhatsAppOptions = {}) {
+    this.wire = opts.wire ?? false
+    this.keepAliveGraceMs = opts.keepAliveGraceMs ?? 5000
+  }
+
+  /** WhatsApp's end of the sockets' WebSockets: the socket is named by the path it connects to. */
+  async #listen(): Promise<void> {
+    const server = new WebSocketServer({ host: '127.0.0.1', port: 0 })
+    this.#server = server
+    await new Promise<void>(ok => server.once('listening', ok))
+    this.#wsUrl = `ws://127.0.0.1:${(server.address() as AddressInfo).port}`
+    server.on('connection', (peer, req) => {
+      const s = this.sockets[Number(req.url?.slice(1))]
+      if (s) s.peer = peer
+      // WhatsApp answers every ping (rc14 sends `<iq type="get" xmlns="w:p"><ping/></iq>`).
+      peer.on('message', data => {
+        if (String(data) === 'ping') peer.send('pong')
+      })
+    })
+  }
+  /** Where the next socket's WebSocket connects (its place in `sockets`). */
+  nextWsUrl(): URL {
+    return new URL(`${this.#wsUrl}/${this.sockets.length}`)
+  }
+
   async start(): Promise<void> {
+    if (this.wire && !this.#server) await this.#listen()
     if (this.#cdn) return
     this.#cdn = createServer((req, res) => {
       const b = this.#blobs.get(req.url ?? '')
@@ -186,6 +232,10 @@ export class FakeWhatsApp {
     this.#base = `http://127.0.0.1:${(this.#cdn.address() as AddressInfo).port}`
   }
   async stop(): Promise<void> {
+    for (const s of this.sockets) s.stopKeepAlive()
+    for (const c of this.#server?.clients ?? []) c.terminate()
+    await new Promise<void>(ok => (this.#server ? this.#server.close(() => ok()) : ok()))
+    this.#server = undefined
     await new Promise<void>(ok => (this.#cdn ? this.#cdn.close(() => ok()) : ok()))
     this.#cdn = undefined
   }
@@ -434,6 +484,14 @@ export class FakeWhatsApp {
     if (!s) throw new Error('No socket to deliver to.')
     return s.deliverBatch(specs, type)
   }
+  /** Messages sent one by one over the relay socket's WebSocket (the world must be wired): each reaches the bridge
+   * as its own messages.upsert once the socket reads its frame, and a socket that does not read leaves the rest
+   * with the server. Resolves when the socket's WebSocket is there to send to. */
+  async deliverOverWire(specs: DeliverSpec[]): Promise<WAMessage[]> {
+    const s = this.current
+    if (!s) throw new Error('No socket to deliver to.')
+    return s.deliverOverWire(specs)
+  }
   /** A delivery/read status for a message (messages.update carrying only `status`). */
   statusUpdate(key: WAMessageKey, status: proto.WebMessageInfo.Status): void {
     this.current?.ev.emit('messages.update', [{ key, update: { status } }])
@@ -504,6 +562,17 @@ type Auth = AuthenticationState
 
 export class FakeWaSocket implements WaPort {
   readonly ev = new Bus()
+  /** rc14's WebSocketClient, the real one: connected to the fake's server when the world is wired. */
+  readonly ws: WebSocketClient
+  /** The server's end of `ws` (wired worlds), once connected. */
+  peer: PeerSocket | undefined
+  /** Messages sent over the wire, by id, until their frame is read. */
+  readonly #onWire = new Map<string, WAMessage>()
+  #keepAlive: NodeJS.Timeout | undefined
+  #lastRead = 0
+  /** How many message frames this socket has read (emitted as messages.upsert), and keepalive pings it sent. */
+  framesRead = 0
+  pings = 0
   user: WaPort['user'] = undefined
   readonly world: FakeWhatsApp
   /** The account this socket is linked as (undefined while it shows QR codes). */
@@ -523,6 +592,52 @@ export class FakeWaSocket implements WaPort {
     this.auth = auth
     this.opts = opts
     this.account = auth.creds.me?.id ? world.accountOf(auth.creds.me.id) : undefined
+    this.ws = new WebSocketClient(world.nextWsUrl(), { ...DEFAULT_CONNECTION_CONFIG, auth })
+    this.ws.on('message', (data: Buffer) => this.#frame(String(data)))
+    // As rc14 (Socket/socket.js): a WebSocket error or close ends the connection.
+    this.ws.on('error', (err: Error) => this.closeWith(new Boom(err.message, { statusCode: DisconnectReason.connectionClosed })))
+    this.ws.on('close', () => this.closeWith(new Boom('Connection Terminated', { statusCode: DisconnectReason.connectionClosed })))
+  }
+
+  /** rc14's onMessageReceived: any frame read is life for the keepalive; a message frame becomes its upsert. */
+  #frame(data: string): void {
+    this.#lastRead = Date.now()
+    if (!data.startsWith('msg:')) return
+    const id = data.slice(4, data.indexOf(':', 4))
+    const msg = this.#onWire.get(id)
+    if (!msg) return
+    this.#onWire.delete(id)
+    this.framesRead++
+    this.#upsert([msg], 'notify')
+  }
+
+  /** rc14's startKeepAliveRequest: a ping every interval, and the connection ends as lost when nothing was read
+   * for the interval plus the grace (rc14: 5 s). */
+  #startKeepAlive(): void {
+    const every = this.opts.keepAliveIntervalMs ?? 30_000
+    this.#lastRead = Date.now()
+    this.#keepAlive = setInterval(() => {
+      if (Date.now() - this.#lastRead > every + this.world.keepAliveGraceMs) {
+        this.closeWith(new Boom('Connection was lost', { statusCode: DisconnectReason.connectionLost }))
+      } else if (this.ws.isOpen) {
+        this.pings++
+        this.ws.send('ping')
+      }
+    }, every)
+  }
+  stopKeepAlive(): void {
+    clearInterval(this.#keepAlive)
+  }
+
+  async deliverOverWire(specs: DeliverSpec[]): Promise<WAMessage[]> {
+    await until(() => this.peer !== undefined && this.ws.isOpen)
+    const msgs = specs.map(spec => this.#build(spec, false))
+    for (const m of msgs) {
+      this.#onWire.set(m.key.id!, m)
+      const head = `msg:${m.key.id}:`
+      this.peer!.send(head.padEnd(FRAME_BYTES, '.'))
+    }
+    return msgs
   }
 
   /** The account whose socket this is (the relay's until linked as another). */
@@ -532,6 +647,10 @@ export class FakeWaSocket implements WaPort {
 
   boot(): void {
     if (this.state === 'closed') return
+    if (this.world.wire) {
+      this.ws.connect()
+      this.ws.once('open', () => this.#startKeepAlive())
+    }
     this.ev.emit('connection.update', { connection: 'connecting' })
     const refusal = this.world.refuseAtConnect
     if (refusal !== undefined) return this.closeWith(new Boom('Connection Failure', { statusCode: refusal, data: { reason: String(refusal), location: 'frc' } }))
@@ -571,6 +690,8 @@ export class FakeWaSocket implements WaPort {
   closeWith(error: Boom): void {
     if (this.state === 'closed') return
     this.state = 'closed'
+    this.stopKeepAlive()
+    void this.ws.close()
     this.ev.emit('connection.update', { connection: 'close', lastDisconnect: { error, date: new Date() } })
     this.ev.removeAllListeners('connection.update')
   }
@@ -818,3 +939,12 @@ export class FakeWaSocket implements WaPort {
 
 let seq = 0
 const newId = () => `AC${Date.now().toString(16).toUpperCase()}${(++seq).toString(16).toUpperCase()}`
+
+/** Waits for a condition of the fake's own (a connection being made), re-checked on each turn of the event loop. */
+async function until(check: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error('fake WhatsApp: timed out waiting for its WebSocket')
+    await new Promise(resolve => setTimeout(resolve, 5))
+  }
+}

@@ -6,7 +6,7 @@ import type { InboundEvent } from '../../src/core/model.ts'
 import type { ConnectionState, LoginUi, NetworkContext } from '../../src/core/network.ts'
 import type { Db } from '../../src/db/types.ts'
 import { WhatsAppNetwork, type WhatsAppNetworkOptions } from '../../src/whatsapp/network.ts'
-import { FakeWhatsApp, GROUP } from '../fakes/whatsapp-socket.ts'
+import { FakeWhatsApp, GROUP, type FakeWhatsAppOptions } from '../fakes/whatsapp-socket.ts'
 import { freshDb, type DbKind } from '../support/db.ts'
 import { captureLog } from '../support/log.ts'
 import { MemoryLogins, MemoryMedia } from '../support/memory-stores.ts'
@@ -67,9 +67,9 @@ export const FAST: WhatsAppNetworkOptions = { paceMs: [0, 0], reconnect: { initi
 
 /** A migrated database, a fake WhatsApp, a started network and a login linked by QR. */
 /** A started WhatsApp network on a fresh database, with no login yet. */
-export async function started(kind: DbKind = 'pglite', opts: WhatsAppNetworkOptions = {}) {
+export async function started(kind: DbKind = 'pglite', opts: WhatsAppNetworkOptions = {}, world: FakeWhatsAppOptions = {}) {
   const db = await freshDb(kind)
-  const wa = new FakeWhatsApp()
+  const wa = new FakeWhatsApp(world)
   await wa.start()
   const h = makeContext(db)
   const net = new WhatsAppNetwork({ ...FAST, socketFactory: wa.factory, ...opts })
@@ -83,8 +83,8 @@ export async function started(kind: DbKind = 'pglite', opts: WhatsAppNetworkOpti
 }
 
 /** The same with a login linked by QR and connected. */
-export async function linked(kind: DbKind = 'pglite', opts: WhatsAppNetworkOptions = {}) {
-  const env = await started(kind, opts)
+export async function linked(kind: DbKind = 'pglite', opts: WhatsAppNetworkOptions = {}, world: FakeWhatsAppOptions = {}) {
+  const env = await started(kind, opts, world)
   const { ui, shown } = recordingUi()
   const pending = env.net.login({ ownerMxid: '@owner:example.org', kind: 'relay' }, ui)
   await until(() => shown.some(s => s.kind === 'qr'))
