@@ -3,7 +3,8 @@
 import { randomBytes } from 'node:crypto'
 import pg from 'pg'
 import { MessageMap } from '../src/core/messages.ts'
-import { jsonbText } from '../src/matrix/inbox.ts'
+import { MARK_SENT_SQL } from '../src/core/outbox.ts'
+import { Inbox, jsonbText } from '../src/matrix/inbox.ts'
 import { ALICE, nowMs, tag } from './config.ts'
 import { openLoop } from './load.ts'
 
@@ -129,21 +130,14 @@ async function commitMessages(c: pg.PoolClient, run: string, msgs: Array<{ i: nu
   // As Outbox.enqueue, plus RETURNING: the floor does not read its queues back (the bridge does) to learn the ids.
   const { rows: outbox } = await c.query<{ id: number; network: string; chat_id: string; message_id: number }>(
     `INSERT INTO outbox (portal_id, message_id, network, chat_id, op, payload) VALUES ${rowsSql.join(', ')} RETURNING id, network, chat_id, message_id`, out)
-  await c.query('UPDATE inbox SET processed_at = now() WHERE id = ANY($1::bigint[])', [inbox.map(r => r.id)])
+  await Inbox.markProcessed(q, inbox.map(r => r.id))
   await c.query('COMMIT')
   // The outbox (src/core/outbox.ts): claimed, then each network's run marked sent with the copies it produced.
   await c.query(`UPDATE outbox SET state = 'sending', attempts = attempts + 1 WHERE id = ANY($1::bigint[])`, [outbox.map(r => r.id)])
   for (const net of ['signal', 'whatsapp']) {
     const sent = outbox.filter(r => r.network === net)
     await c.query(
-      `WITH done AS (UPDATE outbox SET state = 'sent', finished_at = now(), last_error = NULL WHERE id = ANY($1::bigint[])),
-       copies AS (INSERT INTO message_copies (network, chat_id, remote_id, message_id, role, is_origin, author_id, sent_at, extra)
-         SELECT c.network, c.chat_id, c.remote_id, c.message_id, c.role, false, c.author_id, c.sent_at, c.extra
-         FROM jsonb_to_recordset($2::jsonb) AS c(network text, chat_id text, remote_id text, message_id bigint, role text,
-           author_id text, sent_at bigint, extra jsonb)
-         ON CONFLICT DO NOTHING),
-       nxt AS (UPDATE outbox SET state = 'sending', attempts = attempts + 1 WHERE id = $3 AND state IN ('pending', 'sending') RETURNING id)
-       SELECT (SELECT count(*)::int FROM nxt) AS claimed`,
+      MARK_SENT_SQL,
       [sent.map(r => r.id), JSON.stringify(sent.map(r => ({
         network: net, chat_id: r.chat_id, remote_id: `${net}-${run}-${r.id}`, message_id: r.message_id, role: 'original',
         author_id: net === 'signal' ? 'relay-aci' : '15550100000@s.whatsapp.net', sent_at: Date.now(), extra: null,

@@ -58,6 +58,20 @@ export interface OutboxOptions {
   now?: () => number
 }
 
+/**
+ * Rows marked sent ($1: ids) with the copies their sends made ($2: a JSON array of message_copies rows) and, when $3
+ * names the queue's next row, that row marked 'sending'; answers whether it could be (`claimed`). Exported for the
+ * benchmark's PostgreSQL floor, which commits what the bridge commits.
+ */
+export const MARK_SENT_SQL = `WITH done AS (UPDATE outbox SET state = 'sent', finished_at = now(), last_error = NULL WHERE id = ANY($1::bigint[])),
+       copies AS (INSERT INTO message_copies (network, chat_id, remote_id, message_id, role, is_origin, author_id, sent_at, extra)
+         SELECT c.network, c.chat_id, c.remote_id, c.message_id, c.role, false, c.author_id, c.sent_at, c.extra
+         FROM jsonb_to_recordset($2::jsonb) AS c(network text, chat_id text, remote_id text, message_id bigint, role text,
+           author_id text, sent_at bigint, extra jsonb)
+         ON CONFLICT DO NOTHING),
+       nxt AS (UPDATE outbox SET state = 'sending', attempts = attempts + 1 WHERE id = $3 AND state IN ('pending', 'sending') RETURNING id)
+       SELECT (SELECT count(*)::int FROM nxt) AS claimed`
+
 /** A row as read: the read itself may have marked it 'sending' (readMany). */
 type ReadRow = OutboxRow & { claimedByRead: boolean }
 
@@ -357,14 +371,7 @@ export class Outbox {
     if (sent.length === 0) return false
     const copies = sent.flatMap(x => x.copy ?? [])
     const { rows } = await this.opts.db.query<{ claimed: number }>(
-      `WITH done AS (UPDATE outbox SET state = 'sent', finished_at = now(), last_error = NULL WHERE id = ANY($1::bigint[])),
-       copies AS (INSERT INTO message_copies (network, chat_id, remote_id, message_id, role, is_origin, author_id, sent_at, extra)
-         SELECT c.network, c.chat_id, c.remote_id, c.message_id, c.role, false, c.author_id, c.sent_at, c.extra
-         FROM jsonb_to_recordset($2::jsonb) AS c(network text, chat_id text, remote_id text, message_id bigint, role text,
-           author_id text, sent_at bigint, extra jsonb)
-         ON CONFLICT DO NOTHING),
-       nxt AS (UPDATE outbox SET state = 'sending', attempts = attempts + 1 WHERE id = $3 AND state IN ('pending', 'sending') RETURNING id)
-       SELECT (SELECT count(*)::int FROM nxt) AS claimed`,
+      MARK_SENT_SQL,
       [sent.map(x => x.row.id), JSON.stringify(copies.map(c => ({
         network: c.network, chat_id: c.chatId, remote_id: c.remoteId, message_id: c.messageId, role: c.role,
         author_id: c.authorId, sent_at: c.sentAt, extra: c.extra ?? null,

@@ -7,10 +7,10 @@ import { deserialize } from 'node:v8'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { sealer } from '../../src/matrix/crypto/seal.ts'
 import type { InboundEvent } from '../../src/core/model.ts'
-import type { MemoryGroup, Sent } from '../fakes/memory-network.ts'
+import type { Sent } from '../fakes/memory-network.ts'
 import { ALICE, linkedLogin, scenario, type Scenario } from '../support/bridge.ts'
 import { DB_KINDS } from '../support/db.ts'
-import { decryptFile, encryptFile, reader } from '../support/encrypted-room.ts'
+import { decryptFile, encryptedPortal as linkedEncryptedPortal, encryptFile, reader } from '../support/encrypted-room.ts'
 import { OlmPeer } from '../support/olm-peer.ts'
 import { until } from '../support/relay.ts'
 
@@ -51,18 +51,7 @@ describe.each(DB_KINDS)('an encrypted portal on %s', kind => {
     await s?.stop()
   })
 
-  /** An encrypted room, linked to fresh groups by commands Alice types there (encrypted, as Element sends them). */
-  async function encryptedPortal(): Promise<{ room: string; sg: MemoryGroup; wg: MemoryGroup }> {
-    const room = await s.hs.createRoom(ALICE, { invite: [s.hs.botUserId], name: 'Family', encrypted: true })
-    await s.hs.waitFor(() => s.hs.membership(room, s.hs.botUserId) === 'join', { what: 'the bot to join' })
-    const sg = s.signal.addGroup('Family (Signal)')
-    const wg = s.whatsapp.addGroup('Family (WhatsApp)')
-    await alice.send(room, `!relay link signal ${sg.id} ${sigLogin}`)
-    await read.notice(room, /^Linked this room to the Signal group/)
-    await alice.send(room, `!relay link whatsapp ${wg.id} ${waLogin}`)
-    await read.notice(room, /^Linked this room to the WhatsApp group/)
-    return { room, sg, wg }
-  }
+  const encryptedPortal = () => linkedEncryptedPortal(s, alice, read, { signal: sigLogin, whatsapp: waLogin })
   const lastTo = async (net: 'signal' | 'whatsapp', group: string, n: number): Promise<Sent> => (await s[net].waitForSentTo(group, n)).at(-1)!
   const base = (who: typeof BOB_PERSON | typeof DAVE_PERSON, group: string, remoteId: string) => ({ chat: { network: who.network, id: group }, sender: who, remoteId, timestamp: Date.now() })
   const text = (t: string) => ({ kind: 'text' as const, body: { text: t, styles: [], links: [], mentions: [] }, attachments: [] })

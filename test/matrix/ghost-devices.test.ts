@@ -9,7 +9,7 @@ import type { FakeEvent } from '../fakes/homeserver.ts'
 import type { MemoryGroup } from '../fakes/memory-network.ts'
 import { ALICE, linkedLogin, scenario, type Scenario } from '../support/bridge.ts'
 import { DB_KINDS } from '../support/db.ts'
-import { reader } from '../support/encrypted-room.ts'
+import { encryptedPortal, reader } from '../support/encrypted-room.ts'
 import { OlmPeer } from '../support/olm-peer.ts'
 
 const BOB = { network: 'signal' as const, id: 'aci-bob', displayName: 'Bob' }
@@ -38,14 +38,7 @@ describe.each(DB_KINDS)('ghosts with devices of their own, on %s', kind => {
     read = reader(s.hs, alice)
     const sigLogin = await linkedLogin(s, s.signal)
     const waLogin = await linkedLogin(s, s.whatsapp)
-    room = await s.hs.createRoom(ALICE, { invite: [s.hs.botUserId], name: 'Family', encrypted: true })
-    await s.hs.waitFor(() => s.hs.membership(room, s.hs.botUserId) === 'join', { what: 'the bot to join' })
-    sg = s.signal.addGroup('Family (Signal)')
-    wg = s.whatsapp.addGroup('Family (WhatsApp)')
-    await alice.send(room, `!relay link signal ${sg.id} ${sigLogin}`)
-    await read.notice(room, /^Linked this room to the Signal group/)
-    await alice.send(room, `!relay link whatsapp ${wg.id} ${waLogin}`)
-    await read.notice(room, /^Linked this room to the WhatsApp group/)
+    ;({ room, sg, wg } = await encryptedPortal(s, alice, read, { signal: sigLogin, whatsapp: waLogin }))
   })
   afterAll(async () => {
     await alice?.close()

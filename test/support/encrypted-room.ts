@@ -4,6 +4,8 @@
 import { createHash, webcrypto } from 'node:crypto'
 import { expect } from 'vitest'
 import type { FakeEvent, FakeHomeserver } from '../fakes/homeserver.ts'
+import type { MemoryGroup } from '../fakes/memory-network.ts'
+import type { Scenario } from './bridge.ts'
 import type { OlmPeer } from './olm-peer.ts'
 import { until } from './relay.ts'
 
@@ -53,4 +55,17 @@ export function reader(hs: FakeHomeserver, peer: OlmPeer) {
     notice: (room: string, re: RegExp) =>
       until(async () => (await timeline(room)).find(ev => ev.sender === hs.botUserId && ev.type === 'm.room.message' && re.test(String(ev.content.body))), `a bot notice ${re}`),
   }
+}
+
+/** An encrypted room `alice` made, linked to fresh groups by commands she types there (encrypted, as Element sends them). */
+export async function encryptedPortal(s: Scenario, alice: OlmPeer, read: ReturnType<typeof reader>, logins: { signal: string; whatsapp: string }): Promise<{ room: string; sg: MemoryGroup; wg: MemoryGroup }> {
+  const room = await s.hs.createRoom(alice.userId, { invite: [s.hs.botUserId], name: 'Family', encrypted: true })
+  await s.hs.waitFor(() => s.hs.membership(room, s.hs.botUserId) === 'join', { what: 'the bot to join' })
+  const sg = s.signal.addGroup('Family (Signal)')
+  const wg = s.whatsapp.addGroup('Family (WhatsApp)')
+  await alice.send(room, `!relay link signal ${sg.id} ${logins.signal}`)
+  await read.notice(room, /^Linked this room to the Signal group/)
+  await alice.send(room, `!relay link whatsapp ${wg.id} ${logins.whatsapp}`)
+  await read.notice(room, /^Linked this room to the WhatsApp group/)
+  return { room, sg, wg }
 }

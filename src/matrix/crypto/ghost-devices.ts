@@ -98,7 +98,7 @@ export class GhostDevices {
     }
   }
 
-  /** The device a ghost sends from, setting it up if needed (tests and the benchmark look it up). */
+  /** The device a ghost sends from, setting it up if needed (for tests). */
   async deviceOf(mxid: string): Promise<string> {
     const entry = await this.use(mxid)
     this.release(entry)
