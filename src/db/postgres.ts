@@ -4,10 +4,29 @@ import type { Db, Queryable, QueryResult } from './types.ts'
 // int8 (bigint) columns hold millisecond timestamps and ids far below 2^53: read them as numbers.
 pg.types.setTypeParser(20, (v: string) => Number(v))
 
+// Statements that recur go as named prepared statements: each connection parses and plans them once, instead of
+// on every call. At low rates that parse is a good part of PostgreSQL's CPU per message (docs/performance.md).
+// Only short texts that have come twice are named (a batch's text varies with its size, and each name costs
+// every connection a cached plan); NAMED_MAX bounds the set for the process.
+const NAMED_MAX = 300
+const NAMED_PARAMS_MAX = 32
+const seen = new Set<string>()
+const names = new Map<string, string>()
+function named(text: string, values: unknown[]): pg.QueryConfig {
+  let name = names.get(text)
+  if (name === undefined && values.length <= NAMED_PARAMS_MAX && names.size < NAMED_MAX) {
+    if (seen.has(text)) {
+      seen.delete(text)
+      names.set(text, (name = `relay_bridge_${names.size}`))
+    } else if (seen.size < 10 * NAMED_MAX) seen.add(text)
+  }
+  return name === undefined ? { text, values } : { name, text, values }
+}
+
 function wrap(client: pg.Pool | pg.PoolClient): Queryable {
   return {
     async query<R>(sql: string, params: unknown[] = []): Promise<QueryResult<R>> {
-      const res = await client.query(sql, params)
+      const res = await client.query(named(sql, params))
       return { rows: res.rows as R[], rowCount: res.rowCount ?? 0 }
     },
     async exec(sql: string) {
