@@ -73,19 +73,41 @@ const log = (...a: unknown[]): void => console.error('[bench]', ...a)
 const sleep = (ms: number): Promise<void> => new Promise(r => setTimeout(r, ms))
 const round = (n: number, d = 1): number => (Number.isFinite(n) ? Math.round(n * 10 ** d) / 10 ** d : n)
 
-/** CPU time (µs) of every PostgreSQL server process on this machine, from /proc (Linux). */
+/** The process ids of the benchmark's own PostgreSQL server: its postmaster (the parent of any of its backends)
+ * and every child of it, read from /proc (Linux). Other servers on the machine (a developer's, another test
+ * run's) must not count: summing every `postgres` process made the CPU column include them. */
+async function serverPostmaster(): Promise<number | undefined> {
+  const c = new pg.Client({ connectionString: ADMIN_URI })
+  await c.connect()
+  try {
+    const { rows } = await c.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')
+    return procStat(rows[0]!.pid)?.ppid
+  } finally {
+    await c.end()
+  }
+}
+/** On another machine (RELAY_BRIDGE_BENCH_DATABASE_URI) the server's processes cannot be read: the column is 0. */
+const POSTMASTER = await serverPostmaster()
+
+function procStat(pid: number | string): { ppid: number; cpuUs: number } | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    const tick = 1e6 / 100 // USER_HZ is 100 on Linux
+    return { ppid: Number(fields[1]), cpuUs: (Number(fields[11]) + Number(fields[12])) * tick } // ppid, utime, stime
+  } catch {
+    return undefined // no such process (it ended meanwhile, or lives on another machine)
+  }
+}
+
+/** CPU time (µs) of the benchmark's PostgreSQL server: the postmaster and its children (backends, WAL writer,
+ * checkpointer…). A backend that ended during a run takes its CPU time with it; the bridge keeps its pool's. */
 function postgresCpuUs(): number {
-  const tick = 1e6 / 100 // USER_HZ is 100 on Linux
+  if (POSTMASTER === undefined) return 0
   let total = 0
   for (const pid of readdirSync('/proc').filter(d => /^\d+$/.test(d))) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-      if (!stat.includes('(postgres)')) continue
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-      total += (Number(fields[11]) + Number(fields[12])) * tick // utime, stime
-    } catch {
-      // the process ended meanwhile
-    }
+    const s = procStat(pid)
+    if (s && (Number(pid) === POSTMASTER || s.ppid === POSTMASTER)) total += s.cpuUs
   }
   return total
 }
