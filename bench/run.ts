@@ -669,7 +669,7 @@ async function frameworkFloor(): Promise<Plateau & { maxRssMb: number }> {
 
 /** PostgreSQL alone committing the rows of each Matrix → both message (bench/floors.ts), on this server, in a fresh
  * database with the bridge's schema and 10 portals, driven step by step to its plateau. */
-async function postgresFloor(): Promise<Plateau & { server: Record<string, string> }> {
+async function postgresFloor(): Promise<Plateau & { server: Record<string, string>; atLatencyRate: { ratePerS: number; postgresCpuUsPerMsg: number } }> {
   const name = `rbfloor_${randomBytes(4).toString('hex')}`
   const admin = new pg.Client({ connectionString: ADMIN_URI })
   await admin.connect()
@@ -691,7 +691,15 @@ async function postgresFloor(): Promise<Plateau & { server: Record<string, strin
       return perS
     }, 500)
     log(`  plateau ${plateau.plateauPerS} messages/s (${Object.entries(server).map(([k, v]) => `${k} ${v}`).join(', ')})`)
-    return { ...plateau, server }
+    // The same rows at the latency runs' rate, where every message comes alone (batches of 1): the least CPU
+    // PostgreSQL can spend on the bridge's write set for a lone message, beside the bridge's own figure (issue 19,
+    // point 5).
+    const latencyRate = Number(opt['latency-rate'])
+    const counted = { cpuUs: postgresCpuUs, committed: 0, usedCpuUs: 0 }
+    await postgresFloorStep(u.toString(), portals, latencyRate, LATENCY_S * 1000, counted)
+    const atLatencyRate = { ratePerS: latencyRate, postgresCpuUsPerMsg: round(counted.usedCpuUs / Math.max(1, counted.committed)) }
+    log(`  at ${latencyRate} msg/s, one at a time: PostgreSQL CPU ${atLatencyRate.postgresCpuUsPerMsg} µs per message`)
+    return { ...plateau, server, atLatencyRate }
   } finally {
     await db.close()
     await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
