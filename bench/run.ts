@@ -778,6 +778,8 @@ const largest = find(r => r.name === 'sustained' && r.batch === 50 && r.portals 
 const costRatio = smallest && largest ? largest.bridgeCpuUsPerMsg / smallest.bridgeCpuUsPerMsg : NaN
 const wallRatio = smallest && largest ? smallest.relayedPerS / largest.relayedPerS : NaN
 const idle1000 = idle.find(i => i.portals === 1000 && !i.encrypted)?.rssMb
+/** Signal → others and WhatsApp → others, saturated, at the first portal count (issue 19, point 3). */
+const remote = (['signal', 'whatsapp'] as const).map(d => find(r => r.name === 'sustained' && r.direction === d && r.portals === scales[0])).filter(r => r !== undefined)
 const synapse = scales.map(n => find(r => r.name === 'synapse' && r.portals === n)).filter(r => r !== undefined)
 const ratio = (r: RunResult | undefined, floor: Plateau | undefined): number | null => (r && floor ? round(r.relayedPerS / floor.plateauPerS, 3) : null)
 const perScale = (name: string, f: (r: RunResult) => number | null): Record<string, number | null> =>
@@ -795,7 +797,15 @@ const targets = {
   ratioToFrameworkFloor: { target: 'reported', floorPerS: floors.framework?.plateauPerS ?? null, ...ratioToFloors.framework },
   p99At100PerS: { targetMs: 50, ...Object.fromEntries(lat.map(r => [r?.direction ?? '?', r?.latencyMs.p99])), met: lat.every(r => r && r.latencyMs.p99 <= 50) },
   scaling: { target: 'cost at the largest portal count within 20 % of the smallest', cpuPerMsgRatio: round(costRatio, 2), wallPerMsgRatio: round(wallRatio, 2), met: costRatio <= 1.2 && wallRatio <= 1.2 },
-  idleRssWith1000Portals: { targetMb: 150, mb: idle1000, met: idle1000 !== undefined && idle1000 <= 150 },
+  idleRssWith1000Portals: { targetMb: 120, mb: idle1000, met: idle1000 !== undefined && idle1000 <= 120 },
+  remotePerS: { target: 1000, ...Object.fromEntries(remote.map(r => [r.direction, r.relayedPerS])), met: remote.length === 2 && remote.every(r => r.relayedPerS >= 1000) },
+  peakRssUnderRemoteLoad: { targetMb: 250, mb: remote.length ? round(Math.max(...remote.map(r => r.bridgeMaxRssMb))) : undefined, met: remote.length === 2 && remote.every(r => r.bridgeMaxRssMb < 250) },
+  cpuPerMsgAt100PerS: {
+    targetUs: { bridge: 2000, postgres: 1500 },
+    ...Object.fromEntries(lat.filter(r => r !== undefined).map(r => [r.direction, { bridge: r.bridgeCpuUsPerMsg, postgres: r.postgresCpuUsPerMsg }])),
+    postgresFloorUs: floors.postgres?.atLatencyRate.postgresCpuUsPerMsg,
+    met: lat.every(r => r && r.bridgeCpuUsPerMsg <= 2000 && r.postgresCpuUsPerMsg <= 1500),
+  },
 }
 const results = {
   when: new Date().toISOString(),
