@@ -47,7 +47,7 @@ export interface FloorPortal { id: number; roomId: string; signalGroup: string; 
  * in wa_messages. Nothing else: the queue reads the bridge also makes are left out (the floor is the higher for it).
  * BRIDGE_POOL_SIZE workers each take up to FLOOR_BATCH of the messages waiting, so at saturation every batch is full.
  */
-export async function postgresFloorStep(dbUri: string, portals: FloorPortal[], ratePerS: number, durationMs: number, counted?: { cpuUs: () => number; committed: number; usedCpuUs: number }): Promise<number> {
+export async function postgresFloorStep(dbUri: string, portals: FloorPortal[], ratePerS: number, durationMs: number, counted?: { cpuMeter: () => () => number; committed: number; usedCpuUs: number }): Promise<number> {
   const pool = new pg.Pool({ connectionString: dbUri, max: BRIDGE_POOL_SIZE })
   // The database is dropped with its connections (WITH (FORCE)) right after; an idle client told so must not end the run.
   pool.on('error', () => {})
@@ -84,7 +84,7 @@ export async function postgresFloorStep(dbUri: string, portals: FloorPortal[], r
     }
   }
   // The server's CPU is read while the pool's backends live: an ended backend takes its CPU time with it.
-  const cpuBefore = counted?.cpuUs()
+  const cpuUsed = counted?.cpuMeter()
   const workers = Array.from({ length: BRIDGE_POOL_SIZE }, () => worker())
   const loop = await openLoop({ rate: ratePerS, durationMs, emit: count => {
     waiting += count
@@ -94,7 +94,7 @@ export async function postgresFloorStep(dbUri: string, portals: FloorPortal[], r
   wakeAll()
   await Promise.all(workers)
   if (counted) {
-    counted.usedCpuUs = counted.cpuUs() - cpuBefore!
+    counted.usedCpuUs = cpuUsed!()
     counted.committed = commits.reduce((sum, [, k]) => sum + k, 0)
   }
   await pool.end()

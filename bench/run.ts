@@ -100,16 +100,21 @@ function procStat(pid: number | string): { ppid: number; cpuUs: number } | undef
   }
 }
 
-/** CPU time (µs) of the benchmark's PostgreSQL server: the postmaster and its children (backends, WAL writer,
- * checkpointer…). A backend that ended during a run takes its CPU time with it; the bridge keeps its pool's. */
-function postgresCpuUs(): number {
-  if (POSTMASTER === undefined) return 0
-  let total = 0
-  for (const pid of readdirSync('/proc').filter(d => /^\d+$/.test(d))) {
-    const s = procStat(pid)
-    if (s && (Number(pid) === POSTMASTER || s.ppid === POSTMASTER)) total += s.cpuUs
+/** CPU time (µs) the benchmark's PostgreSQL server spends from now on: the postmaster and its children (backends,
+ * WAL writer, checkpointer…), per process, so that a backend ending meanwhile (a pool closed after the last step)
+ * takes away only what it spent since, never what it had spent before. Call the answer to read it. */
+function postgresCpuMeter(): () => number {
+  const at = (): Map<string, number> => {
+    const cpu = new Map<string, number>()
+    if (POSTMASTER === undefined) return cpu
+    for (const pid of readdirSync('/proc').filter(d => /^\d+$/.test(d))) {
+      const s = procStat(pid)
+      if (s && (Number(pid) === POSTMASTER || s.ppid === POSTMASTER)) cpu.set(pid, s.cpuUs)
+    }
+    return cpu
   }
-  return total
+  const before = at()
+  return () => [...at()].reduce((sum, [pid, us]) => sum + us - (before.get(pid) ?? 0), 0)
 }
 
 // ---- processes -----------------------------------------------------------------------------------------
@@ -428,7 +433,7 @@ async function run(w: World, direction: Direction, opts: { rate: number; duratio
   let next = 0
   const pick = (): number => (next = (next + 1) % chats)
   const before = await child.stats()
-  const pgBefore = postgresCpuUs()
+  const pgUsed = postgresCpuMeter()
   const harnessBefore = process.cpuUsage()
   const logFrom = pgLogOffset()
   w.stages?.reset()
@@ -463,7 +468,7 @@ async function run(w: World, direction: Direction, opts: { rate: number; duratio
   const grace = Date.now() + (opts.rate <= 200 ? 10_000 : 2_000)
   while (w.tracker.inFlight > 0 && Date.now() < grace) await sleep(20)
   const after = await child.stats()
-  const pgUs = postgresCpuUs() - pgBefore
+  const pgUs = pgUsed()
   const harness = process.cpuUsage(harnessBefore)
   const from = loop.startedAt + durationMs / 5
   const inWindow = w.tracker.done.filter(([t]) => t >= from && t <= loop.endedAt).length
@@ -533,7 +538,7 @@ async function ghostRun(w: World, ghosts: number): Promise<GhostRunResult> {
   const child = await startBridgeProcess(w, true)
   w.tracker.reset()
   const before = await child.stats()
-  const pgBefore = postgresCpuUs()
+  const pgUsed = postgresCpuMeter()
   log(`ghosts-e2ee: ${ghosts} ghosts speaking ${perGhost} times each in ${rooms.length} encrypted rooms, Signal → Matrix + WhatsApp, 100 msg/s`)
   // Alice's device syncs as a client does, so it publishes new one-time keys as the ghosts' devices claim hers.
   let syncing = Promise.resolve()
@@ -559,7 +564,7 @@ async function ghostRun(w: World, ghosts: number): Promise<GhostRunResult> {
   const grace = Date.now() + 300_000
   while (w.tracker.inFlight > 0 && Date.now() < grace) await sleep(50)
   const after = await child.stats()
-  const pgUs = postgresCpuUs() - pgBefore
+  const pgUs = pgUsed()
   clearInterval(aliceSync)
   await syncing
   const done = Math.max(1, w.tracker.done.length)
@@ -685,20 +690,21 @@ async function postgresFloor(): Promise<Plateau & { server: Record<string, strin
     await seed(db, Array.from({ length: 10 }, (_, i) => benchRoomId(i)))
     const portals = await floorPortals(u.toString())
     log(`floor: PostgreSQL committing the rows of Matrix → both messages, 10 clients, batches of up to 50, ${FLOOR_STEP_S} s per step`)
+    // The same rows at the latency runs' rate, where every message comes alone (batches of 1): the least CPU
+    // PostgreSQL can spend on the bridge's write set for a lone message, beside the bridge's own figure (issue 19,
+    // point 5). First, on the fresh database: after the ramp, autovacuum and checkpoints would still be catching up
+    // with its hundred thousand rows and count here.
+    const latencyRate = Number(opt['latency-rate'])
+    const counted = { cpuMeter: postgresCpuMeter, committed: 0, usedCpuUs: 0 }
+    await postgresFloorStep(u.toString(), portals, latencyRate, LATENCY_S * 1000, counted)
+    const atLatencyRate = { ratePerS: latencyRate, postgresCpuUsPerMsg: round(counted.usedCpuUs / Math.max(1, counted.committed)) }
+    log(`  at ${latencyRate} msg/s, one at a time: PostgreSQL CPU ${atLatencyRate.postgresCpuUsPerMsg} µs per message`)
     const plateau = await rampToPlateau(async rate => {
       const perS = await postgresFloorStep(u.toString(), portals, rate, FLOOR_STEP_S * 1000)
       log(`  offered ${rate}/s: committed ${round(perS)} messages/s`)
       return perS
     }, 500)
     log(`  plateau ${plateau.plateauPerS} messages/s (${Object.entries(server).map(([k, v]) => `${k} ${v}`).join(', ')})`)
-    // The same rows at the latency runs' rate, where every message comes alone (batches of 1): the least CPU
-    // PostgreSQL can spend on the bridge's write set for a lone message, beside the bridge's own figure (issue 19,
-    // point 5).
-    const latencyRate = Number(opt['latency-rate'])
-    const counted = { cpuUs: postgresCpuUs, committed: 0, usedCpuUs: 0 }
-    await postgresFloorStep(u.toString(), portals, latencyRate, LATENCY_S * 1000, counted)
-    const atLatencyRate = { ratePerS: latencyRate, postgresCpuUsPerMsg: round(counted.usedCpuUs / Math.max(1, counted.committed)) }
-    log(`  at ${latencyRate} msg/s, one at a time: PostgreSQL CPU ${atLatencyRate.postgresCpuUsPerMsg} µs per message`)
     return { ...plateau, server, atLatencyRate }
   } finally {
     await db.close()
