@@ -26,6 +26,7 @@ import {
   ALICE, benchConfig, BRIDGE_NODE_FLAGS, benchRoomId, nowMs, SIGNAL_ALEX, SIGNAL_LOGIN, SIGNAL_RELAY, signalGroupId, tag, untag,
   WHATSAPP_LOGIN, whatsappGroupId,
 } from './config.ts'
+import { probeDisk } from './disk.ts'
 import { floorPortals, postgresFloorStep, rampToPlateau, type Plateau } from './floors.ts'
 import { nextSeq, openLoop, percentiles, SynapsePusher, Tracker, TransactionPusher, type Net, type PreparedMessage, type Pusher } from './load.ts'
 import { StageLog, type Stamp, type StageSummary } from './stages.ts'
@@ -45,7 +46,7 @@ const { values: opt } = parseArgs({
     ghosts: { type: 'string', default: '10,100,1000' },
     out: { type: 'string', default: 'bench/results.json' },
     /** Only these runs (comma-separated: idle, matrix50, matrix-synapse, matrix1, signal, whatsapp, latency-matrix, latency-signal,
-     * latency-whatsapp, idle-e2ee, matrix50-e2ee, latency-matrix-e2ee, ghosts-e2ee, floor-framework, floor-postgres). */
+     * latency-whatsapp, idle-e2ee, matrix50-e2ee, latency-matrix-e2ee, ghosts-e2ee, floor-framework, floor-postgres, disk). */
     only: { type: 'string' },
   },
 })
@@ -733,6 +734,9 @@ const floors = {
   framework: want('floor-framework') ? await frameworkFloor() : undefined,
   postgres: want('floor-postgres') ? await postgresFloor() : undefined,
 }
+// The disk alone, at the latency rate: the flush every commit waits for (bench/disk.ts).
+const disk = want('disk') ? await probeDisk(`${BUILD}disk-probe`, latencyRate, LATENCY_S * 1000) : undefined
+if (disk) log(`disk: ${disk.flushes} flushes of 8 KiB at ${disk.ratePerS}/s: p50 ${disk.flushMs.p50} ms, p99 ${disk.flushMs.p99} ms, p99.9 ${disk.flushMs.p999} ms, max ${disk.flushMs.max} ms; ${disk.over50ms} over 50 ms${disk.over50ms ? ` (at ${disk.slowAtS.slice(0, 10).join(', ')} s)` : ''}`)
 
 for (const n of scales) {
   log(`setting up ${n} portals`)
@@ -824,6 +828,8 @@ const results = {
   },
   /** Each floor's steps and plateau (bench/floors.ts), and relay-bridge's Matrix → both over each. */
   floors,
+  /** The disk's flushes alone at the latency rate (bench/disk.ts): what a commit waits for. */
+  disk,
   ratioToFloors,
   idleRss: idle,
   /** What encryption costs: Matrix → both networks in encrypted portals beside the same runs in plain ones. */
