@@ -128,7 +128,9 @@ export class SignalClient {
 
   /**
    * One HTTP request carrying these calls (one alone as a plain request, more as a batch); answers each call,
-   * in order. Trouble with the request fails every call of it; a JSON-RPC error only its own call.
+   * in order. Trouble with the request fails every call of it; a JSON-RPC error only its own call. Never throws:
+   * the Coalescer would send each call of a batch that threw again alone, and a send the daemon had carried out
+   * would reach the group twice.
    */
   private async post(calls: Call[], opts: CallOptions): Promise<Outcome[]> {
     const what = calls.length === 1 ? calls[0]!.method : `a batch of ${calls.length} calls (${[...new Set(calls.map(c => c.method))].join(', ')})`
