@@ -1,5 +1,6 @@
 // JSON-RPC 2.0 over HTTP to one signal-cli daemon in multi-account mode (signal-cli.md §3, §5, §7).
 import axios, { type AxiosInstance } from 'axios'
+import { Coalescer } from '../db/coalesce.ts'
 import type { SendResultJson } from './types.ts'
 
 /** The daemon answered with a JSON-RPC error object (always HTTP 200, §7). */
@@ -59,11 +60,41 @@ interface RpcResponse {
   error?: { code?: unknown; message?: unknown; data?: unknown }
 }
 
+/** One call, its request already serialised (a batch is its calls' bodies joined). */
+interface Call {
+  method: string
+  id: number
+  body: string
+}
+
+/** A call's answer as data: the batch's write answers every call and never throws (see post). */
+type Outcome = { ok: true; result: unknown } | { ok: false; error: Error }
+
+/** The most calls one HTTP request carries. */
+const BATCH_MAX = 50
+/** Bodies larger than this (attachments travel as base64, up to 150 MiB, §5) go alone: they would hold up the
+ * small calls batched with them, and joining them into a batch body would copy them once more. */
+const BATCH_BODY_MAX = 64 * 1024
+
 export class SignalClient {
   readonly daemonUrl: string
   private readonly http: AxiosInstance
   private readonly timeoutMs: number
   private nextId = 1
+  /**
+   * Calls made while a request is in flight go out together in the next one, as one JSON-RPC batch (§3): one
+   * HTTP round trip, one socket write and one axios pass for up to BATCH_MAX calls instead of one each.
+   *
+   * The daemon runs a batch's calls concurrently and answers them in any order (§3), so two calls whose order
+   * matters must never share a batch. Nothing here keeps them apart, because no caller makes such calls at the
+   * same time: every send, edit, deletion, reaction and group update goes through the outbox, which works each
+   * chat's queue in order and awaits each dispatch (and each call within one) before the next (Outbox.work,
+   * one run per chat at a time), so at most one of its calls per chat is ever in flight; typing notices and
+   * read receipts are chained one after another (OwnEphemeral); the rest (listGroups, commands, logout) await
+   * each call before the next. A new caller that fires calls to one chat without awaiting them must keep them
+   * apart itself.
+   */
+  private readonly batches = new Coalescer<Call, Outcome>(calls => this.post(calls, {}), BATCH_MAX)
 
   constructor(opts: SignalClientOptions) {
     this.daemonUrl = opts.daemonUrl.replace(/\/+$/, '')
@@ -79,17 +110,36 @@ export class SignalClient {
       // on every call (both cost measurable CPU per message; docs/performance.md).
       maxRedirects: 0,
       proxy: false,
+      // Bodies are JSON this client serialised itself (see call): axios would parse a string body again to check it.
+      transformRequest: [(data: unknown) => data],
     })
   }
 
   /** Calls a method. `params.account` must be set by the caller for account-bound methods (§5). */
   async call<T>(method: string, params: Record<string, unknown> = {}, opts: CallOptions = {}): Promise<T> {
     const id = this.nextId++
+    const call: Call = { method, id, body: JSON.stringify({ jsonrpc: '2.0', method, params, id }) }
+    // A call with a time limit of its own (finishLink waits for a person) or a large body goes alone, at once.
+    const alone = opts.timeoutMs !== undefined || opts.signal !== undefined || call.body.length > BATCH_BODY_MAX
+    const outcome = alone ? (await this.post([call], opts))[0]! : await this.batches.add(call)
+    if (!outcome.ok) throw outcome.error
+    return outcome.result as T
+  }
+
+  /**
+   * One HTTP request carrying these calls (one alone as a plain request, more as a batch); answers each call,
+   * in order. Trouble with the request fails every call of it; a JSON-RPC error only its own call. Never throws:
+   * the Coalescer would send each call of a batch that threw again alone, and a send the daemon had carried out
+   * would reach the group twice.
+   */
+  private async post(calls: Call[], opts: CallOptions): Promise<Outcome[]> {
+    const what = calls.length === 1 ? calls[0]!.method : `a batch of ${calls.length} calls (${[...new Set(calls.map(c => c.method))].join(', ')})`
+    const failAll = (error: Error): Outcome[] => calls.map(() => ({ ok: false, error }))
     let res
     try {
-      res = await this.http.post<RpcResponse | string>(
+      res = await this.http.post<RpcResponse | RpcResponse[] | string>(
         '/api/v1/rpc',
-        { jsonrpc: '2.0', method, params, id },
+        calls.length === 1 ? calls[0]!.body : `[${calls.map(c => c.body).join(',')}]`,
         {
           timeout: opts.timeoutMs ?? this.timeoutMs,
           signal: opts.signal,
@@ -98,21 +148,31 @@ export class SignalClient {
       )
     } catch (err) {
       const code = (err as { code?: string }).code ?? 'unknown'
-      throw new SignalUnreachableError(`The signal-cli daemon at ${this.daemonUrl} did not answer ${method} (${code}).`, { cause: err })
+      return failAll(new SignalUnreachableError(`The signal-cli daemon at ${this.daemonUrl} did not answer ${what} (${code}).`, { cause: err }))
     }
     if (res.status !== 200 || typeof res.data !== 'object' || res.data === null) {
-      throw new SignalUnreachableError(
-        `The signal-cli daemon at ${this.daemonUrl} answered ${method} with HTTP ${res.status}; check that signal.daemon_url points at a signal-cli daemon started with --http.`,
+      return failAll(new SignalUnreachableError(
+        `The signal-cli daemon at ${this.daemonUrl} answered ${what} with HTTP ${res.status}; check that signal.daemon_url points at a signal-cli daemon started with --http.`,
         { status: res.status },
-      )
+      ))
     }
     const body = res.data
-    if (body.error) {
-      const code = typeof body.error.code === 'number' ? body.error.code : -32603
-      const message = typeof body.error.message === 'string' ? body.error.message : 'unknown error'
-      throw new SignalRpcError(method, code, message, body.error.data ?? null)
+    if (calls.length === 1 && !Array.isArray(body)) return [outcomeOf(calls[0]!, body)]
+    if (!Array.isArray(body)) {
+      return failAll(new SignalUnreachableError(
+        `The signal-cli daemon at ${this.daemonUrl} answered ${what} with a single response instead of an array: ${JSON.stringify(body).slice(0, 200)}`,
+        { status: res.status },
+      ))
     }
-    return body.result as T
+    // The daemon answers a batch in any order (§3): each answer finds its call by id.
+    const byId = new Map(body.map(r => [r?.id, r]))
+    return calls.map(call => {
+      const answer = byId.get(call.id)
+      if (!answer) {
+        return { ok: false, error: new Error(`The signal-cli daemon at ${this.daemonUrl} answered ${what} without an answer to ${call.method} (id ${call.id}); whether it ran is unknown.`) }
+      }
+      return outcomeOf(call, answer)
+    })
   }
 
   /** `GET /api/v1/check`: only says the HTTP server is up, nothing about accounts (§3). */
@@ -128,6 +188,15 @@ export class SignalClient {
   listAccounts(): Promise<Array<{ number: string }>> {
     return this.call('listAccounts')
   }
+}
+
+function outcomeOf(call: Call, answer: RpcResponse): Outcome {
+  if (answer.error) {
+    const code = typeof answer.error.code === 'number' ? answer.error.code : -32603
+    const message = typeof answer.error.message === 'string' ? answer.error.message : 'unknown error'
+    return { ok: false, error: new SignalRpcError(call.method, code, message, answer.error.data ?? null) }
+  }
+  return { ok: true, result: answer.result }
 }
 
 /** Whether an error means "the account no longer exists in the daemon" (unlinked, §11.3). */

@@ -30,6 +30,8 @@ export interface RpcState {
   readonly attachments: Map<string, Buffer>
   readonly stickers: Map<string, Buffer>
   readonly calls: RecordedCall[]
+  /** How many calls each HTTP request to /api/v1/rpc carried (1 for a plain request), in arrival order. */
+  readonly rpcRequests: number[]
   readonly faults: Map<string, RpcFault[]>
   readonly failingAccounts: Set<string>
   /** Admin deletes sent, and whether receiving clients honour them (only from a group admin). */
@@ -54,18 +56,23 @@ export async function handleRpc(state: RpcState, body: string): Promise<unknown>
   } catch {
     return { jsonrpc: '2.0', error: { code: -32700, message: `Unexpected character in ${body.slice(0, 10)}`, data: null }, id: null }
   }
-  if (Array.isArray(req)) return Promise.all(req.map(r => one(state, r)))
-  return one(state, req)
+  const request = state.rpcRequests.push(Array.isArray(req) ? req.length : 1) - 1
+  if (!Array.isArray(req)) return one(state, req, request)
+  // A batch (§3): the calls run concurrently and their answers come in no set order; this fake answers them in
+  // reverse, so that a client relying on the order is caught. The reference does not say what a batch of
+  // notifications alone gets; as for one notification (201, empty body) and as JSON-RPC 2.0 says, no answer.
+  const answers = (await Promise.all(req.map(r => one(state, r, request)))).filter(a => a !== undefined).reverse()
+  return answers.length > 0 ? answers : undefined
 }
 
-async function one(state: RpcState, req: unknown): Promise<unknown> {
+async function one(state: RpcState, req: unknown, request: number): Promise<unknown> {
   const r = req as { method?: unknown; params?: unknown; id?: unknown }
   const isNotification = !('id' in (r as object))
   const id = r.id ?? null
   try {
     if (typeof r.method !== 'string') throw new RpcFault(-32600, 'method field must be set')
     const params = (r.params ?? {}) as Params
-    const call: RecordedCall = { method: r.method, params, id }
+    const call: RecordedCall = { method: r.method, params, id, request }
     state.calls.push(call)
     state.notify()
     const fault = state.faults.get(r.method)?.shift()

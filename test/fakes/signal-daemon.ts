@@ -51,6 +51,8 @@ export interface RecordedCall {
   method: string
   params: Record<string, unknown>
   id: unknown
+  /** Which HTTP request carried it: its index in `rpcRequests` (calls batched together share one). */
+  request: number
   /** The result the daemon answered with (absent for errors). */
   result?: unknown
 }
@@ -89,6 +91,8 @@ export class FakeSignalDaemon implements RpcState {
   readonly stickers = new Map<string, Buffer>()
   /** Every RPC call, in arrival order, for assertions. */
   readonly calls: RecordedCall[] = []
+  /** How many calls each HTTP request to /api/v1/rpc carried (1 for a plain request), in arrival order. */
+  readonly rpcRequests: number[] = []
   /** Faults to answer the next calls of a method with, in order. */
   readonly faults = new Map<string, RpcFault[]>()
   /** Per-recipient result type of a send; return undefined for SUCCESS. */

@@ -1,4 +1,6 @@
 // The JSON-RPC client against the fake daemon over real HTTP, and how each error code reaches the outbox.
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { PATIENCE_MS } from '../support/patience.ts'
 import axios from 'axios'
@@ -103,5 +105,109 @@ describe('what each answer means for the outbox (§7)', () => {
     await daemon.stop()
     const err = toDeliveryError(await client.call('version').catch((e: unknown) => e))
     expect(err.disposition).toBe('transient')
+  })
+})
+
+describe('calls made together go out as one JSON-RPC batch (§3)', () => {
+  const ACI = '5f0c2a9e-3b7d-4e61-9a2c-7d1e8b4f6a30'
+  const groups = (n: number) => Array.from({ length: n }, (_, i) => daemon.addGroup({ name: `G${i}`, members: [{ number: RELAY, aci: ACI }, { number: null, aci: `0000000${i}-0000-4000-8000-000000000000` }] }).id)
+  const send = (groupId: string, message = 'hi') => client.call<{ timestamp: number }>('send', { account: RELAY, groupId, message })
+  /** Holds the daemon's answers (the calls are carried out) until the returned function is called. */
+  const holdAnswers = () => {
+    let release!: () => void
+    daemon.answersHeld = new Promise<void>(resolve => (release = resolve))
+    return () => {
+      daemon.answersHeld = undefined
+      release()
+    }
+  }
+
+  it('concurrent sends to different groups share one request, and each caller gets its own timestamp', async () => {
+    const ids = groups(3)
+    const results = await Promise.all(ids.map(id => send(id)))
+    expect(daemon.rpcRequests).toEqual([3])
+    // The fake answers a batch in reverse: each caller must still get the answer to its own call.
+    for (const [i, id] of ids.entries()) {
+      const recorded = daemon.callsOf('send').find(c => c.params.groupId === id)!
+      expect(results[i]!.timestamp).toBe((recorded.result as { timestamp: number }).timestamp)
+    }
+    expect(new Set(results.map(r => r.timestamp)).size).toBe(3)
+  })
+
+  it('calls made while a request is in flight go out together in the next one; a lone call goes at once', async () => {
+    const ids = groups(4)
+    const release = holdAnswers()
+    const first = send(ids[0]!)
+    await daemon.until(() => daemon.calls.length === 1)
+    const rest = ids.slice(1).map(id => send(id))
+    // The daemon has only the first: the others wait for it to be answered.
+    expect(daemon.rpcRequests).toEqual([1])
+    release()
+    await Promise.all([first, ...rest])
+    expect(daemon.rpcRequests).toEqual([1, 3])
+  })
+
+  it('a JSON-RPC error reaches only the caller whose call failed', async () => {
+    const [a, b] = groups(2)
+    const settled = await Promise.allSettled([send(a!), send('no-such-group'), send(b!)])
+    expect(daemon.rpcRequests).toEqual([3])
+    expect(settled.map(s => s.status)).toEqual(['fulfilled', 'rejected', 'fulfilled'])
+    const err = (settled[1] as PromiseRejectedResult).reason as SignalRpcError
+    expect(err).toBeInstanceOf(SignalRpcError)
+    expect([err.code, err.method, err.rpcMessage]).toEqual([-1, 'send', 'Group not found: no-such-group'])
+  })
+
+  it('the daemon going away while a batch is in flight fails every call of it as unreachable', async () => {
+    const ids = groups(3)
+    holdAnswers()
+    const calls = ids.map(id => send(id).then(() => undefined, (e: unknown) => e))
+    await daemon.until(() => daemon.calls.length === 3)
+    await daemon.stop()
+    const errors = await Promise.all(calls)
+    expect(daemon.rpcRequests).toEqual([3])
+    for (const e of errors) expect(e).toBeInstanceOf(SignalUnreachableError)
+  })
+
+  it('large bodies and calls with their own timeout go alone; the small ones share a request', async () => {
+    const [a, b, c] = groups(3)
+    const big = `data:image/png;filename=big.png;base64,${Buffer.alloc(100_000).toString('base64')}`
+    await Promise.all([
+      send(a!),
+      client.call('send', { account: RELAY, groupId: b, attachments: [big] }),
+      client.call('version', {}, { timeoutMs: PATIENCE_MS }),
+      send(c!),
+    ])
+    expect([...daemon.rpcRequests].sort()).toEqual([1, 1, 2])
+    const request = (method: string, pred: (p: Record<string, unknown>) => boolean = () => true) => daemon.calls.find(x => x.method === method && pred(x.params))!.request
+    expect(request('send', p => p.groupId === a)).toBe(request('send', p => p.groupId === c))
+    expect(new Set([request('send', p => p.groupId === a), request('send', p => p.groupId === b), request('version')]).size).toBe(3)
+  })
+
+  it('an answer missing from the batch fails that call alone, with a clear error', async () => {
+    // A daemon that leaves one answer out (the fake never does): the call with id 2 gets none.
+    const server = createServer((req, res) => {
+      const chunks: Buffer[] = []
+      req.on('data', (c: Buffer) => chunks.push(c))
+      req.on('end', () => {
+        const batch = [JSON.parse(Buffer.concat(chunks).toString('utf8')) as { id: number } | Array<{ id: number }>].flat()
+        const body = JSON.stringify(batch.filter(r => r.id !== 2).map(r => ({ jsonrpc: '2.0', result: { version: '0.14.6' }, id: r.id })))
+        res.writeHead(200, { 'Content-Type': 'application/json' }).end(body)
+      })
+    })
+    await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+    try {
+      const c = new SignalClient({ daemonUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, timeoutMs: PATIENCE_MS })
+      const settled = await Promise.allSettled([c.call('version'), c.call('version'), c.call('version')])
+      expect(settled.map(s => s.status)).toEqual(['fulfilled', 'rejected', 'fulfilled'])
+      expect(String((settled[1] as PromiseRejectedResult).reason)).toMatch(/without an answer to version \(id 2\); whether it ran is unknown/)
+    } finally {
+      await new Promise<void>(resolve => server.close(() => resolve()))
+    }
+  })
+
+  it('the fake answers a batch of notifications alone with 201 and no body, like one notification', async () => {
+    const http = axios.create({ baseURL: daemon.url, validateStatus: () => true })
+    const notes = await http.post('/api/v1/rpc', [{ jsonrpc: '2.0', method: 'version' }, { jsonrpc: '2.0', method: 'version' }])
+    expect([notes.status, notes.data]).toEqual([201, ''])
   })
 })
