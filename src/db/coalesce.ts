@@ -23,6 +23,12 @@ export class Coalescer<T, R = void> {
     this.#max = max
   }
 
+  /** Items waiting for the next write, and whether a write is under way: a caller with several coalescers (lanes)
+   * picks the least busy. */
+  get load(): { running: boolean; waiting: number } {
+    return { running: this.#running, waiting: this.#waiting.length }
+  }
+
   /** Resolves with the item's answer once it is written; rejects with the error that kept it from being written. */
   add(item: T): Promise<R> {
     return new Promise((resolve, reject) => {

@@ -45,6 +45,8 @@ export interface SignalClientOptions {
   daemonUrl: string
   /** Total timeout of an ordinary call. `finishLink` never times out (it waits for a person). */
   timeoutMs?: number
+  /** Requests in flight at once (REQUESTS_IN_FLIGHT); tests narrow it to see batching with few chats. */
+  requestsInFlight?: number
 }
 
 export interface CallOptions {
@@ -72,6 +74,10 @@ type Outcome = { ok: true; result: unknown } | { ok: false; error: Error }
 
 /** The most calls one HTTP request carries. */
 const BATCH_MAX = 50
+/** Requests in flight at once. One would make every chat wait for the slowest send of the batch before it (a large
+ * group can take seconds on Signal's side); a few lanes keep a slow send from holding up the others, and calls
+ * still share a request whenever every lane is busy, which is when batching pays. */
+export const REQUESTS_IN_FLIGHT = 4
 /** Bodies larger than this (attachments travel as base64, up to 150 MiB, §5) go alone: they would hold up the
  * small calls batched with them, and joining them into a batch body would copy them once more. */
 const BATCH_BODY_MAX = 64 * 1024
@@ -82,8 +88,9 @@ export class SignalClient {
   private readonly timeoutMs: number
   private nextId = 1
   /**
-   * Calls made while a request is in flight go out together in the next one, as one JSON-RPC batch (§3): one
-   * HTTP round trip, one socket write and one axios pass for up to BATCH_MAX calls instead of one each.
+   * Up to REQUESTS_IN_FLIGHT requests go at once, one per lane; calls made while every lane is busy go out together
+   * in a lane's next request, as one JSON-RPC batch (§3): one HTTP round trip, one socket write and one axios pass
+   * for up to BATCH_MAX calls instead of one each.
    *
    * The daemon runs a batch's calls concurrently and answers them in any order (§3), so two calls whose order
    * matters must never share a batch. Nothing here keeps them apart, because no caller makes such calls at the
@@ -94,11 +101,12 @@ export class SignalClient {
    * each call before the next. A new caller that fires calls to one chat without awaiting them must keep them
    * apart itself.
    */
-  private readonly batches = new Coalescer<Call, Outcome>(calls => this.post(calls, {}), BATCH_MAX)
+  private readonly lanes: Array<Coalescer<Call, Outcome>>
 
   constructor(opts: SignalClientOptions) {
     this.daemonUrl = opts.daemonUrl.replace(/\/+$/, '')
     this.timeoutMs = opts.timeoutMs ?? 30_000
+    this.lanes = Array.from({ length: opts.requestsInFlight ?? REQUESTS_IN_FLIGHT }, () => new Coalescer<Call, Outcome>(calls => this.post(calls, {}), BATCH_MAX))
     this.http = axios.create({
       baseURL: this.daemonUrl,
       // Every status is inspected by hand: JSON-RPC errors arrive as 200, the rest are daemon trouble.
@@ -121,9 +129,21 @@ export class SignalClient {
     const call: Call = { method, id, body: JSON.stringify({ jsonrpc: '2.0', method, params, id }) }
     // A call with a time limit of its own (finishLink waits for a person) or a large body goes alone, at once.
     const alone = opts.timeoutMs !== undefined || opts.signal !== undefined || call.body.length > BATCH_BODY_MAX
-    const outcome = alone ? (await this.post([call], opts))[0]! : await this.batches.add(call)
+    const outcome = alone ? (await this.post([call], opts))[0]! : await this.lane().add(call)
     if (!outcome.ok) throw outcome.error
     return outcome.result as T
+  }
+
+  /** An idle lane (the call goes at once); else the busy lane whose next request already has calls waiting, so that
+   * they form one batch rather than one request each (until it is full). */
+  private lane(): Coalescer<Call, Outcome> {
+    let best: Coalescer<Call, Outcome> | undefined
+    for (const lane of this.lanes) {
+      const { running, waiting } = lane.load
+      if (!running) return lane
+      if (waiting < BATCH_MAX && (!best || waiting > best.load.waiting)) best = lane
+    }
+    return best ?? this.lanes[0]!
   }
 
   /**

@@ -21,6 +21,8 @@ import type { GroupJson } from './types.ts'
 export interface SignalTimings extends Partial<StreamTimings> {
   /** Timeout of ordinary RPC calls (finishLink has none). */
   rpcTimeoutMs?: number
+  /** Requests to the daemon in flight at once (SignalClient's lanes). */
+  rpcRequestsInFlight?: number
   /** How often listAccounts is polled to notice an unlinked device (§11.3: 30–60 s). */
   pollAccountsMs?: number
   /** First delay before retrying an event the core could not record; doubles up to 30 s. */
@@ -88,7 +90,11 @@ export class SignalNetwork implements RemoteNetwork {
 
   constructor(opts: SignalNetworkOptions) {
     this.opts = opts
-    this.client = new SignalClient({ daemonUrl: opts.daemonUrl, ...(opts.timings?.rpcTimeoutMs ? { timeoutMs: opts.timings.rpcTimeoutMs } : {}) })
+    this.client = new SignalClient({
+      daemonUrl: opts.daemonUrl,
+      ...(opts.timings?.rpcTimeoutMs ? { timeoutMs: opts.timings.rpcTimeoutMs } : {}),
+      ...(opts.timings?.rpcRequestsInFlight ? { requestsInFlight: opts.timings.rpcRequestsInFlight } : {}),
+    })
   }
 
   async start(ctx: NetworkContext): Promise<void> {

@@ -15,7 +15,8 @@ describe.each(DB_KINDS)('Signal sends batched through the bridge on %s', kind =>
 
   /** Three rooms, each bridged to a Signal group of its own through the one relay. */
   async function setup(): Promise<Array<{ room: string; group: string }>> {
-    s = await realScenario(kind, { backoff: PATIENT })
+    // One request in flight at a time (the client's lanes narrowed to one), so that three groups show batching.
+    s = await realScenario(kind, { backoff: PATIENT, signal: { rpcRequestsInFlight: 1 } })
     const first = await bridgedRoom(s)
     const out = [{ room: first.room, group: first.signalGroup! }]
     for (const name of ['Cousins', 'Neighbours']) {

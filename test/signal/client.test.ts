@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { PATIENCE_MS } from '../support/patience.ts'
 import axios from 'axios'
-import { SignalClient, SignalRpcError, SignalUnreachableError } from '../../src/signal/client.ts'
+import { REQUESTS_IN_FLIGHT, SignalClient, SignalRpcError, SignalUnreachableError } from '../../src/signal/client.ts'
 import { toDeliveryError } from '../../src/signal/send.ts'
 import { FakeSignalDaemon } from '../fakes/signal-daemon.ts'
 
@@ -109,6 +109,10 @@ describe('what each answer means for the outbox (§7)', () => {
 })
 
 describe('calls made together go out as one JSON-RPC batch (§3)', () => {
+  // One lane: every call made while a request is in flight waits for it (the lanes themselves: below).
+  beforeEach(() => {
+    client = new SignalClient({ daemonUrl: daemon.url, timeoutMs: PATIENCE_MS, requestsInFlight: 1 })
+  })
   const ACI = '5f0c2a9e-3b7d-4e61-9a2c-7d1e8b4f6a30'
   const groups = (n: number) => Array.from({ length: n }, (_, i) => daemon.addGroup({ name: `G${i}`, members: [{ number: RELAY, aci: ACI }, { number: null, aci: `0000000${i}-0000-4000-8000-000000000000` }] }).id)
   const send = (groupId: string, message = 'hi') => client.call<{ timestamp: number }>('send', { account: RELAY, groupId, message })
@@ -196,7 +200,7 @@ describe('calls made together go out as one JSON-RPC batch (§3)', () => {
     })
     await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
     try {
-      const c = new SignalClient({ daemonUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, timeoutMs: PATIENCE_MS })
+      const c = new SignalClient({ daemonUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, timeoutMs: PATIENCE_MS, requestsInFlight: 1 })
       const settled = await Promise.allSettled([c.call('version'), c.call('version'), c.call('version')])
       expect(settled.map(s => s.status)).toEqual(['fulfilled', 'rejected', 'fulfilled'])
       expect(String((settled[1] as PromiseRejectedResult).reason)).toMatch(/without an answer to version \(id 2\); whether it ran is unknown/)
@@ -209,5 +213,28 @@ describe('calls made together go out as one JSON-RPC batch (§3)', () => {
     const http = axios.create({ baseURL: daemon.url, validateStatus: () => true })
     const notes = await http.post('/api/v1/rpc', [{ jsonrpc: '2.0', method: 'version' }, { jsonrpc: '2.0', method: 'version' }])
     expect([notes.status, notes.data]).toEqual([201, ''])
+  })
+})
+
+describe('a few requests in flight at once (lanes)', () => {
+  const ACI = '5f0c2a9e-3b7d-4e61-9a2c-7d1e8b4f6a30'
+  const groups = (n: number) => Array.from({ length: n }, (_, i) => daemon.addGroup({ name: `G${i}`, members: [{ number: RELAY, aci: ACI }] }).id)
+  const send = (groupId: string) => client.call<{ timestamp: number }>('send', { account: RELAY, groupId, message: 'hi' })
+
+  it('a slow send does not hold up sends to other groups; once every lane is busy, the next calls share a request', async () => {
+    expect(REQUESTS_IN_FLIGHT).toBeGreaterThan(1)
+    const ids = groups(REQUESTS_IN_FLIGHT + 2)
+    let release!: () => void
+    daemon.answersHeld = new Promise<void>(resolve => (release = resolve))
+    // Each send while a lane is free goes at once, in a request of its own, though none has been answered.
+    const busy = ids.slice(0, REQUESTS_IN_FLIGHT).map(id => send(id))
+    await daemon.until(() => daemon.calls.length === REQUESTS_IN_FLIGHT)
+    expect(daemon.rpcRequests).toEqual(Array(REQUESTS_IN_FLIGHT).fill(1))
+    // Every lane is waiting for its answer now: the next two wait, together.
+    const rest = ids.slice(REQUESTS_IN_FLIGHT).map(id => send(id))
+    daemon.answersHeld = undefined
+    release()
+    await Promise.all([...busy, ...rest])
+    expect(daemon.rpcRequests).toEqual([...Array(REQUESTS_IN_FLIGHT).fill(1), 2])
   })
 })
