@@ -3,13 +3,15 @@
 // encryption layer (encrypting-api.ts) wraps it: every outgoing room event passes through sendEvent (state
 // events through sendState, which stay plain as the spec wants), every attachment through uploadAttachment.
 //
-// HTTP goes through axios (already the Signal client's): Bearer auth, JSON, keep-alive (Node's default agent).
-// It used to be the bot-sdk's MatrixClient.doRequest, a thin layer over the deprecated `request` library; loading
-// the bot-sdk (with `request`, express, lowdb and its storage drivers) cost about 17 MB of the idle resident set
-// for this one method (docs/performance.md). `user_id` goes into each call's own query, so two ghosts sending at
-// once never share state.
+// HTTP goes through undici's Agent (keep-alive connections, Bearer auth, JSON). Every relayed message is one
+// PUT here, so the client's own cost per request counts: axios (which the Signal client still uses) spent about
+// 280 µs of CPU per PUT in its config merging, header normalisation and transforms, undici about 45 µs, Node's
+// http.request with a keep-alive Agent about 120 µs (docs/performance.md). It used to be the bot-sdk's
+// MatrixClient.doRequest, a thin layer over the deprecated `request` library, whose loading cost about 17 MB of
+// the idle resident set. `user_id` goes into each call's own query, so two ghosts sending at once never share
+// state.
 import { stringify as queryString } from 'node:querystring'
-import axios, { type AxiosInstance } from 'axios'
+import { Agent, interceptors, type Dispatcher } from 'undici'
 import type { Logger } from 'pino'
 import type { EncryptedFile } from './attachments.ts'
 import {
@@ -147,13 +149,21 @@ interface RawResponse {
 const enc = encodeURIComponent
 const CONNECTION_CODES = new Set([
   'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ESOCKETTIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE', 'EHOSTUNREACH',
-  'ENETUNREACH', 'ECONNABORTED', 'UND_ERR_SOCKET',
+  'ENETUNREACH', 'ECONNABORTED', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED',
+  // undici's own timeouts (connecting, waiting for the answer's headers, between body chunks).
+  'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT',
 ])
 
 export class MatrixClientApi implements HomeserverApi {
   readonly domain: string
   readonly botUserId: string
-  private readonly http: AxiosInstance
+  /** Scheme, host and port of the homeserver; `basePath` is any path prefix its URL has (behind a proxy). */
+  private readonly origin: string
+  private readonly basePath: string
+  private readonly http: Dispatcher
+  /** The same connections, following redirects: for media downloads (which a server may send to a CDN). */
+  private readonly following: Dispatcher
+  private readonly auth: string
   private readonly timeoutMs: number
   private readonly log: Logger
   /** Set once the authenticated media endpoint answered M_UNRECOGNIZED: old servers stay old. */
@@ -164,15 +174,12 @@ export class MatrixClientApi implements HomeserverApi {
     this.botUserId = `@${opts.botLocalpart}:${opts.domain}`
     this.timeoutMs = opts.requestTimeoutMs ?? 60_000
     this.log = opts.log.child({ module: 'matrix-client' })
-    this.http = axios.create({
-      baseURL: opts.homeserverUrl.replace(/\/+$/, ''),
-      headers: { Authorization: `Bearer ${opts.asToken}` },
-      // Every status is answered by hand (toTypedError), and bodies are decoded here: a download stays bytes.
-      validateStatus: () => true,
-      responseType: 'arraybuffer',
-      maxBodyLength: Infinity,
-      maxContentLength: Infinity,
-    })
+    const base = new URL(opts.homeserverUrl)
+    this.origin = base.origin
+    this.basePath = base.pathname.replace(/\/+$/, '')
+    this.auth = `Bearer ${opts.asToken}`
+    this.http = new Agent()
+    this.following = this.http.compose(interceptors.redirect({ maxRedirections: 5 }))
   }
 
   async whoami(asUser?: string): Promise<{ userId: string; deviceId?: string }> {
@@ -408,20 +415,26 @@ export class MatrixClientApi implements HomeserverApi {
     if (opts.asUser) qs['user_id'] = opts.asUser
     const query = queryString(qs) // arrays as repeated keys (a=1&a=2), as the spec's query parameters want
     const body = opts.body === undefined ? undefined : Buffer.isBuffer(opts.body) ? opts.body : JSON.stringify(opts.body)
+    const headers: Record<string, string> = { authorization: this.auth }
+    if (body !== undefined) headers['content-type'] = Buffer.isBuffer(opts.body) ? opts.contentType ?? 'application/octet-stream' : 'application/json'
     const started = Date.now()
     try {
-      const res = await this.http.request<ArrayBuffer>({
-        method,
-        url: query ? `${path}?${query}` : path,
-        data: body,
-        headers: body === undefined ? {} : { 'Content-Type': Buffer.isBuffer(opts.body) ? opts.contentType ?? 'application/octet-stream' : 'application/json' },
-        timeout: this.timeoutMs,
-        // A media download may be redirected (to a CDN); nothing else is followed.
-        maxRedirects: method === 'GET' ? 5 : 0,
+      // A media download may be redirected (to a CDN); nothing else is followed.
+      const res = await (method === 'GET' ? this.following : this.http).request({
+        origin: this.origin,
+        path: `${this.basePath}${path}${query ? `?${query}` : ''}`,
+        method: method as Dispatcher.HttpMethod,
+        headers,
+        body: body ?? null,
+        // Waiting for the answer, then for each part of its body: a hung homeserver fails the call, it does not
+        // hold a send forever.
+        headersTimeout: this.timeoutMs,
+        bodyTimeout: this.timeoutMs,
       })
-      const raw: RawResponse = { statusCode: res.status, headers: res.headers as RawResponse['headers'], body: Buffer.from(res.data) }
-      if (res.status < 200 || res.status >= 300) throw raw
-      return opts.raw ? raw : jsonOrText(raw.body as Buffer)
+      const data = Buffer.from(await res.body.arrayBuffer())
+      const raw: RawResponse = { statusCode: res.statusCode, headers: res.headers, body: data }
+      if (res.statusCode < 200 || res.statusCode >= 300) throw raw
+      return opts.raw ? raw : jsonOrText(data)
     } catch (err) {
       const typed = toTypedError(err, `${method} ${path}`)
       this.log.debug({ request: `${method} ${path}`, ms: Date.now() - started, err: typed.message }, 'homeserver call failed')
@@ -478,8 +491,8 @@ function retryAfterOf(body: Record<string, unknown> | undefined, header: string 
   return typeof h === 'string' && /^\d+$/.test(h.trim()) ? Number(h.trim()) * 1000 : undefined
 }
 
-/** call() throws the raw response of a non-2xx answer (its body a Buffer), or axios's socket or timeout error
- * (with a Node error code such as ECONNREFUSED, or ECONNABORTED for a timeout). */
+/** call() throws the raw response of a non-2xx answer (its body a Buffer), or undici's socket or timeout error
+ * (with a Node error code such as ECONNREFUSED, or undici's own such as UND_ERR_HEADERS_TIMEOUT). */
 function toTypedError(err: unknown, request: string): Error {
   if (err instanceof MatrixApiError || err instanceof MatrixConnectionError) return err
   if (err && typeof err === 'object' && typeof (err as RawResponse).statusCode === 'number') {
