@@ -329,7 +329,7 @@ describe('error classification', () => {
   })
 })
 
-describe('the HTTP client (what the swap from axios to undici had to keep)', () => {
+describe('the HTTP client (what the move from axios to node:http had to keep)', () => {
   it('a homeserver that takes the request and never answers fails the call after requestTimeoutMs: transient', async () => {
     const hs = await FakeHomeserver.start()
     cleanups.push(() => hs.stop())
@@ -341,8 +341,10 @@ describe('the HTTP client (what the swap from axios to undici had to keep)', () 
     expect(classifyMatrixError(err)).toBe('transient')
   })
 
-  it('keeps the path prefix of the homeserver URL, follows a download\'s redirect (to a CDN), and never a send\'s', async () => {
-    const cdn = createServer((_req, res) => {
+  it('keeps the path prefix of the homeserver URL, follows a download\'s redirect (to a CDN, without the token), and never a send\'s', async () => {
+    const cdnSaw: (string | undefined)[] = []
+    const cdn = createServer((req, res) => {
+      cdnSaw.push(req.headers.authorization)
       res.writeHead(200, { 'Content-Type': 'image/png' })
       res.end(Buffer.from('png bytes'))
     })
@@ -360,6 +362,7 @@ describe('the HTTP client (what the swap from axios to undici had to keep)', () 
     const api = new MatrixClientApi({ homeserverUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}/matrix/`, asToken: 't', domain: 'example.org', botLocalpart: 'relaybot', log: silent })
     const got = await api.downloadMedia('mxc://example.org/abc')
     expect({ mimetype: got.mimetype, data: got.data.toString() }).toEqual({ mimetype: 'image/png', data: 'png bytes' })
+    expect(cdnSaw).toEqual([undefined])
     const err = await caught(api.sendEvent('@signal_a:example.org', '!r:example.org', 'm.room.message', { body: 'x' }, 't1'))
     expect(err).toMatchObject({ status: 307 })
     expect(seen).toEqual([
