@@ -3,13 +3,15 @@
 // encryption layer (encrypting-api.ts) wraps it: every outgoing room event passes through sendEvent (state
 // events through sendState, which stay plain as the spec wants), every attachment through uploadAttachment.
 //
-// HTTP goes through axios (already the Signal client's): Bearer auth, JSON, keep-alive (Node's default agent).
-// It used to be the bot-sdk's MatrixClient.doRequest, a thin layer over the deprecated `request` library; loading
-// the bot-sdk (with `request`, express, lowdb and its storage drivers) cost about 17 MB of the idle resident set
-// for this one method (docs/performance.md). `user_id` goes into each call's own query, so two ghosts sending at
-// once never share state.
+// HTTP goes through Node's http/https with a keep-alive Agent (Bearer auth, JSON). Every relayed message is one
+// PUT here, so the client's own cost per request counts: axios (which the Signal client still uses) spent about
+// three times Node's own on its config merging, header normalisation and transforms; undici was cheaper still, but
+// loading it (its llhttp WebAssembly) added ~15 MB to the idle resident set (docs/performance.md). It used to be
+// the bot-sdk's MatrixClient.doRequest, whose loading cost about 17 MB. `user_id` goes into each call's own
+// query, so two ghosts sending at once never share state.
+import { Agent as HttpAgent, request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http'
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https'
 import { stringify as queryString } from 'node:querystring'
-import axios, { type AxiosInstance } from 'axios'
 import type { Logger } from 'pino'
 import type { EncryptedFile } from './attachments.ts'
 import {
@@ -149,11 +151,18 @@ const CONNECTION_CODES = new Set([
   'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ESOCKETTIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE', 'EHOSTUNREACH',
   'ENETUNREACH', 'ECONNABORTED', 'UND_ERR_SOCKET',
 ])
+/** A media download may be redirected (to a CDN), this many times; nothing else is followed. */
+const MAX_REDIRECTS = 5
+const REDIRECTS = new Set([301, 302, 303, 307, 308])
 
 export class MatrixClientApi implements HomeserverApi {
   readonly domain: string
   readonly botUserId: string
-  private readonly http: AxiosInstance
+  /** The homeserver's URL, and its path prefix without a trailing slash (behind a reverse proxy, say). */
+  private readonly base: URL
+  private readonly basePath: string
+  private readonly agents = { http: new HttpAgent({ keepAlive: true }), https: new HttpsAgent({ keepAlive: true }) }
+  private readonly auth: string
   private readonly timeoutMs: number
   private readonly log: Logger
   /** Set once the authenticated media endpoint answered M_UNRECOGNIZED: old servers stay old. */
@@ -164,15 +173,9 @@ export class MatrixClientApi implements HomeserverApi {
     this.botUserId = `@${opts.botLocalpart}:${opts.domain}`
     this.timeoutMs = opts.requestTimeoutMs ?? 60_000
     this.log = opts.log.child({ module: 'matrix-client' })
-    this.http = axios.create({
-      baseURL: opts.homeserverUrl.replace(/\/+$/, ''),
-      headers: { Authorization: `Bearer ${opts.asToken}` },
-      // Every status is answered by hand (toTypedError), and bodies are decoded here: a download stays bytes.
-      validateStatus: () => true,
-      responseType: 'arraybuffer',
-      maxBodyLength: Infinity,
-      maxContentLength: Infinity,
-    })
+    this.base = new URL(opts.homeserverUrl)
+    this.basePath = this.base.pathname.replace(/\/+$/, '')
+    this.auth = `Bearer ${opts.asToken}`
   }
 
   async whoami(asUser?: string): Promise<{ userId: string; deviceId?: string }> {
@@ -410,23 +413,57 @@ export class MatrixClientApi implements HomeserverApi {
     const body = opts.body === undefined ? undefined : Buffer.isBuffer(opts.body) ? opts.body : JSON.stringify(opts.body)
     const started = Date.now()
     try {
-      const res = await this.http.request<ArrayBuffer>({
-        method,
-        url: query ? `${path}?${query}` : path,
-        data: body,
-        headers: body === undefined ? {} : { 'Content-Type': Buffer.isBuffer(opts.body) ? opts.contentType ?? 'application/octet-stream' : 'application/json' },
-        timeout: this.timeoutMs,
-        // A media download may be redirected (to a CDN); nothing else is followed.
-        maxRedirects: method === 'GET' ? 5 : 0,
-      })
-      const raw: RawResponse = { statusCode: res.status, headers: res.headers as RawResponse['headers'], body: Buffer.from(res.data) }
-      if (res.status < 200 || res.status >= 300) throw raw
-      return opts.raw ? raw : jsonOrText(raw.body as Buffer)
+      // A path on the homeserver, or once redirected, a URL (only a download is).
+      let target: string | URL = `${this.basePath}${path}${query ? `?${query}` : ''}`
+      for (let hops = 0; ; hops++) {
+        const res = await this.exchange(method, target, body, Buffer.isBuffer(opts.body) ? opts.contentType ?? 'application/octet-stream' : 'application/json')
+        const location = res.headers['location']
+        if (method === 'GET' && REDIRECTS.has(res.statusCode) && location && hops < MAX_REDIRECTS) {
+          target = new URL(location, typeof target === 'string' ? new URL(target, this.base) : target)
+          continue
+        }
+        if (res.statusCode < 200 || res.statusCode >= 300) throw res
+        return opts.raw ? res : jsonOrText(res.body as Buffer)
+      }
     } catch (err) {
       const typed = toTypedError(err, `${method} ${path}`)
       this.log.debug({ request: `${method} ${path}`, ms: Date.now() - started, err: typed.message }, 'homeserver call failed')
       throw typed
     }
+  }
+
+  /** One request and its whole answer (any status). Rejects with Node's socket error (a `code` such as
+   * ECONNREFUSED), or ETIMEDOUT when the connection stays silent for the request timeout. */
+  private exchange(method: string, target: string | URL, body: string | Buffer | undefined, contentType: string): Promise<RawResponse> {
+    const url = typeof target === 'string' ? this.base : target
+    // The token goes to the homeserver only, never to where a download is redirected.
+    const headers: OutgoingHttpHeaders = typeof target === 'string' || target.origin === this.base.origin ? { Authorization: this.auth } : {}
+    if (body !== undefined) {
+      headers['Content-Type'] = contentType
+      headers['Content-Length'] = Buffer.byteLength(body)
+    }
+    const https = url.protocol === 'https:'
+    const options = {
+      method, headers, agent: https ? this.agents.https : this.agents.http,
+      // Options rather than a URL object: no URL to parse and copy on every call to the homeserver.
+      hostname: url.hostname.replace(/^\[|\]$/g, ''), port: url.port || (https ? 443 : 80),
+      path: typeof target === 'string' ? target : `${target.pathname}${target.search}`,
+    }
+    return new Promise((resolve, reject) => {
+      const req = (https ? httpsRequest : httpRequest)(options, (res: IncomingMessage) => {
+        const chunks: Buffer[] = []
+        res.on('data', (c: Buffer) => chunks.push(c))
+        res.once('error', reject)
+        res.once('end', () => resolve({
+          statusCode: res.statusCode ?? 0,
+          headers: res.headers,
+          body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks),
+        }))
+      })
+      req.once('error', reject)
+      req.setTimeout(this.timeoutMs, () => req.destroy(Object.assign(new Error(`no answer in ${this.timeoutMs} ms`), { code: 'ETIMEDOUT' })))
+      req.end(body)
+    })
   }
 }
 
@@ -478,8 +515,8 @@ function retryAfterOf(body: Record<string, unknown> | undefined, header: string 
   return typeof h === 'string' && /^\d+$/.test(h.trim()) ? Number(h.trim()) * 1000 : undefined
 }
 
-/** call() throws the raw response of a non-2xx answer (its body a Buffer), or axios's socket or timeout error
- * (with a Node error code such as ECONNREFUSED, or ECONNABORTED for a timeout). */
+/** call() throws the raw response of a non-2xx answer (its body a Buffer), or Node's socket or timeout error
+ * (with a code such as ECONNREFUSED, or ETIMEDOUT for a timeout). */
 function toTypedError(err: unknown, request: string): Error {
   if (err instanceof MatrixApiError || err instanceof MatrixConnectionError) return err
   if (err && typeof err === 'object' && typeof (err as RawResponse).statusCode === 'number') {

@@ -329,6 +329,49 @@ describe('error classification', () => {
   })
 })
 
+describe('the HTTP client (what the move from axios to node:http had to keep)', () => {
+  it('a homeserver that takes the request and never answers fails the call after requestTimeoutMs: transient', async () => {
+    const hs = await FakeHomeserver.start()
+    cleanups.push(() => hs.stop())
+    const api = new MatrixClientApi({ homeserverUrl: hs.url, asToken: hs.registration.as_token, domain: hs.domain, botLocalpart: 'relaybot', log: silent, requestTimeoutMs: 200 })
+    hs.hang()
+    const err = await caught(api.whoami())
+    expect(hs.hungRequests).toEqual(['GET /_matrix/client/v3/account/whoami'])
+    expect(err).toBeInstanceOf(MatrixConnectionError)
+    expect(classifyMatrixError(err)).toBe('transient')
+  })
+
+  it('keeps the path prefix of the homeserver URL, follows a download\'s redirect (to a CDN, without the token), and never a send\'s', async () => {
+    const cdnSaw: (string | undefined)[] = []
+    const cdn = createServer((req, res) => {
+      cdnSaw.push(req.headers.authorization)
+      res.writeHead(200, { 'Content-Type': 'image/png' })
+      res.end(Buffer.from('png bytes'))
+    })
+    await new Promise<void>((r) => cdn.listen(0, '127.0.0.1', () => r()))
+    const seen: string[] = []
+    const server = createServer((req, res) => {
+      seen.push(`${req.method} ${req.url} ${req.headers.authorization}`)
+      req.resume()
+      res.writeHead(req.method === 'GET' ? 302 : 307, { Location: `http://127.0.0.1:${(cdn.address() as AddressInfo).port}/blob` })
+      res.end()
+    })
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()))
+    cleanups.push(() => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()) }))
+    cleanups.push(() => new Promise<void>((r) => { cdn.closeAllConnections(); cdn.close(() => r()) }))
+    const api = new MatrixClientApi({ homeserverUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}/matrix/`, asToken: 't', domain: 'example.org', botLocalpart: 'relaybot', log: silent })
+    const got = await api.downloadMedia('mxc://example.org/abc')
+    expect({ mimetype: got.mimetype, data: got.data.toString() }).toEqual({ mimetype: 'image/png', data: 'png bytes' })
+    expect(cdnSaw).toEqual([undefined])
+    const err = await caught(api.sendEvent('@signal_a:example.org', '!r:example.org', 'm.room.message', { body: 'x' }, 't1'))
+    expect(err).toMatchObject({ status: 307 })
+    expect(seen).toEqual([
+      'GET /matrix/_matrix/client/v1/media/download/example.org/abc Bearer t',
+      'PUT /matrix/_matrix/client/v3/rooms/!r%3Aexample.org/send/m.room.message/t1?user_id=%40signal_a%3Aexample.org Bearer t',
+    ])
+  })
+})
+
 describe('the wait a rate limit asks for', () => {
   /** A homeserver that answers every call with this 429. */
   async function limitedBy(body: Record<string, unknown>, headers: Record<string, string>): Promise<MatrixClientApi> {
