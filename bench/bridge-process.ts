@@ -12,7 +12,7 @@ import { SignalNetwork } from '../src/signal/network.ts'
 import { WhatsAppNetwork } from '../src/whatsapp/network.ts'
 import type { WaSocketFactory } from '../src/whatsapp/socket.ts'
 import { FakeWhatsApp, type FakeWaSocket, type SentRecord } from '../test/fakes/whatsapp-socket.ts'
-import { benchConfig, nowMs, untag, WA_ROBIN, whatsappGroupId, WHATSAPP_LOGIN } from './config.ts'
+import { benchConfig, nowMs, SIGNAL_LOGIN, untag, WA_ROBIN, whatsappGroupId, WHATSAPP_LOGIN } from './config.ts'
 import { installStageHooks } from './stages.ts'
 
 interface Start { type: 'start'; databaseUri: string; homeserver: string; daemonUrl: string; waServer: string; portals: number; encrypted?: boolean }
@@ -54,6 +54,8 @@ const stampedFactory = (world: FakeWhatsApp): WaSocketFactory => (auth, opts) =>
   return sock
 }
 
+let signal: SignalNetwork | undefined
+let whatsapp: WhatsAppNetwork | undefined
 let bridge: Awaited<ReturnType<typeof startBridge>> | undefined
 
 process.on('message', (msg: FromParent) => {
@@ -67,8 +69,8 @@ process.on('message', (msg: FromParent) => {
         const config = benchConfig({ ...msg, dataDir: await mkdtemp(join(tmpdir(), 'rb-bench-')) })
         const log = pino({ level: config.logging.level })
         const networks = [
-          new SignalNetwork({ daemonUrl: msg.daemonUrl, timings: { pollAccountsMs: 3_600_000 } }),
-          new WhatsAppNetwork({ socketFactory: stages ? stampedFactory(wa) : wa.factory, paceMs: [0, 0], phoneCheckMs: 0 }),
+          (signal = new SignalNetwork({ daemonUrl: msg.daemonUrl, timings: { pollAccountsMs: 3_600_000 } })),
+          (whatsapp = new WhatsAppNetwork({ socketFactory: stages ? stampedFactory(wa) : wa.factory, paceMs: [0, 0], phoneCheckMs: 0 })),
         ]
         bridge = await startBridge(config, { log, networks, timings: { maintenanceMs: 3_600_000 } })
         for (let i = 0; i < 500; i++) {
@@ -84,7 +86,7 @@ process.on('message', (msg: FromParent) => {
         const { rss, heapUsed, heapTotal, external } = process.memoryUsage()
         const maxLoopDelayMs = loopDelay.max / 1e6
         loopDelay.reset()
-        send({ type: 'stats', rss, heapUsed, heapTotal, external, maxRss: usage.maxRSS * 1024, cpuUs: usage.userCPUTime + usage.systemCPUTime, maxLoopDelayMs })
+        send({ type: 'stats', rss, heapUsed, heapTotal, external, maxRss: usage.maxRSS * 1024, cpuUs: usage.userCPUTime + usage.systemCPUTime, maxLoopDelayMs, signalBacklog: signal?.backlog(SIGNAL_LOGIN), whatsappReading: whatsapp?.reading(WHATSAPP_LOGIN) })
         return
       }
       case 'stop':

@@ -121,7 +121,7 @@ function postgresCpuMeter(): () => number {
 
 // ---- processes -----------------------------------------------------------------------------------------
 
-interface Stats { rss: number; maxRss: number; cpuUs: number; maxLoopDelayMs?: number; heapUsed?: number; heapTotal?: number; external?: number; events?: number }
+interface Stats { rss: number; maxRss: number; cpuUs: number; maxLoopDelayMs?: number; signalBacklog?: number; whatsappReading?: { backlog: number; holding: boolean; pauses: number; breaths: number }; heapUsed?: number; heapTotal?: number; external?: number; events?: number }
 
 class Child {
   readonly proc: ChildProcess
@@ -450,6 +450,7 @@ async function run(w: World, direction: Direction, opts: { rate: number; duratio
     : opts.push === 'synapse' ? new SynapsePusher(port, opts.batch ?? 50, w.tracker) : new TransactionPusher(port, opts.batch ?? 1, w.tracker)
   const durationMs = opts.durationS * 1000
   log(`${opts.name}: ${w.portals} portals, ${direction} → ${nets.join(' + ')}, ${opts.rate} msg/s for ${opts.durationS} s${opts.push === 'synapse' ? `, one transaction in flight of at most ${opts.batch ?? 50}` : opts.batch ? `, batches of ${opts.batch}` : ''}${opts.encrypted ? `, encrypted, in ${w.e2ee!.rooms.length} rooms` : ''}`)
+  let signalHeld = 0
   const loop = await openLoop({
     rate: opts.rate, durationMs,
     emit: count => {
@@ -462,6 +463,7 @@ async function run(w: World, direction: Direction, opts: { rate: number; duratio
           w.tracker.expect(s, nowMs(), nets)
           w.daemon.push(SIGNAL_RELAY.number, env)
         }
+        signalHeld = Math.max(signalHeld, w.daemon.unreadBytes)
       } else {
         const msgs = []
         for (let i = 0; i < count; i++) {
@@ -502,7 +504,8 @@ async function run(w: World, direction: Direction, opts: { rate: number; duratio
   const waHeld = w.wa.maxBuffered
   await stopBridgeProcess(w)
   log(`  relayed ${result.relayedPerS}/s, p50 ${result.latencyMs.p50} ms, p99 ${result.latencyMs.p99} ms, unfinished ${result.unfinished}, bridge event loop blocked ≤ ${result.bridgeMaxLoopDelayMs} ms, CPU µs/msg: bridge ${result.bridgeCpuUsPerMsg}, PostgreSQL ${result.postgresCpuUsPerMsg}, harness ${result.harnessCpuUsPerMsg}, bridge peak RSS ${result.bridgeMaxRssMb} MB`)
-  if (direction === 'whatsapp') log(`  WhatsApp frames waiting in the harness's server (the bridge's socket held back): at most ${round(waHeld / 2 ** 20)} MB`)
+  if (direction === 'signal') log(`  Signal events waiting in the fake daemon (the bridge's event stream held back): at most ${round(signalHeld / 2 ** 20)} MB; in the bridge at the end: ${after.signalBacklog}`)
+  if (direction === 'whatsapp') log(`  WhatsApp frames waiting in the harness's server (kernel buffers aside): at most ${round(waHeld / 2 ** 20)} MB; the bridge's socket held back ${after.whatsappReading?.pauses} times, ${after.whatsappReading?.backlog} messages in the bridge at the end`)
   logEvidence(result)
   return result
 }
