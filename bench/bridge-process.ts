@@ -1,6 +1,7 @@
 // The bridge under test, in its own process (so that its resident set is its own): the real startBridge with
 // the real Signal adapter (talking HTTP + SSE to the fake daemon in the parent) and the real WhatsApp adapter
-// over the fake socket (in this process, as Baileys would be). Talks to the parent over IPC.
+// over the fake socket (in this process, as Baileys would be), whose WebSocket (rc14's WebSocketClient) reads the
+// messages from the parent's WhatsApp server (bench/wa-server.ts). Talks to the parent over IPC.
 import { mkdtemp } from 'node:fs/promises'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { tmpdir } from 'node:os'
@@ -9,13 +10,13 @@ import { pino } from 'pino'
 import { startBridge } from '../src/bridge.ts'
 import { SignalNetwork } from '../src/signal/network.ts'
 import { WhatsAppNetwork } from '../src/whatsapp/network.ts'
-import { FakeWhatsApp, type SentRecord } from '../test/fakes/whatsapp-socket.ts'
-import { benchConfig, nowMs, untag, WA_ROBIN, whatsappGroupId, WHATSAPP_LOGIN } from './config.ts'
+import type { WaSocketFactory } from '../src/whatsapp/socket.ts'
+import { FakeWhatsApp, type FakeWaSocket, type SentRecord } from '../test/fakes/whatsapp-socket.ts'
+import { benchConfig, nowMs, SIGNAL_LOGIN, untag, WA_ROBIN, whatsappGroupId, WHATSAPP_LOGIN } from './config.ts'
 import { installStageHooks } from './stages.ts'
 
-interface Start { type: 'start'; databaseUri: string; homeserver: string; daemonUrl: string; portals: number; encrypted?: boolean }
-interface WaDeliver { type: 'wa'; msgs: Array<{ chat: number; id: string; text: string }> }
-type FromParent = Start | WaDeliver | { type: 'stats' } | { type: 'stop' }
+interface Start { type: 'start'; databaseUri: string; homeserver: string; daemonUrl: string; waServer: string; portals: number; encrypted?: boolean }
+type FromParent = Start | { type: 'stats' } | { type: 'stop' }
 
 const send = (m: unknown): void => void process.send!(m)
 // Stage timestamps (latency runs, asked for by the benchmark): hooks on pg's client and Node's HTTP messages.
@@ -24,10 +25,11 @@ const stages = process.env.BENCH_STAGES === '1' ? installStageHooks(stamps => se
 // bridge from one around it.
 const loopDelay = monitorEventLoopDelay({ resolution: 5 })
 loopDelay.enable()
-const wa = new FakeWhatsApp()
+// Made at 'start', when the parent names its WhatsApp server.
+let wa: FakeWhatsApp | undefined
 let arrivals: Array<[number, number]> = []
 // The fake keeps every send for assertions; here only the arrival time is kept (and reported).
-wa.sent.push = (...records: SentRecord[]): number => {
+const onlyArrivals = (...records: SentRecord[]): number => {
   const t = nowMs()
   for (const r of records) {
     const seq = untag((r.content as { text?: unknown }).text)
@@ -41,19 +43,34 @@ setInterval(() => {
   arrivals = []
 }, 10)
 
+/** Latency runs: a message arrives when its frame is read from the WebSocket (before Baileys' upsert). */
+const stampedFactory = (world: FakeWhatsApp): WaSocketFactory => (auth, opts) => {
+  const sock = world.factory(auth, opts) as FakeWaSocket
+  // Before the fake's own listener, which hands the message to Baileys' upsert at once.
+  sock.ws.prependListener('message', (data: Buffer) => {
+    const frame = String(data)
+    if (frame.startsWith('spec:')) stages?.stamp((JSON.parse(frame.slice(5)) as { message: { conversation: string } }).message.conversation, 'arrival')
+  })
+  return sock
+}
+
+let signal: SignalNetwork | undefined
+let whatsapp: WhatsAppNetwork | undefined
 let bridge: Awaited<ReturnType<typeof startBridge>> | undefined
 
 process.on('message', (msg: FromParent) => {
   void (async () => {
     switch (msg.type) {
       case 'start': {
+        wa = new FakeWhatsApp({ server: msg.waServer })
+        wa.sent.push = onlyArrivals
         for (let i = 0; i < msg.portals; i++) wa.addGroup({ id: whatsappGroupId(i), subject: `Bench ${i}`, members: [WA_ROBIN] })
         await wa.start()
         const config = benchConfig({ ...msg, dataDir: await mkdtemp(join(tmpdir(), 'rb-bench-')) })
         const log = pino({ level: config.logging.level })
         const networks = [
-          new SignalNetwork({ daemonUrl: msg.daemonUrl, timings: { pollAccountsMs: 3_600_000 } }),
-          new WhatsAppNetwork({ socketFactory: wa.factory, paceMs: [0, 0], phoneCheckMs: 0 }),
+          (signal = new SignalNetwork({ daemonUrl: msg.daemonUrl, timings: { pollAccountsMs: 3_600_000 } })),
+          (whatsapp = new WhatsAppNetwork({ socketFactory: stages ? stampedFactory(wa) : wa.factory, paceMs: [0, 0], phoneCheckMs: 0 })),
         ]
         bridge = await startBridge(config, { log, networks, timings: { maintenanceMs: 3_600_000 } })
         for (let i = 0; i < 500; i++) {
@@ -64,23 +81,17 @@ process.on('message', (msg: FromParent) => {
         send({ type: 'ready', port: bridge.port })
         return
       }
-      case 'wa':
-        for (const m of msg.msgs) {
-          stages?.stamp(m.text, 'arrival')
-          wa.deliver({ chat: whatsappGroupId(m.chat), id: m.id, from: WA_ROBIN, pushName: 'Robin', message: { conversation: m.text } })
-        }
-        return
       case 'stats': {
         const usage = process.resourceUsage()
         const { rss, heapUsed, heapTotal, external } = process.memoryUsage()
         const maxLoopDelayMs = loopDelay.max / 1e6
         loopDelay.reset()
-        send({ type: 'stats', rss, heapUsed, heapTotal, external, maxRss: usage.maxRSS * 1024, cpuUs: usage.userCPUTime + usage.systemCPUTime, maxLoopDelayMs })
+        send({ type: 'stats', rss, heapUsed, heapTotal, external, maxRss: usage.maxRSS * 1024, cpuUs: usage.userCPUTime + usage.systemCPUTime, maxLoopDelayMs, signalBacklog: signal?.backlog(SIGNAL_LOGIN), whatsappReading: whatsapp?.reading(WHATSAPP_LOGIN) })
         return
       }
       case 'stop':
         await bridge?.stop()
-        await wa.stop()
+        await wa?.stop()
         process.exit(0)
     }
   })().catch((err: unknown) => {

@@ -30,6 +30,7 @@ import { probeDisk } from './disk.ts'
 import { floorPortals, postgresFloorStep, rampToPlateau, type Plateau } from './floors.ts'
 import { nextSeq, openLoop, percentiles, SynapsePusher, Tracker, TransactionPusher, type Net, type PreparedMessage, type Pusher } from './load.ts'
 import { StageLog, type Stamp, type StageSummary } from './stages.ts'
+import { WaServer } from './wa-server.ts'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const { values: opt } = parseArgs({
@@ -120,7 +121,7 @@ function postgresCpuMeter(): () => number {
 
 // ---- processes -----------------------------------------------------------------------------------------
 
-interface Stats { rss: number; maxRss: number; cpuUs: number; maxLoopDelayMs?: number; heapUsed?: number; heapTotal?: number; external?: number; events?: number }
+interface Stats { rss: number; maxRss: number; cpuUs: number; maxLoopDelayMs?: number; signalBacklog?: number; whatsappReading?: { backlog: number; holding: boolean; pauses: number; breaths: number }; heapUsed?: number; heapTotal?: number; external?: number; events?: number }
 
 class Child {
   readonly proc: ChildProcess
@@ -175,6 +176,9 @@ interface World {
   db: Db
   hs: FakeHomeserver
   daemon: FakeSignalDaemon
+  /** WhatsApp's server, whose frames the bridge's WhatsApp socket reads (bench/wa-server.ts). */
+  wa: WaServer
+  waUrl: string
   rooms: string[]
   /** Portals that also exist as rooms on the fake homeserver (for traffic towards Matrix). */
   live: number
@@ -215,6 +219,8 @@ async function makeWorld(portals: number): Promise<World> {
     onEvent(ev)
   }
   const daemon = await FakeSignalDaemon.start({ keepaliveMs: 15_000 })
+  const wa = new WaServer()
+  const waUrl = await wa.start()
   daemon.addAccount(SIGNAL_RELAY)
   // Arrivals on Signal: the daemon answers a send (the fake keeps no call log here).
   daemon.calls.push = (...calls: RecordedCall[]): number => {
@@ -234,7 +240,7 @@ async function makeWorld(portals: number): Promise<World> {
     } else rooms.push(benchRoomId(i))
   }
   await seed(db, rooms)
-  return { portals, dbUri, db, hs, daemon, rooms, live, tracker, peakRss: 0, encryptedArrivals }
+  return { portals, dbUri, db, hs, daemon, wa, waUrl, rooms, live, tracker, peakRss: 0, encryptedArrivals }
 }
 
 /** Logins, WhatsApp creds, portals and room members written straight into the database. */
@@ -271,7 +277,7 @@ async function startBridgeProcess(w: World, encrypted = false, stages = false): 
     else if (m.type === 'stages') w.stages?.add(m.stamps!)
   }
   const ready = child.next<{ port: number }>('ready', 120_000)
-  child.send({ type: 'start', databaseUri: w.dbUri, homeserver: w.hs.url, daemonUrl: w.daemon.url, portals: w.portals, encrypted })
+  child.send({ type: 'start', databaseUri: w.dbUri, homeserver: w.hs.url, daemonUrl: w.daemon.url, waServer: w.waUrl, portals: w.portals, encrypted })
   const { port } = await ready
   w.hs.setAppserviceUrl(`http://127.0.0.1:${port}`)
   await w.daemon.until(() => w.daemon.hasStream(SIGNAL_RELAY.number), 30_000)
@@ -286,6 +292,7 @@ async function stopBridgeProcess(w: World): Promise<Stats | undefined> {
   w.peakRss = Math.max(w.peakRss, s.maxRss)
   await w.bridge.stop()
   w.bridge = undefined
+  w.wa.reset()
   w.tracker.reset()
   return s
 }
@@ -295,6 +302,7 @@ async function closeWorld(w: World): Promise<void> {
   await w.e2ee?.alice.close()
   await w.hs.stop()
   await w.daemon.stop()
+  await w.wa.stop()
   await w.db.close()
   const admin = new pg.Client({ connectionString: ADMIN_URI })
   await admin.connect()
@@ -338,7 +346,7 @@ interface RunResult {
 }
 
 /** Sends one message per live chat towards Matrix from each remote network and waits: ghosts get registered and joined. */
-async function warmUp(w: World, child: Child): Promise<void> {
+async function warmUp(w: World): Promise<void> {
   const seqs: number[] = []
   const msgs: Array<{ chat: number; id: string; text: string }> = []
   for (let i = 0; i < w.live; i++) {
@@ -350,7 +358,7 @@ async function warmUp(w: World, child: Child): Promise<void> {
     msgs.push({ chat: i, id: `WARM${s2}`, text: `warm ${tag(s2)}` })
     seqs.push(s1, s2)
   }
-  child.send({ type: 'wa', msgs })
+  w.wa.deliver(msgs)
   const deadline = Date.now() + 30_000
   while (w.tracker.inFlight > 0 && Date.now() < deadline) await sleep(20)
   if (w.tracker.inFlight > 0) log(`warm-up: ${w.tracker.inFlight} messages never reached Matrix`)
@@ -428,7 +436,7 @@ async function run(w: World, direction: Direction, opts: { rate: number; duratio
   const prepared = opts.encrypted ? await encryptAhead(w, WARM + Math.ceil(opts.rate * opts.durationS * 1.1)) : undefined
   if (prepared) await warmUpEncrypted(w, port, prepared.splice(0, WARM))
   else if (direction === 'matrix') await warmUpMatrix(w, port)
-  else await warmUp(w, child)
+  else await warmUp(w)
   const chats = direction === 'matrix' ? w.portals : w.live
   const nets = TARGETS[direction]
   let next = 0
@@ -442,6 +450,7 @@ async function run(w: World, direction: Direction, opts: { rate: number; duratio
     : opts.push === 'synapse' ? new SynapsePusher(port, opts.batch ?? 50, w.tracker) : new TransactionPusher(port, opts.batch ?? 1, w.tracker)
   const durationMs = opts.durationS * 1000
   log(`${opts.name}: ${w.portals} portals, ${direction} → ${nets.join(' + ')}, ${opts.rate} msg/s for ${opts.durationS} s${opts.push === 'synapse' ? `, one transaction in flight of at most ${opts.batch ?? 50}` : opts.batch ? `, batches of ${opts.batch}` : ''}${opts.encrypted ? `, encrypted, in ${w.e2ee!.rooms.length} rooms` : ''}`)
+  let signalHeld = 0
   const loop = await openLoop({
     rate: opts.rate, durationMs,
     emit: count => {
@@ -454,6 +463,7 @@ async function run(w: World, direction: Direction, opts: { rate: number; duratio
           w.tracker.expect(s, nowMs(), nets)
           w.daemon.push(SIGNAL_RELAY.number, env)
         }
+        signalHeld = Math.max(signalHeld, w.daemon.unreadBytes)
       } else {
         const msgs = []
         for (let i = 0; i < count; i++) {
@@ -461,7 +471,7 @@ async function run(w: World, direction: Direction, opts: { rate: number; duratio
           msgs.push({ chat: pick(), id: `BENCH${s}`, text: `Hello from WhatsApp ${tag(s)}` })
           w.tracker.expect(s, nowMs(), nets)
         }
-        child.send({ type: 'wa', msgs })
+        w.wa.deliver(msgs)
       }
     },
   })
@@ -491,8 +501,11 @@ async function run(w: World, direction: Direction, opts: { rate: number; duratio
     ...(logFrom !== undefined ? { slowStatements: slowStatements(logFrom) } : {}),
   }
   pusher?.close()
+  const waHeld = w.wa.maxBuffered
   await stopBridgeProcess(w)
-  log(`  relayed ${result.relayedPerS}/s, p50 ${result.latencyMs.p50} ms, p99 ${result.latencyMs.p99} ms, unfinished ${result.unfinished}, bridge event loop blocked ≤ ${result.bridgeMaxLoopDelayMs} ms, CPU µs/msg: bridge ${result.bridgeCpuUsPerMsg}, PostgreSQL ${result.postgresCpuUsPerMsg}, harness ${result.harnessCpuUsPerMsg}`)
+  log(`  relayed ${result.relayedPerS}/s, p50 ${result.latencyMs.p50} ms, p99 ${result.latencyMs.p99} ms, unfinished ${result.unfinished}, bridge event loop blocked ≤ ${result.bridgeMaxLoopDelayMs} ms, CPU µs/msg: bridge ${result.bridgeCpuUsPerMsg}, PostgreSQL ${result.postgresCpuUsPerMsg}, harness ${result.harnessCpuUsPerMsg}, bridge peak RSS ${result.bridgeMaxRssMb} MB`)
+  if (direction === 'signal') log(`  Signal events waiting in the fake daemon (the bridge's event stream held back): at most ${round(signalHeld / 2 ** 20)} MB; in the bridge at the end: ${after.signalBacklog}`)
+  if (direction === 'whatsapp') log(`  WhatsApp frames waiting in the harness's server (kernel buffers aside): at most ${round(waHeld / 2 ** 20)} MB; the bridge's socket held back ${after.whatsappReading?.pauses} times, ${after.whatsappReading?.backlog} messages in the bridge at the end`)
   logEvidence(result)
   return result
 }

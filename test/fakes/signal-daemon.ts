@@ -114,6 +114,13 @@ export class FakeSignalDaemon implements RpcState {
   private readonly waiters: Array<() => void> = []
   /** Keepalive lines written to event streams so far. */
   keepalivesSent = 0
+  /** Bytes written to the event streams that their readers have not taken yet (TCP's buffers aside): what waits
+   * in the daemon while a bridge holds its stream back. */
+  get unreadBytes(): number {
+    let n = 0
+    for (const s of this.streams) n += s.res.writableLength
+    return n
+  }
   private server: Server | undefined
   private port: number
   private lastTimestamp = 0

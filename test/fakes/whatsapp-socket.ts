@@ -108,18 +108,27 @@ export interface FakeWhatsAppOptions {
    * keeps rc14's keepalive (a ping every keepAliveIntervalMs; the connection ends as lost when nothing was read for
    * that plus `keepAliveGraceMs`). */
   wire?: boolean
+  /** WhatsApp's end of the sockets' WebSockets is elsewhere (another process: the benchmark's harness), at this
+   * `ws://` base: each socket connects to `<server>/<its place in sockets>` (implies `wire`). Such a server sends
+   * whole messages, each frame `spec:<DeliverSpec as JSON>`, built into the message when the socket reads it, as
+   * rc14 decodes a stanza when it is read. */
+  server?: string
   /** rc14 waits 5 s beyond the interval before it ends a silent connection. */
   keepAliveGraceMs?: number
 }
 
 /** The size of a message frame on the wire: WhatsApp's frames carry encrypted stanzas of a few hundred bytes. */
 const FRAME_BYTES = 512
+/** Where sockets connect before the fake's own server listens (unwired worlds never connect). */
+const NO_SERVER = 'ws://127.0.0.1:9'
 
 export class FakeWhatsApp {
   readonly wire: boolean
   readonly keepAliveGraceMs: number
   #server: WebSocketServer | undefined
-  #wsUrl = 'ws://127.0.0.1:9'
+  #wsUrl = NO_SERVER
+  /** The sockets' server is another process's (`server`). */
+  readonly #external: boolean
   readonly account: FakeWaAccount = { pn: '15550100000', lid: '201000000000001', device: 7, name: 'Relay' }
   /** Further accounts (people's own), each with its own sockets; messages in a group reach every member account. */
   readonly others: FakeWaAccount[] = []
@@ -196,7 +205,9 @@ export class FakeWhatsApp {
   }
 
   constructor(opts: FakeWhatsAppOptions = {}) {
-    this.wire = opts.wire ?? false
+    this.wire = (opts.wire ?? false) || opts.server !== undefined
+    this.#external = opts.server !== undefined
+    if (opts.server !== undefined) this.#wsUrl = opts.server
     this.keepAliveGraceMs = opts.keepAliveGraceMs ?? 5000
   }
 
@@ -221,7 +232,7 @@ export class FakeWhatsApp {
   }
 
   async start(): Promise<void> {
-    if (this.wire && !this.#server) await this.#listen()
+    if (this.wire && !this.#server && !this.#external) await this.#listen()
     if (this.#cdn) return
     this.#cdn = createServer((req, res) => {
       const b = this.#blobs.get(req.url ?? '')
@@ -602,6 +613,11 @@ export class FakeWaSocket implements WaPort {
   /** rc14's onMessageReceived: any frame read is life for the keepalive; a message frame becomes its upsert. */
   #frame(data: string): void {
     this.#lastRead = Date.now()
+    if (data.startsWith('spec:')) {
+      this.framesRead++
+      const spec = JSON.parse(data.slice(5)) as DeliverSpec
+      return this.#upsert([this.#build(spec, false)], spec.type ?? 'notify')
+    }
     if (!data.startsWith('msg:')) return
     const id = data.slice(4, data.indexOf(':', 4))
     const msg = this.#onWire.get(id)

@@ -1,11 +1,13 @@
 // WhatsApp messages reach the core in runs, one transaction for what arrived together, and the socket is read no
 // faster than the bridge records (issue 19, point 3).
 import { randomBytes } from 'node:crypto'
+import type { AddressInfo } from 'node:net'
+import { WebSocketServer, type WebSocket } from 'ws'
 import { afterEach, describe, expect, it } from 'vitest'
 import type { InboundEvent } from '../../src/core/model.ts'
 import { MAX_BACKLOG } from '../../src/whatsapp/reading.ts'
 import { transportOf } from '../../src/whatsapp/socket.ts'
-import type { DeliverSpec } from '../fakes/whatsapp-socket.ts'
+import { GROUP, type DeliverSpec } from '../fakes/whatsapp-socket.ts'
 import { DB_KINDS } from '../support/db.ts'
 import { linked, until } from './harness.ts'
 
@@ -59,6 +61,8 @@ const rowsOf = async (env: Env) =>
   Number((await env.db.query<{ n: string }>('SELECT count(*) AS n FROM wa_messages WHERE login_id = $1 AND NOT from_bridge', [env.login.id])).rows[0]!.n)
 
 let held: ReturnType<typeof slowCore> | undefined
+/** WhatsApp servers a test started itself (closed after it). */
+const servers: WebSocketServer[] = []
 
 describe.each(DB_KINDS)('WhatsApp messages in runs (%s)', kind => {
   let env: Env
@@ -67,6 +71,10 @@ describe.each(DB_KINDS)('WhatsApp messages in runs (%s)', kind => {
     held?.release()
     held = undefined
     await env?.close()
+    for (const s of servers.splice(0)) {
+      for (const c of s.clients) c.terminate()
+      await new Promise<void>(ok => s.close(() => ok()))
+    }
   })
 
   it('one messages.upsert of 50 texts is one receiveMany call, in order, and each message keeps its wa_messages row', async () => {
@@ -161,5 +169,31 @@ describe.each(DB_KINDS)('WhatsApp messages in runs (%s)', kind => {
     expect(reading()).toMatchObject({ backlog: 0, holding: false })
     expect(transportOf(sock)?.isPaused).toBe(false)
     expect(env.wa.sockets.at(-1)).toBe(sock)
+  })
+
+  it('messages from a WhatsApp server in another place (the benchmark\'s harness), whole in their frames, are held back there the same way and all arrive in order', async () => {
+    // The server end the benchmark runs in its parent process: each frame carries a whole message.
+    const server = new WebSocketServer({ host: '127.0.0.1', port: 0 })
+    servers.push(server)
+    await new Promise<void>(ok => server.once('listening', ok))
+    let peer: WebSocket | undefined
+    server.on('connection', p => (peer = p))
+    env = await linked(kind, {}, { server: `ws://127.0.0.1:${(server.address() as AddressInfo).port}` })
+    const core = slowCore(env)
+    const sock = env.wa.current!
+    await until(() => (peer && sock.ws.isOpen) || undefined, 'the socket to connect to the server')
+    core.holdBack()
+    const all = texts(3000, 's')
+    for (const text of all) peer!.send(`spec:${JSON.stringify({ ...said(text), chat: GROUP })}`)
+    const reading = () => env.net.reading(env.login.id)!
+    await until(() => (reading().holding && transportOf(sock)?.isPaused) || undefined, 'the socket to be held back')
+    // What the bridge took in: the backlog at the hold plus what one read held; the rest waits on the server's side.
+    const read = sock.framesRead
+    expect(read).toBeGreaterThanOrEqual(MAX_BACKLOG)
+    expect(read).toBeLessThan(all.length)
+    core.release()
+    await until(() => env.received.length === all.length || undefined, 'all 3000 messages')
+    expect(env.received.map(textOf)).toEqual(all)
+    expect(reading()).toMatchObject({ backlog: 0, holding: false })
   })
 })
