@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pino } from 'pino'
 import { startBridge } from '../src/bridge.ts'
+import { compactHeap } from '../src/memory.ts'
 import { SignalNetwork } from '../src/signal/network.ts'
 import { WhatsAppNetwork } from '../src/whatsapp/network.ts'
 import type { WaSocketFactory } from '../src/whatsapp/socket.ts'
@@ -73,6 +74,7 @@ process.on('message', (msg: FromParent) => {
           (whatsapp = new WhatsAppNetwork({ socketFactory: stages ? stampedFactory(wa) : wa.factory, paceMs: [0, 0], phoneCheckMs: 0 })),
         ]
         bridge = await startBridge(config, { log, networks, timings: { maintenanceMs: 3_600_000 } })
+        compactHeap() // as runBridge does once the start is over
         for (let i = 0; i < 500; i++) {
           const l = await bridge.logins.get(WHATSAPP_LOGIN)
           if (l?.state === 'connected') break

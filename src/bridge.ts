@@ -48,6 +48,7 @@ import { MatrixParticipant } from './matrix/participant.ts'
 import { RoomState } from './matrix/room-state.ts'
 import { BotRooms } from './matrix/rooms.ts'
 import { Metrics, startMetricsServer } from './metrics.ts'
+import { compactHeap } from './memory.ts'
 import type { ConsoleServer } from './console/server.ts'
 
 export interface BridgeDeps {
@@ -505,6 +506,8 @@ export async function runBridge(config: Config, deps: BridgeDeps = {}, onReady?:
   const bridge = await startBridge(config, { ...deps, log, onFatal: fatal })
   // The one line that says the start is over (and how long it took: docs/performance.md, "First start").
   log.info({ seconds: Number(process.uptime().toFixed(2)) }, `Ready, ${process.uptime().toFixed(1)} s after the process started`)
+  // What the start left behind is garbage from now on (idle RSS at 1,000 portals ~126 → ~114 MB).
+  compactHeap()
   onReady?.(bridge)
   let first: (received: NodeJS.Signals) => void = () => {}
   const signalled = new Promise<NodeJS.Signals>(resolve => {
