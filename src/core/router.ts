@@ -174,7 +174,8 @@ export class Router {
       if (!isPlain(event) || !portal) return undefined
       found.push({ portal, event })
     }
-    const items = await Promise.all(found.map(async ({ portal, event }) => ({ portal, event, sender: await this.identify(event, portal) })))
+    const items: Array<{ portal: Portal; event: PlainMessage; sender: Person }> = []
+    for (const { portal, event } of found) items.push({ portal, event, sender: await this.identify(event, portal) }) // in order, as recordMany
     const h = handled[0]
     return (await this.recordPlain(items, h && h.ids.length > 0 ? { ids: h.ids, statement: h.statement! } : undefined)).deliveries
   }
