@@ -41,6 +41,17 @@ const toRef = (c: CopyRow): CopyRef => ({
   ...(c.extra ? { extra: c.extra } : {}),
 })
 
+/**
+ * What createManyWithOrigin may record in its own statement besides the messages (one autocommit statement is
+ * atomic, as the transaction it replaces): each new message's deliveries (`item`: its index in the items; a
+ * redelivered message queues none) and the caller's records of these events marked handled.
+ */
+export interface AlsoRecorded {
+  deliveries: Array<{ item: number; portalId: number; network: NetworkId; chatId: string; payload: Record<string, unknown> }>
+  /** `statement(param)`: a data-modifying statement marking `ids` (passed as `param`, a bigint[]) handled. */
+  handled?: { ids: number[]; statement: (param: string) => string } | undefined
+}
+
 export const MessageMap = {
   async find(q: Queryable, network: NetworkId, chatId: string, remoteId: string): Promise<FoundCopy | undefined> {
     const { rows } = await q.query<CopyRow & { m: MessageRow }>(
@@ -75,6 +86,7 @@ export const MessageMap = {
   async createManyWithOrigin(
     q: Queryable,
     items: Array<{ m: { portalId: number; sender: Person }; c: { network: NetworkId; chatId: string; remoteId: string; authorId: string; sentAt: number } }>,
+    also?: AlsoRecorded,
   ): Promise<Array<number | undefined>> {
     if (items.length === 0) return []
     const col = <T>(f: (i: (typeof items)[number]) => T): T[] => items.map(f)
@@ -91,10 +103,19 @@ export const MessageMap = {
        m AS (INSERT INTO messages (id, portal_id, kind, origin_network, sender_network, sender_id, sender_name)
              SELECT id, portal_id, 'message', network, sender_network, sender_id, sender_name FROM fresh),
        c AS (INSERT INTO message_copies (network, chat_id, remote_id, message_id, role, is_origin, author_id, sent_at)
-             SELECT network, chat_id, remote_id, id, 'original', true, author_id, sent_at FROM fresh)
+             SELECT network, chat_id, remote_id, id, 'original', true, author_id, sent_at FROM fresh)${also ? `,
+       -- The deliveries of the messages that are new (a redelivery queues nothing), in the order given.
+       o AS (INSERT INTO outbox (portal_id, message_id, network, chat_id, op, payload)
+             SELECT d.portal_id, f.id, d.network, d.chat_id, 'message', d.payload::jsonb
+             FROM unnest($10::bigint[], $11::bigint[], $12::text[], $13::text[], $14::text[]) WITH ORDINALITY AS d(ord, portal_id, network, chat_id, payload, n)
+             JOIN fresh f ON f.ord = d.ord ORDER BY d.n)${also.handled ? `,
+       h AS (${also.handled.statement('$15')})` : ''}` : ''}
        SELECT ord, id FROM fresh`,
       [col(i => i.m.portalId), col(i => i.m.sender.network), col(i => i.m.sender.id), col(i => i.m.sender.displayName),
-        col(i => i.c.network), col(i => i.c.chatId), col(i => i.c.remoteId), col(i => i.c.authorId), col(i => i.c.sentAt)],
+        col(i => i.c.network), col(i => i.c.chatId), col(i => i.c.remoteId), col(i => i.c.authorId), col(i => i.c.sentAt),
+        ...(also ? [also.deliveries.map(d => d.item + 1), also.deliveries.map(d => d.portalId), also.deliveries.map(d => d.network),
+          also.deliveries.map(d => d.chatId), also.deliveries.map(d => JSON.stringify(d.payload))] : []),
+        ...(also?.handled ? [also.handled.ids] : [])],
     )
     const ids: Array<number | undefined> = items.map(() => undefined)
     for (const r of rows) ids[Number(r.ord) - 1] = Number(r.id)

@@ -150,7 +150,12 @@ export class Inbox {
 
   /** Marks events handled; `q` may be the transaction that recorded what they brought, so both commit together. */
   static async markProcessed(q: Queryable, ids: number[]): Promise<void> {
-    if (ids.length > 0) await q.query('UPDATE inbox SET processed_at = now() WHERE id = ANY($1::bigint[])', [ids])
+    if (ids.length > 0) await q.query(Inbox.markProcessedStatement('$1'), [ids])
+  }
+
+  /** markProcessed's statement, the ids in `param`: the router may join it to the one that records the events. */
+  static markProcessedStatement(param: string): string {
+    return `UPDATE inbox SET processed_at = now() WHERE id = ANY(${param}::bigint[])`
   }
 
   async recordFailure(id: number, error: string): Promise<void> {

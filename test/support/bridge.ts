@@ -47,6 +47,8 @@ export interface ScenarioOptions {
   console?: BridgeDeps['console']
   /** The clock disappearing messages are due by; with it, the bridge looks for due ones every 50 ms. */
   now?: () => number
+  /** Wraps the database the bridge is given (a test counting its statements); the scenario's own `db` stays bare. */
+  wrapDb?: (db: Db) => Db
 }
 
 export async function scenario(kind: DbKind, opts: ScenarioOptions = {}): Promise<Scenario> {
@@ -67,7 +69,7 @@ export async function scenario(kind: DbKind, opts: ScenarioOptions = {}): Promis
   const log = pino({ level: process.env.TEST_LOG ?? 'silent' })
   const timings = { backoff: opts.backoff ?? { initialMs: 20, maxMs: 200, maxAttempts: 4 }, inboxRetryMs: 50, homeserverRetryMs: 50, maintenanceMs: 3_600_000, ...(opts.retentionMs ? { retentionMs: opts.retentionMs } : {}), ...(opts.now ? { expiryPollMs: 50 } : {}) }
   const boot = async () => {
-    const bridge = await startBridge(config, { log, db, networks: (await opts.networks?.(config)) ?? [signal, whatsapp], timings, ...(opts.console ? { console: opts.console } : {}), ...(opts.now ? { now: opts.now } : {}) })
+    const bridge = await startBridge(config, { log, db: opts.wrapDb ? opts.wrapDb(db) : db, networks: (await opts.networks?.(config)) ?? [signal, whatsapp], timings, ...(opts.console ? { console: opts.console } : {}), ...(opts.now ? { now: opts.now } : {}) })
     return bridge
   }
   const s: Scenario = {

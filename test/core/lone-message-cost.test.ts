@@ -1,0 +1,111 @@
+// What one message arriving alone costs the database, through the whole bridge with the real adapters: its
+// statements (round trips) and commits. At low rates nothing shares a commit, so each one is paid per message
+// (docs/performance.md, "PostgreSQL at low rates"); these counts fail when a change adds one back.
+import { afterEach, describe, expect, it } from 'vitest'
+import type { Db, Queryable } from '../../src/db/types.ts'
+import { groupText } from '../fakes/signal-envelopes.ts'
+import { ALICE } from '../support/bridge.ts'
+import { DB_KINDS } from '../support/db.ts'
+import { SIG_BOB, SIG_RELAY, WA_DAVE, bridgedRoom, realScenario, until, type RealScenario } from '../support/networks.ts'
+import { content, settled } from '../support/relay.ts'
+
+/** Every statement the bridge sends, and its transactions; `on` starts and stops the record. */
+class Counting {
+  on = false
+  statements: string[] = []
+  commits = 0
+
+  wrap(db: Db): Db {
+    const counted = (q: Queryable, inTx: boolean): Queryable => ({
+      query: (sql: string, params?: unknown[]) => {
+        if (this.on) {
+          this.statements.push(sql.replace(/\s+/g, ' ').slice(0, 70))
+          // An autocommit statement that writes commits by itself (a data-modifying CTE too).
+          if (!inTx && /\b(INSERT|UPDATE|DELETE)\b/i.test(sql)) this.commits++
+        }
+        return q.query(sql, params)
+      },
+      exec: sql => q.exec(sql),
+    } as Queryable)
+    const base = counted(db, false)
+    return {
+      kind: db.kind,
+      query: base.query,
+      exec: base.exec,
+      transaction: work => {
+        if (this.on) {
+          this.statements.push('BEGIN … COMMIT') // two round trips, counted as the statements around the work
+          this.commits++
+        }
+        return db.transaction(tx => work(counted(tx, true)))
+      },
+      session: work => db.session(work),
+      close: () => db.close(),
+    }
+  }
+
+  /** Round trips: a transaction's BEGIN and COMMIT are one each. */
+  get roundTrips(): number {
+    return this.statements.reduce((n, s) => n + (s === 'BEGIN … COMMIT' ? 2 : 1), 0)
+  }
+}
+
+describe.each(DB_KINDS)('a lone message’s statements and commits on %s', kind => {
+  let s: RealScenario
+  afterEach(async () => s?.stop())
+
+  async function setup() {
+    const counting = new Counting()
+    s = await realScenario(kind, { wrapDb: db => counting.wrap(db) })
+    const r = await bridgedRoom(s, { whatsapp: true })
+    await settled(s)
+    counting.on = true
+    return { counting, room: r.room, signalGroup: r.signalGroup!, whatsappGroup: r.whatsappGroup! }
+  }
+
+  async function done(c: Counting): Promise<void> {
+    await settled(s)
+    c.on = false
+    // The list, for docs/performance.md when it changes.
+    if (process.env.SHOW_STATEMENTS) console.log(`${c.roundTrips} round trips, ${c.commits} commits:\n  ${c.statements.join('\n  ')}`)
+  }
+
+  it('Matrix → Signal + WhatsApp', async () => {
+    const { counting, room } = await setup()
+    await s.hs.sendMessage(ALICE, room, 'just one')
+    await s.daemon.until(() => s.daemon.callsOf('send').length === 1)
+    await until(() => s.wa.sent.find(m => String(m.content.text).endsWith('just one')), 'the WhatsApp copy')
+    await done(counting)
+    // Store the transaction; read the inbox; read the room's members; record + queue + mark handled (one statement);
+    // read and claim both queues; read the portal's logins; the WhatsApp message store; two 'sent' marks. One more
+    // round trip now and then: an echo check of the WhatsApp copy.
+    expect(counting.statements).not.toContain('BEGIN … COMMIT')
+    expect(counting.roundTrips).toBeLessThanOrEqual(10)
+    expect(counting.commits).toBeLessThanOrEqual(6)
+  })
+
+  it('Signal → Matrix + WhatsApp', async () => {
+    const { counting, room, signalGroup } = await setup()
+    s.daemon.push(SIG_RELAY.number, groupText(SIG_BOB, signalGroup, 'just one'))
+    await s.hs.waitForEvent(room, e => content(e).body === 'just one')
+    await until(() => s.wa.sent.find(m => String(m.content.text).endsWith('just one')), 'the WhatsApp copy')
+    await done(counting)
+    // A first message from Bob also names his ghost; the ghost's copy in Matrix comes back as a transaction of its
+    // own (stored, read, marked handled as an echo).
+    expect(counting.statements).not.toContain('BEGIN … COMMIT')
+    expect(counting.roundTrips).toBeLessThanOrEqual(14)
+    expect(counting.commits).toBeLessThanOrEqual(10)
+  })
+
+  it('WhatsApp → Matrix + Signal', async () => {
+    const { counting, room, whatsappGroup } = await setup()
+    s.wa.deliver({ chat: whatsappGroup, from: WA_DAVE, pushName: 'Dave', message: { conversation: 'just one' } })
+    await s.hs.waitForEvent(room, e => content(e).body === 'just one')
+    await s.daemon.until(() => s.daemon.callsOf('send').length === 1)
+    await done(counting)
+    // As from Signal, and a first sight of Dave (his wa_people row, a transaction of its own).
+    expect(counting.statements.filter(x => x === 'BEGIN … COMMIT')).toHaveLength(1)
+    expect(counting.roundTrips).toBeLessThanOrEqual(17)
+    expect(counting.commits).toBeLessThanOrEqual(10)
+  })
+})
