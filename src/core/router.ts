@@ -34,10 +34,14 @@ export interface RouterOptions {
 /** What a caller of receiveMany marks as handled in the transaction that records the events (see there). */
 export interface Handled {
   ids: number[]
-  mark: (tx: Queryable, ids: number[]) => Promise<void>
-  /** The same mark as one data-modifying statement (`param`: the ids, a bigint[]), so that the hot path can
-   * join it to the statement that records the events (see recordAlone). */
-  statement?: (param: string) => string
+  /** The mark as one data-modifying statement (`param`: the ids, a bigint[]): run in the recording transaction, or
+   * joined to the one statement that records the events (recordAlone). */
+  statement: (param: string) => string
+}
+
+/** Marks `handled` in `q` (the recording transaction, or the database itself). */
+async function mark(q: Queryable, handled: Handled): Promise<void> {
+  if (handled.ids.length > 0) await q.query(handled.statement('$1'), [handled.ids])
 }
 
 class Duplicate extends Error {}
@@ -115,7 +119,7 @@ export class Router {
   async receiveMany(events: InboundEvent[], handled?: Handled): Promise<void> {
     if (events.some(e => e.kind === 'chat_update' || e.kind === 'members' || !this.opts.portals.find(e.chat.network, e.chat.id))) {
       for (const e of events) await this.receive(e)
-      await handled?.mark(this.opts.db, handled.ids)
+      if (handled) await mark(this.opts.db, handled)
       return
     }
     await this.copiesRecorded(events)
@@ -138,11 +142,11 @@ export class Router {
     const deliveries: NewDelivery[] = []
     const events = items.flatMap(i => i.events)
     // The calls that share this transaction mark their records together: one statement per kind of mark.
-    const marks = new Map<Handled['mark'], Handled>()
+    const marks = new Map<Handled['statement'], Handled>()
     for (const { handled } of items) {
       if (!handled) continue
-      const seen = marks.get(handled.mark)
-      marks.set(handled.mark, seen ? { ...seen, ids: [...seen.ids, ...handled.ids] } : handled)
+      const seen = marks.get(handled.statement)
+      marks.set(handled.statement, seen ? { ...seen, ids: [...seen.ids, ...handled.ids] } : handled)
     }
     const alone = await this.recordAlone(events, marks)
     if (alone) deliveries.push(...alone)
@@ -152,7 +156,7 @@ export class Router {
         // share a statement (each room's own order is kept).
         deliveries.push(...await this.recordMany(tx, events))
         await Outbox.enqueue(tx, deliveries)
-        for (const { mark, ids } of marks.values()) await mark(tx, ids)
+        for (const handled of marks.values()) await mark(tx, handled)
       })
     }
     for (const d of deliveries) this.opts.outbox.kick(d.network, d.chatId)
@@ -165,9 +169,9 @@ export class Router {
    * statements and COMMIT. At low rates every message pays its own round trips, each one PostgreSQL and bridge
    * CPU. Undefined when the batch needs the transaction (recordMany).
    */
-  private async recordAlone(events: InboundEvent[], marks: Map<Handled['mark'], Handled>): Promise<NewDelivery[] | undefined> {
+  private async recordAlone(events: InboundEvent[], marks: Map<Handled['statement'], Handled>): Promise<NewDelivery[] | undefined> {
     const handled = [...marks.values()]
-    if (events.length > ALONE_MAX || handled.length > 1 || handled.some(h => !h.statement)) return undefined
+    if (events.length > ALONE_MAX || handled.length > 1) return undefined
     const found: Array<{ portal: Portal; event: PlainMessage }> = []
     for (const event of events) {
       const portal = this.opts.portals.find(event.chat.network, event.chat.id)
@@ -177,7 +181,7 @@ export class Router {
     const items: Array<{ portal: Portal; event: PlainMessage; sender: Person }> = []
     for (const { portal, event } of found) items.push({ portal, event, sender: await this.identify(event, portal) }) // in order, as recordMany
     const h = handled[0]
-    return (await this.recordPlain(items, h && h.ids.length > 0 ? { ids: h.ids, statement: h.statement! } : undefined)).deliveries
+    return (await this.recordPlain(items, h && h.ids.length > 0 ? h : undefined)).deliveries
   }
 
   /** recordAlone's statement: the messages, their deliveries and `handled`; each message's id (undefined: a redelivery). */

@@ -154,7 +154,7 @@ export class MatrixEvents {
           if (items.length === 0) return true
           try {
             // Marked handled in the transaction that records them: one commit for both.
-            await this.opts.router.receiveMany(items.map(i => i.event), { ids: items.map(i => i.row.id), mark: Inbox.markProcessed, statement: Inbox.markProcessedStatement })
+            await this.opts.router.receiveMany(items.map(i => i.event), { ids: items.map(i => i.row.id), statement: Inbox.markProcessedStatement })
             recorded += items.length
             return true
           } catch {

@@ -43,7 +43,7 @@ describe.each(DB_KINDS)('backpressure on %s', kind => {
     events = new MatrixEvents({
       db, inbox, log, domain: 'example.org', botMxid: '@bot:example.org', permissions: {},
       // Like the real router, marks the inbox rows handled with what it recorded (Router.receiveMany).
-      router: { receiveMany: async (evs: InboundEvent[], handled?: Handled) => { if (gate.closed) await opened; relayed.push(...evs); await handled?.mark(db, handled.ids) } },
+      router: { receiveMany: async (evs: InboundEvent[], handled?: Handled) => { if (gate.closed) await opened; relayed.push(...evs); if (handled) await db.query(handled.statement('$1'), [handled.ids]) } },
       portals: { byRoom: (id: string) => (id === ROOM ? portal : undefined) },
       commands: { parse: () => undefined },
       api: { getState: async () => undefined },
