@@ -114,7 +114,12 @@ export class ConsoleViews {
     const visible: Portal[] = []
     for (const p of this.#d.portals.all()) if (await this.#canAdminister(v, p)) visible.push(p)
     if (visible.length === 0) return []
-    const [counts, trouble, last] = await Promise.all([queueCounts(this.#d.db), problems(this.#d.db), lastMessageTimes(this.#d.db)])
+    // One snapshot for the three reads: read apart, a delivery held between them showed among the problems while
+    // the queue's counts still had it pending.
+    const [counts, trouble, last] = await this.#d.db.transaction(async tx => {
+      await tx.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ')
+      return [await queueCounts(tx), await problems(tx), await lastMessageTimes(tx)] as const
+    })
     const privileged = v.level === 'admin'
     const out: PortalView[] = []
     for (const p of visible.sort((a, b) => a.id - b.id)) {

@@ -1,6 +1,6 @@
 // What the delivery queue holds, read for people (the console, the provisioning API): how deep each portal's
 // queues are, which deliveries are held or failed and why, and when each portal last carried a message.
-import type { Db } from '../db/types.ts'
+import type { Queryable } from '../db/types.ts'
 import type { NetworkId } from './model.ts'
 
 export type OpenState = 'pending' | 'sending' | 'held' | 'failed'
@@ -28,7 +28,7 @@ export interface Problem {
 const ms = (t: Date | string | number): number => new Date(t).getTime()
 
 /** Open deliveries per portal, network and state (failed ones stay until pruned after a week). */
-export async function queueCounts(db: Db): Promise<QueueCount[]> {
+export async function queueCounts(db: Queryable): Promise<QueueCount[]> {
   const { rows } = await db.query<{ portal_id: string | number; network: NetworkId; state: OpenState; n: number; since: Date }>(
     `SELECT portal_id, network, state, count(*)::int AS n, min(created_at) AS since FROM outbox
      WHERE state IN ('pending', 'sending', 'held', 'failed') GROUP BY portal_id, network, state`,
@@ -37,7 +37,7 @@ export async function queueCounts(db: Db): Promise<QueueCount[]> {
 }
 
 /** The newest held and failed deliveries of each portal, at most `perPortal` of each, with the reason recorded. */
-export async function problems(db: Db, perPortal = 20): Promise<Problem[]> {
+export async function problems(db: Queryable, perPortal = 20): Promise<Problem[]> {
   const { rows } = await db.query<{ id: string | number; portal_id: string | number; network: NetworkId; state: 'held' | 'failed'; op: string; attempts: number; last_error: string | null; created_at: Date }>(
     `SELECT id, portal_id, network, state, op, attempts, last_error, created_at FROM (
        SELECT *, row_number() OVER (PARTITION BY portal_id ORDER BY id DESC) AS nth FROM outbox WHERE state IN ('held', 'failed')
@@ -51,7 +51,7 @@ export async function problems(db: Db, perPortal = 20): Promise<Problem[]> {
 }
 
 /** When each portal's newest message was recorded (ms), by portal id. */
-export async function lastMessageTimes(db: Db): Promise<Map<number, number>> {
+export async function lastMessageTimes(db: Queryable): Promise<Map<number, number>> {
   const { rows } = await db.query<{ id: string | number; at: Date | null }>(
     `SELECT p.id, (SELECT m.created_at FROM messages m WHERE m.portal_id = p.id ORDER BY m.id DESC LIMIT 1) AS at FROM portals p`,
   )
