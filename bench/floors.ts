@@ -42,9 +42,8 @@ export interface FloorPortal { id: number; roomId: string; signalGroup: string; 
 /**
  * PostgreSQL alone committing, per Matrix → Signal + WhatsApp message, the rows relay-bridge commits for one, with
  * the bridge's own statements (copied, or MessageMap's): the inbox row (and the transaction id), the message and its
- * origin copy, one outbox row per target network and the inbox row marked processed in one transaction, both
- * outbox rows claimed ('sending'), each marked sent together with the copy it produced, and the WhatsApp send kept
- * in wa_messages. Nothing else: the queue reads the bridge also makes are left out (the floor is the higher for it).
+ * origin copy, one outbox row per target network and the inbox row marked processed in one transaction, each
+ * outbox row marked sent together with the copy it produced, and the WhatsApp send kept in wa_messages. Nothing else: the queue reads the bridge also makes are left out (the floor is the higher for it).
  * BRIDGE_POOL_SIZE workers each take up to FLOOR_BATCH of the messages waiting, so at saturation every batch is full.
  */
 export async function postgresFloorStep(dbUri: string, portals: FloorPortal[], ratePerS: number, durationMs: number, counted?: { cpuMeter: () => () => number; committed: number; usedCpuUs: number }): Promise<number> {
@@ -138,8 +137,7 @@ async function commitMessages(c: pg.PoolClient, run: string, msgs: Array<{ i: nu
     `INSERT INTO outbox (portal_id, message_id, network, chat_id, op, payload) VALUES ${rowsSql.join(', ')} RETURNING id, network, chat_id, message_id`, out)
   await Inbox.markProcessed(q, inbox.map(r => r.id))
   await c.query('COMMIT')
-  // The outbox (src/core/outbox.ts): claimed, then each network's run marked sent with the copies it produced.
-  await c.query(`UPDATE outbox SET state = 'sending', attempts = attempts + 1 WHERE id = ANY($1::bigint[])`, [outbox.map(r => r.id)])
+  // The outbox (src/core/outbox.ts): each network's run marked sent with the copies it produced.
   for (const net of ['signal', 'whatsapp']) {
     const sent = outbox.filter(r => r.network === net)
     await c.query(

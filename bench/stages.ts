@@ -16,8 +16,8 @@ export const STAGES = [
   'stored',
   /** The message and its outbox rows committed. */
   'recorded',
-  /** Its outbox rows claimed ('sending'), the later of the two. */
-  'claimed',
+  /** Its outbox rows read by their queues to be sent, the later of the two. */
+  'read',
   /** Its outbox rows marked sent, the later of the two (after the networks answered). */
   'acknowledged',
 ] as const
@@ -28,7 +28,8 @@ const TAGS = /zq(\d+)qz/g
 const tagsIn = (values: unknown): number[] => {
   const out: number[] = []
   if (!Array.isArray(values)) return out
-  for (const v of values) {
+  // A statement taking arrays (unnest) carries its payloads one level down.
+  for (const v of values.flat()) {
     if (typeof v !== 'string' || !v.includes('zq')) continue
     for (const m of v.matchAll(TAGS)) out.push(Number(m[1]))
   }
@@ -63,22 +64,24 @@ export function installStageHooks(emit: (stamps: Stamp[]) => void): { stamp: (te
       const seqs = tagsIn(params)
       at(seqs, 'arrival', start)
       at(seqs, 'stored')
-    } else if (text.startsWith('INSERT INTO outbox')) {
+    } else if (text.startsWith('INSERT INTO outbox') || /^WITH input AS[^]*INSERT INTO outbox/.test(text)) {
+      // The outbox rows, alone or in the statement that records a few plain messages (MessageMap.createManyWithOrigin).
       const seqs = tagsIn(params)
       const inTxn = open.get(client)
       if (inTxn) inTxn.push(...seqs)
       else at(seqs, 'recorded')
-    } else if (text.startsWith('SELECT o.* FROM unnest')) {
+    } else if (text.startsWith('SELECT o.* FROM unnest') || text.startsWith('(SELECT * FROM outbox WHERE')) {
+      // The queue reads (src/core/outbox.ts, readMany): a row is stamped the first time a read finds it.
       for (const r of (rows ?? []) as Array<{ id: number; payload: unknown }>) {
+        if (outboxSeq.has(Number(r.id))) continue
         const seq = untag(JSON.stringify(r.payload))
-        if (seq !== undefined) outboxSeq.set(Number(r.id), seq)
+        if (seq === undefined) continue
+        outboxSeq.set(Number(r.id), seq)
+        at([seq], 'read')
       }
-    } else if (text.startsWith(`UPDATE outbox SET state = 'sending'`)) at(ofIds((params as unknown[])[0]), 'claimed')
-    else if (text.startsWith(`WITH done AS (UPDATE outbox SET state = 'sent'`)) {
-      const p = params as unknown[]
-      at(ofIds(p[0]), 'acknowledged')
-      if (p[2] !== null) at(ofIds([p[2]]), 'claimed')
-      for (const id of p[0] as number[]) outboxSeq.delete(Number(id))
+    } else if (text.startsWith(`WITH done AS (UPDATE outbox SET state = 'sent'`)) {
+      at(ofIds((params as unknown[])[0]), 'acknowledged')
+      for (const id of (params as unknown[])[0] as number[]) outboxSeq.delete(Number(id))
     }
   }
 

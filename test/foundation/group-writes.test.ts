@@ -11,7 +11,7 @@ import { DB_KINDS, freshDb } from '../support/db.ts'
 import { pino } from 'pino'
 
 /** Counts the statements a Db runs, by their first words. */
-function counting(db: Db): { db: Db; count: (prefix: string) => number } {
+function counting(db: Db): { db: Db; count: (prefix: string) => number; seen: string[] } {
   const seen: string[] = []
   const counted = <Q extends Queryable>(q: Q): Q => {
     const wrapped = Object.create(q) as Q
@@ -23,7 +23,7 @@ function counting(db: Db): { db: Db; count: (prefix: string) => number } {
   }
   const wrapped = counted(db)
   wrapped.transaction = work => db.transaction(tx => work(counted(tx)))
-  return { db: wrapped, count: prefix => seen.filter(s => s.startsWith(prefix)).length }
+  return { db: wrapped, count: prefix => seen.filter(s => s.startsWith(prefix)).length, seen }
 }
 
 describe('a coalescer', () => {
@@ -137,12 +137,13 @@ describe.each(DB_KINDS)('on %s', kind => {
     await base.close()
   })
 
-  it('a lone message to two quiet chats: one statement reads both queues and claims each head, and nothing else marks them sending', async () => {
+  it('a lone message to two quiet chats: one read-only statement reads both queues, nothing is written before the sends, and each row is marked sent with its attempt counted', async () => {
     const base = await freshDb(kind)
-    const { db, count } = counting(base)
+    const { db, count, seen } = counting(base)
     const portal = (await base.query<{ id: number }>(`INSERT INTO portals (room_id) VALUES ('!quiet:x') RETURNING id`)).rows[0]!.id
-    // What each send saw in the database while it was under way: the row must already count as in flight.
+    // What each send saw in the database while it was under way, and what the outbox had asked of it by then.
     const during: Array<{ state: string; attempts: number }> = []
+    const before: string[][] = []
     const sent: string[] = []
     let marked = 0
     let bothMarked!: () => void
@@ -151,6 +152,7 @@ describe.each(DB_KINDS)('on %s', kind => {
       db, log: pino({ level: 'silent' }), holdRetentionMs: 3_600_000, onFailed: async () => {},
       onSent: () => { if (++marked === 2) bothMarked() },
       dispatch: async (row: OutboxRow) => {
+        before.push([...seen])
         during.push((await base.query<{ state: string; attempts: number }>('SELECT state, attempts FROM outbox WHERE id = $1', [row.id])).rows[0]!)
         sent.push(`${row.network}:${row.chat_id}`)
       },
@@ -163,9 +165,12 @@ describe.each(DB_KINDS)('on %s', kind => {
     await done // both marked sent
     await outbox.stop()
     expect(sent.sort()).toEqual(['signal:signal-group', 'whatsapp:whatsapp-group'])
-    expect(during).toEqual([{ state: 'sending', attempts: 1 }, { state: 'sending', attempts: 1 }])
-    expect(count('WITH r AS')).toBe(1) // both queues read, and their heads claimed, together
-    expect(count(`UPDATE outbox SET state = 'sending'`)).toBe(0)
+    // A row being sent is still 'pending' (a crash now sends it again at the next start), and the only statement
+    // before the sends is the one read of both queues: no write, so no commit.
+    expect(during).toEqual([{ state: 'pending', attempts: 0 }, { state: 'pending', attempts: 0 }])
+    expect(before.map(list => list.length)).toEqual([1, 1])
+    expect(before[0]![0]).toMatch(/^\(SELECT \* FROM outbox WHERE network = \$1 AND chat_id = \$2[^]* UNION ALL \(SELECT/)
+    expect(count('UPDATE outbox')).toBe(0)
     const rows = (await base.query<{ state: string; attempts: number }>('SELECT state, attempts FROM outbox')).rows
     expect(rows).toEqual([{ state: 'sent', attempts: 1 }, { state: 'sent', attempts: 1 }])
     await base.close()
