@@ -251,7 +251,16 @@ export class AppserviceServer {
         }
         if (!isEmpty(crypto)) newCrypto = await inbox.storeCrypto(txnId, crypto)
       }
-      const stored = await inbox.store(txnId, this.opts.ignore ? events.filter(e => !this.opts.ignore!(e)) : events)
+      const kept = this.opts.ignore ? events.filter(e => !this.opts.ignore!(e)) : events
+      if (kept.length === 0 && events.length > 0 && !newCrypto) {
+        // Only the bridge's own echoes (each message it relays into Matrix comes back so): nothing to keep, not
+        // even the txn id, as a retry of it is left out the same way. Stored, it cost a write and a commit per
+        // relayed message, and woke the inbox to read nothing.
+        for (const e of events) metrics.events.inc({ type: eventTypeLabel(e.type) })
+        metrics.transactions.inc({ result: 'echoes' })
+        return undefined
+      }
+      const stored = await inbox.store(txnId, kept)
       if (stored === undefined && newCrypto) {
         metrics.transactions.inc({ result: 'stored' })
         return 0

@@ -2,7 +2,7 @@
 import { pino } from 'pino'
 import { afterEach, describe, expect, it } from 'vitest'
 import { AppserviceServer } from '../../src/matrix/appservice.ts'
-import { Inbox } from '../../src/matrix/inbox.ts'
+import { Inbox, type MatrixEvent } from '../../src/matrix/inbox.ts'
 import { Metrics } from '../../src/metrics.ts'
 import type { Db } from '../../src/db/types.ts'
 import { HS_TOKEN } from '../support/config.ts'
@@ -25,11 +25,12 @@ describe.each(DB_KINDS)('appservice endpoint on %s', kind => {
   const stored: number[] = []
   let metrics: Metrics
 
-  async function start(database: Db, maxBodyBytes = LIMIT): Promise<void> {
+  async function start(database: Db, maxBodyBytes = LIMIT, ignore?: (e: MatrixEvent) => boolean): Promise<void> {
     metrics = new Metrics(false)
     server = new AppserviceServer({
       hsToken: HS_TOKEN, maxBodyBytes, inbox: new Inbox(database), log, metrics,
       onStored: () => void stored.push(Date.now()), onUserQuery: async id => id === '@signal_known:example.org',
+      ...(ignore ? { ignore } : {}),
     })
     base = `http://127.0.0.1:${await server.listen(0, '127.0.0.1')}`
   }
@@ -152,6 +153,22 @@ describe.each(DB_KINDS)('appservice endpoint on %s', kind => {
     expect((await put('/_matrix/app/v1/transactions/1', { events: [], ephemeral: [typing] })).status).toBe(200)
     expect((await put('/_matrix/app/v1/transactions/1', { events: [], 'de.sorunome.msc2409.ephemeral': [typing] })).status).toBe(200)
     expect(await outcomes()).toEqual({ stored: 1, duplicate: 1, ephemeral_only: 2 })
+  })
+
+  it('a transaction of nothing but the bridge’s own echoes writes nothing and wakes nothing; one with a person’s event beside them stores that event and its txn id', async () => {
+    db = await freshDb(kind)
+    await start(db, LIMIT, e => e.sender.startsWith('@signal_'))
+    const echo = (n: number) => ({ ...textEvent(n), sender: '@signal_bob:example.org' })
+    const txnIds = async () => (await db.query<{ txn_id: string }>('SELECT txn_id FROM appservice_txns ORDER BY txn_id')).rows.map(r => r.txn_id)
+    const outcomes = async () => Object.fromEntries((await metrics.transactions.get()).values.map(v => [v.labels.result, v.value]))
+    const wokenBefore = stored.length
+    expect((await put('/_matrix/app/v1/transactions/1', { events: [echo(1), echo(2)] })).status).toBe(200)
+    expect((await put('/_matrix/app/v1/transactions/1', { events: [echo(1), echo(2)] })).status).toBe(200) // a retry: the same
+    expect((await put('/_matrix/app/v1/transactions/2', { events: [echo(3), textEvent(4)] })).status).toBe(200)
+    expect(await txnIds()).toEqual(['2'])
+    expect(await inboxIds()).toEqual(['$event4:example.org'])
+    expect(stored.length - wokenBefore).toBe(1) // only the transaction that stored something woke the inbox
+    expect(await outcomes()).toEqual({ echoes: 2, stored: 1 })
   })
 
   it('answers ping, user and alias queries, and unknown routes in JSON', async () => {
