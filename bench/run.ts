@@ -28,6 +28,7 @@ import {
 } from './config.ts'
 import { probeDisk } from './disk.ts'
 import { floorPortals, postgresFloorStep, rampToPlateau, type Plateau } from './floors.ts'
+import { loadHistory } from './history.ts'
 import { nextSeq, openLoop, percentiles, SynapsePusher, Tracker, TransactionPusher, type Net, type PreparedMessage, type Pusher } from './load.ts'
 import { StageLog, type Stamp, type StageSummary } from './stages.ts'
 import { WaServer } from './wa-server.ts'
@@ -56,8 +57,9 @@ const LATENCY_S = opt.quick ? 8 : Number(opt['latency-duration'])
 
 const uri = process.env.RELAY_BRIDGE_BENCH_DATABASE_URI ?? process.env.PG_URI
 if (!uri) {
-  // Statements over 20 ms go to the server's log (PG_LOG), which each run's summary reads.
-  const env = { ...process.env, PG_EXTRA_OPTS: `${process.env.PG_EXTRA_OPTS ?? ''} -c log_min_duration_statement=20` }
+  // Statements over 20 ms go to the server's log (PG_LOG), which each run's summary reads; pg_stat_statements
+  // (contrib, in Debian's package) says what each kind of statement costs per message in the latency runs.
+  const env = { ...process.env, PG_EXTRA_OPTS: `${process.env.PG_EXTRA_OPTS ?? ''} -c log_min_duration_statement=20 -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track_planning=on` }
   const r = spawnSync(`${ROOT}scripts/with-postgres.sh`, [process.execPath, fileURLToPath(import.meta.url), ...process.argv.slice(2)], { stdio: 'inherit', cwd: ROOT, env })
   process.exit(r.status ?? 1)
 }
@@ -268,6 +270,7 @@ async function seed(db: Db, rooms: string[]): Promise<void> {
 async function startBridgeProcess(w: World, encrypted = false, stages = false): Promise<Child> {
   // No RESTART IDENTITY: outbox ids name the homeserver txn ids of ghost sends, which must stay new.
   await w.db.query('TRUNCATE inbox, appservice_txns, outbox, message_copies, messages, wa_messages CASCADE')
+  await loadHistory(w.db)
   const child = new Child('bridge-process.ts', [], BRIDGE_NODE_FLAGS, stages ? { BENCH_STAGES: '1' } : {})
   await child.next('up')
   w.stages = stages ? new StageLog() : undefined
@@ -343,6 +346,8 @@ interface RunResult {
   stages?: StageSummary
   /** PostgreSQL's statements over 20 ms during the run, from the benchmark server's log. */
   slowStatements?: SlowStatements
+  /** The costliest kinds of statement per message (latency runs; pg_stat_statements). */
+  statements?: StatementCost[]
 }
 
 /** Sends one message per live chat towards Matrix from each remote network and waits: ghosts get registered and joined. */
@@ -445,6 +450,7 @@ async function run(w: World, direction: Direction, opts: { rate: number; duratio
   const pgUsed = postgresCpuMeter()
   const harnessBefore = process.cpuUsage()
   const logFrom = pgLogOffset()
+  const statements = latencyRun ? await statementCosts(w.dbUri) : undefined
   w.stages?.reset()
   const pusher: Pusher | undefined = direction !== 'matrix' ? undefined
     : opts.push === 'synapse' ? new SynapsePusher(port, opts.batch ?? 50, w.tracker) : new TransactionPusher(port, opts.batch ?? 1, w.tracker)
@@ -500,6 +506,8 @@ async function run(w: World, direction: Direction, opts: { rate: number; duratio
     ...(w.stages ? { stages: w.stages.summary(loop.startedAt) } : {}),
     ...(logFrom !== undefined ? { slowStatements: slowStatements(logFrom) } : {}),
   }
+  const costs = await statements?.(w.tracker.done.length)
+  if (costs) result.statements = costs
   pusher?.close()
   const waHeld = w.wa.maxBuffered
   await stopBridgeProcess(w)
@@ -644,12 +652,64 @@ function slowStatements(from: number): SlowStatements {
   return { count, maxMs, top, checkpoints: (text.match(/checkpoint complete/g) ?? []).length }
 }
 
+interface StatementCost {
+  /** The statement, whitespace folded, cut at 70 characters. */
+  sql: string
+  callsPerMsg: number
+  /** Planning and execution time per message (µs): the server's time in it, waits included. */
+  planUsPerMsg: number
+  execUsPerMsg: number
+  walRecordsPerMsg: number
+}
+
+/**
+ * What each kind of statement cost the benchmark's server from now on, per message (pg_stat_statements, when its
+ * server loaded it): start before a run, call the answer with the messages relayed. Undefined on a server without it.
+ */
+async function statementCosts(dbUri: string): Promise<((messages: number) => Promise<StatementCost[] | undefined>) | undefined> {
+  const c = new pg.Client({ connectionString: dbUri })
+  await c.connect()
+  try {
+    await c.query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements')
+    await c.query('SELECT pg_stat_statements_reset()')
+  } catch {
+    await c.end()
+    return undefined
+  }
+  return async messages => {
+    try {
+      const { rows } = await c.query<{ query: string; calls: string; plan: number; exec: number; wal: string }>(
+        `SELECT query, calls, total_plan_time AS plan, total_exec_time AS exec, wal_records AS wal FROM pg_stat_statements
+         WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) AND query NOT LIKE '%pg_stat_statements%'`)
+      // Statements that differ only in the number of their values are one kind here.
+      const kinds = new Map<string, StatementCost>()
+      const n = Math.max(1, messages)
+      for (const r of rows) {
+        const sql = r.query.replace(/\s+/g, ' ').slice(0, 70)
+        const k = kinds.get(sql) ?? { sql, callsPerMsg: 0, planUsPerMsg: 0, execUsPerMsg: 0, walRecordsPerMsg: 0 }
+        k.callsPerMsg += Number(r.calls) / n
+        k.planUsPerMsg += (r.plan * 1000) / n
+        k.execUsPerMsg += (r.exec * 1000) / n
+        k.walRecordsPerMsg += Number(r.wal) / n
+        kinds.set(sql, k)
+      }
+      return [...kinds.values()].sort((a, b) => b.planUsPerMsg + b.execUsPerMsg - a.planUsPerMsg - a.execUsPerMsg).slice(0, 8)
+        .map(k => ({ sql: k.sql, callsPerMsg: round(k.callsPerMsg, 2), planUsPerMsg: round(k.planUsPerMsg), execUsPerMsg: round(k.execUsPerMsg), walRecordsPerMsg: round(k.walRecordsPerMsg, 1) }))
+    } finally {
+      await c.end()
+    }
+  }
+}
+
 function logEvidence(r: RunResult): void {
   if (r.stages) {
     const st = r.stages
     log(`  stages (ms, p50/p99): ${Object.entries(st.all).map(([k, v]) => `${k} ${v.p50}/${v.p99}`).join(', ')}`)
     log(`  slowest 1 % (median ms): ${Object.entries(st.slowest1pct).map(([k, v]) => `${k} ${v}`).join(', ')}`)
     log(`  over ${st.stallMs} ms: ${st.stalled} messages${st.stalls.length ? ` in ${st.stalls.map(x => `${x.messages} at ${x.atS} s (worst ${x.worstMs} ms)`).join(', ')}; median ${JSON.stringify(st.stalledMedian)}` : ''}`)
+  }
+  if (r.statements) {
+    log(`  PostgreSQL per message (calls, plan + execution µs): ${r.statements.map(k => `${k.callsPerMsg}× ${round(k.planUsPerMsg + k.execUsPerMsg)} "${k.sql.slice(0, 45)}"`).join('; ')}`)
   }
   if (r.slowStatements) {
     const ss = r.slowStatements
