@@ -59,7 +59,7 @@ const uri = process.env.RELAY_BRIDGE_BENCH_DATABASE_URI ?? process.env.PG_URI
 if (!uri) {
   // Statements over 20 ms go to the server's log (PG_LOG), which each run's summary reads; pg_stat_statements
   // (contrib, in Debian's package) says what each kind of statement costs per message in the latency runs.
-  const env = { ...process.env, PG_EXTRA_OPTS: `${process.env.PG_EXTRA_OPTS ?? ''} -c log_min_duration_statement=20 -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track_planning=on` }
+  const env = { ...process.env, PG_EXTRA_OPTS: `${process.env.PG_EXTRA_OPTS ?? ''} -c log_min_duration_statement=20 -c log_autovacuum_min_duration=0 -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track_planning=on` }
   const r = spawnSync(`${ROOT}scripts/with-postgres.sh`, [process.execPath, fileURLToPath(import.meta.url), ...process.argv.slice(2)], { stdio: 'inherit', cwd: ROOT, env })
   process.exit(r.status ?? 1)
 }
@@ -449,8 +449,8 @@ async function run(w: World, direction: Direction, opts: { rate: number; duratio
   const before = await child.stats()
   const pgUsed = postgresCpuMeter()
   const harnessBefore = process.cpuUsage()
-  const logFrom = pgLogOffset()
   const statements = latencyRun ? await statementCosts(w.dbUri) : undefined
+  const logFrom = pgLogOffset()
   w.stages?.reset()
   const pusher: Pusher | undefined = direction !== 'matrix' ? undefined
     : opts.push === 'synapse' ? new SynapsePusher(port, opts.batch ?? 50, w.tracker) : new TransactionPusher(port, opts.batch ?? 1, w.tracker)
@@ -621,6 +621,8 @@ interface SlowStatements {
   top: Array<{ sql: string; count: number; maxMs: number }>
   /** Checkpoints logged during the run (log_checkpoints): each writes and syncs the dirty pages. */
   checkpoints: number
+  /** Autovacuum's runs during the run ("vacuum outbox", "analyze messages"…; log_autovacuum_min_duration=0). */
+  autovacuum: string[]
 }
 
 /** Where the benchmark server's log ends now (undefined for a server the benchmark did not start). */
@@ -649,7 +651,8 @@ function slowStatements(from: number): SlowStatements {
     maxMs = Math.max(maxMs, ms)
   }
   const top = [...kinds].map(([sql, k]) => ({ sql, ...k })).sort((x, y) => y.maxMs - x.maxMs).slice(0, 3)
-  return { count, maxMs, top, checkpoints: (text.match(/checkpoint complete/g) ?? []).length }
+  const autovacuum = [...text.matchAll(/automatic (vacuum|analyze) of table "[^."]*\.[^."]*\.([^"]*)"/g)].map(m => `${m[1]} ${m[2]}`)
+  return { count, maxMs, top, checkpoints: (text.match(/checkpoint complete/g) ?? []).length, autovacuum }
 }
 
 interface StatementCost {
@@ -713,7 +716,7 @@ function logEvidence(r: RunResult): void {
   }
   if (r.slowStatements) {
     const ss = r.slowStatements
-    log(`  PostgreSQL statements over 20 ms: ${ss.count}${ss.count ? ` (max ${ss.maxMs} ms; ${ss.top.map(t => `${t.count}× ≤ ${t.maxMs} ms "${t.sql}"`).join('; ')})` : ''}, checkpoints ${ss.checkpoints}`)
+    log(`  PostgreSQL statements over 20 ms: ${ss.count}${ss.count ? ` (max ${ss.maxMs} ms; ${ss.top.map(t => `${t.count}× ≤ ${t.maxMs} ms "${t.sql}"`).join('; ')})` : ''}, checkpoints ${ss.checkpoints}, autovacuum ${ss.autovacuum.length ? ss.autovacuum.join(', ') : 'none'}`)
   }
 }
 
