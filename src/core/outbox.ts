@@ -56,6 +56,8 @@ export interface OutboxOptions {
   backoff?: { initialMs: number; maxMs: number; maxAttempts: number }
   holdRetentionMs: number
   now?: () => number
+  /** LONE_MARK_LINGER_MS, unless a test needs the merge not to depend on the machine's load. */
+  loneMarkLingerMs?: number
 }
 
 /**
@@ -94,6 +96,13 @@ function groupByQueue<R extends OutboxRow>(rows: R[]): Map<string, R[]> {
   }
   return byQueue
 }
+/**
+ * How long a lone 'sent' mark waits for those of lone sends still under way in other queues, to share their
+ * statement and commit. A message's copies to Signal and WhatsApp are answered a millisecond or two apart at
+ * 100 msg/s: 15 ms catches that with room for a busy event loop, and is small beside a send's own round trip, so a
+ * send that hangs holds another queue's mark (its next row, its recorded() waiters) back only that little.
+ */
+export const LONE_MARK_LINGER_MS = 15
 /** The most rows of one queue sent before their marks are committed together. */
 const RUN_MAX = 20
 /** Rows of one queue read at a time. */
@@ -114,10 +123,13 @@ export class Outbox {
   private readonly claims = new Coalescer<number[]>(async lists => {
     await this.opts.db.query(`UPDATE outbox SET state = 'sending', attempts = attempts + 1 WHERE id = ANY($1::bigint[])`, [lists.flat()])
   })
-  private readonly finishes = new Coalescer<Sent[]>(lists => this.markSent(lists.flat()).then(() => {}))
+  // At low rates a message's sends to two networks end a millisecond or two apart, never while the other's mark is
+  // being written: a lone send announces its mark (expect()), and a lone mark due meanwhile waits for it.
+  private readonly finishes: Coalescer<Sent[]>
 
   constructor(opts: OutboxOptions) {
     this.opts = { backoff: { initialMs: 1000, maxMs: 300_000, maxAttempts: 15 }, now: Date.now, ...opts }
+    this.finishes = new Coalescer<Sent[]>(lists => this.markSent(lists.flat()).then(() => {}), undefined, opts.loneMarkLingerMs ?? LONE_MARK_LINGER_MS)
   }
 
   /**
@@ -169,6 +181,7 @@ export class Outbox {
 
   async stop(): Promise<void> {
     this.stopped = true
+    this.finishes.flush() // a mark waiting for others goes now
     for (const t of this.timers.values()) clearTimeout(t)
     this.timers.clear()
     await Promise.allSettled([...this.running.values()])
@@ -393,14 +406,16 @@ export class Outbox {
   private async attempt(row: OutboxRow, claimed: boolean, next?: OutboxRow): Promise<'stop' | 'next' | 'next_claimed'> {
     if (!claimed) await this.claims.add([row.id])
     const attempts = row.attempts + 1
+    // Alone, the mark joins those of other queues: announced now, so that one due meanwhile waits for it.
+    const lone = next ? undefined : this.finishes.expect()
     try {
       const copy = await this.opts.dispatch({ ...row, attempts })
-      // With a next row to claim, one statement marks this one sent and claims that one; alone, the mark
-      // joins those of other queues.
-      const nextClaimed = next && !this.stopped ? await this.markSent([{ row, copy }], next.id) : await this.finishes.add([{ row, copy }]).then(() => false)
+      // With a next row to claim, one statement marks this one sent and claims that one.
+      const nextClaimed = next && !this.stopped ? await this.markSent([{ row, copy }], next.id) : await (lone ?? this.finishes).add([{ row, copy }]).then(() => false)
       this.opts.onSent?.(row)
       return nextClaimed ? 'next_claimed' : 'next'
     } catch (err) {
+      lone?.cancel() // no mark coming: none waits for it
       return this.failed(row, attempts, err)
     }
   }
