@@ -42,8 +42,9 @@ export interface FloorPortal { id: number; roomId: string; signalGroup: string; 
 /**
  * PostgreSQL alone committing, per Matrix → Signal + WhatsApp message, the rows relay-bridge commits for one, with
  * the bridge's own statements (copied, or MessageMap's): the inbox row (and the transaction id), the message and its
- * origin copy, one outbox row per target network and the inbox row marked processed in one transaction, each
- * outbox row marked sent together with the copy it produced, and the WhatsApp send kept in wa_messages. Nothing else: the queue reads the bridge also makes are left out (the floor is the higher for it).
+ * origin copy, one outbox row per target network and the inbox row marked processed in one transaction, both
+ * outbox rows marked sent together with the copies they produced (one statement), and the WhatsApp send kept in
+ * wa_messages. Nothing else: the queue reads the bridge also makes are left out (the floor is the higher for it).
  * BRIDGE_POOL_SIZE workers each take up to FLOOR_BATCH of the messages waiting, so at saturation every batch is full.
  */
 export async function postgresFloorStep(dbUri: string, portals: FloorPortal[], ratePerS: number, durationMs: number, counted?: { cpuMeter: () => () => number; committed: number; usedCpuUs: number }): Promise<number> {
@@ -137,16 +138,14 @@ async function commitMessages(c: pg.PoolClient, run: string, msgs: Array<{ i: nu
     `INSERT INTO outbox (portal_id, message_id, network, chat_id, op, payload) VALUES ${rowsSql.join(', ')} RETURNING id, network, chat_id, message_id`, out)
   await Inbox.markProcessed(q, inbox.map(r => r.id))
   await c.query('COMMIT')
-  // The outbox (src/core/outbox.ts): each network's run marked sent with the copies it produced.
-  for (const net of ['signal', 'whatsapp']) {
-    const sent = outbox.filter(r => r.network === net)
-    await c.query(
-      MARK_SENT_SQL,
-      [sent.map(r => r.id), JSON.stringify(sent.map(r => ({
-        network: net, chat_id: r.chat_id, remote_id: `${net}-${run}-${r.id}`, message_id: r.message_id, role: 'original',
-        author_id: net === 'signal' ? 'relay-aci' : '15550100000@s.whatsapp.net', sent_at: Date.now(), extra: null,
-      }))), null])
-  }
+  // The outbox (src/core/outbox.ts): both networks' sends marked sent with the copies they produced in one statement
+  // (the queues' marks are coalesced under load, and at low rates a lone mark waits for the other's).
+  await c.query(
+    MARK_SENT_SQL,
+    [outbox.map(r => r.id), JSON.stringify(outbox.map(r => ({
+      network: r.network, chat_id: r.chat_id, remote_id: `${r.network}-${run}-${r.id}`, message_id: r.message_id, role: 'original',
+      author_id: r.network === 'signal' ? 'relay-aci' : '15550100000@s.whatsapp.net', sent_at: Date.now(), extra: null,
+    }))), null])
   // The WhatsApp adapter keeps every send (src/whatsapp/messages.ts).
   const wa = outbox.filter(r => r.network === 'whatsapp')
   const waParams = wa.flatMap(r => {

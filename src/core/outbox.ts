@@ -60,6 +60,8 @@ export interface OutboxOptions {
   backoff?: { initialMs: number; maxMs: number; maxAttempts: number }
   holdRetentionMs: number
   now?: () => number
+  /** LONE_MARK_LINGER_MS, unless a test needs the merge not to depend on the machine's load. */
+  loneMarkLingerMs?: number
 }
 
 /**
@@ -95,6 +97,13 @@ function groupByQueue<R extends OutboxRow>(rows: R[]): Map<string, R[]> {
   }
   return byQueue
 }
+/**
+ * How long a lone 'sent' mark waits for those of lone sends still under way in other queues, to share their
+ * statement and commit. A message's copies to Signal and WhatsApp are answered a millisecond or two apart at
+ * 100 msg/s: 15 ms catches that with room for a busy event loop, and is small beside a send's own round trip, so a
+ * send that hangs holds another queue's mark (its next row, its recorded() waiters) back only that little.
+ */
+export const LONE_MARK_LINGER_MS = 15
 /** The most rows of one queue sent before their marks are committed together. */
 const RUN_MAX = 20
 /** Rows of one queue read at a time. */
@@ -114,10 +123,13 @@ export class Outbox {
   // row at a time: their reads and 'sent' marks are coalesced across queues, so the cost per message stays that
   // of a few busy chats.
   private readonly reads = new Coalescer<{ network: string; chatId: string }, OutboxRow[]>(queues => this.readMany(queues))
-  private readonly finishes = new Coalescer<Sent[]>(lists => this.markSent(lists.flat()).then(() => {}))
+  // At low rates a message's sends to two networks end a millisecond or two apart, never while the other's mark is
+  // being written: a lone send announces its mark (expect()), and a lone mark due meanwhile waits for it.
+  private readonly finishes: Coalescer<Sent[]>
 
   constructor(opts: OutboxOptions) {
     this.opts = { backoff: { initialMs: 1000, maxMs: 300_000, maxAttempts: 15 }, now: Date.now, ...opts }
+    this.finishes = new Coalescer<Sent[]>(lists => this.markSent(lists.flat()).then(() => {}), undefined, opts.loneMarkLingerMs ?? LONE_MARK_LINGER_MS)
   }
 
   /**
@@ -168,6 +180,7 @@ export class Outbox {
 
   async stop(): Promise<void> {
     this.stopped = true
+    this.finishes.flush() // a mark waiting for others goes now
     for (const t of this.timers.values()) clearTimeout(t)
     this.timers.clear()
     await Promise.allSettled([...this.running.values()])
@@ -376,14 +389,16 @@ export class Outbox {
   /** One attempt: 'stop' when the queue must wait, 'read_again' when the next row read is no longer to be sent. */
   private async attempt(row: OutboxRow, next?: OutboxRow): Promise<'stop' | 'next' | 'read_again'> {
     const attempts = row.attempts + 1
+    // Alone, the mark joins those of other queues: announced now, so that one due meanwhile waits for it.
+    const lone = next ? undefined : this.finishes.expect()
     try {
       const copy = await this.opts.dispatch({ ...row, attempts })
-      // With a next row, one statement marks this one sent and checks that one; alone, the mark joins those of
-      // other queues.
-      const goOn = next && !this.stopped ? await this.markSent([{ row, copy }], next.id) : await this.finishes.add([{ row, copy }]).then(() => true)
+      // With a next row, one statement marks this one sent and checks that one.
+      const goOn = next && !this.stopped ? await this.markSent([{ row, copy }], next.id) : await (lone ?? this.finishes).add([{ row, copy }]).then(() => true)
       this.opts.onSent?.(row)
       return goOn ? 'next' : 'read_again'
     } catch (err) {
+      lone?.cancel() // no mark coming: none waits for it
       return this.failed(row, attempts, err)
     }
   }

@@ -1,6 +1,7 @@
 // What one message arriving alone costs the database, through the whole bridge with the real adapters: its
-// statements (round trips) and commits. At low rates nothing shares a commit, so each one is paid per message
-// (docs/performance.md, "PostgreSQL at low rates"); these counts fail when a change adds one back.
+// statements (round trips) and commits. At low rates little shares a commit (a message's own copies share their
+// 'sent' mark), so each one is paid per message (docs/performance.md, "PostgreSQL at low rates"); these counts fail
+// when a change adds one back.
 import { afterEach, describe, expect, it } from 'vitest'
 import type { Db, Queryable } from '../../src/db/types.ts'
 import { groupText } from '../fakes/signal-envelopes.ts'
@@ -50,13 +51,18 @@ class Counting {
   }
 }
 
+/** The 'sent' marks among the statements. */
+const marks = (c: Counting): number => c.statements.filter(x => x.startsWith('WITH done AS')).length
+
 describe.each(DB_KINDS)('a lone message’s statements and commits on %s', kind => {
   let s: RealScenario
   afterEach(async () => s?.stop())
 
   async function setup() {
     const counting = new Counting()
-    s = await realScenario(kind, { wrapDb: db => counting.wrap(db) })
+    // The sends of one message answer a moment apart, but on a busy machine that moment can pass the outbox's bound
+    // for a lone 'sent' mark to wait for the other's: here it waits as long as needed, so the count is the design's.
+    s = await realScenario(kind, { wrapDb: db => counting.wrap(db), loneMarkLingerMs: 60_000 })
     const r = await bridgedRoom(s, { whatsapp: true })
     await settled(s)
     counting.on = true
@@ -77,10 +83,11 @@ describe.each(DB_KINDS)('a lone message’s statements and commits on %s', kind 
     await until(() => s.wa.sent.find(m => String(m.content.text).endsWith('just one')), 'the WhatsApp copy')
     await done(counting)
     // Store the transaction; read the inbox; read the room's members; record + queue + mark handled (one statement);
-    // read both queues (no write); read the portal's logins; the WhatsApp message store; two 'sent' marks. One more
-    // round trip now and then: an echo check of the WhatsApp copy.
+    // read both queues (no write); read the portal's logins; the WhatsApp message store; one 'sent' mark for both
+    // copies. One more round trip now and then: an echo check of the WhatsApp copy.
     expect(counting.statements).not.toContain('BEGIN … COMMIT')
-    expect(counting.roundTrips).toBeLessThanOrEqual(10)
+    expect(marks(counting)).toBe(1)
+    expect(counting.roundTrips).toBeLessThanOrEqual(9)
     expect(counting.commits).toBeLessThanOrEqual(5)
   })
 
@@ -91,11 +98,13 @@ describe.each(DB_KINDS)('a lone message’s statements and commits on %s', kind 
     await until(() => s.wa.sent.find(m => String(m.content.text).endsWith('just one')), 'the WhatsApp copy')
     await done(counting)
     // A first message from Bob also names his ghost (its member event is stored, read and marked handled); the
-    // ghost's message comes back from the homeserver as an echo, which writes nothing.
+    // ghost's message comes back from the homeserver as an echo, which writes nothing. The copies to Matrix and
+    // WhatsApp share one 'sent' mark.
     expect(counting.statements).not.toContain('BEGIN … COMMIT')
     expect(counting.statements.filter(x => x.includes('appservice_txns'))).toEqual([])
-    expect(counting.roundTrips).toBeLessThanOrEqual(12)
-    expect(counting.commits).toBeLessThanOrEqual(8)
+    expect(marks(counting)).toBe(1)
+    expect(counting.roundTrips).toBeLessThanOrEqual(11)
+    expect(counting.commits).toBeLessThanOrEqual(7)
   })
 
   it('WhatsApp → Matrix + Signal', async () => {
@@ -106,7 +115,8 @@ describe.each(DB_KINDS)('a lone message’s statements and commits on %s', kind 
     await done(counting)
     // As from Signal, and a first sight of Dave (his wa_people row, a transaction of its own).
     expect(counting.statements.filter(x => x === 'BEGIN … COMMIT')).toHaveLength(1)
-    expect(counting.roundTrips).toBeLessThanOrEqual(15)
-    expect(counting.commits).toBeLessThanOrEqual(8)
+    expect(marks(counting)).toBe(1)
+    expect(counting.roundTrips).toBeLessThanOrEqual(14)
+    expect(counting.commits).toBeLessThanOrEqual(7)
   })
 })

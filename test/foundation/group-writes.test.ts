@@ -1,5 +1,5 @@
 // Writes that many chats make at once share statements, and nothing is lost or mixed up on the way.
-import { describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it, vi } from 'vitest'
 import { proto } from '@whiskeysockets/baileys'
 import { SqlLoginStore } from '../../src/core/logins.ts'
 import { Outbox, type OutboxRow } from '../../src/core/outbox.ts'
@@ -65,6 +65,91 @@ describe('a coalescer', () => {
     expect(results.map(r => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled'])
     expect((results[1] as PromiseRejectedResult).reason).toEqual(new Error('value too long'))
     expect(written.sort()).toEqual(['a', 'b'])
+  })
+})
+
+// Time is a fake clock (setTimeout only): a write that happened without the clock moving waited for no bound.
+describe('a coalescer that lingers for announced items', () => {
+  afterEach(() => vi.useRealTimers())
+  const LINGER = 15
+  const lingering = () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] })
+    const writes: string[][] = []
+    let wrote: () => void = () => {}
+    const c = new Coalescer<string>(async items => {
+      writes.push(items)
+      wrote()
+    }, 200, LINGER)
+    /** Resolves at the next write. */
+    const nextWrite = () => new Promise<void>(resolve => (wrote = resolve))
+    return { c, writes, nextWrite }
+  }
+
+  it('goes at once when nothing is announced', async () => {
+    const { c, writes } = lingering()
+    await c.add('a')
+    expect(writes).toEqual([['a']])
+  })
+
+  it('holds a write until the announced items have come, and writes them together', async () => {
+    const { c, writes } = lingering()
+    const b = c.expect()
+    const d = c.expect()
+    const a = c.add('a')
+    await vi.advanceTimersByTimeAsync(LINGER - 1)
+    const bWritten = b.add('b')
+    await vi.advanceTimersByTimeAsync(0)
+    expect(writes).toEqual([]) // 'd' has not come yet
+    await Promise.all([a, bWritten, d.add('d')])
+    expect(writes).toEqual([['a', 'b', 'd']])
+  })
+
+  it('waits no longer than its bound for an item that does not come, and not at all for one cancelled', async () => {
+    const { c, writes, nextWrite } = lingering()
+    const hanging = c.expect()
+    const written = nextWrite()
+    const a = c.add('a')
+    await vi.advanceTimersByTimeAsync(LINGER - 1)
+    expect(writes).toEqual([])
+    await vi.advanceTimersByTimeAsync(1)
+    await Promise.all([a, written])
+    expect(writes).toEqual([['a']])
+    hanging.cancel()
+    const failed = c.expect()
+    const b = c.add('b')
+    failed.cancel()
+    await b // the clock did not move
+    expect(writes).toEqual([['a'], ['b']])
+  })
+
+  it('does not hold a write that follows another under load', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] })
+    const writes: string[][] = []
+    let release!: () => void
+    const first = new Promise<void>(r => (release = r))
+    const c = new Coalescer<string>(async items => {
+      writes.push(items)
+      if (writes.length === 1) await first
+    }, 200, LINGER)
+    const a = c.add('a')
+    await vi.advanceTimersByTimeAsync(0) // 'a' is being written
+    c.expect() // never comes
+    const b = c.add('b')
+    release()
+    await Promise.all([a, b]) // the clock did not move
+    expect(writes).toEqual([['a'], ['b']])
+  })
+
+  it('after flush() holds no write any more, the one lingering included', async () => {
+    const { c, writes } = lingering()
+    c.expect() // never comes
+    const a = c.add('a')
+    await vi.advanceTimersByTimeAsync(0)
+    expect(writes).toEqual([])
+    c.flush()
+    await a
+    await c.add('b')
+    expect(writes).toEqual([['a'], ['b']])
   })
 })
 

@@ -49,6 +49,8 @@ export interface ScenarioOptions {
   now?: () => number
   /** Wraps the database the bridge is given (a test counting its statements); the scenario's own `db` stays bare. */
   wrapDb?: (db: Db) => Db
+  /** How long a lone 'sent' mark waits for those of other sends in flight (default: the outbox's own bound). */
+  loneMarkLingerMs?: number
 }
 
 export async function scenario(kind: DbKind, opts: ScenarioOptions = {}): Promise<Scenario> {
@@ -67,7 +69,7 @@ export async function scenario(kind: DbKind, opts: ScenarioOptions = {}): Promis
   const signal = new MemoryNetwork('signal')
   const whatsapp = new MemoryNetwork('whatsapp')
   const log = pino({ level: process.env.TEST_LOG ?? 'silent' })
-  const timings = { backoff: opts.backoff ?? { initialMs: 20, maxMs: 200, maxAttempts: 4 }, inboxRetryMs: 50, homeserverRetryMs: 50, maintenanceMs: 3_600_000, ...(opts.retentionMs ? { retentionMs: opts.retentionMs } : {}), ...(opts.now ? { expiryPollMs: 50 } : {}) }
+  const timings = { backoff: opts.backoff ?? { initialMs: 20, maxMs: 200, maxAttempts: 4 }, inboxRetryMs: 50, homeserverRetryMs: 50, maintenanceMs: 3_600_000, ...(opts.retentionMs ? { retentionMs: opts.retentionMs } : {}), ...(opts.now ? { expiryPollMs: 50 } : {}), ...(opts.loneMarkLingerMs !== undefined ? { loneMarkLingerMs: opts.loneMarkLingerMs } : {}) }
   const boot = async () => {
     const bridge = await startBridge(config, { log, db: opts.wrapDb ? opts.wrapDb(db) : db, networks: (await opts.networks?.(config)) ?? [signal, whatsapp], timings, ...(opts.console ? { console: opts.console } : {}), ...(opts.now ? { now: opts.now } : {}) })
     return bridge

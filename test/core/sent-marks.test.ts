@@ -1,0 +1,124 @@
+// A message's copies to two networks are answered a moment apart, each by its own queue: their 'sent' marks share
+// one statement and commit, yet no mark waits long for another queue, and a stop never waits for one at all.
+// Time here is a fake clock (setTimeout only): a mark that went out was never waiting for the bound unless the test
+// moved the clock.
+import { pino } from 'pino'
+import { afterEach, describe, expect, it, vi } from 'vitest'
+import { LONE_MARK_LINGER_MS, MARK_SENT_SQL, Outbox, type OutboxRow } from '../../src/core/outbox.ts'
+import type { Db, Queryable } from '../../src/db/types.ts'
+import { DB_KINDS, freshDb } from '../support/db.ts'
+
+type Network = 'signal' | 'whatsapp'
+const CHAT: Record<Network, string> = { signal: 'signal-group', whatsapp: 'whatsapp-group' }
+
+/** The mark statements a Db runs. */
+function countingMarks(db: Db): { db: Db; marks: () => number } {
+  let marks = 0
+  const counted = <Q extends Queryable>(q: Q): Q => {
+    const wrapped = Object.create(q) as Q
+    wrapped.query = ((sql: string, params?: unknown[]) => {
+      if (sql === MARK_SENT_SQL) marks++
+      return q.query(sql, params)
+    }) as Queryable['query']
+    return wrapped
+  }
+  const wrapped = counted(db)
+  wrapped.transaction = work => db.transaction(tx => work(counted(tx)))
+  return { db: wrapped, marks: () => marks }
+}
+
+/** A promise and the function that resolves it. */
+function signal(): { promise: Promise<void>; resolve: () => void } {
+  let resolve!: () => void
+  const promise = new Promise<void>(r => (resolve = r))
+  return { promise, resolve }
+}
+
+/** A turn of the event loop: every step already due (an answered send's mark being added, written) has run. */
+const turn = () => new Promise<void>(resolve => setImmediate(resolve))
+
+describe.each(DB_KINDS)('sent marks on %s', kind => {
+  let base: Db | undefined
+  let outbox: Outbox | undefined
+  afterEach(async () => {
+    vi.useRealTimers()
+    await outbox?.stop()
+    await base?.close()
+    outbox = base = undefined
+  })
+
+  /** An outbox whose sends are answered by hand, with a message queued for each of `networks`. */
+  async function setup(networks: Network[]) {
+    base = await freshDb(kind)
+    const { db, marks } = countingMarks(base)
+    const portal = (await base.query<{ id: number }>(`INSERT INTO portals (room_id) VALUES ('!r:x') RETURNING id`)).rows[0]!.id
+    const answer = new Map<Network, () => void>()
+    const sending = new Map(networks.map(n => [n, signal()]))
+    const marked = new Map(networks.map(n => [n, signal()]))
+    outbox = new Outbox({
+      db, log: pino({ level: 'silent' }), holdRetentionMs: 3_600_000, onFailed: async () => {},
+      onSent: row => marked.get(row.network as Network)!.resolve(),
+      dispatch: (row: OutboxRow) => new Promise<void>(resolve => {
+        answer.set(row.network as Network, resolve)
+        sending.get(row.network as Network)!.resolve()
+      }),
+    })
+    await Outbox.enqueue(base, networks.map(network => ({
+      portalId: portal, messageId: null, network, chatId: CHAT[network], op: 'message' as const, payload: { text: 'hi' },
+    })))
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] })
+    for (const n of networks) outbox.kick(n, CHAT[n])
+    await Promise.all(networks.map(n => sending.get(n)!.promise))
+    const states = async () => Object.fromEntries((await base!.query<{ network: string; state: string }>('SELECT network, state FROM outbox')).rows.map(r => [r.network, r.state]))
+    return { outbox, marks, states, answer: (n: Network) => answer.get(n)!(), marked: (n: Network) => marked.get(n)!.promise }
+  }
+
+  it('the two sends of one message answered apart are marked sent in one statement, and a reply waits for it', async () => {
+    const { outbox, marks, states, answer, marked } = await setup(['signal', 'whatsapp'])
+    answer('signal')
+    await turn() // Signal's mark is due; alone it would be on its way now
+    let marksWhenRecorded: number | undefined
+    const recorded = outbox.recorded('signal', CHAT.signal).then(() => (marksWhenRecorded = marks()))
+    answer('whatsapp')
+    await Promise.all([marked('signal'), marked('whatsapp'), recorded])
+    expect(marks()).toBe(1)
+    expect(marksWhenRecorded).toBe(1) // an answer to the Signal copy found it recorded
+    expect(await states()).toEqual({ signal: 'sent', whatsapp: 'sent' })
+  })
+
+  it('a lone send with nothing else in flight is marked at once, without waiting for the bound', async () => {
+    const { marks, states, answer, marked } = await setup(['signal'])
+    answer('signal')
+    await marked('signal') // the fake clock never moved
+    expect(marks()).toBe(1)
+    expect(await states()).toEqual({ signal: 'sent' })
+  })
+
+  it('a send that hangs holds the other queue’s mark back only for the bound', async () => {
+    const { outbox, marks, states, answer, marked } = await setup(['signal', 'whatsapp'])
+    answer('signal')
+    await turn()
+    await vi.advanceTimersByTimeAsync(LONE_MARK_LINGER_MS)
+    await Promise.all([marked('signal'), outbox.recorded('signal', CHAT.signal)])
+    // WhatsApp still has not answered.
+    expect(await states()).toEqual({ signal: 'sent', whatsapp: 'sending' })
+    expect(marks()).toBe(1)
+    answer('whatsapp')
+    await marked('whatsapp') // alone now: at once
+    expect(marks()).toBe(2)
+    expect(await states()).toEqual({ signal: 'sent', whatsapp: 'sent' })
+  })
+
+  it('stopping while a mark waits for another queue writes it at once; the send still in flight is marked when answered', async () => {
+    const { outbox, marks, states, answer, marked } = await setup(['signal', 'whatsapp'])
+    answer('signal')
+    await turn()
+    const stopped = outbox.stop()
+    await marked('signal') // the fake clock never moved
+    expect(await states()).toEqual({ signal: 'sent', whatsapp: 'sending' })
+    answer('whatsapp') // stop() waits for sends in flight, as before
+    await Promise.all([stopped, marked('whatsapp')])
+    expect(marks()).toBe(2)
+    expect(await states()).toEqual({ signal: 'sent', whatsapp: 'sent' })
+  })
+})
