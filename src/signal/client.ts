@@ -1,5 +1,10 @@
 // JSON-RPC 2.0 over HTTP to one signal-cli daemon in multi-account mode (signal-cli.md §3, §5, §7).
-import axios, { type AxiosInstance } from 'axios'
+//
+// Requests go through Node's http/https with a keep-alive Agent, as the homeserver client's do (src/matrix/client.ts):
+// every message relayed to Signal is a POST here, and at low rates (one call per request) axios's config merging,
+// header normalisation and transforms cost more of the bridge's CPU than the request itself (docs/performance.md).
+import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http'
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https'
 import { Coalescer } from '../db/coalesce.ts'
 import type { SendResultJson } from './types.ts'
 
@@ -84,13 +89,14 @@ const BATCH_BODY_MAX = 64 * 1024
 
 export class SignalClient {
   readonly daemonUrl: string
-  private readonly http: AxiosInstance
+  private readonly base: URL
+  private readonly agent: HttpAgent
   private readonly timeoutMs: number
   private nextId = 1
   /**
    * Up to REQUESTS_IN_FLIGHT requests go at once, one per lane; calls made while every lane is busy go out together
-   * in a lane's next request, as one JSON-RPC batch (§3): one HTTP round trip, one socket write and one axios pass
-   * for up to BATCH_MAX calls instead of one each.
+   * in a lane's next request, as one JSON-RPC batch (§3): one HTTP round trip and one socket write for up to
+   * BATCH_MAX calls instead of one each.
    *
    * The daemon runs a batch's calls concurrently and answers them in any order (§3), so two calls whose order
    * matters must never share a batch. Nothing here keeps them apart, because no caller makes such calls at the
@@ -107,20 +113,8 @@ export class SignalClient {
     this.daemonUrl = opts.daemonUrl.replace(/\/+$/, '')
     this.timeoutMs = opts.timeoutMs ?? 30_000
     this.lanes = Array.from({ length: opts.requestsInFlight ?? REQUESTS_IN_FLIGHT }, () => new Coalescer<Call, Outcome>(calls => this.post(calls, {}), BATCH_MAX))
-    this.http = axios.create({
-      baseURL: this.daemonUrl,
-      // Every status is inspected by hand: JSON-RPC errors arrive as 200, the rest are daemon trouble.
-      validateStatus: () => true,
-      // Attachments travel as base64 in one body (up to 150 MiB, §5).
-      maxBodyLength: Infinity,
-      maxContentLength: Infinity,
-      // The daemon is one local endpoint: no redirects to follow and no proxy to look up in the environment
-      // on every call (both cost measurable CPU per message; docs/performance.md).
-      maxRedirects: 0,
-      proxy: false,
-      // Bodies are JSON this client serialised itself (see call): axios would parse a string body again to check it.
-      transformRequest: [(data: unknown) => data],
-    })
+    this.base = new URL(this.daemonUrl)
+    this.agent = this.base.protocol === 'https:' ? new HttpsAgent({ keepAlive: true }) : new HttpAgent({ keepAlive: true })
   }
 
   /** Calls a method. `params.account` must be set by the caller for account-bound methods (§5). */
@@ -155,28 +149,27 @@ export class SignalClient {
   private async post(calls: Call[], opts: CallOptions): Promise<Outcome[]> {
     const what = calls.length === 1 ? calls[0]!.method : `a batch of ${calls.length} calls (${[...new Set(calls.map(c => c.method))].join(', ')})`
     const failAll = (error: Error): Outcome[] => calls.map(() => ({ ok: false, error }))
-    let res
+    let res: { status: number; body: string }
     try {
-      res = await this.http.post<RpcResponse | RpcResponse[] | string>(
-        '/api/v1/rpc',
-        calls.length === 1 ? calls[0]!.body : `[${calls.map(c => c.body).join(',')}]`,
-        {
-          timeout: opts.timeoutMs ?? this.timeoutMs,
-          signal: opts.signal,
-          headers: { 'Content-Type': 'application/json' },
-        },
-      )
+      res = await this.exchange('POST', '/api/v1/rpc', calls.length === 1 ? calls[0]!.body : `[${calls.map(c => c.body).join(',')}]`, opts.timeoutMs ?? this.timeoutMs, opts.signal)
     } catch (err) {
       const code = (err as { code?: string }).code ?? 'unknown'
       return failAll(new SignalUnreachableError(`The signal-cli daemon at ${this.daemonUrl} did not answer ${what} (${code}).`, { cause: err }))
     }
-    if (res.status !== 200 || typeof res.data !== 'object' || res.data === null) {
+    // Every status is inspected here: JSON-RPC errors arrive as 200, the rest is daemon trouble.
+    let parsed: unknown
+    try {
+      parsed = res.status === 200 ? JSON.parse(res.body) : undefined
+    } catch {
+      parsed = undefined
+    }
+    if (res.status !== 200 || typeof parsed !== 'object' || parsed === null) {
       return failAll(new SignalUnreachableError(
         `The signal-cli daemon at ${this.daemonUrl} answered ${what} with HTTP ${res.status}; check that signal.daemon_url points at a signal-cli daemon started with --http.`,
         { status: res.status },
       ))
     }
-    const body = res.data
+    const body = parsed as RpcResponse | RpcResponse[]
     if (calls.length === 1 && !Array.isArray(body)) return [outcomeOf(calls[0]!, body)]
     if (!Array.isArray(body)) {
       return failAll(new SignalUnreachableError(
@@ -198,8 +191,7 @@ export class SignalClient {
   /** `GET /api/v1/check`: only says the HTTP server is up, nothing about accounts (§3). */
   async check(): Promise<boolean> {
     try {
-      const res = await this.http.get('/api/v1/check', { timeout: this.timeoutMs })
-      return res.status === 200
+      return (await this.exchange('GET', '/api/v1/check', undefined, this.timeoutMs)).status === 200
     } catch {
       return false
     }
@@ -207,6 +199,40 @@ export class SignalClient {
 
   listAccounts(): Promise<Array<{ number: string }>> {
     return this.call('listAccounts')
+  }
+
+  /** One request and its whole answer as text (any status). Rejects with Node's socket error (a `code` such as
+   * ECONNREFUSED), ETIMEDOUT when the whole answer took longer than `timeoutMs` (0: no limit), or the abort's
+   * error when `signal` fires. */
+  private exchange(method: string, path: string, body: string | undefined, timeoutMs: number, signal?: AbortSignal): Promise<{ status: number; body: string }> {
+    const https = this.base.protocol === 'https:'
+    const options = {
+      method, agent: this.agent, signal,
+      hostname: this.base.hostname.replace(/^\[|\]$/g, ''), port: this.base.port || (https ? 443 : 80),
+      path: `${this.base.pathname.replace(/\/+$/, '')}${path}`,
+      headers: body === undefined ? {} : { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) },
+    }
+    return new Promise((resolve, reject) => {
+      // A total limit, as axios's was: a daemon that trickles its answer must not hold a call for ever.
+      const timer = timeoutMs > 0
+        ? setTimeout(() => req.destroy(Object.assign(new Error(`no answer in ${timeoutMs} ms`), { code: 'ETIMEDOUT' })), timeoutMs)
+        : undefined
+      const fail = (err: Error): void => {
+        clearTimeout(timer)
+        reject(err)
+      }
+      const req = (https ? httpsRequest : httpRequest)(options, (res: IncomingMessage) => {
+        const chunks: Buffer[] = []
+        res.on('data', (c: Buffer) => chunks.push(c))
+        res.once('error', fail)
+        res.once('end', () => {
+          clearTimeout(timer)
+          resolve({ status: res.statusCode ?? 0, body: (chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)).toString('utf8') })
+        })
+      })
+      req.once('error', fail)
+      req.end(body)
+    })
   }
 }
 
