@@ -75,6 +75,29 @@ describe('client errors', () => {
     await expect(client.call('version')).rejects.toBeInstanceOf(SignalUnreachableError)
     expect(await client.check()).toBe(false)
   })
+
+  it('a daemon that takes a request and never answers fails the call as unreachable at its time limit; an aborted call fails at once', async () => {
+    const taken: Array<() => void> = []
+    const server = createServer((req, res) => {
+      req.resume()
+      taken.push(() => res.destroy())
+    })
+    await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+    try {
+      const c = new SignalClient({ daemonUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, timeoutMs: 200 })
+      const err = await c.call('version').then(() => undefined, (e: unknown) => e)
+      expect(err).toBeInstanceOf(SignalUnreachableError)
+      expect(((err as Error).cause as { code?: string }).code).toBe('ETIMEDOUT')
+      const abort = new AbortController()
+      const linking = c.call('finishLink', {}, { timeoutMs: 0, signal: abort.signal }).then(() => undefined, (e: unknown) => e)
+      await expect.poll(() => taken.length, { timeout: PATIENCE_MS }).toBe(2)
+      abort.abort()
+      expect(await linking).toBeInstanceOf(SignalUnreachableError)
+    } finally {
+      for (const hangUp of taken) hangUp()
+      await new Promise(resolve => server.close(resolve))
+    }
+  })
 })
 
 describe('what each answer means for the outbox (§7)', () => {
