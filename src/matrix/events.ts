@@ -129,13 +129,30 @@ export class MatrixEvents {
   }
 
   private async drain(): Promise<void> {
+    try {
+      await this.drainOnce()
+    } catch (err) {
+      this.opts.inbox.unknown()
+      throw err
+    }
+  }
+
+  private async drainOnce(): Promise<void> {
     const { inbox, db } = this.opts
+    const limit = this.opts.batchSize ?? 200
     for (;;) {
-      const rows = await inbox.pending(this.opts.batchSize ?? 200)
+      // The rows this process stored, when they are known to be all that is pending; else the table's.
+      const handed = inbox.takeFresh(limit)
+      const mark = handed ? undefined : inbox.quiet()
+      const rows = handed ?? await inbox.pending(limit)
       // Read after the rows: a transaction's keys are stored before its events, so every key these rows need
       // is handed to the device before they are handled.
       await this.cryptoCatchUp()
-      if (rows.length === 0 || this.stopped) return
+      if (this.stopped) return
+      if (rows.length === 0) {
+        if (!handed) inbox.settled(mark)
+        return
+      }
       const byRoom = new Map<string, InboxRow[]>()
       for (const r of rows) {
         const list = byRoom.get(r.event.room_id) ?? []
@@ -188,11 +205,15 @@ export class MatrixEvents {
       await Inbox.markProcessed(db, done)
       this.worked(done.length + recorded)
       if (failed) {
+        inbox.unknown()
         this.retryLater()
         return
       }
       // A short read is all there was: events stored since kicked, and a kick during a drain drains again.
-      if (rows.length < (this.opts.batchSize ?? 200)) return
+      if (!handed && rows.length < limit) {
+        inbox.settled(mark)
+        return
+      }
     }
   }
 

@@ -41,8 +41,44 @@ export interface CryptoRow {
 
 export class Inbox {
   private readonly db: Db
+  /**
+   * The rows this process stored since the table was last read with nothing else pending, in the order stored:
+   * then they are all that is pending, and the drain takes them from here instead of reading the table back (a
+   * round trip per transaction at low rates). undefined when that is not known (at start, after a failure): the
+   * drain reads the table. Only this process writes the table (one bridge per database, by its advisory lock).
+   */
+  private fresh: InboxRow[] | undefined
+  /** Stores begun and running, so that a read can tell whether a store overlapped it (see quiet). */
+  private storesBegun = 0
+  private storesRunning = 0
+
   constructor(db: Db) {
     this.db = db
+  }
+
+  /** Up to `limit` of the rows stored since the table was last read empty, oldest first; undefined when the table
+   * must be read (pending) instead. */
+  takeFresh(limit: number): InboxRow[] | undefined {
+    if (!this.fresh) return undefined
+    if (this.fresh.length > 1) this.fresh.sort((a, b) => a.id - b.id)
+    return this.fresh.splice(0, limit)
+  }
+
+  /** Called just before reading the table: a mark for settled, or undefined when a store is under way (its rows
+   * may or may not be in the read). */
+  quiet(): number | undefined {
+    return this.storesRunning === 0 ? this.storesBegun : undefined
+  }
+
+  /** Everything the read after `quiet` returned is handled: if no store began since, nothing else is pending, and
+   * from now on every new row is handed over as it is stored. */
+  settled(mark: number | undefined): void {
+    if (mark !== undefined && mark === this.storesBegun && this.storesRunning === 0) this.fresh ??= []
+  }
+
+  /** Something pending was left unhandled (a failure): the table is the only record of what is pending again. */
+  unknown(): void {
+    this.fresh = undefined
   }
 
   /**
@@ -51,8 +87,14 @@ export class Inbox {
    * known and brought nothing new (a homeserver's retry). Transactions arriving together are stored together,
    * in one statement when their events fit in one.
    */
-  store(txnId: string, events: MatrixEvent[]): Promise<number | undefined> {
-    return this.writes.add({ txnId, events })
+  async store(txnId: string, events: MatrixEvent[]): Promise<number | undefined> {
+    this.storesBegun++
+    this.storesRunning++
+    try {
+      return await this.writes.add({ txnId, events })
+    } finally {
+      this.storesRunning--
+    }
   }
 
   private readonly writes = new Coalescer<{ txnId: string; events: MatrixEvent[] }, number | undefined>(items => this.storeMany(items))
@@ -60,37 +102,44 @@ export class Inbox {
   private async storeMany(items: Array<{ txnId: string; events: MatrixEvent[] }>): Promise<Array<number | undefined>> {
     const events = items.flatMap(i => i.events)
     const txnIds = items.map(i => i.txnId)
+    // Each event as stored: what a row handed over without reading it back holds (jsonb keeps what JSON.parse does).
+    const texts = new Map<string, string>()
     const insertEvents = (chunk: MatrixEvent[], first: number): { sql: string; params: unknown[] } => {
       const params: unknown[] = []
       const values = chunk.map((e, i) => {
-        params.push(e.event_id, e.room_id ?? null, e.type, jsonbText(e))
+        const text = jsonbText(e)
+        if (!texts.has(e.event_id)) texts.set(e.event_id, text)
+        params.push(e.event_id, e.room_id ?? null, e.type, text)
         const b = first + i * 4
         return `($${b}, $${b + 1}, $${b + 2}, $${b + 3}::jsonb)`
       })
-      return { sql: `INSERT INTO inbox (event_id, room_id, type, event) VALUES ${values.join(', ')} ON CONFLICT (event_id) DO NOTHING RETURNING event_id`, params }
+      return { sql: `INSERT INTO inbox (event_id, room_id, type, event) VALUES ${values.join(', ')} ON CONFLICT (event_id) DO NOTHING RETURNING id, event_id`, params }
     }
     const insertTxns = (n: number): string => `INSERT INTO appservice_txns (txn_id) SELECT unnest($${n}::text[]) ON CONFLICT (txn_id) DO NOTHING RETURNING txn_id`
-    let rows: Array<{ k: 'e' | 't'; v: string }>
+    let rows: Array<{ k: 'e' | 't'; v: string; id: number | null }>
     if (events.length <= INSERT_CHUNK) {
       // The common case, one round trip: both inserts in one statement (itself atomic).
       const ev = events.length > 0 ? insertEvents(events, 1) : undefined
       const n = (ev?.params.length ?? 0) + 1
-      rows = (await this.db.query<{ k: 'e' | 't'; v: string }>(
+      rows = (await this.db.query<{ k: 'e' | 't'; v: string; id: number | null }>(
         `WITH ${ev ? `ev AS (${ev.sql}), ` : ''}tx AS (${insertTxns(n)})
-         ${ev ? `SELECT 'e' AS k, event_id AS v FROM ev UNION ALL ` : ''}SELECT 't' AS k, txn_id AS v FROM tx`,
+         ${ev ? `SELECT 'e' AS k, event_id AS v, id FROM ev UNION ALL ` : ''}SELECT 't' AS k, txn_id AS v, NULL::bigint AS id FROM tx`,
         [...(ev?.params ?? []), txnIds],
       )).rows
     } else {
       // One statement takes at most 65535 parameters (Synapse sends 100 events; junk may send more).
       rows = await this.db.transaction(async tx => {
-        const out: Array<{ k: 'e' | 't'; v: string }> = []
+        const out: Array<{ k: 'e' | 't'; v: string; id: number | null }> = []
         for (let from = 0; from < events.length; from += INSERT_CHUNK) {
           const ev = insertEvents(events.slice(from, from + INSERT_CHUNK), 1)
-          out.push(...(await tx.query<{ event_id: string }>(ev.sql, ev.params)).rows.map(r => ({ k: 'e' as const, v: r.event_id })))
+          out.push(...(await tx.query<{ id: number; event_id: string }>(ev.sql, ev.params)).rows.map(r => ({ k: 'e' as const, v: r.event_id, id: r.id })))
         }
-        out.push(...(await tx.query<{ txn_id: string }>(insertTxns(1), [txnIds])).rows.map(r => ({ k: 't' as const, v: r.txn_id })))
+        out.push(...(await tx.query<{ txn_id: string }>(insertTxns(1), [txnIds])).rows.map(r => ({ k: 't' as const, v: r.txn_id, id: null })))
         return out
       })
+    }
+    if (this.fresh) {
+      for (const r of rows) if (r.k === 'e') this.fresh.push({ id: Number(r.id), event: JSON.parse(texts.get(r.v)!) as MatrixEvent, attempts: 0 })
     }
     const newEvents = new Set(rows.filter(r => r.k === 'e').map(r => r.v))
     const newTxns = new Set(rows.filter(r => r.k === 't').map(r => r.v))
