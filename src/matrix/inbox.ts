@@ -17,6 +17,8 @@ export interface MatrixEvent {
 }
 
 const INSERT_CHUNK = 1000
+/** The most stored rows kept in memory for the drain (see Inbox.fresh). */
+const FRESH_MAX = 2000
 
 /** JSON that PostgreSQL's jsonb accepts: it refuses \u0000 and lone surrogates, which JSON (and so a
  * homeserver) allows in strings. Both become U+FFFD; escapes are matched left to right, so an escaped
@@ -140,6 +142,8 @@ export class Inbox {
     }
     if (this.fresh) {
       for (const r of rows) if (r.k === 'e') this.fresh.push({ id: Number(r.id), event: JSON.parse(texts.get(r.v)!) as MatrixEvent, attempts: 0 })
+      // A backlog waits in the table, not twice over in memory: past this the drain reads the table again.
+      if (this.fresh.length > FRESH_MAX) this.fresh = undefined
     }
     const newEvents = new Set(rows.filter(r => r.k === 'e').map(r => r.v))
     const newTxns = new Set(rows.filter(r => r.k === 't').map(r => r.v))
