@@ -36,18 +36,20 @@ const tagsIn = (values: unknown): number[] => {
   return out
 }
 
-/** Installs the hooks; `emit` gets the stamps every 10 ms. */
+/** Installs the hooks; `emit` gets the stamps every 50 ms. */
 export function installStageHooks(emit: (stamps: Stamp[]) => void): { stamp: (text: unknown, stage: Stage) => void } {
   let stamps: Stamp[] = []
   const at = (seqs: Iterable<number>, stage: Stage, t = nowMs()): void => {
     const i = STAGES.indexOf(stage)
     for (const s of seqs) stamps.push([s, i, t])
   }
+  // Every 50 ms, like the WhatsApp arrivals (bench/bridge-process.ts): a report costs the bridge process an IPC
+  // message, and the stamps carry their own times.
   setInterval(() => {
     if (stamps.length === 0) return
     emit(stamps)
     stamps = []
-  }, 10).unref()
+  }, 50).unref()
 
   // Outbox ids → message, learnt from the queue reads (the payload carries the generator's tag).
   const outboxSeq = new Map<number, number>()
