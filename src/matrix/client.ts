@@ -4,7 +4,7 @@
 // events through sendState, which stay plain as the spec wants), every attachment through uploadAttachment.
 //
 // HTTP goes through Node's http/https with a keep-alive Agent (Bearer auth, JSON). Every relayed message is one
-// PUT here, so the client's own cost per request counts: axios (which the Signal client still uses) spent about
+// PUT here, so the client's own cost per request counts: axios (which the Signal client also used until session 9) spent about
 // three times Node's own on its config merging, header normalisation and transforms; undici was cheaper still, but
 // loading it (its llhttp WebAssembly) added ~15 MB to the idle resident set (docs/performance.md). It used to be
 // the bot-sdk's MatrixClient.doRequest, whose loading cost about 17 MB. `user_id` goes into each call's own
