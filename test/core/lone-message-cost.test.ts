@@ -90,7 +90,7 @@ describe.each(DB_KINDS)('a lone message’s statements and commits on %s', kind 
     expect(counting.statements).not.toContain('BEGIN … COMMIT')
     expect(marks(counting)).toBe(1)
     expect(counting.roundTrips).toBeLessThanOrEqual(9)
-    expect(counting.commits).toBeLessThanOrEqual(5)
+    expect(counting.commits).toBeLessThanOrEqual(4)
   })
 
   it('Signal → Matrix + WhatsApp', async () => {
