@@ -9,10 +9,11 @@
 // loading it (its llhttp WebAssembly) added ~15 MB to the idle resident set (docs/performance.md). It used to be
 // the bot-sdk's MatrixClient.doRequest, whose loading cost about 17 MB. `user_id` goes into each call's own
 // query, so two ghosts sending at once never share state.
-import { Agent as HttpAgent, request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http'
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https'
+import { Agent as HttpAgent, type OutgoingHttpHeaders } from 'node:http'
+import { Agent as HttpsAgent } from 'node:https'
 import { stringify as queryString } from 'node:querystring'
 import type { Logger } from 'pino'
+import { exchange } from '../http-exchange.ts'
 import type { EncryptedFile } from './attachments.ts'
 import {
   isMatrixErrcode,
@@ -434,36 +435,17 @@ export class MatrixClientApi implements HomeserverApi {
 
   /** One request and its whole answer (any status). Rejects with Node's socket error (a `code` such as
    * ECONNREFUSED), or ETIMEDOUT when the connection stays silent for the request timeout. */
-  private exchange(method: string, target: string | URL, body: string | Buffer | undefined, contentType: string): Promise<RawResponse> {
+  private async exchange(method: string, target: string | URL, body: string | Buffer | undefined, contentType: string): Promise<RawResponse> {
     const url = typeof target === 'string' ? this.base : target
     // The token goes to the homeserver only, never to where a download is redirected.
     const headers: OutgoingHttpHeaders = typeof target === 'string' || target.origin === this.base.origin ? { Authorization: this.auth } : {}
-    if (body !== undefined) {
-      headers['Content-Type'] = contentType
-      headers['Content-Length'] = Buffer.byteLength(body)
-    }
-    const https = url.protocol === 'https:'
-    const options = {
-      method, headers, agent: https ? this.agents.https : this.agents.http,
-      // Options rather than a URL object: no URL to parse and copy on every call to the homeserver.
-      hostname: url.hostname.replace(/^\[|\]$/g, ''), port: url.port || (https ? 443 : 80),
+    if (body !== undefined) headers['Content-Type'] = contentType
+    const res = await exchange({
+      method, url, headers, body, idleTimeoutMs: this.timeoutMs,
+      agent: url.protocol === 'https:' ? this.agents.https : this.agents.http,
       path: typeof target === 'string' ? target : `${target.pathname}${target.search}`,
-    }
-    return new Promise((resolve, reject) => {
-      const req = (https ? httpsRequest : httpRequest)(options, (res: IncomingMessage) => {
-        const chunks: Buffer[] = []
-        res.on('data', (c: Buffer) => chunks.push(c))
-        res.once('error', reject)
-        res.once('end', () => resolve({
-          statusCode: res.statusCode ?? 0,
-          headers: res.headers,
-          body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks),
-        }))
-      })
-      req.once('error', reject)
-      req.setTimeout(this.timeoutMs, () => req.destroy(Object.assign(new Error(`no answer in ${this.timeoutMs} ms`), { code: 'ETIMEDOUT' })))
-      req.end(body)
     })
+    return { statusCode: res.status, headers: res.headers, body: res.body }
   }
 }
 

@@ -3,9 +3,10 @@
 // Requests go through Node's http/https with a keep-alive Agent, as the homeserver client's do (src/matrix/client.ts):
 // every message relayed to Signal is a POST here, and at low rates (one call per request) axios's config merging,
 // header normalisation and transforms cost more of the bridge's CPU than the request itself (docs/performance.md).
-import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http'
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https'
+import { Agent as HttpAgent } from 'node:http'
+import { Agent as HttpsAgent } from 'node:https'
 import { Coalescer } from '../db/coalesce.ts'
+import { exchange } from '../http-exchange.ts'
 import type { SendResultJson } from './types.ts'
 
 /** The daemon answered with a JSON-RPC error object (always HTTP 200, §7). */
@@ -201,38 +202,17 @@ export class SignalClient {
     return this.call('listAccounts')
   }
 
-  /** One request and its whole answer as text (any status). Rejects with Node's socket error (a `code` such as
-   * ECONNREFUSED), ETIMEDOUT when the whole answer took longer than `timeoutMs` (0: no limit), or the abort's
-   * error when `signal` fires. */
-  private exchange(method: string, path: string, body: string | undefined, timeoutMs: number, signal?: AbortSignal): Promise<{ status: number; body: string }> {
-    const https = this.base.protocol === 'https:'
-    const options = {
-      method, agent: this.agent, signal,
-      hostname: this.base.hostname.replace(/^\[|\]$/g, ''), port: this.base.port || (https ? 443 : 80),
-      path: `${this.base.pathname.replace(/\/+$/, '')}${path}`,
-      headers: body === undefined ? {} : { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) },
-    }
-    return new Promise((resolve, reject) => {
+  /** One request and its whole answer as text (any status); rejects as `exchange` does, ETIMEDOUT when the whole
+   * answer took longer than `timeoutMs` (0: no limit). */
+  private async exchange(method: string, path: string, body: string | undefined, timeoutMs: number, signal?: AbortSignal): Promise<{ status: number; body: string }> {
+    const res = await exchange({
+      method, url: this.base, agent: this.agent, body, signal,
       // A total limit, as axios's was: a daemon that trickles its answer must not hold a call for ever.
-      const timer = timeoutMs > 0
-        ? setTimeout(() => req.destroy(Object.assign(new Error(`no answer in ${timeoutMs} ms`), { code: 'ETIMEDOUT' })), timeoutMs)
-        : undefined
-      const fail = (err: Error): void => {
-        clearTimeout(timer)
-        reject(err)
-      }
-      const req = (https ? httpsRequest : httpRequest)(options, (res: IncomingMessage) => {
-        const chunks: Buffer[] = []
-        res.on('data', (c: Buffer) => chunks.push(c))
-        res.once('error', fail)
-        res.once('end', () => {
-          clearTimeout(timer)
-          resolve({ status: res.statusCode ?? 0, body: (chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)).toString('utf8') })
-        })
-      })
-      req.once('error', fail)
-      req.end(body)
+      totalTimeoutMs: timeoutMs,
+      path: `${this.base.pathname.replace(/\/+$/, '')}${path}`,
+      headers: body === undefined ? {} : { 'Content-Type': 'application/json' },
     })
+    return { status: res.status, body: res.body.toString('utf8') }
   }
 }
 
