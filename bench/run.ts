@@ -31,6 +31,7 @@ import { floorPortals, postgresFloorStep, rampToPlateau, type Plateau } from './
 import { loadHistory } from './history.ts'
 import { nextSeq, openLoop, percentiles, SynapsePusher, Tracker, TransactionPusher, type Net, type PreparedMessage, type Pusher } from './load.ts'
 import { StageLog, type Stamp, type StageSummary } from './stages.ts'
+import { Watch, type WindowEvidence } from './watch.ts'
 import { WaServer } from './wa-server.ts'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
@@ -50,6 +51,8 @@ const { values: opt } = parseArgs({
     /** Only these runs (comma-separated: idle, matrix50, matrix-synapse, matrix1, signal, whatsapp, latency-matrix, latency-signal,
      * latency-whatsapp, idle-e2ee, matrix50-e2ee, latency-matrix-e2ee, ghosts-e2ee, floor-framework, floor-postgres, disk). */
     only: { type: 'string' },
+    /** Latency runs: sample PostgreSQL's wait events every 10 ms too (costs the server CPU the runs count). */
+    'watch-postgres': { type: 'boolean', default: false },
   },
 })
 const SUSTAINED_S = opt.quick ? 8 : Number(opt.duration)
@@ -348,6 +351,8 @@ interface RunResult {
   slowStatements?: SlowStatements
   /** The costliest kinds of statement per message (latency runs; pg_stat_statements). */
   statements?: StatementCost[]
+  /** Latency runs: the machine's steal, iowait and pressure-stall time over the run (bench/watch.ts). */
+  machine?: WindowEvidence['machine']
 }
 
 /** Sends one message per live chat towards Matrix from each remote network and waits: ghosts get registered and joined. */
@@ -452,6 +457,7 @@ async function run(w: World, direction: Direction, opts: { rate: number; duratio
   const statements = latencyRun ? await statementCosts(w.dbUri) : undefined
   const logFrom = pgLogOffset()
   w.stages?.reset()
+  const watch = latencyRun ? await Watch.start(opt['watch-postgres'] ? w.dbUri : undefined) : undefined
   const pusher: Pusher | undefined = direction !== 'matrix' ? undefined
     : opts.push === 'synapse' ? new SynapsePusher(port, opts.batch ?? 50, w.tracker) : new TransactionPusher(port, opts.batch ?? 1, w.tracker)
   const durationMs = opts.durationS * 1000
@@ -484,6 +490,7 @@ async function run(w: World, direction: Direction, opts: { rate: number; duratio
   // Latency runs wait for the tail; saturated runs are cut off after a short grace.
   const grace = Date.now() + (opts.rate <= 200 ? 10_000 : 2_000)
   while (w.tracker.inFlight > 0 && Date.now() < grace) await sleep(20)
+  await watch?.stop()
   const after = await child.stats()
   const pgUs = pgUsed()
   const harness = process.cpuUsage(harnessBefore)
@@ -503,8 +510,12 @@ async function run(w: World, direction: Direction, opts: { rate: number; duratio
     harnessCpuUsPerMsg: round((harness.user + harness.system) / Math.max(1, w.tracker.done.length)),
     bridgeMaxLoopDelayMs: round(after.maxLoopDelayMs ?? NaN),
     bridgeMaxRssMb: round(after.maxRss / 2 ** 20),
-    ...(w.stages ? { stages: w.stages.summary(loop.startedAt) } : {}),
+    ...(w.stages ? { stages: w.stages.summary(loop.startedAt, 50) } : {}),
     ...(logFrom !== undefined ? { slowStatements: slowStatements(logFrom) } : {}),
+  }
+  if (watch) {
+    result.machine = watch.window(loop.startedAt, loop.endedAt).machine
+    for (const stall of result.stages?.stalls ?? []) stall.evidence = watch.window(loop.startedAt + stall.atS * 1000, loop.startedAt + stall.untilS * 1000)
   }
   const costs = await statements?.(w.tracker.done.length)
   if (costs) result.statements = costs
@@ -704,13 +715,22 @@ async function statementCosts(dbUri: string): Promise<((messages: number) => Pro
   }
 }
 
+/** "steal 120 ms (4 expected), …": what the machine spent in a stall beside what an average moment would have. */
+function describeEvidence(e: WindowEvidence): string {
+  const machine = Object.entries(e.machine).map(([k, v]) => `${k} ${v.ms} ms (${v.expectedMs} expected)`).join(', ')
+  const postgres = e.postgres ? `; PostgreSQL (samples, slowest ${e.postgresSampleMaxMs} ms): ${e.postgres.slice(0, 8).map(([w, n]) => `${w} ×${n}`).join(', ')}` : ''
+  return `${machine}; watcher's longest gap ${e.watcherLateMs} ms${postgres}`
+}
+
 function logEvidence(r: RunResult): void {
   if (r.stages) {
     const st = r.stages
     log(`  stages (ms, p50/p99): ${Object.entries(st.all).map(([k, v]) => `${k} ${v.p50}/${v.p99}`).join(', ')}`)
     log(`  slowest 1 % (median ms): ${Object.entries(st.slowest1pct).map(([k, v]) => `${k} ${v}`).join(', ')}`)
     log(`  over ${st.stallMs} ms: ${st.stalled} messages${st.stalls.length ? ` in ${st.stalls.map(x => `${x.messages} at ${x.atS} s (worst ${x.worstMs} ms)`).join(', ')}; median ${JSON.stringify(st.stalledMedian)}` : ''}`)
+    for (const x of st.stalls) if (x.evidence) log(`    stall at ${x.atS}–${x.untilS} s: ${describeEvidence(x.evidence)}`)
   }
+  if (r.machine) log(`  machine over the run (ms, both cores): ${Object.entries(r.machine).map(([k, v]) => `${k} ${v.ms}`).join(', ')}`)
   if (r.statements) {
     log(`  PostgreSQL per message (calls, plan + execution µs): ${r.statements.map(k => `${k.callsPerMsg}× ${round(k.planUsPerMsg + k.execUsPerMsg)} "${k.sql.slice(0, 45)}"`).join('; ')}`)
   }

@@ -6,6 +6,7 @@ import { IncomingMessage } from 'node:http'
 import pg from 'pg'
 import { nowMs, untag } from './config.ts'
 import { percentiles } from './load.ts'
+import type { WindowEvidence } from './watch.ts'
 
 /** The stages the bridge process stamps, in the order a message passes them. */
 export const STAGES = [
@@ -169,14 +170,16 @@ export class StageLog {
     }))
     const stalled = rows.filter(c => c.latency > stallMs)
     // Stalls: runs of stalled messages generated within 1 s of each other, as seconds into the run.
-    const windows: Array<{ atS: number; messages: number; worstMs: number }> = []
+    const windows: StageSummary['stalls'] = []
     for (const c of stalled.sort((a, b) => a.r[0]! - b.r[0]!)) {
       const last = windows.at(-1)
       const atS = (c.r[0]! - runStart) / 1000
+      const untilS = (c.r[STAGES.length + 1]! - runStart) / 1000
       if (last && atS - last.atS < 1) {
         last.messages++
         last.worstMs = Math.max(last.worstMs, round(c.latency))
-      } else windows.push({ atS: round(atS), messages: 1, worstMs: round(c.latency) })
+        last.untilS = Math.max(last.untilS, round(untilS, 1000))
+      } else windows.push({ atS: round(atS, 1000), untilS: round(untilS, 1000), messages: 1, worstMs: round(c.latency) })
     }
     return { stamped: rows.length, all, slowest1pct: median(rows.filter(c => c.latency >= p99)), stallMs, stalled: stalled.length, ...(stalled.length ? { stalledMedian: median(stalled) } : {}), stalls: windows }
   }
@@ -189,7 +192,8 @@ export interface StageSummary {
   stallMs: number
   stalled: number
   stalledMedian?: Record<string, number>
-  stalls: Array<{ atS: number; messages: number; worstMs: number }>
+  /** Seconds into the run: from the first stalled message's generation to the last one's delivery. */
+  stalls: Array<{ atS: number; untilS: number; messages: number; worstMs: number; evidence?: WindowEvidence }>
 }
 
-const round = (n: number): number => (Number.isFinite(n) ? Math.round(n * 10) / 10 : n)
+const round = (n: number, by = 10): number => (Number.isFinite(n) ? Math.round(n * by) / by : n)
