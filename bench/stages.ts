@@ -17,7 +17,8 @@ export const STAGES = [
   'stored',
   /** The message and its outbox rows committed. */
   'recorded',
-  /** Its outbox rows read by their queues to be sent, the later of the two. */
+  /** Its outbox rows read by their queues to be sent, the later of the two (rows handed to their queues by the
+   * record itself: when it committed). */
   'read',
   /** Its outbox rows marked sent, the later of the two (after the networks answered). */
   'acknowledged',
@@ -35,6 +36,16 @@ const tagsIn = (values: unknown): number[] => {
     for (const m of v.matchAll(TAGS)) out.push(Number(m[1]))
   }
   return out
+}
+
+/** The tag of message `messageId` in a record statement's answer: its row gives its input position (ord), and the
+ * deliveries' positions ($10) and payloads ($14) give the tag. */
+function handedOver(params: unknown[], rows: Array<{ ord: number | null; id: number }>, messageId: number): number | undefined {
+  const ord = rows.find(r => r.ord != null && Number(r.id) === Number(messageId))?.ord
+  const ords = params[9] as unknown[] | undefined
+  const payloads = params[13] as unknown[] | undefined
+  const k = ords?.findIndex(o => Number(o) === Number(ord)) ?? -1
+  return k < 0 ? undefined : untag(String(payloads![k]))
 }
 
 /** Installs the hooks; `emit` gets the stamps every 50 ms. */
@@ -73,6 +84,15 @@ export function installStageHooks(emit: (stamps: Stamp[]) => void): { stamp: (te
       const inTxn = open.get(client)
       if (inTxn) inTxn.push(...seqs)
       else at(seqs, 'recorded')
+      // Since session 10 the one-statement record returns its outbox rows (MessageMap.createManyAndQueue), handed
+      // to their queues without a read: they are "read" as they are recorded.
+      for (const r of (rows ?? []) as Array<{ outbox_id?: number | null; id: number; ord: number | null }>) {
+        if (r.outbox_id == null) continue
+        const seq = handedOver(params as unknown[], rows as Array<{ ord: number | null; id: number }>, r.id)
+        if (seq === undefined) continue
+        outboxSeq.set(Number(r.outbox_id), seq)
+        at([seq], 'read')
+      }
     } else if (text.startsWith('SELECT o.* FROM unnest') || text.startsWith('(SELECT * FROM outbox WHERE')) {
       // The queue reads (src/core/outbox.ts, readMany): a row is stamped the first time a read finds it.
       for (const r of (rows ?? []) as Array<{ id: number; payload: unknown }>) {

@@ -52,6 +52,15 @@ export interface AlsoRecorded {
   handled?: { ids: number[]; statement: (param: string) => string } | undefined
 }
 
+/** A new message and the copy it arrived as. */
+export interface NewWithOrigin {
+  m: { portalId: number; sender: Person }
+  c: { network: NetworkId; chatId: string; remoteId: string; authorId: string; sentAt: number }
+}
+
+/** An outbox row createManyAndQueue inserted. */
+export interface Queued { id: number; messageId: number; network: NetworkId; chatId: string }
+
 export const MessageMap = {
   async find(q: Queryable, network: NetworkId, chatId: string, remoteId: string): Promise<FoundCopy | undefined> {
     const { rows } = await q.query<CopyRow & { m: MessageRow }>(
@@ -83,16 +92,17 @@ export const MessageMap = {
    * recorded) where the remote id is already known — a redelivery or an echo. Two inputs with one remote id fail
    * the statement (and so their transaction).
    */
-  async createManyWithOrigin(
-    q: Queryable,
-    items: Array<{ m: { portalId: number; sender: Person }; c: { network: NetworkId; chatId: string; remoteId: string; authorId: string; sentAt: number } }>,
-    also?: AlsoRecorded,
-  ): Promise<Array<number | undefined>> {
-    if (items.length === 0) return []
+  async createManyWithOrigin(q: Queryable, items: NewWithOrigin[]): Promise<Array<number | undefined>> {
+    return (await MessageMap.createManyAndQueue(q, items)).ids
+  },
+
+  /** createManyWithOrigin, and what `also` adds in the same statement; `queued`: the outbox rows' ids. */
+  async createManyAndQueue(q: Queryable, items: NewWithOrigin[], also?: AlsoRecorded): Promise<{ ids: Array<number | undefined>; queued: Queued[] }> {
+    if (items.length === 0) return { ids: [], queued: [] }
     const col = <T>(f: (i: (typeof items)[number]) => T): T[] => items.map(f)
     // Ids are drawn from the sequence first, so that both inserts can name them and the answer can be put
     // back in input order (INSERT … RETURNING does not say which input row a returned id came from).
-    const { rows } = await q.query<{ ord: number; id: number }>(
+    const { rows } = await q.query<{ ord: number | null; id: number; outbox_id: number | null; network: NetworkId | null; chat_id: string | null }>(
       `WITH input AS (
          SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::bigint[])
            WITH ORDINALITY AS t(portal_id, sender_network, sender_id, sender_name, network, chat_id, remote_id, author_id, sent_at, ord)),
@@ -108,9 +118,11 @@ export const MessageMap = {
        o AS (INSERT INTO outbox (portal_id, message_id, network, chat_id, op, payload)
              SELECT d.portal_id, f.id, d.network, d.chat_id, 'message', d.payload::jsonb
              FROM unnest($10::bigint[], $11::bigint[], $12::text[], $13::text[], $14::text[]) WITH ORDINALITY AS d(ord, portal_id, network, chat_id, payload, n)
-             JOIN fresh f ON f.ord = d.ord ORDER BY d.n)${also.handled ? `,
+             JOIN fresh f ON f.ord = d.ord ORDER BY d.n
+             RETURNING id, message_id, network, chat_id)${also.handled ? `,
        h AS (${also.handled.statement('$15')})` : ''}` : ''}
-       SELECT ord, id FROM fresh`,
+       SELECT ord, id${also ? `, NULL::bigint AS outbox_id, NULL AS network, NULL AS chat_id FROM fresh
+       UNION ALL SELECT NULL, message_id, id, network, chat_id FROM o` : ' FROM fresh'}`,
       [col(i => i.m.portalId), col(i => i.m.sender.network), col(i => i.m.sender.id), col(i => i.m.sender.displayName),
         col(i => i.c.network), col(i => i.c.chatId), col(i => i.c.remoteId), col(i => i.c.authorId), col(i => i.c.sentAt),
         ...(also ? [also.deliveries.map(d => d.item + 1), also.deliveries.map(d => d.portalId), also.deliveries.map(d => d.network),
@@ -118,8 +130,12 @@ export const MessageMap = {
         ...(also?.handled ? [also.handled.ids] : [])],
     )
     const ids: Array<number | undefined> = items.map(() => undefined)
-    for (const r of rows) ids[Number(r.ord) - 1] = Number(r.id)
-    return ids
+    const queued: Queued[] = []
+    for (const r of rows) {
+      if (r.outbox_id == null) ids[Number(r.ord) - 1] = Number(r.id)
+      else queued.push({ id: Number(r.outbox_id), messageId: Number(r.id), network: r.network!, chatId: r.chat_id! })
+    }
+    return { ids, queued }
   },
 
   /** Records a copy. Returns false when this remote id is already known (a redelivery or an echo). */

@@ -87,7 +87,7 @@ interface Sent {
 const queueKey = (network: string, chatId: string): string => `${network}\u0000${chatId}`
 
 /** Rows by their queue, each queue's in id order. */
-function groupByQueue<R extends OutboxRow>(rows: R[]): Map<string, R[]> {
+export function groupByQueue<R extends OutboxRow>(rows: R[]): Map<string, R[]> {
   const byQueue = new Map<string, R[]>()
   for (const row of [...rows].sort((a, b) => a.id - b.id)) {
     const key = queueKey(row.network, row.chat_id)
@@ -123,6 +123,21 @@ export class Outbox {
   // row at a time: their reads and 'sent' marks are coalesced across queues, so the cost per message stays that
   // of a few busy chats.
   private readonly reads = new Coalescer<{ network: string; chatId: string }, OutboxRow[]>(queues => this.readMany(queues))
+  /**
+   * Per queue, what the worker knows without reading: `rows`, when set, are all the queue's open rows it has not
+   * taken yet (none when the queue was last seen empty; since then, the rows the router recorded, handed over by
+   * kick()), so it takes them instead of reading the table (a round trip per message at low rates). undefined:
+   * not known (at start, after anything but a clean finish, after a change made elsewhere): the worker reads.
+   * `after`: the last row id the worker has taken; a row handed over at or below it (its record's answer came
+   * after a read had already found it, or rows of one chat committed out of id order) makes the queue unknown
+   * rather than be sent twice or out of order. The table stays the truth: only this process writes it.
+   */
+  private readonly known = new Map<string, { rows?: OutboxRow[]; after: number }>()
+  /**
+   * Records under way per queue (see recording()): a worker working from what was handed over waits for them,
+   * since a record begun now may commit a lower id than one already handed over, and the queue goes in id order.
+   */
+  private readonly records = new Map<string, number>()
   // At low rates a message's sends to two networks end a millisecond or two apart, never while the other's mark is
   // being written: a lone send announces its mark (expect()), and a lone mark due meanwhile waits for it.
   private readonly finishes: Coalescer<Sent[]>
@@ -214,10 +229,47 @@ export class Outbox {
     for (const resolve of waiting) resolve()
   }
 
-  /** Makes sure the queue for this chat is being worked on. */
-  kick(network: string, chatId: string): void {
+  /**
+   * The caller is about to record rows for these queues in one statement: call the answer with every row it
+   * committed (they are handed to the queues, see kick), or with nothing when it failed (the queues are read then,
+   * as a statement that failed may have committed all the same).
+   */
+  recording(queues: Array<{ network: string; chatId: string }>): (committed?: OutboxRow[]) => void {
+    const unique = [...new Map(queues.map(q => [queueKey(q.network, q.chatId), q])).entries()]
+    for (const [key] of unique) this.records.set(key, (this.records.get(key) ?? 0) + 1)
+    return committed => {
+      const byQueue = committed ? groupByQueue(committed) : undefined
+      for (const [key, q] of unique) {
+        const left = this.records.get(key)! - 1
+        if (left > 0) this.records.set(key, left)
+        else this.records.delete(key)
+        this.kick(q.network, q.chatId, byQueue ? byQueue.get(key) ?? [] : undefined)
+      }
+    }
+  }
+
+  /**
+   * Makes sure the queue for this chat is being worked on. `recorded`: the rows the caller just committed to it,
+   * whole, as a read would return them; without them the queue is read, since the caller may have changed it in
+   * any way (held rows released, rows moved from another chat…).
+   */
+  kick(network: string, chatId: string, recorded?: OutboxRow[]): void {
     if (this.stopped) return
     const key = queueKey(network, chatId)
+    const known = this.known.get(key)
+    // Nothing new, and no rows waiting for a record's end (see workRows): nothing to do.
+    if (recorded?.length === 0 && !known?.rows?.length) return
+    if (known?.rows) {
+      if (recorded?.every(r => r.id > known.after)) {
+        known.rows.push(...recorded)
+        if (known.rows.length > 1) known.rows.sort((a, b) => a.id - b.id)
+      } else known.rows = undefined
+    }
+    this.run(network, chatId, key)
+  }
+
+  private run(network: string, chatId: string, key: string): void {
+    if (this.stopped) return
     if (this.running.has(key)) {
       this.again.add(key)
       return
@@ -227,7 +279,7 @@ export class Outbox {
       clearTimeout(t)
       this.timers.delete(key)
     }
-    const run = this.work(network, chatId)
+    const run = this.work(network, chatId, key)
       .catch(err => {
         // Usually the database went away: try the queue again shortly, or it would wait for the next message.
         this.opts.log.error({ err: (err as Error).message, network }, 'A delivery queue stopped on an error; retrying in a moment')
@@ -236,7 +288,7 @@ export class Outbox {
       .finally(() => {
         this.running.delete(key)
         this.letRecordWaitersGo(key)
-        if (this.again.delete(key)) this.kick(network, chatId)
+        if (this.again.delete(key)) this.run(network, chatId, key)
       })
     this.running.set(key, run)
   }
@@ -282,40 +334,62 @@ export class Outbox {
     return Math.max(jittered, retryAfterMs ?? 0)
   }
 
-  private async work(network: string, chatId: string): Promise<void> {
+  /** Works the queue until it is empty or must wait; whether it ended empty tells the next run (see known). */
+  private async work(network: string, chatId: string, key: string): Promise<void> {
+    let known = this.known.get(key)
+    if (!known) this.known.set(key, (known = { after: 0 }))
+    const end = await this.workRows(network, chatId, key, known).catch(err => {
+      known.rows = undefined
+      throw err
+    })
+    // Empty, and nothing recorded since that was not handed over (a kick meanwhile runs the queue again).
+    if (end === 'waits') known.rows = undefined
+    else if (end === 'empty' && !known.rows && !this.again.has(key)) known.rows = []
+  }
+
+  /** The queue's rows in order, until it is empty, must wait (for a retry, a release…), or has records under way
+   * (their end kicks it again). */
+  private async workRows(network: string, chatId: string, key: string, known: { rows?: OutboxRow[]; after: number }): Promise<'empty' | 'waits' | 'recording'> {
     while (!this.stopped) {
-      const rows = await this.reads.add({ network, chatId })
-      if (rows.length === 0) return
+      if (known.rows && this.records.has(key)) return 'recording'
+      const rows = known.rows ? known.rows.splice(0, READ_MAX) : await this.reads.add({ network, chatId })
+      if (rows.length === 0) return 'empty'
+      known.after = Math.max(known.after, rows.at(-1)!.id)
       let stale = false
       for (let i = 0; i < rows.length; i++) {
         const row = rows[i]!
-        if (this.stopped) return // a row being sent stays 'pending': the next start sends it again
-        if (row.state === 'held') return // the whole queue waits for release()
+        if (this.stopped) return 'waits' // a row being sent stays 'pending': the next start sends it again
+        if (row.state === 'held') return 'waits' // the whole queue waits for release()
         const wait = new Date(row.next_attempt_at).getTime() - this.opts.now()
         if (wait > 0) {
           this.wakeLater(network, chatId, wait)
-          return
+          return 'waits'
         }
         const run = this.batchable(rows, i)
         if (run.length > 1) {
           const goOn = await this.sendRun(run)
           this.letRecordWaitersGo(queueKey(network, chatId))
-          if (!goOn) return
+          if (!goOn) return 'waits'
           stale = true
-          break // the rows read before are stale now: read the queue again
+          // The rows read before are stale now: read the queue again. Rows handed over are not (any change
+          // elsewhere makes the queue unknown): they go back in front.
+          if (known.rows) known.rows.unshift(...rows.slice(i + run.length))
+          break
         }
         const outcome = await this.attempt(row, rows[i + 1])
         this.letRecordWaitersGo(queueKey(network, chatId))
-        if (outcome === 'stop') return
+        if (outcome === 'stop') return 'waits'
         if (outcome === 'read_again') {
+          known.rows = undefined
           stale = true
           break
         }
       }
       // All of a short read is done: rows added since were kicked, and a kick during this run runs the queue
       // again (see kick), so reading once more would only find nothing.
-      if (!stale && rows.length < READ_MAX) return
+      if (!stale && rows.length < READ_MAX) return 'empty'
     }
+    return 'waits'
   }
 
   /** Whether a row may be sent now (not held, not waiting for a retry). */

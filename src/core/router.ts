@@ -4,7 +4,7 @@ import type { Logger } from 'pino'
 import { Coalescer } from '../db/coalesce.ts'
 import type { Db, Queryable } from '../db/types.ts'
 import { Expiry } from './expiry.ts'
-import { MessageMap, type AlsoRecorded, type FoundCopy } from './messages.ts'
+import { MessageMap, type AlsoRecorded, type FoundCopy, type Queued } from './messages.ts'
 import type { ChatRef, InboundEvent, NetworkId, Person } from './model.ts'
 import { NETWORKS } from './model.ts'
 import { Outbox, type NewDelivery } from './outbox.ts'
@@ -84,10 +84,8 @@ export class Router {
     const sender = await this.identify(event, portal)
     if (isPlain(event)) {
       // The hot path (recordAlone): one statement instead of a transaction.
-      const { deliveries, ids } = await this.recordPlain([{ portal, event, sender }])
-      if (ids[0] === undefined) return 'duplicate'
-      for (const d of deliveries) this.opts.outbox.kick(d.network, d.chatId)
-      return 'queued'
+      const ids = await this.recordPlain([{ portal, event, sender }])
+      return ids[0] === undefined ? 'duplicate' : 'queued'
     }
     let deliveries: NewDelivery[] = []
     let result: RouteResult
@@ -148,9 +146,7 @@ export class Router {
       const seen = marks.get(handled.statement)
       marks.set(handled.statement, seen ? { ...seen, ids: [...seen.ids, ...handled.ids] } : handled)
     }
-    const alone = await this.recordAlone(events, marks)
-    if (alone) deliveries.push(...alone)
-    else {
+    if (!await this.recordAlone(events, marks)) {
       await this.opts.db.transaction(async tx => {
         // Rooms are independent of each other: their lists go as one, so that the plain messages of all of them
         // share a statement (each room's own order is kept).
@@ -169,31 +165,51 @@ export class Router {
    * statements and COMMIT. At low rates every message pays its own round trips, each one PostgreSQL and bridge
    * CPU. Undefined when the batch needs the transaction (recordMany).
    */
-  private async recordAlone(events: InboundEvent[], marks: Map<Handled['statement'], Handled>): Promise<NewDelivery[] | undefined> {
+  private async recordAlone(events: InboundEvent[], marks: Map<Handled['statement'], Handled>): Promise<boolean> {
     const handled = [...marks.values()]
-    if (events.length > ALONE_MAX || handled.length > 1) return undefined
+    if (events.length > ALONE_MAX || handled.length > 1) return false
     const found: Array<{ portal: Portal; event: PlainMessage }> = []
     for (const event of events) {
       const portal = this.opts.portals.find(event.chat.network, event.chat.id)
-      if (!isPlain(event) || !portal) return undefined
+      if (!isPlain(event) || !portal) return false
       found.push({ portal, event })
     }
     const items: Array<{ portal: Portal; event: PlainMessage; sender: Person }> = []
     for (const { portal, event } of found) items.push({ portal, event, sender: await this.identify(event, portal) }) // in order, as recordMany
     const h = handled[0]
-    return (await this.recordPlain(items, h && h.ids.length > 0 ? h : undefined)).deliveries
+    await this.recordPlain(items, h && h.ids.length > 0 ? h : undefined)
+    return true
   }
 
-  /** recordAlone's statement: the messages, their deliveries and `handled`; each message's id (undefined: a redelivery). */
-  private async recordPlain(items: Array<{ portal: Portal; event: PlainMessage; sender: Person }>, handled?: AlsoRecorded['handled']): Promise<{ deliveries: NewDelivery[]; ids: Array<number | undefined> }> {
+  /**
+   * recordAlone's statement: the messages, their deliveries and `handled`; each message's id (undefined: a
+   * redelivery). The deliveries are handed to their queues as the queues would read them: at low rates that
+   * saves each message a read of its queues.
+   */
+  private async recordPlain(items: Array<{ portal: Portal; event: PlainMessage; sender: Person }>, handled?: AlsoRecorded['handled']): Promise<Array<number | undefined>> {
     // Each message's deliveries, made before its id is known: the statement fills it in.
     const fans = items.map(({ portal, event, sender }) =>
       fanOut(portal, sender, 'message', 0, { content: event.content, ...typedOn(event, sender) }, messageTargets(event, targetsOf(portal, event))))
-    const ids = await MessageMap.createManyWithOrigin(this.opts.db, items.map(({ portal, event, sender }) => newMessage(portal, event, sender)), {
-      deliveries: fans.flatMap((list, item) => list.map(d => ({ item, portalId: d.portalId, network: d.network, chatId: d.chatId, payload: d.payload }))),
-      handled,
-    })
-    return { deliveries: fans.flatMap((list, i) => ids[i] === undefined ? [] : list.map(d => ({ ...d, messageId: ids[i]! }))), ids }
+    const recorded = this.opts.outbox.recording(fans.flat())
+    let ids: Array<number | undefined>
+    let queued: Queued[]
+    try {
+      ({ ids, queued } = await MessageMap.createManyAndQueue(this.opts.db, items.map(({ portal, event, sender }) => newMessage(portal, event, sender)), {
+        deliveries: fans.flatMap((list, item) => list.map(d => ({ item, portalId: d.portalId, network: d.network, chatId: d.chatId, payload: d.payload }))),
+        handled,
+      }))
+    } catch (err) {
+      recorded()
+      throw err
+    }
+    const byMessage = new Map(ids.flatMap((id, i) => id === undefined ? [] : [[id, fans[i]!] as const]))
+    recorded(queued.map(q => {
+      const d = byMessage.get(q.messageId)!.find(f => f.network === q.network && f.chatId === q.chatId)!
+      // The payload as the table gives it back (JSON: no undefined members, dates as strings).
+      return { id: q.id, portal_id: d.portalId, message_id: q.messageId, network: q.network, chat_id: q.chatId, op: d.op,
+        payload: JSON.parse(JSON.stringify(d.payload)) as Record<string, unknown>, state: 'pending', attempts: 0, next_attempt_at: new Date(0), created_at: new Date() }
+    }))
+    return ids
   }
 
   /** The sender as the bridge records and shows them (see RouterOptions.identify). */
