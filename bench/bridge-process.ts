@@ -21,7 +21,7 @@ type FromParent = Start | { type: 'stats' } | { type: 'stop' }
 
 const send = (m: unknown): void => void process.send!(m)
 // Stage timestamps (latency runs, asked for by the benchmark): hooks on pg's client and Node's HTTP messages.
-const stages = process.env.BENCH_STAGES === '1' ? installStageHooks(stamps => send({ type: 'stages', stamps })) : undefined
+const stages = process.env.BENCH_STAGES === '1' ? installStageHooks() : undefined
 // How long the bridge's event loop was ever kept from running (reset by each 'stats'): tells a stall inside the
 // bridge from one around it. Sampled every 20 ms: each sample wakes the process, and at 5 ms the meter alone cost
 // the bridge ~1 % of a core, counted as its CPU per message in the latency runs (stalls worth reporting are longer).
@@ -31,7 +31,8 @@ loopDelay.enable()
 let wa: FakeWhatsApp | undefined
 let arrivals: Array<[number, number]> = []
 // The fake keeps every send for assertions; here only the arrival time is kept (and reported), every 50 ms: each
-// report is an IPC message the bridge process pays for, and the time is taken on arrival, not when reported.
+// report is an IPC message the bridge process pays for, and the time is taken on arrival, not when reported. The
+// stage stamps go in the same report: one timer and one message, not two (each woke the process on its own).
 const onlyArrivals = (...records: SentRecord[]): number => {
   const t = nowMs()
   for (const r of records) {
@@ -41,8 +42,9 @@ const onlyArrivals = (...records: SentRecord[]): number => {
   return 0
 }
 setInterval(() => {
-  if (arrivals.length === 0) return
-  send({ type: 'wa-sent', arrivals })
+  const stamps = stages?.take() ?? []
+  if (arrivals.length === 0 && stamps.length === 0) return
+  send({ type: 'report', arrivals, stamps })
   arrivals = []
 }, 50)
 

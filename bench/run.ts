@@ -279,8 +279,9 @@ async function startBridgeProcess(w: World, encrypted = false, stages = false): 
   w.stages = stages ? new StageLog() : undefined
   w.tracker.onComplete = w.stages ? (seq, t0, t) => w.stages!.done(seq, t0, t) : undefined
   child.onMessage = (m: { type: string; arrivals?: Array<[number, number]>; stamps?: Stamp[] }) => {
-    if (m.type === 'wa-sent') for (const [s, t] of m.arrivals!) w.tracker.arrive(s, 'whatsapp', t)
-    else if (m.type === 'stages') w.stages?.add(m.stamps!)
+    if (m.type !== 'report') return
+    for (const [s, t] of m.arrivals!) w.tracker.arrive(s, 'whatsapp', t)
+    if (m.stamps!.length) w.stages?.add(m.stamps!)
   }
   const ready = child.next<{ port: number }>('ready', 120_000)
   child.send({ type: 'start', databaseUri: w.dbUri, homeserver: w.hs.url, daemonUrl: w.daemon.url, waServer: w.waUrl, portals: w.portals, encrypted })

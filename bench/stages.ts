@@ -48,20 +48,14 @@ function handedOver(params: unknown[], rows: Array<{ ord: number | null; id: num
   return k < 0 ? undefined : untag(String(payloads![k]))
 }
 
-/** Installs the hooks; `emit` gets the stamps every 50 ms. */
-export function installStageHooks(emit: (stamps: Stamp[]) => void): { stamp: (text: unknown, stage: Stage) => void } {
+/** Installs the hooks; `take` hands over the stamps made since it was last called (bench/bridge-process.ts reports
+ * them with the WhatsApp arrivals). */
+export function installStageHooks(): { stamp: (text: unknown, stage: Stage) => void; take: () => Stamp[] } {
   let stamps: Stamp[] = []
   const at = (seqs: Iterable<number>, stage: Stage, t = nowMs()): void => {
     const i = STAGES.indexOf(stage)
     for (const s of seqs) stamps.push([s, i, t])
   }
-  // Every 50 ms, like the WhatsApp arrivals (bench/bridge-process.ts): a report costs the bridge process an IPC
-  // message, and the stamps carry their own times.
-  setInterval(() => {
-    if (stamps.length === 0) return
-    emit(stamps)
-    stamps = []
-  }, 50).unref()
 
   // Outbox ids → message, learnt from the queue reads (the payload carries the generator's tag).
   const outboxSeq = new Map<number, number>()
@@ -132,7 +126,14 @@ export function installStageHooks(emit: (stamps: Stamp[]) => void): { stamp: (te
     return emitEvent.call(this, event, ...args)
   } as typeof IncomingMessage.prototype.emit
 
-  return { stamp: (text, stage) => at(tagsIn([text]), stage) }
+  return {
+    stamp: (text, stage) => at(tagsIn([text]), stage),
+    take: () => {
+      const taken = stamps
+      stamps = []
+      return taken
+    },
+  }
 }
 
 /** The parent's side: every stamp of a run, and what they say about its slowest messages. */

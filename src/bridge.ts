@@ -175,7 +175,9 @@ export async function startBridge(config: Config, deps: BridgeDeps = {}): Promis
 
 async function assemble(config: Config, deps: BridgeDeps, started: StopStep[]): Promise<Bridge> {
   const log = deps.log ?? createLogger(config.logging.level)
-  const metrics = new Metrics()
+  // Node's default metrics only when something can read them: their event-loop delay histogram samples with a
+  // timer that wakes the process 20 times a second for as long as it runs (docs/performance.md).
+  const metrics = new Metrics(config.metrics.enabled)
   const own = deps.db ? undefined : await openDatabase(config.database.uri, config.data_dir, sentence => log.info(sentence))
   if (own) started.push({ what: 'closing the database', run: () => own.close() })
   const db = timed(deps.db ?? own!, metrics.observeQuery)

@@ -100,13 +100,28 @@ export class SignalEventStream {
     this.abort = abort
     this.connects++
     this.handlers.onState('connecting')
+    // One timer per connection, checked when it fires: each chunk only notes the time. Re-arming a timer on every
+    // chunk (one per message at low rates) cost a Timeout object and two timer-list updates per message
+    // (docs/performance.md); a busy stream now re-arms once per watchdog period, and a silent one is still dropped
+    // `watchdogMs` after its last byte.
+    let lastLife = 0
     let watchdog: NodeJS.Timeout | undefined
-    const feedWatchdog = () => {
-      clearTimeout(watchdog)
+    const armWatchdog = (ms: number): void => {
       watchdog = setTimeout(() => {
+        const silentMs = performance.now() - lastLife
+        if (silentMs < this.timings.watchdogMs) return armWatchdog(this.timings.watchdogMs - silentMs)
+        watchdog = undefined
         this.log?.warn({ silenceMs: this.timings.watchdogMs }, 'Signal event stream went silent; reconnecting')
         abort.abort()
-      }, this.timings.watchdogMs)
+      }, ms)
+    }
+    const feedWatchdog = (): void => {
+      lastLife = performance.now()
+      if (watchdog === undefined) armWatchdog(this.timings.watchdogMs)
+    }
+    const stopWatchdog = (): void => {
+      clearTimeout(watchdog)
+      watchdog = undefined
     }
     feedWatchdog()
     try {
@@ -150,7 +165,7 @@ export class SignalEventStream {
         if (this.resumeReading) return
         this.pauses++
         stream.pause()
-        clearTimeout(watchdog)
+        stopWatchdog()
         this.resumeReading = () => {
           this.resumeReading = undefined
           feedWatchdog()
@@ -185,7 +200,7 @@ export class SignalEventStream {
       return 'dropped'
     } finally {
       this.resumeReading = undefined
-      clearTimeout(watchdog)
+      stopWatchdog()
       abort.abort()
     }
   }

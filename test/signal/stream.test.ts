@@ -101,6 +101,23 @@ describe('Signal event stream', () => {
     expect(s.states).toContain('disconnected')
   })
 
+  it('a stream that was alive and then falls silent (a hung daemon) is dropped by the watchdog, not before', async () => {
+    daemon = await FakeSignalDaemon.start({ keepaliveMs: 50 })
+    daemon.addAccount({ number: RELAY })
+    const s = open({ watchdogMs: 1000 })
+    await daemon.until(() => daemon.hasStream(RELAY))
+    daemon.push(RELAY, groupText(ALEX, GROUP, 'before'))
+    await daemon.until(() => s.events.length === 1)
+    // Several watchdog periods of life (counted as written): the watchdog, which only notes each chunk's time and
+    // looks when its one timer fires, found life every time and kept the connection.
+    const from = daemon.keepalivesSent
+    await daemon.until(() => daemon.keepalivesSent >= from + 60)
+    expect(s.stream.connects).toBe(1)
+    daemon.hang()
+    await daemon.until(() => s.stream.connects >= 2)
+    expect(s.states).toContain('disconnected')
+  })
+
   it('a dropped stream reconnects with growing delays, and events resume on the new connection', async () => {
     daemon = await FakeSignalDaemon.start({ keepaliveMs: 1000 })
     daemon.addAccount({ number: RELAY })
