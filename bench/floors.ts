@@ -43,8 +43,8 @@ export interface FloorPortal { id: number; roomId: string; signalGroup: string; 
  * PostgreSQL alone committing, per Matrix → Signal + WhatsApp message, the rows relay-bridge commits for one, with
  * the bridge's own statements (copied, or MessageMap's): the inbox row (and the transaction id), the message and its
  * origin copy, one outbox row per target network and the inbox row marked processed in one transaction, both
- * outbox rows marked sent together with the copies they produced (one statement), and the WhatsApp send kept in
- * wa_messages. Nothing else: the queue reads the bridge also makes are left out (the floor is the higher for it).
+ * outbox rows marked sent together with the copies they produced (one statement; the WhatsApp copy keeps the send's
+ * key and content in its extra). Nothing else: the queue reads the bridge also makes are left out (the floor is the higher for it).
  * BRIDGE_POOL_SIZE workers each take up to FLOOR_BATCH of the messages waiting, so at saturation every batch is full.
  */
 export async function postgresFloorStep(dbUri: string, portals: FloorPortal[], ratePerS: number, durationMs: number, counted?: { cpuMeter: () => () => number; committed: number; usedCpuUs: number }): Promise<number> {
@@ -144,19 +144,12 @@ async function commitMessages(c: pg.PoolClient, run: string, msgs: Array<{ i: nu
     MARK_SENT_SQL,
     [outbox.map(r => r.id), JSON.stringify(outbox.map(r => ({
       network: r.network, chat_id: r.chat_id, remote_id: `${r.network}-${run}-${r.id}`, message_id: r.message_id, role: 'original',
-      author_id: r.network === 'signal' ? 'relay-aci' : '15550100000@s.whatsapp.net', sent_at: Date.now(), extra: null,
+      author_id: r.network === 'signal' ? 'relay-aci' : '15550100000@s.whatsapp.net', sent_at: Date.now(),
+      // The WhatsApp adapter keeps its send with the copy (src/whatsapp/messages.ts).
+      extra: r.network === 'whatsapp'
+        ? { key: { remoteJid: r.chat_id, id: `whatsapp-${run}-${r.id}`, fromMe: true }, message: JSON.stringify({ extendedTextMessage: { text: `Alice (Matrix): ${text(0)}` } }), login: 'wa-bench1' }
+        : null,
     }))), null])
-  // The WhatsApp adapter keeps every send (src/whatsapp/messages.ts).
-  const wa = outbox.filter(r => r.network === 'whatsapp')
-  const waParams = wa.flatMap(r => {
-    const key = { remoteJid: r.chat_id, fromMe: true, id: `3EB0${run}${r.id}` }
-    return ['wa-bench1', key.id, r.chat_id, true, JSON.stringify(key), JSON.stringify({ extendedTextMessage: { text: `Alice (Matrix): ${text(0)}` } }), Date.now()]
-  })
-  await c.query(
-    `INSERT INTO wa_messages (login_id, msg_id, chat_jid, from_bridge, key, message, created_at)
-     VALUES ${wa.map((_, i) => `(${Array.from({ length: 7 }, (_, j) => `$${i * 7 + j + 1}`).join(', ')})`).join(', ')}
-     ON CONFLICT (login_id, msg_id) DO UPDATE SET key = EXCLUDED.key, message = EXCLUDED.message,
-       from_bridge = wa_messages.from_bridge OR EXCLUDED.from_bridge`, waParams)
 }
 
 /** The floor's portals as seeded: ids and chats, read back. */

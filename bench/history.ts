@@ -23,9 +23,14 @@ export async function loadHistory(db: Db): Promise<void> {
        FROM p, generate_series(1, $1::int) AS g, LATERAL (SELECT 1 + g % array_length(p.ids, 1) AS k) AS pick),
      m AS (INSERT INTO messages (id, portal_id, kind, origin_network, sender_network, sender_id, sender_name, created_at)
            SELECT id, portal_id, 'message', 'matrix', 'matrix', $2, 'Alice', at FROM h),
-     c AS (INSERT INTO message_copies (network, chat_id, remote_id, message_id, role, is_origin, author_id, sent_at)
+     c AS (INSERT INTO message_copies (network, chat_id, remote_id, message_id, role, is_origin, author_id, sent_at, extra)
            SELECT n.network, CASE n.network WHEN 'matrix' THEN h.room WHEN 'signal' THEN h.sg ELSE h.wg END,
-                  n.prefix || h.g, h.id, 'original', n.network = 'matrix', n.author, (extract(epoch FROM h.at) * 1000)::bigint
+                  n.prefix || h.g, h.id, 'original', n.network = 'matrix', n.author, (extract(epoch FROM h.at) * 1000)::bigint,
+                  -- The WhatsApp send's key and content, kept with its copy (src/whatsapp/messages.ts).
+                  CASE n.network WHEN 'whatsapp' THEN jsonb_build_object(
+                    'key', jsonb_build_object('remoteJid', h.wg, 'id', '3EB0HISTORY' || h.g, 'fromMe', true),
+                    'message', jsonb_build_object('extendedTextMessage', jsonb_build_object('text', '*Alice (Matrix)*: An older message ' || h.g))::text,
+                    'login', $5::text) END
            FROM h CROSS JOIN (VALUES ('matrix', '$history', $2), ('signal', '17', $3), ('whatsapp', '3EB0HISTORY', $4)) AS n(network, prefix, author)),
      o AS (INSERT INTO outbox (portal_id, message_id, network, chat_id, op, payload, state, attempts, created_at, finished_at)
            SELECT h.portal_id, h.id, n, CASE n WHEN 'signal' THEN h.sg ELSE h.wg END, 'message',
@@ -35,11 +40,7 @@ export async function loadHistory(db: Db): Promise<void> {
      i AS (INSERT INTO inbox (event_id, room_id, type, event, received_at, processed_at)
            SELECT '$history' || h.g, h.room, 'm.room.message', jsonb_build_object('event_id', '$history' || h.g, 'room_id', h.room,
                     'type', 'm.room.message', 'sender', $2::text, 'content', jsonb_build_object('msgtype', 'm.text', 'body', 'An older message ' || h.g)),
-                  h.at, h.at FROM h),
-     w AS (INSERT INTO wa_messages (login_id, msg_id, chat_jid, from_bridge, key, message, created_at)
-           SELECT $5, '3EB0HISTORY' || h.g, h.wg, true, jsonb_build_object('remoteJid', h.wg, 'fromMe', true, 'id', '3EB0HISTORY' || h.g)::text,
-                  jsonb_build_object('extendedTextMessage', jsonb_build_object('text', '*Alice (Matrix)*: An older message ' || h.g))::text,
-                  (extract(epoch FROM h.at) * 1000)::bigint FROM h)
+                  h.at, h.at FROM h)
      SELECT count(*) FROM h`,
     [HISTORY_MESSAGES, ALICE, SIGNAL_RELAY.aci, '15550100000@s.whatsapp.net', WHATSAPP_LOGIN],
   )

@@ -39,11 +39,11 @@ const tagsIn = (values: unknown): number[] => {
 }
 
 /** The tag of message `messageId` in a record statement's answer: its row gives its input position (ord), and the
- * deliveries' positions ($10) and payloads ($14) give the tag. */
+ * deliveries' positions ($11) and payloads ($15) give the tag (MessageMap.createManyAndQueue's parameters). */
 function handedOver(params: unknown[], rows: Array<{ ord: number | null; id: number }>, messageId: number): number | undefined {
   const ord = rows.find(r => r.ord != null && Number(r.id) === Number(messageId))?.ord
-  const ords = params[9] as unknown[] | undefined
-  const payloads = params[13] as unknown[] | undefined
+  const ords = params[10] as unknown[] | undefined
+  const payloads = params[14] as unknown[] | undefined
   const k = ords?.findIndex(o => Number(o) === Number(ord)) ?? -1
   return k < 0 ? undefined : untag(String(payloads![k]))
 }

@@ -3,7 +3,7 @@ import type { Server } from 'node:http'
 import type { Logger } from 'pino'
 import { permissionsProblem, type Config } from './config.ts'
 import { Commands } from './core/commands/index.ts'
-import { Deliverer } from './core/deliver.ts'
+import { Deliverer, deliveryIdOf } from './core/deliver.ts'
 import { Ephemeral } from './core/ephemeral.ts'
 import { OwnEphemeral } from './core/own-ephemeral.ts'
 import { cleanChatText } from './core/chat-text.ts'
@@ -241,7 +241,10 @@ async function assemble(config: Config, deps: BridgeDeps, started: StopStep[]): 
   })
   const outbox = new Outbox({
     db, log: log.child({ part: 'outbox' }), dispatch: deliverer.dispatch, onFailed: deliverer.onFailed,
-    onSent: row => metrics.deliveries.inc({ network: row.network, result: 'sent' }),
+    onSent: row => {
+      metrics.deliveries.inc({ network: row.network, result: 'sent' })
+      participants.get(row.network)?.recorded?.(deliveryIdOf(row))
+    },
     holdRetentionMs: config.bridge.hold_retention_hours * 3_600_000,
     ...(deps.timings?.backoff ? { backoff: deps.timings.backoff } : {}),
     ...(deps.timings?.loneMarkLingerMs !== undefined ? { loneMarkLingerMs: deps.timings.loneMarkLingerMs } : {}),
@@ -389,6 +392,9 @@ async function assemble(config: Config, deps: BridgeDeps, started: StopStep[]): 
     findCopy: async (n, chatId, remoteId) => {
       const found = await MessageMap.find(db, n, chatId, remoteId)
       return found ? { extra: found.copy.extra ?? {} } : undefined
+    },
+    forgetKeptContent: async (n, which) => {
+      await MessageMap.forgetKeptContent(db, n, which)
     },
   })
 

@@ -69,7 +69,7 @@ export async function linkWhatsAppHere(
   const ctx: NetworkContext = {
     log, db, media: new FileMediaStore(config.data_dir), metrics: new Registry(), logins: new SqlLoginStore(db),
     receive: async () => {}, ephemeral: () => {}, wantsEphemeral: { typing: false, receipts: false }, reportState: async () => {}, notify: async () => {},
-    notifyChat: async () => {}, isBridgedChat: () => false, permissionsChanged: () => {}, findCopy: async () => undefined,
+    notifyChat: async () => {}, isBridgedChat: () => false, permissionsChanged: () => {}, findCopy: async () => undefined, forgetKeptContent: async () => {},
   }
   return linkWhatsApp(
     { ctx, factory: factory ?? baileysSocketFactory, people: new People(db, Date.now), retryCache: new TtlCache(3_600_000), timeoutMs: 180_000 },

@@ -40,6 +40,9 @@ interface Payload {
   typedOn?: NetworkId
 }
 
+/** The id a delivery carries to its adapter (Delivery.deliveryId): the same for every attempt of an outbox row. */
+export const deliveryIdOf = (row: Pick<OutboxRow, 'id'>): string => `rb${row.id}`
+
 export class Deliverer {
   private readonly opts: DelivererOptions
   constructor(opts: DelivererOptions) {
@@ -62,7 +65,7 @@ export class Deliverer {
     const p = row.payload as unknown as Payload
     const name = await this.opts.names.nameFor(portal.id, p.sender)
     const sender = { ...p.sender, displayName: name }
-    const deliveryId = `rb${row.id}`
+    const deliveryId = deliveryIdOf(row)
     const base = { target, sender, deliveryId }
     const messageId = row.message_id!
     const send = async (d: Delivery): Promise<SendResult> => {

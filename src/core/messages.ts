@@ -55,7 +55,7 @@ export interface AlsoRecorded {
 /** A new message and the copy it arrived as. */
 export interface NewWithOrigin {
   m: { portalId: number; sender: Person }
-  c: { network: NetworkId; chatId: string; remoteId: string; authorId: string; sentAt: number }
+  c: { network: NetworkId; chatId: string; remoteId: string; authorId: string; sentAt: number; extra?: Record<string, unknown> | undefined }
 }
 
 /** An outbox row createManyAndQueue inserted. */
@@ -104,27 +104,28 @@ export const MessageMap = {
     // back in input order (INSERT … RETURNING does not say which input row a returned id came from).
     const { rows } = await q.query<{ ord: number | null; id: number; outbox_id: number | null; network: NetworkId | null; chat_id: string | null }>(
       `WITH input AS (
-         SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::bigint[])
-           WITH ORDINALITY AS t(portal_id, sender_network, sender_id, sender_name, network, chat_id, remote_id, author_id, sent_at, ord)),
+         SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::bigint[], $10::text[])
+           WITH ORDINALITY AS t(portal_id, sender_network, sender_id, sender_name, network, chat_id, remote_id, author_id, sent_at, extra, ord)),
        fresh AS MATERIALIZED (
          SELECT i.*, nextval('messages_id_seq') AS id FROM (
            SELECT * FROM input i WHERE NOT EXISTS (SELECT 1 FROM message_copies c
              WHERE c.network = i.network AND c.chat_id = i.chat_id AND c.remote_id = i.remote_id) ORDER BY ord) i),
        m AS (INSERT INTO messages (id, portal_id, kind, origin_network, sender_network, sender_id, sender_name)
              SELECT id, portal_id, 'message', network, sender_network, sender_id, sender_name FROM fresh),
-       c AS (INSERT INTO message_copies (network, chat_id, remote_id, message_id, role, is_origin, author_id, sent_at)
-             SELECT network, chat_id, remote_id, id, 'original', true, author_id, sent_at FROM fresh)${also ? `,
+       c AS (INSERT INTO message_copies (network, chat_id, remote_id, message_id, role, is_origin, author_id, sent_at, extra)
+             SELECT network, chat_id, remote_id, id, 'original', true, author_id, sent_at, extra::jsonb FROM fresh)${also ? `,
        -- The deliveries of the messages that are new (a redelivery queues nothing), in the order given.
        o AS (INSERT INTO outbox (portal_id, message_id, network, chat_id, op, payload)
              SELECT d.portal_id, f.id, d.network, d.chat_id, 'message', d.payload::jsonb
-             FROM unnest($10::bigint[], $11::bigint[], $12::text[], $13::text[], $14::text[]) WITH ORDINALITY AS d(ord, portal_id, network, chat_id, payload, n)
+             FROM unnest($11::bigint[], $12::bigint[], $13::text[], $14::text[], $15::text[]) WITH ORDINALITY AS d(ord, portal_id, network, chat_id, payload, n)
              JOIN fresh f ON f.ord = d.ord ORDER BY d.n
              RETURNING id, message_id, network, chat_id)${also.handled ? `,
-       h AS (${also.handled.statement('$15')})` : ''}` : ''}
+       h AS (${also.handled.statement('$16')})` : ''}` : ''}
        SELECT ord, id${also ? `, NULL::bigint AS outbox_id, NULL AS network, NULL AS chat_id FROM fresh
        UNION ALL SELECT NULL, message_id, id, network, chat_id FROM o` : ' FROM fresh'}`,
       [col(i => i.m.portalId), col(i => i.m.sender.network), col(i => i.m.sender.id), col(i => i.m.sender.displayName),
         col(i => i.c.network), col(i => i.c.chatId), col(i => i.c.remoteId), col(i => i.c.authorId), col(i => i.c.sentAt),
+        col(i => (i.c.extra ? JSON.stringify(i.c.extra) : null)),
         ...(also ? [also.deliveries.map(d => d.item + 1), also.deliveries.map(d => d.portalId), also.deliveries.map(d => d.network),
           also.deliveries.map(d => d.chatId), also.deliveries.map(d => JSON.stringify(d.payload))] : []),
         ...(also?.handled ? [also.handled.ids] : [])],
@@ -151,6 +152,20 @@ export const MessageMap = {
         c.extra ? JSON.stringify(c.extra) : null],
     )
     return res.rowCount > 0
+  },
+
+  /**
+   * Content an adapter keeps in its copies' `extra.message` (CopyRef.extra) goes: from this network's origin copies
+   * sent before `originSentBefore` (what arrived is kept only for a while), or from every copy of it whose
+   * `extra.login` is `login` (the login is gone: its name goes too). The key and the rest of `extra` stay.
+   */
+  async forgetKeptContent(q: Queryable, network: NetworkId, which: { originSentBefore: number } | { login: string }): Promise<number> {
+    // The first form is the hourly prune: message_copies_kept_content (027) holds exactly the rows it looks for.
+    const { rowCount } = 'login' in which
+      ? await q.query(`UPDATE message_copies SET extra = extra - 'message' - 'login' WHERE network = $1 AND extra->>'login' = $2`, [network, which.login])
+      : await q.query(`UPDATE message_copies SET extra = extra - 'message' WHERE network = $1 AND is_origin AND extra ? 'message' AND sent_at < $2`,
+        [network, which.originSentBefore])
+    return rowCount
   },
 
   /** The first copy of a message on a network, and its latest revision there (further parts of a copy aside). */

@@ -110,6 +110,9 @@ export interface InboundMessage extends InboundBase {
   replyTo?: string
   /** The message disappears this many seconds after it was sent (its group's timer): its Matrix copy goes then. */
   expiresInSeconds?: number
+  /** Adapter-private data recorded with the copy it arrived as (its CopyRef.extra later), in the statement that
+   * records the message: no write of the adapter's own per message. */
+  extra?: Record<string, unknown>
 }
 export interface InboundEdit extends InboundBase {
   kind: 'edit'
@@ -229,7 +232,9 @@ export interface CopyRef {
   authorId: string
   /** When the copy was sent (ms), for edit/delete windows. */
   sentAt: number
-  /** Adapter-private data recorded with the copy (e.g. the WhatsApp key and content for quoting). */
+  /** Adapter-private data recorded with the copy (e.g. the WhatsApp key and content for quoting). Two keys mean
+   * something to the core: `message`, content the adapter keeps with the copy, which goes with the copy, or earlier
+   * when the adapter asks (NetworkContext.forgetKeptContent); and `login`, the login that sent or heard it. */
   extra?: Record<string, unknown>
 }
 

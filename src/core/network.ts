@@ -74,12 +74,18 @@ export interface NetworkContext {
   permissionsChanged(network: RemoteNetworkId, chatId: string): void
   /** Look up a recorded copy by its remote id on this adapter's network (for getMessage, quotes). */
   findCopy(network: NetworkId, chatId: string, remoteId: string): Promise<{ extra: Record<string, unknown> } | undefined>
+  /** Drops the content kept in copies' `extra.message` (CopyRef.extra): of origin copies sent before a time, or of
+   * every copy whose `extra.login` is a login (and that login's name with it). */
+  forgetKeptContent(network: NetworkId, which: { originSentBefore: number } | { login: string }): Promise<void>
 }
 
 /** The delivery side, shared by all three participants (Matrix included). */
 export interface Participant {
   readonly network: NetworkId
   send(delivery: Delivery): Promise<SendResult>
+  /** The copies a delivery's send made (SendResult) are committed now, with its `extra`: what the adapter held in
+   * memory for the moments between the send and that commit (an echo, a retry request) may go. */
+  recorded?(deliveryId: string): void
   /** A group name, topic or picture as this network would keep it (control characters stripped, cut to its
    * limits), so that the echo of a change the bridge makes reads the same as what it recorded. */
   chatValue?(field: ChatField, value: ChatValue): ChatValue

@@ -364,7 +364,7 @@ function isPlain(event: InboundEvent): event is PlainMessage {
 function newMessage(portal: Portal, event: Extract<InboundEvent, { kind: 'message' }>, sender: Person) {
   return {
     m: { portalId: portal.id, sender },
-    c: { network: event.chat.network, chatId: event.chat.id, remoteId: event.remoteId, authorId: event.sender.id, sentAt: event.timestamp },
+    c: { network: event.chat.network, chatId: event.chat.id, remoteId: event.remoteId, authorId: event.sender.id, sentAt: event.timestamp, extra: event.extra },
   }
 }
 

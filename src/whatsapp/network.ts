@@ -43,7 +43,6 @@ export class WhatsAppNetwork implements RemoteNetwork {
   readonly network = 'whatsapp' as const
   readonly #opts: Required<Omit<WhatsAppNetworkOptions, 'now' | 'keepAliveMs'>> & { now: () => number; keepAliveMs?: number }
   readonly #sessions = new Map<string, Session>()
-  readonly #inFlight = new Set<string>()
   /** Groups whose picture the relay is changing: WhatsApp re-encodes a picture, so its echo cannot be told by its bytes. */
   readonly #ownPictures = new Set<string>()
   readonly #retryCache = new TtlCache(60 * 60_000)
@@ -80,7 +79,7 @@ export class WhatsAppNetwork implements RemoteNetwork {
     this.#ctx = ctx
     const now = this.#opts.now
     this.#people = new People(ctx.db, now)
-    this.#store = new MessageStore(ctx.db, now)
+    this.#store = new MessageStore(ctx.db, { findCopy: (chat, id) => ctx.findCopy('whatsapp', chat, id) }, now)
     this.#phone = new PhoneWatch(ctx.db, now, (id, text) => ctx.notify(id, text))
     this.#stateGauge = metric(ctx.metrics, 'relay_whatsapp_connection_state', () => new Gauge({ name: 'relay_whatsapp_connection_state', help: 'WhatsApp logins by connection state (1 = in that state).', labelNames: ['login', 'state'], registers: [ctx.metrics] }))
     this.#sends = metric(ctx.metrics, 'relay_whatsapp_sends_total', () => new Counter({ name: 'relay_whatsapp_sends_total', help: 'Deliveries sent to WhatsApp, by kind and result.', labelNames: ['kind', 'result'], registers: [ctx.metrics] }))
@@ -93,21 +92,37 @@ export class WhatsAppNetwork implements RemoteNetwork {
       log: ctx.log,
       now,
       paceMs: this.#opts.paceMs,
-      inFlight: this.#inFlight,
       ownPictures: this.#ownPictures,
       onSent: (ok, kind) => this.#sends?.inc({ kind, result: ok ? 'ok' : 'error' }),
     })
     for (const login of await ctx.logins.list('whatsapp')) if (login.state !== 'logged_out') await this.#open(login)
     if (this.#opts.phoneCheckMs > 0) {
-      // Hourly by default: the phone check, and inbound wa_messages rows past their use (start-up alone would let
-      // them grow without bound on a bridge that runs for months).
+      // Hourly by default: the phone check, and inbound content past its use (start-up alone would let it grow
+      // without bound on a bridge that runs for months).
       this.#timer = setInterval(() => {
         void this.checkPhones().catch(() => {})
-        void this.#store.prune(7 * DAY, this.#opts.sentRetentionMs).catch(() => {})
+        void this.prune().catch(() => {})
       }, this.#opts.phoneCheckMs)
       this.#timer.unref()
     }
-    void this.#store.prune(7 * DAY, this.#opts.sentRetentionMs).catch(() => {})
+    void this.prune().catch(() => {})
+  }
+
+  /** What arrived is kept for quoting for a week (in its copy, or from before that in wa_messages); what the bridge
+   * sent, as long as the message map keeps the message (its copy goes with it; wa_messages rows after as long). */
+  prune(): Promise<void> {
+    const ctx = this.#c
+    return this.#store.prune(7 * DAY, this.#opts.sentRetentionMs, before => ctx.forgetKeptContent('whatsapp', { originSentBefore: before }))
+  }
+
+  /** A send's copy is committed: the store stops holding it in memory. */
+  recorded(deliveryId: string): void {
+    this.#store?.recorded(deliveryId)
+  }
+
+  /** Sends held in memory until their copies are recorded (for tests). */
+  get heldSends(): number {
+    return this.#store?.held ?? 0
   }
 
   async stop(): Promise<void> {
@@ -149,6 +164,7 @@ export class WhatsAppNetwork implements RemoteNetwork {
     this.#sessions.delete(login.id)
     // For good: its keys, the messages it kept for quoting and retries, its phone's sightings, and its number.
     for (const table of ['wa_auth', 'wa_messages', 'wa_phone']) await this.#c.db.query(`DELETE FROM ${table} WHERE login_id = $1`, [login.id])
+    await this.#c.forgetKeptContent('whatsapp', { login: login.id })
     await this.#people.forgetAccount(login.personId)
   }
 
@@ -242,7 +258,6 @@ export class WhatsAppNetwork implements RemoteNetwork {
       retryCache: this.#retryCache,
       reconnect: this.#opts.reconnect,
       ...(this.#opts.keepAliveMs ? { keepAliveMs: this.#opts.keepAliveMs } : {}),
-      inFlight: this.#inFlight,
       openLogins: () => this.#sessions.size,
       ownPictures: this.#ownPictures,
       onState: (id, state) => {

@@ -9,7 +9,7 @@ import type { MediaStore } from '../core/media.ts'
 import type { CopyRef, Delivery, MessageContent, SendResult } from '../core/model.ts'
 import { plainText } from '../core/model.ts'
 import { concat } from '../core/richtext.ts'
-import type { MessageStore, StoredMessage } from './messages.ts'
+import { fromExtra, keptExtra, type MessageStore, type StoredMessage } from './messages.ts'
 import type { People } from './people.ts'
 import { relayIsAdmin } from './membership.ts'
 import { setGroupState } from './group-state.ts'
@@ -35,8 +35,6 @@ export interface SenderDeps {
   log: Logger
   now: () => number
   paceMs: [number, number]
-  /** Ids about to be sent: their echo may arrive before sendMessage resolves. */
-  inFlight: Set<string>
   /** Groups whose picture the relay is changing (their next picture notification is its echo). */
   ownPictures: Set<string>
   onSent?(ok: boolean, kind: Delivery['kind']): void
@@ -112,7 +110,7 @@ export class Sender {
           const key = await this.#keyFor(conn, chat, delivery.original)
           const group = await this.#d.groups.load(conn.sock, chat).catch(() => undefined)
           const r = await renderText(delivery.content.body, this.#d.people, group)
-          return this.#one(conn, chat, { text: r.text, mentions: r.mentions, edit: key }, messageIdFor(delivery.deliveryId))
+          return this.#one(conn, chat, { text: r.text, mentions: r.mentions, edit: key }, delivery.deliveryId, 0, 'copy')
         }
         // Past WhatsApp's window: a new message quoting the original, marked as a correction.
         const body = concat(plainText('✏️ '), delivery.content.body)
@@ -130,13 +128,14 @@ export class Sender {
         }
         const parts = Array.isArray(delivery.of.extra?.parts) ? (delivery.of.extra.parts as string[]) : [key.id]
         for (const [i, id] of parts.entries())
-          await this.#one(conn, chat, { delete: { ...key, id } }, messageIdFor(delivery.deliveryId, i))
+          await this.#one(conn, chat, { delete: { ...key, id } }, delivery.deliveryId, i, 'row')
         return own ? {} : { notice: 'The relay account deleted this message for everyone in the WhatsApp group, as a group admin.' }
       }
       case 'reaction': {
         const key = await this.#keyFor(conn, chat, delivery.of)
         const text = delivery.removed ? '' : delivery.emoji
-        return this.#one(conn, chat, { react: { text, key } }, messageIdFor(delivery.deliveryId))
+        // Not always recorded as a copy (a relay's reaction under policy "emoji" is not): kept in a row of its own.
+        return this.#one(conn, chat, { react: { text, key } }, delivery.deliveryId, 0, 'row')
       }
       case 'chat_update':
         await setGroupState(conn.sock, delivery, { groups: this.#d.groups, media: this.#d.media, ownPictures: this.#d.ownPictures })
@@ -165,25 +164,41 @@ export class Sender {
     const ids: string[] = []
     let firstResult: SendResult | undefined
     for (const [i, part] of parts.entries()) {
-      const res = await this.#one(conn, chat, part, messageIdFor(deliveryId, i), i === 0 ? quoted : undefined)
+      // The first part is the copy the core records (with its extra); a further part is recorded by its id alone.
+      const res = await this.#one(conn, chat, part, deliveryId, i, i === 0 ? 'copy' : 'row', i === 0 ? quoted : undefined)
       ids.push(res.remoteId!)
       firstResult ??= res
     }
     return { ...firstResult, extra: { ...firstResult?.extra, parts: ids } }
   }
 
-  async #one(conn: Connected, chat: string, content: AnyMessageContent, messageId: string, quoted?: WAMessage): Promise<SendResult> {
+  /**
+   * One WhatsApp message. `keep`: 'copy' when the core records the result as a copy (a message's first part, an
+   * edit): its key and content go in the copy's extra, written by the outbox's 'sent' mark, and the store holds the
+   * send in memory until that commit (Participant.recorded); 'row' for anything else, kept in wa_messages before
+   * the send counts as done.
+   */
+  async #one(conn: Connected, chat: string, content: AnyMessageContent, deliveryId: string, part: number, keep: 'copy' | 'row', quoted?: WAMessage): Promise<SendResult> {
+    const messageId = messageIdFor(deliveryId, part)
     const options: MiscMessageGenerationOptions = { messageId }
     if (quoted) options.quoted = quoted
     if ('text' in content) Object.assign(content, { linkPreview: null })
-    this.#d.inFlight.add(messageId)
+    const { store } = this.#d
+    store.sending(conn.loginId, deliveryId, messageId)
+    let held = false
     try {
       const sent = await conn.sock.sendMessage(chat, content, options)
-      const key = sent?.key ?? { remoteJid: chat, id: messageId, fromMe: true }
-      if (sent?.message) await this.#d.store.put(conn.loginId, key, sent.message, true)
-      return { remoteId: key.id ?? messageId, authorId: conn.personId, sentAt: this.#d.now(), extra: { key: { remoteJid: key.remoteJid, id: key.id, fromMe: true } } }
+      const key = { remoteJid: sent?.key.remoteJid ?? chat, id: sent?.key.id ?? messageId, fromMe: true }
+      const result = { remoteId: key.id, authorId: conn.personId, sentAt: this.#d.now() }
+      if (keep === 'copy' && sent?.message) {
+        store.sent(messageId, sent.message)
+        held = true
+        return { ...result, extra: keptExtra(conn.loginId, key, sent.message) }
+      }
+      if (sent?.message) await store.put(conn.loginId, sent.key, sent.message, true)
+      return { ...result, extra: { key } }
     } finally {
-      this.#d.inFlight.delete(messageId)
+      if (!held) store.done(messageId)
     }
   }
 
@@ -198,9 +213,9 @@ export class Sender {
     return { remoteJid: chat, id: copy.remoteId, fromMe: false, ...(who ? { participant: who.jid } : {}) }
   }
 
-  /** A quote needs the key and some content; the content comes from wa_messages when the bridge kept it. */
+  /** A quote needs the key and some content: the copy's extra keeps it, or (from before it did) wa_messages. */
   async #quoted(conn: Connected, chat: string, copy: CopyRef): Promise<WAMessage> {
-    const stored = (await this.#d.store.get(conn.loginId, copy.remoteId)) ?? null
+    const stored = fromExtra(copy.extra) ?? (await this.#d.store.get(conn.loginId, copy.remoteId)) ?? null
     return { key: await this.#keyFor(conn, chat, copy, stored), message: stored?.message ?? { conversation: '' } }
   }
 }

@@ -8,7 +8,7 @@ import { loadAuth, lockLogin, type LoginLock, type StoredAuth } from './auth.ts'
 import { isViewOnce, needsDownload, toInbound, usableName } from './convert.ts'
 import { currentPicture } from './group-state.ts'
 import { isSelf, memberOf } from './membership.ts'
-import type { MessageStore } from './messages.ts'
+import { keptExtra, type MessageStore } from './messages.ts'
 import { neutralLabel, type People } from './people.ts'
 import type { PhoneWatch } from './phone.ts'
 import { MAX_BACKLOG, ReadGate } from './reading.ts'
@@ -26,7 +26,6 @@ export interface SessionDeps {
   reconnect: { initialMs: number; maxMs: number }
   /** Baileys' keepalive interval (its default when not given). */
   keepAliveMs?: number
-  inFlight: Set<string>
   /** How many WhatsApp logins are open: with more than one, one may hear in a group what another sent there. */
   openLogins(): number
   /** Groups whose picture the relay is changing (send.ts): their next picture notification is its echo. */
@@ -140,7 +139,7 @@ export class Session {
     const opts: WaSocketOptions = {
       logger: this.#d.ctx.log,
       shouldIgnoreJid: ignoreJid(ownUsers),
-      getMessage: async key => (key.id ? this.#d.store.sentContent(this.login.id, key.id) : undefined),
+      getMessage: async key => (key.id ? this.#d.store.sentContent(this.login.id, key.remoteJid ?? undefined, key.id) : undefined),
       cachedGroupMetadata: async jid => this.#d.groups.get(jid),
       msgRetryCounterCache: this.#d.retryCache,
       ...(this.#d.keepAliveMs ? { keepAliveIntervalMs: this.#d.keepAliveMs } : {}),
@@ -344,23 +343,22 @@ export class Session {
   /**
    * Records messages in arrival order. A run of messages that need nothing fetched from WhatsApp (no media to
    * download, no group state to change: most traffic) goes to the core together, in one transaction; anything else
-   * goes on its own, between runs. Each keeps its own side effects (its wa_messages row, the phone's sighting, the
-   * presence subscription), taken before it is recorded, as when each went alone.
+   * goes on its own, between runs. Each keeps its own side effects (the phone's sighting, the presence
+   * subscription), taken before it is recorded, as when each went alone; what is kept for quoting goes in the
+   * statement that records it (InboundMessage.extra).
    */
   async #onMessages(batch: WAMessage[]): Promise<void> {
     let taken = 0
     try {
       let run: Array<InboundEvent | undefined> = []
-      let rows: Array<Promise<void>> = []
       const flush = async () => {
-        await this.#recordRun(run, rows)
+        await this.#recordRun(run)
         taken += run.length
         run = []
-        rows = []
       }
       for (const msg of batch) {
         if (selfContained(msg)) {
-          run.push(await this.#persistently(() => this.#prepare(msg, rows)))
+          run.push(await this.#persistently(() => this.#prepare(msg)))
           // Baileys flushes an offline backlog as one upsert of any size: a run is recorded in pieces, each one
           // statement the event loop gets through quickly.
           if (run.length >= MAX_BACKLOG) await flush()
@@ -382,10 +380,9 @@ export class Session {
   }
 
   /** Records a run together; should the core refuse the run, each goes on its own. */
-  async #recordRun(run: Array<InboundEvent | undefined>, rows: Array<Promise<void>>): Promise<void> {
+  async #recordRun(run: Array<InboundEvent | undefined>): Promise<void> {
     if (run.length === 0) return
     const { ctx } = this.#d
-    await Promise.all(rows)
     const events = run.filter(e => e !== undefined)
     let together = false
     if (events.length > 1 && ctx.receiveMany) {
@@ -400,32 +397,25 @@ export class Session {
     this.#gate.done(run.length)
   }
 
-  /** What one message asks the core to record (undefined: nothing), after its own side effects. With `rows`, its
-   * wa_messages row is written together with the rest of its run's (each retried until written), and the promise
-   * of that left in `rows`. */
-  async #prepare(msg: WAMessage, rows?: Array<Promise<void>>): Promise<InboundEvent | undefined> {
-    const { ctx, store, inFlight } = this.#d
+  /** What one message asks the core to record (undefined: nothing), after its own side effects. */
+  async #prepare(msg: WAMessage): Promise<InboundEvent | undefined> {
+    const { ctx, store } = this.#d
     const id = msg.key.id
+    const chat = msg.key.remoteJid
     // A personal account's chats outside the portals are never read, downloaded or kept.
-    if (this.login.kind === 'personal' && !(msg.key.remoteJid && ctx.isBridgedChat('whatsapp', msg.key.remoteJid))) return undefined
+    if (this.login.kind === 'personal' && !(chat && ctx.isBridgedChat('whatsapp', chat))) return undefined
     // What another of the bridge's logins sent into a group this one is in too is an echo as well.
-    if (!msg.key.fromMe && id && (inFlight.has(id) || (this.#d.openLogins() > 1 && await store.isBridgeSend(id)))) return undefined
+    if (!msg.key.fromMe && id && (store.holds(id) || (this.#d.openLogins() > 1 && await store.isBridgeSend(chat ?? undefined, id)))) return undefined
     if (msg.key.fromMe && id) {
       // The echo of our own send (racing it, or after it) yields nothing: leave before any other work.
-      if (inFlight.has(id) || await store.isOwnSend(this.login.id, id)) return undefined
+      if (await store.isOwnSend(this.login.id, chat ?? undefined, id)) return undefined
       if (this.#isPhone(msg.key.participant ?? msg.participant ?? msg.key.remoteJid)) await this.#d.phone.seen(this.login.id)
     }
-    const chat = msg.key.remoteJid
     // Kept for quoting and replying later: messages, not the reactions and edits/revokes about them.
     const content = msg.message ? extractMessageContent(msg.message) : undefined
     // A view-once message is not kept (its media keys would let the bridge fetch what was meant to be seen once).
-    if (content && !content.reactionMessage && !content.protocolMessage && id && chat && !msg.key.fromMe && !isViewOnce(msg.message!) && ctx.isBridgedChat('whatsapp', chat)) {
-      const put = () => store.put(this.login.id, msg.key, msg.message!, false)
-      // Retried alone until written; an error here only means the session stopped (the run is not recorded then).
-      if (rows) rows.push(put().catch(() => this.#persistently(put)))
-      else await put()
-      this.#subscribe(chat)
-    }
+    const keep = !!content && !content.reactionMessage && !content.protocolMessage && !!id && !!chat && !msg.key.fromMe && !isViewOnce(msg.message!) && ctx.isBridgedChat('whatsapp', chat)
+    if (keep) this.#subscribe(chat!)
     const displayName = this.login.displayName || (await this.#d.people.byId(this.login.personId))?.name || 'WhatsApp relay'
     const event = await toInbound(msg, {
       loginId: this.login.id,
@@ -434,11 +424,13 @@ export class Session {
       media: ctx.media,
       log: this.#log,
       download: m => this.#d.download(m, this.sock!),
-      isOwnSend: i => store.isOwnSend(this.login.id, i),
+      isOwnSend: i => store.isOwnSend(this.login.id, chat ?? undefined, i),
       groupTimer: jid => this.#d.groups.get(jid)?.ephemeralDuration ?? undefined,
     })
     // The cached metadata's timer is stale now.
     if (event?.kind === 'chat_update') this.#d.groups.forget(event.chat.id)
+    // Recorded with the copy it arrives as, in the core's own statement.
+    if (keep && event?.kind === 'message') event.extra = keptExtra(this.login.id, msg.key, msg.message!)
     return event
   }
 

@@ -52,8 +52,10 @@ describe.each(DB_KINDS)('logout leaves nothing behind, on %s', kind => {
     await settled(s)
     expect(await mediaFiles()).toHaveLength(3)
 
-    // Rows a login leaves: its own, its WhatsApp keys, the messages it kept for quoting, its phone's sightings.
+    // Rows a login leaves: its own, its WhatsApp keys, the messages it kept for quoting (with their copies), its
+    // phone's sightings.
     expect(await rowsHolding(s.db, whatsapp.id)).not.toEqual([])
+    expect((await rowsHolding(s.db, whatsapp.id)).filter(r => r.startsWith('message_copies:'))).not.toEqual([])
     await s.hs.sendMessage(ALICE, dm, `logout ${signal.id}`)
     await waitForNotice(s, dm, new RegExp(`^Logged out ${signal.id}`))
     expect(s.daemon.hasLocalData(SIG_RELAY.number)).toBe(false)
@@ -68,7 +70,8 @@ describe.each(DB_KINDS)('logout leaves nothing behind, on %s', kind => {
       expect((await rowsHolding(s.db, login.id)).filter(r => !r.startsWith('inbox:'))).toEqual([])
       expect(await rowsHolding(s.db, login.address)).toEqual([])
     }
-    const { rows } = await s.db.query<{ n: number }>(`SELECT (SELECT count(*) FROM wa_auth) + (SELECT count(*) FROM wa_messages) + (SELECT count(*) FROM wa_phone) + (SELECT count(*) FROM login_media) AS n`)
+    const { rows } = await s.db.query<{ n: number }>(`SELECT (SELECT count(*) FROM wa_auth) + (SELECT count(*) FROM wa_messages) + (SELECT count(*) FROM wa_phone) + (SELECT count(*) FROM login_media)
+      + (SELECT count(*) FROM message_copies WHERE extra ? 'message') AS n`)
     expect(Number(rows[0]!.n)).toBe(0)
   })
 })

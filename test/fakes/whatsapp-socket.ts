@@ -153,6 +153,10 @@ export class FakeWhatsApp {
    * version; also 402, 403, 406): rc14 closes with "Connection Failure", the reason as the status code (baileys.md §12). */
   refuseAtConnect: number | undefined
   echoOwnSends = true
+  /** While set, the echoes of own sends, and the copies the group's other accounts get, wait for releaseEchoes()
+   * (what comes late: after sendMessage resolved, or after the bridge recorded the send). */
+  holdEchoes = false
+  readonly #heldEchoes: Array<() => void> = []
   readonly #failures: FailSpec[] = []
   readonly #blobs = new Map<string, Buffer>()
   readonly #plain = new Map<string, { data: Buffer; type: MediaType }>()
@@ -165,6 +169,18 @@ export class FakeWhatsApp {
     this.sockets.push(s)
     queueMicrotask(() => s.boot())
     return s
+  }
+
+  /** Emits the echoes held back by holdEchoes, in order; returns how many. */
+  releaseEchoes(): number {
+    const held = this.#heldEchoes.splice(0)
+    for (const emit of held) emit()
+    return held.length
+  }
+  /** Holds an echo back (holdEchoes), or emits it on the next tick, as Baileys does. */
+  echo(emit: () => void): void {
+    if (this.holdEchoes) this.#heldEchoes.push(emit)
+    else process.nextTick(emit)
   }
 
   /** The relay account's newest socket (or the newest one not yet linked to any account). */
@@ -814,7 +830,7 @@ export class FakeWaSocket implements WaPort {
     this.world.sent.push({ by: this.me.pn, jid, id: msg.key.id!, content: plain, options: { ...(options?.messageId ? { messageId: options.messageId } : {}), ...(options?.quoted?.key.id ? { quotedId: options.quoted.key.id } : {}) }, message: msg })
     // Baileys emits its own sends as `append` on the next tick: possibly before this promise resolves.
     if (this.world.echoOwnSends) {
-      process.nextTick(() => {
+      this.world.echo(() => {
         const echo = { ...msg, key: { ...msg.key, fromMe: true } }
         this.ev.emit('messages.upsert', { messages: [echo], type: 'append' })
         this.#processed(echo)
@@ -827,7 +843,7 @@ export class FakeWaSocket implements WaPort {
         const o = other === this.me ? undefined : this.world.socketOf(other)
         if (!o || o.state !== 'open' || !this.world.isMember(jid, other)) continue
         const theirs: WAMessage = { ...msg, key: { remoteJid: jid, fromMe: false, id: msg.key.id!, participant: from.lid!, participantAlt: from.pn!, addressingMode: 'lid' as WAMessageKey['addressingMode'] }, pushName: this.me.name }
-        process.nextTick(() => {
+        this.world.echo(() => {
           o.ev.emit('messages.upsert', { messages: [theirs], type: 'notify' })
           o.#processed(theirs)
         })

@@ -92,6 +92,7 @@ export function testContext(): TestContext {
     isBridgedChat: (_n, chatId) => ctx.bridged.has(chatId),
     permissionsChanged: () => {},
     findCopy: async () => undefined,
+    forgetKeptContent: async () => {},
     async until(check, timeoutMs = PATIENCE_MS) {
       const deadline = Date.now() + timeoutMs
       while (!check()) {

@@ -25,18 +25,26 @@ export interface Harness {
   bridged: Set<string>
   /** The adapter's log lines (info and above). */
   logs: ReturnType<typeof captureLog>['lines']
+  /** The extras the core would have recorded with copies, by chat and remote id (only the origin copies of received
+   * messages: a test records a send's result itself with `copies.set`). */
+  copies: Map<string, Record<string, unknown>>
 }
+
+export const copyKey = (chat: string, id: string): string => `${chat}\u0000${id}`
 
 export function makeContext(db: Db, logins = new MemoryLogins(), media = new MemoryMedia()): Harness {
   const { log, lines } = captureLog()
-  const h: Omit<Harness, 'ctx'> = { db, received: [], states: [], notices: [], logins, media, bridged: new Set([GROUP]), logs: lines }
+  const h: Omit<Harness, 'ctx'> = { db, received: [], states: [], notices: [], logins, media, bridged: new Set([GROUP]), logs: lines, copies: new Map() }
   const ctx: NetworkContext = {
     log,
     db,
     media,
     metrics: new Registry(),
     logins,
-    receive: async e => void h.received.push(e),
+    receive: async e => {
+      h.received.push(e)
+      if (e.kind === 'message' && e.extra && !h.copies.has(copyKey(e.chat.id, e.remoteId))) h.copies.set(copyKey(e.chat.id, e.remoteId), e.extra)
+    },
     ephemeral: () => {},
     wantsEphemeral: { typing: false, receipts: false },
     reportState: async (loginId, state, message) => {
@@ -48,7 +56,13 @@ export function makeContext(db: Db, logins = new MemoryLogins(), media = new Mem
     notifyChat: async (_n, chatId, text) => void h.notices.push({ loginId: chatId, text }),
     isBridgedChat: (_n, chat) => h.bridged.has(chat),
     permissionsChanged: () => {},
-    findCopy: async () => undefined,
+    findCopy: async (_n, chat, id) => {
+      const extra = h.copies.get(copyKey(chat, id))
+      return extra ? { extra } : undefined
+    },
+    forgetKeptContent: async (_n, which) => {
+      for (const [k, extra] of h.copies) if ('login' in which && extra.login === which.login) h.copies.set(k, Object.fromEntries(Object.entries(extra).filter(([f]) => f !== 'message' && f !== 'login')))
+    },
   }
   return { ...h, ctx }
 }

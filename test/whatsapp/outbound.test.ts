@@ -5,9 +5,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { DeliveryError } from '../../src/core/errors.ts'
 import type { CopyRef, Delivery, MessageContent, RichText } from '../../src/core/model.ts'
 import { plainText } from '../../src/core/model.ts'
+import { fromExtra } from '../../src/whatsapp/messages.ts'
 import { messageIdFor } from '../../src/whatsapp/send.ts'
 import { GROUP } from '../fakes/whatsapp-socket.ts'
-import { linked, until } from './harness.ts'
+import { copyKey, linked, until } from './harness.ts'
 
 const ALICE = { lid: '201000000000042@lid', pn: '15550100042@s.whatsapp.net' }
 let env: Awaited<ReturnType<typeof linked>>
@@ -64,7 +65,9 @@ describe('deliveries to WhatsApp', () => {
   it('a reply quotes the WhatsApp copy of the original', async () => {
     env.wa.deliver({ id: 'Q1', from: ALICE, message: { conversation: 'question?' } })
     await until(() => env.received.find(e => e.remoteId === 'Q1'))
-    await env.net.send(message(plainText('answer'), { replyTo: { remoteId: 'Q1', authorId: '201000000000042', sentAt: clock } } as Partial<Delivery>))
+    // The copy as the core hands it over: with the extra the adapter gave it when the message arrived.
+    const extra = env.copies.get(copyKey(GROUP, 'Q1'))
+    await env.net.send(message(plainText('answer'), { replyTo: { remoteId: 'Q1', authorId: '201000000000042', sentAt: clock, ...(extra ? { extra } : {}) } } as Partial<Delivery>))
     const ctx = lastSent().message.message?.extendedTextMessage?.contextInfo
     expect(ctx?.stanzaId).toBe('Q1')
     expect(ctx?.quotedMessage?.conversation).toBe('question?')
@@ -104,16 +107,24 @@ describe('deliveries to WhatsApp', () => {
     expect(lastSent().message.message?.reactionMessage?.text).toBe('')
   })
 
-  it('an image goes out with its caption and can be downloaded again; getMessage answers from the store', async () => {
+  it('an image goes out with its caption and can be downloaded again; getMessage answers from memory, then from its copy', async () => {
     const bytes = randomBytes(4000)
     const mediaId = await env.media.put(bytes)
     const d = message(plainText('Alex (Signal): photo'), { content: content(plainText('Alex (Signal): photo'), { attachments: [{ kind: 'file', mimetype: 'application/pdf', filename: 'a.pdf', size: bytes.length, mediaId }] }) } as Partial<Delivery>)
     const r = await env.net.send(d)
     const doc = lastSent().message.message?.documentMessage
     expect(doc).toMatchObject({ caption: 'Alex (Signal): photo', fileName: 'a.pdf', mimetype: 'application/pdf' })
-    const stored = await env.wa.current!.opts.getMessage({ remoteJid: GROUP, id: r.remoteId!, fromMe: true })
-    expect(stored?.documentMessage?.fileName).toBe('a.pdf')
-    expect(await env.wa.current!.opts.getMessage({ remoteJid: GROUP, id: 'unknown', fromMe: true })).toBeUndefined()
+    const getMessage = env.wa.current!.opts.getMessage
+    // Before the core has recorded the copy (a retry request can come that soon), from what the store holds.
+    expect((await getMessage({ remoteJid: GROUP, id: r.remoteId!, fromMe: true }))?.documentMessage?.fileName).toBe('a.pdf')
+    expect(await getMessage({ remoteJid: GROUP, id: 'unknown', fromMe: true })).toBeUndefined()
+    // The result carries what the copy keeps; once recorded, the copy answers, and no row of the adapter's was written.
+    expect(fromExtra(r.extra)?.message.documentMessage?.fileName).toBe('a.pdf')
+    env.net.recorded(d.deliveryId)
+    expect(await getMessage({ remoteJid: GROUP, id: r.remoteId!, fromMe: true })).toBeUndefined()
+    env.copies.set(copyKey(GROUP, r.remoteId!), r.extra!)
+    expect((await getMessage({ remoteJid: GROUP, id: r.remoteId!, fromMe: true }))?.documentMessage?.fileName).toBe('a.pdf')
+    expect((await env.db.query('SELECT 1 FROM wa_messages WHERE msg_id = $1', [r.remoteId])).rows).toEqual([])
   })
 
   it('sends use the group metadata cache instead of asking the server every time', async () => {
