@@ -2,8 +2,11 @@
 // alone accept at saturation. Each is driven step by step to its plateau in the same run as the bridge.
 import { randomBytes } from 'node:crypto'
 import pg from 'pg'
-import { MessageMap } from '../src/core/messages.ts'
+import { MessageMap, type NewWithOrigin } from '../src/core/messages.ts'
 import { MARK_SENT_SQL } from '../src/core/outbox.ts'
+import { ALONE_MAX } from '../src/core/router.ts'
+import { named } from '../src/db/postgres.ts'
+import type { Queryable } from '../src/db/types.ts'
 import { Inbox, jsonbText } from '../src/matrix/inbox.ts'
 import { ALICE, nowMs, tag } from './config.ts'
 import { openLoop } from './load.ts'
@@ -103,6 +106,8 @@ export async function postgresFloorStep(dbUri: string, portals: FloorPortal[], r
   return done / ((loop.endedAt - from) / 1000)
 }
 
+/** One step's messages, committed with the bridge's statements, named as the bridge names them (src/db/postgres.ts:
+ * each connection plans a recurring statement once). */
 async function commitMessages(c: pg.PoolClient, run: string, msgs: Array<{ i: number; portal: FloorPortal; eventId: string }>): Promise<void> {
   const text = (i: number): string => `Hello from the benchmark ${tag(i)}`
   // The transaction as the homeserver pushed it (src/matrix/inbox.ts, one statement).
@@ -114,33 +119,56 @@ async function commitMessages(c: pg.PoolClient, run: string, msgs: Array<{ i: nu
     }))
     return `($${k * 4 + 1}, $${k * 4 + 2}, $${k * 4 + 3}, $${k * 4 + 4}::jsonb)`
   })
-  const { rows: inbox } = await c.query<{ id: number }>(
+  const { rows: inbox } = await c.query<{ id: number }>(named(
     `WITH ev AS (INSERT INTO inbox (event_id, room_id, type, event) VALUES ${values.join(', ')} ON CONFLICT (event_id) DO NOTHING RETURNING id),
      tx AS (INSERT INTO appservice_txns (txn_id) SELECT unnest($${params.length + 1}::text[]) ON CONFLICT (txn_id) DO NOTHING RETURNING txn_id)
-     SELECT id FROM ev`, [...params, [`floor${run}x${msgs[0]!.i}`]])
-  // The router's transaction (src/core/router.ts): messages + origin copies, the outbox rows, the inbox marked.
-  await c.query('BEGIN')
+     SELECT id FROM ev`, [...params, [`floor${run}x${msgs[0]!.i}`]]))
   const sender = { network: 'matrix' as const, id: ALICE, displayName: 'Alice' }
-  const q = { query: async <R>(sql: string, p: unknown[] = []) => { const r = await c.query(sql, p); return { rows: r.rows as R[], rowCount: r.rowCount ?? 0 } }, exec: async (sql: string) => void (await c.query(sql)) }
-  const ids = await MessageMap.createManyWithOrigin(q, msgs.map(m => ({
+  const q = { query: async <R>(sql: string, p: unknown[] = []) => { const r = await c.query(named(sql, p)); return { rows: r.rows as R[], rowCount: r.rowCount ?? 0 } }, exec: async (sql: string) => void (await c.query(sql)) }
+  const items = msgs.map(m => ({
     m: { portalId: m.portal.id, sender },
     c: { network: 'matrix' as const, chatId: m.portal.roomId, remoteId: m.eventId, authorId: ALICE, sentAt: Date.now() },
-  })))
+  }))
+  const payload = (m: (typeof msgs)[number]) => ({ sender, kind: 'text', text: text(m.i), format: 'plain', eventId: m.eventId })
+  let outbox: Array<{ id: number; network: string; chat_id: string; message_id: number }>
+  if (msgs.length <= ALONE_MAX) {
+    // A few messages, as the router records them (Router.recordAlone): messages, origin copies, outbox rows and the
+    // inbox marked in one statement, which answers the outbox rows' ids (the bridge hands them to its queues).
+    const { queued } = await MessageMap.createManyAndQueue(q, items, {
+      deliveries: msgs.flatMap((m, item) => (['signal', 'whatsapp'] as const).map(network => ({
+        item, portalId: m.portal.id, network, chatId: network === 'signal' ? m.portal.signalGroup : m.portal.whatsappGroup, payload: payload(m),
+      }))),
+      handled: { ids: inbox.map(r => r.id), statement: Inbox.markProcessedStatement },
+    })
+    outbox = queued.map(r => ({ id: r.id, network: r.network, chat_id: r.chatId, message_id: r.messageId }))
+  } else outbox = await recordMany(c, q, items, msgs, payload, inbox.map(r => r.id))
+  await markSent(c, run, outbox, text)
+}
+
+/** More messages, as the router records them (Router.recordMany): messages + origin copies, the outbox rows and the
+ * inbox marked, in one transaction. */
+async function recordMany(c: pg.PoolClient, q: Queryable, items: NewWithOrigin[], msgs: Array<{ i: number; portal: FloorPortal; eventId: string }>,
+  payload: (m: { i: number; portal: FloorPortal; eventId: string }) => Record<string, unknown>, inbox: number[]): Promise<Array<{ id: number; network: string; chat_id: string; message_id: number }>> {
+  await c.query('BEGIN')
+  const ids = await MessageMap.createManyWithOrigin(q, items)
   const out: unknown[] = []
   const rowsSql = msgs.flatMap((m, k) => (['signal', 'whatsapp'] as const).map((net, j) => {
-    out.push(m.portal.id, ids[k], net, net === 'signal' ? m.portal.signalGroup : m.portal.whatsappGroup, 'message',
-      JSON.stringify({ sender, kind: 'text', text: text(m.i), format: 'plain', eventId: m.eventId }))
+    out.push(m.portal.id, ids[k], net, net === 'signal' ? m.portal.signalGroup : m.portal.whatsappGroup, 'message', JSON.stringify(payload(m)))
     const b = (k * 2 + j) * 6
     return `($${b + 1}, $${b + 2}, $${b + 3}, $${b + 4}, $${b + 5}, $${b + 6}::jsonb)`
   }))
   // As Outbox.enqueue, plus RETURNING: the floor does not read its queues back (the bridge does) to learn the ids.
-  const { rows: outbox } = await c.query<{ id: number; network: string; chat_id: string; message_id: number }>(
-    `INSERT INTO outbox (portal_id, message_id, network, chat_id, op, payload) VALUES ${rowsSql.join(', ')} RETURNING id, network, chat_id, message_id`, out)
-  await Inbox.markProcessed(q, inbox.map(r => r.id))
+  const { rows: outbox } = await c.query<{ id: number; network: string; chat_id: string; message_id: number }>(named(
+    `INSERT INTO outbox (portal_id, message_id, network, chat_id, op, payload) VALUES ${rowsSql.join(', ')} RETURNING id, network, chat_id, message_id`, out))
+  await Inbox.markProcessed(q, inbox)
   await c.query('COMMIT')
+  return outbox
+}
+
+async function markSent(c: pg.PoolClient, run: string, outbox: Array<{ id: number; network: string; chat_id: string; message_id: number }>, text: (i: number) => string): Promise<void> {
   // The outbox (src/core/outbox.ts): both networks' sends marked sent with the copies they produced in one statement
   // (the queues' marks are coalesced under load, and at low rates a lone mark waits for the other's).
-  await c.query(
+  await c.query(named(
     MARK_SENT_SQL,
     [outbox.map(r => r.id), JSON.stringify(outbox.map(r => ({
       network: r.network, chat_id: r.chat_id, remote_id: `${r.network}-${run}-${r.id}`, message_id: r.message_id, role: 'original',
@@ -149,7 +177,7 @@ async function commitMessages(c: pg.PoolClient, run: string, msgs: Array<{ i: nu
       extra: r.network === 'whatsapp'
         ? { key: { remoteJid: r.chat_id, id: `whatsapp-${run}-${r.id}`, fromMe: true }, message: JSON.stringify({ extendedTextMessage: { text: `Alice (Matrix): ${text(0)}` } }), login: 'wa-bench1' }
         : null,
-    }))), null])
+    }))), null]))
 }
 
 /** The floor's portals as seeded: ids and chats, read back. */

@@ -791,7 +791,9 @@ async function postgresFloor(): Promise<Plateau & { server: Record<string, strin
     // The same rows at the latency runs' rate, where every message comes alone (batches of 1): the least CPU
     // PostgreSQL can spend on the bridge's write set for a lone message, beside the bridge's own figure (issue 19,
     // point 5). First, on the fresh database: after the ramp, autovacuum and checkpoints would still be catching up
-    // with its hundred thousand rows and count here.
+    // with its hundred thousand rows and count here. It starts from the bridge runs' history (bench/history.ts):
+    // on empty tables each connection keeps plans made for a few rows, which cost the floor about 1 ms per message.
+    await loadHistory(db)
     const latencyRate = Number(opt['latency-rate'])
     const counted = { cpuMeter: postgresCpuMeter, committed: 0, usedCpuUs: 0 }
     await postgresFloorStep(u.toString(), portals, latencyRate, LATENCY_S * 1000, counted)

@@ -352,7 +352,7 @@ type PlainMessage = Extract<InboundEvent, { kind: 'message' }>
  * both run relayed 487–600/s with PostgreSQL at 1,520–2,060 µs per message with the one statement for every batch,
  * 558–634/s at 1,250–1,300 µs without it (why was not profiled).
  */
-const ALONE_MAX = 4
+export const ALONE_MAX = 4
 
 /** A new message that replies to nothing and does not disappear: the bulk of any traffic, recorded by recordPlain. */
 function isPlain(event: InboundEvent): event is PlainMessage {

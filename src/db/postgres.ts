@@ -12,7 +12,7 @@ const NAMED_MAX = 300
 const NAMED_PARAMS_MAX = 32
 const seen = new Set<string>()
 const names = new Map<string, string>()
-function named(text: string, values: unknown[]): pg.QueryConfig {
+export function named(text: string, values: unknown[]): pg.QueryConfig {
   let name = names.get(text)
   if (name === undefined && values.length <= NAMED_PARAMS_MAX && names.size < NAMED_MAX) {
     if (seen.has(text)) {
