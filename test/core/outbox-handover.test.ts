@@ -5,29 +5,13 @@
 import { pino } from 'pino'
 import { afterEach, describe, expect, it } from 'vitest'
 import { Outbox, type OutboxRow } from '../../src/core/outbox.ts'
-import type { Db, Queryable } from '../../src/db/types.ts'
-import { DB_KINDS, freshDb } from '../support/db.ts'
+import type { Db } from '../../src/db/types.ts'
+import { countingStatements, DB_KINDS, freshDb } from '../support/db.ts'
 
 const CHAT = 'group'
 
 /** A turn of the event loop: every step already due (a worker finishing after its last mark) has run. */
 const turn = () => new Promise<void>(resolve => setImmediate(resolve))
-
-/** Counts the reads of the queue (the outbox's head read). */
-function countingReads(db: Db): { db: Db; reads: () => number } {
-  let reads = 0
-  const counted = <Q extends Queryable>(q: Q): Q => {
-    const wrapped = Object.create(q) as Q
-    wrapped.query = ((sql: string, params?: unknown[]) => {
-      if (/FROM outbox WHERE network = /.test(sql)) reads++
-      return q.query(sql, params)
-    }) as Queryable['query']
-    return wrapped
-  }
-  const wrapped = counted(db)
-  wrapped.transaction = work => db.transaction(tx => work(counted(tx)))
-  return { db: wrapped, reads: () => reads }
-}
 
 describe.each(DB_KINDS)('the delivery queue handed its new rows on %s', kind => {
   let base: Db | undefined
@@ -40,7 +24,8 @@ describe.each(DB_KINDS)('the delivery queue handed its new rows on %s', kind => 
 
   async function setup() {
     base = await freshDb(kind)
-    const { db, reads } = countingReads(base)
+    // The queue's head reads (Outbox.readMany).
+    const { db, count: reads } = countingStatements(base, sql => /FROM outbox WHERE network = /.test(sql))
     const portal = (await base.query<{ id: number }>(`INSERT INTO portals (room_id) VALUES ('!r:x') RETURNING id`)).rows[0]!.id
     const sent: string[] = []
     let marked = 0

@@ -5,27 +5,11 @@
 import { pino } from 'pino'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { LONE_MARK_LINGER_MS, MARK_SENT_SQL, Outbox, type OutboxRow } from '../../src/core/outbox.ts'
-import type { Db, Queryable } from '../../src/db/types.ts'
-import { DB_KINDS, freshDb } from '../support/db.ts'
+import type { Db } from '../../src/db/types.ts'
+import { countingStatements, DB_KINDS, freshDb } from '../support/db.ts'
 
 type Network = 'signal' | 'whatsapp'
 const CHAT: Record<Network, string> = { signal: 'signal-group', whatsapp: 'whatsapp-group' }
-
-/** The mark statements a Db runs. */
-function countingMarks(db: Db): { db: Db; marks: () => number } {
-  let marks = 0
-  const counted = <Q extends Queryable>(q: Q): Q => {
-    const wrapped = Object.create(q) as Q
-    wrapped.query = ((sql: string, params?: unknown[]) => {
-      if (sql === MARK_SENT_SQL) marks++
-      return q.query(sql, params)
-    }) as Queryable['query']
-    return wrapped
-  }
-  const wrapped = counted(db)
-  wrapped.transaction = work => db.transaction(tx => work(counted(tx)))
-  return { db: wrapped, marks: () => marks }
-}
 
 /** A promise and the function that resolves it. */
 function signal(): { promise: Promise<void>; resolve: () => void } {
@@ -54,7 +38,7 @@ describe.each(DB_KINDS)('sent marks on %s', kind => {
   /** An outbox whose sends are answered by hand, with a message queued for each of `networks`. */
   async function setup(networks: Network[]) {
     base = await freshDb(kind)
-    const { db, marks } = countingMarks(base)
+    const { db, count: marks } = countingStatements(base, sql => sql === MARK_SENT_SQL)
     const portal = (await base.query<{ id: number }>(`INSERT INTO portals (room_id) VALUES ('!r:x') RETURNING id`)).rows[0]!.id
     const answer = new Map<Network, () => void>()
     const sending = new Map(networks.map(n => [n, signal()]))

@@ -7,7 +7,7 @@ import { openPostgres } from '../../src/db/postgres.ts'
 import { openPgliteMemory, pgliteTemplate } from '../../src/db/pglite.ts'
 import { PGLITE_TEMPLATE_ENV } from './global-pglite.ts'
 import { migrate } from '../../src/db/migrate.ts'
-import type { Db } from '../../src/db/types.ts'
+import type { Db, Queryable } from '../../src/db/types.ts'
 import { underCi } from './global-skips.ts'
 
 export const ADMIN_URI = process.env.RELAY_BRIDGE_TEST_DATABASE_URI ?? ''
@@ -47,4 +47,20 @@ export async function freshDb(kind: DbKind, opts: { migrate?: boolean } = {}): P
   const db = openPostgres(await createPostgresDatabase())
   if (opts.migrate !== false) await migrate(db)
   return db
+}
+
+/** A Db that counts the statements `match` picks, in and out of transactions. */
+export function countingStatements(db: Db, match: (sql: string) => boolean): { db: Db; count: () => number } {
+  let n = 0
+  const counted = <Q extends Queryable>(q: Q): Q => {
+    const wrapped = Object.create(q) as Q
+    wrapped.query = ((sql: string, params?: unknown[]) => {
+      if (match(sql)) n++
+      return q.query(sql, params)
+    }) as Queryable['query']
+    return wrapped
+  }
+  const wrapped = counted(db)
+  wrapped.transaction = work => db.transaction(tx => work(counted(tx)))
+  return { db: wrapped, count: () => n }
 }
