@@ -42,7 +42,7 @@ const toRef = (c: CopyRow): CopyRef => ({
 })
 
 /**
- * What createManyWithOrigin may record in its own statement besides the messages (one autocommit statement is
+ * What createManyAndQueue may record in its own statement besides the messages (one autocommit statement is
  * atomic, as the transaction it replaces): each new message's deliveries (`item`: its index in the items; a
  * redelivered message queues none) and the caller's records of these events marked handled.
  */

@@ -87,7 +87,7 @@ interface Sent {
 const queueKey = (network: string, chatId: string): string => `${network}\u0000${chatId}`
 
 /** Rows by their queue, each queue's in id order. */
-export function groupByQueue<R extends OutboxRow>(rows: R[]): Map<string, R[]> {
+function groupByQueue<R extends OutboxRow>(rows: R[]): Map<string, R[]> {
   const byQueue = new Map<string, R[]>()
   for (const row of [...rows].sort((a, b) => a.id - b.id)) {
     const key = queueKey(row.network, row.chat_id)
