@@ -5,10 +5,10 @@
 // and what an older version kept in wa_messages.
 import { afterEach, describe, expect, it } from 'vitest'
 import { MARK_SENT_SQL } from '../../src/core/outbox.ts'
-import type { Db, Queryable } from '../../src/db/types.ts'
+import type { Db } from '../../src/db/types.ts'
 import type { FakeEvent } from '../fakes/homeserver.ts'
 import { ALICE } from '../support/bridge.ts'
-import { DB_KINDS } from '../support/db.ts'
+import { beforeEachQuery, DB_KINDS } from '../support/db.ts'
 import { WA_DAVE, bridgedRoom, personalLogins, realScenario, until, type RealScenario } from '../support/networks.ts'
 import { content, settled } from '../support/relay.ts'
 
@@ -28,23 +28,13 @@ function markGate() {
     }))
     gate.hold = true
   }
-  const wrap = (db: Db): Db => {
-    const gated = <Q extends Queryable>(q: Q): Q => {
-      const w = Object.create(q) as Q
-      w.query = (async (sql: string, params?: unknown[]) => {
-        if (gate.hold && sql === MARK_SENT_SQL && String(params?.[1]).includes('"network":"whatsapp"')) {
-          gate.waiting++
-          await opened
-          gate.waiting--
-        }
-        return q.query(sql, params)
-      }) as Queryable['query']
-      return w
+  const wrap = (db: Db): Db => beforeEachQuery(db, async (sql, params) => {
+    if (gate.hold && sql === MARK_SENT_SQL && String(params?.[1]).includes('"network":"whatsapp"')) {
+      gate.waiting++
+      await opened
+      gate.waiting--
     }
-    const w = gated(db)
-    w.transaction = work => db.transaction(tx => work(gated(tx)))
-    return w
-  }
+  })
   return { gate, close, wrap }
 }
 

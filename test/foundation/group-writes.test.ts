@@ -4,25 +4,16 @@ import { proto } from '@whiskeysockets/baileys'
 import { SqlLoginStore } from '../../src/core/logins.ts'
 import { Outbox, type OutboxRow } from '../../src/core/outbox.ts'
 import { Coalescer } from '../../src/db/coalesce.ts'
-import type { Db, Queryable } from '../../src/db/types.ts'
+import type { Db } from '../../src/db/types.ts'
 import { Inbox, type MatrixEvent } from '../../src/matrix/inbox.ts'
 import { MessageStore } from '../../src/whatsapp/messages.ts'
-import { DB_KINDS, freshDb } from '../support/db.ts'
+import { beforeEachQuery, DB_KINDS, freshDb } from '../support/db.ts'
 import { pino } from 'pino'
 
 /** Counts the statements a Db runs, by their first words. */
 function counting(db: Db): { db: Db; count: (prefix: string) => number; seen: string[] } {
   const seen: string[] = []
-  const counted = <Q extends Queryable>(q: Q): Q => {
-    const wrapped = Object.create(q) as Q
-    wrapped.query = ((sql: string, params?: unknown[]) => {
-      seen.push(sql.trim())
-      return q.query(sql, params)
-    }) as Queryable['query']
-    return wrapped
-  }
-  const wrapped = counted(db)
-  wrapped.transaction = work => db.transaction(tx => work(counted(tx)))
+  const wrapped = beforeEachQuery(db, sql => void seen.push(sql.trim()))
   return { db: wrapped, count: prefix => seen.filter(s => s.startsWith(prefix)).length, seen }
 }
 

@@ -49,18 +49,25 @@ export async function freshDb(kind: DbKind, opts: { migrate?: boolean } = {}): P
   return db
 }
 
-/** A Db that counts the statements `match` picks, in and out of transactions. */
-export function countingStatements(db: Db, match: (sql: string) => boolean): { db: Db; count: () => number } {
-  let n = 0
-  const counted = <Q extends Queryable>(q: Q): Q => {
+/** A Db whose every statement, in a transaction or not, goes through `before` first (which may count it, or hold it
+ * back by returning a promise). */
+export function beforeEachQuery(db: Db, before: (sql: string, params: unknown[] | undefined) => void | Promise<void>): Db {
+  const wrap = <Q extends Queryable>(q: Q): Q => {
     const wrapped = Object.create(q) as Q
     wrapped.query = ((sql: string, params?: unknown[]) => {
-      if (match(sql)) n++
-      return q.query(sql, params)
+      const held = before(sql, params)
+      // A statement not held back goes at once, as without the wrapper (no extra turn of the event loop).
+      return held ? held.then(() => q.query(sql, params)) : q.query(sql, params)
     }) as Queryable['query']
     return wrapped
   }
-  const wrapped = counted(db)
-  wrapped.transaction = work => db.transaction(tx => work(counted(tx)))
-  return { db: wrapped, count: () => n }
+  const wrapped = wrap(db)
+  wrapped.transaction = work => db.transaction(tx => work(wrap(tx)))
+  return wrapped
+}
+
+/** A Db that counts the statements `match` picks, in and out of transactions. */
+export function countingStatements(db: Db, match: (sql: string) => boolean): { db: Db; count: () => number } {
+  let n = 0
+  return { db: beforeEachQuery(db, sql => void (match(sql) && n++)), count: () => n }
 }
