@@ -136,7 +136,7 @@ async function commitMessages(c: pg.PoolClient, run: string, msgs: Array<{ i: nu
     // inbox marked in one statement, which answers the outbox rows' ids (the bridge hands them to its queues).
     const { queued } = await MessageMap.createManyAndQueue(q, items, {
       deliveries: msgs.flatMap((m, item) => (['signal', 'whatsapp'] as const).map(network => ({
-        item, portalId: m.portal.id, network, chatId: network === 'signal' ? m.portal.signalGroup : m.portal.whatsappGroup, payload: payload(m),
+        item, portalId: m.portal.id, network, chatId: network === 'signal' ? m.portal.signalGroup : m.portal.whatsappGroup, payload: JSON.stringify(payload(m)),
       }))),
       handled: { ids: inbox.map(r => r.id), statement: Inbox.markProcessedStatement },
     })

@@ -47,7 +47,8 @@ const toRef = (c: CopyRow): CopyRef => ({
  * redelivered message queues none) and the caller's records of these events marked handled.
  */
 export interface AlsoRecorded {
-  deliveries: Array<{ item: number; portalId: number; network: NetworkId; chatId: string; payload: Record<string, unknown> }>
+  /** `payload`: the JSON text the outbox stores. */
+  deliveries: Array<{ item: number; portalId: number; network: NetworkId; chatId: string; payload: string }>
   /** `statement(param)`: a data-modifying statement marking `ids` (passed as `param`, a bigint[]) handled. */
   handled?: { ids: number[]; statement: (param: string) => string } | undefined
 }
@@ -127,7 +128,7 @@ export const MessageMap = {
         col(i => i.c.network), col(i => i.c.chatId), col(i => i.c.remoteId), col(i => i.c.authorId), col(i => i.c.sentAt),
         col(i => (i.c.extra ? JSON.stringify(i.c.extra) : null)),
         ...(also ? [also.deliveries.map(d => d.item + 1), also.deliveries.map(d => d.portalId), also.deliveries.map(d => d.network),
-          also.deliveries.map(d => d.chatId), also.deliveries.map(d => JSON.stringify(d.payload))] : []),
+          also.deliveries.map(d => d.chatId), also.deliveries.map(d => d.payload)] : []),
         ...(also?.handled ? [also.handled.ids] : [])],
     )
     const ids: Array<number | undefined> = items.map(() => undefined)

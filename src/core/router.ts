@@ -190,24 +190,23 @@ export class Router {
     // Each message's deliveries, made before its id is known: the statement fills it in.
     const fans = items.map(({ portal, event, sender }) =>
       fanOut(portal, sender, 'message', 0, { content: event.content, ...typedOn(event, sender) }, messageTargets(event, targetsOf(portal, event))))
-    const recorded = this.opts.outbox.recording(fans.flat())
+    // Each payload as JSON text once: the statement stores it, and a queue is handed it back parsed, as the table
+    // would give it (no undefined members, dates as strings).
+    const deliveries = fans.flatMap((list, item) => list.map(d => ({ item, portalId: d.portalId, network: d.network, chatId: d.chatId, payload: JSON.stringify(d.payload) })))
+    const recorded = this.opts.outbox.recording(deliveries)
     let ids: Array<number | undefined>
     let queued: Queued[]
     try {
-      ({ ids, queued } = await MessageMap.createManyAndQueue(this.opts.db, items.map(({ portal, event, sender }) => newMessage(portal, event, sender)), {
-        deliveries: fans.flatMap((list, item) => list.map(d => ({ item, portalId: d.portalId, network: d.network, chatId: d.chatId, payload: d.payload }))),
-        handled,
-      }))
+      ({ ids, queued } = await MessageMap.createManyAndQueue(this.opts.db, items.map(({ portal, event, sender }) => newMessage(portal, event, sender)), { deliveries, handled }))
     } catch (err) {
       recorded()
       throw err
     }
-    const byMessage = new Map(ids.flatMap((id, i) => id === undefined ? [] : [[id, fans[i]!] as const]))
+    const itemOf = new Map(ids.flatMap((id, item) => id === undefined ? [] : [[id, item] as const]))
     recorded(queued.map(q => {
-      const d = byMessage.get(q.messageId)!.find(f => f.network === q.network && f.chatId === q.chatId)!
-      // The payload as the table gives it back (JSON: no undefined members, dates as strings).
-      return { id: q.id, portal_id: d.portalId, message_id: q.messageId, network: q.network, chat_id: q.chatId, op: d.op,
-        payload: JSON.parse(JSON.stringify(d.payload)) as Record<string, unknown>, state: 'pending', attempts: 0, next_attempt_at: new Date(0), created_at: new Date() }
+      const d = deliveries.find(x => x.item === itemOf.get(q.messageId) && x.network === q.network && x.chatId === q.chatId)!
+      return { id: q.id, portal_id: d.portalId, message_id: q.messageId, network: q.network, chat_id: q.chatId, op: 'message',
+        payload: JSON.parse(d.payload) as Record<string, unknown>, state: 'pending', attempts: 0, next_attempt_at: new Date(0), created_at: new Date() }
     }))
     return ids
   }
