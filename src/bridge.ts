@@ -335,6 +335,7 @@ async function assemble(config: Config, deps: BridgeDeps, started: StopStep[]): 
   const appservice = new AppserviceServer({
     hsToken: config.appservice.hs_token, maxBodyBytes: config.appservice.max_body_bytes, inbox, log, metrics,
     onStored: count => events.stored(count),
+    recordAtOnce: kept => events.recordDirect(kept),
     onEphemeral: matrixEphemeral(metrics.registry, event => ownEphemeral.receive(event)),
     ignore: e => isEcho(e, botMxid, domain, puppetSource),
     onUserQuery: mxid => ghosts.exists(mxid),

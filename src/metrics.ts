@@ -6,7 +6,7 @@ export class Metrics {
   readonly registry = new Registry()
   readonly transactions = new Counter({
     name: 'relay_bridge_transactions_received_total',
-    help: 'Appservice transactions received from the homeserver, by outcome: stored, duplicate (a known txn id with nothing new), ephemeral_only (a known txn id with only ephemeral events), echoes (only the bridge’s own events, nothing stored), too_large, bad_json, db_error',
+    help: 'Appservice transactions received from the homeserver, by outcome: stored, recorded (relayable at once: recorded before the answer, not stored in the inbox), duplicate (a known txn id with nothing new), ephemeral_only (a known txn id with only ephemeral events), echoes (only the bridge’s own events, nothing stored), too_large, bad_json, db_error',
     labelNames: ['result'] as const,
     registers: [this.registry],
   })

@@ -19,6 +19,9 @@ export interface AppserviceOptions {
   /** Called after a transaction's events are stored, with how many were new; the answer to the homeserver
    * waits for what it returns (backpressure: see MatrixEvents.stored). */
   onStored?: (count: number) => Promise<void> | void
+  /** Records the events at once when it can (MatrixEvents.recordDirect): true when they are recorded, and so need
+   * no storing; false to store them in the inbox. */
+  recordAtOnce?: (events: MatrixEvent[]) => Promise<boolean>
   /** Events to leave out of the inbox (the bridge's own echoes); they still count in the metrics. */
   ignore?: (event: MatrixEvent) => boolean
   /** The transaction's ephemeral events (typing, receipts, presence), under the stable or the unstable key.
@@ -258,6 +261,12 @@ export class AppserviceServer {
         // relayed message, and woke the inbox to read nothing.
         for (const e of events) metrics.events.inc({ type: eventTypeLabel(e.type) })
         metrics.transactions.inc({ result: 'echoes' })
+        return undefined
+      }
+      if (!newCrypto && await this.opts.recordAtOnce?.(kept)) {
+        // Recorded is stored and more: the drain has nothing left to do with them (and a retry records nothing twice).
+        for (const e of events) metrics.events.inc({ type: eventTypeLabel(e.type) })
+        metrics.transactions.inc({ result: 'recorded' })
         return undefined
       }
       const stored = await inbox.store(txnId, kept)

@@ -66,6 +66,12 @@ export class Inbox {
     return this.fresh.splice(0, limit)
   }
 
+  /** True when nothing is pending, as far as this process knows: the table was read empty since the last failure,
+   * every row stored since was taken, and no store is under way. */
+  idle(): boolean {
+    return this.fresh !== undefined && this.fresh.length === 0 && this.storesRunning === 0
+  }
+
   /** Called just before reading the table: a mark for settled, or undefined when a store is under way (its rows
    * may or may not be in the read). */
   quiet(): number | undefined {

@@ -9,7 +9,7 @@ import type { Handled } from '../../src/core/router.ts'
 import type { Db } from '../../src/db/types.ts'
 import { AppserviceServer } from '../../src/matrix/appservice.ts'
 import { MatrixEvents, type MatrixEventsOptions } from '../../src/matrix/events.ts'
-import { Inbox } from '../../src/matrix/inbox.ts'
+import { Inbox, type MatrixEvent } from '../../src/matrix/inbox.ts'
 import { Metrics } from '../../src/metrics.ts'
 import { HS_TOKEN } from '../support/config.ts'
 import { DB_KINDS, freshDb } from '../support/db.ts'
@@ -34,7 +34,8 @@ describe.each(DB_KINDS)('the inbox handed over in memory on %s', kind => {
     await db?.close()
   })
 
-  async function bridge() {
+  /** `atOnce`: a quiet portal's messages are recorded before the answer (MatrixEvents.recordDirect), as in the bridge. */
+  async function bridge(o: { atOnce?: boolean } = {}) {
     db = await freshDb(kind)
     const reads = { n: 0 }
     // Counts the drain's reads of the table; everything else goes through untouched.
@@ -68,8 +69,12 @@ describe.each(DB_KINDS)('the inbox handed over in memory on %s', kind => {
       commands: { parse: () => undefined },
       api: { getState: async () => undefined },
       retryDelayMs: 20,
+      maxAttempts: 1000,
     } as unknown as MatrixEventsOptions)
-    server = new AppserviceServer({ hsToken: HS_TOKEN, maxBodyBytes: 1 << 20, inbox, log, metrics: new Metrics(false), onStored: n => events.stored(n) })
+    server = new AppserviceServer({
+      hsToken: HS_TOKEN, maxBodyBytes: 1 << 20, inbox, log, metrics: new Metrics(false), onStored: n => events.stored(n),
+      ...(o.atOnce ? { recordAtOnce: (evs: MatrixEvent[]) => events.recordDirect(evs) } : {}),
+    })
     const base = `http://127.0.0.1:${await server.listen(0, '127.0.0.1')}`
     const push = async (txn: number, evs: unknown[]) => {
       const res = await fetch(`${base}/_matrix/app/v1/transactions/${txn}`, {
@@ -116,5 +121,21 @@ describe.each(DB_KINDS)('the inbox handed over in memory on %s', kind => {
     expect(reads.n).toBe(afterRetry)
     expect(relayed).toEqual(['message 1', 'message 2', 'message 3', 'message 4'])
     expect((await db.query<{ n: number }>('SELECT count(*)::int AS n FROM inbox WHERE processed_at IS NULL')).rows[0]!.n).toBe(0)
+  })
+
+  it('messages are recorded before the answer only while the table holds nothing: behind a failing event, a later one waits its turn', async () => {
+    const { push, relayed, failing, drained } = await bridge({ atOnce: true })
+    await push(1, [text(1)]) // the table is not yet known empty: stored, then relayed by the drain
+    await until(async () => relayed.length === 1, 'the first event relayed')
+    await drained()
+    await push(2, [text(2)])
+    expect(relayed).toEqual(['message 1', 'message 2']) // recorded before the answer
+    failing.set('message 3', Number.POSITIVE_INFINITY)
+    await push(3, [text(3)]) // cannot be recorded at once, so it is stored; the drain keeps failing on it
+    await push(4, [text(4)])
+    await until(async () => (await db.query<{ attempts: number }>(`SELECT attempts FROM inbox WHERE event_id = '$e3:example.org'`)).rows[0]?.attempts! >= 2, 'the stored event retried')
+    failing.delete('message 3')
+    await until(async () => relayed.length === 4, 'both relayed once the failure ends')
+    expect(relayed).toEqual(['message 1', 'message 2', 'message 3', 'message 4'])
   })
 })
