@@ -64,6 +64,8 @@ export class MatrixEvents {
   /** Events stored and not yet worked through, as far as this process has seen (a floor after a restart). */
   private backlog = 0
   private readonly waiting = new Set<() => void>()
+  /** A transaction is being recorded before its answer (recordDirect). */
+  private recordingDirect = false
 
   constructor(opts: MatrixEventsOptions) {
     this.opts = opts
@@ -106,8 +108,11 @@ export class MatrixEvents {
    */
   async recordDirect(events: MatrixEvent[]): Promise<boolean> {
     const decryption = this.opts.encryption?.decryption
-    if (this.stopped || this.running || !this.opts.inbox.idle() || decryption?.pending) return false
+    // One at a time: transactions that come together (a homeserver that sends several at once) are stored
+    // together and recorded in the drain's batches, which its backpressure paces.
+    if (this.recordingDirect || this.stopped || this.running || !this.opts.inbox.idle() || decryption?.pending) return false
     if (events.length === 0 || !events.every(e => this.plainInPortal(e))) return false
+    this.recordingDirect = true
     const routed: InboundEvent[] = []
     const step: Step = { route: async e => void routed.push(e), flush: () => Promise.reject(NOT_DIRECT) }
     try {
@@ -117,6 +122,8 @@ export class MatrixEvents {
     } catch (err) {
       if (err !== NOT_DIRECT) this.opts.log.debug({ err: (err as Error).message }, 'Could not record a transaction at once; it goes through the inbox')
       return false
+    } finally {
+      this.recordingDirect = false
     }
   }
 
