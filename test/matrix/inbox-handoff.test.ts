@@ -58,9 +58,10 @@ describe.each(DB_KINDS)('the inbox handed over in memory on %s', kind => {
           throw Object.assign(new Error('connection reset'), { code: 'ECONNRESET' })
         }
       }
-      relayed.push(...evs.map(bodyOf))
-      // Like the real router, marks the inbox rows handled with what it recorded (Router.receiveMany).
+      // Like the real router, marks the inbox rows handled with what it recorded (Router.receiveMany), and only
+      // then is it recorded: a test that saw it relayed may look for its row marked.
       if (handled) await db.query(handled.statement('$1'), [handled.ids])
+      relayed.push(...evs.map(bodyOf))
     }
     events = new MatrixEvents({
       db, inbox, log, domain: 'example.org', botMxid: '@bot:example.org', permissions: {},
