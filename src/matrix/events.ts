@@ -64,8 +64,9 @@ export class MatrixEvents {
   /** Events stored and not yet worked through, as far as this process has seen (a floor after a restart). */
   private backlog = 0
   private readonly waiting = new Set<() => void>()
-  /** A transaction is being recorded before its answer (recordDirect). */
-  private recordingDirect = false
+  /** Transactions being recorded before their answer (recordDirect): the drain lets them finish first, so that what
+   * arrived first is recorded first. */
+  private readonly direct = new Set<Promise<void>>()
 
   constructor(opts: MatrixEventsOptions) {
     this.opts = opts
@@ -108,22 +109,25 @@ export class MatrixEvents {
    */
   async recordDirect(events: MatrixEvent[]): Promise<boolean> {
     const decryption = this.opts.encryption?.decryption
-    // One at a time: transactions that come together (a homeserver that sends several at once) are stored
-    // together and recorded in the drain's batches, which its backpressure paces.
-    if (this.recordingDirect || this.stopped || this.running || !this.opts.inbox.idle() || decryption?.pending) return false
+    // A few at a time (one commit's wait lets the next message in at 100/s): many transactions at once (a
+    // homeserver that sends them in parallel) are stored and recorded in the drain's batches, paced by its backpressure.
+    if (this.direct.size >= DIRECT_MAX || this.stopped || this.running || !this.opts.inbox.idle() || decryption?.pending) return false
     if (events.length === 0 || !events.every(e => this.plainInPortal(e))) return false
-    this.recordingDirect = true
     const routed: InboundEvent[] = []
     const step: Step = { route: async e => void routed.push(e), flush: () => Promise.reject(NOT_DIRECT) }
-    try {
+    const recording = (async () => {
       for (const ev of events) await this.handle(ev, step)
       if (routed.length > 0) await this.opts.router.receiveMany(routed)
+    })()
+    this.direct.add(recording)
+    try {
+      await recording
       return true
     } catch (err) {
       if (err !== NOT_DIRECT) this.opts.log.debug({ err: (err as Error).message }, 'Could not record a transaction at once; it goes through the inbox')
       return false
     } finally {
-      this.recordingDirect = false
+      this.direct.delete(recording)
     }
   }
 
@@ -181,6 +185,7 @@ export class MatrixEvents {
   private async drainOnce(): Promise<void> {
     const { inbox, db } = this.opts
     const limit = this.opts.batchSize ?? 200
+    if (this.direct.size > 0) await Promise.allSettled(this.direct)
     for (;;) {
       // The rows this process stored, when they are known to be all that is pending; else the table's.
       const handed = inbox.takeFresh(limit)
@@ -449,6 +454,9 @@ export class MatrixEvents {
     await step.route(event)
   }
 }
+
+/** Transactions recordDirect records at once at most. */
+const DIRECT_MAX = 4
 
 /** recordDirect's answer to a flush: the event has other effects than a record, so the transaction goes through the inbox. */
 const NOT_DIRECT = new Error('not for recordDirect')
