@@ -7,7 +7,6 @@ import { MARK_SENT_SQL } from '../src/core/outbox.ts'
 import { ALONE_MAX } from '../src/core/router.ts'
 import { named } from '../src/db/postgres.ts'
 import type { Queryable } from '../src/db/types.ts'
-import { Inbox, jsonbText } from '../src/matrix/inbox.ts'
 import { ALICE, nowMs, tag } from './config.ts'
 import { openLoop } from './load.ts'
 
@@ -36,18 +35,21 @@ export async function rampToPlateau(measure: (ratePerS: number) => Promise<numbe
 /** The bridge's pool size (src/db/postgres.ts): the floor gets as many concurrent clients, no more. */
 export const BRIDGE_POOL_SIZE = 10
 /** Messages per batch at saturation: a full Synapse-sized transaction. The bridge, saturated with batches of 50,
- * stores ~50 events per inbox statement, records ~70 messages per router transaction and marks ~35–55 outbox rows
- * per statement (pg_stat_statements, 10 portals, quick run); 50 throughout is that, rounded. */
+ * records ~50–70 messages per router transaction and marks ~35–55 outbox rows per statement (pg_stat_statements,
+ * 10 portals, quick run); 50 throughout is that, rounded. */
 export const FLOOR_BATCH = 50
 
 export interface FloorPortal { id: number; roomId: string; signalGroup: string; whatsappGroup: string }
 
 /**
  * PostgreSQL alone committing, per Matrix → Signal + WhatsApp message, the rows relay-bridge commits for one, with
- * the bridge's own statements (copied, or MessageMap's): the inbox row (and the transaction id), the message and its
- * origin copy, one outbox row per target network and the inbox row marked processed in one transaction, both
- * outbox rows marked sent together with the copies they produced (one statement; the WhatsApp copy keeps the send's
- * key and content in its extra). Nothing else: the queue reads the bridge also makes are left out (the floor is the higher for it).
+ * the bridge's own statements (copied, or MessageMap's): the message and its origin copy with one outbox row per
+ * target network, in one transaction, then both outbox rows marked sent together with the copies they produced (one
+ * statement; the WhatsApp copy keeps the send's key and content in its extra). No inbox row: since session 11 the
+ * bridge records a transaction of plain messages before it answers while nothing waits in its inbox
+ * (MatrixEvents.recordDirect), as it does at 100 msg/s and pushed as Synapse pushes; with 64 transactions in flight it
+ * stores most of them in the inbox first, a row and a mark more than this floor. Nothing else: the queue reads the
+ * bridge also makes are left out (the floor is the higher for it).
  * BRIDGE_POOL_SIZE workers each take up to FLOOR_BATCH of the messages waiting, so at saturation every batch is full.
  */
 export async function postgresFloorStep(dbUri: string, portals: FloorPortal[], ratePerS: number, durationMs: number, counted?: { cpuMeter: () => () => number; committed: number; usedCpuUs: number }): Promise<number> {
@@ -110,19 +112,6 @@ export async function postgresFloorStep(dbUri: string, portals: FloorPortal[], r
  * each connection plans a recurring statement once). */
 async function commitMessages(c: pg.PoolClient, run: string, msgs: Array<{ i: number; portal: FloorPortal; eventId: string }>): Promise<void> {
   const text = (i: number): string => `Hello from the benchmark ${tag(i)}`
-  // The transaction as the homeserver pushed it (src/matrix/inbox.ts, one statement).
-  const params: unknown[] = []
-  const values = msgs.map((m, k) => {
-    params.push(m.eventId, m.portal.roomId, 'm.room.message', jsonbText({
-      event_id: m.eventId, room_id: m.portal.roomId, type: 'm.room.message', sender: ALICE, origin_server_ts: Date.now(),
-      content: { msgtype: 'm.text', body: text(m.i) }, unsigned: { age: 1 },
-    }))
-    return `($${k * 4 + 1}, $${k * 4 + 2}, $${k * 4 + 3}, $${k * 4 + 4}::jsonb)`
-  })
-  const { rows: inbox } = await c.query<{ id: number }>(named(
-    `WITH ev AS (INSERT INTO inbox (event_id, room_id, type, event) VALUES ${values.join(', ')} ON CONFLICT (event_id) DO NOTHING RETURNING id),
-     tx AS (INSERT INTO appservice_txns (txn_id) SELECT unnest($${params.length + 1}::text[]) ON CONFLICT (txn_id) DO NOTHING RETURNING txn_id)
-     SELECT id FROM ev`, [...params, [`floor${run}x${msgs[0]!.i}`]]))
   const sender = { network: 'matrix' as const, id: ALICE, displayName: 'Alice' }
   const q = { query: async <R>(sql: string, p: unknown[] = []) => { const r = await c.query(named(sql, p)); return { rows: r.rows as R[], rowCount: r.rowCount ?? 0 } }, exec: async (sql: string) => void (await c.query(sql)) }
   const items = msgs.map(m => ({
@@ -132,23 +121,22 @@ async function commitMessages(c: pg.PoolClient, run: string, msgs: Array<{ i: nu
   const payload = (m: (typeof msgs)[number]) => ({ sender, kind: 'text', text: text(m.i), format: 'plain', eventId: m.eventId })
   let outbox: Array<{ id: number; network: string; chat_id: string; message_id: number }>
   if (msgs.length <= ALONE_MAX) {
-    // A few messages, as the router records them (Router.recordAlone): messages, origin copies, outbox rows and the
-    // inbox marked in one statement, which answers the outbox rows' ids (the bridge hands them to its queues).
+    // A few messages, as the router records them (Router.recordAlone): messages, origin copies and outbox rows in
+    // one statement, which answers the outbox rows' ids (the bridge hands them to its queues).
     const { queued } = await MessageMap.createManyAndQueue(q, items, {
       deliveries: msgs.flatMap((m, item) => (['signal', 'whatsapp'] as const).map(network => ({
         item, portalId: m.portal.id, network, chatId: network === 'signal' ? m.portal.signalGroup : m.portal.whatsappGroup, payload: JSON.stringify(payload(m)),
       }))),
-      handled: { ids: inbox.map(r => r.id), statement: Inbox.markProcessedStatement },
     })
     outbox = queued.map(r => ({ id: r.id, network: r.network, chat_id: r.chatId, message_id: r.messageId }))
-  } else outbox = await recordMany(c, q, items, msgs, payload, inbox.map(r => r.id))
+  } else outbox = await recordMany(c, q, items, msgs, payload)
   await markSent(c, run, outbox, text)
 }
 
-/** More messages, as the router records them (Router.recordMany): messages + origin copies, the outbox rows and the
- * inbox marked, in one transaction. */
+/** More messages, as the router records them (Router.recordMany): messages + origin copies and the outbox rows, in
+ * one transaction. */
 async function recordMany(c: pg.PoolClient, q: Queryable, items: NewWithOrigin[], msgs: Array<{ i: number; portal: FloorPortal; eventId: string }>,
-  payload: (m: { i: number; portal: FloorPortal; eventId: string }) => Record<string, unknown>, inbox: number[]): Promise<Array<{ id: number; network: string; chat_id: string; message_id: number }>> {
+  payload: (m: { i: number; portal: FloorPortal; eventId: string }) => Record<string, unknown>): Promise<Array<{ id: number; network: string; chat_id: string; message_id: number }>> {
   await c.query('BEGIN')
   const ids = await MessageMap.createManyWithOrigin(q, items)
   const out: unknown[] = []
@@ -160,7 +148,6 @@ async function recordMany(c: pg.PoolClient, q: Queryable, items: NewWithOrigin[]
   // As Outbox.enqueue, plus RETURNING: the floor does not read its queues back (the bridge does) to learn the ids.
   const { rows: outbox } = await c.query<{ id: number; network: string; chat_id: string; message_id: number }>(named(
     `INSERT INTO outbox (portal_id, message_id, network, chat_id, op, payload) VALUES ${rowsSql.join(', ')} RETURNING id, network, chat_id, message_id`, out))
-  await Inbox.markProcessed(q, inbox)
   await c.query('COMMIT')
   return outbox
 }

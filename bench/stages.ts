@@ -11,9 +11,9 @@ import type { WindowEvidence } from './watch.ts'
 /** The stages the bridge process stamps, in the order a message passes them. */
 export const STAGES = [
   /** The bridge has it: Signal's event read from the stream, WhatsApp's delivered by the socket, Matrix's
-   * transaction parsed (its inbox statement issued). */
+   * transaction parsed (its inbox statement issued, or the statement that records it before the answer). */
   'arrival',
-  /** The transaction's inbox rows committed (Matrix only). */
+  /** The transaction's inbox rows committed (Matrix, when it is not recorded before the answer). */
   'stored',
   /** The message and its outbox rows committed. */
   'recorded',
@@ -75,6 +75,9 @@ export function installStageHooks(): { stamp: (text: unknown, stage: Stage) => v
     } else if (text.startsWith('INSERT INTO outbox') || /^WITH input AS[^]*INSERT INTO outbox/.test(text)) {
       // The outbox rows, alone or in the statement that records a few plain messages (MessageMap.createManyWithOrigin).
       const seqs = tagsIn(params)
+      // A Matrix message recorded before the answer has no inbox statement: it arrived when its record was issued
+      // (a Signal or WhatsApp message's earlier arrival stands: StageLog keeps a message's first).
+      at(seqs, 'arrival', start)
       const inTxn = open.get(client)
       if (inTxn) inTxn.push(...seqs)
       else at(seqs, 'recorded')
