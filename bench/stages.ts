@@ -38,6 +38,19 @@ const tagsIn = (values: unknown): number[] => {
   return out
 }
 
+type StatementKind = 'begin' | 'commit' | 'rollback' | 'inbox' | 'outbox' | 'read' | 'sent' | 'other'
+function classify(text: string): StatementKind {
+  if (text === 'BEGIN') return 'begin'
+  if (text === 'COMMIT') return 'commit'
+  if (text === 'ROLLBACK') return 'rollback'
+  if (/^WITH ev AS \(INSERT INTO inbox|^INSERT INTO inbox/.test(text)) return 'inbox'
+  if (text.startsWith('INSERT INTO outbox') || /^WITH input AS[^]*INSERT INTO outbox/.test(text)) return 'outbox'
+  // The queue reads (src/core/outbox.ts, readMany).
+  if (text.startsWith('SELECT o.* FROM unnest') || text.startsWith('(SELECT * FROM outbox WHERE')) return 'read'
+  if (text.startsWith(`WITH done AS (UPDATE outbox SET state = 'sent'`)) return 'sent'
+  return 'other'
+}
+
 /** The tag of message `messageId` in a record statement's answer: its row gives its input position (ord), and the
  * deliveries' positions ($11) and payloads ($15) give the tag (MessageMap.createManyAndQueue's parameters). */
 function handedOver(params: unknown[], rows: Array<{ ord: number | null; id: number }>, messageId: number): number | undefined {
@@ -62,17 +75,27 @@ export function installStageHooks(): { stamp: (text: unknown, stage: Stage) => v
   const ofIds = (ids: unknown): number[] => (Array.isArray(ids) ? ids.flatMap(id => outboxSeq.get(Number(id)) ?? []) : [])
   // Per connection: the tags written inside its open transaction, recorded when it commits.
   const open = new WeakMap<object, number[]>()
+  // What each statement text is, worked out once: the hooks run in the bridge's process and are counted in its CPU
+  // per message, and the record statement's test scans its whole text.
+  const kinds = new Map<string, StatementKind>()
+  const kindOf = (text: string): StatementKind => {
+    let kind = kinds.get(text)
+    if (kind === undefined) kinds.set(text, (kind = classify(text)))
+    return kind
+  }
   const observe = (client: object, text: string, params: unknown, rows: unknown[] | undefined, start: number): void => {
-    if (text === 'BEGIN') open.set(client, [])
-    else if (text === 'COMMIT') {
+    const kind = kindOf(text)
+    if (kind === 'other') return
+    if (kind === 'begin') open.set(client, [])
+    else if (kind === 'commit') {
       at(open.get(client) ?? [], 'recorded')
       open.delete(client)
-    } else if (text === 'ROLLBACK') open.delete(client)
-    else if (/^WITH ev AS \(INSERT INTO inbox|^INSERT INTO inbox/.test(text)) {
+    } else if (kind === 'rollback') open.delete(client)
+    else if (kind === 'inbox') {
       const seqs = tagsIn(params)
       at(seqs, 'arrival', start)
       at(seqs, 'stored')
-    } else if (text.startsWith('INSERT INTO outbox') || /^WITH input AS[^]*INSERT INTO outbox/.test(text)) {
+    } else if (kind === 'outbox') {
       // The outbox rows, alone or in the statement that records a few plain messages (MessageMap.createManyWithOrigin).
       const seqs = tagsIn(params)
       // A Matrix message recorded before the answer has no inbox statement: it arrived when its record was issued
@@ -90,7 +113,7 @@ export function installStageHooks(): { stamp: (text: unknown, stage: Stage) => v
         outboxSeq.set(Number(r.outbox_id), seq)
         at([seq], 'read')
       }
-    } else if (text.startsWith('SELECT o.* FROM unnest') || text.startsWith('(SELECT * FROM outbox WHERE')) {
+    } else if (kind === 'read') {
       // The queue reads (src/core/outbox.ts, readMany): a row is stamped the first time a read finds it.
       for (const r of (rows ?? []) as Array<{ id: number; payload: unknown }>) {
         if (outboxSeq.has(Number(r.id))) continue
@@ -99,7 +122,7 @@ export function installStageHooks(): { stamp: (text: unknown, stage: Stage) => v
         outboxSeq.set(Number(r.id), seq)
         at([seq], 'read')
       }
-    } else if (text.startsWith(`WITH done AS (UPDATE outbox SET state = 'sent'`)) {
+    } else if (kind === 'sent') {
       at(ofIds((params as unknown[])[0]), 'acknowledged')
       for (const id of (params as unknown[])[0] as number[]) outboxSeq.delete(Number(id))
     }
@@ -124,9 +147,12 @@ export function installStageHooks(): { stamp: (text: unknown, stage: Stage) => v
 
   // signal-cli's events arrive on a server-sent-events response read chunk by chunk.
   const emitEvent = IncomingMessage.prototype.emit as (this: IncomingMessage, event: string | symbol, ...args: unknown[]) => boolean
-  IncomingMessage.prototype.emit = function (this: IncomingMessage, event: string | symbol, ...args: unknown[]): boolean {
-    if (event === 'data' && this.headers['content-type']?.startsWith('text/event-stream')) at(tagsIn([String(args[0])]), 'arrival')
-    return emitEvent.call(this, event, ...args)
+  // Every emit of every HTTP message passes here: `arguments` is handed on as it is, with no rest array and spread
+  // per call (counted in the bridge's CPU per message, like everything in its process).
+  IncomingMessage.prototype.emit = function (this: IncomingMessage, event: string | symbol, chunk?: unknown): boolean {
+    if (event === 'data' && this.headers['content-type']?.startsWith('text/event-stream')) at(tagsIn([String(chunk)]), 'arrival')
+    // eslint-disable-next-line prefer-rest-params
+    return Reflect.apply(emitEvent, this, arguments) as boolean
   } as typeof IncomingMessage.prototype.emit
 
   return {

@@ -11,7 +11,11 @@ import { displayNameWithin } from './limits.ts'
 
 // Matrix localparts allow a-z 0-9 . _ = - /; anything else is escaped as =xx (the mautrix convention),
 // which keeps the mapping reversible.
+const NEEDS_NO_ESCAPE = /^[a-z0-9._\-/]*$/
 export function escapeLocalpart(id: string): string {
+  // Signal ACIs and WhatsApp person ids are such text already, and every message to Matrix names its ghost: one
+  // test instead of a buffer, a test and a concatenation per byte.
+  if (NEEDS_NO_ESCAPE.test(id)) return id
   let out = ''
   for (const b of Buffer.from(id, 'utf8')) {
     const c = String.fromCharCode(b)

@@ -77,6 +77,18 @@ describe('transaction pushing', () => {
     expect(as.accepted.every((t) => (t.body['events'] as unknown[]).length <= 2)).toBe(true)
   })
 
+  it('pushes one transaction after another over one kept-alive connection, as Synapse\'s connection pool does', async () => {
+    const { as, hs, api } = await setup()
+    const room = await botRoom(hs, api)
+    for (let i = 0; i < 5; i++) {
+      await hs.sendMessage(ADMIN, room, `k${i}`)
+      await hs.waitForPushIdle()
+    }
+    expect(bodies(as).filter((c) => c.content.body?.startsWith('k'))).toHaveLength(5)
+    expect(as.accepted.length).toBeGreaterThanOrEqual(5)
+    expect(as.connections).toBe(1)
+  })
+
   it('legacy mode: un-prefixed path with ?access_token= and no Authorization header', async () => {
     const { as, hs, api } = await setup({ transactionStyle: 'legacy' })
     await botRoom(hs, api)

@@ -1,6 +1,6 @@
 // Homeserver → appservice traffic, as Synapse does it: one transaction at a time, events in order, the
 // same txnId and the very same body retried until a 2xx; user queries; the ping callback.
-import { request } from 'node:http'
+import { Agent, request } from 'node:http'
 import type { ToDeviceMessage } from './e2ee.ts'
 import type { AppserviceRegistration, FakeEvent, PushAttempt, TransactionBody } from './types.ts'
 
@@ -27,10 +27,10 @@ export interface HttpResult {
   body: string
 }
 
-/** One HTTP exchange with no keep-alive, so stopping either side never waits on an idle socket. */
-export function httpCall(method: string, url: string, headers: Record<string, string>, body: string | undefined, timeoutMs: number): Promise<HttpResult> {
+/** One HTTP exchange; through `agent` if given, else on a connection of its own. */
+export function httpCall(method: string, url: string, headers: Record<string, string>, body: string | undefined, timeoutMs: number, agent: Agent | false = false): Promise<HttpResult> {
   return new Promise((resolve, reject) => {
-    const req = request(url, { method, headers: { ...headers, ...(body !== undefined ? { 'Content-Type': 'application/json', 'Content-Length': String(Buffer.byteLength(body)) } : {}) }, agent: false })
+    const req = request(url, { method, headers: { ...headers, ...(body !== undefined ? { 'Content-Type': 'application/json', 'Content-Length': String(Buffer.byteLength(body)) } : {}) }, agent })
     req.setTimeout(timeoutMs, () => req.destroy(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })))
     req.on('error', reject)
     req.on('response', (res) => {
@@ -57,6 +57,11 @@ export class TransactionPusher {
   private paused = false
   private stopped = false
   private wake: (() => void) | undefined
+  /** Synapse pushes through a pool of persistent connections (synapse/http/client.py, SimpleHttpClient:
+   * HTTPConnectionPool, idle connections kept 2 minutes), so an appservice accepts a connection once, not once per
+   * transaction. Idle sockets are unref'd by the Agent, and server.close() ends them on the other side, so neither
+   * side's stop waits on them; stop() destroys them. */
+  private readonly agent = new Agent({ keepAlive: true })
 
   constructor(opts: PusherOptions) {
     this.opts = opts
@@ -120,6 +125,7 @@ export class TransactionPusher {
   stop(): void {
     this.stopped = true
     this.wakeUp()
+    this.agent.destroy()
   }
 
   kick(): void {
@@ -177,7 +183,7 @@ export class TransactionPusher {
       const { target, headers } = this.target(url, `transactions/${encodeURIComponent(txnId)}`)
       const record: PushAttempt = { txnId, attempt, url: target.replace(/access_token=[^&]+/, 'access_token=…'), body, status: undefined, at: Date.now() }
       try {
-        const res = await httpCall('PUT', target, headers, text, this.opts.pushTimeoutMs)
+        const res = await httpCall('PUT', target, headers, text, this.opts.pushTimeoutMs, this.agent)
         record.status = res.status
         if (res.status < 200 || res.status >= 300) record.error = res.body.slice(0, 500)
       } catch (err) {
@@ -211,7 +217,7 @@ export class TransactionPusher {
     if (!url) return false
     const { target, headers } = this.target(url, `users/${encodeURIComponent(userId)}`)
     try {
-      const res = await httpCall('GET', target, headers, undefined, this.opts.pushTimeoutMs)
+      const res = await httpCall('GET', target, headers, undefined, this.opts.pushTimeoutMs, this.agent)
       return res.status >= 200 && res.status < 300
     } catch {
       return false

@@ -29,6 +29,8 @@ export class RecordingAppservice {
   delayMs = 0
   /** Most transactions handled at the same time. */
   maxConcurrent = 0
+  /** TCP connections the homeserver opened to this endpoint. */
+  connections = 0
   private inFlight = 0
   private readonly server: Server
   private readonly changes = new EventEmitter()
@@ -51,6 +53,7 @@ export class RecordingAppservice {
         res.end(JSON.stringify(body))
       }))
     })
+    this.server.on('connection', () => this.connections++)
   }
 
   private async answer(method: string, rawUrl: string, authorization: string | undefined, text: string, reply: (status: number, body: unknown) => void): Promise<void> {
