@@ -105,6 +105,9 @@ function ephemeralOf(body: object): unknown[] {
   return (list as unknown[] | undefined) ?? []
 }
 
+/** Longer than the 2 minutes Synapse's connection pool keeps an idle connection (SimpleHttpClient's pool). */
+const IDLE_CONNECTION_MS = 130_000
+
 const ROUTE = /^(?:\/_matrix\/app\/v1)?\/(transactions|users|rooms)\/([^/]+)$/
 
 export class AppserviceServer {
@@ -129,6 +132,10 @@ export class AppserviceServer {
         else res.end()
       })
     })
+    // Synapse keeps an idle connection in its pool for 2 minutes and reuses it for the next push. Node closes an
+    // idle one after 5 s by default, so a push that came just then met a closed connection and failed (Twisted
+    // does not retry a PUT), and Synapse backs off from the bridge. Kept longer, the homeserver always closes first.
+    server.keepAliveTimeout = IDLE_CONNECTION_MS
     this.server = server
     return new Promise((resolve, reject) => {
       server.once('error', reject)
@@ -138,6 +145,11 @@ export class AppserviceServer {
         resolve(typeof addr === 'object' && addr ? addr.port : port)
       })
     })
+  }
+
+  /** How long the listening server keeps an idle connection open (undefined before listen). */
+  get idleConnectionMs(): number | undefined {
+    return this.server?.keepAliveTimeout
   }
 
   async close(): Promise<void> {

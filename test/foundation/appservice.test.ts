@@ -44,6 +44,17 @@ describe.each(DB_KINDS)('appservice endpoint on %s', kind => {
     await db?.close()
   })
 
+  it('keeps an idle connection longer than Synapse keeps it pooled (2 minutes), so the homeserver always closes it first', async () => {
+    db = await freshDb(kind)
+    await start(db)
+    // What the server tells a client in every answer on a kept-alive connection (Node's default, 5 s, made a push
+    // that reused a connection just as it idled out fail).
+    const res = await put('/_matrix/app/v1/transactions/keep', { events: [] })
+    expect(res.status).toBe(200)
+    expect(Number(/timeout=(\d+)/.exec(res.headers.get('keep-alive') ?? '')?.[1])).toBeGreaterThan(120)
+    expect(server.idleConnectionMs).toBeGreaterThan(120_000)
+  })
+
   it('refuses a missing token with 401 M_UNAUTHORIZED and a wrong one with 403 M_FORBIDDEN', async () => {
     db = await freshDb(kind)
     await start(db)
