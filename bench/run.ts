@@ -26,7 +26,7 @@ import {
   ALICE, benchConfig, BRIDGE_NODE_FLAGS, benchRoomId, nowMs, SIGNAL_ALEX, SIGNAL_LOGIN, SIGNAL_RELAY, signalGroupId, tag, untag,
   WHATSAPP_LOGIN, whatsappGroupId,
 } from './config.ts'
-import { probeDisk } from './disk.ts'
+import { probeDisk, settleDisk, type DiskSettle } from './disk.ts'
 import { floorPortals, postgresFloorStep, rampToPlateau, type Plateau } from './floors.ts'
 import { loadHistory } from './history.ts'
 import { nextSeq, openLoop, percentiles, SynapsePusher, Tracker, TransactionPusher, type Net, type PreparedMessage, type Pusher } from './load.ts'
@@ -354,6 +354,8 @@ interface RunResult {
   statements?: StatementCost[]
   /** Latency runs: the machine's steal, iowait and pressure-stall time over the run (bench/watch.ts). */
   machine?: WindowEvidence['machine']
+  /** Latency runs: the wait, before the run, for the disk to finish with the set-up's writes (bench/disk.ts). */
+  diskSettle?: DiskSettle
 }
 
 /** Sends one message per live chat towards Matrix from each remote network and waits: ghosts get registered and joined. */
@@ -448,6 +450,8 @@ async function run(w: World, direction: Direction, opts: { rate: number; duratio
   if (prepared) await warmUpEncrypted(w, port, prepared.splice(0, WARM))
   else if (direction === 'matrix') await warmUpMatrix(w, port)
   else await warmUp(w)
+  const settle = latencyRun ? await settleDisk(`${BUILD}disk-settle`, opts.rate) : undefined
+  if (settle) log(`  disk ${settle.settled ? 'settled' : 'did not settle'} in ${settle.waitedMs} ms (slowest flush per second: ${settle.windowMaxMs.join(', ')} ms)`)
   const chats = direction === 'matrix' ? w.portals : w.live
   const nets = TARGETS[direction]
   let next = 0
@@ -513,6 +517,7 @@ async function run(w: World, direction: Direction, opts: { rate: number; duratio
     bridgeMaxRssMb: round(after.maxRss / 2 ** 20),
     ...(w.stages ? { stages: w.stages.summary(loop.startedAt, 50) } : {}),
     ...(logFrom !== undefined ? { slowStatements: slowStatements(logFrom) } : {}),
+    ...(settle ? { diskSettle: settle } : {}),
   }
   if (watch) {
     result.machine = watch.window(loop.startedAt, loop.endedAt).machine
