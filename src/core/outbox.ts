@@ -86,6 +86,22 @@ interface Sent {
 
 const queueKey = (network: string, chatId: string): string => `${network}\u0000${chatId}`
 
+/** A queue's run whose 'sent' mark is still being written while the queue goes on (see Outbox.sendRun). */
+interface Flight {
+  mark?: Promise<void>
+}
+
+/** Waits for the mark in flight, if any; the flight is empty from then on, whether it committed or failed. */
+async function settled(flight: Flight): Promise<void> {
+  const mark = flight.mark
+  flight.mark = undefined
+  await mark
+}
+
+const release = (waiting: Array<() => void>): void => {
+  for (const resolve of waiting) resolve()
+}
+
 /** Rows by their queue, each queue's in id order. */
 function groupByQueue<R extends OutboxRow>(rows: R[]): Map<string, R[]> {
   const byQueue = new Map<string, R[]>()
@@ -106,8 +122,10 @@ function groupByQueue<R extends OutboxRow>(rows: R[]): Map<string, R[]> {
 export const LONE_MARK_LINGER_MS = 15
 /** The most rows of one queue sent before their marks are committed together. */
 const RUN_MAX = 20
-/** Rows of one queue read at a time. */
-const READ_MAX = 50
+/** Rows of one queue read at a time. A deep queue sends what it read run after run, each run's mark written while
+ * the next is sent, but before it reads again it waits for the last mark (see workRows): a read of five runs makes
+ * that wait rarer than one of two and a half. */
+const READ_MAX = 100
 /** Up to this many queues are read with one arm each (readMany). */
 const FEW_QUEUES = 4
 
@@ -223,10 +241,13 @@ export class Outbox {
   }
 
   private letRecordWaitersGo(key: string): void {
-    const waiting = this.recordWaiters.get(key)
-    if (!waiting) return
+    release(this.takeRecordWaiters(key))
+  }
+
+  private takeRecordWaiters(key: string): Array<() => void> {
+    const waiting = this.recordWaiters.get(key) ?? []
     this.recordWaiters.delete(key)
-    for (const resolve of waiting) resolve()
+    return waiting
   }
 
   /**
@@ -348,48 +369,52 @@ export class Outbox {
   }
 
   /** The queue's rows in order, until it is empty, must wait (for a retry, a release…), or has records under way
-   * (their end kicks it again). */
+   * (their end kicks it again). Nothing of the queue is left unmarked when it returns (see sendRun). */
   private async workRows(network: string, chatId: string, key: string, known: { rows?: OutboxRow[]; after: number }): Promise<'empty' | 'waits' | 'recording'> {
-    while (!this.stopped) {
-      if (known.rows && this.records.has(key)) return 'recording'
-      const rows = known.rows ? known.rows.splice(0, READ_MAX) : await this.reads.add({ network, chatId })
-      if (rows.length === 0) return 'empty'
-      known.after = Math.max(known.after, rows.at(-1)!.id)
-      let stale = false
-      for (let i = 0; i < rows.length; i++) {
-        const row = rows[i]!
-        if (this.stopped) return 'waits' // a row being sent stays 'pending': the next start sends it again
-        if (row.state === 'held') return 'waits' // the whole queue waits for release()
-        const wait = new Date(row.next_attempt_at).getTime() - this.opts.now()
-        if (wait > 0) {
-          this.wakeLater(network, chatId, wait)
-          return 'waits'
+    const flight: Flight = {}
+    try {
+      while (!this.stopped) {
+        if (known.rows && this.records.has(key)) return 'recording'
+        // A read would find the last run's rows still 'pending' before their mark commits: it waits for that.
+        const rows = known.rows ? known.rows.splice(0, READ_MAX) : await settled(flight).then(() => this.reads.add({ network, chatId }))
+        if (rows.length === 0) return 'empty'
+        known.after = Math.max(known.after, rows.at(-1)!.id)
+        let stale = false
+        for (let i = 0; i < rows.length; i++) {
+          const row = rows[i]!
+          if (this.stopped) return 'waits' // a row being sent stays 'pending': the next start sends it again
+          if (row.state === 'held') return 'waits' // the whole queue waits for release()
+          const wait = new Date(row.next_attempt_at).getTime() - this.opts.now()
+          if (wait > 0) {
+            this.wakeLater(network, chatId, wait)
+            return 'waits'
+          }
+          const run = this.batchable(rows, i)
+          if (run.length > 1) {
+            if (!await this.sendRun(run, key, flight)) return 'waits'
+            // The rest of the rows read are still to be sent as read: only this queue's worker changes an open row of
+            // it (release and expiry touch held queues, a room upgrade moves Matrix rows, which dispatch follows).
+            i += run.length - 1
+            continue
+          }
+          await settled(flight) // a reply, edit, deletion or reaction may look up a copy the last run records
+          const outcome = await this.attempt(row, rows[i + 1])
+          this.letRecordWaitersGo(key)
+          if (outcome === 'stop') return 'waits'
+          if (outcome === 'read_again') {
+            known.rows = undefined
+            stale = true
+            break
+          }
         }
-        const run = this.batchable(rows, i)
-        if (run.length > 1) {
-          const goOn = await this.sendRun(run)
-          this.letRecordWaitersGo(queueKey(network, chatId))
-          if (!goOn) return 'waits'
-          stale = true
-          // The rows read before are stale now: read the queue again. Rows handed over are not (any change
-          // elsewhere makes the queue unknown): they go back in front.
-          if (known.rows) known.rows.unshift(...rows.slice(i + run.length))
-          break
-        }
-        const outcome = await this.attempt(row, rows[i + 1])
-        this.letRecordWaitersGo(queueKey(network, chatId))
-        if (outcome === 'stop') return 'waits'
-        if (outcome === 'read_again') {
-          known.rows = undefined
-          stale = true
-          break
-        }
+        // All of a short read is done: rows added since were kicked, and a kick during this run runs the queue
+        // again (see kick), so reading once more would only find nothing.
+        if (!stale && rows.length < READ_MAX) return 'empty'
       }
-      // All of a short read is done: rows added since were kicked, and a kick during this run runs the queue
-      // again (see kick), so reading once more would only find nothing.
-      if (!stale && rows.length < READ_MAX) return 'empty'
+      return 'waits'
+    } finally {
+      await flight.mark
     }
-    return 'waits'
   }
 
   /** Whether a row may be sent now (not held, not waiting for a retry). */
@@ -413,10 +438,16 @@ export class Outbox {
 
   /**
    * Sends a run in order and marks the sent ones with their copies in one statement at the end: one commit for the
-   * run instead of one per row. A crash in between re-sends the run, still 'pending'. Returns whether the queue may
-   * go on.
+   * run instead of one per row. That mark is written while the queue sends its next run (`flight`), so that a deep
+   * queue does not stand still for a commit between runs; the queue awaits it before that run's own mark, before
+   * anything else it does and before it stops working. Until it commits the rows stay 'pending': a crash sends them
+   * again, at most this run and the one before, in order. Returns whether the queue may go on.
    */
-  private async sendRun(run: OutboxRow[]): Promise<boolean> {
+  private async sendRun(run: OutboxRow[], key: string, flight: Flight): Promise<boolean> {
+    // Who waits for the sends in flight now waits for the last run's mark: nothing else of the queue is unmarked.
+    const before = this.takeRecordWaiters(key)
+    if (flight.mark) void flight.mark.then(() => release(before), () => release(before))
+    else release(before)
     const sent: Sent[] = []
     let failure: { row: OutboxRow; err: unknown } | undefined
     for (const row of run) {
@@ -428,9 +459,19 @@ export class Outbox {
         break
       }
     }
-    await this.finishes.add(sent)
-    for (const { row } of sent) this.opts.onSent?.(row)
-    if (!failure) return !this.stopped
+    // The last run's mark first: if it failed, this run is not marked either, and both are sent again in order.
+    await settled(flight)
+    const during = this.takeRecordWaiters(key)
+    const mark = this.finishes.add(sent)
+      .then(() => {
+        for (const { row } of sent) this.opts.onSent?.(row)
+      })
+      .finally(() => release(during))
+    if (!failure) {
+      flight.mark = mark
+      return !this.stopped
+    }
+    await mark
     return (await this.failed(failure.row, failure.row.attempts + 1, failure.err)) === 'next'
   }
 
