@@ -569,7 +569,13 @@ export class Session {
   async logout(): Promise<void> {
     this.#loggingOut = true
     this.stopped = true
+    clearTimeout(this.#timer)
+    this.#gate.stop()
     await this.sock?.logout().catch(() => {})
+    // What the session still had queued (a sighting of the phone, keys, a message being recorded with its content)
+    // is finished now, before the login's rows are deleted (WhatsAppNetwork.logout), so that none is written after.
+    await this.#chain
+    await this.#ephemeralChain
     await this.#loggedOut('The relay account was logged out of WhatsApp by a command.')
   }
 
