@@ -58,10 +58,10 @@ export class TransactionPusher {
   private stopped = false
   private wake: (() => void) | undefined
   /** Synapse pushes through a pool of persistent connections (synapse/http/client.py, SimpleHttpClient:
-   * HTTPConnectionPool, idle connections kept 2 minutes), so an appservice accepts a connection once, not once per
-   * transaction. Idle sockets are unref'd by the Agent, and server.close() ends them on the other side, so neither
-   * side's stop waits on them; stop() destroys them. */
-  private readonly agent = new Agent({ keepAlive: true })
+   * HTTPConnectionPool, idle connections kept 2 minutes, then closed by the pool), so an appservice accepts a
+   * connection once, not once per transaction. Idle sockets are unref'd by the Agent, and server.close() ends them on
+   * the other side, so neither side's stop waits on them; stop() destroys them. */
+  private readonly agent = new Agent({ keepAlive: true, timeout: 120_000 })
 
   constructor(opts: PusherOptions) {
     this.opts = opts
