@@ -60,7 +60,7 @@ export interface BridgeDeps {
   /** The Signal and WhatsApp adapters; by default built from the config. */
   networks?: RemoteNetwork[]
   /** Shorter delays for tests. */
-  timings?: { backoff?: { initialMs: number; maxMs: number; maxAttempts: number }; inboxRetryMs?: number; homeserverRetryMs?: number; maintenanceMs?: number; retentionMs?: number; expiryPollMs?: number; loneMarkLingerMs?: number }
+  timings?: { backoff?: { initialMs: number; maxMs: number; maxAttempts: number }; inboxRetryMs?: number; homeserverRetryMs?: number; maintenanceMs?: number; retentionMs?: number; expiryPollMs?: number; loneMarkLingerMs?: number; markCarryMs?: number }
   /** The clock disappearing messages are due by (a test moves it a week on). */
   now?: () => number
   /** The console's clock (sign-in links and sessions expire by it) and how often open pages refresh. */
@@ -248,6 +248,7 @@ async function assemble(config: Config, deps: BridgeDeps, started: StopStep[]): 
     holdRetentionMs: config.bridge.hold_retention_hours * 3_600_000,
     ...(deps.timings?.backoff ? { backoff: deps.timings.backoff } : {}),
     ...(deps.timings?.loneMarkLingerMs !== undefined ? { loneMarkLingerMs: deps.timings.loneMarkLingerMs } : {}),
+    ...(deps.timings?.markCarryMs !== undefined ? { markCarryMs: deps.timings.markCarryMs } : {}),
   })
 
   /** A remote group with no portal spoke: make a room for it and invite the relay's owner. */

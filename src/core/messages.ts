@@ -2,6 +2,7 @@
 // reactions resolve through it, across restarts.
 import type { Queryable } from '../db/types.ts'
 import type { CopyRef, NetworkId, Person } from './model.ts'
+import { markSentCtes, type MarkParams } from './outbox.ts'
 
 export interface MessageRow {
   id: number
@@ -51,6 +52,8 @@ export interface AlsoRecorded {
   deliveries: Array<{ item: number; portalId: number; network: NetworkId; chatId: string; payload: string }>
   /** `statement(param)`: a data-modifying statement marking `ids` (passed as `param`, a bigint[]) handled. */
   handled?: { ids: number[]; statement: (param: string) => string } | undefined
+  /** Deliveries sent before, marked sent with their copies (Outbox.carry). */
+  marks?: MarkParams | undefined
 }
 
 /** A new message and the copy it arrived as. */
@@ -121,7 +124,8 @@ export const MessageMap = {
              FROM unnest($11::bigint[], $12::bigint[], $13::text[], $14::text[], $15::text[]) WITH ORDINALITY AS d(ord, portal_id, network, chat_id, payload, n)
              JOIN fresh f ON f.ord = d.ord ORDER BY d.n
              RETURNING id, message_id, network, chat_id)${also.handled ? `,
-       h AS (${also.handled.statement('$16')})` : ''}` : ''}
+       h AS (${also.handled.statement('$16')})` : ''}${also.marks ? `,
+       ${markSentCtes(`$${also.handled ? 17 : 16}`, `$${also.handled ? 18 : 17}`)}` : ''}` : ''}
        SELECT ord, id${also ? `, NULL::bigint AS outbox_id, NULL AS network, NULL AS chat_id FROM fresh
        UNION ALL SELECT NULL, message_id, id, network, chat_id FROM o` : ' FROM fresh'}`,
       [col(i => i.m.portalId), col(i => i.m.sender.network), col(i => i.m.sender.id), col(i => i.m.sender.displayName),
@@ -129,7 +133,8 @@ export const MessageMap = {
         col(i => (i.c.extra ? JSON.stringify(i.c.extra) : null)),
         ...(also ? [also.deliveries.map(d => d.item + 1), also.deliveries.map(d => d.portalId), also.deliveries.map(d => d.network),
           also.deliveries.map(d => d.chatId), also.deliveries.map(d => d.payload)] : []),
-        ...(also?.handled ? [also.handled.ids] : [])],
+        ...(also?.handled ? [also.handled.ids] : []),
+        ...(also?.marks ? [also.marks.ids, also.marks.copies] : [])],
     )
     const ids: Array<number | undefined> = items.map(() => undefined)
     const queued: Queued[] = []

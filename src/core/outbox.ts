@@ -62,26 +62,41 @@ export interface OutboxOptions {
   now?: () => number
   /** LONE_MARK_LINGER_MS, unless a test needs the merge not to depend on the machine's load. */
   loneMarkLingerMs?: number
+  /** MARK_CARRY_MS, unless a test needs the carry not to depend on the machine's load. */
+  markCarryMs?: number
 }
 
 /**
- * Rows marked sent ($1: ids) with the copies their sends made ($2: a JSON array of message_copies rows) and, when $3
- * names the queue's next row, whether that row is still to be sent (`next`: not held, failed, moved or deleted since
- * it was read). Exported for the benchmark's PostgreSQL floor, which commits what the bridge commits.
+ * The common table expressions that mark rows sent (`ids`: the parameter of their ids) with the copies their sends
+ * made (`copies`: the parameter of a JSON array of message_copies rows, see MarkParams): in a statement of their own
+ * (MARK_SENT_SQL) or carried by a message's record (Outbox.carry).
  *
  * The ids are unnested in a subquery, not given to ANY() as they are: PostgreSQL estimates a parameter array's length
  * from its value when it plans for that value, and assumes 10 elements in the plan it keeps for every value, so the
- * kept plan always looked dearer and it planned the statement anew at each execution (150 µs of its CPU per mark).
- * Its estimate for the subquery is the same both ways: the plan is kept.
+ * kept plan always looked dearer and it planned the statement anew at each execution (150 µs of its CPU per mark
+ * alone, 480 µs for a record carrying one). Its estimate for the subquery is the same both ways: the plan is kept.
  */
-export const MARK_SENT_SQL = `WITH done AS (UPDATE outbox SET state = 'sent', attempts = attempts + 1, finished_at = now(), last_error = NULL WHERE id = ANY(ARRAY(SELECT unnest($1::bigint[])))),
+export const markSentCtes = (ids: string, copies: string): string => `done AS (UPDATE outbox SET state = 'sent', attempts = attempts + 1, finished_at = now(), last_error = NULL WHERE id = ANY(ARRAY(SELECT unnest(${ids}::bigint[])))),
        copies AS (INSERT INTO message_copies (network, chat_id, remote_id, message_id, role, is_origin, author_id, sent_at, extra)
          SELECT c.network, c.chat_id, c.remote_id, c.message_id, c.role, false, c.author_id, c.sent_at, c.extra
-         FROM jsonb_to_recordset($2::jsonb) AS c(network text, chat_id text, remote_id text, message_id bigint, role text,
+         FROM jsonb_to_recordset(${copies}::jsonb) AS c(network text, chat_id text, remote_id text, message_id bigint, role text,
            author_id text, sent_at bigint, extra jsonb)
-         ON CONFLICT DO NOTHING),
+         ON CONFLICT DO NOTHING)`
+
+/**
+ * Rows marked sent ($1, $2: see markSentCtes) and, when $3 names the queue's next row, whether that row is still to
+ * be sent (`next`: not held, failed, moved or deleted since it was read). Exported for the benchmark's PostgreSQL
+ * floor, which commits what the bridge commits.
+ */
+export const MARK_SENT_SQL = `WITH ${markSentCtes('$1', '$2')},
        nxt AS (SELECT 1 FROM outbox WHERE id = $3 AND state IN ('pending', 'sending'))
        SELECT (SELECT count(*)::int FROM nxt) AS next`
+
+/** What markSentCtes takes: the rows' ids, and their copies as JSON text. */
+export interface MarkParams {
+  ids: number[]
+  copies: string
+}
 
 /** A row sent, with the copy its send made. */
 interface Sent {
@@ -89,7 +104,32 @@ interface Sent {
   copy: SentCopy[] | void
 }
 
+function markParams(sent: Sent[]): MarkParams {
+  return {
+    ids: sent.map(x => x.row.id),
+    copies: JSON.stringify(sent.flatMap(x => x.copy ?? []).map(c => ({
+      network: c.network, chat_id: c.chatId, remote_id: c.remoteId, message_id: c.messageId, role: c.role,
+      author_id: c.authorId, sent_at: c.sentAt, extra: c.extra ?? null,
+    }))),
+  }
+}
+
+/** Lone 'sent' marks handed to a message's record statement (Outbox.carry): settle them with its outcome. */
+export interface CarriedMarks extends MarkParams {
+  /** The statement committed: the rows are marked. */
+  done(): void
+  /** It failed: the marks are written on their own. */
+  failed(): void
+}
+
 const queueKey = (network: string, chatId: string): string => `${network}\u0000${chatId}`
+
+/** What a queue's worker knows without reading the table (see Outbox.known). */
+interface Known {
+  rows?: OutboxRow[] | undefined
+  after: number
+  meanwhile?: OutboxRow[] | undefined
+}
 
 /** A queue's run whose 'sent' mark is still being written while the queue goes on (see Outbox.sendRun). */
 interface Flight {
@@ -125,6 +165,13 @@ function groupByQueue<R extends OutboxRow>(rows: R[]): Map<string, R[]> {
  * send that hangs holds another queue's mark (its next row, its recorded() waiters) back only that little.
  */
 export const LONE_MARK_LINGER_MS = 15
+/**
+ * How long a lone 'sent' mark, with nothing else to join it, waits for the next message's record statement to carry
+ * it (Router.recordPlain) instead of a statement and a commit of its own: at 100 msg/s the next message comes 10 ms
+ * after the last, so each message pays one commit, not two. Until then the rows stay 'pending': a crash meanwhile
+ * sends them again, as it would a send not yet answered.
+ */
+export const MARK_CARRY_MS = 15
 /** The most rows of one queue sent before their marks are committed together. */
 const RUN_MAX = 20
 /** Rows of one queue read at a time. A deep queue sends what it read run after run, each run's mark written while
@@ -154,8 +201,12 @@ export class Outbox {
    * `after`: the last row id the worker has taken; a row handed over at or below it (its record's answer came
    * after a read had already found it, or rows of one chat committed out of id order) makes the queue unknown
    * rather than be sent twice or out of order. The table stays the truth: only this process writes it.
+   * `meanwhile`: while a worker that read the table runs, the rows handed over (undefined once a change came without
+   * them): if its run ends with the queue empty, they are all the queue holds. At low rates a lone mark waits for
+   * the next message's record (MARK_CARRY_MS), so each run ends only after the next message was handed over: without
+   * them a queue that once had to read would read again for every message.
    */
-  private readonly known = new Map<string, { rows?: OutboxRow[]; after: number }>()
+  private readonly known = new Map<string, Known>()
   /**
    * Records under way per queue (see recording()): a worker working from what was handed over waits for them,
    * since a record begun now may commit a lower id than one already handed over, and the queue goes in id order.
@@ -167,7 +218,17 @@ export class Outbox {
 
   constructor(opts: OutboxOptions) {
     this.opts = { backoff: { initialMs: 1000, maxMs: 300_000, maxAttempts: 15 }, now: Date.now, ...opts }
-    this.finishes = new Coalescer<Sent[]>(lists => this.markSent(lists.flat()).then(() => {}), undefined, opts.loneMarkLingerMs ?? LONE_MARK_LINGER_MS)
+    this.finishes = new Coalescer<Sent[]>(lists => this.markSent(lists.flat()).then(() => {}), undefined,
+      opts.loneMarkLingerMs ?? LONE_MARK_LINGER_MS, opts.markCarryMs ?? MARK_CARRY_MS)
+  }
+
+  /**
+   * The lone 'sent' marks waiting for a carrier (MARK_CARRY_MS), for the record statement about to be sent to write
+   * too; undefined when none waits.
+   */
+  carry(): CarriedMarks | undefined {
+    const taken = this.finishes.take()
+    return taken && { ...markParams(taken.items.flat()), done: taken.done, failed: taken.failed }
   }
 
   /**
@@ -238,6 +299,7 @@ export class Outbox {
   recorded(network: string, chatId: string): Promise<void> {
     const key = queueKey(network, chatId)
     if (!this.running.has(key)) return Promise.resolve()
+    this.finishes.hurry() // a mark lingering for a carrier goes now: it may be this one
     return new Promise(resolve => {
       const waiting = this.recordWaiters.get(key)
       if (waiting) waiting.push(resolve)
@@ -290,6 +352,9 @@ export class Outbox {
         known.rows.push(...recorded)
         if (known.rows.length > 1) known.rows.sort((a, b) => a.id - b.id)
       } else known.rows = undefined
+    } else if (known?.meanwhile) {
+      if (recorded) known.meanwhile.push(...recorded)
+      else known.meanwhile = undefined
     }
     this.run(network, chatId, key)
   }
@@ -364,18 +429,25 @@ export class Outbox {
   private async work(network: string, chatId: string, key: string): Promise<void> {
     let known = this.known.get(key)
     if (!known) this.known.set(key, (known = { after: 0 }))
+    if (!known.rows) known.meanwhile = []
     const end = await this.workRows(network, chatId, key, known).catch(err => {
-      known.rows = undefined
+      known.rows = known.meanwhile = undefined
       throw err
     })
+    const meanwhile = known.meanwhile
+    known.meanwhile = undefined
     // Empty, and nothing recorded since that was not handed over (a kick meanwhile runs the queue again).
     if (end === 'waits') known.rows = undefined
-    else if (end === 'empty' && !known.rows && !this.again.has(key)) known.rows = []
+    else if (end === 'empty' && !known.rows) {
+      if (!this.again.has(key)) known.rows = []
+      // Handed over during the run, none of them at or below a row it took (a read may have found them already).
+      else if (meanwhile?.every(r => r.id > known.after)) known.rows = meanwhile.sort((a, b) => a.id - b.id)
+    }
   }
 
   /** The queue's rows in order, until it is empty, must wait (for a retry, a release…), or has records under way
    * (their end kicks it again). Nothing of the queue is left unmarked when it returns (see sendRun). */
-  private async workRows(network: string, chatId: string, key: string, known: { rows?: OutboxRow[]; after: number }): Promise<'empty' | 'waits' | 'recording'> {
+  private async workRows(network: string, chatId: string, key: string, known: Known): Promise<'empty' | 'waits' | 'recording'> {
     const flight: Flight = {}
     try {
       while (!this.stopped) {
@@ -486,14 +558,8 @@ export class Outbox {
    */
   private async markSent(sent: Sent[], next?: number): Promise<boolean> {
     if (sent.length === 0) return false
-    const copies = sent.flatMap(x => x.copy ?? [])
-    const { rows } = await this.opts.db.query<{ next: number }>(
-      MARK_SENT_SQL,
-      [sent.map(x => x.row.id), JSON.stringify(copies.map(c => ({
-        network: c.network, chat_id: c.chatId, remote_id: c.remoteId, message_id: c.messageId, role: c.role,
-        author_id: c.authorId, sent_at: c.sentAt, extra: c.extra ?? null,
-      }))), next ?? null],
-    )
+    const { ids, copies } = markParams(sent)
+    const { rows } = await this.opts.db.query<{ next: number }>(MARK_SENT_SQL, [ids, copies, next ?? null])
     return (rows[0]?.next ?? 0) > 0
   }
 
@@ -514,7 +580,9 @@ export class Outbox {
     try {
       const copy = await this.opts.dispatch({ ...row, attempts })
       // With a next row, one statement marks this one sent and checks that one.
-      const goOn = next && !this.stopped ? await this.markSent([{ row, copy }], next.id) : await (lone ?? this.finishes).add([{ row, copy }]).then(() => true)
+      const marked = next && !this.stopped ? this.markSent([{ row, copy }], next.id) : (lone ?? this.finishes).add([{ row, copy }]).then(() => true)
+      if (this.recordWaiters.has(queueKey(row.network, row.chat_id))) this.finishes.hurry() // an answer to the copy waits
+      const goOn = await marked
       this.opts.onSent?.(row)
       return goOn ? 'next' : 'read_again'
     } catch (err) {

@@ -194,14 +194,18 @@ export class Router {
     // would give it (no undefined members, dates as strings).
     const deliveries = fans.flatMap((list, item) => list.map(d => ({ item, portalId: d.portalId, network: d.network, chatId: d.chatId, payload: JSON.stringify(d.payload) })))
     const recorded = this.opts.outbox.recording(deliveries)
+    // Lone 'sent' marks of earlier messages go in this statement: at low rates one commit per message, not two.
+    const marks = this.opts.outbox.carry()
     let ids: Array<number | undefined>
     let queued: Queued[]
     try {
-      ({ ids, queued } = await MessageMap.createManyAndQueue(this.opts.db, items.map(({ portal, event, sender }) => newMessage(portal, event, sender)), { deliveries, handled }))
+      ({ ids, queued } = await MessageMap.createManyAndQueue(this.opts.db, items.map(({ portal, event, sender }) => newMessage(portal, event, sender)), { deliveries, handled, marks }))
     } catch (err) {
+      marks?.failed()
       recorded()
       throw err
     }
+    marks?.done()
     const itemOf = new Map(ids.flatMap((id, item) => id === undefined ? [] : [[id, item] as const]))
     recorded(queued.map(q => {
       const d = deliveries.find(x => x.item === itemOf.get(q.messageId) && x.network === q.network && x.chatId === q.chatId)!

@@ -214,7 +214,7 @@ export class Inbox {
 
   /** markProcessed's statement, the ids in `param`: the router may join it to the one that records the events. */
   static markProcessedStatement(param: string): string {
-    return `UPDATE inbox SET processed_at = now() WHERE id = ANY(ARRAY(SELECT unnest(${param}::bigint[])))` // see MARK_SENT_SQL
+    return `UPDATE inbox SET processed_at = now() WHERE id = ANY(ARRAY(SELECT unnest(${param}::bigint[])))` // see markSentCtes
   }
 
   async recordFailure(id: number, error: string): Promise<void> {

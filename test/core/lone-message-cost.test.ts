@@ -14,6 +14,8 @@ import { content, settled } from '../support/relay.ts'
 class Counting {
   on = false
   statements: string[] = []
+  /** The same, whole. */
+  sql: string[] = []
   commits = 0
 
   wrap(db: Db): Db {
@@ -21,6 +23,7 @@ class Counting {
       query: (sql: string, params?: unknown[]) => {
         if (this.on) {
           this.statements.push(sql.replace(/\s+/g, ' ').slice(0, 70))
+          this.sql.push(sql)
           // An autocommit statement that writes commits by itself (a data-modifying CTE too).
           if (!inTx && /\b(INSERT|UPDATE|DELETE)\b/i.test(sql)) this.commits++
         }
@@ -36,6 +39,7 @@ class Counting {
       transaction: work => {
         if (this.on) {
           this.statements.push('BEGIN … COMMIT') // two round trips, counted as the statements around the work
+          this.sql.push('BEGIN … COMMIT')
           this.commits++
         }
         return db.transaction(tx => work(counted(tx, true)))
@@ -144,5 +148,39 @@ describe.each(DB_KINDS)('a lone message’s statements and commits on %s', kind 
     expect(marks(counting)).toBe(1)
     expect(counting.roundTrips).toBeLessThanOrEqual(12)
     expect(counting.commits).toBeLessThanOrEqual(6)
+  })
+
+  // At 100 msg/s a message comes every 10 ms: a lone mark waits for the next message's record (Outbox.carry). Here
+  // it waits for ever unless a record carries it, or someone needs it (an answer to the copy it records).
+  const FOR_EVER = 3_600_000
+
+  it('two messages a moment apart: the second one’s record carries the first one’s mark, one statement and commit each', async () => {
+    const counting = new Counting()
+    s = await realScenario(kind, { wrapDb: db => counting.wrap(db), loneMarkLingerMs: 60_000, markCarryMs: FOR_EVER })
+    const { room } = await bridgedRoom(s, { whatsapp: true })
+    // The first message in the room: its queues are read (nothing was handed to them yet), and its mark waits. (No
+    // settled(): what the set-up sent has its mark waiting too, carried by this message's record.)
+    await s.hs.sendMessage(ALICE, room, 'the first')
+    await s.daemon.until(() => s.daemon.callsOf('send').length === 1)
+    await until(() => s.wa.sent.find(m => String(m.content.text).endsWith('the first')), 'the first WhatsApp copy')
+    const firstRows = async () => (await s.db.query<{ state: string }>(
+      `SELECT o.state FROM outbox o JOIN message_copies c ON c.message_id = o.message_id AND c.is_origin
+       WHERE c.network = 'matrix' AND o.network <> 'matrix' ORDER BY o.id`)).rows.map(r => r.state)
+    expect(await firstRows()).toEqual(['pending', 'pending']) // sent, and its mark waiting for a carrier
+    counting.on = true
+    await s.hs.sendMessage(ALICE, room, 'the second')
+    await until(async () => (await firstRows()).every(state => state === 'sent') && (await firstRows()).length === 2, 'the first message marked sent')
+    await s.daemon.until(() => s.daemon.callsOf('send').length === 2)
+    await until(() => s.wa.sent.find(m => String(m.content.text).endsWith('the second')), 'the second WhatsApp copy')
+    counting.on = false
+    // The second message's record is the one statement (the set-up's ghosts being made, registered and named
+    // meanwhile aside), and the first one's mark (with its WhatsApp copy) is in it; the second's own mark waits for the next
+    // message. Its queues were handed its rows while the first message's run waited for that mark: not read again.
+    const ours = counting.sql.filter(x => !/\b(ghosts|ghost_memberships)\b/.test(x))
+    expect(ours).toHaveLength(1)
+    expect(ours[0]).toMatch(/INSERT INTO messages[\s\S]*UPDATE outbox SET state = 'sent'/)
+    const { rows } = await s.db.query(`SELECT c.remote_id FROM message_copies c
+      JOIN message_copies o ON o.message_id = c.message_id AND o.is_origin AND o.network = 'matrix' WHERE c.network = 'whatsapp'`)
+    expect(rows).toHaveLength(1) // the first message's WhatsApp copy, recorded by the carried mark
   })
 })

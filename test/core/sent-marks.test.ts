@@ -1,10 +1,11 @@
 // A message's copies to two networks are answered a moment apart, each by its own queue: their 'sent' marks share
-// one statement and commit, yet no mark waits long for another queue, and a stop never waits for one at all.
+// one statement and commit, yet no mark waits long for another queue, and a stop never waits for one at all. A
+// lone mark waits a moment more for the next message's record to carry it (Outbox.carry), and no longer.
 // Time here is a fake clock (setTimeout only): a mark that went out was never waiting for the bound unless the test
 // moved the clock.
 import { pino } from 'pino'
 import { afterEach, describe, expect, it, vi } from 'vitest'
-import { LONE_MARK_LINGER_MS, MARK_SENT_SQL, Outbox, type OutboxRow } from '../../src/core/outbox.ts'
+import { LONE_MARK_LINGER_MS, MARK_CARRY_MS, MARK_SENT_SQL, Outbox, type OutboxRow } from '../../src/core/outbox.ts'
 import type { Db } from '../../src/db/types.ts'
 import { countingStatements, DB_KINDS, freshDb } from '../support/db.ts'
 
@@ -62,7 +63,9 @@ describe.each(DB_KINDS)('sent marks on %s', kind => {
     for (const n of networks) outbox.kick(n, CHAT[n])
     await Promise.all(networks.map(n => sending.get(n)!.promise))
     const states = async () => Object.fromEntries((await base!.query<{ network: string; state: string }>('SELECT network, state FROM outbox')).rows.map(r => [r.network, r.state]))
-    return { outbox, marks, states, answer: (n: Network) => answer.get(n)!(), marked: (n: Network) => marked.get(n)!.promise }
+    let isMarked: Partial<Record<Network, boolean>> = {}
+    for (const n of networks) void marked.get(n)!.promise.then(() => (isMarked = { ...isMarked, [n]: true }))
+    return { outbox, marks, states, answer: (n: Network) => answer.get(n)!(), marked: (n: Network) => marked.get(n)!.promise, isMarked: () => isMarked }
   }
 
   it('the two sends of one message answered apart are marked sent in one statement, and a reply waits for it', async () => {
@@ -78,11 +81,30 @@ describe.each(DB_KINDS)('sent marks on %s', kind => {
     expect(await states()).toEqual({ signal: 'sent', whatsapp: 'sent' })
   })
 
-  it('a lone send with nothing else in flight is marked at once, without waiting for the bound', async () => {
-    const { marks, states, answer, marked } = await setup(['signal'])
+  it('a lone send with nothing else in flight is marked by itself when no record carries its mark within the bound', async () => {
+    const { marks, states, answer, marked, isMarked } = await setup(['signal'])
     answer('signal')
-    await marked('signal') // the fake clock never moved
+    await vi.advanceTimersByTimeAsync(MARK_CARRY_MS - 1)
+    expect(isMarked()).toEqual({})
+    await vi.advanceTimersByTimeAsync(1)
+    await marked('signal')
     expect(marks()).toBe(1)
+    expect(await states()).toEqual({ signal: 'sent' })
+  })
+
+  it('a lone send’s mark is handed to the next message’s record, and the send counts as marked when that commits', async () => {
+    const { outbox, marks, states, answer, marked, isMarked } = await setup(['signal'])
+    answer('signal')
+    await turn()
+    const carried = outbox.carry()!
+    expect(outbox.carry()).toBeUndefined() // handed over once
+    // The record statement (MessageMap.createManyAndQueue) writes it with its own rows; here only the mark.
+    await base!.query(MARK_SENT_SQL, [carried.ids, carried.copies, null])
+    await turn()
+    expect(isMarked()).toEqual({}) // not before the record has committed and said so
+    carried.done()
+    await marked('signal') // the fake clock never moved
+    expect(marks()).toBe(0)
     expect(await states()).toEqual({ signal: 'sent' })
   })
 
@@ -96,7 +118,8 @@ describe.each(DB_KINDS)('sent marks on %s', kind => {
     expect(await states()).toEqual({ signal: 'sent', whatsapp: 'pending' })
     expect(marks()).toBe(1)
     answer('whatsapp')
-    await marked('whatsapp') // alone now: at once
+    await vi.advanceTimersByTimeAsync(MARK_CARRY_MS) // alone now: no record comes to carry it
+    await marked('whatsapp')
     expect(marks()).toBe(2)
     expect(await states()).toEqual({ signal: 'sent', whatsapp: 'sent' })
   })

@@ -144,6 +144,66 @@ describe('a coalescer that lingers for announced items', () => {
   })
 })
 
+// At low rates a lone write of announced items waits a while for another statement to carry it (Outbox.carry).
+describe('a coalescer whose announced items another statement may carry', () => {
+  afterEach(() => vi.useRealTimers())
+  const CARRY = 15
+  const carrying = () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] })
+    const writes: string[][] = []
+    const c = new Coalescer<string>(async items => void writes.push(items), 200, 0, CARRY)
+    return { c, writes }
+  }
+
+  it('hands announced items to a carrier, whose commit answers their callers: no write of their own', async () => {
+    const { c, writes } = carrying()
+    const a = c.expect().add('a')
+    const b = c.expect().add('b')
+    await vi.advanceTimersByTimeAsync(CARRY - 1)
+    const carried = c.take()!
+    expect(carried.items).toEqual(['a', 'b'])
+    expect(c.take()).toBeUndefined() // taken once
+    let answered = false
+    void Promise.all([a, b]).then(() => (answered = true))
+    await vi.advanceTimersByTimeAsync(0)
+    expect(answered).toBe(false) // not before the carrier has committed
+    carried.done()
+    await Promise.all([a, b])
+    await vi.advanceTimersByTimeAsync(CARRY)
+    expect(writes).toEqual([])
+  })
+
+  it('writes them itself when no carrier comes within its bound, or when the carrier failed', async () => {
+    const { c, writes } = carrying()
+    const a = c.expect().add('a')
+    await vi.advanceTimersByTimeAsync(CARRY - 1)
+    expect(writes).toEqual([])
+    await vi.advanceTimersByTimeAsync(1)
+    await a
+    expect(writes).toEqual([['a']])
+    const b = c.expect().add('b')
+    await vi.advanceTimersByTimeAsync(0)
+    const carried = c.take()!
+    carried.failed()
+    await b // the clock did not move
+    expect(writes).toEqual([['a'], ['b']])
+  })
+
+  it('does not hold an item added as usual, nor one that someone waits for', async () => {
+    const { c, writes } = carrying()
+    const a = c.expect().add('a')
+    const b = c.add('b') // joins the write, which goes now
+    expect(c.take()).toBeUndefined()
+    await Promise.all([a, b]) // the clock did not move
+    expect(writes).toEqual([['a', 'b']])
+    const d = c.expect().add('d')
+    c.hurry()
+    await d
+    expect(writes).toEqual([['a', 'b'], ['d']])
+    expect(c.take()).toBeUndefined() // nothing lingering
+  })
+})
+
 describe.each(DB_KINDS)('on %s', kind => {
   it('the WhatsApp message store writes concurrent sends in one statement and can read each back', async () => {
     const base = await freshDb(kind)

@@ -51,6 +51,8 @@ export interface ScenarioOptions {
   wrapDb?: (db: Db) => Db
   /** How long a lone 'sent' mark waits for those of other sends in flight (default: the outbox's own bound). */
   loneMarkLingerMs?: number
+  /** How long a lone 'sent' mark waits for a message's record to carry it (default: the outbox's own bound). */
+  markCarryMs?: number
 }
 
 export async function scenario(kind: DbKind, opts: ScenarioOptions = {}): Promise<Scenario> {
@@ -69,7 +71,7 @@ export async function scenario(kind: DbKind, opts: ScenarioOptions = {}): Promis
   const signal = new MemoryNetwork('signal')
   const whatsapp = new MemoryNetwork('whatsapp')
   const log = pino({ level: process.env.TEST_LOG ?? 'silent' })
-  const timings = { backoff: opts.backoff ?? { initialMs: 20, maxMs: 200, maxAttempts: 4 }, inboxRetryMs: 50, homeserverRetryMs: 50, maintenanceMs: 3_600_000, ...(opts.retentionMs ? { retentionMs: opts.retentionMs } : {}), ...(opts.now ? { expiryPollMs: 50 } : {}), ...(opts.loneMarkLingerMs !== undefined ? { loneMarkLingerMs: opts.loneMarkLingerMs } : {}) }
+  const timings = { backoff: opts.backoff ?? { initialMs: 20, maxMs: 200, maxAttempts: 4 }, inboxRetryMs: 50, homeserverRetryMs: 50, maintenanceMs: 3_600_000, ...(opts.retentionMs ? { retentionMs: opts.retentionMs } : {}), ...(opts.now ? { expiryPollMs: 50 } : {}), ...(opts.loneMarkLingerMs !== undefined ? { loneMarkLingerMs: opts.loneMarkLingerMs } : {}), ...(opts.markCarryMs !== undefined ? { markCarryMs: opts.markCarryMs } : {}) }
   const boot = async () => {
     const bridge = await startBridge(config, { log, db: opts.wrapDb ? opts.wrapDb(db) : db, networks: (await opts.networks?.(config)) ?? [signal, whatsapp], timings, ...(opts.console ? { console: opts.console } : {}), ...(opts.now ? { now: opts.now } : {}) })
     return bridge

@@ -32,7 +32,7 @@ export interface RealScenario extends Scenario {
   whatsappNet: WhatsAppNetwork
 }
 
-export async function realScenario(kind: DbKind, opts: { daemon?: FakeDaemonOptions; whatsapp?: WhatsAppNetworkOptions; signal?: SignalTimings; configure?: (raw: Record<string, any>) => void; backoff?: ScenarioOptions['backoff']; homeserver?: ScenarioOptions['homeserver']; now?: ScenarioOptions['now']; wrapDb?: ScenarioOptions['wrapDb']; loneMarkLingerMs?: number } = {}): Promise<RealScenario> {
+export async function realScenario(kind: DbKind, opts: { daemon?: FakeDaemonOptions; whatsapp?: WhatsAppNetworkOptions; signal?: SignalTimings; configure?: (raw: Record<string, any>) => void; backoff?: ScenarioOptions['backoff']; homeserver?: ScenarioOptions['homeserver']; now?: ScenarioOptions['now']; wrapDb?: ScenarioOptions['wrapDb']; loneMarkLingerMs?: number; markCarryMs?: number } = {}): Promise<RealScenario> {
   const daemon = await FakeSignalDaemon.start({ keepaliveMs: 500, ...opts.daemon })
   const wa = new FakeWhatsApp()
   await wa.start()
@@ -44,6 +44,7 @@ export async function realScenario(kind: DbKind, opts: { daemon?: FakeDaemonOpti
     ...(opts.now ? { now: opts.now } : {}),
     ...(opts.wrapDb ? { wrapDb: opts.wrapDb } : {}),
     ...(opts.loneMarkLingerMs !== undefined ? { loneMarkLingerMs: opts.loneMarkLingerMs } : {}),
+    ...(opts.markCarryMs !== undefined ? { markCarryMs: opts.markCarryMs } : {}),
     // The adapters the bridge's config describes (as buildNetworks makes them), with the fakes and short delays.
     networks: async config => {
       const [signal, whatsapp] = await buildNetworks(config, {
