@@ -59,22 +59,25 @@ describe('a coalescer', () => {
   })
 })
 
-// Time is a fake clock (setTimeout only): a write that happened without the clock moving waited for no bound.
+/** A coalescer on a fake clock (setTimeout only), with its writes: a write that happened without the clock moving
+ * waited for no bound. */
+function onFakeClock(lingerMs: number, carryMs = 0) {
+  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] })
+  const writes: string[][] = []
+  let wrote: () => void = () => {}
+  const c = new Coalescer<string>(async items => {
+    writes.push(items)
+    wrote()
+  }, 200, lingerMs, carryMs)
+  /** Resolves at the next write. */
+  const nextWrite = () => new Promise<void>(resolve => (wrote = resolve))
+  return { c, writes, nextWrite }
+}
+
 describe('a coalescer that lingers for announced items', () => {
   afterEach(() => vi.useRealTimers())
   const LINGER = 15
-  const lingering = () => {
-    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] })
-    const writes: string[][] = []
-    let wrote: () => void = () => {}
-    const c = new Coalescer<string>(async items => {
-      writes.push(items)
-      wrote()
-    }, 200, LINGER)
-    /** Resolves at the next write. */
-    const nextWrite = () => new Promise<void>(resolve => (wrote = resolve))
-    return { c, writes, nextWrite }
-  }
+  const lingering = () => onFakeClock(LINGER)
 
   it('goes at once when nothing is announced', async () => {
     const { c, writes } = lingering()
@@ -148,12 +151,7 @@ describe('a coalescer that lingers for announced items', () => {
 describe('a coalescer whose announced items another statement may carry', () => {
   afterEach(() => vi.useRealTimers())
   const CARRY = 15
-  const carrying = () => {
-    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] })
-    const writes: string[][] = []
-    const c = new Coalescer<string>(async items => void writes.push(items), 200, 0, CARRY)
-    return { c, writes }
-  }
+  const carrying = () => onFakeClock(0, CARRY)
 
   it('hands announced items to a carrier, whose commit answers their callers: no write of their own', async () => {
     const { c, writes } = carrying()
