@@ -38,13 +38,16 @@ const tagsIn = (values: unknown): number[] => {
   return out
 }
 
-type StatementKind = 'begin' | 'commit' | 'rollback' | 'inbox' | 'outbox' | 'read' | 'sent' | 'other'
+type StatementKind = 'begin' | 'commit' | 'rollback' | 'inbox' | 'outbox' | 'outbox+sent' | 'read' | 'sent' | 'other'
 function classify(text: string): StatementKind {
   if (text === 'BEGIN') return 'begin'
   if (text === 'COMMIT') return 'commit'
   if (text === 'ROLLBACK') return 'rollback'
   if (/^WITH ev AS \(INSERT INTO inbox|^INSERT INTO inbox/.test(text)) return 'inbox'
-  if (text.startsWith('INSERT INTO outbox') || /^WITH input AS[^]*INSERT INTO outbox/.test(text)) return 'outbox'
+  if (text.startsWith('INSERT INTO outbox')) return 'outbox'
+  // The record statement, and since session 12 the record that also carries the last message's 'sent' mark
+  // (Outbox.carry: its two parameters last, after the record's own fifteen and the inbox's handled ids).
+  if (/^WITH input AS[^]*INSERT INTO outbox/.test(text)) return text.includes(`done AS (UPDATE outbox SET state = 'sent'`) ? 'outbox+sent' : 'outbox'
   // The queue reads (src/core/outbox.ts, readMany).
   if (text.startsWith('SELECT o.* FROM unnest') || text.startsWith('(SELECT * FROM outbox WHERE')) return 'read'
   if (text.startsWith(`WITH done AS (UPDATE outbox SET state = 'sent'`)) return 'sent'
@@ -95,9 +98,12 @@ export function installStageHooks(): { stamp: (text: unknown, stage: Stage) => v
       const seqs = tagsIn(params)
       at(seqs, 'arrival', start)
       at(seqs, 'stored')
-    } else if (kind === 'outbox') {
+    } else if (kind === 'outbox' || kind === 'outbox+sent') {
       // The outbox rows, alone or in the statement that records a few plain messages (MessageMap.createManyWithOrigin).
-      const seqs = tagsIn(params)
+      // Only the record's own parameters name its messages: a carried mark's copies can hold an earlier message's
+      // text, which would stamp that message 'recorded' again one message later.
+      const own = kind === 'outbox+sent' ? (params as unknown[]).slice(0, -2) : params
+      const seqs = tagsIn(own)
       // A Matrix message recorded before the answer has no inbox statement: it arrived when its record was issued
       // (a Signal or WhatsApp message's earlier arrival stands: StageLog keeps a message's first).
       at(seqs, 'arrival', start)
@@ -113,6 +119,7 @@ export function installStageHooks(): { stamp: (text: unknown, stage: Stage) => v
         outboxSeq.set(Number(r.outbox_id), seq)
         at([seq], 'read')
       }
+      if (kind === 'outbox+sent') acknowledged((params as unknown[]).at(-2))
     } else if (kind === 'read') {
       // The queue reads (src/core/outbox.ts, readMany): a row is stamped the first time a read finds it.
       for (const r of (rows ?? []) as Array<{ id: number; payload: unknown }>) {
@@ -122,10 +129,11 @@ export function installStageHooks(): { stamp: (text: unknown, stage: Stage) => v
         outboxSeq.set(Number(r.id), seq)
         at([seq], 'read')
       }
-    } else if (kind === 'sent') {
-      at(ofIds((params as unknown[])[0]), 'acknowledged')
-      for (const id of (params as unknown[])[0] as number[]) outboxSeq.delete(Number(id))
-    }
+    } else if (kind === 'sent') acknowledged((params as unknown[])[0])
+  }
+  const acknowledged = (ids: unknown): void => {
+    at(ofIds(ids), 'acknowledged')
+    for (const id of ids as number[]) outboxSeq.delete(Number(id))
   }
 
   type Callback = (err: Error | null, res: pg.QueryResult) => void
