@@ -64,9 +64,16 @@ function handedOver(params: unknown[], rows: Array<{ ord: number | null; id: num
   return k < 0 ? undefined : untag(String(payloads![k]))
 }
 
-/** Installs the hooks; `take` hands over the stamps made since it was last called (bench/bridge-process.ts reports
- * them with the WhatsApp arrivals). */
-export function installStageHooks(): { stamp: (text: unknown, stage: Stage) => void; take: () => Stamp[] } {
+/** What the hooks make of what they see: `observe` takes a statement the bridge's `pg` client was answered
+ * (`client`: its connection), `stamp` a stage seen elsewhere, `take` hands over the stamps made since it was last
+ * called. Apart from the hooks, so that a test can feed it the bridge's own statements without a server. */
+export interface StageRecorder {
+  observe(client: object, text: string, params: unknown, rows: unknown[] | undefined, start: number): void
+  stamp(text: unknown, stage: Stage): void
+  take(): Stamp[]
+}
+
+export function stageRecorder(): StageRecorder {
   let stamps: Stamp[] = []
   const at = (seqs: Iterable<number>, stage: Stage, t = nowMs()): void => {
     const i = STAGES.indexOf(stage)
@@ -135,6 +142,21 @@ export function installStageHooks(): { stamp: (text: unknown, stage: Stage) => v
     at(ofIds(ids), 'acknowledged')
     for (const id of ids as number[]) outboxSeq.delete(Number(id))
   }
+  return {
+    observe,
+    stamp: (text, stage) => at(tagsIn([text]), stage),
+    take: () => {
+      const taken = stamps
+      stamps = []
+      return taken
+    },
+  }
+}
+
+/** Installs the hooks; `take` hands over the stamps made since it was last called (bench/bridge-process.ts reports
+ * them with the WhatsApp arrivals). */
+export function installStageHooks(): Pick<StageRecorder, 'stamp' | 'take'> {
+  const { observe, stamp, take } = stageRecorder()
 
   type Callback = (err: Error | null, res: pg.QueryResult) => void
   const query = pg.Client.prototype.query as (this: pg.Client, ...args: unknown[]) => unknown
@@ -158,19 +180,12 @@ export function installStageHooks(): { stamp: (text: unknown, stage: Stage) => v
   // Every emit of every HTTP message passes here: `arguments` is handed on as it is, with no rest array and spread
   // per call (counted in the bridge's CPU per message, like everything in its process).
   IncomingMessage.prototype.emit = function (this: IncomingMessage, event: string | symbol, chunk?: unknown): boolean {
-    if (event === 'data' && this.headers['content-type']?.startsWith('text/event-stream')) at(tagsIn([String(chunk)]), 'arrival')
+    if (event === 'data' && this.headers['content-type']?.startsWith('text/event-stream')) stamp(String(chunk), 'arrival')
     // eslint-disable-next-line prefer-rest-params
     return Reflect.apply(emitEvent, this, arguments) as boolean
   } as typeof IncomingMessage.prototype.emit
 
-  return {
-    stamp: (text, stage) => at(tagsIn([text]), stage),
-    take: () => {
-      const taken = stamps
-      stamps = []
-      return taken
-    },
-  }
+  return { stamp, take }
 }
 
 /** The parent's side: every stamp of a run, and what they say about its slowest messages. */
