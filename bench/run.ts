@@ -27,6 +27,7 @@ import {
   WHATSAPP_LOGIN, whatsappGroupId,
 } from './config.ts'
 import { probeDisk, settleDisk, type DiskSettle } from './disk.ts'
+import { probeWake } from './wake.ts'
 import { floorPortals, postgresFloorStep, rampToPlateau, type Plateau } from './floors.ts'
 import { loadHistory } from './history.ts'
 import { nextSeq, openLoop, percentiles, SynapsePusher, Tracker, TransactionPusher, type Net, type PreparedMessage, type Pusher } from './load.ts'
@@ -49,7 +50,7 @@ const { values: opt } = parseArgs({
     ghosts: { type: 'string', default: '10,100,1000' },
     out: { type: 'string', default: 'bench/results.json' },
     /** Only these runs (comma-separated: idle, matrix50, matrix-synapse, matrix1, signal, whatsapp, latency-matrix, latency-signal,
-     * latency-whatsapp, idle-e2ee, matrix50-e2ee, latency-matrix-e2ee, ghosts-e2ee, floor-framework, floor-postgres, disk). */
+     * latency-whatsapp, idle-e2ee, matrix50-e2ee, latency-matrix-e2ee, ghosts-e2ee, floor-framework, floor-postgres, disk, wake). */
     only: { type: 'string' },
     /** Latency runs: sample PostgreSQL's wait events every 10 ms too (costs the server CPU the runs count). */
     'watch-postgres': { type: 'boolean', default: false },
@@ -840,6 +841,9 @@ const floors = {
 }
 // The disk alone, at the latency rate: the flush every commit waits for (bench/disk.ts).
 const disk = want('disk') ? await probeDisk(`${BUILD}disk-probe`, latencyRate, LATENCY_S * 1000) : undefined
+// The machine alone: the same work back to back and after the latency runs' gap between messages (bench/wake.ts).
+const wake = want('wake') ? await probeWake(`${BUILD}bench/wake.js`, 1000 / latencyRate) : undefined
+if (wake) log(`wake-ups: the same work costs ${wake.backToBackUs} µs of CPU back to back and ${wake.afterGapUs} µs started ${wake.gapMs} ms after the last (×${wake.factor}); the wake-up alone ${wake.wakeOnlyUs} µs`)
 if (disk) log(`disk: ${disk.flushes} flushes of 8 KiB at ${disk.ratePerS}/s: p50 ${disk.flushMs.p50} ms, p99 ${disk.flushMs.p99} ms, p99.9 ${disk.flushMs.p999} ms, max ${disk.flushMs.max} ms; ${disk.over50ms} over 50 ms${disk.over50ms ? ` (at ${disk.slowAtS.slice(0, 10).join(', ')} s)` : ''}`)
 
 for (const n of scales) {
@@ -918,6 +922,8 @@ const targets = {
     targetUs: { bridge: 2000, postgres: 1500 },
     ...Object.fromEntries(lat.filter(r => r !== undefined).map(r => [r.direction, { bridge: r.bridgeCpuUsPerMsg, postgres: r.postgresCpuUsPerMsg }])),
     postgresFloorUs: floors.postgres?.atLatencyRate.postgresCpuUsPerMsg,
+    /** The machine's factor for work started after the latency runs' gap (bench/wake.ts), reported beside. */
+    machineWakeFactor: wake?.factor,
     met: lat.every(r => r && r.bridgeCpuUsPerMsg <= 2000 && r.postgresCpuUsPerMsg <= 1500),
   },
 }
@@ -934,6 +940,8 @@ const results = {
   floors,
   /** The disk's flushes alone at the latency rate (bench/disk.ts): what a commit waits for. */
   disk,
+  /** The same work back to back and after the latency runs' gap (bench/wake.ts): the machine's part in their CPU. */
+  wake,
   ratioToFloors,
   idleRss: idle,
   /** What encryption costs: Matrix → both networks in encrypted portals beside the same runs in plain ones. */
