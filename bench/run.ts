@@ -482,7 +482,7 @@ async function run(w: World, direction: Direction, opts: { rate: number; duratio
   }
   // A latency run is measured in the steady state of a bridge that has been relaying for a while: the run's own
   // traffic for LATENCY_WARM_S first. At 100 msg/s V8 takes about 10 s to compile the code a message passes
-  // through (session 13: a WhatsApp run's CPU per message 4.0, 2.9, then 2.0–2.5 ms in its successive 5-s
+  // through (session 13: a WhatsApp run's CPU per message 4.0, 2.9, then 2.0–3.0 ms in its successive 5-s
   // windows), which a bridge that runs for days pays once, not per message. (Not for the encrypted run, whose
   // messages are encrypted ahead: its 200 warm-up messages stand.)
   if (latencyRun && !prepared) {
