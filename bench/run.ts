@@ -361,6 +361,14 @@ interface RunResult {
   diskSettle?: DiskSettle
 }
 
+/** The end of a warm-up: waits for what it sent (up to `waitMs`), says what never arrived, and forgets it all. */
+async function warmedUp(w: World, what: string, waitMs = 30_000): Promise<void> {
+  const deadline = Date.now() + waitMs
+  while (w.tracker.inFlight > 0 && Date.now() < deadline) await sleep(20)
+  if (w.tracker.inFlight > 0) log(`warm-up: ${w.tracker.inFlight} ${what}`)
+  w.tracker.reset()
+}
+
 /** Sends one message per live chat towards Matrix from each remote network and waits: ghosts get registered and joined. */
 async function warmUp(w: World): Promise<void> {
   const seqs: number[] = []
@@ -375,10 +383,7 @@ async function warmUp(w: World): Promise<void> {
     seqs.push(s1, s2)
   }
   w.wa.deliver(msgs)
-  const deadline = Date.now() + 30_000
-  while (w.tracker.inFlight > 0 && Date.now() < deadline) await sleep(20)
-  if (w.tracker.inFlight > 0) log(`warm-up: ${w.tracker.inFlight} messages never reached Matrix`)
-  w.tracker.reset()
+  await warmedUp(w, 'messages never reached Matrix')
 }
 
 /** Two seconds of Matrix traffic at 100 msg/s before a Matrix run: a fresh process spends its first few hundred
@@ -389,11 +394,8 @@ async function warmUpMatrix(w: World, port: number): Promise<void> {
   await openLoop({ rate: 100, durationMs: 2000, emit: count => {
     for (let i = 0; i < count; i++) pusher.add(w.rooms[room++ % w.portals]!, TARGETS.matrix)
   } })
-  const deadline = Date.now() + 30_000
-  while (w.tracker.inFlight > 0 && Date.now() < deadline) await sleep(20)
-  if (w.tracker.inFlight > 0) log(`warm-up: ${w.tracker.inFlight} messages never reached both networks`)
+  await warmedUp(w, 'messages never reached both networks')
   pusher.close()
-  w.tracker.reset()
 }
 
 /** The registration of a bridge with encryption.allow (MSC2409 to-device, MSC3202, MSC4190), as its operator installs it. */
@@ -437,11 +439,8 @@ async function warmUpEncrypted(w: World, port: number, messages: PreparedMessage
   await openLoop({ rate: 100, durationMs: messages.length * 10, emit: count => {
     for (let i = 0; i < count && messages.length; i++) pusher.addPrepared(messages.shift()!, TARGETS.matrix)
   } })
-  const deadline = Date.now() + 60_000
-  while (w.tracker.inFlight > 0 && Date.now() < deadline) await sleep(20)
-  if (w.tracker.inFlight > 0) log(`warm-up: ${w.tracker.inFlight} encrypted messages never reached both networks`)
+  await warmedUp(w, 'encrypted messages never reached both networks', 60_000)
   pusher.close()
-  w.tracker.reset()
 }
 
 async function run(w: World, direction: Direction, opts: { rate: number; durationS: number; batch?: number; name: string; encrypted?: boolean; push?: 'synapse' }): Promise<RunResult> {
@@ -488,10 +487,8 @@ async function run(w: World, direction: Direction, opts: { rate: number; duratio
   if (latencyRun && !prepared) {
     pusher = direction === 'matrix' ? new TransactionPusher(port, opts.batch ?? 1, w.tracker) : undefined
     await openLoop({ rate: opts.rate, durationMs: LATENCY_WARM_S * 1000, emit })
-    const deadline = Date.now() + 30_000
-    while (w.tracker.inFlight > 0 && Date.now() < deadline) await sleep(20)
+    await warmedUp(w, `messages of the ${LATENCY_WARM_S}-s warm-up never arrived`)
     pusher?.close()
-    w.tracker.reset()
     signalHeld = 0
   }
   const settle = latencyRun ? await settleDisk(`${BUILD}disk-settle`, opts.rate) : undefined
