@@ -73,11 +73,15 @@ export interface StageRecorder {
   take(): Stamp[]
 }
 
-export function stageRecorder(): StageRecorder {
+/** `onStamp`: called after each stamp, from the wake-up that made it (bench/bridge-process.ts sends its reports
+ * from there rather than from a timer of its own). */
+export function stageRecorder(onStamp?: () => void): StageRecorder {
   let stamps: Stamp[] = []
   const at = (seqs: Iterable<number>, stage: Stage, t = nowMs()): void => {
     const i = STAGES.indexOf(stage)
+    const before = stamps.length
     for (const s of seqs) stamps.push([s, i, t])
+    if (stamps.length > before) onStamp?.()
   }
 
   // Outbox ids → message, learnt from the queue reads (the payload carries the generator's tag).
@@ -155,8 +159,8 @@ export function stageRecorder(): StageRecorder {
 
 /** Installs the hooks; `take` hands over the stamps made since it was last called (bench/bridge-process.ts reports
  * them with the WhatsApp arrivals). */
-export function installStageHooks(): Pick<StageRecorder, 'stamp' | 'take'> {
-  const { observe, stamp, take } = stageRecorder()
+export function installStageHooks(onStamp?: () => void): Pick<StageRecorder, 'stamp' | 'take'> {
+  const { observe, stamp, take } = stageRecorder(onStamp)
 
   type Callback = (err: Error | null, res: pg.QueryResult) => void
   const query = pg.Client.prototype.query as (this: pg.Client, ...args: unknown[]) => unknown
