@@ -856,7 +856,7 @@ const floors = {
 const disk = want('disk') ? await probeDisk(`${BUILD}disk-probe`, latencyRate, LATENCY_S * 1000) : undefined
 // The machine alone: the same work back to back and after the latency runs' gap between messages (bench/wake.ts).
 const wake = want('wake') ? await probeWake(`${BUILD}bench/wake.js`, 1000 / latencyRate) : undefined
-if (wake) log(`wake-ups: the same work costs ${wake.backToBackUs} µs of CPU back to back and ${wake.afterGapUs} µs started ${wake.gapMs} ms after the last (×${wake.factor}); the wake-up alone ${wake.wakeOnlyUs} µs`)
+if (wake) log(`wake-ups: the same work costs ${wake.backToBackUs} µs of CPU back to back and ${wake.afterGapUs} µs started ${wake.gapMs} ms after the last (×${wake.factor}); the wake-up alone ${wake.wakeOnlyUs} µs; a write to another process ${wake.peerWriteUs.asleep} µs when it wakes that process, ${wake.peerWriteUs.busy} µs when it is busy`)
 if (disk) log(`disk: ${disk.flushes} flushes of 8 KiB at ${disk.ratePerS}/s: p50 ${disk.flushMs.p50} ms, p99 ${disk.flushMs.p99} ms, p99.9 ${disk.flushMs.p999} ms, max ${disk.flushMs.max} ms; ${disk.over50ms} over 50 ms${disk.over50ms ? ` (at ${disk.slowAtS.slice(0, 10).join(', ')} s)` : ''}`)
 
 for (const n of scales) {

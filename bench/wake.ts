@@ -4,9 +4,10 @@
 // the bridge in it, so a CPU-per-message figure at 100 msg/s says as much about the machine's wake-ups as about
 // the code; this probe puts the machine's factor beside it. Run in a process of its own (a fresh heap, nothing
 // else on its event loop): the benchmark starts this file and reads the JSON line it prints.
-import { execFile } from 'node:child_process'
+import { execFile, spawn } from 'node:child_process'
+import { once } from 'node:events'
 import { Agent, createServer, request } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import { connect, type AddressInfo } from 'node:net'
 import { pathToFileURL } from 'node:url'
 
 export interface WakeProbe {
@@ -18,6 +19,10 @@ export interface WakeProbe {
   factor: number
   /** What the process's wake-up alone costs after `gapMs` asleep (a timer and nothing else), µs. */
   wakeOnlyUs: number
+  /** CPU of one small loopback write to another process, µs: when that process sleeps (the write wakes it), and
+   * when it is kept busy reading. A message at 100 msg/s makes three writes that wake a peer (to PostgreSQL, the
+   * homeserver's answer, signal-cli), on top of its own three wake-ups. */
+  peerWriteUs: { asleep: number; busy: number }
 }
 
 /** Runs the probe in a fresh Node process (this file, compiled, at `script`). */
@@ -85,7 +90,50 @@ async function measure(gapMs: number): Promise<WakeProbe> {
   const r = (n: number): number => Math.round(n)
   const backToBackUs = b2bUs / b2bN
   const afterGapUs = gapUs / gapN
-  return { gapMs, backToBackUs: r(backToBackUs), afterGapUs: r(afterGapUs), factor: Math.round((afterGapUs / backToBackUs) * 100) / 100, wakeOnlyUs: r(wakeUs / wakeN) }
+  return { gapMs, backToBackUs: r(backToBackUs), afterGapUs: r(afterGapUs), factor: Math.round((afterGapUs / backToBackUs) * 100) / 100, wakeOnlyUs: r(wakeUs / wakeN), peerWriteUs: await peerWrites(gapMs, cpu) }
+}
+
+// The peer: another process that reads whatever comes and does nothing else.
+const PEER = `const s = require('node:net').createServer(c => c.on('data', () => {})); s.listen(0, '127.0.0.1', () => console.log(s.address().port))`
+
+async function peerWrites(gapMs: number, cpu: () => number): Promise<WakeProbe['peerWriteUs']> {
+  const peer = spawn(process.execPath, ['-e', PEER], { stdio: ['ignore', 'pipe', 'inherit'] })
+  try {
+    const [line] = (await once(peer.stdout, 'data')) as [Buffer]
+    const sock = connect(Number(String(line).trim()), '127.0.0.1')
+    await once(sock, 'connect')
+    const chunk = Buffer.alloc(300, 'x')
+    const spinUntil = (ms: number): void => {
+      for (const end = performance.now() + ms; performance.now() < end;);
+    }
+    const sleep = (ms: number): Promise<void> => new Promise(res => setTimeout(res, ms))
+    let asleepUs = 0, asleepN = 0, busyUs = 0, busyN = 0
+    for (let block = 0; block < 5; block++) {
+      // Busy: writes back to back, the peer reading all along (a breath every 100 lets the socket drain).
+      for (let i = 0; i < 10; i++) {
+        const t = cpu()
+        for (let k = 0; k < 100; k++) sock.write(chunk)
+        busyUs += cpu() - t
+        busyN += 100
+        await new Promise(res => setImmediate(res))
+      }
+      await sleep(50)
+      // Asleep: the peer has slept `gapMs`; this process spins a moment first, so that only the peer's wake-up is
+      // in the figure, not this process's own.
+      for (let i = 0; i < 40; i++) {
+        await sleep(gapMs)
+        spinUntil(0.5)
+        const t = cpu()
+        sock.write(chunk)
+        asleepUs += cpu() - t
+        asleepN++
+      }
+    }
+    sock.destroy()
+    return { asleep: Math.round(asleepUs / asleepN), busy: Math.round(busyUs / busyN) }
+  } finally {
+    peer.kill()
+  }
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
