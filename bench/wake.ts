@@ -32,6 +32,8 @@ export async function probeWake(script: string, gapMs: number): Promise<WakeProb
   return JSON.parse(stdout.trim().split('\n').at(-1)!) as WakeProbe
 }
 
+const sleep = (ms: number): Promise<void> => new Promise(r => setTimeout(r, ms))
+
 // One piece: an event through JSON and back, and a POST answered by a server in the same process over loopback
 // (both ends of a small HTTP exchange, as the bridge has several per message).
 const EVENT = { type: 'm.room.message', sender: '@alice:example.org', room_id: '!room:example.org', event_id: '$event', origin_server_ts: 1, content: { msgtype: 'm.text', body: 'x'.repeat(200) } }
@@ -57,7 +59,6 @@ async function measure(gapMs: number): Promise<WakeProbe> {
     for (let k = 0; k < 20; k++) sink += (JSON.parse(JSON.stringify({ ...EVENT, i, k })) as { content: { body: string } }).content.body.length
     await post(JSON.stringify({ events: [{ ...EVENT, i }] }))
   }
-  const sleep = (ms: number): Promise<void> => new Promise(r => setTimeout(r, ms))
   const cpu = (): number => {
     const u = process.cpuUsage()
     return u.user + u.system
@@ -106,7 +107,6 @@ async function peerWrites(gapMs: number, cpu: () => number): Promise<WakeProbe['
     const spinUntil = (ms: number): void => {
       for (const end = performance.now() + ms; performance.now() < end;);
     }
-    const sleep = (ms: number): Promise<void> => new Promise(res => setTimeout(res, ms))
     let asleepUs = 0, asleepN = 0, busyUs = 0, busyN = 0
     for (let block = 0; block < 5; block++) {
       // Busy: writes back to back, the peer reading all along (a breath every 100 lets the socket drain).
