@@ -33,6 +33,10 @@ export async function probeWake(script: string, gapMs: number): Promise<WakeProb
 }
 
 const sleep = (ms: number): Promise<void> => new Promise(r => setTimeout(r, ms))
+const cpu = (): number => {
+  const u = process.cpuUsage()
+  return u.user + u.system
+}
 
 // One piece: an event through JSON and back, and a POST answered by a server in the same process over loopback
 // (both ends of a small HTTP exchange, as the bridge has several per message).
@@ -58,10 +62,6 @@ async function measure(gapMs: number): Promise<WakeProbe> {
   const piece = async (i: number): Promise<void> => {
     for (let k = 0; k < 20; k++) sink += (JSON.parse(JSON.stringify({ ...EVENT, i, k })) as { content: { body: string } }).content.body.length
     await post(JSON.stringify({ events: [{ ...EVENT, i }] }))
-  }
-  const cpu = (): number => {
-    const u = process.cpuUsage()
-    return u.user + u.system
   }
   for (let i = 0; i < 500; i++) await piece(i) // compiled and optimized before anything is measured
   // Alternated blocks, so that a change in the machine during the probe falls on both.
@@ -91,13 +91,13 @@ async function measure(gapMs: number): Promise<WakeProbe> {
   const r = (n: number): number => Math.round(n)
   const backToBackUs = b2bUs / b2bN
   const afterGapUs = gapUs / gapN
-  return { gapMs, backToBackUs: r(backToBackUs), afterGapUs: r(afterGapUs), factor: Math.round((afterGapUs / backToBackUs) * 100) / 100, wakeOnlyUs: r(wakeUs / wakeN), peerWriteUs: await peerWrites(gapMs, cpu) }
+  return { gapMs, backToBackUs: r(backToBackUs), afterGapUs: r(afterGapUs), factor: Math.round((afterGapUs / backToBackUs) * 100) / 100, wakeOnlyUs: r(wakeUs / wakeN), peerWriteUs: await peerWrites(gapMs) }
 }
 
 // The peer: another process that reads whatever comes and does nothing else.
 const PEER = `const s = require('node:net').createServer(c => c.on('data', () => {})); s.listen(0, '127.0.0.1', () => console.log(s.address().port))`
 
-async function peerWrites(gapMs: number, cpu: () => number): Promise<WakeProbe['peerWriteUs']> {
+async function peerWrites(gapMs: number): Promise<WakeProbe['peerWriteUs']> {
   const peer = spawn(process.execPath, ['-e', PEER], { stdio: ['ignore', 'pipe', 'inherit'] })
   try {
     const [line] = (await once(peer.stdout, 'data')) as [Buffer]
